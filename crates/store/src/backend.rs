@@ -1,0 +1,113 @@
+//! The contract a storage backend fulfils (SQLite now, PostgreSQL next).
+
+use crate::Result;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// What a version did to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Change {
+    /// The HTTP method that history bundles show for this change.
+    pub fn method(self) -> &'static str {
+        match self {
+            Change::Created => "POST",
+            Change::Updated => "PUT",
+            Change::Deleted => "DELETE",
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct ResourceVersion {
+    pub resource_type: String,
+    pub id: String,
+    /// `meta.versionId`, from 1 upwards.
+    pub version: u64,
+    /// `meta.lastUpdated`.
+    pub last_updated: OffsetDateTime,
+    pub change: Change,
+    /// The resource as stored (compact JSON with `id` and `meta` filled in); `None` when deleted.
+    pub body: Option<Arc<str>>,
+    /// Position in the store's global history (increases with every write).
+    pub sequence: i64,
+}
+
+impl ResourceVersion {
+    /// Whether this version is a deletion.
+    pub fn is_deleted(&self) -> bool {
+        self.change == Change::Deleted
+    }
+}
+
+/// A version about to be written inside a [`Transaction`].
+#[derive(Debug)]
+pub struct NewVersion<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version: u64,
+    pub last_updated: OffsetDateTime,
+    pub change: Change,
+    /// The JSON to store (already carrying `id` and `meta`); `None` for a deletion.
+    pub body: Option<&'a str>,
+    /// `(system, value)` of each `identifier` of the resource, for conditional operations.
+    pub identifiers: &'a [(Option<String>, String)],
+}
+
+/// Which history to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// `None` for system-level history.
+    pub resource_type: Option<String>,
+    /// `None` for type- or system-level history.
+    pub id: Option<String>,
+    /// Only versions with `lastUpdated >= since`.
+    pub since: Option<OffsetDateTime>,
+    /// Only versions with a sequence below this (paging cursor).
+    pub before_sequence: Option<i64>,
+    pub count: usize,
+}
+
+/// Reads and writes inside one database transaction. Everything written through one
+/// `Transaction` commits together or not at all.
+pub trait Transaction {
+    /// The latest version of a resource (a deletion included), if it ever existed.
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>>;
+    /// Ids of the live (not deleted) resources of `resource_type` with a matching identifier;
+    /// `system: None` matches any system.
+    fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
+    /// Writes a new version: a history row, the current row, and its index rows.
+    fn put(&mut self, version: &NewVersion<'_>) -> Result<()>;
+}
+
+/// A unit of work run inside one transaction by [`Backend::execute`].
+pub type Work = Box<dyn FnOnce(&mut dyn Transaction) -> Result<()> + Send>;
+
+/// A storage backend. Reads may run on many threads at once; writes are [`Work`] items that the
+/// backend runs each in its own all-or-nothing transaction (or savepoint within a group commit),
+/// returning only once the effect is durable.
+pub trait Backend: Send + Sync + 'static {
+    /// The latest version of a resource (a deletion included).
+    fn current(&self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>>;
+    /// One exact version of a resource.
+    fn version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>>;
+    /// History entries matching `query`, newest first, at most `query.count`.
+    fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>>;
+    /// How many history entries match `query` (ignoring `count` and `before_sequence`).
+    fn history_total(&self, query: &HistoryQuery) -> Result<u64>;
+    /// Ids of live resources of `resource_type` with a matching identifier.
+    fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
+    /// Number of live resources per resource type.
+    fn count_by_type(&self) -> Result<Vec<(String, u64)>>;
+    /// Runs `work` in a transaction and commits it durably; an error from `work` leaves no trace.
+    fn execute(&self, work: Work) -> Result<()>;
+}
+
+/// Shared handle to a backend.
+pub type SharedBackend = Arc<dyn Backend>;

@@ -1,0 +1,1 @@
+//! Batch and transaction Bundle processing (filled in by the bundle work).

@@ -1,0 +1,15 @@
+//! The one write path and the storage contract. Every door (REST, import, later HL7 v2 and
+//! the web app) writes through [`Records`]: validate → store the new version (current row,
+//! history row, index rows) in one database transaction → commit. Backends implement
+//! [`Backend`] and [`Transaction`]; only backend crates know SQL.
+
+pub mod backend;
+pub mod bundle;
+pub mod criteria;
+pub mod error;
+pub mod records;
+
+pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
+pub use criteria::Criteria;
+pub use error::{Error, ErrorKind, Result};
+pub use records::{Records, WriteKind, WriteOutcome};
