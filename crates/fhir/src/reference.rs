@@ -28,12 +28,10 @@ impl<'a> ReferenceTarget<'a> {
             return ReferenceTarget::Urn(reference);
         }
         let mut relative = reference;
-        if let Some(base) = base.filter(|b| !b.is_empty()) {
-            if let Some(rest) = reference.strip_prefix(base) {
-                match rest.strip_prefix('/') {
-                    Some(rest) => relative = rest,
-                    None => return ReferenceTarget::External(reference),
-                }
+        if let Some(rest) = base.filter(|b| !b.is_empty()).and_then(|b| reference.strip_prefix(b)) {
+            match rest.strip_prefix('/') {
+                Some(rest) => relative = rest,
+                None => return ReferenceTarget::External(reference),
             }
         }
         if relative.contains("://") {

@@ -1,1 +1,79 @@
+//! The FHIR R4 REST edge: an axum `Router` over [`store::Records`]. Only this crate knows HTTP.
+//! Handlers parse the request, call the one write path (or a read) on a blocking thread, and
+//! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
+mod capability;
+mod error;
+mod format;
+mod history;
+mod rest;
+
+pub use error::ApiError;
+
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::Records;
+
+/// Limits applied to requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes (bigger ones get 413).
+    pub max_body_bytes: usize,
+    /// Largest `_count` honoured on history.
+    pub max_count: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 32 * 1024 * 1024, max_count: 1000 }
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    records: Records,
+    base_url: String,
+    limits: Limits,
+}
+
+impl AppState {
+    /// State serving `records` under `base_url` (e.g. `http://127.0.0.1:8080/fhir`).
+    pub fn new(records: Records, base_url: impl Into<String>, limits: Limits) -> Self {
+        let base_url = base_url.into().trim_end_matches('/').to_string();
+        AppState { inner: Arc::new(StateInner { records, base_url, limits }) }
+    }
+
+    fn records(&self) -> &Records {
+        &self.inner.records
+    }
+
+    fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+}
+
+/// The whole HTTP application: the FHIR API under `/fhir`.
+pub fn app(state: AppState) -> Router {
+    Router::new().nest("/fhir", rest::routes()).fallback(rest::not_found).with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

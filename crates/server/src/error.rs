@@ -1,0 +1,65 @@
+//! The one table from errors to HTTP status codes, and the `OperationOutcome` they answer with.
+
+use crate::format::fhir_json_response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fhir::{Issue, IssueCode, operation_outcome};
+use store::ErrorKind;
+
+/// An error answered as an `OperationOutcome` with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub fn new(status: StatusCode, code: IssueCode, diagnostics: impl Into<String>) -> Self {
+        ApiError { status, issues: vec![Issue::error(code, diagnostics)] }
+    }
+
+    /// 400 with an `invalid` issue.
+    pub fn bad_request(diagnostics: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, IssueCode::Invalid, diagnostics)
+    }
+
+    /// 404 with a `not-found` issue.
+    pub fn not_found(diagnostics: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, IssueCode::NotFound, diagnostics)
+    }
+}
+
+/// The status code for each class of store error.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid | ErrorKind::NotSupported => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Gone => StatusCode::GONE,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        if error.kind() == ErrorKind::Storage {
+            // The detail may name data; it goes to the log, not to the client.
+            tracing::error!(error = %error, "storage failure");
+        }
+        ApiError { status: status_of(error.kind()), issues: error.issues() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = fhir_json_response(self.status, &operation_outcome(&self.issues));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,488 @@
+//! The FHIR RESTful interactions: routes and handlers.
+
+use crate::format::{Query, fhir_json_response, negotiate, raw_fhir_response, read_json};
+use crate::{ApiError, AppState, capability, history};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fhir::{Issue, IssueCode, operation_outcome};
+use serde_json::Value;
+use std::time::SystemTime;
+use store::{HistoryQuery, ResourceVersion, WriteKind, WriteOutcome};
+
+/// Routes below `/fhir`.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", post(system_bundle))
+        .route("/metadata", get(metadata))
+        .route("/_history", get(system_history))
+        .route("/{resource_type}", post(create).put(conditional_update).delete(conditional_delete).get(search_type))
+        .route("/{resource_type}/_history", get(type_history))
+        .route("/{resource_type}/$validate", post(validate))
+        .route("/{resource_type}/{id}", get(read).put(update).patch(patch).delete(delete))
+        .route("/{resource_type}/{id}/_history", get(instance_history))
+        .route("/{resource_type}/{id}/_history/{version}", get(vread))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Answer for paths that name nothing this server has.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueCode::NotSupported, "method not allowed on this endpoint")
+}
+
+/// Runs store work on the blocking pool (the store is synchronous).
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "request failed")),
+    }
+}
+
+fn check_type(resource_type: &str) -> Result<(), ApiError> {
+    if fhir::definitions().is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("unknown resource type"))
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if fhir::reference::is_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid resource id: ids are 1-64 characters of A-Z a-z 0-9 - ."))
+    }
+}
+
+fn check_body_type(resource: &Value, resource_type: &str) -> Result<(), ApiError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => Ok(()),
+        Some(_) => Err(ApiError::bad_request("resourceType of the body does not match the URL")),
+        None => Err(ApiError::bad_request("the body is not a FHIR resource (no resourceType)")),
+    }
+}
+
+/// Parses an ETag-style version (`W/"3"`, `"3"` or `3`).
+fn parse_etag(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.trim_matches('"').parse().ok()
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    match headers.get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(parse_etag)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("If-Match must be a version ETag such as W/\"1\"")),
+    }
+}
+
+/// What the client asked to get back after a write (`Prefer: return=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+fn prefer_return(headers: &HeaderMap) -> Return {
+    let prefer = headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    for part in prefer.split([',', ';']) {
+        match part.trim().replace(' ', "").as_str() {
+            "return=minimal" => return Return::Minimal,
+            "return=OperationOutcome" => return Return::OperationOutcome,
+            "return=representation" => return Return::Representation,
+            _ => {}
+        }
+    }
+    Return::Representation
+}
+
+fn http_date(version: &ResourceVersion) -> Option<HeaderValue> {
+    let time = SystemTime::from(version.last_updated);
+    HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+/// The version headers (`ETag`, `Last-Modified`) of a stored version.
+fn set_version_headers(response: &mut Response, version: &ResourceVersion) {
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag(version.version));
+    if let Some(date) = http_date(version) {
+        headers.insert(header::LAST_MODIFIED, date);
+    }
+}
+
+fn resource_response(status: StatusCode, version: &ResourceVersion) -> Response {
+    let body = version.body.as_ref().map(|b| Body::from(b.to_string())).unwrap_or_default();
+    let mut response = raw_fhir_response(status, body);
+    set_version_headers(&mut response, version);
+    response
+}
+
+fn write_response(state: &AppState, outcome: WriteOutcome, prefer: Return) -> Response {
+    let Some(version) = outcome.version else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let status = match outcome.kind {
+        WriteKind::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let mut response = match (outcome.kind, prefer) {
+        (WriteKind::NothingToDelete, _) => return StatusCode::NO_CONTENT.into_response(),
+        (WriteKind::Deleted, Return::Minimal) => StatusCode::NO_CONTENT.into_response(),
+        (WriteKind::Deleted, _) => {
+            fhir_json_response(StatusCode::OK, &operation_outcome(&[Issue::information("resource deleted")]))
+        }
+        (_, Return::Minimal) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            response
+        }
+        (_, Return::OperationOutcome) => {
+            let note = match outcome.kind {
+                WriteKind::Created => "resource created",
+                WriteKind::Matched => "an existing resource matched; nothing was created",
+                _ => "resource updated",
+            };
+            fhir_json_response(status, &operation_outcome(&[Issue::information(note)]))
+        }
+        (_, Return::Representation) => resource_response(status, &version),
+    };
+    set_version_headers(&mut response, &version);
+    if matches!(outcome.kind, WriteKind::Created | WriteKind::Updated) {
+        let location =
+            format!("{}/{}/{}/_history/{}", state.base_url(), version.resource_type, version.id, version.version);
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value.clone());
+            response.headers_mut().insert(header::CONTENT_LOCATION, value);
+        }
+    }
+    response
+}
+
+async fn metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    Ok(fhir_json_response(StatusCode::OK, &capability::capability_statement(state.base_url())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let records = state.records().clone();
+    let version = blocking(move || records.read(&resource_type, &id)).await?;
+    if not_modified(&headers, &version) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        set_version_headers(&mut response, &version);
+        return Ok(response);
+    }
+    Ok(resource_response(StatusCode::OK, &version))
+}
+
+/// Whether `If-None-Match` or `If-Modified-Since` say the client's copy is current.
+fn not_modified(headers: &HeaderMap, version: &ResourceVersion) -> bool {
+    if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return value.split(',').any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(version.version));
+    }
+    if let Some(since) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let modified = SystemTime::from(version.last_updated);
+        // HTTP dates have whole seconds: compare at that precision.
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        return secs(modified) <= secs(since);
+    }
+    false
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let version: u64 = version.parse().map_err(|_| ApiError::not_found("no such version"))?;
+    let records = state.records().clone();
+    let found = blocking(move || records.vread(&resource_type, &id, version)).await?;
+    Ok(resource_response(StatusCode::OK, &found))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    check_body_type(&resource, &resource_type)?;
+    let if_none_exist = headers
+        .get("if-none-exist")
+        .map(|v| v.to_str().map(|s| conditional_query(s, &resource_type)))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?;
+    let records = state.records().clone();
+    let outcome = blocking(move || records.create(resource, if_none_exist.as_deref())).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+/// `If-None-Exist` may be `a=b` or `Type?a=b` (some clients send the latter).
+fn conditional_query(value: &str, resource_type: &str) -> String {
+    let value = value.trim();
+    let value = value.strip_prefix(resource_type).and_then(|v| v.strip_prefix('?')).unwrap_or(value);
+    value.trim_start_matches('?').to_string()
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let expected = if_match(&headers)?;
+    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    check_body_type(&resource, &resource_type)?;
+    let records = state.records().clone();
+    let outcome = blocking(move || records.update(&resource_type, &id, resource, expected)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+async fn conditional_update(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(raw.as_deref());
+    negotiate(&headers, &query)?;
+    check_type(&resource_type)?;
+    let criteria = query.criteria();
+    if criteria.is_empty() {
+        return Err(ApiError::bad_request("PUT needs an id in the URL or search criteria"));
+    }
+    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    check_body_type(&resource, &resource_type)?;
+    let records = state.records().clone();
+    let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !media.trim_start().starts_with("application/json-patch+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueCode::NotSupported,
+            "PATCH takes a JSON Patch document (application/json-patch+json)",
+        ));
+    }
+    let expected = if_match(&headers)?;
+    let patch = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    let records = state.records().clone();
+    let outcome = blocking(move || records.patch(&resource_type, &id, &patch, expected)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let expected = if_match(&headers)?;
+    let records = state.records().clone();
+    let outcome = blocking(move || records.delete(&resource_type, &id, expected)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(raw.as_deref());
+    negotiate(&headers, &query)?;
+    check_type(&resource_type)?;
+    let criteria = query.criteria();
+    if criteria.is_empty() {
+        return Err(ApiError::bad_request("DELETE needs an id in the URL or search criteria"));
+    }
+    let records = state.records().clone();
+    let outcomes = blocking(move || records.conditional_delete(&resource_type, &criteria)).await?;
+    let deleted = outcomes.iter().filter(|o| o.kind == WriteKind::Deleted).count();
+    if prefer_return(&headers) == Return::Minimal || deleted == 0 {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let note = Issue::information(format!("{deleted} resource(s) deleted"));
+    Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&[note])))
+}
+
+async fn search_type(
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        IssueCode::NotSupported,
+        "search is not available on this server yet (see the CapabilityStatement)",
+    ))
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    check_type(&resource_type)?;
+    let body = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    let resource = resource_to_validate(body)?;
+    check_body_type(&resource, &resource_type)?;
+    let records = state.records().clone();
+    let issues = blocking(move || Ok(records.validate(&resource))).await?;
+    // $validate answers 200 whenever validation ran; the outcome says whether it passed.
+    Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&issues)))
+}
+
+/// `$validate` takes the resource itself or a `Parameters` with a `resource` parameter.
+fn resource_to_validate(body: Value) -> Result<Value, ApiError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Ok(body);
+    }
+    body.get("parameter")
+        .and_then(Value::as_array)
+        .and_then(|params| params.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("resource")))
+        .and_then(|p| p.get("resource").cloned())
+        .ok_or_else(|| ApiError::bad_request("Parameters for $validate must carry a 'resource' parameter"))
+}
+
+async fn system_bundle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    negotiate(&headers, &Query::parse(raw.as_deref()))?;
+    let bundle = read_json(&headers, body, state.limits().max_body_bytes).await?;
+    check_body_type(&bundle, "Bundle")?;
+    let records = state.records().clone();
+    let response = blocking(move || records.process_bundle(bundle)).await?;
+    Ok(fhir_json_response(StatusCode::OK, &response))
+}
+
+async fn system_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    history::respond(state, headers, raw, HistoryQuery::default()).await
+}
+
+async fn type_history(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_type(&resource_type)?;
+    let scope = HistoryQuery { resource_type: Some(resource_type), ..HistoryQuery::default() };
+    history::respond(state, headers, raw, scope).await
+}
+
+async fn instance_history(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_type(&resource_type)?;
+    check_id(&id)?;
+    let scope = HistoryQuery { resource_type: Some(resource_type), id: Some(id), ..HistoryQuery::default() };
+    history::respond(state, headers, raw, scope).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_parse_in_their_usual_forms() {
+        assert_eq!(parse_etag("W/\"3\""), Some(3));
+        assert_eq!(parse_etag("\"12\""), Some(12));
+        assert_eq!(parse_etag("7"), Some(7));
+        assert_eq!(parse_etag("W/\"x\""), None);
+    }
+
+    #[test]
+    fn prefer_header_is_read() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(prefer_return(&headers), Return::Representation);
+        headers.insert("prefer", HeaderValue::from_static("return=minimal"));
+        assert_eq!(prefer_return(&headers), Return::Minimal);
+        headers.insert("prefer", HeaderValue::from_static("handling=strict, return=OperationOutcome"));
+        assert_eq!(prefer_return(&headers), Return::OperationOutcome);
+    }
+
+    #[test]
+    fn if_none_exist_accepts_both_forms() {
+        assert_eq!(conditional_query("Patient?identifier=a|b", "Patient"), "identifier=a|b");
+        assert_eq!(conditional_query("identifier=a|b", "Patient"), "identifier=a|b");
+    }
+}
