@@ -1,1 +1,57 @@
-fn main() {}
+//! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
+
+mod bench;
+mod import;
+mod serve;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use store::Records;
+
+/// Continuum: an open-source electronic health record on FHIR R4.
+#[derive(Debug, Parser)]
+#[command(name = "continuum", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the FHIR R4 REST API.
+    Serve(serve::ServeArgs),
+    /// Load FHIR Bundles, resources and NDJSON files into the store (the server may be stopped).
+    Import(import::ImportArgs),
+    /// Measure ingest, read and write throughput on a scratch store and print the figures.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONTINUUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Opens the embedded store in `data` (created if absent).
+fn open_records(data: &Path) -> Result<Records> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    let backend = store_sqlite::SqliteBackend::open(data)
+        .with_context(|| format!("cannot open the store in {}", data.display()))?;
+    Ok(Records::new(Arc::new(backend)))
+}
+
+/// The default data directory.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("continuum-data")
+}

@@ -1,0 +1,224 @@
+//! `continuum bench`: the three figures on a scratch store — Synthea ingest rate,
+//! read-by-id throughput and latency at N concurrent clients, durable write throughput.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{HistoryQuery, Records};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Synthea bundles to ingest (default: the repository's testdata/synthea).
+    #[arg(long)]
+    synthea: Vec<PathBuf>,
+    /// How many times to ingest the bundles (each round creates new resources).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Concurrent HTTP clients for the read and write phases.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds each of the read and write phases lasts.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Scratch data directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
+    let records = crate::open_records(&data)?;
+    let synthea = if args.synthea.is_empty() { default_synthea()? } else { args.synthea.clone() };
+
+    let mut ingested = 0u64;
+    let mut ingest_time = Duration::ZERO;
+    for _ in 0..args.rounds {
+        let report = crate::import::import_paths(&records, &synthea, false)?;
+        if let Some((path, error)) = report.failures.first() {
+            bail!("ingest failed on {}: {error}", path.display());
+        }
+        ingested += report.resources;
+        ingest_time += report.elapsed;
+    }
+    println!(
+        "ingest:     {ingested} resources in {:.2} s = {:.0} resources/s (validation and history on, {} rounds)",
+        ingest_time.as_secs_f64(),
+        ingested as f64 / ingest_time.as_secs_f64(),
+        args.rounds
+    );
+
+    let targets = read_targets(&records)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(http_phases(records, targets, &args))
+}
+
+fn default_synthea() -> Result<Vec<PathBuf>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/synthea");
+    if !root.is_dir() {
+        bail!("no Synthea data at {}; pass --synthea DIR", root.display());
+    }
+    Ok(vec![root.join("smart-2019"), root.join("synthea-v3")])
+}
+
+/// `Type/id` of up to 10,000 stored resources, to read at random.
+fn read_targets(records: &Records) -> Result<Vec<String>> {
+    let query = HistoryQuery { count: 10_000, ..HistoryQuery::default() };
+    let targets: Vec<String> = records
+        .history(&query)?
+        .into_iter()
+        .filter(|v| !v.is_deleted())
+        .map(|v| format!("{}/{}", v.resource_type, v.id))
+        .collect();
+    if targets.is_empty() {
+        bail!("nothing was ingested");
+    }
+    Ok(targets)
+}
+
+async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/fhir", listener.local_addr()?);
+    let state = server::AppState::new(records, base.clone(), server::Limits::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let duration = Duration::from_secs(args.seconds);
+
+    let targets = Arc::new(targets);
+    let reads = run_clients(args.clients, duration, |worker, i| {
+        let url = format!("{base}/{}", targets[(worker * 7919 + i * 104_729) % targets.len()]);
+        let client = client.clone();
+        async move { client.get(url).send().await.map(|r| r.status().is_success()) }
+    })
+    .await;
+    reads.print("read-by-id", args.clients);
+
+    let patient = create_patient(&client, &base).await?;
+    let writes = run_clients(args.clients, duration, |worker, i| {
+        let client = client.clone();
+        let (url, body, update) = if i % 2 == 0 {
+            (format!("{base}/Observation"), observation(&patient, worker, i), false)
+        } else {
+            (format!("{base}/Patient/bench-{worker}"), bench_patient(worker, i), true)
+        };
+        async move {
+            let request = if update { client.put(url) } else { client.post(url) };
+            let response =
+                request.header("content-type", "application/fhir+json").body(body.to_string()).send().await?;
+            Ok(response.status().is_success())
+        }
+    })
+    .await;
+    writes.print("write", args.clients);
+
+    let _ = stop.send(());
+    server.await.context("server task")??;
+    Ok(())
+}
+
+async fn create_patient(client: &reqwest::Client, base: &str) -> Result<String> {
+    let response = client
+        .post(format!("{base}/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": "Bench"}]}).to_string())
+        .send()
+        .await?;
+    let created: Value = response.json().await?;
+    let id = created.get("id").and_then(Value::as_str).context("created patient has no id")?;
+    Ok(format!("Patient/{id}"))
+}
+
+fn observation(patient: &str, worker: usize, i: usize) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": patient},
+        "effectiveDateTime": "2026-11-25T09:00:00Z",
+        "valueQuantity": {"value": 60 + (worker + i) % 40, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    })
+}
+
+fn bench_patient(worker: usize, i: usize) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "id": format!("bench-{worker}"),
+        "name": [{"family": "Bench", "given": [format!("W{worker}"), format!("N{i}")]}],
+        "gender": "unknown"
+    })
+}
+
+/// Throughput and latency of one phase.
+struct PhaseResult {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl PhaseResult {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+
+    fn print(&self, name: &str, clients: usize) {
+        println!(
+            "{name:<11} {:.0} requests/s over {:.1} s, {clients} clients, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} errors",
+            self.ok as f64 / self.elapsed.as_secs_f64(),
+            self.elapsed.as_secs_f64(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.ok,
+            self.errors
+        );
+    }
+}
+
+/// Runs `clients` loops of `request(worker, i)` for `duration`.
+async fn run_clients<F, Fut>(clients: usize, duration: Duration, request: F) -> PhaseResult
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = Result<bool, reqwest::Error>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match request(worker, i).await {
+                    Ok(true) => ok += 1,
+                    _ => errors += 1,
+                }
+                latencies.push(sent.elapsed().as_micros() as u64);
+                i += 1;
+            }
+            (ok, errors, latencies)
+        }));
+    }
+    let mut result = PhaseResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for task in tasks {
+        if let Ok((ok, errors, latencies)) = task.await {
+            result.ok += ok;
+            result.errors += errors;
+            result.latencies_us.extend(latencies);
+        }
+    }
+    result.elapsed = started.elapsed();
+    result.latencies_us.sort_unstable();
+    result
+}

@@ -1,0 +1,238 @@
+//! `continuum import`: loads Bundles, single resources and NDJSON into the store, directly
+//! through the write path (validation and history included), several files at a time.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use store::{ErrorKind, Records};
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, default_value_os_t = crate::default_data_dir())]
+    data: PathBuf,
+    /// Files or folders: `.json` (a Bundle or one resource) and `.ndjson` (one resource a line).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub(crate) fn run(args: ImportArgs) -> Result<()> {
+    let records = crate::open_records(&args.data)?;
+    let report = import_paths(&records, &args.paths, true)?;
+    for (path, error) in &report.failures {
+        eprintln!("failed: {}: {error}", path.display());
+    }
+    println!(
+        "Imported {} resources from {} files in {:.1} s ({:.0} resources/s)",
+        report.resources,
+        report.files,
+        report.elapsed.as_secs_f64(),
+        report.rate()
+    );
+    if !report.failures.is_empty() {
+        bail!("{} file(s) could not be imported", report.failures.len());
+    }
+    Ok(())
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub(crate) struct ImportReport {
+    pub resources: u64,
+    pub files: usize,
+    pub failures: Vec<(PathBuf, String)>,
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    /// Resources stored per second.
+    pub fn rate(&self) -> f64 {
+        self.resources as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Imports every file under `paths`. Files run in parallel; a file that fails because what
+/// it references is not there yet (e.g. a patient bundle before its practitioners) is retried
+/// once after all others.
+pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: bool) -> Result<ImportReport> {
+    let files = collect_files(paths)?;
+    let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+    let progress = if show_progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let resources = AtomicU64::new(0);
+    let (first, rest): (Vec<PathBuf>, Vec<PathBuf>) = files.iter().cloned().partition(|f| is_shared_reference_data(f));
+    let mut deferred = Vec::new();
+    let mut failures = Vec::new();
+    for batch in [first, rest] {
+        let outcome = import_files(records, &batch, &resources, &progress);
+        for (path, error) in outcome {
+            match error {
+                FileError::MaybeOrder(_) => deferred.push(path),
+                FileError::Fatal(message) => failures.push((path, message)),
+            }
+        }
+    }
+    for (path, error) in import_files(records, &deferred, &resources, &progress) {
+        let message = match error {
+            FileError::MaybeOrder(message) | FileError::Fatal(message) => message,
+        };
+        failures.push((path, message));
+    }
+    progress.finish_and_clear();
+    Ok(ImportReport {
+        resources: resources.into_inner(),
+        files: files.len(),
+        failures,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Synthea writes the organizations and practitioners its patient bundles point at into
+/// these two files; they must be loaded first.
+fn is_shared_reference_data(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation")
+}
+
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            entries.sort();
+            files.extend(collect_files(&entries)?);
+        } else if path.is_file() {
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if matches!(ext, "json" | "ndjson") {
+                files.push(path.clone());
+            }
+        } else {
+            bail!("no such file or folder: {}", path.display());
+        }
+    }
+    Ok(files)
+}
+
+enum FileError {
+    /// Failed in a way that loading other files first may cure.
+    MaybeOrder(String),
+    Fatal(String),
+}
+
+fn import_files(
+    records: &Records,
+    files: &[PathBuf],
+    resources: &AtomicU64,
+    progress: &ProgressBar,
+) -> Vec<(PathBuf, FileError)> {
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(files.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(path) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    match import_file(records, path) {
+                        Ok(n) => {
+                            resources.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(error) => errors.lock().unwrap_or_else(|e| e.into_inner()).push((path.clone(), error)),
+                    }
+                    progress.inc(size);
+                    progress.set_message(format!("{} resources", resources.load(Ordering::Relaxed)));
+                }
+            });
+        }
+    });
+    errors.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+const NDJSON_BATCH: usize = 500;
+
+fn import_file(records: &Records, path: &Path) -> Result<u64, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::Fatal(format!("cannot read: {e}")))?;
+    if path.extension().and_then(|e| e.to_str()) == Some("ndjson") {
+        return import_ndjson(records, &text);
+    }
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| FileError::Fatal(format!("invalid JSON at line {} column {}", e.line(), e.column())))?;
+    import_value(records, value)
+}
+
+fn import_ndjson(records: &Records, text: &str) -> Result<u64, FileError> {
+    let mut batch = Vec::with_capacity(NDJSON_BATCH);
+    let mut stored = 0;
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| FileError::Fatal(format!("line {}: invalid JSON at column {}", number + 1, e.column())))?;
+        batch.push(value);
+        if batch.len() == NDJSON_BATCH {
+            stored += records.load(std::mem::take(&mut batch)).map_err(store_error)? as u64;
+        }
+    }
+    if !batch.is_empty() {
+        stored += records.load(batch).map_err(store_error)? as u64;
+    }
+    Ok(stored)
+}
+
+fn import_value(records: &Records, value: Value) -> Result<u64, FileError> {
+    let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+    let bundle_type = value.get("type").and_then(Value::as_str).unwrap_or("");
+    if is_bundle && matches!(bundle_type, "batch" | "transaction") {
+        let response = records.process_bundle(value).map_err(store_error)?;
+        return count_batch_response(&response, bundle_type);
+    }
+    if is_bundle && matches!(bundle_type, "collection" | "searchset") {
+        let resources: Vec<Value> = value
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(|entries| entries.iter().filter_map(|e| e.get("resource").cloned()).collect())
+            .unwrap_or_default();
+        return Ok(records.load(resources).map_err(store_error)? as u64);
+    }
+    if value.get("id").is_some() {
+        Ok(records.load(vec![value]).map_err(store_error)? as u64)
+    } else {
+        records.create(value, None).map_err(store_error)?;
+        Ok(1)
+    }
+}
+
+/// Counts the stored entries of a (batch-)response; failed batch entries fail the file.
+fn count_batch_response(response: &Value, bundle_type: &str) -> Result<u64, FileError> {
+    let entries = response.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let mut stored = 0;
+    let mut failed = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let status = entry.pointer("/response/status").and_then(Value::as_str).unwrap_or("");
+        if status.starts_with('2') {
+            stored += 1;
+        } else {
+            failed.push(format!("entry {index}: {status}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(stored)
+    } else {
+        Err(FileError::Fatal(format!("{bundle_type} entries failed: {}", failed.join(", "))))
+    }
+}
+
+fn store_error(error: store::Error) -> FileError {
+    let message = error.to_string();
+    match error.kind() {
+        ErrorKind::Unprocessable | ErrorKind::PreconditionFailed => FileError::MaybeOrder(message),
+        _ => FileError::Fatal(message),
+    }
+}
