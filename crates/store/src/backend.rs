@@ -82,8 +82,16 @@ pub trait Transaction {
     /// Ids of the live (not deleted) resources of `resource_type` with a matching identifier;
     /// `system: None` matches any system.
     fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
-    /// Writes a new version: a history row, the current row, and its index rows.
-    fn put(&mut self, version: &NewVersion<'_>) -> Result<()>;
+    /// One exact version of a resource, as seen inside this transaction.
+    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>>;
+    /// The latest version number of a resource and whether it is deleted, without its body
+    /// (what reference checks need).
+    fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
+        Ok(self.current(resource_type, id)?.map(|v| (v.version, v.is_deleted())))
+    }
+    /// Writes a new version: a history row, the current row, and its index rows. Returns the
+    /// version's position in the global history (its `sequence`).
+    fn put(&mut self, version: &NewVersion<'_>) -> Result<i64>;
 }
 
 /// A unit of work run inside one transaction by [`Backend::execute`].
@@ -107,6 +115,12 @@ pub trait Backend: Send + Sync + 'static {
     fn count_by_type(&self) -> Result<Vec<(String, u64)>>;
     /// Runs `work` in a transaction and commits it durably; an error from `work` leaves no trace.
     fn execute(&self, work: Work) -> Result<()>;
+    /// Runs independent `works` (each all-or-nothing on its own, like [`Backend::execute`]) and
+    /// returns their results in order; backends that group commits run them in as few commits
+    /// as they can.
+    fn execute_all(&self, works: Vec<Work>) -> Vec<Result<()>> {
+        works.into_iter().map(|work| self.execute(work)).collect()
+    }
 }
 
 /// Shared handle to a backend.

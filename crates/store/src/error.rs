@@ -25,6 +25,36 @@ pub enum ErrorKind {
     Unavailable,
 }
 
+impl ErrorKind {
+    /// The HTTP status code of this class (the table Bundle responses use too).
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::Invalid | ErrorKind::NotSupported => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Gone => 410,
+            ErrorKind::PreconditionFailed => 412,
+            ErrorKind::Unprocessable => 422,
+            ErrorKind::Storage => 500,
+            ErrorKind::Unavailable => 503,
+        }
+    }
+
+    /// The status line of this class as `Bundle.entry.response.status` shows it, e.g. `412 Precondition Failed`.
+    pub fn status_line(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid | ErrorKind::NotSupported => "400 Bad Request",
+            ErrorKind::NotFound => "404 Not Found",
+            ErrorKind::Conflict => "409 Conflict",
+            ErrorKind::Gone => "410 Gone",
+            ErrorKind::PreconditionFailed => "412 Precondition Failed",
+            ErrorKind::Unprocessable => "422 Unprocessable Entity",
+            ErrorKind::Storage => "500 Internal Server Error",
+            ErrorKind::Unavailable => "503 Service Unavailable",
+        }
+    }
+}
+
 /// An error of the write path or a backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +77,9 @@ pub enum Error {
     Storage(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The error of one entry of a Bundle; its issues are located at `Bundle.entry[index]`.
+    #[error("Bundle.entry[{index}]: {error}")]
+    InEntry { index: usize, error: Box<Error> },
 }
 
 fn summary(issues: &[Issue]) -> String {
@@ -71,6 +104,7 @@ impl Error {
             Error::NotSupported(_) => ErrorKind::NotSupported,
             Error::Storage(_) => ErrorKind::Storage,
             Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::InEntry { error, .. } => error.kind(),
         }
     }
 
@@ -87,7 +121,43 @@ impl Error {
             Error::NotSupported(_) => vec![Issue::error(IssueCode::NotSupported, self.to_string())],
             Error::Storage(_) => vec![Issue::error(IssueCode::Exception, "internal storage error")],
             Error::Unavailable(_) => vec![Issue::error(IssueCode::Transient, self.to_string())],
+            Error::InEntry { index, error } => {
+                let entry = format!("Bundle.entry[{index}]");
+                let storage = matches!(**error, Error::Storage(_));
+                error
+                    .issues()
+                    .into_iter()
+                    .map(|mut issue| {
+                        issue.expression = Some(in_entry_expression(issue.expression.take(), &entry));
+                        if !storage && !issue.diagnostics.starts_with(&entry) {
+                            issue.diagnostics = format!("{entry}: {}", issue.diagnostics);
+                        }
+                        issue
+                    })
+                    .collect()
+            }
         }
+    }
+
+    /// This error as the error of Bundle entry `index`.
+    pub fn in_entry(self, index: usize) -> Self {
+        match self {
+            Error::InEntry { .. } => self,
+            error => Error::InEntry { index, error: Box::new(error) },
+        }
+    }
+}
+
+/// Relocates an expression of an entry's resource (`Patient.name`) under the entry
+/// (`Bundle.entry[3].resource.name`); anything else points at the entry itself.
+fn in_entry_expression(expression: Option<String>, entry: &str) -> String {
+    match expression {
+        Some(e) if e.starts_with("Bundle.entry[") => e,
+        Some(e) if e.starts_with(|c: char| c.is_ascii_uppercase()) => match e.split_once('.') {
+            Some((_, rest)) => format!("{entry}.resource.{rest}"),
+            None => format!("{entry}.resource"),
+        },
+        _ => entry.to_string(),
     }
 }
 

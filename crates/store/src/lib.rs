@@ -8,8 +8,13 @@ pub mod bundle;
 pub mod criteria;
 pub mod error;
 pub mod records;
+mod refs;
+mod resource;
+mod transaction;
+mod write;
 
 pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
 pub use records::{Records, WriteKind, WriteOutcome};
+pub use resource::format_instant;

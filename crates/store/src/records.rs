@@ -1,9 +1,15 @@
 //! [`Records`]: the one write path and the reads beside it.
 
-use crate::{Backend, HistoryQuery, ResourceVersion, Result};
-use fhir::Issue;
+use crate::refs::RefChecker;
+use crate::resource::{body_id, check_id, check_issues, check_valid, new_id, resource_type, validate_all};
+use crate::write::{self, Written};
+use crate::{Backend, Criteria, Error, HistoryQuery, ResourceVersion, Result, Transaction, Work};
+use fhir::{Issue, IssueCode};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// How often a patch is retried when the resource changes between reading and writing it.
+const PATCH_ATTEMPTS: usize = 8;
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +38,21 @@ pub struct WriteOutcome {
 #[derive(Clone)]
 pub struct Records {
     backend: Arc<dyn Backend>,
+    base: Option<Arc<str>>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend }
+        Records { backend, base: None }
+    }
+
+    /// The same records, treating absolute references that start with `base` (e.g.
+    /// `https://host/fhir`) as references to this server.
+    pub fn with_base(mut self, base: impl Into<String>) -> Self {
+        let base: String = base.into();
+        self.base = Some(Arc::from(base.trim_end_matches('/')));
+        self
     }
 
     /// The backend underneath.
@@ -51,45 +66,106 @@ impl Records {
     }
 
     /// The current version; `NotFound` or `Gone` otherwise.
-    pub fn read(&self, _resource_type: &str, _id: &str) -> Result<ResourceVersion> {
-        unimplemented!()
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<ResourceVersion> {
+        match self.backend.current(resource_type, id)? {
+            Some(v) if v.is_deleted() => Err(gone(&v)),
+            Some(v) => Ok(v),
+            None => Err(not_found(resource_type, id)),
+        }
     }
 
     /// One version (a deleted version answers `Gone`).
-    pub fn vread(&self, _resource_type: &str, _id: &str, _version: u64) -> Result<ResourceVersion> {
-        unimplemented!()
+    pub fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<ResourceVersion> {
+        match self.backend.version(resource_type, id, version)? {
+            Some(v) if v.is_deleted() => Err(gone(&v)),
+            Some(v) => Ok(v),
+            None => Err(not_found(resource_type, id)),
+        }
     }
 
     /// Creates `resource` with a server-assigned id. With `if_none_exist` (a query string), an
     /// existing match is returned instead (`Matched`); several matches fail (412).
-    pub fn create(&self, _resource: Value, _if_none_exist: Option<&str>) -> Result<WriteOutcome> {
-        unimplemented!()
+    pub fn create(&self, resource: Value, if_none_exist: Option<&str>) -> Result<WriteOutcome> {
+        let resource_type = resource_type(&resource)?.to_string();
+        check_valid(&resource)?;
+        let criteria = if_none_exist.map(|q| conditional_criteria(q, &resource_type)).transpose()?;
+        let id = new_id();
+        let base = self.base.clone();
+        self.run(move |tx| {
+            let written = write::create(tx, &resource_type, &id, resource, criteria.as_ref())?;
+            checked(tx, base.as_deref(), written)
+        })
     }
 
     /// Updates (or creates, with the client's id) `resource_type/id`. `if_match` is the expected
     /// current version (412 when different).
-    pub fn update(&self, _resource_type: &str, _id: &str, _resource: Value, _if_match: Option<u64>) -> Result<WriteOutcome> {
-        unimplemented!()
+    pub fn update(&self, resource_type: &str, id: &str, resource: Value, if_match: Option<u64>) -> Result<WriteOutcome> {
+        check_update_body(resource_type, Some(id), &resource)?;
+        let (resource_type, id) = (resource_type.to_string(), id.to_string());
+        let base = self.base.clone();
+        self.run(move |tx| {
+            let written = write::update(tx, &resource_type, &id, resource, if_match)?;
+            checked(tx, base.as_deref(), written)
+        })
     }
 
     /// Conditional update: no match creates, one match updates it, several fail (412).
-    pub fn conditional_update(&self, _resource_type: &str, _criteria: &str, _resource: Value) -> Result<WriteOutcome> {
-        unimplemented!()
+    pub fn conditional_update(&self, resource_type: &str, criteria: &str, resource: Value) -> Result<WriteOutcome> {
+        check_update_body(resource_type, None, &resource)?;
+        let criteria = conditional_criteria(criteria, resource_type)?;
+        let resource_type = resource_type.to_string();
+        let new_id = new_id();
+        let base = self.base.clone();
+        self.run(move |tx| {
+            let body_id = body_id(&resource)?.map(str::to_string);
+            let id = write::conditional_target(tx, &resource_type, &criteria, body_id.as_deref(), &new_id)?;
+            let written = write::update(tx, &resource_type, &id, resource, None)?;
+            checked(tx, base.as_deref(), written)
+        })
     }
 
     /// Applies a JSON Patch (RFC 6902) document to the current version and stores the result.
-    pub fn patch(&self, _resource_type: &str, _id: &str, _patch: &Value, _if_match: Option<u64>) -> Result<WriteOutcome> {
-        unimplemented!()
+    pub fn patch(&self, resource_type: &str, id: &str, patch: &Value, if_match: Option<u64>) -> Result<WriteOutcome> {
+        check_id(id)?;
+        let patch = write::parse_patch(patch)?;
+        // Patch and validate off the writer; the write then checks that nothing changed in
+        // between, and the whole thing is retried if something did.
+        for _ in 0..PATCH_ATTEMPTS {
+            let current = self.read(resource_type, id)?;
+            write::check_if_match(if_match, Some(&current))?;
+            let patched = write::apply_patch(&current, &patch)?;
+            let (resource_type, id, seen) = (resource_type.to_string(), id.to_string(), current.version);
+            let base = self.base.clone();
+            let outcome = self.run(move |tx| {
+                match tx.current_version(&resource_type, &id)? {
+                    Some((version, false)) if version == seen => {}
+                    _ => return Ok(None),
+                }
+                let written = write::update(tx, &resource_type, &id, patched, None)?;
+                checked(tx, base.as_deref(), written).map(Some)
+            })?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(Error::Conflict(format!("{resource_type}/{id} kept changing while being patched; retry")))
     }
 
     /// Deletes (a deletion version is added to history).
-    pub fn delete(&self, _resource_type: &str, _id: &str, _if_match: Option<u64>) -> Result<WriteOutcome> {
-        unimplemented!()
+    pub fn delete(&self, resource_type: &str, id: &str, if_match: Option<u64>) -> Result<WriteOutcome> {
+        check_id(id)?;
+        let (resource_type, id) = (resource_type.to_string(), id.to_string());
+        self.run(move |tx| Ok(write::delete(tx, &resource_type, &id, if_match)?.outcome))
     }
 
     /// Conditional delete: deletes every match (zero matches is not an error).
-    pub fn conditional_delete(&self, _resource_type: &str, _criteria: &str) -> Result<Vec<WriteOutcome>> {
-        unimplemented!()
+    pub fn conditional_delete(&self, resource_type: &str, criteria: &str) -> Result<Vec<WriteOutcome>> {
+        let criteria = conditional_criteria(criteria, resource_type)?;
+        let resource_type = resource_type.to_string();
+        self.run(move |tx| {
+            let ids = criteria.find(tx, &resource_type)?;
+            ids.iter().map(|id| Ok(write::delete(tx, &resource_type, id, None)?.outcome)).collect()
+        })
     }
 
     /// History entries, newest first.
@@ -97,14 +173,149 @@ impl Records {
         self.backend.history(query)
     }
 
+    /// How many history entries match `query` (for `Bundle.total` of a history Bundle).
+    pub fn history_total(&self, query: &HistoryQuery) -> Result<u64> {
+        self.backend.history_total(query)
+    }
+
     /// Processes a `batch` or `transaction` Bundle and returns the response Bundle.
-    pub fn process_bundle(&self, _bundle: Value) -> Result<Value> {
-        unimplemented!()
+    pub fn process_bundle(&self, bundle: Value) -> Result<Value> {
+        crate::bundle::process(self, bundle)
     }
 
     /// Stores resources that carry their own ids (bulk load, e.g. NDJSON) as creates or
     /// updates, validated, in one transaction; references are not checked.
-    pub fn load(&self, _resources: Vec<Value>) -> Result<usize> {
-        unimplemented!()
+    pub fn load(&self, resources: Vec<Value>) -> Result<usize> {
+        let mut keys = Vec::with_capacity(resources.len());
+        for (i, resource) in resources.iter().enumerate() {
+            let located = |e: Error| Error::Invalid(located_issues(e, i));
+            let resource_type = resource_type(resource).map_err(located)?.to_string();
+            match body_id(resource).map_err(located)? {
+                Some(id) => keys.push((resource_type, id.to_string())),
+                None => return Err(located(Error::invalid("a loaded resource needs an id"))),
+            }
+        }
+        let all: Vec<&Value> = resources.iter().collect();
+        for (i, issues) in validate_all(&all).into_iter().enumerate() {
+            check_issues(issues).map_err(|e| Error::Invalid(located_issues(e, i)))?;
+        }
+        self.run(move |tx| {
+            let count = resources.len();
+            for ((resource_type, id), resource) in keys.iter().zip(resources) {
+                write::update(tx, resource_type, id, resource, None)?;
+            }
+            Ok(count)
+        })
     }
+
+    /// The base URL references to this server may start with.
+    pub(crate) fn base(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// Runs `f` as one unit of work on the backend and returns its result once durable.
+    pub(crate) fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
+    {
+        let (work, slot) = capture(f);
+        self.backend.execute(work)?;
+        take(&slot)
+    }
+}
+
+/// `f` as a [`Work`] whose result lands in the returned slot.
+pub(crate) fn capture<T, F>(f: F) -> (Work, Arc<Mutex<Option<T>>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
+{
+    let slot = Arc::new(Mutex::new(None));
+    let out = Arc::clone(&slot);
+    let work: Work = Box::new(move |tx| {
+        let value = f(tx)?;
+        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        Ok(())
+    });
+    (work, slot)
+}
+
+/// The result a successful [`capture`]d work left.
+pub(crate) fn take<T>(slot: &Mutex<Option<T>>) -> Result<T> {
+    slot.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| Error::Storage("a unit of work reported success without running".into()))
+}
+
+/// Checks the references of what was written (an error rolls the write back).
+fn checked(tx: &mut dyn Transaction, base: Option<&str>, written: Written) -> Result<WriteOutcome> {
+    if let Some(body) = &written.body {
+        RefChecker::new(base).check(tx, body)?;
+    }
+    Ok(written.outcome)
+}
+
+/// Checks an update body: its type is `resource_type`, its id (required when `url_id` is
+/// given) equals `url_id`, and it is valid.
+pub(crate) fn check_update_body(resource_type: &str, url_id: Option<&str>, resource: &Value) -> Result<()> {
+    check_update_shape(resource_type, url_id, resource)?;
+    check_valid(resource)
+}
+
+/// [`check_update_body`] without validation.
+pub(crate) fn check_update_shape(resource_type: &str, url_id: Option<&str>, resource: &Value) -> Result<()> {
+    let body_type = crate::resource::resource_type(resource)?;
+    if body_type != resource_type {
+        return Err(Error::invalid(format!("the resource is a {body_type}, not a {resource_type}")));
+    }
+    let id = body_id(resource)?;
+    let Some(url_id) = url_id else { return Ok(()) };
+    check_id(url_id)?;
+    let problem = match id {
+        None => Issue::error(IssueCode::Required, "an update needs the resource id in the body"),
+        Some(id) if id != url_id => {
+            Issue::error(IssueCode::Invalid, format!("the resource id `{id}` is not `{url_id}` of the URL"))
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(Error::Invalid(vec![problem.at(format!("{resource_type}.id"))]))
+}
+
+/// Criteria of a conditional operation on `resource_type` (a `Type?` prefix is tolerated);
+/// empty criteria are refused, as they would match everything.
+pub(crate) fn conditional_criteria(query: &str, resource_type: &str) -> Result<Criteria> {
+    let query = match query.split_once('?') {
+        Some((prefix, rest)) if prefix.is_empty() || prefix == resource_type => rest,
+        Some((prefix, _)) => {
+            return Err(Error::invalid(format!("criteria for {prefix} used on a {resource_type}")));
+        }
+        None => query,
+    };
+    let criteria = Criteria::parse(query)?;
+    if criteria.is_empty() {
+        return Err(Error::invalid("a conditional operation needs search criteria"));
+    }
+    Ok(criteria)
+}
+
+/// The issues of `error`, each naming resource number `index` of a load.
+fn located_issues(error: Error, index: usize) -> Vec<Issue> {
+    error
+        .issues()
+        .into_iter()
+        .map(|mut issue| {
+            issue.diagnostics = format!("resource {index}: {}", issue.diagnostics);
+            issue
+        })
+        .collect()
+}
+
+fn not_found(resource_type: &str, id: &str) -> Error {
+    Error::NotFound { resource_type: resource_type.to_string(), id: id.to_string() }
+}
+
+fn gone(version: &ResourceVersion) -> Error {
+    Error::Gone { resource_type: version.resource_type.clone(), id: version.id.clone(), version: version.version }
 }
