@@ -1,1 +1,226 @@
+//! SQLite storage backend: one file (`continuum.db`) in WAL mode with `synchronous=FULL`, a
+//! writer thread that group-commits units of work, and a small pool of read-only
+//! connections for reads.
 
+mod queries;
+mod schema;
+mod writer;
+
+use crossbeam_channel::Sender;
+use rusqlite::{Connection, OpenFlags};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
+use writer::Job;
+
+/// Name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "continuum.db";
+
+/// How long a connection waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Backend`] on a SQLite database.
+pub struct SqliteBackend {
+    path: PathBuf,
+    writer: Option<(Sender<Job>, JoinHandle<()>)>,
+    readers: Pool,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) `dir/continuum.db`, bringing its schema up to date.
+    pub fn open(dir: &Path) -> Result<SqliteBackend> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("cannot create the data directory: {e}")))?;
+        let path = dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).map_err(storage("open"))?;
+        configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        let writer = writer::spawn(conn).map_err(|e| Error::Storage(format!("cannot start the writer: {e}")))?;
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
+        Ok(SqliteBackend { readers: Pool::new(path.clone(), readers), path, writer: Some(writer) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs SQLite's `PRAGMA quick_check`; `Storage` error with its findings unless all is well.
+    pub fn check_integrity(&self) -> Result<()> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare("PRAGMA quick_check").map_err(storage("integrity check"))?;
+        let findings: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(storage("integrity check"))?;
+        if findings == ["ok"] {
+            Ok(())
+        } else {
+            Err(Error::Storage(format!("integrity check failed: {}", findings.join("; "))))
+        }
+    }
+
+    /// The schema version of the open database (the number of migrations applied).
+    pub fn schema_version(&self) -> Result<usize> {
+        let conn = self.readers.get()?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(storage("schema"))?;
+        Ok(usize::try_from(version).unwrap_or(0))
+    }
+
+    /// The schema version this program creates.
+    pub fn latest_schema_version() -> usize {
+        schema::latest()
+    }
+
+    fn send(&self, work: Work) -> Result<crossbeam_channel::Receiver<Result<()>>> {
+        let (reply, receiver) = crossbeam_channel::bounded(1);
+        let (sender, _) = self.writer.as_ref().ok_or_else(stopped)?;
+        sender.send(Job { work, reply }).map_err(|_| stopped())?;
+        Ok(receiver)
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the store's writer has stopped".into())
+}
+
+impl Drop for SqliteBackend {
+    /// Lets the writer finish what is queued, then waits for it.
+    fn drop(&mut self) {
+        if let Some((sender, handle)) = self.writer.take() {
+            drop(sender);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn current(&self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
+        queries::current(&*self.readers.get()?, resource_type, id)
+    }
+
+    fn version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
+        queries::version(&*self.readers.get()?, resource_type, id, version)
+    }
+
+    fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>> {
+        queries::history(&*self.readers.get()?, query)
+    }
+
+    fn history_total(&self, query: &HistoryQuery) -> Result<u64> {
+        queries::history_total(&*self.readers.get()?, query)
+    }
+
+    fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
+        queries::find_by_identifier(&*self.readers.get()?, resource_type, system, value)
+    }
+
+    fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
+        queries::count_by_type(&*self.readers.get()?)
+    }
+
+    fn execute(&self, work: Work) -> Result<()> {
+        self.send(work)?.recv().map_err(|_| stopped())?
+    }
+
+    fn execute_all(&self, works: Vec<Work>) -> Vec<Result<()>> {
+        // Enqueue everything first so that the writer can put them in one commit.
+        let pending: Vec<_> = works.into_iter().map(|work| self.send(work)).collect();
+        pending.into_iter().map(|p| p.and_then(|r| r.recv().map_err(|_| stopped())?)).collect()
+    }
+}
+
+fn configure_writer(conn: &Connection) -> Result<()> {
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)).map_err(storage("configure"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Storage(format!("the database cannot use WAL mode (it is in {mode} mode)")));
+    }
+    // FULL: a commit is on disk (WAL fsynced) before the caller hears of it.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(storage("configure"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("configure"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// A `Storage` error for a failed `operation`. Only the SQLite error code goes into it: SQLite
+/// messages can quote values, and values may be patient data.
+pub(crate) fn storage(operation: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| match e.sqlite_error_code() {
+        Some(code) => Error::Storage(format!("{operation}: SQLite {code:?}")),
+        None => Error::Storage(format!("{operation}: {}", error_class(&e))),
+    }
+}
+
+fn error_class(e: &rusqlite::Error) -> &'static str {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => "no rows",
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            "unexpected stored value"
+        }
+        rusqlite::Error::IntegralValueOutOfRange(..) => "number out of range",
+        rusqlite::Error::Utf8Error(..) => "stored text is not UTF-8",
+        _ => "database error",
+    }
+}
+
+/// Read-only connections, opened on demand and kept for reuse (with their cached statements).
+/// A plain mutex-guarded stack: SQLite connections to a local file need no health checks or
+/// timeouts, so a pooling crate would add a dependency and nothing else.
+struct Pool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    fn new(path: PathBuf, max_idle: usize) -> Self {
+        Pool { path, idle: Mutex::new(Vec::new()), max_idle }
+    }
+
+    fn get(&self) -> Result<Pooled<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        Ok(Pooled { pool: self, conn: Some(conn) })
+    }
+
+    fn open(&self) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(storage("open reader"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("open reader"))?;
+        conn.pragma_update(None, "query_only", true).map_err(storage("open reader"))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}
+
+/// A connection borrowed from the [`Pool`]; goes back when dropped.
+struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.pool.max_idle {
+                idle.push(conn);
+            }
+        }
+    }
+}

@@ -234,7 +234,7 @@ pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
     };
     let url = text("url").ok_or_else(|| entry_error(index, "request.url", "request.url is missing"))?;
     let (resource_type, target) = parse_url(method, &url).map_err(|e| match e {
-        Error::Invalid(_) => entry_error(index, "request.url", format!("request.url `{url}`: {e}")),
+        Error::Invalid(_) => entry_error(index, "request.url", format!("request.url: {e}")),
         e => e,
     })?;
     let if_none_exist = match text("ifNoneExist") {
@@ -242,7 +242,7 @@ pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
         Some(_) => return Err(entry_error(index, "request.ifNoneExist", "ifNoneExist only applies to POST")),
         None => None,
     };
-    let if_match = text("ifMatch").map(|m| parse_etag(&m).ok_or_else(|| entry_error(index, "request.ifMatch", format!("`{m}` is not an ETag such as W/\"3\"")))).transpose()?;
+    let if_match = text("ifMatch").map(|m| parse_etag(&m).ok_or_else(|| entry_error(index, "request.ifMatch", "request.ifMatch is not an ETag such as W/\"3\""))).transpose()?;
     let full_url = raw.get("fullUrl").and_then(Value::as_str).map(str::to_string);
     let resource = raw.get_mut("resource").map(Value::take);
     let mut entry = Entry { index, method, resource_type, target, full_url, body: None, patch: None, if_none_exist, if_match, new_id: String::new() };
@@ -297,7 +297,7 @@ fn parse_url(method: Method, url: &str) -> Result<(String, Target)> {
         }
         (Method::Get | Method::Head | Method::Put | Method::Patch | Method::Delete, [_, id]) => instance(id, None)?,
         (Method::Get | Method::Head, [_, id, "_history", v]) => {
-            let version = v.parse().map_err(|_| Error::invalid(format!("`{v}` is not a version")))?;
+            let version = v.parse().map_err(|_| Error::invalid("the version is not a number"))?;
             instance(id, Some(version))?
         }
         _ => return Err(Error::invalid("this URL does not fit the method")),

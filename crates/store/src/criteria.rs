@@ -128,7 +128,7 @@ fn identifier_token(token: &str) -> Result<(Option<String>, String)> {
             let value = unescape(&parts.remove(1));
             (Some(unescape(&parts.remove(0))), value)
         }
-        _ => return Err(Error::invalid(format!("identifier `{token}` has more than one unescaped `|`"))),
+        _ => return Err(Error::invalid("an identifier has more than one unescaped `|`")),
     };
     if value.is_empty() {
         if system.as_deref().is_some_and(|s| !s.is_empty()) {

@@ -166,7 +166,7 @@ impl<'b> RefChecker<'b> {
                 ReferenceTarget::Conditional { .. } => Some("is a conditional reference, resolved only in bundles"),
                 ReferenceTarget::External(_) => None,
                 ReferenceTarget::Invalid => {
-                    let issue = Issue::error(IssueCode::Value, format!("`{reference}` is not a valid reference"));
+                    let issue = Issue::error(IssueCode::Value, "not a valid reference");
                     invalid.push(issue.at(expression(resource_type, path)));
                     None
                 }

@@ -251,12 +251,12 @@ fn resolve_conditional(
     let local = match found.len() {
         1 => format!("{resource_type}/{}", found.pop().expect("one match")),
         0 => {
-            let issue = Issue::error(IssueCode::BusinessRule, format!("conditional reference `{reference}` matches no resource"));
+            let issue = Issue::error(IssueCode::BusinessRule, format!("the conditional reference to {resource_type} matches no resource"));
             return Err(Error::Unprocessable(vec![issue]));
         }
         n => {
             return Err(Error::PreconditionFailed(format!(
-                "conditional reference `{reference}` matches {n} resources, not one"
+                "the conditional reference to {resource_type} matches {n} resources, not one"
             )));
         }
     };
@@ -276,6 +276,10 @@ fn located(error: Error, body: &Value, reference: &str) -> Error {
     match error {
         Error::Invalid(issues) => Error::Invalid(place(issues)),
         Error::Unprocessable(issues) => Error::Unprocessable(place(issues)),
+        Error::PreconditionFailed(message) => match locate(body, reference) {
+            Some(at) => Error::PreconditionFailed(format!("{message} (at {at})")),
+            None => Error::PreconditionFailed(message),
+        },
         other => other,
     }
 }

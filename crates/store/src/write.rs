@@ -172,7 +172,7 @@ pub(crate) fn delete(tx: &mut dyn Transaction, resource_type: &str, id: &str, if
 
 /// A JSON Patch document.
 pub(crate) fn parse_patch(patch: &Value) -> Result<json_patch::Patch> {
-    serde_json::from_value(patch.clone()).map_err(|e| Error::invalid(format!("not a JSON Patch document: {e}")))
+    serde_json::from_value(patch.clone()).map_err(|_| Error::invalid("not a JSON Patch document (RFC 6902)"))
 }
 
 /// `patch` applied to the live `current` version, checked and validated (not stored).

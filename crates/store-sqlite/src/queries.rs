@@ -1,0 +1,228 @@
+//! The SQL, shared by the read connections and the writer's transaction. Statements are
+//! prepared once per connection and cached.
+
+use crate::storage;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use std::sync::Arc;
+use store::{Change, Error, HistoryQuery, NewVersion, ResourceVersion, Result};
+use time::OffsetDateTime;
+
+const VERSION_COLUMNS: &str = "resource_type, id, version, last_updated, change, body, sequence";
+
+/// Unix microseconds of `t` (what the tables keep).
+pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(micros: i64) -> rusqlite::Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Integer, Box::new(e)))
+}
+
+fn change_code(change: Change) -> &'static str {
+    match change {
+        Change::Created => "created",
+        Change::Updated => "updated",
+        Change::Deleted => "deleted",
+    }
+}
+
+fn change_of(code: &str) -> rusqlite::Result<Change> {
+    match code {
+        "created" => Ok(Change::Created),
+        "updated" => Ok(Change::Updated),
+        "deleted" => Ok(Change::Deleted),
+        _ => Err(rusqlite::Error::InvalidColumnType(4, "change".into(), rusqlite::types::Type::Text)),
+    }
+}
+
+/// Column `index` as an unsigned number.
+fn get_u64(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let n: i64 = row.get(index)?;
+    u64::try_from(n).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, n))
+}
+
+/// `n` as SQLite's integer.
+fn to_sql(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::invalid("a version number is out of range"))
+}
+
+/// A row of [`VERSION_COLUMNS`].
+fn version_row(row: &Row<'_>) -> rusqlite::Result<ResourceVersion> {
+    Ok(ResourceVersion {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        version: get_u64(row, 2)?,
+        last_updated: from_micros(row.get(3)?)?,
+        change: change_of(row.get_ref(4)?.as_str()?)?,
+        body: row.get_ref(5)?.as_str_or_null()?.map(Arc::from),
+        sequence: row.get(6)?,
+    })
+}
+
+/// The latest version of a resource (a deletion included).
+pub(crate) fn current(conn: &Connection, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT version, last_updated, change, body, sequence FROM resource_current
+             WHERE resource_type = ?1 AND id = ?2",
+        )
+        .map_err(storage("read"))?;
+    stmt.query_row(params![resource_type, id], |row| {
+        Ok(ResourceVersion {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            version: get_u64(row, 0)?,
+            last_updated: from_micros(row.get(1)?)?,
+            change: change_of(row.get_ref(2)?.as_str()?)?,
+            body: row.get_ref(3)?.as_str_or_null()?.map(Arc::from),
+            sequence: row.get(4)?,
+        })
+    })
+    .optional()
+    .map_err(storage("read"))
+}
+
+/// The latest version number of a resource and whether it is deleted.
+pub(crate) fn current_version(conn: &Connection, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT version, deleted FROM resource_current WHERE resource_type = ?1 AND id = ?2")
+        .map_err(storage("read"))?;
+    stmt.query_row(params![resource_type, id], |row| Ok((get_u64(row, 0)?, row.get(1)?)))
+        .optional()
+        .map_err(storage("read"))
+}
+
+/// One exact version of a resource.
+pub(crate) fn version(conn: &Connection, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_version WHERE resource_type = ?1 AND id = ?2 AND version = ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("vread"))?;
+    stmt.query_row(params![resource_type, id, to_sql(version)?], version_row).optional().map_err(storage("vread"))
+}
+
+/// Ids of live resources with a matching identifier (`system: None` is any system).
+pub(crate) fn find_by_identifier(
+    conn: &Connection,
+    resource_type: &str,
+    system: Option<&str>,
+    value: &str,
+) -> Result<Vec<String>> {
+    let mut stmt = match system {
+        Some(_) => conn.prepare_cached(
+            "SELECT DISTINCT id FROM identifier_index WHERE resource_type = ?1 AND value = ?2 AND system = ?3 ORDER BY id",
+        ),
+        None => conn.prepare_cached(
+            "SELECT DISTINCT id FROM identifier_index WHERE resource_type = ?1 AND value = ?2 ORDER BY id",
+        ),
+    }
+    .map_err(storage("identifier lookup"))?;
+    let ids: rusqlite::Result<Vec<String>> = match system {
+        Some(system) => stmt.query_map(params![resource_type, value, system], |row| row.get(0)).and_then(|r| r.collect()),
+        None => stmt.query_map(params![resource_type, value], |row| row.get(0)).and_then(|r| r.collect()),
+    };
+    ids.map_err(storage("identifier lookup"))
+}
+
+/// Writes a version: history row, current row, identifier rows. Returns its sequence.
+pub(crate) fn put(conn: &Connection, v: &NewVersion<'_>) -> Result<i64> {
+    let last_updated = to_micros(v.last_updated);
+    let version = to_sql(v.version)?;
+    let change = change_code(v.change);
+    let deleted = v.change == Change::Deleted;
+    let sequence = conn
+        .prepare_cached(
+            "INSERT INTO resource_version (resource_type, id, version, last_updated, change, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| s.insert(params![v.resource_type, v.id, version, last_updated, change, v.body]))
+        .map_err(storage("write history"))?;
+    conn.prepare_cached(
+        "INSERT INTO resource_current (resource_type, id, version, last_updated, change, deleted, sequence, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version,
+             last_updated = excluded.last_updated, change = excluded.change, deleted = excluded.deleted,
+             sequence = excluded.sequence, body = excluded.body",
+    )
+    .and_then(|mut s| s.execute(params![v.resource_type, v.id, version, last_updated, change, deleted, sequence, v.body]))
+    .map_err(storage("write current"))?;
+    if v.version > 1 {
+        conn.prepare_cached("DELETE FROM identifier_index WHERE resource_type = ?1 AND id = ?2")
+            .and_then(|mut s| s.execute(params![v.resource_type, v.id]))
+            .map_err(storage("write identifiers"))?;
+    }
+    if !v.identifiers.is_empty() {
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO identifier_index (resource_type, value, system, id) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(storage("write identifiers"))?;
+        for (system, value) in v.identifiers {
+            stmt.execute(params![v.resource_type, value, system.as_deref().unwrap_or(""), v.id])
+                .map_err(storage("write identifiers"))?;
+        }
+    }
+    Ok(sequence)
+}
+
+/// `WHERE …` of a history query and its parameters; `paged` includes the paging cursor.
+fn history_filter(query: &HistoryQuery, paged: bool) -> (String, Vec<SqlValue>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    if let Some(t) = &query.resource_type {
+        values.push(SqlValue::Text(t.clone()));
+        conditions.push(format!("resource_type = ?{}", values.len()));
+        if let Some(id) = &query.id {
+            values.push(SqlValue::Text(id.clone()));
+            conditions.push(format!("id = ?{}", values.len()));
+        }
+    }
+    if let Some(since) = query.since {
+        values.push(SqlValue::Integer(to_micros(since)));
+        conditions.push(format!("last_updated >= ?{}", values.len()));
+    }
+    if let (true, Some(before)) = (paged, query.before_sequence) {
+        values.push(SqlValue::Integer(before));
+        conditions.push(format!("sequence < ?{}", values.len()));
+    }
+    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    (filter, values)
+}
+
+/// History entries matching `query`, newest first.
+pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> Result<Vec<ResourceVersion>> {
+    if query.count == 0 {
+        return Ok(Vec::new());
+    }
+    if query.id.is_some() && query.resource_type.is_none() {
+        return Err(Error::invalid("instance history needs a resource type"));
+    }
+    let (filter, mut values) = history_filter(query, true);
+    values.push(SqlValue::Integer(i64::try_from(query.count).unwrap_or(i64::MAX)));
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_version{filter} ORDER BY sequence DESC LIMIT ?{}", values.len());
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("history"))?;
+    let rows = stmt.query_map(params_from_iter(values), version_row).map_err(storage("history"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("history"))
+}
+
+/// How many history entries match `query`, ignoring its paging.
+pub(crate) fn history_total(conn: &Connection, query: &HistoryQuery) -> Result<u64> {
+    let (filter, values) = history_filter(query, false);
+    let sql = format!("SELECT COUNT(*) FROM resource_version{filter}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("history"))?;
+    stmt.query_row(params_from_iter(values), |row| get_u64(row, 0)).map_err(storage("history"))
+}
+
+/// Number of live resources per type, by type name.
+pub(crate) fn count_by_type(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT resource_type, COUNT(*) FROM resource_current WHERE deleted = 0
+             GROUP BY resource_type ORDER BY resource_type",
+        )
+        .map_err(storage("count"))?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, get_u64(row, 1)?))).map_err(storage("count"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("count"))
+}

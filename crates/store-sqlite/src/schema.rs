@@ -1,0 +1,82 @@
+//! The schema and its migrations, applied at open. `PRAGMA user_version` is the number of
+//! migrations applied.
+
+use crate::storage;
+use rusqlite::Connection;
+use store::{Error, Result};
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Never edit one that shipped;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the resource store.
+    //
+    // Sharding: when resources are partitioned by patient compartment, each table gets a
+    // `shard_key TEXT NOT NULL DEFAULT ''` column (the patient id, '' for shared resources) and
+    // it is put first in each key and index below; lookups by (resource_type, id) stay the
+    // same shape.
+    r#"
+    -- Every version ever written: the history. `sequence` orders all writes of the store.
+    CREATE TABLE resource_version (
+        sequence      INTEGER PRIMARY KEY AUTOINCREMENT,
+        resource_type TEXT    NOT NULL,
+        id            TEXT    NOT NULL,
+        version       INTEGER NOT NULL,
+        last_updated  INTEGER NOT NULL,  -- unix microseconds
+        change        TEXT    NOT NULL CHECK (change IN ('created', 'updated', 'deleted')),
+        body          TEXT,              -- NULL for a deletion
+        UNIQUE (resource_type, id, version)
+    );
+    CREATE INDEX resource_version_by_type ON resource_version (resource_type, sequence);
+    CREATE INDEX resource_version_by_time ON resource_version (last_updated);
+
+    -- The latest version of each resource, with its body, so that a read is one lookup.
+    -- A rowid table, not WITHOUT ROWID: bodies are kilobytes, and a WITHOUT ROWID b-tree
+    -- would carry them in its interior pages; the primary key index stays small instead.
+    CREATE TABLE resource_current (
+        resource_type TEXT    NOT NULL,
+        id            TEXT    NOT NULL,
+        version       INTEGER NOT NULL,
+        last_updated  INTEGER NOT NULL,
+        change        TEXT    NOT NULL,
+        deleted       INTEGER NOT NULL,
+        sequence      INTEGER NOT NULL,
+        body          TEXT,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE INDEX resource_current_live ON resource_current (resource_type) WHERE deleted = 0;
+
+    -- Identifiers of live resources, for conditional operations. system is '' when absent.
+    CREATE TABLE identifier_index (
+        resource_type TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        system        TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        PRIMARY KEY (resource_type, value, system, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX identifier_index_by_resource ON identifier_index (resource_type, id);
+    "#,
+];
+
+/// Applies the migrations `conn`'s database lacks, each in its own transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(storage("schema"))?;
+    let applied = usize::try_from(applied).map_err(|_| Error::Storage("bad schema version".into()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Storage(format!(
+            "the database has schema version {applied}, newer than this program's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(storage("migration"))?;
+        tx.execute_batch(sql).map_err(storage("migration"))?;
+        tx.pragma_update(None, "user_version", done as i64 + 1).map_err(storage("migration"))?;
+        tx.commit().map_err(storage("migration"))?;
+    }
+    Ok(())
+}
+
+/// The schema version a fully migrated database has.
+pub(crate) fn latest() -> usize {
+    MIGRATIONS.len()
+}
