@@ -51,10 +51,8 @@ impl SqliteBackend {
     pub fn check_integrity(&self) -> Result<()> {
         let conn = self.readers.get()?;
         let mut stmt = conn.prepare("PRAGMA quick_check").map_err(storage("integrity check"))?;
-        let findings: Vec<String> = stmt
-            .query_map([], |row| row.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(storage("integrity check"))?;
+        let findings: Vec<String> =
+            stmt.query_map([], |row| row.get(0)).and_then(|rows| rows.collect()).map_err(storage("integrity check"))?;
         if findings == ["ok"] {
             Ok(())
         } else {

@@ -95,10 +95,14 @@ pub(crate) fn current_version(conn: &Connection, resource_type: &str, id: &str) 
 }
 
 /// One exact version of a resource.
-pub(crate) fn version(conn: &Connection, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
-    let sql = format!(
-        "SELECT {VERSION_COLUMNS} FROM resource_version WHERE resource_type = ?1 AND id = ?2 AND version = ?3"
-    );
+pub(crate) fn version(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<ResourceVersion>> {
+    let sql =
+        format!("SELECT {VERSION_COLUMNS} FROM resource_version WHERE resource_type = ?1 AND id = ?2 AND version = ?3");
     let mut stmt = conn.prepare_cached(&sql).map_err(storage("vread"))?;
     stmt.query_row(params![resource_type, id, to_sql(version)?], version_row).optional().map_err(storage("vread"))
 }
@@ -120,7 +124,9 @@ pub(crate) fn find_by_identifier(
     }
     .map_err(storage("identifier lookup"))?;
     let ids: rusqlite::Result<Vec<String>> = match system {
-        Some(system) => stmt.query_map(params![resource_type, value, system], |row| row.get(0)).and_then(|r| r.collect()),
+        Some(system) => {
+            stmt.query_map(params![resource_type, value, system], |row| row.get(0)).and_then(|r| r.collect())
+        }
         None => stmt.query_map(params![resource_type, value], |row| row.get(0)).and_then(|r| r.collect()),
     };
     ids.map_err(storage("identifier lookup"))
@@ -146,7 +152,9 @@ pub(crate) fn put(conn: &Connection, v: &NewVersion<'_>) -> Result<i64> {
              last_updated = excluded.last_updated, change = excluded.change, deleted = excluded.deleted,
              sequence = excluded.sequence, body = excluded.body",
     )
-    .and_then(|mut s| s.execute(params![v.resource_type, v.id, version, last_updated, change, deleted, sequence, v.body]))
+    .and_then(|mut s| {
+        s.execute(params![v.resource_type, v.id, version, last_updated, change, deleted, sequence, v.body])
+    })
     .map_err(storage("write current"))?;
     if v.version > 1 {
         conn.prepare_cached("DELETE FROM identifier_index WHERE resource_type = ?1 AND id = ?2")
@@ -201,7 +209,10 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> Result<Vec<Res
     }
     let (filter, mut values) = history_filter(query, true);
     values.push(SqlValue::Integer(i64::try_from(query.count).unwrap_or(i64::MAX)));
-    let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_version{filter} ORDER BY sequence DESC LIMIT ?{}", values.len());
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_version{filter} ORDER BY sequence DESC LIMIT ?{}",
+        values.len()
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(storage("history"))?;
     let rows = stmt.query_map(params_from_iter(values), version_row).map_err(storage("history"))?;
     rows.collect::<rusqlite::Result<_>>().map_err(storage("history"))

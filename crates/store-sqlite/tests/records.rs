@@ -88,7 +88,10 @@ fn element_order_and_decimals_round_trip() {
     let id = create(&records, serde_json::from_str(text).unwrap());
     let stored = records.read("Observation", &id).unwrap();
     let stored = stored.body.as_deref().unwrap();
-    assert!(stored.contains(r#""valueQuantity":{"value":72.50,"unit":"kg"},"issued":"2020-01-01T00:00:00Z"}"#), "{stored}");
+    assert!(
+        stored.contains(r#""valueQuantity":{"value":72.50,"unit":"kg"},"issued":"2020-01-01T00:00:00Z"}"#),
+        "{stored}"
+    );
     assert!(stored.starts_with(&format!(r#"{{"resourceType":"Observation","id":"{id}","meta":{{"versionId":"1""#)));
 }
 
@@ -125,7 +128,10 @@ fn if_match_mismatch_is_precondition_failed() {
     let id = create(&records, patient("A"));
     let mut next = patient("B");
     next["id"] = json!(id);
-    assert_eq!(records.update("Patient", &id, next.clone(), Some(2)).unwrap_err().kind(), ErrorKind::PreconditionFailed);
+    assert_eq!(
+        records.update("Patient", &id, next.clone(), Some(2)).unwrap_err().kind(),
+        ErrorKind::PreconditionFailed
+    );
     assert_eq!(records.update("Patient", &id, next.clone(), Some(1)).unwrap().version.unwrap().version, 2);
     assert_eq!(records.update("Patient", &id, next, Some(1)).unwrap_err().kind(), ErrorKind::PreconditionFailed);
     assert_eq!(records.delete("Patient", &id, Some(1)).unwrap_err().kind(), ErrorKind::PreconditionFailed);
@@ -199,7 +205,8 @@ fn history_levels_since_and_paging() {
     assert_eq!(all[0].change.method(), "DELETE");
     assert_eq!(total_history(&records), 5);
 
-    let instance = HistoryQuery { resource_type: Some("Patient".into()), id: Some(a.clone()), count: 10, ..Default::default() };
+    let instance =
+        HistoryQuery { resource_type: Some("Patient".into()), id: Some(a.clone()), count: 10, ..Default::default() };
     let versions: Vec<u64> = records.history(&instance).unwrap().iter().map(|v| v.version).collect();
     assert_eq!(versions, [2, 1]);
     let of_type = HistoryQuery { resource_type: Some("Patient".into()), count: 10, ..Default::default() };
@@ -280,7 +287,10 @@ fn conditional_update() {
 
     let several = records.conditional_update("Patient", "identifier=s|1,s|2", patient("x")).unwrap_err();
     assert_eq!(several.kind(), ErrorKind::PreconditionFailed);
-    assert_eq!(records.conditional_update("Patient", "_format=json", patient("x")).unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(
+        records.conditional_update("Patient", "_format=json", patient("x")).unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
 }
 
 #[test]
@@ -312,7 +322,8 @@ fn dangling_references_are_refused_and_leave_no_trace() {
     assert_eq!(issues[0].expression.as_deref(), Some("Observation.subject.reference"));
 
     let mut two = observation("Patient/missing");
-    two["performer"] = json!([{"reference": "Practitioner/nobody"}, {"reference": "https://elsewhere.org/Practitioner/1"}]);
+    two["performer"] =
+        json!([{"reference": "Practitioner/nobody"}, {"reference": "https://elsewhere.org/Practitioner/1"}]);
     let issues = records.create(two, None).unwrap_err().issues();
     let at: Vec<_> = issues.iter().filter_map(|i| i.expression.as_deref()).collect();
     assert_eq!(at, ["Observation.subject.reference", "Observation.performer[0].reference"]);
@@ -395,7 +406,8 @@ fn concurrent_writers_with_if_match_retries() {
     });
     let expected = (1 + THREADS * UPDATES) as u64;
     assert_eq!(records.read("Patient", &id).unwrap().version, expected);
-    let instance = HistoryQuery { resource_type: Some("Patient".into()), id: Some(id.clone()), count: 5000, ..Default::default() };
+    let instance =
+        HistoryQuery { resource_type: Some("Patient".into()), id: Some(id.clone()), count: 5000, ..Default::default() };
     let versions: Vec<u64> = records.history(&instance).unwrap().iter().map(|v| v.version).collect();
     assert_eq!(versions, (1..=expected).rev().collect::<Vec<_>>(), "every version exactly once");
     eprintln!("{} If-Match conflicts retried", conflicts.into_inner());
@@ -512,11 +524,13 @@ fn transaction_is_all_or_nothing() {
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert_eq!(err.issues()[0].expression.as_deref(), Some("Bundle.entry[3].resource.id"));
 
-    let mut stale = entry("PUT", &format!("Patient/{other}"), None, Some(json!({"resourceType": "Patient", "id": other})));
+    let mut stale =
+        entry("PUT", &format!("Patient/{other}"), None, Some(json!({"resourceType": "Patient", "id": other})));
     stale["request"]["ifMatch"] = json!("W/\"5\"");
     let err = records.process_bundle(entries(stale)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
-    let also_put = entry("PUT", &format!("Patient/{existing}"), None, Some(json!({"resourceType": "Patient", "id": existing})));
+    let also_put =
+        entry("PUT", &format!("Patient/{existing}"), None, Some(json!({"resourceType": "Patient", "id": existing})));
     let err = records.process_bundle(entries(also_put)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "the deleted resource is also PUT: one target, two entries");
 

@@ -79,15 +79,19 @@ pub(crate) fn process(records: &Records, mut bundle: Value) -> Result<Value> {
         "transaction" => transaction(records, entries),
         "batch" => batch(records, entries),
         other => Err(Error::Invalid(vec![
-            Issue::error(IssueCode::Value, format!("Bundle.type `{other}` is neither batch nor transaction")).at("Bundle.type"),
+            Issue::error(IssueCode::Value, format!("Bundle.type `{other}` is neither batch nor transaction"))
+                .at("Bundle.type"),
         ])),
     }
 }
 
 /// All or nothing: one unit of work; any failing entry fails the whole Bundle.
 fn transaction(records: &Records, raw: Vec<Value>) -> Result<Value> {
-    let entries =
-        raw.into_iter().enumerate().map(|(i, e)| parse_entry(i, e).map_err(|e| e.in_entry(i))).collect::<Result<Vec<_>>>()?;
+    let entries = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| parse_entry(i, e).map_err(|e| e.in_entry(i)))
+        .collect::<Result<Vec<_>>>()?;
     let bodies: Vec<&Value> = entries.iter().filter_map(|e| e.body.as_ref()).collect();
     let mut issues = Vec::new();
     let with_body = entries.iter().filter(|e| e.body.is_some());
@@ -221,7 +225,10 @@ fn entry_error(index: usize, element: &str, diagnostics: impl Into<String>) -> E
 
 /// Parses and checks (without validating its resource) one entry.
 pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
-    let request = raw.get("request").filter(|r| r.is_object()).ok_or_else(|| entry_error(index, "request", "the entry has no request"))?;
+    let request = raw
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or_else(|| entry_error(index, "request", "the entry has no request"))?;
     let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_string);
     let method = match text("method").as_deref() {
         Some("GET") => Method::Get,
@@ -242,13 +249,30 @@ pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
         Some(_) => return Err(entry_error(index, "request.ifNoneExist", "ifNoneExist only applies to POST")),
         None => None,
     };
-    let if_match = text("ifMatch").map(|m| parse_etag(&m).ok_or_else(|| entry_error(index, "request.ifMatch", "request.ifMatch is not an ETag such as W/\"3\""))).transpose()?;
+    let if_match = text("ifMatch")
+        .map(|m| {
+            parse_etag(&m)
+                .ok_or_else(|| entry_error(index, "request.ifMatch", "request.ifMatch is not an ETag such as W/\"3\""))
+        })
+        .transpose()?;
     let full_url = raw.get("fullUrl").and_then(Value::as_str).map(str::to_string);
     let resource = raw.get_mut("resource").map(Value::take);
-    let mut entry = Entry { index, method, resource_type, target, full_url, body: None, patch: None, if_none_exist, if_match, new_id: String::new() };
+    let mut entry = Entry {
+        index,
+        method,
+        resource_type,
+        target,
+        full_url,
+        body: None,
+        patch: None,
+        if_none_exist,
+        if_match,
+        new_id: String::new(),
+    };
     match method {
         Method::Post | Method::Put => {
-            let body = resource.ok_or_else(|| entry_error(index, "resource", "a POST or PUT entry needs a resource"))?;
+            let body =
+                resource.ok_or_else(|| entry_error(index, "resource", "a POST or PUT entry needs a resource"))?;
             let url_id = match &entry.target {
                 Target::Instance { id, .. } => Some(id.as_str()),
                 _ => None,
@@ -289,7 +313,9 @@ fn parse_url(method: Method, url: &str) -> Result<(String, Target)> {
     };
     let target = match (method, parts.as_slice()) {
         (Method::Post, [_]) if query.is_empty() => Target::Type,
-        (Method::Put | Method::Delete, [_]) if !query.is_empty() => Target::Conditional(conditional_criteria(query, &resource_type)?),
+        (Method::Put | Method::Delete, [_]) if !query.is_empty() => {
+            Target::Conditional(conditional_criteria(query, &resource_type)?)
+        }
         (Method::Get | Method::Head, [_]) => return Err(Error::NotSupported("search in a Bundle".into())),
         (Method::Patch, [_]) => return Err(Error::NotSupported("conditional patch".into())),
         (Method::Get | Method::Head, [_, "_history"] | [_, _, "_history"]) => {
@@ -324,11 +350,13 @@ fn patch_from_resource(resource: &Value) -> Result<json_patch::Patch> {
     if content_type.split(';').next().map(str::trim) != Some("application/json-patch+json") {
         return Err(Error::NotSupported(format!("patch of content type `{content_type}`")));
     }
-    let data = resource.get("data").and_then(Value::as_str).ok_or_else(|| Error::invalid("the patch Binary has no data"))?;
+    let data =
+        resource.get("data").and_then(Value::as_str).ok_or_else(|| Error::invalid("the patch Binary has no data"))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|_| Error::invalid("the patch Binary's data is not base64"))?;
-    let patch: Value = serde_json::from_slice(&bytes).map_err(|_| Error::invalid("the patch Binary's data is not JSON"))?;
+    let patch: Value =
+        serde_json::from_slice(&bytes).map_err(|_| Error::invalid("the patch Binary's data is not JSON"))?;
     parse_patch(&patch)
 }
 
@@ -339,8 +367,13 @@ mod tests {
     #[test]
     fn urls() {
         assert!(matches!(parse_url(Method::Post, "Patient").unwrap(), (t, Target::Type) if t == "Patient"));
-        assert!(matches!(parse_url(Method::Put, "/Patient/1").unwrap().1, Target::Instance { id, version: None } if id == "1"));
-        assert!(matches!(parse_url(Method::Get, "Patient/1/_history/2").unwrap().1, Target::Instance { version: Some(2), .. }));
+        assert!(
+            matches!(parse_url(Method::Put, "/Patient/1").unwrap().1, Target::Instance { id, version: None } if id == "1")
+        );
+        assert!(matches!(
+            parse_url(Method::Get, "Patient/1/_history/2").unwrap().1,
+            Target::Instance { version: Some(2), .. }
+        ));
         assert!(matches!(parse_url(Method::Delete, "Patient?identifier=a|b").unwrap().1, Target::Conditional(_)));
         assert_eq!(parse_url(Method::Get, "Patient?name=x").unwrap_err().kind(), crate::ErrorKind::NotSupported);
         assert_eq!(parse_url(Method::Post, "Patient/1").unwrap_err().kind(), crate::ErrorKind::Invalid);
@@ -366,7 +399,8 @@ mod tests {
 
     #[test]
     fn binary_patch() {
-        let data = base64::engine::general_purpose::STANDARD.encode(br#"[{"op":"replace","path":"/active","value":false}]"#);
+        let data =
+            base64::engine::general_purpose::STANDARD.encode(br#"[{"op":"replace","path":"/active","value":false}]"#);
         let binary = json!({"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data});
         assert_eq!(patch_from_resource(&binary).unwrap().0.len(), 1);
         let params = json!({"resourceType": "Parameters"});

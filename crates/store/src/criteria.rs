@@ -53,7 +53,8 @@ impl Criteria {
                     criteria.ids.push(non_empty(ids, &name)?);
                 }
                 "identifier" => {
-                    let tokens = split_unescaped(&value, ',').iter().map(|t| identifier_token(t)).collect::<Result<_>>()?;
+                    let tokens =
+                        split_unescaped(&value, ',').iter().map(|t| identifier_token(t)).collect::<Result<_>>()?;
                     criteria.identifiers.push(tokens);
                 }
                 _ => {

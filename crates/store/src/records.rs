@@ -99,7 +99,13 @@ impl Records {
 
     /// Updates (or creates, with the client's id) `resource_type/id`. `if_match` is the expected
     /// current version (412 when different).
-    pub fn update(&self, resource_type: &str, id: &str, resource: Value, if_match: Option<u64>) -> Result<WriteOutcome> {
+    pub fn update(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<u64>,
+    ) -> Result<WriteOutcome> {
         check_update_body(resource_type, Some(id), &resource)?;
         let (resource_type, id) = (resource_type.to_string(), id.to_string());
         let base = self.base.clone();

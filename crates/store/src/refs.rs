@@ -103,6 +103,22 @@ pub(crate) fn locate(resource: &Value, reference: &str) -> Option<String> {
     found
 }
 
+/// `(Type, query)` of a conditional reference such as `Practitioner?identifier=http://x|1`.
+/// Checked before `ReferenceTarget::parse`, which takes a query holding `://` for an
+/// absolute URL.
+pub(crate) fn conditional_reference(reference: &str) -> Option<(&str, &str)> {
+    let (resource_type, query) = reference.split_once('?')?;
+    crate::resource::is_type_name(resource_type).then_some((resource_type, query))
+}
+
+/// How `reference` is to be treated.
+pub(crate) fn classify<'a>(reference: &'a str, base: Option<&str>) -> ReferenceTarget<'a> {
+    match conditional_reference(reference) {
+        Some((resource_type, query)) => ReferenceTarget::Conditional { resource_type, query },
+        None => ReferenceTarget::parse(reference, base),
+    }
+}
+
 /// What a `Type/id` currently is, as far as references care.
 #[derive(Debug, Clone, Copy)]
 enum Status {
@@ -150,7 +166,7 @@ impl<'b> RefChecker<'b> {
             if failure.is_some() {
                 return;
             }
-            let problem = match ReferenceTarget::parse(reference, base) {
+            let problem = match classify(reference, base) {
                 ReferenceTarget::Local { resource_type: t, id, version } => match self.status(tx, t, id) {
                     Ok(status) => local_problem(status, version),
                     Err(e) => {
@@ -248,6 +264,15 @@ mod tests {
             ]
         );
         assert_eq!(locate(&r, "Encounter/2").as_deref(), Some("Claim.item[0].encounter[0].reference"));
+    }
+
+    #[test]
+    fn conditional_references_with_urls_in_the_query() {
+        let r = "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1";
+        assert_eq!(conditional_reference(r), Some(("Practitioner", "identifier=http://hl7.org/fhir/sid/us-npi|1")));
+        assert!(matches!(classify(r, None), ReferenceTarget::Conditional { resource_type: "Practitioner", .. }));
+        assert_eq!(conditional_reference("http://x/fhir/Patient?a=b"), None);
+        assert!(matches!(classify("Patient/1", None), ReferenceTarget::Local { .. }));
     }
 
     #[test]

@@ -185,7 +185,11 @@ mod tests {
 
     #[test]
     fn decimals_keep_their_text() {
-        let r: Value = serde_json::from_str(r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#).unwrap();
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#);
+        let r: Value =
+            serde_json::from_str(r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#
+        );
     }
 }

@@ -5,10 +5,10 @@
 
 use crate::bundle::{Entry, Method, Target, read_response, write_response};
 use crate::records::conditional_criteria;
-use crate::refs::{RefChecker, locate, rewrite_strings};
+use crate::refs::{RefChecker, conditional_reference, locate, rewrite_strings};
 use crate::write::{self, Written, apply_patch, check_if_match, find_one};
 use crate::{Error, Result, Transaction};
-use fhir::{Issue, IssueCode, ReferenceTarget};
+use fhir::{Issue, IssueCode};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
@@ -27,7 +27,6 @@ pub(crate) fn execute(tx: &mut dyn Transaction, mut entries: Vec<Entry>, base: O
     order.sort_by_key(|&i| entries[i].method.rank());
     let mut run = Run {
         tx,
-        base,
         checker: RefChecker::new(base),
         targets: HashSet::new(),
         urns: HashMap::new(),
@@ -74,7 +73,6 @@ pub(crate) fn execute(tx: &mut dyn Transaction, mut entries: Vec<Entry>, base: O
 
 struct Run<'t, 'b> {
     tx: &'t mut dyn Transaction,
-    base: Option<&'b str>,
     checker: RefChecker<'b>,
     /// Every `(type, id)` written so far: a second write to one is refused.
     targets: HashSet<(String, String)>,
@@ -122,12 +120,12 @@ impl Run<'_, '_> {
 
     fn resolve_post(&mut self, entry: &Entry) -> Result<Resolved> {
         let resource_type = entry.resource_type.as_str();
-        if let Some(criteria) = &entry.if_none_exist {
-            if let Some(existing) = find_one(self.tx, resource_type, criteria)? {
-                self.register(entry, &existing)?;
-                let matched = write::matched(self.tx, resource_type, &existing)?;
-                return Ok(Resolved::Done(write_response(&matched.outcome)));
-            }
+        if let Some(criteria) = &entry.if_none_exist
+            && let Some(existing) = find_one(self.tx, resource_type, criteria)?
+        {
+            self.register(entry, &existing)?;
+            let matched = write::matched(self.tx, resource_type, &existing)?;
+            return Ok(Resolved::Done(write_response(&matched.outcome)));
         }
         self.claim(resource_type, &entry.new_id)?;
         self.register(entry, &entry.new_id)?;
@@ -188,23 +186,21 @@ impl Run<'_, '_> {
     /// reference equal to one) with the entry's `Type/id`, and every conditional reference with
     /// the one resource it matches.
     fn rewrite(&mut self, body: &mut Value) -> Result<()> {
-        let Run { tx, base, urns, conditional, .. } = self;
+        let Run { tx, urns, conditional, .. } = self;
         let mut failed = None;
         let result = rewrite_strings(body, &mut |is_reference, s| {
-            if is_reference || s.starts_with("urn:") {
-                if let Some(local) = urns.get(s.as_str()) {
-                    s.clone_from(local);
-                    return Ok(());
-                }
+            if (is_reference || s.starts_with("urn:"))
+                && let Some(local) = urns.get(s.as_str())
+            {
+                s.clone_from(local);
+                return Ok(());
             }
-            if is_reference && s.contains('?') {
-                if let ReferenceTarget::Conditional { resource_type, query } = ReferenceTarget::parse(s, *base) {
-                    match resolve_conditional(&mut **tx, conditional, s, resource_type, query) {
-                        Ok(local) => *s = local,
-                        Err(e) => {
-                            failed = Some(s.clone());
-                            return Err(e);
-                        }
+            if is_reference && let Some((resource_type, query)) = conditional_reference(s) {
+                match resolve_conditional(&mut **tx, conditional, s, resource_type, query) {
+                    Ok(local) => *s = local,
+                    Err(e) => {
+                        failed = Some(s.clone());
+                        return Err(e);
                     }
                 }
             }
@@ -251,7 +247,10 @@ fn resolve_conditional(
     let local = match found.len() {
         1 => format!("{resource_type}/{}", found.pop().expect("one match")),
         0 => {
-            let issue = Issue::error(IssueCode::BusinessRule, format!("the conditional reference to {resource_type} matches no resource"));
+            let issue = Issue::error(
+                IssueCode::BusinessRule,
+                format!("the conditional reference to {resource_type} matches no resource"),
+            );
             return Err(Error::Unprocessable(vec![issue]));
         }
         n => {

@@ -85,10 +85,10 @@ pub(crate) fn create(
     mut body: Value,
     criteria: Option<&Criteria>,
 ) -> Result<Written> {
-    if let Some(criteria) = criteria {
-        if let Some(existing) = find_one(tx, resource_type, criteria)? {
-            return matched(tx, resource_type, &existing);
-        }
+    if let Some(criteria) = criteria
+        && let Some(existing) = find_one(tx, resource_type, criteria)?
+    {
+        return matched(tx, resource_type, &existing);
     }
     let version = put_version(tx, resource_type, id, Some(&mut body), None, Change::Created)?;
     Ok(Written::new(WriteKind::Created, Some(version), Some(body)))
@@ -107,9 +107,9 @@ pub(crate) fn find_one(tx: &mut dyn Transaction, resource_type: &str, criteria: 
 /// The current version of a resource a conditional create matched.
 pub(crate) fn matched(tx: &mut dyn Transaction, resource_type: &str, id: &str) -> Result<Written> {
     let current = tx.current(resource_type, id)?;
-    let current = current.filter(|c| !c.is_deleted()).ok_or_else(|| {
-        Error::Storage("a matched resource has no current version".into())
-    })?;
+    let current = current
+        .filter(|c| !c.is_deleted())
+        .ok_or_else(|| Error::Storage("a matched resource has no current version".into()))?;
     Ok(Written::new(WriteKind::Matched, Some(current), None))
 }
 
@@ -148,9 +148,9 @@ pub(crate) fn conditional_target(
         ])),
         (Some(found), _) => Ok(found),
         (None, Some(id)) => match tx.current_version(resource_type, id)? {
-            Some((_, false)) => Err(Error::Conflict(format!(
-                "{resource_type}/{id} exists but does not match the criteria"
-            ))),
+            Some((_, false)) => {
+                Err(Error::Conflict(format!("{resource_type}/{id} exists but does not match the criteria")))
+            }
             _ => Ok(id.to_string()),
         },
         (None, None) => Ok(new_id.to_string()),
@@ -158,7 +158,12 @@ pub(crate) fn conditional_target(
 }
 
 /// Writes a deletion version; nothing when the resource does not exist or is already deleted.
-pub(crate) fn delete(tx: &mut dyn Transaction, resource_type: &str, id: &str, if_match: Option<u64>) -> Result<Written> {
+pub(crate) fn delete(
+    tx: &mut dyn Transaction,
+    resource_type: &str,
+    id: &str,
+    if_match: Option<u64>,
+) -> Result<Written> {
     let current = tx.current(resource_type, id)?;
     check_if_match(if_match, current.as_ref())?;
     match current {
