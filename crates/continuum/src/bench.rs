@@ -91,16 +91,19 @@ async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -
     let duration = Duration::from_secs(args.seconds);
 
     let targets = Arc::new(targets);
-    let reads = run_clients(args.clients, duration, |worker, i| {
-        let url = format!("{base}/{}", targets[(worker * 7919 + i * 104_729) % targets.len()]);
-        let client = client.clone();
+    let (read_client, read_base) = (client.clone(), base.clone());
+    let reads = run_clients(args.clients, duration, move |worker, i| {
+        let url = format!("{read_base}/{}", targets[(worker * 7919 + i * 104_729) % targets.len()]);
+        let client = read_client.clone();
         async move { client.get(url).send().await.map(|r| r.status().is_success()) }
     })
     .await;
     reads.print("read-by-id", args.clients);
 
     let patient = create_patient(&client, &base).await?;
-    let writes = run_clients(args.clients, duration, |worker, i| {
+    let write_base = base.clone();
+    let writes = run_clients(args.clients, duration, move |worker, i| {
+        let base = &write_base;
         let client = client.clone();
         let (url, body, update) = if i % 2 == 0 {
             (format!("{base}/Observation"), observation(&patient, worker, i), false)

@@ -88,12 +88,7 @@ pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: 
         failures.push((path, message));
     }
     progress.finish_and_clear();
-    Ok(ImportReport {
-        resources: resources.into_inner(),
-        files: files.len(),
-        failures,
-        elapsed: started.elapsed(),
-    })
+    Ok(ImportReport { resources: resources.into_inner(), files: files.len(), failures, elapsed: started.elapsed() })
 }
 
 /// Synthea writes the organizations and practitioners its patient bundles point at into
@@ -188,7 +183,8 @@ fn import_ndjson(records: &Records, text: &str) -> Result<u64, FileError> {
 
 fn import_value(records: &Records, value: Value) -> Result<u64, FileError> {
     let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
-    let bundle_type = value.get("type").and_then(Value::as_str).unwrap_or("");
+    let bundle_type = value.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let bundle_type = bundle_type.as_str();
     if is_bundle && matches!(bundle_type, "batch" | "transaction") {
         let response = records.process_bundle(value).map_err(store_error)?;
         return count_batch_response(&response, bundle_type);

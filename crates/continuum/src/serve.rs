@@ -25,8 +25,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let records = crate::open_records(&args.data)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         let base_url = args.base_url.unwrap_or_else(|| format!("http://{address}/fhir"));
         let limits = server::Limits { max_body_bytes: args.max_body_mib * 1024 * 1024, ..server::Limits::default() };

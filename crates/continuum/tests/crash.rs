@@ -216,7 +216,8 @@ fn import_killed_midway_leaves_whole_bundles_only() {
     let mut expected = 0;
     for path in &bundles {
         let (identifier, size) = bundle_patient(path);
-        let found = backend.find_by_identifier("Patient", Some("https://github.com/synthetichealth/synthea"), &identifier);
+        let found =
+            backend.find_by_identifier("Patient", Some("https://github.com/synthetichealth/synthea"), &identifier);
         if !found.unwrap().is_empty() {
             expected += size as u64;
         }

@@ -64,7 +64,12 @@ impl AppState {
 
 /// The whole HTTP application: the FHIR API under `/fhir`.
 pub fn app(state: AppState) -> Router {
-    Router::new().nest("/fhir", rest::routes()).fallback(rest::not_found).with_state(state)
+    Router::new()
+        .nest("/fhir", rest::routes())
+        // Transactions and batches are posted to the base, which clients spell with or without `/`.
+        .route("/fhir/", axum::routing::post(rest::system_bundle))
+        .fallback(rest::not_found)
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

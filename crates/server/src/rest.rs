@@ -413,7 +413,7 @@ fn resource_to_validate(body: Value) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::bad_request("Parameters for $validate must carry a 'resource' parameter"))
 }
 
-async fn system_bundle(
+pub(crate) async fn system_bundle(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,

@@ -445,9 +445,15 @@ async fn bad_input_gets_an_operation_outcome_and_changes_nothing() {
     let before = server.snapshot();
 
     let raw = |method: reqwest::Method, path: &str, body: Vec<u8>| {
-        server.client.request(method, server.url(path)).header("content-type", "application/fhir+json").body(body).send()
+        server
+            .client
+            .request(method, server.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
     };
-    let invalid_json = raw(reqwest::Method::POST, "Patient", b"{\"resourceType\": \"Patient\",".to_vec()).await.unwrap();
+    let invalid_json =
+        raw(reqwest::Method::POST, "Patient", b"{\"resourceType\": \"Patient\",".to_vec()).await.unwrap();
     assert_eq!(invalid_json.status(), StatusCode::BAD_REQUEST);
     outcome(invalid_json).await;
 
