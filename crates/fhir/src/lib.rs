@@ -2,6 +2,7 @@
 //! `OperationOutcome` issues and reference parsing. Knows nothing of storage or HTTP.
 
 pub mod definitions;
+mod hash;
 pub mod outcome;
 pub mod reference;
 pub mod validation;

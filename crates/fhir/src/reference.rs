@@ -45,9 +45,7 @@ impl<'a> ReferenceTarget<'a> {
         }
         let parts: Vec<&str> = relative.split('/').collect();
         match parts.as_slice() {
-            [t, id] if is_type_name(t) && is_id(id) => {
-                ReferenceTarget::Local { resource_type: t, id, version: None }
-            }
+            [t, id] if is_type_name(t) && is_id(id) => ReferenceTarget::Local { resource_type: t, id, version: None },
             [t, id, "_history", v] if is_type_name(t) && is_id(id) && is_id(v) => {
                 ReferenceTarget::Local { resource_type: t, id, version: Some(v) }
             }
@@ -87,7 +85,10 @@ mod tests {
             ReferenceTarget::parse("Practitioner?identifier=a|b", None),
             Conditional { resource_type: "Practitioner", query: "identifier=a|b" }
         );
-        assert_eq!(ReferenceTarget::parse("http://other/fhir/Patient/1", None), External("http://other/fhir/Patient/1"));
+        assert_eq!(
+            ReferenceTarget::parse("http://other/fhir/Patient/1", None),
+            External("http://other/fhir/Patient/1")
+        );
         assert_eq!(ReferenceTarget::parse("Patient/../../etc", None), Invalid);
         assert_eq!(ReferenceTarget::parse("patient/1", None), Invalid);
     }
