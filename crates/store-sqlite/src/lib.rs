@@ -2,6 +2,7 @@
 //! writer thread that group-commits units of work, and a small pool of read-only
 //! connections for reads.
 
+mod checkpoint;
 mod queries;
 mod schema;
 mod writer;
@@ -20,12 +21,20 @@ use writer::Job;
 pub const DATABASE_FILE: &str = "continuum.db";
 
 /// How long a connection waits for a lock held by another connection or process.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page cache of the write connection, in KiB (a negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of each read connection, in KiB.
+const READER_CACHE_KIB: i64 = 16 * 1024;
+/// WAL size (pages) at which the writer checkpoints itself, should the checkpointer lag.
+const WRITER_AUTOCHECKPOINT: i64 = 10_000;
 
 /// A [`Backend`] on a SQLite database.
 pub struct SqliteBackend {
     path: PathBuf,
     writer: Option<(Sender<Job>, JoinHandle<()>)>,
+    /// Declared after `writer`, so it stops after the writer has finished.
+    _checkpointer: checkpoint::Checkpointer,
     readers: Pool,
 }
 
@@ -37,9 +46,15 @@ impl SqliteBackend {
         let mut conn = Connection::open(&path).map_err(storage("open"))?;
         configure_writer(&conn)?;
         schema::migrate(&mut conn)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(&path)?;
         let writer = writer::spawn(conn).map_err(|e| Error::Storage(format!("cannot start the writer: {e}")))?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
-        Ok(SqliteBackend { readers: Pool::new(path.clone(), readers), path, writer: Some(writer) })
+        Ok(SqliteBackend {
+            readers: Pool::new(path.clone(), readers),
+            path,
+            writer: Some(writer),
+            _checkpointer: checkpointer,
+        })
     }
 
     /// The database file.
@@ -139,7 +154,14 @@ fn configure_writer(conn: &Connection) -> Result<()> {
     // FULL: a commit is on disk (WAL fsynced) before the caller hears of it.
     conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(storage("configure"))?;
+    // Each unit of work runs in a savepoint, whose undo pages go to a statement journal: in
+    // memory rather than a temporary file (pure overhead; the WAL is what makes it durable).
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(storage("configure"))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("configure"))?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(storage("configure"))?;
+    // The checkpointer thread keeps the WAL short; commits then only append and fsync.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT).map_err(storage("configure"))?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(storage("configure"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -193,6 +215,7 @@ impl Pool {
         let conn = Connection::open_with_flags(&self.path, flags).map_err(storage("open reader"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("open reader"))?;
         conn.pragma_update(None, "query_only", true).map_err(storage("open reader"))?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(storage("open reader"))?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
