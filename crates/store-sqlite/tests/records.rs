@@ -379,7 +379,7 @@ fn durable_across_reopen() {
 #[test]
 fn concurrent_writers_with_if_match_retries() {
     const THREADS: usize = 8;
-    const UPDATES: usize = 200;
+    const UPDATES: usize = 100;
     let (_dir, records) = store();
     let id = create(&records, json!({"resourceType": "Patient", "active": true}));
     let conflicts = std::sync::atomic::AtomicUsize::new(0);

@@ -7,6 +7,8 @@ pub mod backend;
 pub mod bundle;
 pub mod criteria;
 pub mod error;
+#[cfg(test)]
+mod memory;
 pub mod records;
 mod refs;
 mod resource;

@@ -282,3 +282,101 @@ fn located(error: Error, body: &Value, reference: &str) -> Error {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::parse_entry;
+    use crate::memory::MemoryTx;
+    use crate::{ErrorKind, write};
+
+    fn entries(raw: Value) -> Vec<Entry> {
+        let raw = raw.as_array().unwrap().clone();
+        raw.into_iter().enumerate().map(|(i, e)| parse_entry(i, e).unwrap()).collect()
+    }
+
+    fn stored(tx: &mut MemoryTx, location: &Value) -> Value {
+        let location = location.as_str().unwrap();
+        let mut parts = location.split('/');
+        let (t, id) = (parts.next().unwrap(), parts.next().unwrap());
+        serde_json::from_str(tx.current(t, id).unwrap().unwrap().body.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rewrites_urns_in_every_string_and_resolves_conditional_references() {
+        let mut tx = MemoryTx::default();
+        let doctor = json!({"resourceType": "Practitioner", "identifier": [{"system": "npi", "value": "1"}]});
+        write::create(&mut tx, "Practitioner", "dr", doctor, None).unwrap();
+        let batch = entries(json!([
+            {"fullUrl": "urn:uuid:obs", "request": {"method": "POST", "url": "Observation"},
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "urn:uuid:pat"}, "performer": [{"reference": "Practitioner?identifier=npi|1"}],
+                          "note": [{"text": "urn:uuid:pat"}], "derivedFrom": [{"reference": "urn:uuid:obs"}]}},
+            {"fullUrl": "urn:uuid:pat", "request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}}
+        ]));
+        let responses = execute(&mut tx, batch, None).unwrap();
+        let obs = stored(&mut tx, &responses[0]["response"]["location"]);
+        let patient_ref = format!("Patient/{}", tx.live("Patient")[0]);
+        assert_eq!(obs["subject"]["reference"], json!(patient_ref));
+        assert_eq!(obs["note"][0]["text"], json!(patient_ref), "any string equal to the urn");
+        assert_eq!(obs["performer"][0]["reference"], json!("Practitioner/dr"));
+        assert_eq!(obs["derivedFrom"][0]["reference"], json!(format!("Observation/{}", obs["id"].as_str().unwrap())));
+    }
+
+    #[test]
+    fn deletes_run_before_creates_and_reads_last() {
+        let mut tx = MemoryTx::default();
+        let old = json!({"resourceType": "Patient", "identifier": [{"system": "s", "value": "1"}]});
+        write::create(&mut tx, "Patient", "old", old, None).unwrap();
+        let request = entries(json!([
+            {"request": {"method": "GET", "url": "Patient/old"}},
+            {"request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=s|1"},
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "s", "value": "1"}]}},
+            {"request": {"method": "DELETE", "url": "Patient/old"}}
+        ]));
+        let err = execute(&mut tx, request, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Gone, "the GET ran after the DELETE");
+        assert_eq!(err.issues()[0].expression.as_deref(), Some("Bundle.entry[0]"));
+        // A MemoryTx has no rollback: start again from the same state.
+        let mut tx = MemoryTx::default();
+        let old = json!({"resourceType": "Patient", "identifier": [{"system": "s", "value": "1"}]});
+        write::create(&mut tx, "Patient", "old", old, None).unwrap();
+        let request = entries(json!([
+            {"request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=s|1"},
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "s", "value": "1"}]}},
+            {"request": {"method": "DELETE", "url": "Patient/old"}}
+        ]));
+        let responses = execute(&mut tx, request, None).unwrap();
+        assert_eq!(responses[0]["response"]["status"], json!("201 Created"), "the delete ran first, so no match");
+        assert_eq!(tx.live("Patient").len(), 1);
+        assert!(!tx.live("Patient").contains(&"old".to_string()));
+    }
+
+    #[test]
+    fn one_target_twice_and_unresolved_urns_fail() {
+        let mut tx = MemoryTx::default();
+        let twice = entries(json!([
+            {"request": {"method": "PUT", "url": "Patient/a"}, "resource": {"resourceType": "Patient", "id": "a"}},
+            {"request": {"method": "DELETE", "url": "Patient/a"}}
+        ]));
+        let err = execute(&mut tx, twice, None).unwrap_err();
+        assert_eq!((err.kind(), err.issues()[0].expression.as_deref()), (ErrorKind::Invalid, Some("Bundle.entry[0]")));
+        let dangling = entries(json!([
+            {"request": {"method": "POST", "url": "Observation"},
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "urn:uuid:nobody"}}}
+        ]));
+        let err = execute(&mut tx, dangling, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unprocessable);
+        assert_eq!(err.issues()[0].expression.as_deref(), Some("Bundle.entry[0].resource.subject.reference"));
+        let ambiguous = entries(json!([
+            {"request": {"method": "PUT", "url": "Patient/b"},
+             "resource": {"resourceType": "Patient", "id": "b", "link": [{"other": {"reference": "Patient?_id=a,b"}, "type": "seealso"}]}}
+        ]));
+        write::create(&mut tx, "Patient", "a", json!({"resourceType": "Patient"}), None).unwrap();
+        write::create(&mut tx, "Patient", "b", json!({"resourceType": "Patient"}), None).unwrap();
+        let err = execute(&mut tx, ambiguous, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
+        assert!(err.to_string().contains("Patient.link[0].other.reference"), "{err}");
+    }
+}
