@@ -4,11 +4,14 @@ use crate::{Change, NewVersion, ResourceVersion, Result, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// `(system, value)` pairs of one resource.
+type Identifiers = Vec<(Option<String>, String)>;
+
 /// Versions and identifiers kept in maps; `put` appends like a backend would.
 #[derive(Default)]
 pub(crate) struct MemoryTx {
     versions: HashMap<(String, String), Vec<ResourceVersion>>,
-    identifiers: HashMap<(String, String), Vec<(Option<String>, String)>>,
+    identifiers: HashMap<(String, String), Identifiers>,
     sequence: i64,
 }
 
