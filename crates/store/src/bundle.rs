@@ -273,11 +273,12 @@ pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
         Method::Post | Method::Put => {
             let body =
                 resource.ok_or_else(|| entry_error(index, "resource", "a POST or PUT entry needs a resource"))?;
-            let url_id = match &entry.target {
-                Target::Instance { id, .. } => Some(id.as_str()),
-                _ => None,
-            };
-            check_update_shape(&entry.resource_type, url_id, &body)?;
+            match &entry.target {
+                Target::Instance { id, .. } => check_update_shape(&entry.resource_type, Some(id), &body)?,
+                Target::Conditional(_) => check_update_shape(&entry.resource_type, None, &body)?,
+                // A create ignores the body's id, whatever it is.
+                Target::Type => check_type(&entry.resource_type, &body)?,
+            }
             entry.body = Some(body);
         }
         Method::Patch => {
@@ -290,6 +291,15 @@ pub(crate) fn parse_entry(index: usize, mut raw: Value) -> Result<Entry> {
         entry.new_id = new_id();
     }
     Ok(entry)
+}
+
+fn check_type(resource_type: &str, body: &Value) -> Result<()> {
+    let body_type = crate::resource::resource_type(body)?;
+    if body_type == resource_type {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("the resource is a {body_type}, not a {resource_type}")))
+    }
 }
 
 /// `request.url` of an entry: the resource type and what it addresses.
@@ -405,6 +415,15 @@ mod tests {
         assert_eq!(patch_from_resource(&binary).unwrap().0.len(), 1);
         let params = json!({"resourceType": "Parameters"});
         assert_eq!(patch_from_resource(&params).unwrap_err().kind(), crate::ErrorKind::NotSupported);
+    }
+
+    #[test]
+    fn a_post_ignores_the_body_id_but_not_the_type() {
+        let post = |resource: Value| {
+            parse_entry(0, json!({"request": {"method": "POST", "url": "Patient"}, "resource": resource}))
+        };
+        assert!(post(json!({"resourceType": "Patient", "id": "not a valid id!"})).is_ok());
+        assert_eq!(post(json!({"resourceType": "Group"})).unwrap_err().kind(), crate::ErrorKind::Invalid);
     }
 
     #[test]
