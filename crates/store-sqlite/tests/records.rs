@@ -334,7 +334,8 @@ fn dangling_references_are_refused_and_leave_no_trace() {
         "subject": {"reference": "#inner"}, "performer": [{"reference": "#ghost"}]
     });
     let err = records.create(contained.clone(), None).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unprocessable);
+    // Validation (invariant ref-1) or the store's own check refuses it; either names the place.
+    assert!(matches!(err.kind(), ErrorKind::Invalid | ErrorKind::Unprocessable), "{err}");
     assert_eq!(err.issues()[0].expression.as_deref(), Some("Observation.performer[0].reference"));
     assert_eq!(records.create(observation("not a reference"), None).unwrap_err().kind(), ErrorKind::Invalid);
     assert_eq!(records.create(observation("urn:uuid:0d7a2b3e-1"), None).unwrap_err().kind(), ErrorKind::Unprocessable);
@@ -631,4 +632,32 @@ fn batch_entries_succeed_or_fail_alone() {
 
     let not_a_batch = records.process_bundle(bundle("collection", vec![])).unwrap_err();
     assert_eq!(not_a_batch.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn invalid_resources_are_refused_with_their_location() {
+    let (_dir, records) = store();
+    let bad = json!({"resourceType": "Patient", "gender": "robot", "birthDate": "1970-13-45"});
+    let err = records.create(bad.clone(), None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.issues().iter().any(|i| i.expression.as_deref() == Some("Patient.gender")), "{:?}", err.issues());
+    assert_eq!(records.create(json!({"resourceType": "Patients"}), None).unwrap_err().kind(), ErrorKind::Invalid);
+
+    let id = create(&records, patient("A"));
+    let breaks = json!([{"op": "replace", "path": "/gender", "value": "robot"}]);
+    assert_eq!(records.patch("Patient", &id, &breaks, None).unwrap_err().kind(), ErrorKind::Invalid);
+
+    let request = bundle(
+        "transaction",
+        vec![entry("POST", "Patient", None, Some(patient("ok"))), entry("POST", "Patient", None, Some(bad.clone()))],
+    );
+    let err = records.process_bundle(request).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.issues().iter().any(|i| i.expression.as_deref() == Some("Bundle.entry[1].resource.gender")));
+    let request = bundle(
+        "batch",
+        vec![entry("POST", "Patient", None, Some(patient("ok"))), entry("POST", "Patient", None, Some(bad))],
+    );
+    assert_eq!(statuses(&records.process_bundle(request).unwrap()), ["201 Created", "400 Bad Request"]);
+    assert_eq!(total_history(&records), 2, "the first create and the batch's valid entry");
 }

@@ -3,7 +3,7 @@
 //! writes themselves run in [`crate::transaction`].
 
 use crate::records::{Records, capture, check_update_shape, conditional_criteria, take};
-use crate::resource::{check_issues, format_instant, is_type_name, new_id, resource_type, validate_all};
+use crate::resource::{check_issues, format_instant, is_resource_type, new_id, resource_type, validate_all};
 use crate::transaction::execute;
 use crate::write::parse_patch;
 use crate::{Criteria, Error, ResourceVersion, Result, WriteKind, WriteOutcome};
@@ -313,7 +313,7 @@ fn parse_url(method: Method, url: &str) -> Result<(String, Target)> {
     if parts.iter().any(|p| p.starts_with('$')) {
         return Err(Error::NotSupported("operations in a Bundle".into()));
     }
-    if !is_type_name(parts[0]) {
+    if !is_resource_type(parts[0]) {
         return Err(Error::invalid(format!("`{}` is not a resource type", parts[0])));
     }
     let resource_type = parts[0].to_string();
@@ -388,6 +388,7 @@ mod tests {
         assert_eq!(parse_url(Method::Get, "Patient?name=x").unwrap_err().kind(), crate::ErrorKind::NotSupported);
         assert_eq!(parse_url(Method::Post, "Patient/1").unwrap_err().kind(), crate::ErrorKind::Invalid);
         assert_eq!(parse_url(Method::Put, "patient/1").unwrap_err().kind(), crate::ErrorKind::Invalid);
+        assert_eq!(parse_url(Method::Put, "Patients/1").unwrap_err().kind(), crate::ErrorKind::Invalid);
         assert_eq!(parse_url(Method::Post, "Patient/$validate").unwrap_err().kind(), crate::ErrorKind::NotSupported);
         assert_eq!(parse_url(Method::Put, "Patient/a b").unwrap_err().kind(), crate::ErrorKind::Invalid);
     }

@@ -108,7 +108,7 @@ pub(crate) fn locate(resource: &Value, reference: &str) -> Option<String> {
 /// absolute URL.
 pub(crate) fn conditional_reference(reference: &str) -> Option<(&str, &str)> {
     let (resource_type, query) = reference.split_once('?')?;
-    crate::resource::is_type_name(resource_type).then_some((resource_type, query))
+    crate::resource::looks_like_type(resource_type).then_some((resource_type, query))
 }
 
 /// How `reference` is to be treated.
@@ -289,6 +289,49 @@ mod tests {
         .unwrap();
         assert_eq!(r, json!({"a": "Patient/p", "b": [{"reference": "Patient/p"}], "c": 1.5}));
         assert_eq!(calls, vec![false, true]);
+    }
+
+    #[test]
+    fn checker_reports_each_problem_where_it_is() {
+        use crate::memory::MemoryTx;
+        let mut tx = MemoryTx::default();
+        crate::write::create(&mut tx, "Patient", "p", json!({"resourceType": "Patient"}), None).unwrap();
+        crate::write::delete(&mut tx, "Patient", "p", None).unwrap();
+        crate::write::create(&mut tx, "Patient", "q", json!({"resourceType": "Patient"}), None).unwrap();
+        let mut checker = RefChecker::new(Some("https://ehr.example/fhir"));
+        let check = |checker: &mut RefChecker<'_>, tx: &mut MemoryTx, r: Value| checker.check(tx, &r);
+        let ok = json!({
+            "resourceType": "Observation",
+            "contained": [{"resourceType": "Device", "id": "d", "parent": {"reference": "#x"}}],
+            "subject": {"reference": "https://ehr.example/fhir/Patient/q/_history/1"},
+            "device": {"reference": "#d"},
+            "focus": [{"reference": "https://elsewhere.example/Patient/1"}, {"reference": "Patient/q"}]
+        });
+        check(&mut checker, &mut tx, ok).unwrap();
+        let bad = json!({
+            "resourceType": "Observation",
+            "subject": {"reference": "Patient/p"},
+            "device": {"reference": "#nothing"},
+            "focus": [{"reference": "Patient/q/_history/2"}, {"reference": "urn:uuid:x"}, {"reference": "Group?identifier=a"}]
+        });
+        let err = check(&mut checker, &mut tx, bad).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unprocessable);
+        let at: Vec<_> = err.issues().iter().map(|i| i.expression.clone().unwrap()).collect();
+        assert_eq!(
+            at,
+            [
+                "Observation.subject.reference",
+                "Observation.device.reference",
+                "Observation.focus[0].reference",
+                "Observation.focus[1].reference",
+                "Observation.focus[2].reference"
+            ]
+        );
+        let invalid = json!({"resourceType": "Observation", "subject": {"reference": "Patient/"}});
+        assert_eq!(check(&mut checker, &mut tx, invalid).unwrap_err().kind(), crate::ErrorKind::Invalid);
+        let bundle =
+            json!({"resourceType": "Bundle", "entry": [{"resource": {"subject": {"reference": "Patient/zz"}}}]});
+        check(&mut checker, &mut tx, bundle).unwrap();
     }
 
     #[test]

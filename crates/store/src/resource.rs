@@ -27,18 +27,22 @@ pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Whether `name` has the shape of a resource type name. Until the definitions land this is
-/// what the store checks; `fhir::validate` rejects unknown types in bodies.
-pub(crate) fn is_type_name(name: &str) -> bool {
+/// Whether `name` has the shape of a resource type name (`Patient`), known or not.
+pub(crate) fn looks_like_type(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Whether `name` is an R4 resource type.
+pub(crate) fn is_resource_type(name: &str) -> bool {
+    looks_like_type(name) && fhir::definitions().is_resource_type(name)
 }
 
 /// The `resourceType` of `resource`, which must be a JSON object.
 pub(crate) fn resource_type(resource: &Value) -> Result<&str> {
     let object = resource.as_object().ok_or_else(|| Error::invalid("the resource is not a JSON object"))?;
     match object.get("resourceType") {
-        Some(Value::String(t)) if is_type_name(t) => Ok(t),
+        Some(Value::String(t)) if is_resource_type(t) => Ok(t),
         Some(Value::String(t)) => Err(Error::invalid(format!("`{t}` is not a resource type"))),
         _ => Err(Error::invalid("the resource has no resourceType")),
     }
