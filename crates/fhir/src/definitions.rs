@@ -222,7 +222,11 @@ mod tests {
         assert!(value.choice);
         assert_eq!(value.name, "value");
         assert!(value.types.iter().any(|t| t.code == "Quantity"));
-        assert_eq!(d.element("Patient.id").unwrap().types[0].code, "id");
+        let id = &d.element("Patient.id").unwrap().types[0];
+        assert_eq!(
+            (id.code.as_str(), id.system_code.as_deref()),
+            ("id", Some("http://hl7.org/fhirpath/System.String"))
+        );
         assert_eq!(d.element("Extension.url").unwrap().types[0].code, "uri");
         let item = d.element("Questionnaire.item.item").unwrap();
         assert_eq!(item.content_reference.as_deref(), Some("#Questionnaire.item"));

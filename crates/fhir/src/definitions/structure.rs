@@ -78,6 +78,9 @@ pub(crate) enum Target {
 pub struct ElementType {
     /// The FHIR type code (`string`, `CodeableConcept`, `BackboneElement`, `Resource`...).
     pub code: String,
+    /// The FHIRPath system type the definition names instead, for the internals of primitives
+    /// and `id`s (e.g. `http://hl7.org/fhirpath/System.String`; `code` then holds the FHIR type).
+    pub system_code: Option<String>,
     pub(crate) target: Target,
     /// The type-specific suffix of a choice element's JSON name (`Quantity` in `valueQuantity`).
     pub(crate) suffix: String,
@@ -269,10 +272,10 @@ pub(crate) fn build(definitions: Vec<raw::StructureDefinition>) -> Model {
                     .and_then(|t| raw_elements[(t - root) as usize].types.first())
                     .map_or("BackboneElement".to_owned(), |t| t.code.clone());
                 let target = target.map_or(Target::Unknown, Target::Backbone);
-                vec![ElementType { suffix: String::new(), code, target }]
+                vec![ElementType { suffix: String::new(), code, system_code: None, target }]
             } else if has_children[offset] && parents[offset].is_some() {
                 let code = el.types.first().map_or("BackboneElement".to_owned(), |t| t.code.clone());
-                vec![ElementType { suffix: String::new(), code, target: Target::Backbone(id) }]
+                vec![ElementType { suffix: String::new(), code, system_code: None, target: Target::Backbone(id) }]
             } else {
                 el.types.iter().map(|t| element_type(&model, el, t)).collect()
             };
@@ -387,7 +390,8 @@ fn element_type(model: &Model, el: &raw::Element, ty: &raw::ElementType) -> Elem
         suffix.extend(first.to_uppercase());
         suffix.push_str(chars.as_str());
     }
-    ElementType { code, target, suffix }
+    let system_code = ty.code.starts_with(SYSTEM_PREFIX).then(|| ty.code.clone());
+    ElementType { code, system_code, target, suffix }
 }
 
 /// The value rules of primitive `tid`, from its own `value` element and its base types'.

@@ -3,10 +3,11 @@
 //! "required: To be conformant, the concept in this element SHALL be from the specified value
 //! set" (R4 terminologies.html). A `code` is looked up in the set; a Coding must match by system
 //! and code; a CodeableConcept must have at least one such Coding (translations from other
-//! systems may accompany it, text alone does not satisfy the binding). Value sets that cannot
-//! be expanded from the embedded definitions are not checked.
+//! systems may accompany it, text alone does not satisfy the binding), and every Coding that
+//! claims one of the set's systems must be in the set. Value sets that cannot be expanded from
+//! the embedded definitions are not checked.
 
-use super::Validator;
+use super::{Seg, Validator};
 use crate::IssueCode;
 use crate::definitions::{BindingStrength, ElementDef, ElementType, ValueSet};
 use serde_json::{Map, Value};
@@ -36,11 +37,29 @@ impl Validator<'_> {
         }
         let codings = obj.get("coding").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
         if codings.is_empty() {
-            self.error(
+            return self.error(
                 IssueCode::CodeInvalid,
                 format!("no coding given, but a code from the required value set {} is needed", vs.url),
             );
-        } else if !codings.iter().filter_map(Value::as_object).any(|c| coding_in(vs, c)) {
+        }
+        let mut any_in = false;
+        for (i, coding) in codings.iter().enumerate() {
+            let Some(coding) = coding.as_object() else { continue };
+            if coding_in(vs, coding) {
+                any_in = true;
+            } else if coding.get("system").and_then(Value::as_str).is_some_and(|s| vs.systems().any(|v| v == s)) {
+                // Other systems may add translations, but a code claimed from the bound system must exist.
+                self.path.push(Seg::Name("coding"));
+                self.error_at(
+                    Seg::Index(i),
+                    IssueCode::CodeInvalid,
+                    format!("code is not in the required value set {}", vs.url),
+                );
+                self.path.pop();
+                any_in = true; // reported here; not again for the whole concept
+            }
+        }
+        if !any_in {
             self.error(IssueCode::CodeInvalid, format!("no coding is from the required value set {}", vs.url));
         }
     }

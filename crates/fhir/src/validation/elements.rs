@@ -144,6 +144,9 @@ impl<'a> Validator<'a> {
             self.repeating(elem, ty, value, ext);
         } else if value.is_some_and(Value::is_array) || ext.is_some_and(Value::is_array) {
             self.error(IssueCode::Structure, "element does not repeat: expected a single value, not a JSON array");
+        } else if value.is_some_and(Value::is_null) || ext.is_some_and(Value::is_null) {
+            // Nulls only align the two arrays of a repeating primitive.
+            self.error(IssueCode::Structure, "null is not a valid value");
         } else {
             self.item(elem, ty, value, ext, 0);
         }

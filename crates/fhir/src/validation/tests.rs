@@ -208,6 +208,10 @@ fn checks_primitive_formats() {
 fn rejects_empty_and_null_values() {
     assert_one(&patient_with("gender", json!("")), IssueCode::Value, "Patient.gender");
     assert_one(&patient_with("gender", Value::Null), IssueCode::Structure, "Patient.gender");
+    // Outside arrays a null is not a placeholder, even next to a `_name` sibling.
+    let mut p = patient_with("gender", Value::Null);
+    p["_gender"] = json!({"extension": [{"url": "http://x", "valueString": "y"}]});
+    assert_one(&p, IssueCode::Structure, "Patient.gender");
     assert_one(&patient_with("name", json!([])), IssueCode::Structure, "Patient.name");
     assert_one(&patient_with("name", json!([{}])), IssueCode::Structure, "Patient.name[0]");
     assert_one(&patient_with("name", json!([null])), IssueCode::Structure, "Patient.name[0]");
@@ -340,7 +344,13 @@ fn checks_required_bindings() {
         json!({"coding": [{"system": "http://snomed.info/sct", "code": "55561003"}, {"system": system, "code": "remission"}]}),
     ));
     let expr = "Condition.clinicalStatus";
-    assert_one(&condition(json!({"coding": [{"system": system, "code": "gone"}]})), IssueCode::CodeInvalid, expr);
+    assert_one(
+        &condition(json!({"coding": [{"system": system, "code": "gone"}]})),
+        IssueCode::CodeInvalid,
+        "Condition.clinicalStatus.coding[0]",
+    );
+    let mixed = json!({"coding": [{"system": system, "code": "active"}, {"system": system, "code": "gone"}]});
+    assert_one(&condition(mixed), IssueCode::CodeInvalid, "Condition.clinicalStatus.coding[1]");
     assert_one(
         &condition(json!({"coding": [{"system": "http://example.org", "code": "active"}]})),
         IssueCode::CodeInvalid,
