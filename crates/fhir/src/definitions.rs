@@ -25,14 +25,18 @@ const VALUESETS: &str = include_str!("../definitions/valuesets-required.json");
 /// One official SearchParameter as it applies to one resource type.
 #[derive(Debug, Clone)]
 pub struct SearchParamDef {
+    /// The name used in search URLs (the SearchParameter's `code`, e.g. `birthdate`).
     pub name: String,
+    /// The canonical URL of the SearchParameter.
     pub url: String,
     /// `number | date | string | token | reference | composite | quantity | uri | special`
     pub kind: String,
     /// The FHIRPath expression; of a union shared by several types (`a | b`), only the members
     /// rooted at this resource type.
     pub expression: Option<String>,
+    /// For reference parameters, the resource types they may point at.
     pub targets: Vec<String>,
+    /// The SearchParameter's description (markdown).
     pub documentation: String,
     /// The parts of a composite parameter.
     pub components: Vec<SearchParamComponent>,

@@ -10,16 +10,22 @@ pub(crate) type TypeId = u32;
 /// What kind of definition a type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeKind {
+    /// `primitive-type`: a JSON string, number or boolean (`date`, `code`, `integer`...).
     Primitive,
+    /// `complex-type`: a data type written as a JSON object (`HumanName`, `Quantity`...).
     Complex,
+    /// `resource`: a resource type (`Patient`), including the abstract `DomainResource`.
     Resource,
 }
 
 /// How a primitive value is written in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonKind {
+    /// A JSON string (most primitives).
     String,
+    /// A JSON number (`decimal`, `integer`, `unsignedInt`, `positiveInt`).
     Number,
+    /// A JSON boolean (`boolean`).
     Boolean,
 }
 
@@ -45,7 +51,9 @@ pub struct Primitive {
 pub struct TypeDef {
     /// The type name (`Patient`, `HumanName`, `dateTime`, `SimpleQuantity`...).
     pub name: String,
+    /// Primitive, complex data type or resource.
     pub kind: TypeKind,
+    /// Abstract types (`DomainResource`, `Element`...) have no instances of their own.
     pub is_abstract: bool,
     /// The name of the type this one derives from (`DomainResource`, `Element`...).
     pub base: Option<String>,
@@ -89,15 +97,20 @@ pub struct ElementType {
 /// How strongly an element is bound to a value set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingStrength {
+    /// The code SHALL come from the value set.
     Required,
+    /// The code SHALL come from the value set if a suitable one is in it.
     Extensible,
+    /// The value set's codes are encouraged.
     Preferred,
+    /// The value set only illustrates.
     Example,
 }
 
 /// A terminology binding.
 #[derive(Debug)]
 pub struct Binding {
+    /// How strictly the value set applies.
     pub strength: BindingStrength,
     /// Canonical URL of the value set, without its `|version`.
     pub value_set: Option<String>,
@@ -142,12 +155,16 @@ pub struct ElementDef {
     pub path: String,
     /// The JSON property name (without `[x]` for choice elements).
     pub name: String,
+    /// Minimum cardinality.
     pub min: u32,
-    /// `None` for `*`.
+    /// Maximum cardinality; `None` for `*`.
     pub max: Option<u32>,
+    /// The allowed types (several only for choice elements; one synthesized backbone type for
+    /// `contentReference` elements).
     pub types: Vec<ElementType>,
     /// e.g. `#Questionnaire.item` for recursive structures.
     pub content_reference: Option<String>,
+    /// The terminology binding, for coded elements.
     pub binding: Option<Binding>,
     /// A choice element (`value[x]`).
     pub choice: bool,

@@ -300,6 +300,18 @@ fn validates_contained_resources() {
     let chain = json!({"resourceType": "Questionnaire", "status": "draft", "contained": [{"resourceType": "ValueSet", "id": "vs", "status": "draft"}],
         "item": [{"linkId": "1", "type": "choice", "answerValueSet": "#vs"}]});
     assert_valid(&chain);
+    // Each Bundle entry is its own resource: a reference from another entry does not count.
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o"}]}},
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "#o"}}}
+    ]});
+    assert_eq!(
+        errors(&bundle),
+        vec![
+            (IssueCode::Invariant, "Bundle.entry[0].resource.contained[0]".into()),
+            (IssueCode::Invariant, "Bundle.entry[1].resource.managingOrganization.reference".into()),
+        ]
+    );
     // ref-1: a local reference names a contained resource.
     let dangling = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#nope"}});
     assert_one(&dangling, IssueCode::Invariant, "Patient.managingOrganization.reference");
