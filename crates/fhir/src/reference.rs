@@ -34,13 +34,17 @@ impl<'a> ReferenceTarget<'a> {
                 None => return ReferenceTarget::External(reference),
             }
         }
+        // A conditional reference's query may itself hold URLs (`identifier=http://…|x`), so
+        // `Type?` is recognised before anything that looks like a scheme.
+        if let Some((resource_type, query)) = relative.split_once('?')
+            && is_type_name(resource_type)
+        {
+            return ReferenceTarget::Conditional { resource_type, query };
+        }
         if relative.contains("://") {
             return ReferenceTarget::External(reference);
         }
-        if let Some((resource_type, query)) = relative.split_once('?') {
-            if is_type_name(resource_type) {
-                return ReferenceTarget::Conditional { resource_type, query };
-            }
+        if relative.contains('?') {
             return ReferenceTarget::Invalid;
         }
         let parts: Vec<&str> = relative.split('/').collect();
