@@ -315,7 +315,6 @@ pub(crate) fn build(definitions: Vec<raw::StructureDefinition>) -> Model {
             } else {
                 NOT_REQUIRED
             };
-            let child = &model.elements[id as usize];
             let mut names: Vec<(Box<str>, Child)> = Vec::new();
             if child.choice {
                 for (i, t) in child.types.iter().enumerate() {

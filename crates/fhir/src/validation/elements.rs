@@ -42,9 +42,6 @@ impl<'a> Validator<'a> {
                 self.error_at(Seg::Name(key), IssueCode::Structure, format!("unknown element in {}", parent.path));
                 continue;
             };
-            if let Some(slot) = child.required_slot() {
-                seen_required |= 1 << slot;
-            }
             let elem = defs.elem(child.elem);
             let ty = &elem.types[child.ty as usize];
             let primitive = matches!(ty.target, Target::Primitive(_));
@@ -55,6 +52,9 @@ impl<'a> Validator<'a> {
                     format!("unknown element in {}: only primitive elements have a '_' sibling", parent.path),
                 );
                 continue;
+            }
+            if let Some(slot) = child.required_slot() {
+                seen_required |= 1 << slot;
             }
             if elem.choice && !self.note_choice(child.elem, child.ty, choice_mark) {
                 self.error_at(

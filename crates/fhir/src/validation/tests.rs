@@ -130,6 +130,12 @@ fn reports_missing_required_elements() {
     // Present through its `_name` sibling only (a value given as an extension) counts.
     let obs = json!({"resourceType": "Observation", "_status": {"extension": [{"url": "http://x", "valueString": "?"}]}, "code": {"text": "x"}});
     assert_valid(&obs);
+    // A '_' sibling of a complex element is not the element.
+    let obs = json!({"resourceType": "Observation", "status": "final", "_code": {"id": "x"}});
+    assert_eq!(
+        errors(&obs),
+        vec![(IssueCode::Structure, "Observation._code".into()), (IssueCode::Required, "Observation.code".into())]
+    );
     // Required choice: MedicationAdministration.effective[x].
     let admin = json!({"resourceType": "MedicationAdministration", "status": "completed", "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"}});
     assert_one(&admin, IssueCode::Required, "MedicationAdministration.effective");
