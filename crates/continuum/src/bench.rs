@@ -2,8 +2,14 @@
 //! read-by-id throughput and latency at N concurrent clients, durable write throughput.
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,43 +87,31 @@ fn read_targets(records: &Records) -> Result<Vec<String>> {
 
 async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/fhir", listener.local_addr()?);
-    let state = server::AppState::new(records, base.clone(), server::Limits::default());
+    let address = listener.local_addr()?;
+    let state = server::AppState::new(records, format!("http://{address}/fhir"), server::Limits::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let duration = Duration::from_secs(args.seconds);
 
     let targets = Arc::new(targets);
-    let (read_client, read_base) = (client.clone(), base.clone());
-    let reads = run_clients(args.clients, duration, move |worker, i| {
-        let url = format!("{read_base}/{}", targets[(worker * 7919 + i * 104_729) % targets.len()]);
-        let client = read_client.clone();
-        async move { client.get(url).send().await.map(|r| r.status().is_success()) }
+    let reads = run_clients(address, args.clients, duration, move |worker, i| {
+        let target = &targets[(worker * 7919 + i * 104_729) % targets.len()];
+        request(Method::GET, &format!("/fhir/{target}"), None)
     })
-    .await;
+    .await?;
     reads.print("read-by-id", args.clients);
 
-    let patient = create_patient(&client, &base).await?;
-    let write_base = base.clone();
-    let writes = run_clients(args.clients, duration, move |worker, i| {
-        let base = &write_base;
-        let client = client.clone();
-        let (url, body, update) = if i % 2 == 0 {
-            (format!("{base}/Observation"), observation(&patient, worker, i), false)
+    let patient = create_patient(address).await?;
+    let writes = run_clients(address, args.clients, duration, move |worker, i| {
+        if i % 2 == 0 {
+            request(Method::POST, "/fhir/Observation", Some(observation(&patient, worker, i)))
         } else {
-            (format!("{base}/Patient/bench-{worker}"), bench_patient(worker, i), true)
-        };
-        async move {
-            let request = if update { client.put(url) } else { client.post(url) };
-            let response =
-                request.header("content-type", "application/fhir+json").body(body.to_string()).send().await?;
-            Ok(response.status().is_success())
+            request(Method::PUT, &format!("/fhir/Patient/bench-{worker}"), Some(bench_patient(worker, i)))
         }
     })
-    .await;
+    .await?;
     writes.print("write", args.clients);
 
     let _ = stop.send(());
@@ -125,14 +119,44 @@ async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -
     Ok(())
 }
 
-async fn create_patient(client: &reqwest::Client, base: &str) -> Result<String> {
-    let response = client
-        .post(format!("{base}/Patient"))
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "name": [{"family": "Bench"}]}).to_string())
-        .send()
-        .await?;
-    let created: Value = response.json().await?;
+fn request(method: Method, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder().method(method).uri(path).header("host", "bench");
+    let body = match body {
+        Some(value) => {
+            builder = builder.header("content-type", "application/fhir+json");
+            Bytes::from(value.to_string())
+        }
+        None => Bytes::new(),
+    };
+    builder.body(Full::new(body)).unwrap_or_default()
+}
+
+/// One HTTP/1.1 keep-alive connection, as a load-generating client holds it.
+async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Sends one request and reads the whole answer; the status and body.
+async fn exchange(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+async fn create_patient(address: SocketAddr) -> Result<String> {
+    let mut sender = connect(address).await?;
+    let body = json!({"resourceType": "Patient", "name": [{"family": "Bench"}]});
+    let (status, body) = exchange(&mut sender, request(Method::POST, "/fhir/Patient", Some(body))).await?;
+    if status != 201 {
+        bail!("creating the bench patient answered {status}");
+    }
+    let created: Value = serde_json::from_slice(&body)?;
     let id = created.get("id").and_then(Value::as_str).context("created patient has no id")?;
     Ok(format!("Patient/{id}"))
 }
@@ -187,25 +211,33 @@ impl PhaseResult {
     }
 }
 
-/// Runs `clients` loops of `request(worker, i)` for `duration`.
-async fn run_clients<F, Fut>(clients: usize, duration: Duration, request: F) -> PhaseResult
+/// Runs `clients` connections, each sending `make(worker, i)` one after another, for `duration`.
+async fn run_clients<F>(address: SocketAddr, clients: usize, duration: Duration, make: F) -> Result<PhaseResult>
 where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = Result<bool, reqwest::Error>> + Send,
+    F: Fn(usize, usize) -> Request<Full<Bytes>> + Send + Sync + 'static,
 {
+    let make = Arc::new(make);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let request = request.clone();
+        let make = make.clone();
+        let mut sender = connect(address).await?;
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
             let mut i = 0;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                match request(worker, i).await {
-                    Ok(true) => ok += 1,
-                    _ => errors += 1,
+                match exchange(&mut sender, make(worker, i)).await {
+                    Ok((status, _)) if (200..300).contains(&status) => ok += 1,
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        match connect(address).await {
+                            Ok(fresh) => sender = fresh,
+                            Err(_) => break,
+                        }
+                    }
                 }
                 latencies.push(sent.elapsed().as_micros() as u64);
                 i += 1;
@@ -215,13 +247,12 @@ where
     }
     let mut result = PhaseResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
     for task in tasks {
-        if let Ok((ok, errors, latencies)) = task.await {
-            result.ok += ok;
-            result.errors += errors;
-            result.latencies_us.extend(latencies);
-        }
+        let (ok, errors, latencies) = task.await?;
+        result.ok += ok;
+        result.errors += errors;
+        result.latencies_us.extend(latencies);
     }
     result.elapsed = started.elapsed();
     result.latencies_us.sort_unstable();
-    result
+    Ok(result)
 }

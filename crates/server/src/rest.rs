@@ -3,7 +3,7 @@
 use crate::format::{Query, fhir_json_response, negotiate, raw_fhir_response, read_json};
 use crate::{ApiError, AppState, capability, history};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -131,10 +131,19 @@ fn set_version_headers(response: &mut Response, version: &ResourceVersion) {
 }
 
 fn resource_response(status: StatusCode, version: &ResourceVersion) -> Response {
-    let body = version.body.as_ref().map(|b| Body::from(b.to_string())).unwrap_or_default();
+    let body = version.body.clone().map(|b| Body::from(Bytes::from_owner(StoredJson(b)))).unwrap_or_default();
     let mut response = raw_fhir_response(status, body);
     set_version_headers(&mut response, version);
     response
+}
+
+/// A stored body handed to the response without copying.
+struct StoredJson(std::sync::Arc<str>);
+
+impl AsRef<[u8]> for StoredJson {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 fn write_response(state: &AppState, outcome: WriteOutcome, prefer: Return) -> Response {
