@@ -166,6 +166,12 @@ fn acknowledged_writes_survive_sigkill() {
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         let acked = acked.lock().unwrap();
+        let committed = acked.transactions.iter().filter(|(_, ok)| *ok).count();
+        eprintln!(
+            "round {round}: {} acknowledged writes, {committed}/{} transactions acknowledged, all present",
+            acked.writes.len(),
+            acked.transactions.len()
+        );
         assert!(!acked.writes.is_empty(), "round {round}: no write was acknowledged before the kill");
     }
 }
@@ -222,5 +228,6 @@ fn import_killed_midway_leaves_whole_bundles_only() {
             expected += size as u64;
         }
     }
+    eprintln!("import killed midway: {stored} resources stored, all from whole bundles");
     assert_eq!(stored, expected, "stored resources are not exactly the whole bundles whose patient is present");
 }
