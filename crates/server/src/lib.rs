@@ -46,6 +46,8 @@ impl AppState {
     /// State serving `records` under `base_url` (e.g. `http://127.0.0.1:8080/fhir`).
     pub fn new(records: Records, base_url: impl Into<String>, limits: Limits) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_string();
+        // Absolute references to this server's own base count as local ones.
+        let records = records.with_base(base_url.clone());
         AppState { inner: Arc::new(StateInner { records, base_url, limits }) }
     }
 

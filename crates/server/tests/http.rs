@@ -535,3 +535,21 @@ async fn bad_input_gets_an_operation_outcome_and_changes_nothing() {
     let still: Value = server.get(&format!("Patient/{id}")).await.json().await.unwrap();
     assert_eq!(still, existing);
 }
+
+#[tokio::test]
+async fn absolute_references_to_this_server_are_checked_as_local() {
+    let server = TestServer::start().await;
+    let created = server.create(patient()).await;
+    let absolute = server.url(&format!("Patient/{}", created["id"].as_str().unwrap()));
+    let observation = |reference: String| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+               "subject": {"reference": reference}})
+    };
+    let ok = server.post("Observation", &observation(absolute)).await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let dangling = server.post("Observation", &observation(server.url("Patient/nobody"))).await;
+    assert_eq!(dangling.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    outcome(dangling).await;
+    let elsewhere = server.post("Observation", &observation("https://elsewhere.example/fhir/Patient/1".into())).await;
+    assert_eq!(elsewhere.status(), StatusCode::CREATED);
+}
