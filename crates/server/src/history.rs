@@ -1,9 +1,9 @@
 //! History bundles (instance, type and system level) with `_since`, `_count` and stable paging.
 
-use crate::format::{Query, fhir_json_response, negotiate};
+use crate::format::{Query, fhir_json_response};
 use crate::rest::blocking;
 use crate::{ApiError, AppState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use store::{HistoryQuery, ResourceVersion};
@@ -15,14 +15,7 @@ const DEFAULT_COUNT: usize = 50;
 const CURSOR: &str = "_cursor";
 
 /// Answers a history interaction over `scope`.
-pub(crate) async fn respond(
-    state: AppState,
-    headers: HeaderMap,
-    raw: Option<String>,
-    mut scope: HistoryQuery,
-) -> Result<Response, ApiError> {
-    let query = Query::parse(raw.as_deref());
-    negotiate(&headers, &query)?;
+pub(crate) async fn respond(state: AppState, query: Query, mut scope: HistoryQuery) -> Result<Response, ApiError> {
     scope.count = parse_count(query.get("_count"), state.limits().max_count)?;
     scope.since = query.get("_since").map(parse_instant).transpose()?;
     scope.before_sequence = query

@@ -4,6 +4,7 @@
 
 mod capability;
 mod error;
+mod extract;
 mod format;
 mod history;
 mod rest;

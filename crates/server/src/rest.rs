@@ -1,15 +1,17 @@
 //! The FHIR RESTful interactions: routes and handlers.
 
-use crate::format::{Query, fhir_json_response, negotiate, raw_fhir_response, read_json};
+use crate::extract::{FhirJson, Instance, Negotiated, TypeName};
+use crate::format::{fhir_json_response, raw_fhir_response};
 use crate::{ApiError, AppState, capability, history};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fhir::{Issue, IssueCode, operation_outcome};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::SystemTime;
 use store::{HistoryQuery, ResourceVersion, WriteKind, WriteOutcome};
 
@@ -45,22 +47,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "request failed")),
-    }
-}
-
-fn check_type(resource_type: &str) -> Result<(), ApiError> {
-    if fhir::definitions().is_resource_type(resource_type) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("unknown resource type"))
-    }
-}
-
-fn check_id(id: &str) -> Result<(), ApiError> {
-    if fhir::reference::is_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request("invalid resource id: ids are 1-64 characters of A-Z a-z 0-9 - ."))
     }
 }
 
@@ -187,27 +173,19 @@ fn write_response(state: &AppState, outcome: WriteOutcome, prefer: Return) -> Re
     response
 }
 
-async fn metadata(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    Ok(fhir_json_response(StatusCode::OK, &capability::capability_statement(state.base_url())))
+async fn metadata(State(state): State<AppState>, _: Negotiated) -> Response {
+    fhir_json_response(StatusCode::OK, &capability::capability_statement(state.base_url()))
 }
 
 async fn read(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
+    _: Negotiated,
+    at: Instance,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    check_id(&id)?;
     // A read by id is one primary-key lookup on a pooled read connection that never waits for
     // writers (WAL): done in place, it costs less than the two thread switches of the blocking pool.
-    let version = state.records().read(&resource_type, &id)?;
+    let version = state.records().read(&at.resource_type, &at.id)?;
     if not_modified(&headers, &version) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_version_headers(&mut response, &version);
@@ -236,28 +214,23 @@ fn not_modified(headers: &HeaderMap, version: &ResourceVersion) -> bool {
 
 async fn vread(
     State(state): State<AppState>,
-    Path((resource_type, id, version)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    _: Negotiated,
+    at: Instance,
+    Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    check_id(&id)?;
-    let version: u64 = version.parse().map_err(|_| ApiError::not_found("no such version"))?;
-    let found = state.records().vread(&resource_type, &id, version)?;
+    let version = params.get("version").and_then(|v| v.parse::<u64>().ok());
+    let version = version.ok_or_else(|| ApiError::not_found("no such version"))?;
+    let found = state.records().vread(&at.resource_type, &at.id, version)?;
     Ok(resource_response(StatusCode::OK, &found))
 }
 
 async fn create(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
+    _: Negotiated,
+    TypeName(resource_type): TypeName,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
     check_body_type(&resource, &resource_type)?;
     let if_none_exist = headers
         .get("if-none-exist")
@@ -278,37 +251,29 @@ fn conditional_query(value: &str, resource_type: &str) -> String {
 
 async fn update(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
+    _: Negotiated,
+    at: Instance,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    check_id(&id)?;
     let expected = if_match(&headers)?;
-    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
-    check_body_type(&resource, &resource_type)?;
+    check_body_type(&resource, &at.resource_type)?;
     let records = state.records().clone();
-    let outcome = blocking(move || records.update(&resource_type, &id, resource, expected)).await?;
+    let outcome = blocking(move || records.update(&at.resource_type, &at.id, resource, expected)).await?;
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
+    Negotiated(query): Negotiated,
+    TypeName(resource_type): TypeName,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(raw.as_deref());
-    negotiate(&headers, &query)?;
-    check_type(&resource_type)?;
     let criteria = query.criteria();
     if criteria.is_empty() {
         return Err(ApiError::bad_request("PUT needs an id in the URL or search criteria"));
     }
-    let resource = read_json(&headers, body, state.limits().max_body_bytes).await?;
     check_body_type(&resource, &resource_type)?;
     let records = state.records().clone();
     let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
@@ -317,14 +282,11 @@ async fn conditional_update(
 
 async fn patch(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
+    _: Negotiated,
+    at: Instance,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    FhirJson(patch): FhirJson,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    check_id(&id)?;
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !media.trim_start().starts_with("application/json-patch+json") {
         return Err(ApiError::new(
@@ -334,36 +296,29 @@ async fn patch(
         ));
     }
     let expected = if_match(&headers)?;
-    let patch = read_json(&headers, body, state.limits().max_body_bytes).await?;
     let records = state.records().clone();
-    let outcome = blocking(move || records.patch(&resource_type, &id, &patch, expected)).await?;
+    let outcome = blocking(move || records.patch(&at.resource_type, &at.id, &patch, expected)).await?;
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
+    _: Negotiated,
+    at: Instance,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    check_id(&id)?;
     let expected = if_match(&headers)?;
     let records = state.records().clone();
-    let outcome = blocking(move || records.delete(&resource_type, &id, expected)).await?;
+    let outcome = blocking(move || records.delete(&at.resource_type, &at.id, expected)).await?;
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_delete(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
+    Negotiated(query): Negotiated,
+    TypeName(resource_type): TypeName,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(raw.as_deref());
-    negotiate(&headers, &query)?;
-    check_type(&resource_type)?;
     let criteria = query.criteria();
     if criteria.is_empty() {
         return Err(ApiError::bad_request("DELETE needs an id in the URL or search criteria"));
@@ -378,30 +333,20 @@ async fn conditional_delete(
     Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&[note])))
 }
 
-async fn search_type(
-    Path(resource_type): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    Err(ApiError::new(
+async fn search_type(_: Negotiated, _: TypeName) -> ApiError {
+    ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         IssueCode::NotSupported,
         "search is not available on this server yet (see the CapabilityStatement)",
-    ))
+    )
 }
 
 async fn validate(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    _: Negotiated,
+    TypeName(resource_type): TypeName,
+    FhirJson(body): FhirJson,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    check_type(&resource_type)?;
-    let body = read_json(&headers, body, state.limits().max_body_bytes).await?;
     let resource = resource_to_validate(body)?;
     check_body_type(&resource, &resource_type)?;
     let records = state.records().clone();
@@ -424,47 +369,35 @@ fn resource_to_validate(body: Value) -> Result<Value, ApiError> {
 
 pub(crate) async fn system_bundle(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Body,
+    _: Negotiated,
+    FhirJson(bundle): FhirJson,
 ) -> Result<Response, ApiError> {
-    negotiate(&headers, &Query::parse(raw.as_deref()))?;
-    let bundle = read_json(&headers, body, state.limits().max_body_bytes).await?;
     check_body_type(&bundle, "Bundle")?;
     let records = state.records().clone();
     let response = blocking(move || records.process_bundle(bundle)).await?;
     Ok(fhir_json_response(StatusCode::OK, &response))
 }
 
-async fn system_history(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    history::respond(state, headers, raw, HistoryQuery::default()).await
+async fn system_history(State(state): State<AppState>, Negotiated(query): Negotiated) -> Result<Response, ApiError> {
+    history::respond(state, query, HistoryQuery::default()).await
 }
 
 async fn type_history(
     State(state): State<AppState>,
-    Path(resource_type): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Negotiated(query): Negotiated,
+    TypeName(resource_type): TypeName,
 ) -> Result<Response, ApiError> {
-    check_type(&resource_type)?;
     let scope = HistoryQuery { resource_type: Some(resource_type), ..HistoryQuery::default() };
-    history::respond(state, headers, raw, scope).await
+    history::respond(state, query, scope).await
 }
 
 async fn instance_history(
     State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Negotiated(query): Negotiated,
+    at: Instance,
 ) -> Result<Response, ApiError> {
-    check_type(&resource_type)?;
-    check_id(&id)?;
-    let scope = HistoryQuery { resource_type: Some(resource_type), id: Some(id), ..HistoryQuery::default() };
-    history::respond(state, headers, raw, scope).await
+    let scope = HistoryQuery { resource_type: Some(at.resource_type), id: Some(at.id), ..HistoryQuery::default() };
+    history::respond(state, query, scope).await
 }
 
 #[cfg(test)]
