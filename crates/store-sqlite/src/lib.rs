@@ -1,5 +1,6 @@
-//! SQLite storage backend: one file (`continuum.db`) in WAL mode with `synchronous=FULL`, a
-//! writer thread that group-commits units of work, and a small pool of read-only
+//! SQLite storage backend: one file (`continuum.db`) in WAL mode, a writer thread that
+//! group-commits units of work and a syncer thread that makes each commit durable (fsync of
+//! the WAL) before its callers are answered, a checkpointer, and a small pool of read-only
 //! connections for reads.
 
 mod checkpoint;
@@ -46,8 +47,9 @@ impl SqliteBackend {
         let mut conn = Connection::open(&path).map_err(storage("open"))?;
         configure_writer(&conn)?;
         schema::migrate(&mut conn)?;
+        let wal = open_wal(dir, &path)?;
         let checkpointer = checkpoint::Checkpointer::spawn(&path)?;
-        let writer = writer::spawn(conn).map_err(|e| Error::Storage(format!("cannot start the writer: {e}")))?;
+        let writer = writer::spawn(conn, wal).map_err(|e| Error::Storage(format!("cannot start the writer: {e}")))?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         Ok(SqliteBackend {
             readers: Pool::new(path.clone(), readers),
@@ -151,8 +153,10 @@ fn configure_writer(conn: &Connection) -> Result<()> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Storage(format!("the database cannot use WAL mode (it is in {mode} mode)")));
     }
-    // FULL: a commit is on disk (WAL fsynced) before the caller hears of it.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
+    // NORMAL: COMMIT appends to the WAL without an fsync; the writer's syncer thread fsyncs
+    // the WAL before any caller hears of its commit (see writer.rs for why that is durable).
+    // Checkpoints still sync the WAL before copying it and the database after.
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage("configure"))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(storage("configure"))?;
     // Each unit of work runs in a savepoint, whose undo pages go to a statement journal: in
     // memory rather than a temporary file (pure overhead; the WAL is what makes it durable).
@@ -164,6 +168,20 @@ fn configure_writer(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(storage("configure"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// The WAL of the database at `path`, opened for the syncer's fsyncs. The write connection
+/// has already used the database (migrations), so SQLite has created the file; the data
+/// directory is fsynced once so that the WAL's and the database's directory entries are
+/// durable too, which an fsync of the files alone does not promise on every file system.
+fn open_wal(dir: &Path, path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    let wal = std::fs::File::open(&name).map_err(|e| Error::Storage(format!("cannot open the WAL: {}", e.kind())))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::Storage(format!("cannot sync the data directory: {}", e.kind())))?;
+    Ok(wal)
 }
 
 /// A `Storage` error for a failed `operation`. Only the SQLite error code goes into it: SQLite

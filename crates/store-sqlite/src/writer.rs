@@ -1,12 +1,48 @@
 //! The writer thread and its group commit: it owns the one write connection, takes every
 //! pending unit of work (up to [`MAX_GROUP`]), runs each in its own savepoint inside one
-//! `BEGIN IMMEDIATE … COMMIT`, and only then answers the callers. One fsync thus covers many
-//! writes, and a failing unit of work rolls back alone.
+//! `BEGIN IMMEDIATE … COMMIT`, and hands the group's answers to the syncer thread, which
+//! answers the callers once an fsync has made the commit durable. One fsync thus covers many
+//! writes, a failing unit of work rolls back alone, and the writer never waits for the disk.
+//!
+//! # Why the commit is pipelined, and why that is still durable
+//!
+//! With `synchronous=FULL` SQLite fsyncs the WAL inside `COMMIT`, and the writer (the one
+//! thread every write goes through) sat idle for every fsync: throughput was group size over
+//! fsync time. The write connection therefore runs with `synchronous=NORMAL`, where `COMMIT`
+//! only appends the transaction's frames to the WAL, and durability is restored outside
+//! SQLite: after `COMMIT` returns, the group's answers go to the syncer, which calls
+//! `fdatasync` on the WAL file (its own descriptor; on Linux, as on every POSIX system, an
+//! fsync flushes the file's data whichever descriptor wrote it) and only then answers the
+//! callers. Meanwhile the writer runs the next group; one fsync covers every commit made
+//! before it started.
+//!
+//! An fsync issued after commit N returned covers N even if the WAL was restarted (rewritten
+//! from its start) in between: SQLite restarts the WAL only once a checkpoint has copied every
+//! frame into the database file *and*, with `synchronous` NORMAL or FULL, fsynced the database
+//! file (the checkpoint syncs the database before it advances `nBackfill` to the end of the
+//! WAL, and a restart requires exactly that). So commit N is then durable in the database file
+//! itself, and the new frames that overwrite it in the WAL are not needed to recover it. The
+//! checkpoint also syncs the WAL before copying it, so nothing unsynced is ever copied. The
+//! WAL file is never deleted while the write connection is open, and the syncer is stopped
+//! before that connection closes, so its descriptor always names the live WAL.
+//!
+//! What this changes: a commit is visible to readers as soon as `COMMIT` returns, a few
+//! milliseconds before it is durable and acknowledged. A power loss in that window loses a
+//! write that a concurrent reader may have seen, but never one whose writer was told it
+//! succeeded. Writes that depend on it (a later update) commit after it and are acknowledged
+//! only after a sync that covers both.
+//!
+//! If an fsync fails the syncer answers that write, and every later one, with an error and
+//! stops the writer from running more work: after a failed fsync the kernel may have dropped
+//! the dirty pages, and a later fsync that succeeds proves nothing about them.
 
 use crate::{queries, storage};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use store::{Error, NewVersion, ResourceVersion, Result, Transaction, Work};
 
@@ -14,6 +50,8 @@ use store::{Error, NewVersion, ResourceVersion, Result, Transaction, Work};
 const MAX_GROUP: usize = 256;
 /// Pending units of work beyond which callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
+/// Committed groups waiting for the syncer beyond which the writer waits.
+const SYNC_QUEUE: usize = 1024;
 
 /// A unit of work and where its result goes.
 pub(crate) struct Job {
@@ -21,15 +59,32 @@ pub(crate) struct Job {
     pub reply: Sender<Result<()>>,
 }
 
-/// Starts the writer thread on `conn`. It ends, after finishing what is queued, once every
-/// sender is dropped.
-pub(crate) fn spawn(conn: Connection) -> std::io::Result<(Sender<Job>, JoinHandle<()>)> {
+/// The answers of one committed (or failed) group, to be sent once the WAL is synced.
+type Answers = Vec<(Sender<Result<()>>, Result<()>)>;
+
+/// Starts the writer thread on `conn`, whose WAL is `wal` (opened by the caller so that a
+/// missing file is an error at open, not at the first write). The writer ends, after
+/// finishing what is queued and waiting for the syncer to answer it, once every sender is
+/// dropped.
+pub(crate) fn spawn(conn: Connection, wal: File) -> std::io::Result<(Sender<Job>, JoinHandle<()>)> {
     let (sender, receiver) = crossbeam_channel::bounded(QUEUE);
-    let handle = std::thread::Builder::new().name("store-sqlite-writer".into()).spawn(move || run(conn, receiver))?;
+    let (to_sync, synced) = crossbeam_channel::bounded(SYNC_QUEUE);
+    let failed = Arc::new(AtomicBool::new(false));
+    let syncer_failed = Arc::clone(&failed);
+    let syncer = std::thread::Builder::new()
+        .name("store-sqlite-sync".into())
+        .spawn(move || sync(&wal, &synced, &syncer_failed))?;
+    let handle = std::thread::Builder::new().name("store-sqlite-writer".into()).spawn(move || {
+        run(&conn, &receiver, &to_sync, &failed);
+        // Every answer must be sent (after its fsync) before the connection closes.
+        drop(to_sync);
+        let _ = syncer.join();
+        drop(conn);
+    })?;
     Ok((sender, handle))
 }
 
-fn run(conn: Connection, receiver: Receiver<Job>) {
+fn run(conn: &Connection, receiver: &Receiver<Job>, to_sync: &Sender<Answers>, failed: &AtomicBool) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -38,24 +93,56 @@ fn run(conn: Connection, receiver: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, group);
+        let answers = if failed.load(Ordering::Acquire) {
+            group.into_iter().map(|job| (job.reply, Err(sync_failed()))).collect()
+        } else {
+            commit_group(conn, group)
+        };
+        if let Err(unsent) = to_sync.send(answers) {
+            // The syncer is gone (it panicked): nothing can be confirmed durable.
+            for (reply, _) in unsent.into_inner() {
+                let _ = reply.send(Err(sync_failed()));
+            }
+        }
     }
 }
 
-/// Runs `group` in one transaction and answers each caller once it is durable (or failed).
-fn commit_group(conn: &Connection, group: Vec<Job>) {
-    let (works, replies): (Vec<Work>, Vec<Sender<Result<()>>>) = group.into_iter().map(|j| (j.work, j.reply)).unzip();
-    let results = match conn.execute_batch("BEGIN IMMEDIATE") {
-        Ok(()) => run_in_transaction(conn, works),
-        Err(e) => {
-            let error = storage("begin")(e);
-            works.iter().map(|_| Err(clone_storage(&error))).collect()
+/// The syncer: waits for committed groups, makes everything committed so far durable with one
+/// `fdatasync` of the WAL, then answers the groups' callers.
+fn sync(wal: &File, synced: &Receiver<Answers>, failed: &AtomicBool) {
+    while let Ok(first) = synced.recv() {
+        let mut answers = first;
+        while let Ok(more) = synced.try_recv() {
+            answers.extend(more);
         }
-    };
-    for (reply, result) in replies.into_iter().zip(results) {
-        // A caller that gave up waiting is no reason to stop.
-        let _ = reply.send(result);
+        let any_committed = answers.iter().any(|(_, result)| result.is_ok());
+        if any_committed && !failed.load(Ordering::Acquire) && wal.sync_data().is_err() {
+            failed.store(true, Ordering::Release);
+        }
+        let broken = failed.load(Ordering::Acquire);
+        for (reply, result) in answers {
+            let result = match result {
+                Ok(()) if broken => Err(sync_failed()),
+                other => other,
+            };
+            // A caller that gave up waiting is no reason to stop.
+            let _ = reply.send(result);
+        }
     }
+}
+
+fn sync_failed() -> Error {
+    Error::Storage("the store could not make a write durable (fsync failed); it accepts no more writes".into())
+}
+
+/// Runs `group` in one transaction and returns each caller's answer (not yet durable).
+fn commit_group(conn: &Connection, group: Vec<Job>) -> Answers {
+    let (works, replies): (Vec<Work>, Vec<Sender<Result<()>>>) = group.into_iter().map(|j| (j.work, j.reply)).unzip();
+    let results = match exec(conn, "BEGIN IMMEDIATE") {
+        Ok(()) => run_in_transaction(conn, works),
+        Err(error) => works.iter().map(|_| Err(clone_storage(&error))).collect(),
+    };
+    replies.into_iter().zip(results).collect()
 }
 
 fn run_in_transaction(conn: &Connection, works: Vec<Work>) -> Vec<Result<()>> {
@@ -75,7 +162,7 @@ fn run_in_transaction(conn: &Connection, works: Vec<Work>) -> Vec<Result<()>> {
         }
     }
     let committed = match broken {
-        None => conn.execute_batch("COMMIT").map_err(storage("commit")),
+        None => exec(conn, "COMMIT"),
         Some(e) => Err(e),
     };
     if let Err(e) = committed {
@@ -107,8 +194,9 @@ fn run_one(conn: &Connection, work: Work) -> Result<Result<()>> {
     Ok(result)
 }
 
+/// Runs one of the writer's fixed transaction-control statements (cached, never re-parsed).
 fn exec(conn: &Connection, sql: &'static str) -> Result<()> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(storage("savepoint"))
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(storage(sql))
 }
 
 fn clone_storage(error: &Error) -> Error {
