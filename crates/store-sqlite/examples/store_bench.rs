@@ -27,7 +27,7 @@ fn main() {
             scope.spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         let obs = json!({
                             "resourceType": "Observation", "status": "final",
                             "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
@@ -35,7 +35,7 @@ fn main() {
                             "valueQuantity": {"value": 60 + i % 40, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
                         });
                         let id = records.create(obs, None).unwrap().version.unwrap().id;
-                        if i % 64 == 0 {
+                        if i.is_multiple_of(64) {
                             ids.lock().unwrap().push(id);
                         }
                     } else {
