@@ -14,18 +14,23 @@
 //!
 //! Reading never panics, whatever the input; error texts never carry message content.
 
+mod ack;
 mod batch;
 mod delimiters;
 mod error;
 mod message;
+pub mod mllp;
 mod path;
 mod segment;
 mod structure;
 
+pub use ack::{AckCode, AckError, AckHeader, ErrorCode, ErrorLocation, Severity, ack, ack_unparseable};
 pub use batch::{Batch, BatchGroup};
 pub use delimiters::Delimiters;
 pub use error::{Error, Result};
 pub use message::{Message, Warning};
 pub use path::{Location, Path};
 pub use segment::{Component, Field, Repetition, Segment, Subcomponent, is_segment_id};
-pub use structure::{Element, ElementKind, Group, Grouping, Node, Structure, group, group_lenient, parse_notation, structure_for};
+pub use structure::{
+    Element, ElementKind, Group, Grouping, Node, Structure, group, group_lenient, parse_notation, structure_for,
+};
