@@ -46,6 +46,9 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             Expr::Member(name) => self.root_member(name, scope),
             Expr::Call(f, args) => functions::call(self, *f, args, scope.this.to_vec(), scope),
             Expr::Path(left, right) => {
+                if self.env.strict && ordered_step(right) && unordered_result(left) {
+                    return Err(EvalError::Type("an ordered function applied to an unordered collection".into()));
+                }
                 let focus = self.eval(left, scope)?;
                 self.invoke(right, focus, scope)
             }
@@ -68,7 +71,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let v = self.eval(inner, scope)?;
                 match v.as_slice() {
                     [] => Ok(Vec::new()),
-                    [item] => Ok(vec![Item::from_value(Value::Boolean(is_type(item, spec)?))]),
+                    [item] => Ok(vec![Item::from_value(Value::Boolean(is_type(item, spec, false)?))]),
                     _ => Err(EvalError::NotSingleton("is".into())),
                 }
             }
@@ -85,13 +88,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     /// Applies a member access or function call to `focus`.
     pub fn invoke(&self, step: &Expr, focus: Collection<'a>, scope: Scope<'_, 'a>) -> Result<Collection<'a>> {
         match step {
-            Expr::Member(name) => {
-                let mut out = Vec::new();
-                for item in &focus {
-                    navigate(item, name, &mut out)?;
-                }
-                Ok(out)
-            }
+            Expr::Member(name) => navigate_all(&focus, name),
             Expr::Call(f, args) => functions::call(self, *f, args, focus, scope),
             _ => Err(EvalError::Type("invalid path step".into())),
         }
@@ -102,23 +99,24 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         let m = model();
         let starts_upper = name.chars().next().is_some_and(|c| c.is_ascii_uppercase());
         if starts_upper && let Some(class) = m.class_named(name) {
-            let is_element = scope.this.iter().any(|i| {
-                i.class().is_some_and(|c| m.class(c).by_name.contains_key(name) || c == UNKNOWN)
-            });
+            let is_element = scope
+                .this
+                .iter()
+                .any(|i| i.class().is_some_and(|c| m.class(c).by_name.contains_key(name) || c == UNKNOWN));
             if !is_element {
-                let matching: Vec<Item<'a>> =
-                    scope.this.iter().filter(|i| i.class().is_some_and(|c| m.derives_from(c, class))).cloned().collect();
+                let matching: Vec<Item<'a>> = scope
+                    .this
+                    .iter()
+                    .filter(|i| i.class().is_some_and(|c| m.derives_from(c, class)))
+                    .cloned()
+                    .collect();
                 if matching.is_empty() && self.env.strict && !scope.this.is_empty() {
                     return Err(EvalError::UnknownElement { type_name: "the context".into(), element: name.into() });
                 }
                 return Ok(matching);
             }
         }
-        let mut out = Vec::new();
-        for item in scope.this {
-            navigate(item, name, &mut out)?;
-        }
-        Ok(out)
+        navigate_all(scope.this, name)
     }
 
     fn variable(&self, name: &str) -> Result<Collection<'a>> {
@@ -192,7 +190,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
 }
 
 /// Pushes the items a JSON member yields (arrays flattened, primitives joined with `_name`).
-fn push_member<'a>(value: Option<&'a Json>, ext: Option<&'a Json>, class: crate::model::ClassId, out: &mut Vec<Item<'a>>) {
+fn push_member<'a>(
+    value: Option<&'a Json>,
+    ext: Option<&'a Json>,
+    class: crate::model::ClassId,
+    out: &mut Vec<Item<'a>>,
+) {
     let primitive = matches!(model().class(class).kind, Kind::Primitive(_));
     if primitive || ext.is_some() {
         let at = |j: Option<&'a Json>, i: usize| match j {
@@ -221,6 +224,41 @@ fn push_member<'a>(value: Option<&'a Json>, ext: Option<&'a Json>, class: crate:
         }
         Some(Json::Null) | None => {}
         Some(v) => out.push(Item::node(Some(v), None, class_of_json(class, v))),
+    }
+}
+
+/// A step that depends on the order of its input (refused after `children()` in strict mode).
+fn ordered_step(e: &Expr) -> bool {
+    use functions::Function as F;
+    matches!(e, Expr::Call(F::First | F::Last | F::Tail | F::Skip | F::Take | F::Single, _))
+}
+
+/// An expression whose result has no defined order.
+fn unordered_result(e: &Expr) -> bool {
+    use functions::Function as F;
+    match e {
+        Expr::Path(_, right) => unordered_result(right),
+        Expr::Call(F::Children | F::Descendants, _) => true,
+        _ => false,
+    }
+}
+
+/// `name` on each item. A name that is an element of none of the items' types is an error
+/// (a misspelt path, `valueQuantity` for `value`); mixed collections (`descendants()`) skip
+/// the items that lack it.
+fn navigate_all<'a>(focus: &[Item<'a>], name: &str) -> Result<Collection<'a>> {
+    let mut out = Vec::new();
+    let mut first_error = None;
+    let mut any_known = false;
+    for item in focus {
+        match navigate(item, name, &mut out) {
+            Ok(()) => any_known = true,
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    match first_error {
+        Some(e) if !any_known => Err(e),
+        _ => Ok(out),
     }
 }
 
@@ -293,7 +331,8 @@ pub(crate) fn children<'a>(item: &Item<'a>, out: &mut Vec<Item<'a>>) {
     for field in &class.fields {
         for variant in &field.variants {
             let v = obj.get(&*variant.json);
-            let e = if matches!(m.class(variant.class).kind, Kind::Primitive(_)) { obj.get(&*variant.ext) } else { None };
+            let e =
+                if matches!(m.class(variant.class).kind, Kind::Primitive(_)) { obj.get(&*variant.ext) } else { None };
             if v.is_some() || e.is_some() {
                 push_member(v, e, variant.class, out);
             }
@@ -301,8 +340,10 @@ pub(crate) fn children<'a>(item: &Item<'a>, out: &mut Vec<Item<'a>>) {
     }
 }
 
-/// Whether `item` is of the type `spec` names (or derives from it).
-pub(crate) fn is_type(item: &Item<'_>, spec: &TypeSpec) -> Result<bool> {
+/// Whether `item` is of the type `spec` names (or derives from it). With `exact_primitive`
+/// (for `as`/`ofType`, as the suite expects), a primitive matches its own type only: a `code`
+/// `is(string)` but is not `as(string)`.
+pub(crate) fn is_type(item: &Item<'_>, spec: &TypeSpec, exact_primitive: bool) -> Result<bool> {
     let m = model();
     let ns = spec.namespace.as_deref();
     let system = |name: &str| -> Option<&'static str> {
@@ -320,13 +361,20 @@ pub(crate) fn is_type(item: &Item<'_>, spec: &TypeSpec) -> Result<bool> {
     };
     let fhir_class = if ns == Some("System") { None } else { m.class_named(&spec.name) };
     let system_type = if ns == Some("FHIR") { None } else { system(&spec.name) };
-    if fhir_class.is_none() && system_type.is_none() {
+    if fhir_class.is_none() && system_type.is_none() && ns.is_none() {
         return Err(EvalError::UnknownType(spec.name.clone()));
     }
     Ok(match &item.0 {
-        Repr::Node(Node { class, .. }) => fhir_class.is_some_and(|c| m.derives_from(*class, c)),
+        Repr::Node(Node { class, .. }) => fhir_class.is_some_and(|c| {
+            if exact_primitive && matches!(m.class(*class).kind, Kind::Primitive(_)) {
+                *class == c
+            } else {
+                m.derives_from(*class, c)
+            }
+        }),
         Repr::Value(v) => {
-            system_type == Some(v.type_name()) || (ns.is_none() && v.type_name() == "System.Quantity" && spec.name == "Quantity")
+            system_type == Some(v.type_name())
+                || (ns.is_none() && v.type_name() == "System.Quantity" && spec.name == "Quantity")
         }
     })
 }
@@ -335,7 +383,7 @@ pub(crate) fn is_type(item: &Item<'_>, spec: &TypeSpec) -> Result<bool> {
 pub(crate) fn filter_type<'a>(items: Collection<'a>, spec: &TypeSpec) -> Result<Collection<'a>> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        if is_type(&item, spec)? {
+        if is_type(&item, spec, true)? {
             out.push(item);
         }
     }

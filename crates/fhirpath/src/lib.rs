@@ -46,6 +46,9 @@ pub enum CompileError {
     /// A function called with a number of arguments it does not take.
     #[error("wrong number of arguments to {0}()")]
     Arity(String),
+    /// A path that cannot hold for the types involved (`(value as Period).unit`).
+    #[error("FHIRPath semantic error: {0}")]
+    Semantic(String),
 }
 
 /// Why an evaluation failed. The texts carry names from the expression, never data values.
@@ -94,6 +97,7 @@ impl Expression {
     /// Parses `source`.
     pub fn compile(source: &str) -> Result<Expression, CompileError> {
         let root = parser::parse(source)?;
+        parser::check(&root)?;
         Ok(Expression { root: Arc::new(root), source: source.into() })
     }
 

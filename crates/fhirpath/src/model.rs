@@ -181,7 +181,8 @@ impl Model {
                     None if t.code == "Resource" => ANY_RESOURCE,
                     None => self.type_class(&t.code).unwrap_or(UNKNOWN),
                 };
-                let json = if child.choice { format!("{}{}", child.name, capitalized(&t.code)) } else { child.name.clone() };
+                let json =
+                    if child.choice { format!("{}{}", child.name, capitalized(&t.code)) } else { child.name.clone() };
                 variants.push(Variant { ext: format!("_{json}").into(), json: json.into(), class });
                 if target.is_some() {
                     break;

@@ -152,10 +152,12 @@ fn json_equal(a: Option<&Json>, b: Option<&Json>) -> bool {
         (Some(Json::Array(x)), Some(Json::Array(y))) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(Some(p), Some(q)))
         }
-        (Some(Json::Number(x)), Some(Json::Number(y))) => match (Decimal::parse(&x.to_string()), Decimal::parse(&y.to_string())) {
-            (Some(p), Some(q)) => p == q,
-            _ => x == y,
-        },
+        (Some(Json::Number(x)), Some(Json::Number(y))) => {
+            match (Decimal::parse(&x.to_string()), Decimal::parse(&y.to_string())) {
+                (Some(p), Some(q)) => p == q,
+                _ => x == y,
+            }
+        }
         (a, b) => a == b,
     }
 }

@@ -464,6 +464,47 @@ fn date_literal(text: &str) -> Result<Value, CompileError> {
     }
 }
 
+/// Static checks: a member of a value cast to a complex type (`(x as Period).unit`,
+/// `x.ofType(Quantity).foo`) must be an element of that type.
+pub(crate) fn check(e: &Expr) -> Result<(), CompileError> {
+    match e {
+        Expr::Path(left, right) => {
+            if let Expr::Member(name) = &**right {
+                let cast = match &**left {
+                    Expr::As(_, spec) => Some(spec.clone()),
+                    Expr::Path(_, call) => match &**call {
+                        Expr::Call(Function::As | Function::OfType, args) => match args.first() {
+                            Some(Expr::Member(t)) => Some(TypeSpec { namespace: None, name: t.to_string() }),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(spec) = cast
+                    && spec.namespace.as_deref() != Some("System")
+                    && let Some(class) = crate::model::model().class_named(&spec.name)
+                {
+                    let class = crate::model::model().class(class);
+                    let complex = matches!(class.kind, crate::model::Kind::Complex);
+                    if complex && !class.by_name.contains_key(&**name) {
+                        return Err(CompileError::Semantic(format!("{name} is not an element of {}", spec.name)));
+                    }
+                }
+            }
+            check(left)?;
+            check(right)
+        }
+        Expr::Call(_, args) => args.iter().try_for_each(check),
+        Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
+            check(a)?;
+            check(b)
+        }
+        Expr::Negate(a) | Expr::Is(a, _) | Expr::As(a, _) => check(a),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a whole expression.
 pub(crate) fn parse(src: &str) -> Result<Expr, CompileError> {
     let toks = lex(src)?;

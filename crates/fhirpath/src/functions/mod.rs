@@ -506,7 +506,7 @@ pub(crate) fn call<'a>(
         F::Is => {
             let spec = type_arg(&args[0])?;
             match singleton(&focus, f)? {
-                Some(item) => bool_item(is_type(item, &spec)?),
+                Some(item) => bool_item(is_type(item, &spec, false)?),
                 None => Vec::new(),
             }
         }
@@ -542,7 +542,12 @@ pub(crate) fn call<'a>(
     })
 }
 
-fn sort<'a>(ev: &Evaluator<'_, 'a>, args: &[Expr], focus: Collection<'a>, scope: Scope<'_, 'a>) -> Result<Collection<'a>> {
+fn sort<'a>(
+    ev: &Evaluator<'_, 'a>,
+    args: &[Expr],
+    focus: Collection<'a>,
+    scope: Scope<'_, 'a>,
+) -> Result<Collection<'a>> {
     let mut keyed: Vec<(Vec<Option<Value>>, Item<'a>)> = Vec::with_capacity(focus.len());
     for (i, item) in focus.into_iter().enumerate() {
         let mut keys = Vec::with_capacity(args.len());
@@ -564,10 +569,11 @@ fn sort<'a>(ev: &Evaluator<'_, 'a>, args: &[Expr], focus: Collection<'a>, scope:
     let mut failed = false;
     keyed.sort_by(|(a, _), (b, _)| {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            // an empty key sorts first, whichever the direction
             let o = match (x, y) {
-                (None, None) => std::cmp::Ordering::Equal,
-                (None, Some(_)) => std::cmp::Ordering::Less,
-                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, None) => continue,
+                (None, Some(_)) => return std::cmp::Ordering::Less,
+                (Some(_), None) => return std::cmp::Ordering::Greater,
                 (Some(x), Some(y)) => match ops::compare_values(x, y) {
                     Ok(Some(o)) => o,
                     Ok(None) => std::cmp::Ordering::Equal,

@@ -87,7 +87,11 @@ pub(super) fn string_function<'a>(f: Function, item: &Item<'a>, args: &[Value]) 
         F::Replace => string(s.replace(arg_str(args, 0, f)?, arg_str(args, 1, f)?)),
         F::Matches | F::MatchesFull => bool_item(regex(arg_str(args, 0, f)?, f == F::MatchesFull)?.is_match(&s)),
         F::ReplaceMatches => {
-            let re = regex(arg_str(args, 0, f)?, false)?;
+            let pattern = arg_str(args, 0, f)?;
+            if pattern.is_empty() {
+                return Ok(string(s));
+            }
+            let re = regex(pattern, false)?;
             string(re.replace_all(&s, arg_str(args, 1, f)?).into_owned())
         }
         F::Length => integer(s.chars().count()),
@@ -170,7 +174,10 @@ fn decode(s: &str, format: &str) -> Option<String> {
             if s.len() % 2 != 0 {
                 return None;
             }
-            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?
         }
         "base64" | "urlbase64" => {
             let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! Quantities with UCUM units (a common subset) and FHIRPath calendar durations.
 
 use super::Decimal;
+#[cfg(test)]
 use std::cmp::Ordering;
 
 /// A value with a unit: a UCUM code (`mg`, `mm[Hg]`, `'1'`) or a calendar duration keyword
@@ -318,6 +319,9 @@ mod tests {
         assert!(matches!(q("1", "year").comparable(&q("1", "a")), Comparable::Indefinite(..)));
         let area = q("2.0", "cm").multiply(&q("2.0", "m"), false).unwrap();
         assert_eq!(area.compare(&q("0.040", "m2")), Some(Ordering::Equal));
-        assert_eq!(q("4.0", "g").multiply(&q("2.0", "m"), true).unwrap().compare(&q("2", "g/m")), Some(Ordering::Equal));
+        assert_eq!(
+            q("4.0", "g").multiply(&q("2.0", "m"), true).unwrap().compare(&q("2", "g/m")),
+            Some(Ordering::Equal)
+        );
     }
 }

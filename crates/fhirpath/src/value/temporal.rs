@@ -267,7 +267,15 @@ impl DateTime {
     /// FHIRPath comparison: `None` when the values differ only below a precision one of them
     /// lacks (e.g. `@2012 < @2012-01`).
     pub fn compare(&self, other: &DateTime) -> Option<Ordering> {
-        let (a, b) = if self.offset.is_some() || other.offset.is_some() { (self.to_utc(), other.to_utc()) } else { (*self, *other) };
+        let timed = |d: &DateTime| d.precision >= Precision::Hour;
+        if timed(self) && timed(other) && self.offset.is_some() != other.offset.is_some() {
+            return None;
+        }
+        let (a, b) = if self.offset.is_some() || other.offset.is_some() {
+            (self.to_utc(), other.to_utc())
+        } else {
+            (*self, *other)
+        };
         let fields = |d: &DateTime| {
             [
                 i64::from(d.year),
@@ -312,7 +320,7 @@ impl DateTime {
                     "day" => whole.checked_mul(86_400_000)?,
                     "hour" => whole.checked_mul(3_600_000)?,
                     "minute" => whole.checked_mul(60_000)?,
-                    "second" => amount.checked_mul(Decimal::from_i64(1000))?.trunc_i128()?.try_into().ok()?,
+                    "second" => whole.checked_mul(1000)?,
                     "millisecond" => whole,
                     _ => return None,
                 };
