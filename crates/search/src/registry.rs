@@ -1,0 +1,171 @@
+//! The search parameters of every R4 resource type, compiled once from the official
+//! definitions.
+
+use fhirpath::Expression;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// A search parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+impl ParamKind {
+    fn parse(kind: &str) -> ParamKind {
+        match kind {
+            "number" => ParamKind::Number,
+            "date" => ParamKind::Date,
+            "string" => ParamKind::String,
+            "token" => ParamKind::Token,
+            "reference" => ParamKind::Reference,
+            "composite" => ParamKind::Composite,
+            "quantity" => ParamKind::Quantity,
+            "uri" => ParamKind::Uri,
+            _ => ParamKind::Special,
+        }
+    }
+}
+
+/// One part of a composite parameter.
+#[derive(Debug, Clone)]
+pub struct CompiledComponent {
+    pub key: i64,
+    pub kind: ParamKind,
+    pub expression: Expression,
+}
+
+/// A search parameter of one resource type, ready to index and to query.
+#[derive(Debug, Clone)]
+pub struct CompiledParam {
+    pub name: String,
+    pub key: i64,
+    pub kind: ParamKind,
+    pub expression: Option<Expression>,
+    /// Resource types a reference parameter may point at.
+    pub targets: Vec<String>,
+    pub components: Vec<CompiledComponent>,
+    /// For token parameters: the key of their `:of-type` rows (Identifier type + value).
+    pub of_type_key: Option<i64>,
+}
+
+/// Every resource type's compiled search parameters.
+#[derive(Debug)]
+pub struct Registry {
+    by_type: HashMap<String, Vec<CompiledParam>>,
+}
+
+impl Registry {
+    /// The parameters of `resource_type`, sorted by name.
+    pub fn params(&self, resource_type: &str) -> Option<&[CompiledParam]> {
+        self.by_type.get(resource_type).map(Vec::as_slice)
+    }
+
+    /// The parameter `name` of `resource_type`.
+    pub fn param(&self, resource_type: &str, name: &str) -> Option<&CompiledParam> {
+        self.params(resource_type)?.iter().find(|p| p.name == name)
+    }
+}
+
+/// The registry, built on first use.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(build);
+    &REGISTRY
+}
+
+/// The key index rows of parameter `name` of `resource_type` carry: a stable 63-bit FNV-1a
+/// hash of `Type.name` (stable across releases, so stored rows stay valid; a test checks that
+/// no two R4 parameters collide).
+pub fn param_key(resource_type: &str, name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in resource_type.bytes().chain([b'.']).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 1) as i64
+}
+
+fn build() -> Registry {
+    let definitions = fhir::definitions();
+    let mut by_url: HashMap<&str, &fhir::SearchParamDef> = HashMap::new();
+    for t in definitions.resource_types() {
+        for p in definitions.search_params(t) {
+            by_url.entry(p.url.as_str()).or_insert(p);
+        }
+    }
+    let mut by_type = HashMap::new();
+    for t in definitions.resource_types() {
+        let mut params = Vec::new();
+        for def in definitions.search_params(t) {
+            let kind = ParamKind::parse(&def.kind);
+            let expression = def.expression.as_deref().and_then(|e| Expression::compile(e).ok());
+            let components = def
+                .components
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let part = by_url.get(c.definition.as_str())?;
+                    Some(CompiledComponent {
+                        key: param_key(t, &format!("{}#{i}", def.name)),
+                        kind: ParamKind::parse(&part.kind),
+                        expression: Expression::compile(&c.expression).ok()?,
+                    })
+                })
+                .collect();
+            params.push(CompiledParam {
+                name: def.name.clone(),
+                key: param_key(t, &def.name),
+                kind,
+                expression,
+                targets: def.targets.clone(),
+                components,
+                of_type_key: (kind == ParamKind::Token).then(|| param_key(t, &format!("{}:of-type", def.name))),
+            });
+        }
+        by_type.insert(t.to_string(), params);
+    }
+    Registry { by_type }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn keys_do_not_collide() {
+        let mut seen = HashSet::new();
+        for (t, params) in &registry().by_type {
+            for p in params {
+                assert!(seen.insert(p.key), "{t}.{} collides", p.name);
+                for c in &p.components {
+                    assert!(seen.insert(c.key), "{t}.{} component collides", p.name);
+                }
+                if let Some(k) = p.of_type_key {
+                    assert!(seen.insert(k), "{t}.{}:of-type collides", p.name);
+                }
+            }
+        }
+        assert!(seen.len() > 3000, "{}", seen.len());
+    }
+
+    #[test]
+    fn every_expression_compiles() {
+        let definitions = fhir::definitions();
+        for t in definitions.resource_types() {
+            for def in definitions.search_params(t) {
+                let compiled = registry().param(t, &def.name).expect("registered");
+                assert_eq!(def.expression.is_some(), compiled.expression.is_some(), "{t}.{}", def.name);
+                assert_eq!(def.components.len(), compiled.components.len(), "{t}.{} components", def.name);
+            }
+        }
+    }
+}
