@@ -211,7 +211,9 @@ impl AckError {
     /// location where known, and the error's own text (which never carries message content).
     pub fn from_parse_error(error: &Error) -> Self {
         let (code, location) = match error {
-            Error::Empty | Error::BatchInput(_) | Error::InvalidSegment { .. } => (ErrorCode::SegmentSequenceError, None),
+            Error::Empty | Error::BatchInput(_) | Error::InvalidSegment { .. } => {
+                (ErrorCode::SegmentSequenceError, None)
+            }
             Error::MissingMsh => (ErrorCode::SegmentSequenceError, Some(ErrorLocation::segment("MSH", 1))),
             Error::MultipleMessages { .. } => (ErrorCode::SegmentSequenceError, Some(ErrorLocation::segment("MSH", 2))),
             Error::BatchSegmentInMessage { id, .. } => {
@@ -310,7 +312,11 @@ fn salvage(first_line: &str) -> (Delimiters, Original) {
         sending_facility: value(4),
         receiving_application: value(5),
         receiving_facility: value(6),
-        trigger: if trigger.len() == 3 && trigger.bytes().all(|b| b.is_ascii_alphanumeric()) { trigger } else { String::new() },
+        trigger: if trigger.len() == 3 && trigger.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            trigger
+        } else {
+            String::new()
+        },
         control_id: value(10),
         processing_id: component(11, 1),
         version: if version.bytes().all(|b| b.is_ascii_digit() || b == b'.') { version } else { String::new() },
@@ -328,7 +334,13 @@ fn version_number(version: &str) -> (u32, u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-fn build(d: Delimiters, original: &Original, code: AckCode, error: Option<&AckError>, header: &AckHeader<'_>) -> Message {
+fn build(
+    d: Delimiters,
+    original: &Original,
+    code: AckCode,
+    error: Option<&AckError>,
+    header: &AckHeader<'_>,
+) -> Message {
     let version = if original.version.is_empty() { "2.5.1" } else { original.version.as_str() };
     let number = version_number(version.split(d.component).next().unwrap_or(""));
     let c = d.component.to_string();
@@ -354,7 +366,8 @@ fn build(d: Delimiters, original: &Original, code: AckCode, error: Option<&AckEr
         fields.push((18, original.charset.clone()));
     }
     let modern = number >= (2, 5, 0);
-    let code_triplet = |e: &AckError, sep: &str| [e.code.code().to_string(), e.code.text().to_owned(), "HL70357".into()].join(sep);
+    let code_triplet =
+        |e: &AckError, sep: &str| [e.code.code().to_string(), e.code.text().to_owned(), "HL70357".into()].join(sep);
     let user_message = |e: &AckError| e.user_message.as_deref().map(|m| d.escape(m).into_owned()).unwrap_or_default();
 
     let mut msa_fields = vec![(1, code.as_str().to_owned()), (2, original.control_id.clone())];

@@ -73,7 +73,11 @@ pub(crate) fn split_lines(input: &str) -> (Vec<Line<'_>>, Vec<Warning>) {
                     crlf += 1;
                     (&rest[..i], &rest[i + 2..])
                 } else {
-                    if after.starts_with('\r') { cr += 1 } else { lf += 1 }
+                    if after.starts_with('\r') {
+                        cr += 1
+                    } else {
+                        lf += 1
+                    }
                     (&rest[..i], &rest[i + 1..])
                 }
             }
@@ -417,10 +421,7 @@ mod tests {
         assert_eq!(Message::parse(&format!("{ADT}free text line\r")), Err(Error::InvalidSegment { line: 5 }));
         assert_eq!(Message::parse(&format!("{ADT}PIDX|1\r")), Err(Error::InvalidSegment { line: 5 }));
         assert_eq!(Message::parse(&format!("{ADT}{ADT}")), Err(Error::MultipleMessages { line: 5 }));
-        assert_eq!(
-            Message::parse(&format!("{ADT}BTS|1\r")),
-            Err(Error::BatchSegmentInMessage { id: "BTS", line: 5 })
-        );
+        assert_eq!(Message::parse(&format!("{ADT}BTS|1\r")), Err(Error::BatchSegmentInMessage { id: "BTS", line: 5 }));
     }
 
     #[test]

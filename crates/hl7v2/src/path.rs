@@ -101,7 +101,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_paths() {
-        for bad in ["", "PID", "PID-", "PID-0", "pid-3", "PID-3.", "PID-3(0)", "PID-3(2", "PID-3.1.2.3", "PID(x)-1", "P-1"] {
+        for bad in
+            ["", "PID", "PID-", "PID-0", "pid-3", "PID-3.", "PID-3(0)", "PID-3(2", "PID-3.1.2.3", "PID(x)-1", "P-1"]
+        {
             assert_eq!(Path::parse(bad), Err(Error::InvalidPath), "{bad:?}");
         }
     }

@@ -53,8 +53,7 @@ pub struct Structure {
 const ADT_A01: &str = "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] \
     [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] \
     [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2] [PDA]";
-const ADT_A02: &str =
-    "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]";
+const ADT_A02: &str = "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]";
 const ADT_A03: &str = "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] \
     [{DB1}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] \
     [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [PDA]";
@@ -201,7 +200,11 @@ pub fn parse_notation(text: &str) -> std::result::Result<Vec<Element>, String> {
     Ok(elements)
 }
 
-fn parse_sequence(tokens: &[Token], pos: &mut usize, closer: Option<char>) -> std::result::Result<Vec<Element>, String> {
+fn parse_sequence(
+    tokens: &[Token],
+    pos: &mut usize,
+    closer: Option<char>,
+) -> std::result::Result<Vec<Element>, String> {
     let mut elements = Vec::new();
     while let Some(token) = tokens.get(*pos) {
         *pos += 1;
@@ -495,7 +498,8 @@ impl<'m> Matcher<'m> {
                     self.pos += 1;
                 }
                 ElementKind::Group(name, children) => {
-                    let mut inner = frames.iter().map(|f| Frame { satisfied: f.satisfied.clone(), ..*f }).collect::<Vec<_>>();
+                    let mut inner =
+                        frames.iter().map(|f| Frame { satisfied: f.satisfied.clone(), ..*f }).collect::<Vec<_>>();
                     inner.push(Frame { elements, from, satisfied: satisfied.clone() });
                     let start = self.pos;
                     let mut nodes = Vec::new();

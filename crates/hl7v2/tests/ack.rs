@@ -38,7 +38,8 @@ fn accept() {
 
 #[test]
 fn error_with_err_segment_v251() {
-    let original = Message::parse(&common::text("cdc/malformed-variants/phlip-flu/PHLIP_FLU_2.5.1_PID5_ERROR.txt")).unwrap();
+    let original =
+        Message::parse(&common::text("cdc/malformed-variants/phlip-flu/PHLIP_FLU_2.5.1_PID5_ERROR.txt")).unwrap();
     let error = AckError::new(ErrorCode::RequiredFieldMissing)
         .at(ErrorLocation::field("PID", 1, 5))
         .with_message("Patient name is required");

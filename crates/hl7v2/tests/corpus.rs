@@ -191,7 +191,10 @@ fn header_helpers_on_corpus_messages() {
     assert_eq!(pid.field(1).unwrap().text(), "Field1");
     assert_eq!(pid.field(2).unwrap().component(2).unwrap().text(), "Component2");
     let f3 = pid.field(3).unwrap().component(2).unwrap();
-    assert_eq!(f3.subcomponents().map(|s| s.text().into_owned()).collect::<Vec<_>>(), ["Sub-Component1", "Sub-Component2"]);
+    assert_eq!(
+        f3.subcomponents().map(|s| s.text().into_owned()).collect::<Vec<_>>(),
+        ["Sub-Component1", "Sub-Component2"]
+    );
     let reps: Vec<_> = pid.field(4).unwrap().repetitions().map(|r| r.text().into_owned()).collect();
     assert_eq!(reps, ["Repeat1", "Repeat2"]);
     assert_eq!(m.get("PID-3.2.2").as_deref(), Some("Sub-Component2"));

@@ -30,7 +30,11 @@ const NOT_CLEAN: &[(&str, &[&str], Option<&str>)] = &[
     // Named MDM but really an ADT^A01 carrying order segments.
     ("ms-fhir-converter/MDM_01.hl7", &["ORC", "TQ1", "OBR", "NTE", "TXA", "ORC", "OBR"], None),
     ("ms-fhir-converter/ORU-R01-01.hl7", &["PRT", "OBX", "PRT", "TXA"], None),
-    ("cdc/elr-lab-results/InterPartner-CELR-TX-AIMSPlatform-Prod-Prod-202104050128-STOP-ATVersion23.txt", &["ZLR"], None),
+    (
+        "cdc/elr-lab-results/InterPartner-CELR-TX-AIMSPlatform-Prod-Prod-202104050128-STOP-ATVersion23.txt",
+        &["ZLR"],
+        None,
+    ),
     ("cdc/elr-lab-results/ND_23z_Valid1.txt", &["ZLR"], None),
     ("python-hl7/rep_sample_hl7.hl7", &[], Some("OBR")),
     ("python-hl7/sample_msh.hl7", &[], Some("EVN")),
@@ -154,7 +158,9 @@ fn adt_vxu_siu_nesting() {
          RESOURCES[RGS LOCATION_RESOURCE[AIL NTE] PERSONNEL_RESOURCE[AIP NTE]]]"
     );
     // S13–S15 use the SIU_S12 structure whatever MSH-9.3 says.
-    for rel in ["ms-fhir-converter/SIU-S13-01.hl7", "ms-fhir-converter/SIU-S14-01.hl7", "ms-fhir-converter/SIU-S15-01.hl7"] {
+    for rel in
+        ["ms-fhir-converter/SIU-S13-01.hl7", "ms-fhir-converter/SIU-S14-01.hl7", "ms-fhir-converter/SIU-S15-01.hl7"]
+    {
         let m = message(rel);
         assert_ne!(m.message_structure().as_deref(), Some("SIU_S12"));
         assert_eq!(structure_for(&m).unwrap().name, "SIU_S12", "{rel}");
