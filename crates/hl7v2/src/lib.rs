@@ -28,7 +28,7 @@ pub use ack::{AckCode, AckError, AckHeader, ErrorCode, ErrorLocation, Severity, 
 pub use batch::{Batch, BatchGroup};
 pub use delimiters::Delimiters;
 pub use error::{Error, Result};
-pub use message::{Message, Warning};
+pub use message::{Header, Message, Warning};
 pub use path::{Location, Path};
 pub use segment::{Component, Field, Repetition, Segment, Subcomponent, is_segment_id};
 pub use structure::{

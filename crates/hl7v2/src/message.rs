@@ -6,9 +6,10 @@
 //! The parser keeps every segment's raw text and splits it only when a value is asked for.
 //! That makes `encode(parse(x)) == x` hold byte for byte (segment terminators aside) for any
 //! input, including trailing delimiters, unknown escape sequences and Z-segments, with no
-//! normalising model in between; and it costs ~200 lines with no dependency. The crates on
-//! offer either carry licences we avoid (AGPL/LGPL) or build a typed tree that does not
-//! promise byte-exact re-encoding.
+//! normalising model in between, and it lets the reader decide exactly what it tolerates (with
+//! a [`Warning`]) and what it refuses (with a specific [`Error`]). That is a few hundred lines
+//! with no dependency; `hl7-parser` (Apache-2.0) would still need this layer of rules and
+//! round-trip guarantees on top, and the other crates on offer are AGPL/LGPL or abandoned.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -126,6 +127,35 @@ pub(crate) fn header_delimiters(segment: &'static str, text: &str) -> Result<Del
     Delimiters::from_header(segment, field, encoding)
 }
 
+/// The header values of an outgoing message, as text (escaped when set). Composite values
+/// (an HD with a universal id, say) can be completed afterwards with [`Message::set`], e.g.
+/// `msg.set("MSH-3.2", "1.2.3")`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// MSH-3.1.
+    pub sending_application: &'a str,
+    /// MSH-4.1.
+    pub sending_facility: &'a str,
+    /// MSH-5.1.
+    pub receiving_application: &'a str,
+    /// MSH-6.1.
+    pub receiving_facility: &'a str,
+    /// MSH-7.1, e.g. `20240101120000+0000`.
+    pub timestamp: &'a str,
+    /// MSH-9.1, e.g. `ADT`.
+    pub message_code: &'a str,
+    /// MSH-9.2, e.g. `A01`.
+    pub trigger_event: &'a str,
+    /// MSH-9.3, e.g. `ADT_A01`.
+    pub message_structure: &'a str,
+    /// MSH-10.
+    pub control_id: &'a str,
+    /// MSH-11.1, e.g. `P`.
+    pub processing_id: &'a str,
+    /// MSH-12.1, e.g. `2.5.1`.
+    pub version: &'a str,
+}
+
 /// One HL7 v2 message: its segments (raw text kept), delimiters and reading warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -196,6 +226,31 @@ impl Message {
     pub fn new(delimiters: Delimiters) -> Self {
         let msh = Segment::from_raw(format!("MSH{}{}", delimiters.field, delimiters.encoding_characters()), delimiters);
         Self { delimiters, segments: vec![msh], warnings: Vec::new() }
+    }
+
+    /// A new message with its MSH filled from `header` (empty values left out).
+    pub fn with_header(delimiters: Delimiters, header: &Header<'_>) -> Self {
+        let mut message = Self::new(delimiters);
+        let values = [
+            ("MSH-3.1", header.sending_application),
+            ("MSH-4.1", header.sending_facility),
+            ("MSH-5.1", header.receiving_application),
+            ("MSH-6.1", header.receiving_facility),
+            ("MSH-7.1", header.timestamp),
+            ("MSH-9.1", header.message_code),
+            ("MSH-9.2", header.trigger_event),
+            ("MSH-9.3", header.message_structure),
+            ("MSH-10", header.control_id),
+            ("MSH-11.1", header.processing_id),
+            ("MSH-12.1", header.version),
+        ];
+        for (path, value) in values {
+            if !value.is_empty() {
+                // These paths name MSH fields above 2, which can always be set.
+                let _ = message.set(path, value);
+            }
+        }
+        message
     }
 
     /// What was tolerated while reading.
@@ -444,6 +499,26 @@ mod tests {
         let m = Message::parse_bytes(bytes).unwrap();
         assert_eq!(m.get("PID-5").as_deref(), Some("Müller"));
         assert_eq!(m.warnings(), &[Warning::NotUtf8]);
+    }
+
+    #[test]
+    fn builds_from_a_header() {
+        let header = Header {
+            sending_application: "CONTINUUM",
+            sending_facility: "HOSP",
+            timestamp: "20240101120000",
+            message_code: "ORU",
+            trigger_event: "R01",
+            message_structure: "ORU_R01",
+            control_id: "c|1",
+            processing_id: "P",
+            version: "2.5.1",
+            ..Header::default()
+        };
+        let mut m = Message::with_header(Delimiters::default(), &header);
+        m.set("MSH-3.2", "1.2.3").unwrap();
+        assert_eq!(m.encode(), "MSH|^~\\&|CONTINUUM^1.2.3|HOSP|||20240101120000||ORU^R01^ORU_R01|c\\F\\1|P|2.5.1\r");
+        assert_eq!(Message::parse(&m.encode()).unwrap().control_id().as_deref(), Some("c|1"));
     }
 
     #[test]
