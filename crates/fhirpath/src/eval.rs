@@ -77,7 +77,9 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             }
             Expr::As(inner, spec) => {
                 let v = self.eval(inner, scope)?;
-                if v.len() > 1 {
+                // N1 wants a single item; the R4 search parameters apply `as` to collections
+                // (`Observation.component.value as Quantity`), so only strict mode refuses them
+                if v.len() > 1 && self.env.strict {
                     return Err(EvalError::NotSingleton("as".into()));
                 }
                 filter_type(v, spec)

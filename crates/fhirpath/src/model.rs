@@ -105,6 +105,8 @@ impl Model {
         };
         m.classes.push(blank("Element", Kind::Unknown));
         m.classes.push(blank("Resource", Kind::Resource));
+        // `Resource` has no StructureDefinition of its own in the embedded set
+        m.types.insert("Resource".to_owned(), ANY_RESOURCE);
         let defs = fhir::definitions();
         for t in defs.resource_types() {
             m.type_class(t);

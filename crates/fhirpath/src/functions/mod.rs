@@ -512,6 +512,7 @@ pub(crate) fn call<'a>(
         }
         F::As => {
             let spec = type_arg(&args[0])?;
+            // unlike the `as` operator (see `Expr::As`), the function keeps N1's rule
             if focus.len() > 1 {
                 return Err(EvalError::NotSingleton("as()".into()));
             }
