@@ -54,9 +54,9 @@ pub(crate) fn negate(items: Collection<'_>) -> Result<Collection<'_>> {
     Ok(match singleton_value(&items, "unary minus")? {
         None if items.is_empty() => Vec::new(),
         Some(Value::Integer(i)) => vec![Item::from_value(Value::Integer(-i))],
-        Some(Value::Decimal(d)) => vec![Item::from_value(Value::Decimal(d.neg()))],
+        Some(Value::Decimal(d)) => vec![Item::from_value(Value::Decimal(d.negated()))],
         Some(Value::Quantity(q)) => {
-            vec![Item::from_value(Value::Quantity(Quantity { value: q.value.neg(), unit: q.unit }))]
+            vec![Item::from_value(Value::Quantity(Quantity { value: q.value.negated(), unit: q.unit }))]
         }
         _ => return Err(type_error("unary minus applies to numbers and quantities")),
     })
@@ -313,7 +313,7 @@ fn arith_values(op: BinOp, x: &Value, y: &Value) -> Result<Option<Value>> {
         (BinOp::Mod, I(p), I(q)) => p.checked_rem(*q).map(I),
         (BinOp::Add | BinOp::Sub, Value::Date(d) | Value::DateTime(d), Q(q)) => {
             let unit = duration_unit(&q.unit).ok_or_else(|| type_error("date arithmetic needs a calendar duration"))?;
-            let amount = if op == BinOp::Sub { q.value.neg() } else { q.value };
+            let amount = if op == BinOp::Sub { q.value.negated() } else { q.value };
             if matches!(x, Value::Date(_)) && matches!(unit, "hour" | "minute" | "second" | "millisecond") {
                 return Err(type_error("a date cannot take a time-valued quantity"));
             }
@@ -321,7 +321,7 @@ fn arith_values(op: BinOp, x: &Value, y: &Value) -> Result<Option<Value>> {
         }
         (BinOp::Add | BinOp::Sub, Value::Time(t), Q(q)) => {
             let unit = duration_unit(&q.unit).ok_or_else(|| type_error("time arithmetic needs a duration"))?;
-            let amount = if op == BinOp::Sub { q.value.neg() } else { q.value };
+            let amount = if op == BinOp::Sub { q.value.negated() } else { q.value };
             t.add(amount, unit).map(Value::Time)
         }
         (BinOp::Add | BinOp::Sub, Q(p), Q(q)) => {
@@ -350,7 +350,7 @@ fn arith_values(op: BinOp, x: &Value, y: &Value) -> Result<Option<Value>> {
                 BinOp::Mul => p.checked_mul(q).map(D),
                 BinOp::Div => p.checked_div(q).map(D),
                 BinOp::IntDiv => p.div_trunc(q).and_then(|d| d.to_i64_exact()).map(I),
-                BinOp::Mod => p.rem(q).map(D),
+                BinOp::Mod => p.checked_rem(q).map(D),
                 _ => None,
             }
         }

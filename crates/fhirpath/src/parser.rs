@@ -312,7 +312,7 @@ impl Parser {
                 self.depth -= 1;
                 Ok(match inner {
                     Expr::Literal(Value::Integer(i)) => Expr::Literal(Value::Integer(-i)),
-                    Expr::Literal(Value::Decimal(d)) => Expr::Literal(Value::Decimal(d.neg())),
+                    Expr::Literal(Value::Decimal(d)) => Expr::Literal(Value::Decimal(d.negated())),
                     other => Expr::Negate(Box::new(other)),
                 })
             }

@@ -41,7 +41,7 @@ fn integer<'a>(i: usize) -> Collection<'a> {
     value_item(Some(Value::Integer(i64::try_from(i).unwrap_or(i64::MAX))))
 }
 
-fn arg_str<'v>(args: &'v [Value], i: usize, f: Function) -> Result<&'v str> {
+fn arg_str(args: &[Value], i: usize, f: Function) -> Result<&str> {
     match args.get(i) {
         Some(Value::String(s)) => Ok(s),
         _ => Err(EvalError::Type(format!("{}() takes string arguments", f.name()))),
@@ -171,7 +171,7 @@ fn encode(s: &str, format: &str) -> Option<String> {
 fn decode(s: &str, format: &str) -> Option<String> {
     let bytes = match format {
         "hex" => {
-            if s.len() % 2 != 0 {
+            if !s.len().is_multiple_of(2) {
                 return None;
             }
             (0..s.len())

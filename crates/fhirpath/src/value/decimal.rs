@@ -181,7 +181,7 @@ impl Decimal {
 
     /// `self - other`; `None` on overflow.
     pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
-        self.checked_add(other.neg())
+        self.checked_add(other.negated())
     }
 
     /// `self * other`; `None` on overflow.
@@ -216,7 +216,7 @@ impl Decimal {
     }
 
     /// Remainder of the division toward zero; `None` for `mod 0`.
-    pub fn rem(self, other: Decimal) -> Option<Decimal> {
+    pub fn checked_rem(self, other: Decimal) -> Option<Decimal> {
         let (a, b, scale) = self.align(other)?;
         if b == 0 {
             return None;
@@ -225,7 +225,7 @@ impl Decimal {
     }
 
     /// `-self`.
-    pub fn neg(self) -> Decimal {
+    pub fn negated(self) -> Decimal {
         Decimal { mantissa: -self.mantissa, scale: self.scale }
     }
 
@@ -297,6 +297,6 @@ mod tests {
         assert_eq!(d("-1.5").ceiling().to_string(), "-1");
         assert_eq!(d("1.1").ceiling().to_string(), "2");
         assert_eq!(d("-0.5").floor().to_string(), "-1");
-        assert_eq!(d("5.5").rem(d("0.7")).unwrap().to_string(), "0.6");
+        assert_eq!(d("5.5").checked_rem(d("0.7")).unwrap().to_string(), "0.6");
     }
 }
