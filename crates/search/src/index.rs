@@ -405,3 +405,62 @@ pub fn canonical_quantity(
     let v = ucum_temperature(code, value.value)?;
     Some(("K".to_string(), NumberRange { value: v, low, high }))
 }
+
+/// What `_text` and `_content` search: the narrative's text (tags stripped) and every string
+/// value of the resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FullText {
+    pub narrative: String,
+    pub content: String,
+}
+
+impl FullText {
+    /// The full text of `resource`.
+    pub fn of(resource: &Value) -> FullText {
+        let narrative = resource.get("text").and_then(|t| t.get("div")).and_then(Value::as_str).map(strip_tags);
+        let mut content = String::new();
+        strings_of(resource, &mut content, 0);
+        FullText { narrative: narrative.unwrap_or_default(), content }
+    }
+}
+
+/// The text of XHTML, tags removed and the common entities decoded.
+fn strip_tags(xhtml: &str) -> String {
+    let mut out = String::with_capacity(xhtml.len());
+    let mut in_tag = false;
+    for c in xhtml.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&nbsp;", " ")
+}
+
+fn strings_of(value: &Value, out: &mut String, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Array(items) => items.iter().for_each(|v| strings_of(v, out, depth + 1)),
+        Value::Object(map) => {
+            for (key, v) in map {
+                // The narrative is searched by `_text`; ids and references are not content.
+                let narrative = depth == 0 && key == "text";
+                if !narrative && key != "id" && key != "reference" && key != "resourceType" {
+                    strings_of(v, out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -9,6 +9,6 @@ pub mod query;
 pub mod registry;
 pub mod values;
 
-pub use index::{IndexContext, IndexEntry, IndexValue, extract};
+pub use index::{FullText, IndexContext, IndexEntry, IndexValue, extract};
 pub use query::{Condition, Filter, QueryError, SearchQuery};
 pub use registry::{CompiledParam, ParamKind, param_key, registry};

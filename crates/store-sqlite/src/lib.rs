@@ -4,12 +4,15 @@
 //! connections for reads.
 
 mod checkpoint;
+mod index_rows;
 mod queries;
 mod schema;
+mod search_sql;
 mod writer;
 
 use crossbeam_channel::Sender;
 use rusqlite::{Connection, OpenFlags};
+use search::query::{Include, SearchQuery};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -134,6 +137,26 @@ impl Backend for SqliteBackend {
 
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
         queries::count_by_type(&*self.readers.get()?)
+    }
+
+    fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
+        search_sql::search(&*self.readers.get()?, query, limit)
+    }
+
+    fn search_count(&self, query: &SearchQuery) -> Result<u64> {
+        search_sql::count(&*self.readers.get()?, query)
+    }
+
+    fn include(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+        search_sql::include(&*self.readers.get()?, keys, include)
+    }
+
+    fn revinclude(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+        search_sql::revinclude(&*self.readers.get()?, keys, include)
+    }
+
+    fn fetch(&self, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>> {
+        queries::fetch(&*self.readers.get()?, keys)
     }
 
     fn execute(&self, work: Work) -> Result<()> {

@@ -145,17 +145,22 @@ pub(crate) fn put(conn: &Connection, v: &NewVersion<'_>) -> Result<i64> {
         )
         .and_then(|mut s| s.insert(params![v.resource_type, v.id, version, last_updated, change, v.body]))
         .map_err(storage("write history"))?;
-    conn.prepare_cached(
-        "INSERT INTO resource_current (resource_type, id, version, last_updated, change, deleted, sequence, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version,
-             last_updated = excluded.last_updated, change = excluded.change, deleted = excluded.deleted,
-             sequence = excluded.sequence, body = excluded.body",
-    )
-    .and_then(|mut s| {
-        s.execute(params![v.resource_type, v.id, version, last_updated, change, deleted, sequence, v.body])
-    })
-    .map_err(storage("write current"))?;
+    let rid: i64 = conn
+        .prepare_cached(
+            "INSERT INTO resource_current (resource_type, id, version, last_updated, change, deleted, sequence, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version,
+                 last_updated = excluded.last_updated, change = excluded.change, deleted = excluded.deleted,
+                 sequence = excluded.sequence, body = excluded.body
+             RETURNING rowid",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![v.resource_type, v.id, version, last_updated, change, deleted, sequence, v.body], |r| {
+                r.get(0)
+            })
+        })
+        .map_err(storage("write current"))?;
+    crate::index_rows::replace(conn, rid, v.version > 1, v.index, v.full_text)?;
     if v.version > 1 {
         conn.prepare_cached("DELETE FROM identifier_index WHERE resource_type = ?1 AND id = ?2")
             .and_then(|mut s| s.execute(params![v.resource_type, v.id]))
@@ -236,4 +241,17 @@ pub(crate) fn count_by_type(conn: &Connection) -> Result<Vec<(String, u64)>> {
         .map_err(storage("count"))?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, get_u64(row, 1)?))).map_err(storage("count"))?;
     rows.collect::<rusqlite::Result<_>>().map_err(storage("count"))
+}
+
+/// The current versions of the live resources among row keys `keys`, in that order.
+pub(crate) fn fetch(conn: &Connection, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>> {
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_current WHERE rowid = ?1 AND deleted = 0");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("fetch"))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for &key in keys {
+        if let Some(v) = stmt.query_row([key], version_row).optional().map_err(storage("fetch"))? {
+            out.push((key, v));
+        }
+    }
+    Ok(out)
 }

@@ -55,6 +55,70 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX identifier_index_by_resource ON identifier_index (resource_type, id);
     "#,
+    // 2: search indexes. Rows point at `resource_current.rowid` (`rid`), which an update keeps
+    // (the upsert updates the row in place). `param` is `search::param_key` of the parameter;
+    // `grp` ties the components of one composite value together.
+    r#"
+    CREATE TABLE search_string (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        normalized TEXT NOT NULL, exact TEXT NOT NULL
+    );
+    CREATE INDEX search_string_value ON search_string (param, normalized);
+    CREATE INDEX search_string_rid ON search_string (rid);
+
+    CREATE TABLE search_token (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        system TEXT, code TEXT, text TEXT
+    );
+    CREATE INDEX search_token_code ON search_token (param, code, system);
+    CREATE INDEX search_token_text ON search_token (param, text) WHERE text IS NOT NULL;
+    CREATE INDEX search_token_rid ON search_token (rid);
+
+    CREATE TABLE search_reference (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        target_type TEXT, target_id TEXT, version TEXT, url TEXT, id_system TEXT, id_value TEXT
+    );
+    CREATE INDEX search_reference_target ON search_reference (param, target_id, target_type);
+    CREATE INDEX search_reference_url ON search_reference (param, url) WHERE url IS NOT NULL;
+    CREATE INDEX search_reference_identifier ON search_reference (param, id_value) WHERE id_value IS NOT NULL;
+    CREATE INDEX search_reference_rid ON search_reference (rid);
+
+    CREATE TABLE search_date (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        low INTEGER NOT NULL, high INTEGER NOT NULL  -- unix microseconds, inclusive
+    );
+    CREATE INDEX search_date_low ON search_date (param, low);
+    CREATE INDEX search_date_high ON search_date (param, high);
+    CREATE INDEX search_date_rid ON search_date (rid);
+
+    CREATE TABLE search_number (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL
+    );
+    CREATE INDEX search_number_value ON search_number (param, value);
+    CREATE INDEX search_number_rid ON search_number (rid);
+
+    CREATE TABLE search_quantity (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, system TEXT, code TEXT, unit TEXT,
+        canonical_code TEXT, canonical_value REAL, canonical_low REAL, canonical_high REAL
+    );
+    CREATE INDEX search_quantity_value ON search_quantity (param, value);
+    CREATE INDEX search_quantity_canonical ON search_quantity (param, canonical_code, canonical_value)
+        WHERE canonical_code IS NOT NULL;
+    CREATE INDEX search_quantity_rid ON search_quantity (rid);
+
+    CREATE TABLE search_uri (
+        rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER, uri TEXT NOT NULL
+    );
+    CREATE INDEX search_uri_value ON search_uri (param, uri);
+    CREATE INDEX search_uri_rid ON search_uri (rid);
+
+    -- `_text` (narrative) and `_content` (every string of the resource); rowid = rid.
+    CREATE VIRTUAL TABLE search_text USING fts5(
+        narrative, content, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

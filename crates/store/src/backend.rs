@@ -1,6 +1,7 @@
 //! The contract a storage backend fulfils (SQLite now, PostgreSQL next).
 
 use crate::Result;
+use search::query::{Include, SearchQuery};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -58,6 +59,10 @@ pub struct NewVersion<'a> {
     pub body: Option<&'a str>,
     /// `(system, value)` of each `identifier` of the resource, for conditional operations.
     pub identifiers: &'a [(Option<String>, String)],
+    /// The search index rows of the new version (none for a deletion).
+    pub index: &'a [search::IndexEntry],
+    /// The text `_text` and `_content` search (none for a deletion).
+    pub full_text: Option<&'a search::FullText>,
 }
 
 /// Which history to list, newest first.
@@ -113,6 +118,17 @@ pub trait Backend: Send + Sync + 'static {
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
     /// Number of live resources per resource type.
     fn count_by_type(&self) -> Result<Vec<(String, u64)>>;
+    /// Keys of the live resources matching `query`, in result order (its `_sort`, then
+    /// insertion), at most `limit`. A key is the backend's stable handle on a resource.
+    fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>>;
+    /// How many live resources match `query`.
+    fn search_count(&self, query: &SearchQuery) -> Result<u64>;
+    /// Keys of the live resources that the `keys` resources reference through `include`.
+    fn include(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>>;
+    /// Keys of the live `include.source_type` resources that reference the `keys` resources.
+    fn revinclude(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>>;
+    /// The current versions of the live resources among `keys`, in the order given.
+    fn fetch(&self, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>>;
     /// Runs `work` in a transaction and commits it durably; an error from `work` leaves no trace.
     fn execute(&self, work: Work) -> Result<()>;
     /// Runs independent `works` (each all-or-nothing on its own, like [`Backend::execute`]) and

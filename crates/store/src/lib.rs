@@ -12,6 +12,7 @@ mod memory;
 pub mod records;
 mod refs;
 mod resource;
+pub mod searches;
 mod transaction;
 mod write;
 
@@ -20,3 +21,4 @@ pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
 pub use records::{Records, WriteKind, WriteOutcome};
 pub use resource::format_instant;
+pub use searches::SearchPage;

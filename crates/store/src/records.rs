@@ -39,12 +39,13 @@ pub struct WriteOutcome {
 pub struct Records {
     backend: Arc<dyn Backend>,
     base: Option<Arc<str>>,
+    snapshots: Arc<crate::searches::Snapshots>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend, base: None }
+        Records { backend, base: None, snapshots: Arc::default() }
     }
 
     /// The same records, treating absolute references that start with `base` (e.g.
@@ -53,6 +54,11 @@ impl Records {
         let base: String = base.into();
         self.base = Some(Arc::from(base.trim_end_matches('/')));
         self
+    }
+
+    /// Snapshots of recent searches, for paging.
+    pub(crate) fn snapshots(&self) -> &crate::searches::Snapshots {
+        &self.snapshots
     }
 
     /// The backend underneath.

@@ -33,13 +33,15 @@ pub(crate) fn put_version(
     let version = previous.map_or(1, |p| p.version + 1);
     // lastUpdated never goes backwards within a resource, even if the clock does.
     let last_updated = previous.map_or_else(now, |p| now().max(p.last_updated));
-    let (text, identifiers) = match body {
+    let (text, identifiers, index, full_text) = match body {
         Some(body) => {
             stamp(body, id, version, last_updated);
             let text = serde_json::to_string(body).map_err(|_| Error::invalid("the resource cannot be serialised"))?;
-            (Some(text), identifiers(body))
+            let index = search::extract(resource_type, body, &search::IndexContext::default());
+            let full_text = search::FullText::of(body);
+            (Some(text), identifiers(body), index, Some(full_text))
         }
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Vec::new(), None),
     };
     let sequence = tx.put(&NewVersion {
         resource_type,
@@ -49,6 +51,8 @@ pub(crate) fn put_version(
         change,
         body: text.as_deref(),
         identifiers: &identifiers,
+        index: &index,
+        full_text: full_text.as_ref(),
     })?;
     Ok(ResourceVersion {
         resource_type: resource_type.to_string(),

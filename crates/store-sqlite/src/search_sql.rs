@@ -1,0 +1,435 @@
+//! A [`SearchQuery`] turned into SQL over `resource_current` (alias `r`) and the index tables.
+//! Every value is a bound parameter; only table and column names, chosen here, are spliced.
+
+use crate::storage;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+use search::ParamKind;
+use search::query::{Condition, Filter, Include, Prefix, SearchQuery, SortKey, StringMatch, UriMatch};
+use store::Result;
+
+/// SQL text and its bound values, built together.
+#[derive(Default)]
+struct Builder {
+    values: Vec<Sql>,
+    aliases: usize,
+}
+
+impl Builder {
+    /// A placeholder for `value`.
+    fn bind(&mut self, value: impl Into<Sql>) -> String {
+        self.values.push(value.into());
+        format!("?{}", self.values.len())
+    }
+
+    fn bind_keys(&mut self, keys: &[i64]) -> String {
+        if keys.len() == 1 {
+            return format!("= {}", self.bind(keys[0]));
+        }
+        let list: Vec<String> = keys.iter().map(|k| self.bind(*k)).collect();
+        format!("IN ({})", list.join(", "))
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+}
+
+/// The index table of a parameter kind.
+fn table(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::String => "search_string",
+        ParamKind::Token => "search_token",
+        ParamKind::Reference => "search_reference",
+        ParamKind::Date => "search_date",
+        ParamKind::Number => "search_number",
+        ParamKind::Quantity => "search_quantity",
+        ParamKind::Uri | ParamKind::Composite | ParamKind::Special => "search_uri",
+    }
+}
+
+/// The upper bound of the strings that start with `prefix` (for index range scans).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The `WHERE` of the resource rows a search matches, for the row alias `r`.
+fn where_clause(b: &mut Builder, query: &SearchQuery, r: &str) -> String {
+    let mut parts = vec![format!("{r}.deleted = 0")];
+    match query.types.as_slice() {
+        [] => {}
+        [one] => parts.push(format!("{r}.resource_type = {}", b.bind(one.clone()))),
+        many => {
+            let list: Vec<String> = many.iter().map(|t| b.bind(t.clone())).collect();
+            parts.push(format!("{r}.resource_type IN ({})", list.join(", ")));
+        }
+    }
+    for filter in &query.filters {
+        parts.push(filter_sql(b, filter, r, query.types.first().map(String::as_str)));
+    }
+    parts.join(" AND ")
+}
+
+/// SQL for one filter on row alias `r` (`single_type`: the type of `r` when known).
+fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
+    match filter {
+        Filter::Nothing => "0".into(),
+        Filter::Id(ids) => {
+            let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
+            format!("{r}.id IN ({})", list.join(", "))
+        }
+        Filter::LastUpdated(conditions) => {
+            let ors: Vec<String> = conditions
+                .iter()
+                .map(|(prefix, range)| {
+                    let col = format!("{r}.last_updated");
+                    date_condition(b, &col, &col, *prefix, range.low, range.high)
+                })
+                .collect();
+            format!("({})", ors.join(" OR "))
+        }
+        Filter::Param { keys, kind, conditions } => {
+            let t = b.alias("t");
+            let keys = b.bind_keys(keys);
+            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, *kind, c, &t)).collect();
+            format!(
+                "{r}.rowid IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
+                table(*kind),
+                ors.join(" OR ")
+            )
+        }
+        Filter::Not { keys, kind, conditions } => {
+            let t = b.alias("t");
+            let keys = b.bind_keys(keys);
+            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, *kind, c, &t)).collect();
+            format!(
+                "{r}.rowid NOT IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
+                table(*kind),
+                ors.join(" OR ")
+            )
+        }
+        Filter::Missing { keys, kind, missing } => {
+            let t = b.alias("t");
+            let table = if *kind == ParamKind::Composite { "search_token" } else { table(*kind) };
+            let keys = b.bind_keys(keys);
+            let not = if *missing { "NOT " } else { "" };
+            format!("{not}EXISTS (SELECT 1 FROM {table} {t} WHERE {t}.rid = {r}.rowid AND {t}.param {keys})")
+        }
+        Filter::Chain { keys, target_type, inner } => {
+            let t = b.alias("t");
+            let c = b.alias("c");
+            let keys = b.bind_keys(keys);
+            let ty = b.bind(target_type.clone());
+            let inner = filter_sql(b, inner, &c, Some(target_type));
+            format!(
+                "{r}.rowid IN (SELECT {t}.rid FROM search_reference {t} JOIN resource_current {c}
+                    ON {c}.resource_type = {t}.target_type AND {c}.id = {t}.target_id
+                 WHERE {t}.param {keys} AND {t}.target_type = {ty} AND {c}.deleted = 0 AND {inner})"
+            )
+        }
+        Filter::Has { source_type, key, inner } => {
+            let t = b.alias("t");
+            let c = b.alias("c");
+            let key = b.bind(*key);
+            let source = b.bind(source_type.clone());
+            let inner = filter_sql(b, inner, &c, Some(source_type));
+            let target_type = match single_type {
+                Some(ty) => b.bind(ty.to_string()),
+                None => format!("{r}.resource_type"),
+            };
+            format!(
+                "{r}.id IN (SELECT {t}.target_id FROM search_reference {t} JOIN resource_current {c} ON {c}.rowid = {t}.rid
+                 WHERE {t}.param = {key} AND {t}.target_type = {target_type} AND {c}.resource_type = {source}
+                   AND {c}.deleted = 0 AND {inner})"
+            )
+        }
+        Filter::Text { content, query } => {
+            let column = if *content { "content" } else { "narrative" };
+            let m = b.bind(format!("{{{column}}} : ({})", fts_query(query)));
+            format!("{r}.rowid IN (SELECT rowid FROM search_text WHERE search_text MATCH {m})")
+        }
+        Filter::List(ids) => {
+            let t = b.alias("t");
+            let l = b.alias("l");
+            let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
+            let key = b.bind(search::param_key("List", "item"));
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {t} JOIN resource_current {l} ON {l}.rowid = {t}.rid
+                 WHERE {l}.resource_type = 'List' AND {l}.id IN ({}) AND {l}.deleted = 0 AND {t}.param = {key}
+                   AND {t}.target_type = {r}.resource_type AND {t}.target_id = {r}.id)",
+                list.join(", ")
+            )
+        }
+        Filter::Compartment { keys, target_type, id } => {
+            let t = b.alias("t");
+            if keys.is_empty() {
+                return "0".into();
+            }
+            let keys = b.bind_keys(keys);
+            let ty = b.bind(target_type.clone());
+            let id = b.bind(id.clone());
+            format!(
+                "{r}.rowid IN (SELECT {t}.rid FROM search_reference {t}
+                 WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty})"
+            )
+        }
+    }
+}
+
+/// A full-text query from user text: each word quoted (so FTS5 syntax in the input is
+/// literal), all required.
+fn fts_query(text: &str) -> String {
+    let words: Vec<String> = text.split_whitespace().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    if words.is_empty() { "\"\"".into() } else { words.join(" AND ") }
+}
+
+/// SQL comparing a stored range `[low_col, high_col]` with a search range per `prefix`.
+fn date_condition(b: &mut Builder, low: &str, high: &str, prefix: Prefix, s_low: i64, s_high: i64) -> String {
+    let (sl, sh) = (b.bind(s_low), b.bind(s_high));
+    match prefix {
+        Prefix::Eq => format!("({low} >= {sl} AND {high} <= {sh})"),
+        Prefix::Ne => format!("({low} < {sl} OR {high} > {sh})"),
+        Prefix::Gt => format!("{high} > {sh}"),
+        Prefix::Lt => format!("{low} < {sl}"),
+        Prefix::Ge => format!("({high} > {sh} OR ({low} >= {sl} AND {high} <= {sh}))"),
+        Prefix::Le => format!("({low} < {sl} OR ({low} >= {sl} AND {high} <= {sh}))"),
+        Prefix::Sa => format!("{low} > {sh}"),
+        Prefix::Eb => format!("{high} < {sl}"),
+        Prefix::Ap => {
+            // 10% of the distance from now, at least a day.
+            let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+            let margin = ((now - s_low).abs() / 10).max(86_400_000_000);
+            let (al, ah) = (b.bind(s_low.saturating_sub(margin)), b.bind(s_high.saturating_add(margin)));
+            format!("({low} <= {ah} AND {high} >= {al})")
+        }
+    }
+}
+
+/// SQL comparing a stored number column with a search value and its precision range.
+fn number_condition(b: &mut Builder, col: &str, prefix: Prefix, value: f64, low: f64, high: f64) -> String {
+    match prefix {
+        Prefix::Eq => format!("({col} >= {} AND {col} < {})", b.bind(low), b.bind(high)),
+        Prefix::Ne => format!("({col} < {} OR {col} >= {})", b.bind(low), b.bind(high)),
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", b.bind(value)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", b.bind(value)),
+        Prefix::Ge => format!("{col} >= {}", b.bind(value)),
+        Prefix::Le => format!("{col} <= {}", b.bind(value)),
+        Prefix::Ap => {
+            let margin = (value * 0.1).abs().max(high - low);
+            format!("({col} >= {} AND {col} <= {})", b.bind(value - margin), b.bind(value + margin))
+        }
+    }
+}
+
+/// SQL for one condition on index row alias `t` of a `kind` table.
+fn condition_sql(b: &mut Builder, kind: ParamKind, condition: &Condition, t: &str) -> String {
+    match condition {
+        Condition::String { value, mode } => match mode {
+            StringMatch::Start => {
+                format!(
+                    "({t}.normalized >= {} AND {t}.normalized < {})",
+                    b.bind(value.clone()),
+                    b.bind(prefix_end(value))
+                )
+            }
+            StringMatch::Exact => format!("{t}.exact = {}", b.bind(value.clone())),
+            StringMatch::Contains => {
+                format!("{t}.normalized LIKE {} ESCAPE '\\'", b.bind(format!("%{}%", like_escape(value))))
+            }
+        },
+        Condition::Token { system, code } => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                parts.push(format!("{t}.code = {}", b.bind(code.clone())));
+            }
+            match system {
+                None => {}
+                Some(None) => parts.push(format!("{t}.system IS NULL")),
+                Some(Some(s)) => parts.push(format!("{t}.system = {}", b.bind(s.clone()))),
+            }
+            if parts.is_empty() { "1".into() } else { format!("({})", parts.join(" AND ")) }
+        }
+        Condition::TokenText(text) => {
+            format!("({t}.text >= {} AND {t}.text < {})", b.bind(text.clone()), b.bind(prefix_end(text)))
+        }
+        Condition::Reference { target_type, id, version } => {
+            let mut parts = vec![format!("{t}.target_id = {}", b.bind(id.clone()))];
+            if let Some(ty) = target_type {
+                parts.push(format!("{t}.target_type = {}", b.bind(ty.clone())));
+            }
+            if let Some(v) = version {
+                parts.push(format!("{t}.version = {}", b.bind(v.clone())));
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        Condition::ReferenceUrl(url) => {
+            // Canonical references may carry `|version`: match the URL with or without it.
+            let (u, with_version) = (b.bind(url.clone()), b.bind(format!("{}|%", like_escape(url))));
+            format!("({t}.url = {u} OR {t}.url LIKE {with_version} ESCAPE '\\')")
+        }
+        Condition::ReferenceIdentifier { system, value } => {
+            let mut parts = vec![format!("{t}.id_value = {}", b.bind(value.clone()))];
+            match system {
+                None => {}
+                Some(None) => parts.push(format!("{t}.id_system IS NULL")),
+                Some(Some(s)) => parts.push(format!("{t}.id_system = {}", b.bind(s.clone()))),
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        Condition::Date { prefix, range } => {
+            date_condition(b, &format!("{t}.low"), &format!("{t}.high"), *prefix, range.low, range.high)
+        }
+        Condition::Number { prefix, range } => {
+            number_condition(b, &format!("{t}.value"), *prefix, range.value, range.low, range.high)
+        }
+        Condition::Quantity { prefix, range, system, code, canonical } => {
+            if let Some((unit, n)) = canonical {
+                let unit = b.bind(unit.clone());
+                let cond = number_condition(b, &format!("{t}.canonical_value"), *prefix, n.value, n.low, n.high);
+                return format!("({t}.canonical_code = {unit} AND {cond})");
+            }
+            let mut parts =
+                vec![number_condition(b, &format!("{t}.value"), *prefix, range.value, range.low, range.high)];
+            if let Some(code) = code {
+                let c = b.bind(code.clone());
+                parts.push(format!("({t}.code = {c} OR ({t}.code IS NULL AND {t}.unit = {c}))"));
+            }
+            if let Some(system) = system {
+                parts.push(format!("{t}.system = {}", b.bind(system.clone())));
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        Condition::Uri { value, mode } => match mode {
+            UriMatch::Exact => format!("{t}.uri = {}", b.bind(value.clone())),
+            UriMatch::Below => {
+                format!("({t}.uri >= {} AND {t}.uri < {})", b.bind(value.clone()), b.bind(prefix_end(value)))
+            }
+            UriMatch::Above => format!("substr({}, 1, length({t}.uri)) = {t}.uri", b.bind(value.clone())),
+        },
+        Condition::Composite(parts) => {
+            // All components on the same composite value: rows of one rid and grp.
+            let first = b.alias("k");
+            let mut sql = String::new();
+            let mut joins = Vec::new();
+            let mut conds = Vec::new();
+            for (i, (key, part_kind, part)) in parts.iter().enumerate() {
+                let a = if i == 0 { first.clone() } else { b.alias("k") };
+                conds.push(format!("{a}.param = {}", b.bind(*key)));
+                conds.push(condition_sql(b, *part_kind, part, &a));
+                if i == 0 {
+                    sql = format!("SELECT {a}.rid FROM {} {a}", table(*part_kind));
+                } else {
+                    joins.push(format!(
+                        " JOIN {} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp",
+                        table(*part_kind)
+                    ));
+                }
+            }
+            let _ = kind;
+            format!("{t}.rid IN ({sql}{} WHERE {})", joins.concat(), conds.join(" AND "))
+        }
+    }
+}
+
+/// `ORDER BY` of a search.
+fn order_by(b: &mut Builder, sort: &[(SortKey, bool)], r: &str) -> String {
+    let mut keys = Vec::new();
+    for (key, descending) in sort {
+        let dir = if *descending { "DESC" } else { "ASC" };
+        let expr = match key {
+            SortKey::Id => format!("{r}.id"),
+            SortKey::LastUpdated => format!("{r}.last_updated"),
+            SortKey::Param { keys: params, kind } => {
+                let params = b.bind_keys(params);
+                let (agg, col) = match (kind, descending) {
+                    (ParamKind::String, _) => ("MIN", "normalized"),
+                    (ParamKind::Token, _) => ("MIN", "code"),
+                    (ParamKind::Reference, _) => ("MIN", "target_id"),
+                    (ParamKind::Date, false) => ("MIN", "low"),
+                    (ParamKind::Date, true) => ("MAX", "high"),
+                    (ParamKind::Number | ParamKind::Quantity, false) => ("MIN", "value"),
+                    (ParamKind::Number | ParamKind::Quantity, true) => ("MAX", "value"),
+                    _ => ("MIN", "uri"),
+                };
+                let table = table(*kind);
+                format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.rid = {r}.rowid AND s.param {params})")
+            }
+        };
+        // Resources without a value sort last either way.
+        keys.push(format!("{expr} IS NULL, {expr} {dir}"));
+    }
+    keys.push(format!("{r}.rowid ASC"));
+    keys.join(", ")
+}
+
+/// Row keys of the matching resources in result order, at most `limit`.
+pub(crate) fn search(conn: &Connection, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
+    let mut b = Builder::default();
+    let filter = where_clause(&mut b, query, "r");
+    let order = order_by(&mut b, &query.sort, "r");
+    let limit = b.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let sql = format!("SELECT r.rowid FROM resource_current r WHERE {filter} ORDER BY {order} LIMIT {limit}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("search"))?;
+    let rows = stmt.query_map(params_from_iter(b.values), |row| row.get(0)).map_err(storage("search"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("search"))
+}
+
+/// How many resources match.
+pub(crate) fn count(conn: &Connection, query: &SearchQuery) -> Result<u64> {
+    let mut b = Builder::default();
+    let filter = where_clause(&mut b, query, "r");
+    let sql = format!("SELECT COUNT(*) FROM resource_current r WHERE {filter}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("search"))?;
+    let n: i64 = stmt.query_row(params_from_iter(b.values), |row| row.get(0)).map_err(storage("search"))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Row keys of the live resources the `keys` resources reference through `include`.
+pub(crate) fn include(conn: &Connection, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+    if keys.is_empty() || include.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = Builder::default();
+    let rids: Vec<String> = keys.iter().map(|k| b.bind(*k)).collect();
+    let params = b.bind_keys(&include.keys);
+    let mut sql = format!(
+        "SELECT DISTINCT c.rowid FROM search_reference t JOIN resource_current c
+            ON c.resource_type = t.target_type AND c.id = t.target_id
+         WHERE t.rid IN ({}) AND t.param {params} AND c.deleted = 0",
+        rids.join(", ")
+    );
+    if let Some(ty) = &include.target_type {
+        sql.push_str(&format!(" AND t.target_type = {}", b.bind(ty.clone())));
+    }
+    run_keys(conn, &sql, b.values)
+}
+
+/// Row keys of the live `include.source_type` resources that reference the `keys` resources.
+pub(crate) fn revinclude(conn: &Connection, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+    if keys.is_empty() || include.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = Builder::default();
+    let rids: Vec<String> = keys.iter().map(|k| b.bind(*k)).collect();
+    let params = b.bind_keys(&include.keys);
+    let source = b.bind(include.source_type.clone());
+    let sql = format!(
+        "SELECT DISTINCT s.rowid FROM resource_current m
+           JOIN search_reference t ON t.target_id = m.id AND t.target_type = m.resource_type
+           JOIN resource_current s ON s.rowid = t.rid
+         WHERE m.rowid IN ({}) AND t.param {params} AND s.resource_type = {source} AND s.deleted = 0",
+        rids.join(", ")
+    );
+    run_keys(conn, &sql, b.values)
+}
+
+fn run_keys(conn: &Connection, sql: &str, values: Vec<Sql>) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(storage("include"))?;
+    let rows = stmt.query_map(params_from_iter(values), |row| row.get(0)).map_err(storage("include"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("include"))
+}
