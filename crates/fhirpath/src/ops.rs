@@ -53,7 +53,7 @@ pub(crate) fn singleton_value(items: &[Item<'_>], what: &str) -> Result<Option<V
 pub(crate) fn negate(items: Collection<'_>) -> Result<Collection<'_>> {
     Ok(match singleton_value(&items, "unary minus")? {
         None if items.is_empty() => Vec::new(),
-        Some(Value::Integer(i)) => vec![Item::from_value(Value::Integer(-i))],
+        Some(Value::Integer(i)) => i.checked_neg().map(|n| Item::from_value(Value::Integer(n))).into_iter().collect(),
         Some(Value::Decimal(d)) => vec![Item::from_value(Value::Decimal(d.negated()))],
         Some(Value::Quantity(q)) => {
             vec![Item::from_value(Value::Quantity(Quantity { value: q.value.negated(), unit: q.unit }))]

@@ -311,7 +311,7 @@ impl Parser {
                 let inner = self.unary()?;
                 self.depth -= 1;
                 Ok(match inner {
-                    Expr::Literal(Value::Integer(i)) => Expr::Literal(Value::Integer(-i)),
+                    Expr::Literal(Value::Integer(i)) => Expr::Literal(Value::Integer(i.saturating_neg())),
                     Expr::Literal(Value::Decimal(d)) => Expr::Literal(Value::Decimal(d.negated())),
                     other => Expr::Negate(Box::new(other)),
                 })

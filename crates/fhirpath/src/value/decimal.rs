@@ -54,6 +54,9 @@ impl Decimal {
             mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
         }
         let mut scale = i64::try_from(frac.len()).ok()? - i64::from(exp);
+        if mantissa == 0 {
+            scale = scale.clamp(0, 38);
+        }
         while scale < 0 {
             mantissa = mantissa.checked_mul(10)?;
             scale += 1;
@@ -125,7 +128,7 @@ impl Decimal {
         let Some(p) = pow10(self.scale - scale) else { return Decimal { mantissa: 0, scale } };
         let q = self.mantissa / p;
         let r = self.mantissa % p;
-        let adjust = if r.abs() * 2 >= p { r.signum() } else { 0 };
+        let adjust = if r.abs() >= p - r.abs() { r.signum() } else { 0 };
         Decimal { mantissa: q + adjust, scale }
     }
 

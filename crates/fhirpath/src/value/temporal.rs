@@ -422,7 +422,7 @@ impl Time {
         };
         let now = ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60 + i64::from(self.second)) * 1000
             + i64::from(self.millisecond);
-        let t = (now + ms).rem_euclid(86_400_000);
+        let t = now.checked_add(ms)?.rem_euclid(86_400_000);
         Some(Time {
             hour: (t / 3_600_000) as u8,
             minute: (t / 60_000 % 60) as u8,
