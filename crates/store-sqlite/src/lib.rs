@@ -5,6 +5,7 @@
 
 mod checkpoint;
 mod index_rows;
+mod messages;
 mod queries;
 mod schema;
 mod search_sql;
@@ -20,6 +21,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
 use writer::Job;
+
+pub use messages::SqliteMessageLog;
 
 /// Name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "continuum.db";

@@ -119,6 +119,32 @@ const MIGRATIONS: &[&str] = &[
         narrative, content, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
     );
     "#,
+    // 3: the interface message log (HL7 v2 received over MLLP): every message verbatim, before
+    // processing, with its state. Not patient-owned rows in the sharding sense: the log stays
+    // on the node that received the message.
+    r#"
+    CREATE TABLE interface_message (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at   INTEGER NOT NULL,  -- unix microseconds
+        updated_at    INTEGER NOT NULL,
+        sender        TEXT    NOT NULL,  -- MSH-3|MSH-4 as sent
+        control_id    TEXT    NOT NULL,  -- MSH-10
+        message_type  TEXT    NOT NULL,  -- e.g. ADT^A01
+        status        TEXT    NOT NULL
+            CHECK (status IN ('received', 'processed', 'failed', 'rejected', 'duplicate')),
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        ack_code      TEXT,
+        error         TEXT,
+        patient       TEXT,              -- Patient id, once known
+        resources     TEXT,              -- JSON array of Type/id written
+        duplicate_of  INTEGER,
+        raw           BLOB    NOT NULL
+    );
+    CREATE INDEX interface_message_key ON interface_message (sender, control_id, status);
+    CREATE INDEX interface_message_status ON interface_message (status, id);
+    CREATE INDEX interface_message_patient ON interface_message (patient, id) WHERE patient IS NOT NULL;
+    CREATE INDEX interface_message_received ON interface_message (received_at);
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

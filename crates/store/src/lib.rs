@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bundle;
 pub mod criteria;
 pub mod error;
+pub mod messages;
 #[cfg(test)]
 mod memory;
 pub mod records;
@@ -19,6 +20,7 @@ mod write;
 pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
+pub use messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 pub use records::{Records, WriteKind, WriteOutcome};
 pub use resource::format_instant;
 pub use searches::SearchPage;

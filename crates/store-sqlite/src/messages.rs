@@ -1,0 +1,194 @@
+//! The interface message log ([`store::MessageLog`]) in the `interface_message` table.
+//!
+//! It has its own write connection beside the writer thread's: a log row is one small
+//! statement, and routing it through the group-commit queue would make every message wait for
+//! the resource writes of others. The connection runs with `synchronous=NORMAL` like the
+//! writer: a log row is appended to the same WAL before the message's effects are, so the
+//! writer's fsync that makes the effects durable (and lets the ACK go out) makes the row
+//! durable too. A status change written after the effects may be lost in a crash; the
+//! interface's recovery finds such rows still `received` and settles them.
+
+use crate::{BUSY_TIMEOUT, SqliteBackend, storage};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+use std::sync::Mutex;
+use store::messages::{MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage};
+use store::{Error, Result};
+use time::OffsetDateTime;
+
+/// Default number of messages a listing returns.
+const DEFAULT_LIMIT: usize = 100;
+/// Most messages a listing returns.
+const MAX_LIMIT: usize = 10_000;
+
+/// The message log of a SQLite store.
+pub struct SqliteMessageLog {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteBackend {
+    /// The message log kept in this store's database.
+    pub fn message_log(&self) -> Result<SqliteMessageLog> {
+        SqliteMessageLog::open(self.path())
+    }
+}
+
+impl SqliteMessageLog {
+    /// Opens the log in the database file at `path`, whose schema is already migrated (open a
+    /// [`SqliteBackend`] first).
+    pub fn open(path: &Path) -> Result<SqliteMessageLog> {
+        let conn = Connection::open(path).map_err(storage("open message log"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("open message log"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage("open message log"))?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(SqliteMessageLog { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
+                       ack_code, error, patient, resources, duplicate_of";
+
+fn row_to_message(row: &Row<'_>, with_raw: bool) -> rusqlite::Result<StoredMessage> {
+    let status: String = row.get(6)?;
+    let resources: Option<String> = row.get(11)?;
+    let resources = resources.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok()).unwrap_or_default();
+    Ok(StoredMessage {
+        id: row.get(0)?,
+        received_at: from_micros(row.get(1)?),
+        updated_at: from_micros(row.get(2)?),
+        sender: row.get(3)?,
+        control_id: row.get(4)?,
+        message_type: row.get(5)?,
+        status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Received),
+        attempts: row.get(7)?,
+        outcome: MessageOutcome {
+            ack_code: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+            error: row.get(9)?,
+            patient: row.get(10)?,
+            resources,
+            duplicate_of: row.get(12)?,
+        },
+        raw: if with_raw { row.get(13)? } else { Vec::new() },
+    })
+}
+
+impl MessageLog for SqliteMessageLog {
+    fn receive(&self, message: &NewMessage<'_>) -> Result<i64> {
+        let now = micros(OffsetDateTime::now_utc());
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO interface_message (received_at, updated_at, sender, control_id, message_type, \
+                     status, raw) VALUES (?1, ?1, ?2, ?3, ?4, 'received', ?5)",
+                )
+                .map_err(storage("log message"))?;
+            stmt.execute(params![now, message.sender, message.control_id, message.message_type, message.raw])
+                .map_err(storage("log message"))?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn find_processed(&self, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM interface_message WHERE sender = ?1 AND control_id = ?2 \
+                     AND status = 'processed' AND id <> ?3 ORDER BY id LIMIT 1",
+                )
+                .map_err(storage("find message"))?;
+            stmt.query_row(params![sender, control_id, except], |r| r.get(0)).optional().map_err(storage("find message"))
+        })
+    }
+
+    fn finish(&self, id: i64, status: MessageStatus, outcome: &MessageOutcome) -> Result<()> {
+        let now = micros(OffsetDateTime::now_utc());
+        let resources = serde_json::to_string(&outcome.resources).map_err(|_| Error::Storage("log outcome".into()))?;
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE interface_message SET status = ?2, updated_at = ?3, attempts = attempts + 1, \
+                     ack_code = ?4, error = ?5, patient = coalesce(?6, patient), resources = ?7, duplicate_of = ?8 \
+                     WHERE id = ?1",
+                )
+                .map_err(storage("update message"))?;
+            let changed = stmt
+                .execute(params![
+                    id,
+                    status.as_str(),
+                    now,
+                    outcome.ack_code,
+                    outcome.error,
+                    outcome.patient,
+                    resources,
+                    outcome.duplicate_of
+                ])
+                .map_err(storage("update message"))?;
+            if changed == 0 {
+                return Err(Error::NotFound { resource_type: "message".into(), id: id.to_string() });
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
+        self.with(|conn| {
+            let sql = format!("SELECT {COLUMNS}, raw FROM interface_message WHERE id = ?1");
+            let mut stmt = conn.prepare_cached(&sql).map_err(storage("read message"))?;
+            stmt.query_row([id], |r| row_to_message(r, true)).optional().map_err(storage("read message"))
+        })
+    }
+
+    fn list(&self, query: &MessageQuery) -> Result<Vec<StoredMessage>> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |value: rusqlite::types::Value| {
+            values.push(value);
+            format!("?{}", values.len())
+        };
+        if !query.statuses.is_empty() {
+            let list: Vec<String> = query.statuses.iter().map(|s| bind(s.as_str().to_string().into())).collect();
+            conditions.push(format!("status IN ({})", list.join(", ")));
+        }
+        if let Some(patient) = &query.patient {
+            conditions.push(format!("patient = {}", bind(patient.clone().into())));
+        }
+        if let Some(kind) = &query.message_type {
+            if kind.contains('^') {
+                conditions.push(format!("message_type = {}", bind(kind.clone().into())));
+            } else {
+                let p = bind(kind.clone().into());
+                conditions.push(format!("(message_type = {p} OR substr(message_type, 1, length({p}) + 1) = {p} || '^')"));
+            }
+        }
+        if let Some(since) = query.since {
+            conditions.push(format!("received_at >= {}", bind(micros(since).into())));
+        }
+        if let Some(before) = query.before_id {
+            conditions.push(format!("id < {}", bind(before.into())));
+        }
+        let limit = if query.limit == 0 { DEFAULT_LIMIT } else { query.limit.min(MAX_LIMIT) };
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let raw = if query.with_raw { ", raw" } else { "" };
+        let sql = format!("SELECT {COLUMNS}{raw} FROM interface_message {filter} ORDER BY id DESC LIMIT {limit}");
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&sql).map_err(storage("list messages"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(values.iter()), |r| row_to_message(r, query.with_raw))
+                .map_err(storage("list messages"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(storage("list messages"))
+        })
+    }
+}
