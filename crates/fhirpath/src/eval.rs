@@ -301,7 +301,36 @@ pub(crate) fn navigate<'a>(item: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>)
     let Some(&field) = class.by_name.get(name) else {
         return Err(EvalError::UnknownElement { type_name: class.name.to_string(), element: name.into() });
     };
-    for variant in &class.fields[field as usize].variants {
+    let variants = &class.fields[field as usize].variants;
+    if variants.len() > obj.len() {
+        // a choice with many types (`Extension.value[x]` has fifty): look at the object's few
+        // keys instead of probing for every possible name
+        for (key, v) in obj {
+            if !key.starts_with(name) {
+                continue;
+            }
+            if let Some(variant) = variants.iter().find(|var| *var.json == **key) {
+                let e = if matches!(m.class(variant.class).kind, Kind::Primitive(_)) {
+                    obj.get(&*variant.ext)
+                } else {
+                    None
+                };
+                push_member(Some(v), e, variant.class, out);
+            }
+        }
+        // a primitive choice present only as `_valueX`
+        for (key, e) in obj {
+            if let Some(json) = key.strip_prefix('_')
+                && json.starts_with(name)
+                && !obj.contains_key(json)
+                && let Some(variant) = variants.iter().find(|var| *var.json == *json)
+            {
+                push_member(None, Some(e), variant.class, out);
+            }
+        }
+        return Ok(());
+    }
+    for variant in variants {
         let v = obj.get(&*variant.json);
         let e = if matches!(m.class(variant.class).kind, Kind::Primitive(_)) { obj.get(&*variant.ext) } else { None };
         if v.is_some() || e.is_some() {

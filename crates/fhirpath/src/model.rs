@@ -4,8 +4,32 @@
 //! by FHIRPath name; a choice element (`value[x]`) lists one JSON name per allowed type.
 
 use fhir::definitions::{ElementDef, TypeKind};
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
+
+/// Word-at-a-time multiplicative hashing for the model's name tables: they are built from the
+/// embedded definitions only, so SipHash's flooding resistance would buy nothing but time on
+/// every element name navigated.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(K).rotate_left(23);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<NameHasher>>;
 
 /// Index of a [`Class`] in the model.
 pub(crate) type ClassId = u32;
@@ -94,13 +118,13 @@ fn capitalized(code: &str) -> String {
 
 impl Model {
     fn build() -> Model {
-        let mut m = Model { classes: Vec::new(), types: HashMap::new(), backbones: HashMap::new() };
+        let mut m = Model { classes: Vec::new(), types: HashMap::default(), backbones: HashMap::default() };
         let blank = |name: &str, kind| Class {
             name: name.into(),
             kind,
             base: None,
             fields: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             quantity: false,
         };
         m.classes.push(blank("Element", Kind::Unknown));
@@ -132,7 +156,7 @@ impl Model {
             kind,
             base: None,
             fields: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             quantity: name == "Quantity",
         });
         self.types.insert(name.to_owned(), id);
@@ -156,7 +180,7 @@ impl Model {
             kind: Kind::Backbone,
             base,
             fields: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             quantity: false,
         });
         self.backbones.insert(element.path.clone(), id);
