@@ -14,6 +14,30 @@
 //!
 //! Errors never quote the data evaluated (only names taken from the expression), so they may
 //! be logged; `trace()` writes to a caller-supplied [`TraceSink`] only.
+//!
+//! ## Semantics worth knowing
+//!
+//! - **Types** come from the R4 StructureDefinitions: `Observation.value` yields the node under
+//!   whichever `value[x]` is present, typed (`Quantity`, `CodeableConcept`...); `valueQuantity`
+//!   is not a FHIRPath name and is an error. A primitive is one node made of its value and its
+//!   `_name` sibling (id, extensions); a primitive with only `_name` is a node without value.
+//! - **Unknown names**: navigating a name that is an element of none of the focus items' types
+//!   is an [`EvalError::UnknownElement`] (a misspelt path); mixed collections (`descendants()`)
+//!   skip items that lack it. JSON whose type is unknown is navigated by member name.
+//! - **`x as T`** (the operator) filters a collection like `ofType(T)`, because the R4 search
+//!   parameters apply it to collections (`Observation.component.value as Quantity`); the
+//!   function `as(T)` keeps N1's single-item rule. [`Environment::strict`] restores the rule
+//!   for both and refuses ordered functions after `children()`/`descendants()`.
+//! - **`resolve()`** finds `#id` among the contained resources of `%rootResource`/`%resource`,
+//!   and other references by `fullUrl` or `type/id` in the Bundle (the resource itself when it
+//!   is one, or [`Environment::with_bundle`]). A reference not found whose text names a resource
+//!   type (`Patient/123`) yields a node of that type without content, so that
+//!   `subject.where(resolve() is Patient)` works without a database.
+//! - **Quantities** compare across UCUM units the engine knows (metric prefixes on `g m s L mol
+//!   Pa m[Hg]`, `[lb_av] [in_i] [ft_i] %`, `min h d wk mo a`) and FHIRPath calendar durations;
+//!   `1 year = 1 'a'` is empty (unknown) while `1 year ~ 1 'a'` is true.
+//! - **Not supported**: `memberOf()` (an error), `conformsTo()` beyond the core type URLs (an
+//!   error); `htmlChecks()` is always true.
 
 mod eval;
 mod functions;
