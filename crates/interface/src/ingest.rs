@@ -1,0 +1,340 @@
+//! One received message, from bytes to ACK: parse, log verbatim, recognise duplicates, map,
+//! commit the one transaction Bundle, record the outcome, acknowledge.
+//!
+//! The ACK is built only after the commit has returned (and the store answers only once a
+//! commit is durable), so `AA` means the effects are in the record. Exactly-once: each message's
+//! Bundle writes `Provenance/hl7v2-message-<log id>`; a logged message whose outcome was lost
+//! in a crash is settled at start-up by whether that Provenance exists ([`Interface::recover`]).
+
+use crate::map::{self, Context, Kind, MapError, provenance_id};
+use hl7v2::{AckCode, AckError, AckHeader, ErrorCode, ErrorLocation, Message};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use store::messages::{MessageLog, MessageOutcome, MessageStatus, NewMessage};
+use store::{ErrorKind, Records};
+
+/// HL7 versions taken (MSH-12).
+const VERSIONS: &[&str] = &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
+/// How often a message is mapped again when the record changed under it.
+const ATTEMPTS: usize = 4;
+
+/// The result of handling one message.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    /// The log id (`None` when the message could not even be logged).
+    pub log_id: Option<i64>,
+    /// Where it ended.
+    pub status: Option<MessageStatus>,
+    /// The encoded ACK to send back; `None` when nothing may be answered (the message could
+    /// not be stored, so the sender must send it again).
+    pub ack: Option<String>,
+}
+
+/// The HL7 v2 interface over one record and its message log.
+pub struct Interface {
+    records: Records,
+    log: Arc<dyn MessageLog>,
+    in_flight: KeyLocks,
+}
+
+impl Interface {
+    /// An interface writing into `records` and logging into `log`.
+    pub fn new(records: Records, log: Arc<dyn MessageLog>) -> Self {
+        Interface { records, log, in_flight: KeyLocks::default() }
+    }
+
+    /// The message log.
+    pub fn log(&self) -> &Arc<dyn MessageLog> {
+        &self.log
+    }
+
+    /// Handles one received message (the content of one MLLP frame). Blocking: call it from a
+    /// blocking thread.
+    pub fn handle(&self, raw: &[u8]) -> Handled {
+        let message = Message::parse_bytes(raw);
+        let (sender, control_id, message_type) = match &message {
+            Ok(m) => header_keys(m),
+            Err(_) => (String::new(), String::new(), String::new()),
+        };
+        let new = NewMessage { sender: &sender, control_id: &control_id, message_type: &message_type, raw };
+        let log_id = match self.log.receive(&new) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(kind = ?e.kind(), "an HL7 message could not be logged; no ACK sent");
+                return Handled { log_id: None, status: None, ack: None };
+            }
+        };
+        let (status, ack) = match message {
+            Ok(message) => self.process(log_id, &message, &sender, &control_id),
+            Err(e) => {
+                let error = AckError::from_parse_error(&e);
+                self.finish(log_id, MessageStatus::Rejected, outcome("AR", Some(e.to_string())));
+                (MessageStatus::Rejected, hl7v2::ack_unparseable(raw, &error, &ack_header(log_id).as_header()).encode())
+            }
+        };
+        Handled { log_id: Some(log_id), status: Some(status), ack: Some(ack) }
+    }
+
+    /// Runs a logged message again (after a fix): a failed, rejected or unfinished one.
+    pub fn replay(&self, log_id: i64) -> Result<Handled, ReplayError> {
+        let stored = self.log.get(log_id).map_err(|_| ReplayError::Storage)?.ok_or(ReplayError::NotFound)?;
+        if matches!(stored.status, MessageStatus::Processed | MessageStatus::Duplicate) {
+            return Err(ReplayError::AlreadyApplied);
+        }
+        let (status, ack) = match Message::parse_bytes(&stored.raw) {
+            Ok(message) => {
+                let (sender, control_id, _) = header_keys(&message);
+                self.process(log_id, &message, &sender, &control_id)
+            }
+            Err(e) => {
+                let error = AckError::from_parse_error(&e);
+                self.finish(log_id, MessageStatus::Rejected, outcome("AR", Some(e.to_string())));
+                (
+                    MessageStatus::Rejected,
+                    hl7v2::ack_unparseable(&stored.raw, &error, &ack_header(log_id).as_header()).encode(),
+                )
+            }
+        };
+        Ok(Handled { log_id: Some(log_id), status: Some(status), ack: Some(ack) })
+    }
+
+    /// Settles messages left `received` by a crash: one whose Provenance exists was applied
+    /// (its outcome was lost) and is marked processed; any other is processed now. Returns how
+    /// many were settled.
+    pub fn recover(&self) -> Result<usize, ReplayError> {
+        let query =
+            store::MessageQuery { statuses: vec![MessageStatus::Received], limit: 10_000, ..Default::default() };
+        let pending = self.log.list(&query).map_err(|_| ReplayError::Storage)?;
+        for message in pending.iter().rev() {
+            match self.records.read("Provenance", &provenance_id(message.id)) {
+                Ok(version) => {
+                    let resources = version
+                        .body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                        .and_then(|b| b.get("target").and_then(Value::as_array).cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|t| t.get("reference").and_then(Value::as_str).map(str::to_string))
+                        .collect::<Vec<_>>();
+                    let patient = resources.iter().find_map(|r| r.strip_prefix("Patient/").map(str::to_string));
+                    let done = MessageOutcome { ack_code: "AA".into(), patient, resources, ..Default::default() };
+                    self.finish(message.id, MessageStatus::Processed, done);
+                }
+                Err(_) => {
+                    self.replay(message.id)?;
+                }
+            }
+        }
+        Ok(pending.len())
+    }
+
+    fn finish(&self, log_id: i64, status: MessageStatus, outcome: MessageOutcome) {
+        if let Err(e) = self.log.finish(log_id, status, &outcome) {
+            // The effects (if any) are committed; recovery settles the log row.
+            tracing::warn!(log_id, kind = ?e.kind(), "the outcome of an HL7 message could not be logged");
+        }
+    }
+
+    /// Processes a parsed, logged message and returns its status and encoded ACK.
+    fn process(&self, log_id: i64, message: &Message, sender: &str, control_id: &str) -> (MessageStatus, String) {
+        let header = ack_header(log_id);
+        let reject = |code: AckCode, error: MapError| {
+            let status = if code == AckCode::AR { MessageStatus::Rejected } else { MessageStatus::Failed };
+            self.finish(log_id, status, outcome(code.as_str(), Some(error.message.clone())));
+            (status, hl7v2::ack(message, code, Some(&error.to_ack_error()), &header.as_header()).encode())
+        };
+        if control_id.is_empty() {
+            return reject(AckCode::AR, MapError::missing_field("MSH", 10));
+        }
+        let version = message.version().unwrap_or_default();
+        if !VERSIONS.contains(&version.as_str()) {
+            let error = MapError::new(ErrorCode::UnsupportedVersionId, "HL7 version is not supported (2.3 to 2.8)")
+                .at(ErrorLocation::field("MSH", 1, 12));
+            return reject(AckCode::AR, error);
+        }
+        let kind = match map::kind_of(message) {
+            Ok(kind) => kind,
+            Err(error) => return reject(AckCode::AR, error),
+        };
+        let _guard = self.in_flight.lock(format!("{sender}\u{1f}{control_id}"));
+        match self.log.find_processed(sender, control_id, log_id) {
+            Ok(Some(original)) => {
+                let done = MessageOutcome { ack_code: "AA".into(), duplicate_of: Some(original), ..Default::default() };
+                self.finish(log_id, MessageStatus::Duplicate, done);
+                return (
+                    MessageStatus::Duplicate,
+                    hl7v2::ack(message, AckCode::AA, None, &header.as_header()).encode(),
+                );
+            }
+            Ok(None) => {}
+            Err(_) => return reject(AckCode::AE, MapError::storage()),
+        }
+        match self.apply(log_id, message, kind, sender, control_id) {
+            Ok(done) => {
+                self.finish(log_id, MessageStatus::Processed, done);
+                (MessageStatus::Processed, hl7v2::ack(message, AckCode::AA, None, &header.as_header()).encode())
+            }
+            Err(error) => reject(AckCode::AE, error),
+        }
+    }
+
+    /// Maps and commits, mapping again when the record changed between reading and writing.
+    fn apply(
+        &self,
+        log_id: i64,
+        message: &Message,
+        kind: Kind,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<MessageOutcome, MapError> {
+        let msh4 = message.msh().field(4).and_then(|f| f.repetition(1));
+        let local_system = msh4
+            .as_ref()
+            .and_then(map::datatypes::hd_system_field)
+            .unwrap_or_else(|| format!("{}unknown", map::datatypes::AUTHORITY_PREFIX));
+        let offset = message.timestamp().and_then(|t| map::datatypes::offset_of(&t)).unwrap_or_else(|| "Z".to_string());
+        let ctx = Context {
+            records: &self.records,
+            log_id,
+            local_system,
+            offset,
+            sender: sender.to_string(),
+            message_type: message_type(message),
+            control_id: control_id.to_string(),
+        };
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let (bundle, patient_entry, known_patient) = map::map(message, kind, &ctx)?;
+            match self.records.process_bundle(bundle) {
+                Ok(response) => return Ok(outcome_of(&response, patient_entry, known_patient)),
+                Err(e) if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::Conflict) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(store_error(&e)),
+            }
+        }
+        Err(last.map(|e| store_error(&e)).unwrap_or_else(MapError::storage))
+    }
+}
+
+/// What a store error means for the sender, in fixed words (validation issues name the
+/// element, never its value).
+fn store_error(error: &store::Error) -> MapError {
+    match error.kind() {
+        ErrorKind::Invalid | ErrorKind::Unprocessable => {
+            let places: Vec<String> = error.issues().iter().filter_map(|i| i.expression.clone()).take(3).collect();
+            let mut text = "the mapped resources are not valid FHIR".to_string();
+            if !places.is_empty() {
+                text.push_str(&format!(" (at {})", places.join(", ")));
+            }
+            MapError::new(ErrorCode::DataTypeError, text)
+        }
+        ErrorKind::PreconditionFailed | ErrorKind::Conflict => {
+            MapError::new(ErrorCode::ApplicationRecordLocked, "the record kept changing while the message was applied")
+        }
+        _ => MapError::new(ErrorCode::ApplicationInternalError, "the record could not be written"),
+    }
+}
+
+fn outcome(ack_code: &str, error: Option<String>) -> MessageOutcome {
+    MessageOutcome { ack_code: ack_code.into(), error, ..Default::default() }
+}
+
+/// The log outcome of a committed Bundle: what it wrote, and the Patient.
+fn outcome_of(response: &Value, patient_entry: Option<usize>, known: Option<String>) -> MessageOutcome {
+    let entries = response.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let location = |entry: &Value| -> Option<String> {
+        let location = entry.get("response")?.get("location")?.as_str()?;
+        let mut parts = location.split('/');
+        Some(format!("{}/{}", parts.next()?, parts.next()?))
+    };
+    let resources: Vec<String> = entries.iter().filter_map(location).collect();
+    let patient = patient_entry
+        .and_then(|i| entries.get(i))
+        .and_then(location)
+        .and_then(|l| l.strip_prefix("Patient/").map(str::to_string))
+        .or(known);
+    MessageOutcome { ack_code: "AA".into(), patient, resources, ..Default::default() }
+}
+
+/// Sender (MSH-3|MSH-4 as sent), control id (MSH-10) and type (`ADT^A01`) of a message.
+fn header_keys(message: &Message) -> (String, String, String) {
+    let raw = |n: usize| message.msh().field(n).map(|f| f.raw().to_string()).unwrap_or_default();
+    (format!("{}|{}", raw(3), raw(4)), message.control_id().unwrap_or_default(), message_type(message))
+}
+
+fn message_type(message: &Message) -> String {
+    match (message.message_code(), message.trigger_event()) {
+        (Some(code), Some(trigger)) => format!("{code}^{trigger}"),
+        (Some(code), None) => code,
+        _ => String::new(),
+    }
+}
+
+/// The header of our ACK: a control id from the log id, and the time now.
+fn ack_header(log_id: i64) -> OwnedAckHeader {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]+0000");
+    OwnedAckHeader { control_id: format!("ACK{log_id}"), timestamp: now.format(&format).unwrap_or_default() }
+}
+
+/// An [`AckHeader`] that owns its text.
+struct OwnedAckHeader {
+    control_id: String,
+    timestamp: String,
+}
+
+impl OwnedAckHeader {
+    fn as_header(&self) -> AckHeader<'_> {
+        AckHeader { control_id: &self.control_id, timestamp: &self.timestamp }
+    }
+}
+
+/// Why a replay could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// No message with that log id.
+    #[error("no logged message has that id")]
+    NotFound,
+    /// The message was applied already (processed, or acknowledged as a duplicate).
+    #[error("the message was already applied; replaying it would apply it twice")]
+    AlreadyApplied,
+    /// The log could not be read.
+    #[error("the message log could not be read")]
+    Storage,
+}
+
+/// Mutual exclusion per key (sender and control id), so that two copies of one message sent
+/// at once on two connections are not both applied.
+#[derive(Default)]
+struct KeyLocks {
+    held: Mutex<HashMap<String, usize>>,
+    released: Condvar,
+}
+
+struct KeyGuard<'a> {
+    locks: &'a KeyLocks,
+    key: String,
+}
+
+impl KeyLocks {
+    fn lock(&self, key: String) -> KeyGuard<'_> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains_key(&key) {
+            held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(key.clone(), 1);
+        KeyGuard { locks: self, key }
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.key);
+        self.locks.released.notify_all();
+    }
+}

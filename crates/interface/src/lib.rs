@@ -1,0 +1,22 @@
+//! The HL7 v2 interface: messages received over MLLP are logged verbatim, mapped to FHIR and
+//! written through the one write path ([`store::Records`]) as one transaction Bundle each, and
+//! acknowledged only once that commit is durable.
+//!
+//! - [`listener::serve`] — the MLLP listener (tokio), with per-connection limits.
+//! - [`Interface`] — one message from bytes to ACK: log, duplicate check (same MSH-10 from the
+//!   same MSH-3/MSH-4), mapping, commit, outcome; [`Interface::replay`] re-runs a dead-letter
+//!   message and [`Interface::recover`] settles messages a crash left unfinished.
+//! - `map` — ADT, ORU^R01, VXU^V04 and SIU^S12–S15 to Patient, Encounter, Location,
+//!   Practitioner, DiagnosticReport, Observation, Specimen, Immunization and Appointment, each
+//!   write carried by a Provenance naming the source message.
+//!
+//! The message log lives behind [`store::MessageLog`], so every backend can keep it. Errors
+//! sent back in ACKs and written to logs never carry message content.
+
+mod ingest;
+pub mod listener;
+mod map;
+
+pub use ingest::{Handled, Interface, ReplayError};
+pub use listener::{ListenerConfig, serve};
+pub use map::{MESSAGE_LOG_SYSTEM, MapError, provenance_id};

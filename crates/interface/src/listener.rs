@@ -1,0 +1,128 @@
+//! The MLLP listener: a tokio TCP server that unframes messages with
+//! [`hl7v2::mllp::Decoder`], hands each to [`Interface::handle`] on a blocking thread, and
+//! sends the ACK back framed. Messages of one connection are handled in order (one ACK per
+//! message, in order); connections run independently, so a bad one harms no other.
+//!
+//! Limits per connection: the largest frame (bigger ones close the connection: nothing in them
+//! can be read or acknowledged), an idle timeout, and a bound on bytes of garbage between
+//! frames. A bound on connections refuses new ones beyond it.
+
+use crate::Interface;
+use hl7v2::mllp::Decoder;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Limits of the listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Largest frame accepted, in bytes.
+    pub max_frame_len: usize,
+    /// Most connections at once; more are closed on accept.
+    pub max_connections: usize,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bytes outside frames tolerated on one connection before it is closed.
+    pub max_garbage: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_frame_len: 4 * 1024 * 1024,
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(300),
+            max_garbage: 64 * 1024,
+        }
+    }
+}
+
+/// Serves MLLP on `listener` until `shutdown` resolves; connections in progress finish their
+/// current message.
+pub async fn serve(
+    listener: TcpListener,
+    interface: Arc<Interface>,
+    config: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e.kind(), "MLLP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!("MLLP connection refused: too many connections");
+            drop(stream);
+            continue;
+        };
+        let interface = Arc::clone(&interface);
+        let config = Arc::clone(&config);
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &interface, &config).await {
+                tracing::debug!(error = %e.kind(), "MLLP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, interface: &Arc<Interface>, config: &ListenerConfig) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut decoder = Decoder::with_max_frame_len(config.max_frame_len);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let read = match tokio::time::timeout(config.idle_timeout, stream.read(&mut buffer)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(()),
+        };
+        if read == 0 {
+            if decoder.finish().is_err() {
+                tracing::info!("MLLP connection closed inside a frame; the partial frame was dropped");
+            }
+            return Ok(());
+        }
+        for frame in decoder.decode(&buffer[..read]) {
+            match frame {
+                Ok(content) => {
+                    let interface = Arc::clone(interface);
+                    let handled = tokio::task::spawn_blocking(move || interface.handle(&content))
+                        .await
+                        .map_err(|_| std::io::Error::other("message handling panicked"))?;
+                    let Some(ack) = handled.ack else {
+                        // Not stored: close without an ACK so that the sender sends it again.
+                        return Ok(());
+                    };
+                    out.clear();
+                    if hl7v2::mllp::write_frame(ack.as_bytes(), &mut out).is_err() {
+                        return Ok(());
+                    }
+                    stream.write_all(&out).await?;
+                }
+                Err(hl7v2::Error::FrameTooLarge { .. }) => {
+                    tracing::warn!(limit = config.max_frame_len, "MLLP frame too large; connection closed");
+                    return Ok(());
+                }
+                Err(e) => tracing::info!(error = %e, "MLLP framing error; frame dropped"),
+            }
+        }
+        if decoder.skipped_bytes() > config.max_garbage {
+            tracing::warn!("too many bytes outside MLLP frames; connection closed");
+            return Ok(());
+        }
+    }
+}
