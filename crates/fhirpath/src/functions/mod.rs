@@ -1,14 +1,15 @@
 //! The function library: names and arities are checked at compile time, then dispatched here.
 
 mod boundary;
+mod collection;
 mod convert;
 mod fhir;
 mod math;
 mod text;
+mod utility;
 
-use crate::eval::{Collection, Evaluator, Result, Scope, children, filter_type, is_type};
-use crate::item::Repr;
-use crate::ops::{self, contains_item, push_distinct, to_boolean};
+use crate::eval::{Collection, Evaluator, Result, Scope};
+use crate::ops;
 use crate::parser::{Expr, TypeSpec};
 use crate::value::Value;
 use crate::{CompileError, EvalError, Item};
@@ -149,7 +150,7 @@ pub(crate) fn value_item<'a>(v: Option<Value>) -> Collection<'a> {
 }
 
 /// The type named by a function argument (`ofType(Quantity)`, `as(FHIR.string)`).
-fn type_arg(e: &Expr) -> Result<TypeSpec> {
+pub(super) fn type_arg(e: &Expr) -> Result<TypeSpec> {
     match e {
         Expr::Member(name) => Ok(TypeSpec { namespace: None, name: name.to_string() }),
         Expr::Path(ns, name) => match (&**ns, &**name) {
@@ -187,7 +188,7 @@ impl<'a> Evaluator<'_, 'a> {
     }
 }
 
-fn singleton<'b, 'a>(focus: &'b [Item<'a>], f: Function) -> Result<Option<&'b Item<'a>>> {
+pub(super) fn singleton<'b, 'a>(focus: &'b [Item<'a>], f: Function) -> Result<Option<&'b Item<'a>>> {
     match focus {
         [] => Ok(None),
         [x] => Ok(Some(x)),
@@ -195,7 +196,7 @@ fn singleton<'b, 'a>(focus: &'b [Item<'a>], f: Function) -> Result<Option<&'b It
     }
 }
 
-fn boolean_items(focus: &[Item<'_>], f: Function) -> Result<Vec<bool>> {
+pub(super) fn boolean_items(focus: &[Item<'_>], f: Function) -> Result<Vec<bool>> {
     focus
         .iter()
         .map(|i| match i.to_value() {
@@ -214,144 +215,6 @@ pub(crate) fn call<'a>(
 ) -> Result<Collection<'a>> {
     use Function as F;
     Ok(match f {
-        F::Empty => bool_item(focus.is_empty()),
-        F::Exists => match args.first() {
-            None => bool_item(!focus.is_empty()),
-            Some(crit) => {
-                let mut found = false;
-                ev.per_item(crit, &focus, scope, |_, r| {
-                    found = to_boolean(&r, "exists()")? == Some(true);
-                    Ok(!found)
-                })?;
-                bool_item(found)
-            }
-        },
-        F::All => {
-            let mut all = true;
-            ev.per_item(&args[0], &focus, scope, |_, r| {
-                all = to_boolean(&r, "all()")? == Some(true);
-                Ok(all)
-            })?;
-            bool_item(all)
-        }
-        F::AllTrue => bool_item(boolean_items(&focus, f)?.iter().all(|b| *b)),
-        F::AnyTrue => bool_item(boolean_items(&focus, f)?.iter().any(|b| *b)),
-        F::AllFalse => bool_item(boolean_items(&focus, f)?.iter().all(|b| !*b)),
-        F::AnyFalse => bool_item(boolean_items(&focus, f)?.iter().any(|b| !*b)),
-        F::SubsetOf => {
-            let other = ev.arg(args, 0, scope)?;
-            bool_item(focus.iter().all(|i| contains_item(&other, i)))
-        }
-        F::SupersetOf => {
-            let other = ev.arg(args, 0, scope)?;
-            bool_item(other.iter().all(|i| contains_item(&focus, i)))
-        }
-        F::Count => value_item(Some(Value::Integer(focus.len() as i64))),
-        F::Distinct => {
-            let mut out = Vec::with_capacity(focus.len());
-            push_distinct(&mut out, focus);
-            out
-        }
-        F::IsDistinct => {
-            let n = focus.len();
-            let mut out = Vec::with_capacity(n);
-            push_distinct(&mut out, focus);
-            bool_item(out.len() == n)
-        }
-        F::Where => {
-            let mut out = Vec::new();
-            ev.per_item(&args[0], &focus, scope, |i, r| {
-                if to_boolean(&r, "where()")? == Some(true) {
-                    out.push(focus[i].clone());
-                }
-                Ok(true)
-            })?;
-            out
-        }
-        F::Select => {
-            let mut out = Vec::new();
-            ev.per_item(&args[0], &focus, scope, |_, r| {
-                out.extend(r);
-                Ok(true)
-            })?;
-            out
-        }
-        F::Repeat => {
-            let mut out: Collection<'a> = Vec::new();
-            let mut pending = focus;
-            while !pending.is_empty() {
-                let mut next = Vec::new();
-                ev.per_item(&args[0], &pending, scope, |_, r| {
-                    for item in r {
-                        if !contains_item(&out, &item) {
-                            out.push(item.clone());
-                            next.push(item);
-                        }
-                    }
-                    Ok(true)
-                })?;
-                pending = next;
-            }
-            out
-        }
-        F::OfType => filter_type(focus, &type_arg(&args[0])?)?,
-        F::Single => singleton(&focus, f)?.cloned().into_iter().collect(),
-        F::First => focus.into_iter().next().into_iter().collect(),
-        F::Last => focus.into_iter().last().into_iter().collect(),
-        F::Tail => focus.into_iter().skip(1).collect(),
-        F::Skip | F::Take => {
-            let n = ops::singleton_integer(&ev.arg(args, 0, scope)?, f.name())?;
-            let Some(n) = n else { return Ok(Vec::new()) };
-            let n = usize::try_from(n.max(0)).unwrap_or(0);
-            if f == F::Skip { focus.into_iter().skip(n).collect() } else { focus.into_iter().take(n).collect() }
-        }
-        F::Intersect => {
-            let other = ev.arg(args, 0, scope)?;
-            let mut out = Vec::new();
-            push_distinct(&mut out, focus.into_iter().filter(|i| contains_item(&other, i)));
-            out
-        }
-        F::Exclude => {
-            let other = ev.arg(args, 0, scope)?;
-            focus.into_iter().filter(|i| !contains_item(&other, i)).collect()
-        }
-        F::Union => {
-            let other = ev.arg(args, 0, scope)?;
-            let mut out = Vec::with_capacity(focus.len() + other.len());
-            push_distinct(&mut out, focus);
-            push_distinct(&mut out, other);
-            out
-        }
-        F::Combine => {
-            let mut out = focus;
-            out.extend(ev.arg(args, 0, scope)?);
-            out
-        }
-        F::Iif => {
-            let item = singleton(&focus, f)?;
-            let this_store;
-            let inner = match item {
-                Some(i) => {
-                    this_store = [i.clone()];
-                    Scope { this: &this_store, index: scope.index, total: scope.total }
-                }
-                None => scope,
-            };
-            let cond = ev.eval(&args[0], inner)?;
-            let cond = match cond.as_slice() {
-                [] => None,
-                [c] => match c.to_value() {
-                    Some(Value::Boolean(b)) => Some(b),
-                    _ => return Err(EvalError::Type("iif() criterion must be a Boolean".into())),
-                },
-                _ => return Err(EvalError::NotSingleton("iif()".into())),
-            };
-            if cond == Some(true) { ev.eval(&args[1], inner)? } else { ev.arg(args, 2, inner)? }
-        }
-        F::Not => match to_boolean(&focus, "not()")? {
-            Some(b) => bool_item(!b),
-            None => Vec::new(),
-        },
         F::ToBoolean
         | F::ConvertsToBoolean
         | F::ToInteger
@@ -448,151 +311,20 @@ pub(crate) fn call<'a>(
                 _ => Vec::new(),
             }
         }
-        F::Children => {
-            let mut out = Vec::new();
-            for item in &focus {
-                children(item, &mut out);
-            }
-            out
-        }
-        F::Descendants => {
-            let mut out = Vec::new();
-            let mut frontier = focus;
-            while !frontier.is_empty() {
-                let mut next = Vec::new();
-                for item in &frontier {
-                    children(item, &mut next);
-                }
-                out.extend(next.iter().cloned());
-                frontier = next;
-            }
-            out
-        }
-        F::Trace => {
-            let name = match ops::singleton_value(&ev.arg(args, 0, scope)?, "trace()")? {
-                Some(Value::String(s)) => s,
-                _ => String::new(),
-            };
-            if let Some(sink) = ev.env.trace {
-                match args.get(1) {
-                    Some(projection) => {
-                        let mut traced = Vec::new();
-                        ev.per_item(projection, &focus, scope, |_, r| {
-                            traced.extend(r);
-                            Ok(true)
-                        })?;
-                        sink.trace(&name, &traced);
-                    }
-                    None => sink.trace(&name, &focus),
-                }
-            }
-            focus
-        }
-        F::Now => value_item(Some(Value::DateTime(ev.now()))),
-        F::Today => {
-            let now = ev.now();
-            value_item(Some(Value::Date(now.truncate(crate::value::Precision::Day))))
-        }
-        F::TimeOfDay => {
-            let n = ev.now();
-            value_item(Some(Value::Time(crate::value::Time {
-                hour: n.hour,
-                minute: n.minute,
-                second: n.second,
-                millisecond: n.millisecond,
-                precision: crate::value::Precision::Millisecond,
-            })))
-        }
-        F::Is => {
-            let spec = type_arg(&args[0])?;
-            match singleton(&focus, f)? {
-                Some(item) => bool_item(is_type(item, &spec, false)?),
-                None => Vec::new(),
-            }
-        }
-        F::As => {
-            let spec = type_arg(&args[0])?;
-            // unlike the `as` operator (see `Expr::As`), the function keeps N1's rule
-            if focus.len() > 1 {
-                return Err(EvalError::NotSingleton("as()".into()));
-            }
-            filter_type(focus, &spec)?
-        }
-        F::Type => focus
-            .iter()
-            .map(|i| {
-                let (namespace, name) = match &i.0 {
-                    Repr::Node(_) => ("FHIR", i.fhir_type().to_owned()),
-                    Repr::Value(v) => ("System", v.type_name().trim_start_matches("System.").to_owned()),
-                };
-                Item::from_value(Value::Type { namespace: namespace.into(), name })
-            })
-            .collect(),
-        F::Aggregate => {
-            let mut total = ev.arg(args, 1, scope)?;
-            for (i, item) in focus.iter().enumerate() {
-                let this = std::slice::from_ref(item);
-                total = ev.eval(&args[0], Scope { this, index: Some(i), total: Some(&total) })?;
-            }
-            total
-        }
-        F::Sort => sort(ev, args, focus, scope)?,
+        F::Children
+        | F::Descendants
+        | F::Trace
+        | F::Now
+        | F::Today
+        | F::TimeOfDay
+        | F::Is
+        | F::As
+        | F::Type
+        | F::Aggregate
+        | F::Sort => utility::utility_function(ev, f, args, focus, scope)?,
         F::Extension | F::HasValue | F::GetValue | F::Resolve | F::ConformsTo | F::MemberOf | F::HtmlChecks => {
             fhir::fhir_function(ev, f, args, focus, scope)?
         }
+        _ => collection::collection_function(ev, f, args, focus, scope)?,
     })
-}
-
-fn sort<'a>(
-    ev: &Evaluator<'_, 'a>,
-    args: &[Expr],
-    focus: Collection<'a>,
-    scope: Scope<'_, 'a>,
-) -> Result<Collection<'a>> {
-    let mut keyed: Vec<(Vec<Option<Value>>, Item<'a>)> = Vec::with_capacity(focus.len());
-    for (i, item) in focus.into_iter().enumerate() {
-        let mut keys = Vec::with_capacity(args.len());
-        for arg in args {
-            let e = match arg {
-                Expr::Negate(inner) => &**inner,
-                other => other,
-            };
-            let this = std::slice::from_ref(&item);
-            let r = ev.eval(e, Scope { this, index: Some(i), total: scope.total })?;
-            keys.push(ops::singleton_value(&r, "sort()")?);
-        }
-        if args.is_empty() {
-            keys.push(item.to_value());
-        }
-        keyed.push((keys, item));
-    }
-    let descending: Vec<bool> = args.iter().map(|a| matches!(a, Expr::Negate(_))).collect();
-    let mut failed = false;
-    keyed.sort_by(|(a, _), (b, _)| {
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            // an empty key sorts first, whichever the direction
-            let o = match (x, y) {
-                (None, None) => continue,
-                (None, Some(_)) => return std::cmp::Ordering::Less,
-                (Some(_), None) => return std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) => match ops::compare_values(x, y) {
-                    Ok(Some(o)) => o,
-                    Ok(None) => std::cmp::Ordering::Equal,
-                    Err(_) => {
-                        failed = true;
-                        std::cmp::Ordering::Equal
-                    }
-                },
-            };
-            let o = if descending.get(i).copied().unwrap_or(false) { o.reverse() } else { o };
-            if o != std::cmp::Ordering::Equal {
-                return o;
-            }
-        }
-        std::cmp::Ordering::Equal
-    });
-    if failed {
-        return Err(EvalError::Type("sort() keys cannot be compared".into()));
-    }
-    Ok(keyed.into_iter().map(|(_, i)| i).collect())
 }
