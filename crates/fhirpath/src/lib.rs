@@ -36,8 +36,9 @@
 //! - **Quantities** compare across UCUM units the engine knows (metric prefixes on `g m s L mol
 //!   Pa m[Hg]`, `[lb_av] [in_i] [ft_i] %`, `min h d wk mo a`) and FHIRPath calendar durations;
 //!   `1 year = 1 'a'` is empty (unknown) while `1 year ~ 1 'a'` is true.
-//! - **Not supported**: `memberOf()` (an error), `conformsTo()` beyond the core type URLs (an
-//!   error); `htmlChecks()` is always true.
+//! - **Partly supported**: `memberOf()` knows the value sets of R4's required bindings that
+//!   the `fhir` crate embeds and expands (others are an error); `conformsTo()` knows the core
+//!   type URLs (others are an error); `htmlChecks()` is always true.
 
 mod eval;
 mod functions;
@@ -102,7 +103,8 @@ pub enum EvalError {
     /// A regular expression given to `matches()`/`replaceMatches()` that does not compile.
     #[error("invalid regular expression")]
     Regex,
-    /// A function this engine does not implement (`conformsTo`, `memberOf`...).
+    /// A function or argument this engine does not support (`memberOf` of a value set it does
+    /// not know, `conformsTo` a profile...).
     #[error("{0}() is not supported")]
     Unsupported(String),
     /// An argument outside the function's domain.
@@ -193,6 +195,14 @@ impl<'a> Environment<'a> {
             Some(t) => Item::typed(node, t),
             None => Item::resource(node),
         });
+        self
+    }
+
+    /// Evaluates from `item` (`%context`), an item an earlier evaluation returned: unlike
+    /// [`Environment::with_context`] it keeps the item's place in the type model, so a backbone
+    /// element (`Observation.component`) still knows its children.
+    pub fn with_context_item(mut self, item: Item<'a>) -> Environment<'a> {
+        self.context = Some(item);
         self
     }
 

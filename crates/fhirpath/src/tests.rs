@@ -204,6 +204,10 @@ fn errors_instead_of_panics() {
     assert!(matches!(Expression::compile("Patient.nmae").unwrap().evaluate(&p), Err(EvalError::UnknownElement { .. })));
     assert!(Expression::compile("name.single()").unwrap().evaluate(&p).is_err());
     assert!(Expression::compile("memberOf('x')").unwrap().evaluate(&p).is_err());
+    let gender = "http://hl7.org/fhir/ValueSet/administrative-gender";
+    let with_gender = json!({"resourceType": "Patient", "gender": "female"});
+    assert_eq!(one(&format!("Patient.gender.memberOf('{gender}')"), &with_gender), "true");
+    assert_eq!(one(&format!("'woman'.memberOf('{gender}')"), &with_gender), "false");
     assert!(Expression::compile("'a'.matches('(')").unwrap().evaluate(&p).is_err());
     for src in ["1 / 0", "2147483647 * 2147483647 * 2147483647", "(-1).sqrt()", "1.0e", "@2019-02-30"] {
         if let Ok(e) = Expression::compile(src) {

@@ -1,4 +1,5 @@
-//! The FHIR additions to FHIRPath: `extension()`, `resolve()`, `hasValue()`, `conformsTo()`...
+//! The FHIR additions to FHIRPath: `extension()`, `resolve()`, `hasValue()`, `memberOf()`,
+//! `conformsTo()`...
 
 use super::{Function, bool_item, value_item};
 use crate::eval::{Collection, Evaluator, Result, Scope, navigate};
@@ -62,9 +63,44 @@ pub(super) fn fhir_function<'a>(
                 _ => return Err(EvalError::NotSingleton("conformsTo()".into())),
             }
         }
+        F::MemberOf => {
+            let Some(Value::String(url)) = ops::singleton_value(&ev.arg(args, 0, scope)?, "memberOf()")? else {
+                return Ok(Vec::new());
+            };
+            let value_set = fhir::definitions()
+                .value_set(&url)
+                .filter(|vs| vs.is_checkable())
+                .ok_or_else(|| EvalError::Unsupported("memberOf".into()))?;
+            match focus.as_slice() {
+                [] => Vec::new(),
+                [item] => bool_item(member_of(value_set, item)),
+                _ => return Err(EvalError::NotSingleton("memberOf()".into())),
+            }
+        }
         F::HtmlChecks => bool_item(true),
         _ => return Err(EvalError::Unsupported(f.name().into())),
     })
+}
+
+/// Whether a code, Coding or CodeableConcept is in an (embedded, required-binding) value set.
+fn member_of(value_set: &fhir::definitions::ValueSet, item: &Item<'_>) -> bool {
+    let coding_in = |c: &Json| match (c.get("system").and_then(Json::as_str), c.get("code").and_then(Json::as_str)) {
+        (Some(system), Some(code)) => value_set.contains(system, code) == Some(true),
+        (None, Some(code)) => value_set.contains_code(code) == Some(true),
+        _ => false,
+    };
+    match item.fhir_type() {
+        "Coding" => item.as_node().is_some_and(coding_in),
+        "CodeableConcept" => item
+            .as_node()
+            .and_then(|j| j.get("coding"))
+            .and_then(Json::as_array)
+            .is_some_and(|codings| codings.iter().any(coding_in)),
+        _ => match item.to_value() {
+            Some(Value::String(code)) => value_set.contains_code(&code) == Some(true),
+            _ => false,
+        },
+    }
 }
 
 fn has_value(item: &Item<'_>) -> bool {
