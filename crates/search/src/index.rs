@@ -100,8 +100,10 @@ fn composite(
     out: &mut Vec<IndexEntry>,
 ) {
     for (group, item) in items.iter().enumerate() {
-        let Some(node) = item.as_node() else { continue };
-        let env = Environment::new(resource).with_context(node, Some(item.fhir_type()));
+        if item.as_node().is_none() {
+            continue;
+        }
+        let env = Environment::new(resource).with_context_item(item.clone());
         for component in &param.components {
             let Ok(parts) = component.expression.evaluate_with(&env) else { continue };
             for part in &parts {
@@ -462,5 +464,62 @@ fn strings_of(value: &Value, out: &mut String, depth: usize) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn blood_pressure() -> Value {
+        json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2019-05-12T10:00:00Z",
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": 142, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                 "valueQuantity": {"value": 91, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+            ]
+        })
+    }
+
+    fn rows(resource: &Value, name: &str) -> Vec<IndexEntry> {
+        let t = resource["resourceType"].as_str().unwrap();
+        let key = crate::param_key(t, name);
+        extract(t, resource, &IndexContext::default()).into_iter().filter(|e| e.param == key).collect()
+    }
+
+    #[test]
+    fn composite_components_share_a_group() {
+        let obs = blood_pressure();
+        let codes = rows(&obs, "component-code-value-quantity#0");
+        let values = rows(&obs, "component-code-value-quantity#1");
+        assert_eq!(codes.len(), 2, "{codes:?}");
+        assert_eq!(values.len(), 2, "{values:?}");
+        assert_eq!(codes[0].group, values[0].group);
+        assert_ne!(codes[0].group, codes[1].group);
+    }
+
+    #[test]
+    fn references_dates_and_tokens() {
+        let obs = blood_pressure();
+        let subject = rows(&obs, "subject");
+        assert_eq!(
+            subject[0].value,
+            IndexValue::Reference {
+                target_type: Some("Patient".into()),
+                target_id: Some("p1".into()),
+                version: None,
+                url: None,
+                identifier: None
+            }
+        );
+        assert_eq!(rows(&obs, "patient").len(), 1);
+        assert!(matches!(rows(&obs, "date")[0].value, IndexValue::Date(_)));
+        assert!(matches!(&rows(&obs, "code")[0].value, IndexValue::Token { code: Some(c), .. } if c == "85354-9"));
     }
 }

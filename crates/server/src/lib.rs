@@ -8,6 +8,7 @@ mod extract;
 mod format;
 mod history;
 mod rest;
+mod search;
 
 pub use error::ApiError;
 
@@ -70,7 +71,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/fhir", rest::routes())
         // Transactions and batches are posted to the base, which clients spell with or without `/`.
-        .route("/fhir/", axum::routing::post(rest::system_bundle))
+        .route("/fhir/", axum::routing::get(rest::search_system).post(rest::system_bundle))
         .fallback(rest::not_found)
         .with_state(state)
 }

@@ -2,6 +2,7 @@
 
 use crate::extract::{FhirJson, Instance, Negotiated, TypeName};
 use crate::format::{fhir_json_response, raw_fhir_response};
+use crate::search::{self, Scope};
 use crate::{ApiError, AppState, capability, history};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -18,7 +19,10 @@ use store::{HistoryQuery, ResourceVersion, WriteKind, WriteOutcome};
 /// Routes below `/fhir`.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", post(system_bundle))
+        .route("/", get(search_system).post(system_bundle))
+        .route("/_search", post(search_system_post))
+        .route("/{resource_type}/_search", post(search_type_post))
+        .route("/{resource_type}/{id}/{target}", get(search_compartment))
         .route("/metadata", get(metadata))
         .route("/_history", get(system_history))
         .route("/{resource_type}", post(create).put(conditional_update).delete(conditional_delete).get(search_type))
@@ -333,12 +337,92 @@ async fn conditional_delete(
     Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&[note])))
 }
 
-async fn search_type(_: Negotiated, _: TypeName) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        IssueCode::NotSupported,
-        "search is not available on this server yet (see the CapabilityStatement)",
-    )
+async fn search_type(
+    State(state): State<AppState>,
+    Negotiated(query): Negotiated,
+    TypeName(resource_type): TypeName,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search::respond(state, Scope::Type(resource_type), search::query_pairs(&query), &headers).await
+}
+
+/// `POST [type]/_search`: parameters in the query and in a form-encoded body.
+async fn search_type_post(
+    State(state): State<AppState>,
+    Negotiated(query): Negotiated,
+    TypeName(resource_type): TypeName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut pairs = search::query_pairs(&query);
+    pairs.extend(search_form(&headers, &body, state.limits().max_body_bytes)?);
+    search::respond(state, Scope::Type(resource_type), pairs, &headers).await
+}
+
+/// The form body of a `_search` POST (415 unless form-encoded).
+fn search_form(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<(String, String)>, ApiError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    if body.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooCostly,
+            "the request body is too large",
+        ));
+    }
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueCode::NotSupported,
+            "a _search POST takes application/x-www-form-urlencoded parameters",
+        ));
+    }
+    Ok(search::form_pairs(body))
+}
+
+pub(crate) async fn search_system(
+    State(state): State<AppState>,
+    Negotiated(query): Negotiated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search::respond(state, Scope::System, search::query_pairs(&query), &headers).await
+}
+
+async fn search_system_post(
+    State(state): State<AppState>,
+    Negotiated(query): Negotiated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut pairs = search::query_pairs(&query);
+    pairs.extend(search_form(&headers, &body, state.limits().max_body_bytes)?);
+    search::respond(state, Scope::System, pairs, &headers).await
+}
+
+/// `GET [compartment]/[id]/[type]`.
+async fn search_compartment(
+    State(state): State<AppState>,
+    Negotiated(query): Negotiated,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let compartment = params.get("resource_type").cloned().unwrap_or_default();
+    let id = params.get("id").cloned().unwrap_or_default();
+    let resource_type = params.get("target").cloned().unwrap_or_default();
+    let defs = fhir::definitions();
+    if !defs.is_resource_type(&compartment) || !defs.is_resource_type(&resource_type) {
+        return Err(search::unknown_type());
+    }
+    if !fhir::reference::is_id(&id) {
+        return Err(ApiError::bad_request("invalid resource id"));
+    }
+    let scope = Scope::Compartment { compartment, id, resource_type };
+    search::respond(state, scope, search::query_pairs(&query), &headers).await
 }
 
 async fn validate(

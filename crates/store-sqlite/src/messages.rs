@@ -109,7 +109,9 @@ impl MessageLog for SqliteMessageLog {
                      AND status = 'processed' AND id <> ?3 ORDER BY id LIMIT 1",
                 )
                 .map_err(storage("find message"))?;
-            stmt.query_row(params![sender, control_id, except], |r| r.get(0)).optional().map_err(storage("find message"))
+            stmt.query_row(params![sender, control_id, except], |r| r.get(0))
+                .optional()
+                .map_err(storage("find message"))
         })
     }
 
@@ -170,7 +172,8 @@ impl MessageLog for SqliteMessageLog {
                 conditions.push(format!("message_type = {}", bind(kind.clone().into())));
             } else {
                 let p = bind(kind.clone().into());
-                conditions.push(format!("(message_type = {p} OR substr(message_type, 1, length({p}) + 1) = {p} || '^')"));
+                conditions
+                    .push(format!("(message_type = {p} OR substr(message_type, 1, length({p}) + 1) = {p} || '^')"));
             }
         }
         if let Some(since) = query.since {

@@ -93,10 +93,20 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
                 .collect();
             format!("({})", ors.join(" OR "))
         }
+        Filter::Param { kind: ParamKind::Composite, conditions, .. } => {
+            let ors: Vec<String> = conditions
+                .iter()
+                .map(|c| match c {
+                    Condition::Composite(parts) => format!("{r}.rowid IN ({})", composite_rids(b, parts)),
+                    _ => "0".into(),
+                })
+                .collect();
+            format!("({})", ors.join(" OR "))
+        }
         Filter::Param { keys, kind, conditions } => {
             let t = b.alias("t");
             let keys = b.bind_keys(keys);
-            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, *kind, c, &t)).collect();
+            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
             format!(
                 "{r}.rowid IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
                 table(*kind),
@@ -106,7 +116,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
         Filter::Not { keys, kind, conditions } => {
             let t = b.alias("t");
             let keys = b.bind_keys(keys);
-            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, *kind, c, &t)).collect();
+            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
             format!(
                 "{r}.rowid NOT IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
                 table(*kind),
@@ -182,7 +192,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
 }
 
 /// A full-text query from user text: each word quoted (so FTS5 syntax in the input is
-/// literal), all required.
+/// literal) and matched as a prefix of a token, all words required.
 fn fts_query(text: &str) -> String {
     let words: Vec<String> = text.split_whitespace().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
     if words.is_empty() { "\"\"".into() } else { words.join(" AND ") }
@@ -227,7 +237,7 @@ fn number_condition(b: &mut Builder, col: &str, prefix: Prefix, value: f64, low:
 }
 
 /// SQL for one condition on index row alias `t` of a `kind` table.
-fn condition_sql(b: &mut Builder, kind: ParamKind, condition: &Condition, t: &str) -> String {
+fn condition_sql(b: &mut Builder, condition: &Condition, t: &str) -> String {
     match condition {
         Condition::String { value, mode } => match mode {
             StringMatch::Start => {
@@ -311,29 +321,29 @@ fn condition_sql(b: &mut Builder, kind: ParamKind, condition: &Condition, t: &st
             }
             UriMatch::Above => format!("substr({}, 1, length({t}.uri)) = {t}.uri", b.bind(value.clone())),
         },
-        Condition::Composite(parts) => {
-            // All components on the same composite value: rows of one rid and grp.
-            let first = b.alias("k");
-            let mut sql = String::new();
-            let mut joins = Vec::new();
-            let mut conds = Vec::new();
-            for (i, (key, part_kind, part)) in parts.iter().enumerate() {
-                let a = if i == 0 { first.clone() } else { b.alias("k") };
-                conds.push(format!("{a}.param = {}", b.bind(*key)));
-                conds.push(condition_sql(b, *part_kind, part, &a));
-                if i == 0 {
-                    sql = format!("SELECT {a}.rid FROM {} {a}", table(*part_kind));
-                } else {
-                    joins.push(format!(
-                        " JOIN {} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp",
-                        table(*part_kind)
-                    ));
-                }
-            }
-            let _ = kind;
-            format!("{t}.rid IN ({sql}{} WHERE {})", joins.concat(), conds.join(" AND "))
+        // Composites are matched by `composite_rids`, never per index row.
+        Condition::Composite(_) => "0".into(),
+    }
+}
+
+/// `SELECT rid …` of the resources with one composite value whose components match `parts`
+/// (rows of one rid and one grp).
+fn composite_rids(b: &mut Builder, parts: &[(i64, ParamKind, Condition)]) -> String {
+    let first = b.alias("k");
+    let mut sql = String::new();
+    let mut joins = Vec::new();
+    let mut conds = Vec::new();
+    for (i, (key, part_kind, part)) in parts.iter().enumerate() {
+        let a = if i == 0 { first.clone() } else { b.alias("k") };
+        conds.push(format!("{a}.param = {}", b.bind(*key)));
+        conds.push(condition_sql(b, part, &a));
+        if i == 0 {
+            sql = format!("SELECT {a}.rid FROM {} {a}", table(*part_kind));
+        } else {
+            joins.push(format!(" JOIN {} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp", table(*part_kind)));
         }
     }
+    format!("{sql}{} WHERE {}", joins.concat(), conds.join(" AND "))
 }
 
 /// `ORDER BY` of a search.

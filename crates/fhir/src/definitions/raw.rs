@@ -42,6 +42,7 @@ pub(crate) struct Element {
     pub types: Vec<ElementType>,
     pub content_reference: Option<String>,
     pub binding: Option<ElementBinding>,
+    pub is_summary: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -168,6 +168,8 @@ pub struct ElementDef {
     pub binding: Option<Binding>,
     /// A choice element (`value[x]`).
     pub choice: bool,
+    /// Part of the summary (`isSummary`), what `_summary=true` keeps.
+    pub summary: bool,
     pub(crate) role: Role,
     /// Children by JSON name (choice elements appear once per type, e.g. `valueString`).
     pub(crate) children: FastMap<Box<str>, Child>,
@@ -361,6 +363,7 @@ fn element_def(el: &raw::Element) -> ElementDef {
         content_reference: el.content_reference.clone(),
         binding,
         choice,
+        summary: el.is_summary.unwrap_or(false),
         role: Role::Plain,
         children: FastMap::default(),
         required: Vec::new(),
