@@ -107,6 +107,20 @@ fn search_parameter_idioms() {
 }
 
 #[test]
+fn composite_parts_evaluate_from_context_items() {
+    let obs = observation();
+    let components = eval("Observation.component", &obs);
+    let code = Expression::compile("code.text").unwrap();
+    let value = Expression::compile("value.as(Quantity)").unwrap();
+    let mut pairs = Vec::new();
+    for c in components {
+        let env = Environment::new(&obs).with_context_item(c);
+        pairs.push((texts(&code.evaluate_with(&env).unwrap()), value.evaluate_with(&env).unwrap().len()));
+    }
+    assert_eq!(pairs, [(vec!["a".to_owned()], 1), (vec!["b".to_owned()], 0)]);
+}
+
+#[test]
 fn primitive_extensions_and_values() {
     let p = patient();
     let active = eval("Patient.active", &p);
