@@ -187,6 +187,11 @@ fn encounter(
                 if let Some(Value::Object(h)) = body.get_mut("hospitalization") {
                     h.remove("dischargeDisposition");
                 }
+                for element in ["period", "hospitalization"] {
+                    if body.get(element).and_then(Value::as_object).is_some_and(Map::is_empty) {
+                        body.remove(element);
+                    }
+                }
             }
             plan.replace("Encounter", &existing, Value::Object(body));
         }
