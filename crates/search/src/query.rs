@@ -154,6 +154,10 @@ pub enum Filter {
     List(Vec<String>),
     /// Compartment search: any of the linking parameters `keys` points at `target_type/id`.
     Compartment { keys: Vec<i64>, target_type: String, id: String },
+    /// Exactly the resource `resource_type/id`.
+    Is { resource_type: String, id: String },
+    /// Any of the filters holds.
+    AnyOf(Vec<Filter>),
     /// Always false (e.g. a chain whose target type lacks the parameter after filtering).
     Nothing,
 }
@@ -219,6 +223,61 @@ pub struct SearchQuery {
     pub echo: Vec<(String, String)>,
     /// Paging parameters of this server's links (`_page`), passed back as given.
     pub page: Option<String>,
+}
+
+impl SearchQuery {
+    /// `Patient/[id]/$everything`: the patient and every resource in its compartment (of
+    /// `types` when given), changed since `since` when given, with what they reference
+    /// included.
+    pub fn everything(id: &str, types: Option<&[String]>, since: Option<DateRange>) -> Result<SearchQuery, QueryError> {
+        let compartment = fhir::definitions().patient_compartment();
+        let mut all: Vec<String> =
+            compartment.resources.iter().filter(|(_, p)| !p.is_empty()).map(|(t, _)| t.clone()).collect();
+        all.push("Patient".to_string());
+        all.sort();
+        all.dedup();
+        if let Some(types) = types {
+            for t in types {
+                if !all.contains(t) {
+                    return Err(invalid(format!("`_type`: `{t}` is not in the Patient compartment")));
+                }
+            }
+            all.retain(|t| types.contains(t));
+        }
+        let mut keys = Vec::new();
+        let mut include_keys = Vec::new();
+        for t in &all {
+            for name in compartment.params(t) {
+                if let Some(p) = registry().param(t, name).filter(|p| p.kind == ParamKind::Reference) {
+                    keys.push(p.key);
+                }
+            }
+            include_keys.extend(
+                registry()
+                    .params(t)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|p| p.kind == ParamKind::Reference)
+                    .map(|p| p.key),
+            );
+        }
+        let mut any = vec![Filter::Compartment { keys, target_type: "Patient".into(), id: id.to_string() }];
+        if all.iter().any(|t| t == "Patient") {
+            any.push(Filter::Is { resource_type: "Patient".into(), id: id.to_string() });
+        }
+        let mut filters = vec![Filter::AnyOf(any)];
+        if let Some(since) = since {
+            filters.push(Filter::LastUpdated(vec![(Prefix::Ge, since)]));
+        }
+        let include = Include {
+            source_type: "*".into(),
+            keys: include_keys,
+            target_type: None,
+            iterate: false,
+            text: "*".into(),
+        };
+        Ok(SearchQuery { types: all, filters, include: vec![include], ..SearchQuery::default() })
+    }
 }
 
 /// Splits a query string into decoded `(name, value)` pairs (`+` is a space, as in forms).

@@ -414,6 +414,15 @@ async fn search_compartment(
     let compartment = params.get("resource_type").cloned().unwrap_or_default();
     let id = params.get("id").cloned().unwrap_or_default();
     let resource_type = params.get("target").cloned().unwrap_or_default();
+    if resource_type == "$everything" {
+        if compartment != "Patient" {
+            return Err(ApiError::not_found("$everything is supported on Patient"));
+        }
+        if !fhir::reference::is_id(&id) {
+            return Err(ApiError::bad_request("invalid resource id"));
+        }
+        return search::everything(state, id, search::query_pairs(&query)).await;
+    }
     let defs = fhir::definitions();
     if !defs.is_resource_type(&compartment) || !defs.is_resource_type(&resource_type) {
         return Err(search::unknown_type());

@@ -68,6 +68,52 @@ pub(crate) async fn respond(
     Ok(fhir_json_response(StatusCode::OK, &bundle))
 }
 
+/// `Patient/[id]/$everything` with `_since`, `_type`, `_count` and paging.
+pub(crate) async fn everything(
+    state: AppState,
+    id: String,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mut since = None;
+    let mut types = None;
+    let mut count = None;
+    let mut page = None;
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "_since" => {
+                since = Some(
+                    search::values::DateRange::parse(value)
+                        .ok_or_else(|| ApiError::bad_request("_since must be an instant"))?,
+                )
+            }
+            "_type" => types = Some(value.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>()),
+            "_count" => {
+                count = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| ApiError::bad_request("_count must be a non-negative integer"))?,
+                )
+            }
+            "_page" => page = Some(value.clone()),
+            "_format" | "_pretty" => {}
+            other => return Err(ApiError::bad_request(format!("$everything does not take `{other}`"))),
+        }
+    }
+    let records = state.records().clone();
+    let exists_id = id.clone();
+    let patient = blocking(move || records.read("Patient", &exists_id)).await?;
+    drop(patient);
+    let mut query = SearchQuery::everything(&id, types.as_deref(), since)?;
+    query.page = page;
+    query.echo = pairs.into_iter().filter(|(n, _)| n != "_page" && n != "_count").collect();
+    let count = count.unwrap_or(state.limits().max_count).min(state.limits().max_count);
+    let records = state.records().clone();
+    let run = query.clone();
+    let result = blocking(move || records.search(&run, count)).await?;
+    let scope = Scope::Compartment { compartment: "Patient".into(), id, resource_type: "$everything".into() };
+    Ok(fhir_json_response(StatusCode::OK, &searchset(&state, &scope, &query, count, &result)))
+}
+
 /// The filter of a compartment search: any of the type's linking parameters points at the
 /// compartment's owner.
 fn compartment_filter(compartment: &str, id: &str, resource_type: &str) -> Result<Filter, ApiError> {

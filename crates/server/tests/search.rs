@@ -146,6 +146,11 @@ impl Fixture {
             .collect()
     }
 
+    /// Keys of the loaded resources of any type for which `pick` holds.
+    fn expect_any(&self, pick: impl Fn(&Value) -> bool) -> BTreeSet<String> {
+        self.resources.iter().filter(|r| pick(&r.body)).map(|r| format!("{}/{}", r.resource_type, r.id)).collect()
+    }
+
     fn patients(&self) -> Vec<&Loaded> {
         self.resources.iter().filter(|r| r.resource_type == "Patient").collect()
     }
@@ -430,4 +435,38 @@ async fn paging_sorting_totals_and_errors() {
         .await
         .unwrap();
     assert_eq!(posted["total"].as_u64(), Some(f.expect("Patient", |b| b["gender"] == "female").len() as u64));
+}
+
+#[tokio::test]
+async fn patient_everything() {
+    let f = fixture().await;
+    let alvin = f.patients().into_iter().find(|p| p.body["name"][0]["given"][0] == "Alvin56").unwrap();
+    let pref = format!("Patient/{}", alvin.id);
+    let mentions = |b: &Value| b.to_string().contains(&format!("\"{pref}\""));
+    // Device is not in R4's Patient compartment (it has no linking parameter there).
+    let direct =
+        f.expect_any(|b| b["resourceType"] != "Device" && (refers(b, "subject", &pref) || refers(b, "patient", &pref)));
+    let (matches, included) = f.search(&format!("Patient/{}/$everything?_count=500", alvin.id)).await;
+    assert!(matches.contains(&pref));
+    let missing: Vec<_> = direct.difference(&matches).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} direct resources, {} returned, missing e.g. {missing:?}",
+        direct.len(),
+        matches.len()
+    );
+    let mentioning = f.expect_any(mentions);
+    assert!(matches.iter().all(|m| m == &pref || mentioning.contains(m)));
+    assert!(matches.len() > 500, "{}", matches.len());
+    // Practitioners and organizations the record points at come along as includes.
+    assert!(included.iter().any(|k| k.starts_with("Practitioner/")));
+    assert!(included.iter().any(|k| k.starts_with("Organization/")));
+    // _type narrows.
+    let (only, _) = f.search(&format!("Patient/{}/$everything?_type=Condition", alvin.id)).await;
+    assert_eq!(only, f.expect("Condition", |b| refers(b, "subject", &pref)));
+    // _since in the future: nothing.
+    let (none, _) = f.search(&format!("Patient/{}/$everything?_since=2999-01-01T00:00:00Z", alvin.id)).await;
+    assert!(none.is_empty());
+    let missing = f.client().get(format!("{}/Patient/nobody/$everything", f.base)).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }

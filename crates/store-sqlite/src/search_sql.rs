@@ -79,6 +79,13 @@ fn where_clause(b: &mut Builder, query: &SearchQuery, r: &str) -> String {
 fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
     match filter {
         Filter::Nothing => "0".into(),
+        Filter::Is { resource_type, id } => {
+            format!("({r}.resource_type = {} AND {r}.id = {})", b.bind(resource_type.clone()), b.bind(id.clone()))
+        }
+        Filter::AnyOf(filters) => {
+            let ors: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
+            format!("({})", ors.join(" OR "))
+        }
         Filter::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
             format!("{r}.id IN ({})", list.join(", "))
