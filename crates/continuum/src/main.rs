@@ -1,6 +1,7 @@
 //! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
 
 mod bench;
+mod hl7;
 mod import;
 mod serve;
 
@@ -26,6 +27,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure ingest, read and write throughput on a scratch store and print the figures.
     Bench(bench::BenchArgs),
+    /// The HL7 v2 message log: list, show and replay received messages.
+    Hl7(hl7::Hl7Args),
 }
 
 /// mimalloc rather than glibc's allocator: the write path allocates and frees many small JSON
@@ -46,15 +49,24 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Hl7(args) => hl7::run(args),
     }
 }
 
 /// Opens the embedded store in `data` (created if absent).
 fn open_records(data: &Path) -> Result<Records> {
+    Ok(open_store(data)?.0)
+}
+
+/// Opens the embedded store in `data` (created if absent), with its backend (which also keeps
+/// the HL7 message log).
+fn open_store(data: &Path) -> Result<(Records, Arc<store_sqlite::SqliteBackend>)> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
-    let backend = store_sqlite::SqliteBackend::open(data)
-        .with_context(|| format!("cannot open the store in {}", data.display()))?;
-    Ok(Records::new(Arc::new(backend)))
+    let backend = Arc::new(
+        store_sqlite::SqliteBackend::open(data)
+            .with_context(|| format!("cannot open the store in {}", data.display()))?,
+    );
+    Ok((Records::new(backend.clone()), backend))
 }
 
 /// The default data directory.

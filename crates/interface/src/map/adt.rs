@@ -232,7 +232,7 @@ const MOVE_LIMIT: usize = 5_000;
 fn merge(message: &Message, pid: &Segment, ctx: &Context<'_>, plan: &mut Plan) -> Result<(), MapError> {
     let mrg = required(message, "MRG")?;
     let prior = patient::find_prior(mrg, ctx)?;
-    let (_, _, survivor) = patient::find(pid, ctx)?;
+    let survivor = patient::find(pid, ctx)?.existing;
     if survivor.as_ref().is_some_and(|s| s.id == prior.id) {
         return Err(MapError::new(ErrorCode::DuplicateKeyIdentifier, "PID-3 and MRG-1 name the same patient")
             .at(ErrorLocation::field("MRG", 1, 1)));

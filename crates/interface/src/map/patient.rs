@@ -92,15 +92,25 @@ fn demographics(pid: &Segment, ctx: &Context<'_>) -> Result<Map<String, Value>, 
     Ok(patient)
 }
 
+/// A PID's identifiers and the Patient they found.
+pub(crate) struct Found {
+    /// Identifier keys in PID-3 order.
+    pub keys: Vec<Key>,
+    /// The identifiers in FHIR form, in the same order.
+    pub identifiers: Vec<Value>,
+    /// The Patient carrying the first identifier that matches one.
+    pub existing: Option<Existing>,
+}
+
 /// The Patient a message is about, found by the PID's identifiers.
-pub(crate) fn find(pid: &Segment, ctx: &Context<'_>) -> Result<(Vec<Key>, Vec<Value>, Option<Existing>), MapError> {
-    let (keys, values) = identifiers(pid, ctx)?;
+pub(crate) fn find(pid: &Segment, ctx: &Context<'_>) -> Result<Found, MapError> {
+    let (keys, identifiers) = identifiers(pid, ctx)?;
     for key in &keys {
         if let Some(found) = ctx.find("Patient", key)? {
-            return Ok((keys, values, Some(found)));
+            return Ok(Found { keys, identifiers, existing: Some(found) });
         }
     }
-    Ok((keys, values, None))
+    Ok(Found { keys, identifiers, existing: None })
 }
 
 /// Writes the Patient of `pid`: an existing one gets the PID's demographics over its own
@@ -128,7 +138,7 @@ fn write_with(
     update_existing: bool,
     replaces: Option<&str>,
 ) -> Result<String, MapError> {
-    let (keys, identifiers, existing) = find(pid, ctx)?;
+    let Found { keys, identifiers, existing } = find(pid, ctx)?;
     let fields = demographics(pid, ctx)?;
     match existing {
         Some(existing) if !update_existing => {
