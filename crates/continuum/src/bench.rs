@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use store::{HistoryQuery, Records};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Synthea bundles to ingest (default: the repository's testdata/synthea).
     #[arg(long)]
     synthea: Vec<PathBuf>,
@@ -34,7 +37,16 @@ pub(crate) struct BenchArgs {
     data: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Search latency and throughput over scaled Synthea stores (issue 3's figures).
+    Search(crate::search_bench::SearchBenchArgs),
+}
+
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Search(search)) = args.command {
+        return crate::search_bench::run(search);
+    }
     let scratch = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
     let records = crate::open_records(&data)?;
@@ -62,7 +74,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     runtime.block_on(http_phases(records, targets, &args))
 }
 
-fn default_synthea() -> Result<Vec<PathBuf>> {
+pub(crate) fn default_synthea() -> Result<Vec<PathBuf>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/synthea");
     if !root.is_dir() {
         bail!("no Synthea data at {}; pass --synthea DIR", root.display());
@@ -119,7 +131,7 @@ async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -
     Ok(())
 }
 
-fn request(method: Method, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
+pub(crate) fn request(method: Method, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
     let mut builder = Request::builder().method(method).uri(path).header("host", "bench");
     let body = match body {
         Some(value) => {
@@ -132,7 +144,7 @@ fn request(method: Method, path: &str, body: Option<Value>) -> Request<Full<Byte
 }
 
 /// One HTTP/1.1 keep-alive connection, as a load-generating client holds it.
-async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+pub(crate) async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -141,7 +153,10 @@ async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
 }
 
 /// Sends one request and reads the whole answer; the status and body.
-async fn exchange(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
+pub(crate) async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, Bytes)> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();

@@ -93,7 +93,7 @@ pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: 
 
 /// Synthea writes the organizations and practitioners its patient bundles point at into
 /// these two files; they must be loaded first.
-fn is_shared_reference_data(path: &Path) -> bool {
+pub(crate) fn is_shared_reference_data(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation")
 }
@@ -223,6 +223,13 @@ fn count_batch_response(response: &Value, bundle_type: &str) -> Result<u64, File
     } else {
         Err(FileError::Fatal(format!("{bundle_type} entries failed: {}", failed.join(", "))))
     }
+}
+
+/// Loads one parsed Bundle or resource, as `import` loads a file; the resources stored.
+pub(crate) fn import_parsed(records: &Records, value: Value) -> Result<u64> {
+    import_value(records, value).map_err(|error| match error {
+        FileError::MaybeOrder(message) | FileError::Fatal(message) => anyhow::anyhow!(message),
+    })
 }
 
 fn store_error(error: store::Error) -> FileError {

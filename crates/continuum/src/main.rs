@@ -3,6 +3,8 @@
 mod bench;
 mod hl7;
 mod import;
+mod scale;
+mod search_bench;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -27,6 +29,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure ingest, read and write throughput on a scratch store and print the figures.
     Bench(bench::BenchArgs),
+    /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
+    SyntheaScale(scale::ScaleArgs),
     /// The HL7 v2 message log: list, show and replay received messages.
     Hl7(hl7::Hl7Args),
 }
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::SyntheaScale(args) => scale::run(args),
         Command::Hl7(args) => hl7::run(args),
     }
 }
