@@ -3,8 +3,35 @@
 use serde_json::{Value, json};
 
 /// Interactions every resource type supports here.
-const TYPE_INTERACTIONS: [&str; 8] =
-    ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+const TYPE_INTERACTIONS: [&str; 9] =
+    ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
+
+/// The search parameters of a type that this server indexes and searches.
+fn search_params(resource_type: &str) -> Vec<Value> {
+    search::registry()
+        .params(resource_type)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.kind != search::ParamKind::Special && (p.expression.is_some() || p.name.starts_with('_')))
+        .filter_map(|p| {
+            let def = fhir::definitions().search_param(resource_type, &p.name)?;
+            Some(json!({"name": p.name, "definition": def.url, "type": def.kind}))
+        })
+        .collect()
+}
+
+fn operations(resource_type: &str) -> Vec<Value> {
+    let mut ops = vec![json!({
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+    })];
+    if resource_type == "Patient" {
+        ops.push(
+            json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+        );
+    }
+    ops
+}
 
 /// The server's CapabilityStatement (`GET /fhir/metadata`).
 pub(crate) fn capability_statement(base_url: &str) -> Value {
@@ -25,10 +52,10 @@ pub(crate) fn capability_statement(base_url: &str) -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "multiple",
                 "referencePolicy": ["literal", "logical", "enforced", "local"],
-                "operation": [{
-                    "name": "validate",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-                }],
+                "searchInclude": ["*"],
+                "searchRevInclude": ["*"],
+                "searchParam": search_params(resource_type),
+                "operation": operations(resource_type),
             })
         })
         .collect();
@@ -46,12 +73,20 @@ pub(crate) fn capability_statement(base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "Conditional operations (If-None-Exist, conditional update/delete, \
-                conditional references in transactions) accept the _id and identifier parameters.",
+                conditional references in transactions) accept any search parameter; unknown ones are refused.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},
                 {"code": "batch"},
-                {"code": "history-system"}
+                {"code": "history-system"},
+                {"code": "search-system"}
+            ],
+            "searchParam": [
+                {"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
+                {"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+                {"name": "_text", "type": "string", "definition": "http://hl7.org/fhir/SearchParameter/DomainResource-text"},
+                {"name": "_content", "type": "string", "definition": "http://hl7.org/fhir/SearchParameter/Resource-content"},
+                {"name": "_list", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-list"}
             ],
         }],
     })

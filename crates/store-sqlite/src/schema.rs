@@ -64,7 +64,7 @@ const MIGRATIONS: &[&str] = &[
         normalized TEXT NOT NULL, exact TEXT NOT NULL
     );
     CREATE INDEX search_string_value ON search_string (param, normalized);
-    CREATE INDEX search_string_rid ON search_string (rid);
+    CREATE INDEX search_string_rid ON search_string (rid, param);
 
     CREATE TABLE search_token (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
@@ -72,7 +72,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX search_token_code ON search_token (param, code, system);
     CREATE INDEX search_token_text ON search_token (param, text) WHERE text IS NOT NULL;
-    CREATE INDEX search_token_rid ON search_token (rid);
+    CREATE INDEX search_token_rid ON search_token (rid, param);
 
     CREATE TABLE search_reference (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
@@ -81,7 +81,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX search_reference_target ON search_reference (param, target_id, target_type);
     CREATE INDEX search_reference_url ON search_reference (param, url) WHERE url IS NOT NULL;
     CREATE INDEX search_reference_identifier ON search_reference (param, id_value) WHERE id_value IS NOT NULL;
-    CREATE INDEX search_reference_rid ON search_reference (rid);
+    CREATE INDEX search_reference_rid ON search_reference (rid, param);
 
     CREATE TABLE search_date (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
@@ -89,14 +89,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX search_date_low ON search_date (param, low);
     CREATE INDEX search_date_high ON search_date (param, high);
-    CREATE INDEX search_date_rid ON search_date (rid);
+    CREATE INDEX search_date_rid ON search_date (rid, param);
 
     CREATE TABLE search_number (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL
     );
     CREATE INDEX search_number_value ON search_number (param, value);
-    CREATE INDEX search_number_rid ON search_number (rid);
+    CREATE INDEX search_number_rid ON search_number (rid, param);
 
     CREATE TABLE search_quantity (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
@@ -106,13 +106,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX search_quantity_value ON search_quantity (param, value);
     CREATE INDEX search_quantity_canonical ON search_quantity (param, canonical_code, canonical_value)
         WHERE canonical_code IS NOT NULL;
-    CREATE INDEX search_quantity_rid ON search_quantity (rid);
+    CREATE INDEX search_quantity_rid ON search_quantity (rid, param);
 
     CREATE TABLE search_uri (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER, uri TEXT NOT NULL
     );
     CREATE INDEX search_uri_value ON search_uri (param, uri);
-    CREATE INDEX search_uri_rid ON search_uri (rid);
+    CREATE INDEX search_uri_rid ON search_uri (rid, param);
 
     -- `_text` (narrative) and `_content` (every string of the resource); rowid = rid.
     CREATE VIRTUAL TABLE search_text USING fts5(

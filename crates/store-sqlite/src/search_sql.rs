@@ -69,10 +69,125 @@ fn where_clause(b: &mut Builder, query: &SearchQuery, r: &str) -> String {
             parts.push(format!("{r}.resource_type IN ({})", list.join(", ")));
         }
     }
-    for filter in &query.filters {
-        parts.push(filter_sql(b, filter, r, query.types.first().map(String::as_str)));
+    let single_type = query.types.first().map(String::as_str);
+    let only_type = if query.types.len() == 1 { single_type } else { None };
+    // The most selective filter drives the search: its matches are listed once through an
+    // index and every other filter is checked per row through the `rid` indexes. Listing
+    // each filter's matches (`rowid IN (…)` for all of them) would make
+    // `Observation?patient=…&category=laboratory` list every laboratory result of the store.
+    let driver = query
+        .filters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| selectivity(f, only_type).map(|s| (s, i)))
+        .min()
+        .map(|(_, i)| i);
+    for (i, filter) in query.filters.iter().enumerate() {
+        let sql = match (Some(i) == driver).then(|| rid_set(b, filter, only_type)).flatten() {
+            Some(rids) => format!("{r}.rowid IN ({rids})"),
+            None => check_sql(b, filter, r, single_type),
+        };
+        parts.push(sql);
     }
     parts.join(" AND ")
+}
+
+/// How few rows a filter is expected to match, fewest first; `None` for filters that are
+/// only checked per row.
+fn selectivity(filter: &Filter, only_type: Option<&str>) -> Option<u8> {
+    match filter {
+        Filter::Is { .. } => Some(0),
+        Filter::Id(_) => only_type.map(|_| 0),
+        Filter::Compartment { .. } => Some(1),
+        Filter::Param { kind: ParamKind::Reference, conditions, .. }
+            if conditions.iter().all(|c| matches!(c, Condition::Reference { .. })) =>
+        {
+            Some(1)
+        }
+        Filter::Param { kind: ParamKind::Composite, .. } => None,
+        Filter::Param { kind: ParamKind::Date | ParamKind::Number | ParamKind::Quantity, .. } => Some(3),
+        Filter::Param { .. } => Some(2),
+        Filter::AnyOf(filters) => {
+            filters.iter().try_fold(0, |worst, f| selectivity(f, only_type).map(|s| worst.max(s)))
+        }
+        _ => None,
+    }
+}
+
+/// `SELECT` of the row keys a driving filter matches, through the index of its values.
+fn rid_set(b: &mut Builder, filter: &Filter, only_type: Option<&str>) -> Option<String> {
+    match filter {
+        Filter::Is { resource_type, id } => Some(format!(
+            "SELECT rowid FROM resource_current WHERE resource_type = {} AND id = {}",
+            b.bind(resource_type.clone()),
+            b.bind(id.clone())
+        )),
+        Filter::Id(ids) => {
+            let ty = b.bind(only_type?.to_string());
+            let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
+            Some(format!(
+                "SELECT rowid FROM resource_current WHERE resource_type = {ty} AND id IN ({})",
+                list.join(", ")
+            ))
+        }
+        Filter::Compartment { keys, target_type, id } if !keys.is_empty() => {
+            Some(compartment_rids(b, keys, target_type, id))
+        }
+        Filter::Param { keys, kind, conditions } if *kind != ParamKind::Composite => {
+            Some(param_rids(b, keys, *kind, conditions))
+        }
+        Filter::AnyOf(filters) => {
+            let sets: Option<Vec<String>> = filters.iter().map(|f| rid_set(b, f, only_type)).collect();
+            Some(sets?.join(" UNION "))
+        }
+        _ => None,
+    }
+}
+
+/// SQL checking one non-driving filter on row `r`: index rows are looked up by `rid` (the
+/// `INDEXED BY` keeps SQLite from scanning a parameter's whole value index instead).
+fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
+    match filter {
+        Filter::Param { keys, kind, conditions } if *kind != ParamKind::Composite => {
+            let t = b.alias("t");
+            let table = table(*kind);
+            let keys = b.bind_keys(keys);
+            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
+            format!(
+                "EXISTS (SELECT 1 FROM {table} {t} INDEXED BY {table}_rid
+                 WHERE {t}.rid = {r}.rowid AND {t}.param {keys} AND ({}))",
+                ors.join(" OR ")
+            )
+        }
+        Filter::Compartment { keys, target_type, id } if !keys.is_empty() => {
+            let t = b.alias("t");
+            let keys = b.bind_keys(keys);
+            let (ty, id) = (b.bind(target_type.clone()), b.bind(id.clone()));
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {t} INDEXED BY search_reference_rid
+                 WHERE {t}.rid = {r}.rowid AND {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty})"
+            )
+        }
+        _ => filter_sql(b, filter, r, single_type),
+    }
+}
+
+/// `SELECT rid …` of the index rows of `keys` meeting any of `conditions`.
+fn param_rids(b: &mut Builder, keys: &[i64], kind: ParamKind, conditions: &[Condition]) -> String {
+    let t = b.alias("t");
+    let keys = b.bind_keys(keys);
+    let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
+    format!("SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({})", table(kind), ors.join(" OR "))
+}
+
+/// `SELECT rid …` of the resources in the compartment of `target_type/id`.
+fn compartment_rids(b: &mut Builder, keys: &[i64], target_type: &str, id: &str) -> String {
+    let t = b.alias("t");
+    let keys = b.bind_keys(keys);
+    let (ty, id) = (b.bind(target_type.to_string()), b.bind(id.to_string()));
+    format!(
+        "SELECT {t}.rid FROM search_reference {t} WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty}"
+    )
 }
 
 /// SQL for one filter on row alias `r` (`single_type`: the type of `r` when known).
@@ -111,14 +226,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             format!("({})", ors.join(" OR "))
         }
         Filter::Param { keys, kind, conditions } => {
-            let t = b.alias("t");
-            let keys = b.bind_keys(keys);
-            let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
-            format!(
-                "{r}.rowid IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
-                table(*kind),
-                ors.join(" OR ")
-            )
+            format!("{r}.rowid IN ({})", param_rids(b, keys, *kind, conditions))
         }
         Filter::Not { keys, kind, conditions } => {
             let t = b.alias("t");
@@ -183,17 +291,10 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             )
         }
         Filter::Compartment { keys, target_type, id } => {
-            let t = b.alias("t");
             if keys.is_empty() {
                 return "0".into();
             }
-            let keys = b.bind_keys(keys);
-            let ty = b.bind(target_type.clone());
-            let id = b.bind(id.clone());
-            format!(
-                "{r}.rowid IN (SELECT {t}.rid FROM search_reference {t}
-                 WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty})"
-            )
+            format!("{r}.rowid IN ({})", compartment_rids(b, keys, target_type, id))
         }
     }
 }
@@ -374,7 +475,11 @@ fn order_by(b: &mut Builder, sort: &[(SortKey, bool)], r: &str) -> String {
                     _ => ("MIN", "uri"),
                 };
                 let table = table(*kind);
-                format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.rid = {r}.rowid AND s.param {params})")
+                // By rid: with `s.param = ?` alone SQLite prefers walking the parameter's whole
+                // value index for MIN/MAX, once per sorted row.
+                format!(
+                    "(SELECT {agg}(s.{col}) FROM {table} s INDEXED BY {table}_rid WHERE s.rid = {r}.rowid AND s.param {params})"
+                )
             }
         };
         // Resources without a value sort last either way.
@@ -391,6 +496,17 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery, limit: usize) -> Re
     let order = order_by(&mut b, &query.sort, "r");
     let limit = b.bind(i64::try_from(limit).unwrap_or(i64::MAX));
     let sql = format!("SELECT r.rowid FROM resource_current r WHERE {filter} ORDER BY {order} LIMIT {limit}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("search"))?;
+    let rows = stmt.query_map(params_from_iter(b.values), |row| row.get(0)).map_err(storage("search"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("search"))
+}
+
+/// Ids of the matching resources (all of one type), at most `limit`.
+pub(crate) fn search_ids(conn: &Connection, query: &SearchQuery, limit: usize) -> Result<Vec<String>> {
+    let mut b = Builder::default();
+    let filter = where_clause(&mut b, query, "r");
+    let limit = b.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let sql = format!("SELECT r.id FROM resource_current r WHERE {filter} LIMIT {limit}");
     let mut stmt = conn.prepare_cached(&sql).map_err(storage("search"))?;
     let rows = stmt.query_map(params_from_iter(b.values), |row| row.get(0)).map_err(storage("search"))?;
     rows.collect::<rusqlite::Result<_>>().map_err(storage("search"))

@@ -231,4 +231,8 @@ impl Transaction for WriterTx<'_> {
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
         queries::put(self.conn, version)
     }
+
+    fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
+        crate::search_sql::search_ids(self.conn, query, limit)
+    }
 }

@@ -246,9 +246,14 @@ fn conditional_create() {
     assert_eq!(other_system.unwrap().kind, WriteKind::Created);
     let several = records.create(patient("Y"), Some("identifier=1")).unwrap_err();
     assert_eq!(several.kind(), ErrorKind::PreconditionFailed);
-    let unsupported = records.create(patient("Y"), Some("name=smith")).unwrap_err();
-    assert_eq!(unsupported.kind(), ErrorKind::NotSupported);
-    assert_eq!(count(&records, "Patient"), 2);
+    // Any search parameter works as a condition; unknown ones are refused, not ignored.
+    let smith = records.create(patient("Smith"), Some("name=smith&gender=female")).unwrap();
+    assert_eq!(smith.kind, WriteKind::Created);
+    let smith_again = records.create(patient("Smith"), Some("family=SMITH")).unwrap();
+    assert_eq!((smith_again.kind, smith_again.version.unwrap().id), (WriteKind::Matched, smith.version.unwrap().id));
+    let unknown = records.create(patient("Y"), Some("nonsense=1")).unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::Invalid);
+    assert_eq!(count(&records, "Patient"), 3);
 
     let no_system = records.create(json!({"resourceType": "Patient", "identifier": [{"value": "9"}]}), None);
     let no_system = no_system.unwrap().version.unwrap().id;

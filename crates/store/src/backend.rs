@@ -94,6 +94,12 @@ pub trait Transaction {
     fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
         Ok(self.current(resource_type, id)?.map(|v| (v.version, v.is_deleted())))
     }
+    /// Ids of the live resources matching `query` as seen inside this transaction, at most
+    /// `limit` (conditional operations with search parameters).
+    fn search_ids(&mut self, query: &SearchQuery, limit: usize) -> Result<Vec<String>> {
+        let _ = (query, limit);
+        Err(crate::Error::NotSupported("search inside a transaction on this backend".into()))
+    }
     /// Writes a new version: a history row, the current row, and its index rows. Returns the
     /// version's position in the global history (its `sequence`).
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64>;

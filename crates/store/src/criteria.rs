@@ -1,6 +1,8 @@
 //! Search criteria of conditional operations (`If-None-Exist`, conditional update and delete,
-//! conditional references). Until full search lands, `_id` and `identifier` are supported;
-//! any other parameter is refused as not supported rather than silently ignored.
+//! conditional references). `_id` and `identifier` alone are answered from the identifier
+//! table; any other search parameter runs the full search inside the write's transaction.
+//! Parameters the server does not know are refused rather than silently ignored (ignoring one
+//! would widen the match).
 
 use crate::{Error, Result, Transaction};
 use percent_encoding::percent_decode_str;
@@ -21,9 +23,18 @@ const RESULT_PARAMS: &[&str] = &[
     "_containedType",
 ];
 
+/// Most matches a conditional operation looks at (more is an error for all of them anyway,
+/// except conditional delete, which deletes at most this many at once).
+const MAX_MATCHES: usize = 1000;
+
 /// Parsed criteria: all listed conditions must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Criteria {
+    /// Every `(name, value)` pair given (decoded), for the full search when other
+    /// parameters than `_id` and `identifier` are present.
+    pub pairs: Vec<(String, String)>,
+    /// Whether a parameter other than `_id` and plain `identifier` is present.
+    pub needs_search: bool,
     /// `_id=…` conditions; each entry is one OR-list of ids (a repeated `_id` is an AND).
     pub ids: Vec<Vec<String>>,
     /// `identifier=[system]|value` conditions; each entry is one OR-list of `(system, value)`
@@ -44,7 +55,7 @@ impl Criteria {
                 continue;
             }
             let value = decode(value)?;
-            if value.is_empty() {
+            if value.is_empty() && !name.ends_with(":missing") {
                 return Err(Error::invalid(format!("search parameter `{name}` has no value")));
             }
             match name.as_str() {
@@ -57,23 +68,27 @@ impl Criteria {
                         split_unescaped(&value, ',').iter().map(|t| identifier_token(t)).collect::<Result<_>>()?;
                     criteria.identifiers.push(tokens);
                 }
-                _ => {
-                    return Err(Error::NotSupported(format!(
-                        "search parameter `{name}` in a conditional operation (only `_id` and `identifier` are supported)"
-                    )));
-                }
+                _ => criteria.needs_search = true,
             }
+            criteria.pairs.push((name, value));
         }
         Ok(criteria)
     }
 
     /// Whether there are no conditions at all (such criteria would match everything).
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.identifiers.is_empty()
+        self.ids.is_empty() && self.identifiers.is_empty() && !self.needs_search
     }
 
     /// Ids of the live resources of `resource_type` that match, sorted, as seen inside `tx`.
     pub fn find(&self, tx: &mut dyn Transaction, resource_type: &str) -> Result<Vec<String>> {
+        if self.needs_search {
+            let query =
+                search::SearchQuery::parse(Some(resource_type), &self.pairs, true).map_err(|e| Error::Invalid(e.0))?;
+            let mut ids = tx.search_ids(&query, MAX_MATCHES)?;
+            ids.sort();
+            return Ok(ids);
+        }
         let mut found: Option<BTreeSet<String>> = None;
         for group in &self.identifiers {
             let mut ids = BTreeSet::new();
@@ -227,11 +242,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_parameters_are_not_supported() {
-        let err = Criteria::parse("identifier=a|b&name=smith").unwrap_err();
-        assert!(matches!(&err, Error::NotSupported(m) if m.contains("`name`")), "{err}");
-        let err = Criteria::parse("identifier:exact=a").unwrap_err();
-        assert!(matches!(&err, Error::NotSupported(m) if m.contains("identifier:exact")), "{err}");
+    fn other_parameters_need_the_full_search() {
+        assert!(Criteria::parse("identifier=a|b&name=smith").unwrap().needs_search);
+        assert!(Criteria::parse("identifier:exact=a").unwrap().needs_search);
+        assert!(!Criteria::parse("identifier=a|b&_id=x").unwrap().needs_search);
     }
 
     #[test]

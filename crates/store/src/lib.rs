@@ -7,9 +7,9 @@ pub mod backend;
 pub mod bundle;
 pub mod criteria;
 pub mod error;
-pub mod messages;
 #[cfg(test)]
 mod memory;
+pub mod messages;
 pub mod records;
 mod refs;
 mod resource;

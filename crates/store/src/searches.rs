@@ -22,10 +22,13 @@ const ITERATE_ROUNDS: usize = 4;
 /// Most resources a page includes.
 const MAX_INCLUDED: usize = 5_000;
 
+/// Snapshots by id, and their ids oldest first.
+type SnapshotMap = (HashMap<String, Arc<Vec<i64>>>, VecDeque<String>);
+
 /// The in-memory snapshots of recent searches.
 #[derive(Default)]
 pub(crate) struct Snapshots {
-    inner: Mutex<(HashMap<String, Arc<Vec<i64>>>, VecDeque<String>)>,
+    inner: Mutex<SnapshotMap>,
 }
 
 impl Snapshots {
