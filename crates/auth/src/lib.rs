@@ -1,1 +1,68 @@
 //! Identities and the OAuth 2.0 / SMART App Launch 2.x authorization server.
+//!
+//! - **Identities** ([`model`]): staff users with roles and Organizations, linked to their
+//!   Practitioner/PractitionerRole; patient users linked to their Patient; proxies linked to a
+//!   RelatedPerson. Passwords are argon2id hashes.
+//! - **Scopes** ([`scope`]): SMART v1 and v2 with search-parameter constraints, and the decision
+//!   "may this token do interaction X on type T" the policy engine asks.
+//! - **The authorization server** ([`Authority`]): authorization code with PKCE (S256 only),
+//!   standalone and EHR launch, refresh with rotation, client credentials with
+//!   `private_key_jwt` (RS384/ES384) for backend services, introspection and revocation, and
+//!   [`Authority::validate_bearer`] turning a bearer token into a [`Principal`].
+//! - **HTTP** ([`router`]): the endpoints as an axum `Router` the server merges into its own.
+//!
+//! Tokens are opaque 256-bit random strings stored as SHA-256 hashes, not JWTs: the resource
+//! server is this same process, so a lookup is as cheap as verifying a signature, and
+//! revocation, disabling a user and introspection take effect at once with no key to leak
+//! for forging tokens. Only `id_token`s are signed JWTs (ES256, the key generated at first start
+//! in the data directory), because OpenID Connect requires it.
+//!
+//! Storage is behind [`AuthStore`]; [`SqliteAuthStore`] keeps it in `auth.db` in the data
+//! directory, apart from the record database.
+
+mod authority;
+mod crypto;
+mod grant;
+mod http;
+pub mod model;
+pub mod scope;
+mod sqlite;
+mod store;
+
+pub use authority::{
+    Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, TokenResponse,
+};
+pub use crypto::{SIGNING_KEY_FILE, ServerKey};
+pub use grant::{AuthorizeError, ClientCredentials, OAuthError};
+pub use http::router;
+pub use model::{Client, ClientKind, Identity, Role, User};
+pub use scope::{Context, Decision, Interaction, ScopeSet};
+pub use sqlite::{AUTH_DATABASE_FILE, SqliteAuthStore};
+pub use store::AuthStore;
+
+/// Errors of the authorization server's store and administration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed (details are internal; never shown to users).
+    #[error("auth storage: {0}")]
+    Storage(String),
+    /// A value given (username, role, client setting) is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The username or client id is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such user or client.
+    #[error("{0}")]
+    NotFound(String),
+    /// Keys or hashing failed.
+    #[error("auth key: {0}")]
+    Key(String),
+    /// The data directory could not be read or written.
+    #[error("auth files: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
