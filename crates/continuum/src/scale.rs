@@ -203,9 +203,7 @@ impl Copy {
         match value {
             Value::String(s) => Value::String(self.rewrite_str(s)),
             Value::Array(items) => Value::Array(items.iter().map(|v| self.rewrite(v)).collect()),
-            Value::Object(fields) => {
-                Value::Object(fields.iter().map(|(k, v)| (k.clone(), self.rewrite(v))).collect())
-            }
+            Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), self.rewrite(v))).collect()),
             other => other.clone(),
         }
     }
@@ -318,10 +316,7 @@ mod tests {
     fn dates_keep_precision_and_zone() {
         assert_eq!(shift_date("2019-03-01", 1).as_deref(), Some("2019-02-28"));
         assert_eq!(shift_date("2019-03", 31).as_deref(), Some("2019-02"));
-        assert_eq!(
-            shift_date("1981-11-20T14:25:45+05:30", 365).as_deref(),
-            Some("1980-11-20T14:25:45+05:30")
-        );
+        assert_eq!(shift_date("1981-11-20T14:25:45+05:30", 365).as_deref(), Some("1980-11-20T14:25:45+05:30"));
         assert_eq!(shift_date("2020-01-01T00:00:00.123Z", 1).as_deref(), Some("2019-12-31T00:00:00.123Z"));
         assert_eq!(shift_date("1990", 400), None);
         assert_eq!(shift_date("999-77-3783", 3), None);
@@ -335,7 +330,8 @@ mod tests {
         let fresh = &map[old];
         assert!(looks_like_uuid(fresh.as_bytes()) && fresh != old);
         assert_eq!(replace_uuids(&format!("urn:uuid:{old}"), &map), format!("urn:uuid:{fresh}"));
-        let other = "Location?identifier=https://github.com/synthetichealth/synthea|044ef112-a176-3686-8385-f2af139c51bd";
+        let other =
+            "Location?identifier=https://github.com/synthetichealth/synthea|044ef112-a176-3686-8385-f2af139c51bd";
         assert_eq!(replace_uuids(other, &map), other);
     }
 

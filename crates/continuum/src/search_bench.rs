@@ -111,7 +111,8 @@ fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records,
                             stored.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(error) => {
-                            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.context(format!("patient {k}")));
+                            *failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(error.context(format!("patient {k}")));
                             next.store(patients, Ordering::Relaxed);
                         }
                     }
@@ -225,6 +226,13 @@ async fn measure(records: Records, patients: usize, resources: u64, args: &Searc
         };
         measured.print(&goal);
         rows.push(measured);
+        if query.name == EVERYTHING {
+            // 16 clients on 2 cores queue behind each other; a lone request's latency too.
+            let name = format!("{EVERYTHING} (1 client)");
+            let alone = load(address, 1, duration, &name, Arc::new(query.paths.clone())).await?;
+            alone.print(&format!("goal p50 < {GOAL_EVERYTHING_P50_MS} ms"));
+            rows.push(alone);
+        }
     }
     let searches: Vec<&Query> = queries.iter().filter(|q| q.name != EVERYTHING).collect();
     let longest = searches.iter().map(|q| q.paths.len()).max().unwrap_or(0);
@@ -336,7 +344,8 @@ async fn pick_queries(sender: &mut SendRequest<Full<Bytes>>) -> Result<Vec<Query
         let (observations, _) = all_matches(sender, &path).await?;
         let mut dates: HashMap<String, Vec<String>> = HashMap::new();
         for observation in &observations {
-            let code = format!("{}|{}", text(observation, "/code/coding/0/system"), text(observation, "/code/coding/0/code"));
+            let code =
+                format!("{}|{}", text(observation, "/code/coding/0/system"), text(observation, "/code/coding/0/code"));
             *code_frequency.entry(code.clone()).or_default() += 1;
             let date = text(observation, "/effectiveDateTime");
             if date.len() >= 10 {
@@ -396,13 +405,14 @@ async fn pick_queries(sender: &mut SendRequest<Full<Bytes>>) -> Result<Vec<Query
         },
         Query {
             name: "Encounter?patient=&_revinclude=Provenance:target",
-            paths: per_patient(&|p| {
-                format!("/fhir/Encounter?patient={}&_revinclude=Provenance:target", encode(&p.id))
-            }),
+            paths: per_patient(&|p| format!("/fhir/Encounter?patient={}&_revinclude=Provenance:target", encode(&p.id))),
         },
         Query {
             name: "Observation?code=&_summary=count (all patients)",
-            paths: common_codes.iter().map(|c| format!("/fhir/Observation?code={}&_summary=count", encode(c))).collect(),
+            paths: common_codes
+                .iter()
+                .map(|c| format!("/fhir/Observation?code={}&_summary=count", encode(c)))
+                .collect(),
         },
         Query { name: EVERYTHING, paths: everything },
     ])
@@ -522,7 +532,7 @@ fn print_goals(sizes: &[SizeResult]) {
     println!();
     println!("== goals ==");
     for size in sizes {
-        let searches: Vec<&Measured> = size.rows.iter().filter(|m| m.name != EVERYTHING).collect();
+        let searches: Vec<&Measured> = size.rows.iter().filter(|m| !m.name.starts_with(EVERYTHING)).collect();
         let worst = searches.iter().map(|m| m.percentile(0.99)).fold(0.0, f64::max);
         let errors: u64 = size.rows.iter().map(|m| m.errors).sum::<u64>() + size.mixed.errors;
         println!(
@@ -532,11 +542,12 @@ fn print_goals(sizes: &[SizeResult]) {
             size.mixed.per_second(),
             verdict(size.mixed.per_second() >= GOAL_SEARCHES_PER_S),
         );
-        if let Some(everything) = size.rows.iter().find(|m| m.name == EVERYTHING) {
+        for everything in size.rows.iter().filter(|m| m.name.starts_with(EVERYTHING)) {
             let p50 = everything.percentile(0.5);
             println!(
-                "{:>5} patients: $everything p50 {p50:.2} ms (goal < {GOAL_EVERYTHING_P50_MS} ms), {}",
+                "{:>5} patients: {} p50 {p50:.2} ms (goal < {GOAL_EVERYTHING_P50_MS} ms), {}",
                 size.patients,
+                everything.name,
                 verdict(p50 < GOAL_EVERYTHING_P50_MS)
             );
         }
@@ -546,10 +557,7 @@ fn print_goals(sizes: &[SizeResult]) {
         return;
     }
     println!();
-    println!(
-        "latency at {} vs {} patients (goal <= {GOAL_RATIO}x):",
-        large.patients, small.patients
-    );
+    println!("latency at {} vs {} patients (goal <= {GOAL_RATIO}x):", large.patients, small.patients);
     println!("{:<62} {:>9} {:>9}", "query", "p50 ratio", "p99 ratio");
     let pairs = small.rows.iter().zip(&large.rows).chain(std::iter::once((&small.mixed, &large.mixed)));
     for (s, l) in pairs {
