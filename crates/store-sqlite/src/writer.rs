@@ -148,12 +148,13 @@ fn commit_group(conn: &Connection, group: Vec<Job>) -> Answers {
 fn run_in_transaction(conn: &Connection, works: Vec<Work>) -> Vec<Result<()>> {
     let mut results = Vec::with_capacity(works.len());
     let mut broken = None;
+    let mut text = Vec::new();
     for work in works {
         if broken.is_some() {
             results.push(Err(Error::Storage("the group's transaction failed".into())));
             continue;
         }
-        match run_one(conn, work) {
+        match run_one(conn, work, &mut text) {
             Ok(result) => results.push(result),
             Err(e) => {
                 results.push(Err(clone_storage(&e)));
@@ -162,7 +163,7 @@ fn run_in_transaction(conn: &Connection, works: Vec<Work>) -> Vec<Result<()>> {
         }
     }
     let committed = match broken {
-        None => exec(conn, "COMMIT"),
+        None => crate::index_rows::apply_text(conn, &text).and_then(|()| exec(conn, "COMMIT")),
         Some(e) => Err(e),
     };
     if let Err(e) = committed {
@@ -177,10 +178,11 @@ fn run_in_transaction(conn: &Connection, works: Vec<Work>) -> Vec<Result<()>> {
 }
 
 /// Runs one unit of work in a savepoint. The outer error means the transaction itself is no
-/// longer usable; the inner result is the work's own.
-fn run_one(conn: &Connection, work: Work) -> Result<Result<()>> {
+/// longer usable; the inner result is the work's own. The full-text changes of a successful
+/// work are added to `text`.
+fn run_one(conn: &Connection, work: Work, text: &mut Vec<crate::index_rows::TextChange>) -> Result<Result<()>> {
     exec(conn, "SAVEPOINT work")?;
-    let mut tx = WriterTx { conn };
+    let mut tx = WriterTx { conn, text: Vec::new() };
     let result = catch_unwind(AssertUnwindSafe(|| work(&mut tx)))
         .unwrap_or_else(|_| Err(Error::Storage("a unit of work panicked".into())));
     if conn.is_autocommit() {
@@ -189,6 +191,8 @@ fn run_one(conn: &Connection, work: Work) -> Result<Result<()>> {
     }
     if result.is_err() {
         exec(conn, "ROLLBACK TO work")?;
+    } else {
+        text.append(&mut tx.text);
     }
     exec(conn, "RELEASE work")?;
     Ok(result)
@@ -209,6 +213,8 @@ fn clone_storage(error: &Error) -> Error {
 /// The writer's view of its open transaction.
 struct WriterTx<'c> {
     conn: &'c Connection,
+    /// Full-text changes, applied at the end of the group if this work succeeds.
+    text: Vec<crate::index_rows::TextChange>,
 }
 
 impl Transaction for WriterTx<'_> {
@@ -229,7 +235,13 @@ impl Transaction for WriterTx<'_> {
     }
 
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
-        queries::put(self.conn, version)
+        let (sequence, rid) = queries::put(self.conn, version)?;
+        self.text.push(crate::index_rows::TextChange {
+            rid,
+            existed: version.version > 1,
+            text: version.full_text.cloned(),
+        });
+        Ok(sequence)
     }
 
     fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
