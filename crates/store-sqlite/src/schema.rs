@@ -58,44 +58,46 @@ const MIGRATIONS: &[&str] = &[
     // 2: search indexes. Rows point at `resource_current.rowid` (`rid`), which an update keeps
     // (the upsert updates the row in place). `param` is `search::param_key` of the parameter;
     // `grp` ties the components of one composite value together.
+    // Value indexes end in `rid` so that listing a value's resources reads the index alone;
+    // `*_rid` indexes serve the per-resource checks, sorts and includes.
     r#"
     CREATE TABLE search_string (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         normalized TEXT NOT NULL, exact TEXT NOT NULL
     );
-    CREATE INDEX search_string_value ON search_string (param, normalized);
+    CREATE INDEX search_string_value ON search_string (param, normalized, rid);
     CREATE INDEX search_string_rid ON search_string (rid, param);
 
     CREATE TABLE search_token (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         system TEXT, code TEXT, text TEXT
     );
-    CREATE INDEX search_token_code ON search_token (param, code, system);
-    CREATE INDEX search_token_text ON search_token (param, text) WHERE text IS NOT NULL;
+    CREATE INDEX search_token_code ON search_token (param, code, system, rid);
+    CREATE INDEX search_token_text ON search_token (param, text, rid) WHERE text IS NOT NULL;
     CREATE INDEX search_token_rid ON search_token (rid, param);
 
     CREATE TABLE search_reference (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         target_type TEXT, target_id TEXT, version TEXT, url TEXT, id_system TEXT, id_value TEXT
     );
-    CREATE INDEX search_reference_target ON search_reference (param, target_id, target_type);
-    CREATE INDEX search_reference_url ON search_reference (param, url) WHERE url IS NOT NULL;
-    CREATE INDEX search_reference_identifier ON search_reference (param, id_value) WHERE id_value IS NOT NULL;
+    CREATE INDEX search_reference_target ON search_reference (param, target_id, target_type, rid);
+    CREATE INDEX search_reference_url ON search_reference (param, url, rid) WHERE url IS NOT NULL;
+    CREATE INDEX search_reference_identifier ON search_reference (param, id_value, rid) WHERE id_value IS NOT NULL;
     CREATE INDEX search_reference_rid ON search_reference (rid, param);
 
     CREATE TABLE search_date (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         low INTEGER NOT NULL, high INTEGER NOT NULL  -- unix microseconds, inclusive
     );
-    CREATE INDEX search_date_low ON search_date (param, low);
-    CREATE INDEX search_date_high ON search_date (param, high);
+    CREATE INDEX search_date_low ON search_date (param, low, high, rid);
+    CREATE INDEX search_date_high ON search_date (param, high, low, rid);
     CREATE INDEX search_date_rid ON search_date (rid, param);
 
     CREATE TABLE search_number (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER,
         value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL
     );
-    CREATE INDEX search_number_value ON search_number (param, value);
+    CREATE INDEX search_number_value ON search_number (param, value, rid);
     CREATE INDEX search_number_rid ON search_number (rid, param);
 
     CREATE TABLE search_quantity (
@@ -103,7 +105,7 @@ const MIGRATIONS: &[&str] = &[
         value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, system TEXT, code TEXT, unit TEXT,
         canonical_code TEXT, canonical_value REAL, canonical_low REAL, canonical_high REAL
     );
-    CREATE INDEX search_quantity_value ON search_quantity (param, value);
+    CREATE INDEX search_quantity_value ON search_quantity (param, value, rid);
     CREATE INDEX search_quantity_canonical ON search_quantity (param, canonical_code, canonical_value)
         WHERE canonical_code IS NOT NULL;
     CREATE INDEX search_quantity_rid ON search_quantity (rid, param);
@@ -111,7 +113,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE search_uri (
         rid INTEGER NOT NULL, param INTEGER NOT NULL, grp INTEGER, uri TEXT NOT NULL
     );
-    CREATE INDEX search_uri_value ON search_uri (param, uri);
+    CREATE INDEX search_uri_value ON search_uri (param, uri, rid);
     CREATE INDEX search_uri_rid ON search_uri (rid, param);
 
     -- `_text` (narrative) and `_content` (every string of the resource); rowid = rid.
