@@ -421,9 +421,14 @@ async fn pick_queries(sender: &mut SendRequest<Full<Bytes>>) -> Result<Vec<Query
 /// Sends every request of `query` once, checks each answer is a searchset Bundle and prints
 /// how much the query returns.
 async fn check(sender: &mut SendRequest<Full<Bytes>>, query: &Query) -> Result<()> {
-    let (mut matched, mut included, mut totals, mut empty) = (0usize, 0usize, 0u64, 0usize);
+    let (mut matched, mut included, mut totals, mut empty, mut bytes) = (0usize, 0usize, 0u64, 0usize, 0usize);
     for path in &query.paths {
-        let bundle = get_json(sender, path).await?;
+        let (status, body) = exchange(sender, request(Method::GET, path, None)).await?;
+        if status != 200 {
+            bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        }
+        bytes += body.len();
+        let bundle: Value = serde_json::from_slice(&body)?;
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle")
             || bundle.get("type").and_then(Value::as_str) != Some("searchset")
         {
@@ -442,12 +447,13 @@ async fn check(sender: &mut SendRequest<Full<Bytes>>, query: &Query) -> Result<(
     }
     let requests = query.paths.len().max(1) as f64;
     println!(
-        "{:<62} {:>4} requests; per request {:>7.1} matches on the page, {:>6.1} included, total {:>8.1}; {} empty",
+        "{:<62} {:>4} requests; per request {:>7.1} matches on the page, {:>6.1} included, total {:>8.1}, {:>7.1} kB; {} empty",
         query.name,
         query.paths.len(),
         matched as f64 / requests,
         included as f64 / requests,
         totals as f64 / requests,
+        bytes as f64 / requests / 1000.0,
         empty
     );
     Ok(())
