@@ -1,5 +1,6 @@
 //! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
 
+mod access;
 mod bench;
 mod hl7;
 mod import;
@@ -33,6 +34,14 @@ enum Command {
     SyntheaScale(scale::ScaleArgs),
     /// The HL7 v2 message log: list, show and replay received messages.
     Hl7(hl7::Hl7Args),
+    /// Users: add, list, disable.
+    User(access::UserArgs),
+    /// SMART clients: add, list.
+    Client(access::ClientArgs),
+    /// Create an EHR launch context (patient, encounter) and print its `launch` value.
+    Launch(access::LaunchArgs),
+    /// Mint a bearer token for a user (scripts and tests on this machine).
+    Token(access::TokenArgs),
 }
 
 /// mimalloc rather than glibc's allocator: the write path allocates and frees many small JSON
@@ -55,6 +64,10 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::SyntheaScale(args) => scale::run(args),
         Command::Hl7(args) => hl7::run(args),
+        Command::User(args) => access::run_user(args),
+        Command::Client(args) => access::run_client(args),
+        Command::Launch(args) => access::run_launch(args),
+        Command::Token(args) => access::run_token(args),
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let base_url = args.base_url.unwrap_or_else(|| format!("http://{address}/fhir"));
         let limits = server::Limits { max_body_bytes: args.max_body_mib * 1024 * 1024, ..server::Limits::default() };
         let state = server::AppState::new(records.clone(), base_url.clone(), limits);
+        let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
+        let auth_routes = auth::router(Arc::new(authority));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -71,12 +73,15 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => None,
         };
         println!("Continuum is serving FHIR R4 at {base_url}");
+        if let Some(first) = first_admin {
+            println!("{}", crate::access::one_time_notice(&first));
+        }
         let signal = async move {
             shutdown_signal().await;
             let _ = stop.send(true);
         };
         tokio::spawn(signal);
-        let http = server::serve(listener, state, until_stopped());
+        let http = server::serve_with(listener, state, auth_routes, until_stopped());
         match mllp {
             Some((mllp_address, mllp)) => {
                 println!("Continuum is receiving HL7 v2 over MLLP at {mllp_address}");

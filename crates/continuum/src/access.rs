@@ -1,0 +1,324 @@
+//! `continuum user`, `continuum client`, `continuum launch` and `continuum token`: identities
+//! and SMART clients in the data directory's `auth.db`, for administrators and scripts on the
+//! same machine.
+
+use anyhow::{Context, Result, bail};
+use auth::{AuthConfig, Authority, ClientKind, Identity, NewClient, NewUser, OneTimePassword, Role};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Where the data lives and how the server is reached (for the URLs inside tokens).
+#[derive(Debug, Args)]
+pub(crate) struct Place {
+    /// Data directory.
+    #[arg(long, default_value_os_t = crate::default_data_dir())]
+    data: PathBuf,
+    /// Public base URL of the FHIR API.
+    #[arg(long, default_value = "http://127.0.0.1:8080/fhir")]
+    base_url: String,
+}
+
+/// Opens the authorization server of `data`; a first start prints the administrator's
+/// one-time password (to stderr, so that standard output stays for the command's answer).
+fn open(place: &Place) -> Result<Authority> {
+    let (authority, first) = open_authority(&place.data, &place.base_url)?;
+    if let Some(first) = first {
+        eprintln!("{}", one_time_notice(&first));
+    }
+    Ok(authority)
+}
+
+/// Opens the authorization server of data directory `data` serving `base_url`.
+pub(crate) fn open_authority(data: &Path, base_url: &str) -> Result<(Authority, Option<OneTimePassword>)> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    Authority::open(data, AuthConfig::new(base_url))
+        .with_context(|| format!("cannot open the authorization data in {}", data.display()))
+}
+
+/// The words that hand out a one-time password.
+pub(crate) fn one_time_notice(first: &OneTimePassword) -> String {
+    let expires = time::OffsetDateTime::from_unix_timestamp(first.expires_at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    format!(
+        "Administrator '{}' created with the one-time password: {}\n\
+         (shown only now; it must be changed at first sign-in and expires at {expires})",
+        first.username, first.password
+    )
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UserArgs {
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user (staff with --role and --org, or a patient with --patient, or a proxy with
+    /// --related-person and --patient). Prints a one-time password unless --password-stdin.
+    Add(UserAdd),
+    /// List users.
+    List(Place),
+    /// Disable a user: no more sign-in, and their tokens stop working.
+    Disable {
+        #[command(flatten)]
+        place: Place,
+        /// The username.
+        username: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct UserAdd {
+    #[command(flatten)]
+    place: Place,
+    /// Sign-in name.
+    username: String,
+    /// Staff role (repeat for several): physician, nurse, behavioral-health-clinician,
+    /// care-manager, front-desk, billing, quality-analyst, administrator.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Organization id the staff member belongs to (repeat for several).
+    #[arg(long = "org")]
+    organizations: Vec<String>,
+    /// Practitioner id of the staff member.
+    #[arg(long)]
+    practitioner: Option<String>,
+    /// PractitionerRole id of the staff member (repeat for several).
+    #[arg(long = "practitioner-role")]
+    practitioner_roles: Vec<String>,
+    /// Patient id: the user is this patient (or, with --related-person, acts for them).
+    #[arg(long)]
+    patient: Option<String>,
+    /// RelatedPerson id: the user is a proxy for --patient.
+    #[arg(long)]
+    related_person: Option<String>,
+    /// Read the password from the first line of standard input instead of generating a
+    /// one-time password.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+pub(crate) fn run_user(args: UserArgs) -> Result<()> {
+    match args.command {
+        UserCommand::Add(add) => {
+            let identity = identity(&add)?;
+            let password = if add.password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let authority = open(&add.place)?;
+            let (user, one_time) = authority
+                .add_user(NewUser { username: add.username, identity, password })
+                .context("cannot add the user")?;
+            println!("user {} created (id {})", user.username, user.id);
+            if let Some(one_time) = one_time {
+                println!("one-time password: {}", one_time.password);
+                println!("(shown only now; it must be changed at first sign-in)");
+            }
+            Ok(())
+        }
+        UserCommand::List(place) => {
+            let authority = open(&place)?;
+            for user in authority.store().users()? {
+                let who = match &user.identity {
+                    Identity::Staff { roles, organizations, .. } => format!(
+                        "staff   roles={} orgs={}",
+                        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
+                        organizations.join(",")
+                    ),
+                    Identity::Patient { patient } => format!("patient Patient/{patient}"),
+                    Identity::Proxy { related_person, patient } => {
+                        format!("proxy   RelatedPerson/{related_person} for Patient/{patient}")
+                    }
+                };
+                let flags = match (user.disabled, user.must_change_password) {
+                    (true, _) => " [disabled]",
+                    (false, true) => " [one-time password]",
+                    _ => "",
+                };
+                println!("{:<24} {who}{flags}", user.username);
+            }
+            Ok(())
+        }
+        UserCommand::Disable { place, username } => {
+            open(&place)?.disable_user(&username).context("cannot disable the user")?;
+            println!("user {username} disabled");
+            Ok(())
+        }
+    }
+}
+
+fn identity(add: &UserAdd) -> Result<Identity> {
+    let staffish = !add.roles.is_empty() || !add.organizations.is_empty() || add.practitioner.is_some();
+    match (&add.patient, &add.related_person) {
+        (Some(_), _) if staffish => bail!("a user is either staff (--role, --org) or a patient (--patient)"),
+        (Some(patient), None) => Ok(Identity::Patient { patient: patient.clone() }),
+        (Some(patient), Some(related_person)) => {
+            Ok(Identity::Proxy { related_person: related_person.clone(), patient: patient.clone() })
+        }
+        (None, Some(_)) => bail!("--related-person needs --patient (whom the proxy acts for)"),
+        (None, None) => {
+            let roles = add.roles.iter().map(|r| r.parse::<Role>()).collect::<auth::Result<Vec<_>>>()?;
+            if roles.is_empty() {
+                bail!("a staff user needs at least one --role (or give --patient for a patient user)");
+            }
+            Ok(Identity::Staff {
+                roles,
+                organizations: add.organizations.clone(),
+                practitioner: add.practitioner.clone(),
+                practitioner_roles: add.practitioner_roles.clone(),
+            })
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a SMART app or backend service.
+    Add(ClientAdd),
+    /// List registered clients.
+    List(Place),
+}
+
+#[derive(Debug, Args)]
+struct ClientAdd {
+    #[command(flatten)]
+    place: Place,
+    /// The client_id (generated if absent).
+    #[arg(long)]
+    id: Option<String>,
+    /// Name shown on the consent page.
+    #[arg(long)]
+    name: String,
+    /// A public client (browser or native app; PKCE, no secret). Default: confidential.
+    #[arg(long)]
+    public: bool,
+    /// Redirect URI (repeat for several).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Scopes it may be granted, space-separated (e.g. 'openid fhirUser launch patient/*.rs').
+    #[arg(long)]
+    scope: String,
+    /// File holding its JWK Set (public keys), for private_key_jwt (backend services).
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    /// URL of its JWK Set, for private_key_jwt.
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    /// Generate a client secret (printed once).
+    #[arg(long)]
+    secret: bool,
+}
+
+pub(crate) fn run_client(args: ClientArgs) -> Result<()> {
+    match args.command {
+        ClientCommand::Add(add) => {
+            let jwks = match &add.jwks {
+                Some(path) => Some(
+                    serde_json::from_slice(
+                        &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                    )
+                    .context("the JWK Set file is not JSON")?,
+                ),
+                None => None,
+            };
+            let kind = if add.public { ClientKind::Public } else { ClientKind::Confidential };
+            if kind == ClientKind::Confidential && !add.secret && jwks.is_none() && add.jwks_uri.is_none() {
+                bail!("a confidential client needs --secret, --jwks or --jwks-uri (or use --public)");
+            }
+            let authority = open(&add.place)?;
+            let (client, secret) = authority
+                .add_client(NewClient {
+                    id: add.id,
+                    name: add.name,
+                    kind,
+                    redirect_uris: add.redirect_uris,
+                    allowed_scopes: add.scope,
+                    jwks,
+                    jwks_uri: add.jwks_uri,
+                    with_secret: add.secret,
+                })
+                .context("cannot register the client")?;
+            println!("client_id: {}", client.id);
+            if let Some(secret) = secret {
+                println!("client_secret: {secret}");
+                println!("(shown only now)");
+            }
+            Ok(())
+        }
+        ClientCommand::List(place) => {
+            for client in open(&place)?.store().clients()? {
+                println!(
+                    "{:<36} {:<12} {} [{}]{}",
+                    client.id,
+                    client.kind.as_str(),
+                    client.name,
+                    client.allowed_scopes,
+                    if client.disabled { " [disabled]" } else { "" }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LaunchArgs {
+    #[command(flatten)]
+    place: Place,
+    /// Patient id in context.
+    #[arg(long)]
+    patient: Option<String>,
+    /// Encounter id in context.
+    #[arg(long)]
+    encounter: Option<String>,
+}
+
+/// `continuum launch`: creates an EHR launch context and prints its `launch` value.
+pub(crate) fn run_launch(args: LaunchArgs) -> Result<()> {
+    let launch = open(&args.place)?.create_launch(args.patient.as_deref(), args.encounter.as_deref())?;
+    println!("{launch}");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    place: Place,
+    /// The user the token acts for.
+    #[arg(long)]
+    user: String,
+    /// Scopes, space-separated (e.g. 'user/*.rs').
+    #[arg(long)]
+    scope: String,
+    /// Patient in context (defaults to a patient user's own).
+    #[arg(long)]
+    patient: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    expires_in: i64,
+}
+
+/// `continuum token`: prints a bearer token (only the token, for `$(...)` in scripts).
+pub(crate) fn run_token(args: TokenArgs) -> Result<()> {
+    if args.expires_in <= 0 {
+        bail!("--expires-in must be positive");
+    }
+    let minted = open(&args.place)?
+        .mint_token(&args.user, &args.scope, args.patient.as_deref(), args.expires_in)
+        .context("cannot mint the token")?;
+    println!("{}", minted.access_token);
+    Ok(())
+}
