@@ -782,20 +782,21 @@ fn parse_chain(
             all
         }
     };
-    let target_type = match targets.as_slice() {
-        [one] => one.clone(),
-        [] => return Err(invalid(format!("`{param}.{next}`: no target type of `{param}` has `{next}`")).into()),
-        _ => {
-            return Err(invalid(format!(
-                "`{param}.{next}` is ambiguous: name the target type, e.g. `{param}:{}.{next}`",
-                targets[0]
-            ))
-            .into());
-        }
-    };
+    if targets.is_empty() {
+        return Err(invalid(format!("`{param}.{next}`: no target type of `{param}` has `{next}`")).into());
+    }
     let keys: Vec<i64> = types.iter().filter_map(|t| registry().param(t, param)).map(|p| p.key).collect();
-    let inner = parse_filter(std::slice::from_ref(&target_type), chain, value, depth + 1)?;
-    Ok(Filter::Chain { keys, target_type, inner: Box::new(inner) })
+    // Several target types have the parameter: any of them may match (as if each were named
+    // with `:Type`).
+    let mut chains = Vec::new();
+    for target_type in targets {
+        let inner = parse_filter(std::slice::from_ref(&target_type), chain, value, depth + 1)?;
+        chains.push(Filter::Chain { keys: keys.clone(), target_type, inner: Box::new(inner) });
+    }
+    if chains.len() == 1 {
+        return Ok(chains.remove(0));
+    }
+    Ok(Filter::AnyOf(chains))
 }
 
 /// `_has:Type:param:rest=value` where `rest` is a parameter of Type or another `_has`.
@@ -919,8 +920,11 @@ mod tests {
         let q = parse("Observation", "subject:Patient.name=smith&_has:Provenance:target:agent=Practitioner/1");
         assert!(matches!(&q.filters[0], Filter::Chain { target_type, .. } if target_type == "Patient"));
         assert!(matches!(&q.filters[1], Filter::Has { source_type, .. } if source_type == "Provenance"));
-        let e = SearchQuery::parse(Some("Observation"), &parse_pairs("subject.name=x").unwrap(), false);
-        assert!(e.is_err(), "ambiguous chain");
+        // Several target types have `name`: any of them may match.
+        let q = parse("Observation", "subject.name=x");
+        assert!(matches!(&q.filters[0], Filter::AnyOf(chains) if chains.len() > 1));
+        let e = SearchQuery::parse(Some("Observation"), &parse_pairs("subject.nonsense=x").unwrap(), false);
+        assert!(e.is_err(), "no target has the parameter");
     }
 
     #[test]

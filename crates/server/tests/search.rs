@@ -412,7 +412,7 @@ async fn paging_sorting_totals_and_errors() {
     for bad in [
         "Patient?birthdate=yesterday",
         "Patient?_count=-3",
-        "Observation?subject.name=x",
+        "Observation?subject.nope=x",
         "Patient?_sort=nope",
         "Nope?x=1",
     ] {
