@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 /// How long an authorization request may wait for sign-in and consent, seconds.
 const PENDING_SECONDS: i64 = 600;
+/// At most this many authorization requests wait at once (a bound on memory).
+const MAX_PENDING: usize = 10_000;
 /// The longest lifetime a client assertion may claim, seconds (SMART: at most five minutes).
 const ASSERTION_MAX_SECONDS: i64 = 300;
 /// Clock skew tolerated on assertion expiry, seconds.
@@ -183,6 +185,9 @@ impl Authority {
         let mut all = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let cutoff = now() - PENDING_SECONDS;
         all.retain(|_, p| p.created_at > cutoff);
+        if all.len() >= MAX_PENDING {
+            return Err(AuthorizeError::Page("too many sign-ins are under way; try again in a few minutes".into()));
+        }
         all.insert(key.clone(), pending.clone());
         Ok((key, pending))
     }
@@ -242,11 +247,10 @@ impl Authority {
             return Err(OAuthError::new("access_denied", "the launch is for another patient"));
         }
         let wants_patient = kept.has(&ScopeKind::LaunchPatient) || kept.has(&ScopeKind::Launch);
-        let patient = launch_patient
-            .or(own_patient)
-            .or(chosen_patient.filter(|_| wants_patient))
-            .filter(|_| wants_patient || pending.launch.is_some())
-            .map(str::to_string);
+        // A patient or proxy always acts in their patient's context; staff get the EHR's launch
+        // context, or the patient they chose for a standalone launch (whether they may see that
+        // patient is the policy engine's decision, on every request).
+        let patient = launch_patient.or(own_patient).or(chosen_patient.filter(|_| wants_patient)).map(str::to_string);
         if kept.has(&ScopeKind::LaunchPatient) && patient.is_none() {
             return Err(OAuthError::new("invalid_request", "a patient must be chosen"));
         }

@@ -609,3 +609,31 @@ async fn minted_tokens_are_accepted_by_introspection() {
     server.authority.disable_user("doc").unwrap();
     assert!(matches!(server.authority.validate_bearer(&minted.access_token), Err(auth::BearerError::Disabled)));
 }
+
+#[tokio::test]
+async fn staff_choose_the_patient_of_a_standalone_launch() {
+    let server = start().await;
+    server.add_staff_user("doc");
+    server.add_public_app("app", "launch/patient patient/*.rs");
+    let (verifier, challenge) = pkce();
+    let browser = open_authorize(&server, &authorize_params(&server, "app", "launch/patient patient/*.rs", &challenge))
+        .await
+        .ok()
+        .unwrap();
+    let consent = browser.login(&server, "doc", PASSWORD).await.text().await.unwrap();
+    assert!(consent.contains("name=\"patient\""), "{consent}");
+    let location = browser.approve(&server, &["launch/patient", "patient/*.rs"], Some("p-5")).await;
+    let code = query_param(&location, "code").unwrap();
+    let (status, tokens) = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "app"),
+            ("code_verifier", &verifier),
+        ])
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["patient"], "p-5");
+    assert_eq!(tokens["need_patient_banner"], true);
+}

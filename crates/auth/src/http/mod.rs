@@ -182,19 +182,21 @@ fn pending_of(
     authority: &Authority,
     headers: &HeaderMap,
     fields: &HashMap<String, String>,
-) -> Result<(String, crate::grant::Pending), Response> {
+) -> Option<(String, crate::grant::Pending)> {
     let key = fields.get("request").cloned().unwrap_or_default();
     let csrf = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    authority.pending(&key, csrf, cookie(headers, pages::CSRF_COOKIE)).map(|p| (key, p)).ok_or_else(|| {
-        pages::error(
-            StatusCode::FORBIDDEN,
-            "This form has expired or did not come from this server. Start again from the app.",
-        )
-    })
+    authority.pending(&key, csrf, cookie(headers, pages::CSRF_COOKIE)).map(|p| (key, p))
 }
 
-fn form_map(body: &[u8]) -> Result<HashMap<String, String>, Response> {
-    single(&form(body)).map_err(|_| pages::error(StatusCode::BAD_REQUEST, "a field is repeated"))
+fn expired_form() -> Response {
+    pages::error(
+        StatusCode::FORBIDDEN,
+        "This form has expired or did not come from this server. Start again from the app.",
+    )
+}
+
+fn repeated_field() -> Response {
+    pages::error(StatusCode::BAD_REQUEST, "a field is repeated")
 }
 
 /// Whether the consent page must ask a staff member which patient to launch with.
@@ -205,14 +207,8 @@ fn asks_patient(authority: &Authority, pending: &crate::grant::Pending, user_id:
 }
 
 async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match form_map(&body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let (key, pending) = match pending_of(&authority, &headers, &fields) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let Ok(fields) = single(&form(&body)) else { return repeated_field() };
+    let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
     let username = fields.get("username").cloned().unwrap_or_default();
     let password = fields.get("password").cloned().unwrap_or_default();
     let outcome = match blocking(&authority, move |a| a.sign_in(&username, &password)).await {
@@ -250,14 +246,8 @@ async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Res
 }
 
 async fn password(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match form_map(&body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let (key, pending) = match pending_of(&authority, &headers, &fields) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let Ok(fields) = single(&form(&body)) else { return repeated_field() };
+    let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
     let Some(user_id) = pending.user_id.clone().filter(|_| pending.must_change) else {
         return pages::error(StatusCode::FORBIDDEN, "Sign in first.");
     };
@@ -293,10 +283,7 @@ async fn consent(State(authority): Shared, headers: HeaderMap, body: Bytes) -> R
     let all = form(&body);
     let kept: Vec<String> = all.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let fields: HashMap<String, String> = all.into_iter().filter(|(k, _)| k != "scope").collect();
-    let (key, pending) = match pending_of(&authority, &headers, &fields) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
     let Some(user_id) = pending.user_id.clone().filter(|_| !pending.must_change) else {
         return pages::error(StatusCode::FORBIDDEN, "Sign in first.");
     };
