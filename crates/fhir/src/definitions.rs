@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 pub use structure::{Binding, BindingStrength, ElementDef, ElementType, JsonKind, Primitive, TypeDef, TypeKind};
 pub(crate) use structure::{ElemId, Role, Target};
-pub use terminology::ValueSet;
+pub use terminology::{CodeSystem, ValueSet};
 
 const PROFILES_RESOURCES: &str = include_str!("../definitions/profiles-resources.json");
 const PROFILES_TYPES: &str = include_str!("../definitions/profiles-types.json");
@@ -75,6 +75,7 @@ pub struct Definitions {
     search_params: FastMap<Box<str>, Vec<SearchParamDef>>,
     compartments: Vec<CompartmentDef>,
     value_sets: FastMap<Box<str>, ValueSet>,
+    code_systems: FastMap<Box<str>, CodeSystem>,
     /// The `Extension` type, which carries the ext-1 rule.
     pub(crate) extension_root: ElemId,
 }
@@ -99,6 +100,11 @@ impl Definitions {
     /// The search parameter `name` of `resource_type`.
     pub fn search_param(&self, resource_type: &str, name: &str) -> Option<&SearchParamDef> {
         self.search_params.get(resource_type)?.iter().find(|p| p.name == name)
+    }
+
+    /// An embedded CodeSystem (those behind required bindings) with its concept hierarchy.
+    pub fn code_system(&self, url: &str) -> Option<&CodeSystem> {
+        self.code_systems.get(url)
     }
 
     /// The compartment definition with code `code` (e.g. `Patient`).
@@ -180,10 +186,11 @@ impl Definitions {
         let compartments = search::compartments(parse("compartments.json", COMPARTMENTS));
         let terminology: Vec<raw::Terminology> = parse("valuesets-required.json", VALUESETS);
         let value_sets = terminology::expand_all(&terminology);
+        let code_systems = terminology::code_systems(&terminology);
 
         let root_of = |name: &str| model.types[model.type_index[name] as usize].root;
         let extension_root = root_of("Extension");
-        Definitions { model, resource_types, search_params, compartments, value_sets, extension_root }
+        Definitions { model, resource_types, search_params, compartments, value_sets, code_systems, extension_root }
     }
 }
 

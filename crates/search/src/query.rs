@@ -90,6 +90,12 @@ pub enum Condition {
     },
     /// `:text`: the normalised text starts with `value`.
     TokenText(String),
+    /// `:below` / `:above`: any of `codes` in `system` (the code and what it subsumes, or
+    /// what subsumes it, from the embedded CodeSystem's hierarchy).
+    TokenIn {
+        system: String,
+        codes: Vec<String>,
+    },
     /// A local reference (`Patient/1`, or `1` with the type chosen by the parameter's targets
     /// or a `:Type` modifier; `target_type: None` means any type).
     Reference {
@@ -603,6 +609,7 @@ fn condition(
         ParamKind::Token => match modifier {
             None | Some("of-type") => Ok(token(raw, modifier == Some("of-type"))?),
             Some("text") => Ok(Condition::TokenText(normalize(&unescape(raw)))),
+            Some(m @ ("below" | "above")) => subsumption(param, m == "below", raw),
             Some(m) => Err(unsupported(m)),
         },
         ParamKind::Reference => reference(types, param, modifier, raw),
@@ -646,6 +653,25 @@ fn condition(
         }
         ParamKind::Special => Err(Unusable::Unknown(format!("special parameter `{param}` is not supported"))),
     }
+}
+
+/// `system|code` with `:below`/`:above`, expanded with the CodeSystem's hierarchy. Only the
+/// CodeSystems embedded with the definitions have one; for others (SNOMED CT, LOINC…) there is
+/// no terminology service yet, so the modifier is reported as unsupported rather than guessed.
+fn subsumption(param: &str, below: bool, raw: &str) -> Result<Condition, Unusable> {
+    let parts = split_unescaped(raw, '|');
+    let [system, code] = parts.as_slice() else {
+        return Err(invalid(format!("`{param}:{}` takes system|code", if below { "below" } else { "above" })).into());
+    };
+    let (system, code) = (unescape(system), unescape(code));
+    let Some(cs) = fhir::definitions().code_system(&system) else {
+        return Err(Unusable::Unknown(format!(
+            "`:above`/`:below` on `{param}`: the code system `{system}` is not available to this server"
+        )));
+    };
+    let codes = if below { cs.descendants(&code) } else { cs.ancestors(&code) };
+    let codes = codes.map(|c| c.into_iter().map(str::to_string).collect()).unwrap_or_else(|| vec![code]);
+    Ok(Condition::TokenIn { system, codes })
 }
 
 fn token(raw: &str, of_type: bool) -> Result<Condition, QueryError> {

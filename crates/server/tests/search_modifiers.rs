@@ -90,6 +90,12 @@ fn patients() -> Vec<Value> {
             "prediction": [{"probabilityDecimal": 0.25}]}),
         json!({"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
             "entry": [{"item": {"reference": "Patient/zoe"}}, {"item": {"reference": "Patient/ann"}}]}),
+        json!({"resourceType": "Condition", "id": "c-relapse", "subject": {"reference": "Patient/zoe"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "relapse"}]}}),
+        json!({"resourceType": "Condition", "id": "c-resolved", "subject": {"reference": "Patient/zoe"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]}}),
+        json!({"resourceType": "Condition", "id": "c-active", "subject": {"reference": "Patient/max"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}}),
         json!({"resourceType": "ValueSet", "id": "vs1", "status": "active", "url": "http://example.org/fhir/ValueSet/a/b"}),
     ]
 }
@@ -118,6 +124,15 @@ async fn token_modifiers() {
     assert_eq!(s.ids("Patient?active=true").await, set(&["zoe"]));
     assert_eq!(s.ids("Patient?active:missing=true").await, set(&["max", "ann"]));
     assert_eq!(s.ids("Patient?active:missing=false").await, set(&["zoe"]));
+    // Subsumption from the embedded CodeSystem hierarchy: relapse and recurrence are below active.
+    let cs = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+    assert_eq!(s.ids(&format!("Condition?clinical-status:below={cs}|active")).await, set(&["c-relapse", "c-active"]));
+    assert_eq!(s.ids(&format!("Condition?clinical-status:below={cs}|inactive")).await, set(&["c-resolved"]));
+    assert_eq!(s.ids(&format!("Condition?clinical-status:above={cs}|relapse")).await, set(&["c-relapse", "c-active"]));
+    assert_eq!(s.ids("Observation?status:below=http://hl7.org/fhir/observation-status|amended").await, set(&["o2"]));
+    // A code system without an embedded hierarchy: reported, not guessed.
+    let bundle = s.bundle("Observation?code:below=http://loinc.org|2093-3").await;
+    assert!(bundle["entry"].as_array().unwrap().iter().any(|e| e["search"]["mode"] == "outcome"));
     let of_type = "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M1";
     assert_eq!(s.ids(of_type).await, set(&["zoe"]));
     assert_eq!(s.ids("Patient?identifier:text=medical").await, set(&["zoe"]));

@@ -372,6 +372,15 @@ fn condition_sql(b: &mut Builder, condition: &Condition, t: &str) -> String {
             }
             if parts.is_empty() { "1".into() } else { format!("({})", parts.join(" AND ")) }
         }
+        Condition::TokenIn { system, codes } => {
+            let list: Vec<String> = codes.iter().map(|c| b.bind(c.clone())).collect();
+            // A `code` element carries no system of its own: its binding's is implied.
+            format!(
+                "({t}.code IN ({}) AND ({t}.system = {} OR {t}.system IS NULL))",
+                list.join(", "),
+                b.bind(system.clone())
+            )
+        }
         Condition::TokenText(text) => {
             format!("({t}.text >= {} AND {t}.text < {})", b.bind(text.clone()), b.bind(prefix_end(text)))
         }

@@ -56,7 +56,8 @@ impl ValueSet {
 }
 
 /// A CodeSystem's concepts with their hierarchy.
-struct CodeSystem {
+#[derive(Debug)]
+pub struct CodeSystem {
     complete: bool,
     /// Every code, in definition order, with the index of its parent (nested concepts).
     codes: Vec<(String, Option<usize>)>,
@@ -74,6 +75,23 @@ impl CodeSystem {
         let mut codes = Vec::new();
         walk(&raw.concept, None, &mut codes);
         CodeSystem { complete: raw.content.as_deref() == Some("complete"), codes }
+    }
+
+    /// `code` and every code below it (`:below`); `None` when the system lacks `code`.
+    pub fn descendants(&self, code: &str) -> Option<Vec<&str>> {
+        let found = self.subsumed(code, true);
+        if found.is_empty() { None } else { Some(found) }
+    }
+
+    /// `code` and every code above it (`:above`); `None` when the system lacks `code`.
+    pub fn ancestors(&self, code: &str) -> Option<Vec<&str>> {
+        let mut at = self.codes.iter().position(|(c, _)| c == code)?;
+        let mut out = vec![self.codes[at].0.as_str()];
+        while let Some(parent) = self.codes[at].1 {
+            out.push(self.codes[parent].0.as_str());
+            at = parent;
+        }
+        Some(out)
     }
 
     /// `code` and (with `include_self` false, only) everything below it.
@@ -192,6 +210,15 @@ impl<'a> Expander<'a> {
 
 fn canonical(url: &str) -> &str {
     url.split_once('|').map_or(url, |(u, _)| u)
+}
+
+/// The CodeSystems among `items` with a concept hierarchy of their own, keyed by URL.
+pub(crate) fn code_systems(items: &[raw::Terminology]) -> FastMap<Box<str>, CodeSystem> {
+    items
+        .iter()
+        .filter(|i| i.resource_type == "CodeSystem" && !i.concept.is_empty())
+        .map(|i| (i.url.as_str().into(), CodeSystem::from_raw(i)))
+        .collect()
 }
 
 /// Expands every ValueSet in `items` (a mix of ValueSets and CodeSystems), keyed by URL.
