@@ -10,6 +10,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Now, in Unix seconds.
@@ -245,12 +246,24 @@ pub struct Authority {
     pub(crate) pending: Mutex<HashMap<String, crate::grant::Pending>>,
     /// Fetched `jwks_uri` documents: client id → (JWK Set, fetched at).
     pub(crate) fetched_jwks: Mutex<HashMap<String, (serde_json::Value, i64)>>,
+    /// Grants issued since start; every [`PURGE_EVERY`]th clears out expired records.
+    issued: AtomicU64,
 }
+
+/// How many grants are issued between two purges of expired codes, tokens and assertion ids.
+const PURGE_EVERY: u64 = 1000;
 
 impl Authority {
     /// An authority over `store`, signing with `key`.
     pub fn new(store: Arc<dyn AuthStore>, key: ServerKey, config: AuthConfig) -> Authority {
-        Authority { store, key, config, pending: Mutex::new(HashMap::new()), fetched_jwks: Mutex::new(HashMap::new()) }
+        Authority {
+            store,
+            key,
+            config,
+            pending: Mutex::new(HashMap::new()),
+            fetched_jwks: Mutex::new(HashMap::new()),
+            issued: AtomicU64::new(0),
+        }
     }
 
     /// Opens the authority of data directory `dir` (`auth.db`, the signing key). On first
@@ -260,6 +273,7 @@ impl Authority {
         let store = Arc::new(SqliteAuthStore::open(dir)?);
         let key = ServerKey::load_or_create(dir)?;
         let authority = Authority::new(store, key, config);
+        authority.store.purge_expired(now())?;
         let first = authority.bootstrap_administrator()?;
         Ok((authority, first))
     }
@@ -440,6 +454,9 @@ impl Authority {
     /// Issues an access token (and a refresh token and id_token when the scopes ask for them).
     pub(crate) fn issue(&self, issue: Issue<'_>) -> Result<TokenResponse> {
         let now = now();
+        if self.issued.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            self.store.purge_expired(now)?;
+        }
         let access = crypto::random_secret();
         let scope = issue.scopes.to_string();
         let record = |hash: String, kind: TokenKind, expires_at: i64| TokenRecord {

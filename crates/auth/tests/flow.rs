@@ -637,3 +637,70 @@ async fn staff_choose_the_patient_of_a_standalone_launch() {
     assert_eq!(tokens["patient"], "p-5");
     assert_eq!(tokens["need_patient_banner"], true);
 }
+
+#[tokio::test]
+async fn backend_keys_can_be_fetched_from_a_jwks_uri() {
+    let server = start().await;
+    let backend = es384_backend();
+    let keys = json!({ "keys": [backend.jwk] });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_uri = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let published =
+        axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
+    tokio::spawn(async move { axum::serve(listener, published).await.unwrap() });
+    server
+        .authority
+        .add_client(NewClient {
+            id: Some("remote-keys".into()),
+            name: "Remote keys".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            allowed_scopes: "system/Patient.rs".into(),
+            jwks: None,
+            jwks_uri: Some(jwks_uri),
+            with_secret: false,
+        })
+        .unwrap();
+    let aud = format!("{}/auth/token", server.base);
+    let assertion = backend.assertion("remote-keys", &aud, 120, "remote-1");
+    let (status, tokens) = server
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion),
+        ])
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "system/Patient.rs");
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_their_secret() {
+    let server = start().await;
+    let (_, secret) = server
+        .authority
+        .add_client(NewClient {
+            id: Some("svc".into()),
+            name: "Service".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            allowed_scopes: "system/*.rs".into(),
+            jwks: None,
+            jwks_uri: None,
+            with_secret: true,
+        })
+        .unwrap();
+    let secret = secret.unwrap();
+    let form = [("grant_type", "client_credentials"), ("scope", "system/*.rs")];
+    let basic = |secret: &str| {
+        server.http.post(format!("{}/auth/token", server.base)).basic_auth("svc", Some(secret)).form(&form).send()
+    };
+    assert_eq!(basic(&secret).await.unwrap().status(), 200);
+    let wrong = basic("not-the-secret").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().contains_key("www-authenticate"));
+    let (status, _) =
+        server.token(&[("grant_type", "client_credentials"), ("scope", "system/*.rs"), ("client_id", "svc")]).await;
+    assert_eq!(status, 401, "a confidential client must authenticate");
+}

@@ -61,7 +61,13 @@ fn oauth_error(error: &OAuthError) -> Response {
         "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
-    json_no_store(status, serde_json::json!({ "error": error.error, "error_description": error.description }))
+    let mut response =
+        json_no_store(status, serde_json::json!({ "error": error.error, "error_description": error.description }));
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 6749 §5.2: a 401 names the authentication scheme.
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"continuum\""));
+    }
+    response
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
