@@ -65,15 +65,37 @@ pub struct IndexContext {
 /// validated, so such failures come from expression/data mismatches the spec tolerates).
 pub fn extract(resource_type: &str, resource: &Value, context: &IndexContext) -> Vec<IndexEntry> {
     let mut out = Vec::new();
+    extract_into(resource_type, resource, context, &mut out);
+    // Contained resources are indexed too, under their own keys (`_contained=true`).
+    for inner in resource.get("contained").and_then(Value::as_array).into_iter().flatten() {
+        let Some(inner_type) = inner.get("resourceType").and_then(Value::as_str) else { continue };
+        let start = out.len();
+        // A marker row: this resource contains a resource of that type.
+        let id = inner.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        out.push(IndexEntry {
+            param: crate::registry::contained_marker(inner_type),
+            group: None,
+            value: IndexValue::Uri(id),
+        });
+        let start = start + 1;
+        extract_into(inner_type, inner, context, &mut out);
+        for entry in &mut out[start..] {
+            entry.param = registry().contained(entry.param).unwrap_or(entry.param);
+        }
+    }
+    out
+}
+
+fn extract_into(resource_type: &str, resource: &Value, context: &IndexContext, out: &mut Vec<IndexEntry>) {
     let Some(params) = registry().params(resource_type) else {
-        return out;
+        return;
     };
     let env = Environment::new(resource);
     for param in params {
         let Some(expression) = &param.expression else { continue };
         let Ok(items) = expression.evaluate_with(&env) else { continue };
         if param.kind == ParamKind::Composite {
-            composite(resource, param, &items, context, &mut out);
+            composite(resource, param, &items, context, out);
             continue;
         }
         for item in &items {
@@ -89,7 +111,6 @@ pub fn extract(resource_type: &str, resource: &Value, context: &IndexContext) ->
             }
         }
     }
-    out
 }
 
 fn composite(

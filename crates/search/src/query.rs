@@ -188,6 +188,16 @@ pub enum Summary {
     Count,
 }
 
+/// `_contained`: whether to search resources contained in others (and return their
+/// containers, `_containedType=container`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Contained {
+    #[default]
+    No,
+    Only,
+    Both,
+}
+
 /// A sort key of `_sort`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortKey {
@@ -229,6 +239,11 @@ pub struct SearchQuery {
     pub echo: Vec<(String, String)>,
     /// Paging parameters of this server's links (`_page`), passed back as given.
     pub page: Option<String>,
+    /// `_contained`.
+    pub contained: Contained,
+    /// With `_contained=both`: the filters as they apply to contained resources (matched
+    /// besides `filters` on the searched types).
+    pub contained_filters: Vec<Filter>,
 }
 
 impl SearchQuery {
@@ -421,6 +436,17 @@ impl SearchQuery {
                 Err(Unusable::Invalid(e)) => return Err(e),
             }
         }
+        if query.contained != Contained::No {
+            let mut mapped: Vec<Filter> = query.filters.iter().map(to_contained).collect();
+            // Only containers that do contain a resource of the searched type(s).
+            let markers = types.iter().map(|t| crate::registry::contained_marker(t)).collect();
+            mapped.push(Filter::Missing { keys: markers, kind: ParamKind::Uri, missing: false });
+            if query.contained == Contained::Only {
+                query.filters = mapped;
+            } else {
+                query.contained_filters = mapped;
+            }
+        }
         Ok(query)
     }
 
@@ -432,6 +458,23 @@ impl SearchQuery {
                 self.echo.push((name.into(), value.into()));
             }
             "_page" => self.page = Some(value.to_string()),
+            "_contained" => {
+                self.contained = match value {
+                    "false" => Contained::No,
+                    "true" => Contained::Only,
+                    "both" => Contained::Both,
+                    _ => return Err(invalid("`_contained` must be true, false or both")),
+                };
+                self.echo.push((name.into(), value.into()));
+            }
+            "_containedType" => match value {
+                "container" => self.echo.push((name.into(), value.into())),
+                "contained" => self.ignored.push(Issue::warning(
+                    IssueCode::NotSupported,
+                    "`_containedType=contained` is not supported; containers are returned",
+                )),
+                _ => return Err(invalid("`_containedType` must be container or contained")),
+            },
             "_total" => {
                 self.total = match value {
                     "none" => Total::None,
@@ -478,6 +521,43 @@ impl SearchQuery {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The same filter on contained resources: parameter keys swapped for their contained keys.
+/// Chains start from the contained resource and end at ordinary ones; what concerns the
+/// resource itself (`_id`, `_lastUpdated`, `_text`…) stays on the container.
+fn to_contained(filter: &Filter) -> Filter {
+    let map = |keys: &[i64]| keys.iter().map(|k| registry().contained(*k).unwrap_or(*k)).collect::<Vec<_>>();
+    match filter {
+        Filter::Param { keys, kind, conditions } => Filter::Param {
+            keys: map(keys),
+            kind: *kind,
+            conditions: conditions
+                .iter()
+                .map(|c| match c {
+                    Condition::Composite(parts) => Condition::Composite(
+                        parts
+                            .iter()
+                            .map(|(k, kind, c)| (registry().contained(*k).unwrap_or(*k), *kind, c.clone()))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                })
+                .collect(),
+        },
+        Filter::Not { keys, kind, conditions } => {
+            Filter::Not { keys: map(keys), kind: *kind, conditions: conditions.clone() }
+        }
+        Filter::Missing { keys, kind, missing } => Filter::Missing { keys: map(keys), kind: *kind, missing: *missing },
+        Filter::Chain { keys, target_type, inner } => {
+            Filter::Chain { keys: map(keys), target_type: target_type.clone(), inner: inner.clone() }
+        }
+        Filter::AnyOf(filters) => Filter::AnyOf(filters.iter().map(to_contained).collect()),
+        // A contained resource has no id of its own on the server, and nothing references it
+        // from outside its container.
+        Filter::Id(_) | Filter::Has { .. } | Filter::Is { .. } => Filter::Nothing,
+        other => other.clone(),
     }
 }
 

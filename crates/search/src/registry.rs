@@ -61,12 +61,31 @@ pub struct CompiledParam {
 #[derive(Debug)]
 pub struct Registry {
     by_type: HashMap<String, Vec<CompiledParam>>,
+    /// Key of a parameter → key of the same parameter on resources contained in others.
+    contained: HashMap<i64, i64>,
+}
+
+/// The key of the marker row (a uri row holding the contained id) that says a resource
+/// contains a resource of `resource_type`.
+pub fn contained_marker(resource_type: &str) -> i64 {
+    param_key(&format!("#{resource_type}"), "#")
+}
+
+/// The key rows of a contained resource carry for parameter `name` of its type: the same
+/// hash over `#Type.name`, so that contained resources never match ordinary searches.
+pub fn contained_key(resource_type: &str, name: &str) -> i64 {
+    param_key(&format!("#{resource_type}"), name)
 }
 
 impl Registry {
     /// The parameters of `resource_type`, sorted by name.
     pub fn params(&self, resource_type: &str) -> Option<&[CompiledParam]> {
         self.by_type.get(resource_type).map(Vec::as_slice)
+    }
+
+    /// The key contained resources' rows carry for the parameter whose key is `key`.
+    pub fn contained(&self, key: i64) -> Option<i64> {
+        self.contained.get(&key).copied()
     }
 
     /// The parameter `name` of `resource_type`.
@@ -102,6 +121,7 @@ fn build() -> Registry {
         }
     }
     let mut by_type = HashMap::new();
+    let mut contained = HashMap::new();
     for t in definitions.resource_types() {
         let mut params = Vec::new();
         for def in definitions.search_params(t) {
@@ -122,7 +142,16 @@ fn build() -> Registry {
                 .collect();
             params.push(CompiledParam {
                 name: def.name.clone(),
-                key: param_key(t, &def.name),
+                key: {
+                    contained.insert(param_key(t, &def.name), contained_key(t, &def.name));
+                    for (i, _) in def.components.iter().enumerate() {
+                        let part = format!("{}#{i}", def.name);
+                        contained.insert(param_key(t, &part), contained_key(t, &part));
+                    }
+                    let of_type = format!("{}:of-type", def.name);
+                    contained.insert(param_key(t, &of_type), contained_key(t, &of_type));
+                    param_key(t, &def.name)
+                },
                 kind,
                 expression,
                 targets: def.targets.clone(),
@@ -132,7 +161,7 @@ fn build() -> Registry {
         }
         by_type.insert(t.to_string(), params);
     }
-    Registry { by_type }
+    Registry { by_type, contained }
 }
 
 #[cfg(test)]

@@ -96,6 +96,12 @@ fn patients() -> Vec<Value> {
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]}}),
         json!({"resourceType": "Condition", "id": "c-active", "subject": {"reference": "Patient/max"},
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}}),
+        json!({"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/zoe"}, "medicationReference": {"reference": "#med"},
+            "contained": [{"resourceType": "Medication", "id": "med",
+                "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "123"}]}}]}),
+        json!({"resourceType": "Medication", "id": "m1",
+            "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "999"}]}}),
         json!({"resourceType": "ValueSet", "id": "vs1", "status": "active", "url": "http://example.org/fhir/ValueSet/a/b"}),
     ]
 }
@@ -217,6 +223,12 @@ async fn special_parameters_and_uris() {
     // _lastUpdated: everything was written just now.
     assert_eq!(s.ids("Patient?_lastUpdated=gt2020-01-01").await, set(&["zoe", "max", "ann"]));
     assert_eq!(s.ids("Patient?_lastUpdated=lt2020-01-01").await, set(&[]));
+    // _contained: contained resources are searched on request, and their containers return.
+    assert_eq!(s.ids("Medication?code=123").await, set(&[]));
+    assert_eq!(s.ids("Medication?code=123&_contained=true").await, set(&["mr1"]));
+    assert_eq!(s.ids("Medication?code=123,999&_contained=both").await, set(&["mr1", "m1"]));
+    assert_eq!(s.ids("Medication?_contained=true").await, set(&["mr1"]));
+    assert_eq!(s.ids("Medication?code=999&_contained=true").await, set(&[]));
     // System-level search across types.
     assert_eq!(s.ids("?_tag=vip").await, set(&["zoe"]));
     assert_eq!(s.ids("?_type=Practitioner,Organization&_sort=_id").await, set(&["doc", "other", "org"]));

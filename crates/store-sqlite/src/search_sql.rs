@@ -5,7 +5,7 @@ use crate::storage;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 use search::ParamKind;
-use search::query::{Condition, Filter, Include, Prefix, SearchQuery, SortKey, StringMatch, UriMatch};
+use search::query::{Condition, Contained, Filter, Include, Prefix, SearchQuery, SortKey, StringMatch, UriMatch};
 use store::Result;
 
 /// SQL text and its bound values, built together.
@@ -60,7 +60,25 @@ fn like_escape(text: &str) -> String {
 
 /// The `WHERE` of the resource rows a search matches, for the row alias `r`.
 fn where_clause(b: &mut Builder, query: &SearchQuery, r: &str) -> String {
-    let mut parts = vec![format!("{r}.deleted = 0")];
+    // Containers are of any type: what is searched is what they contain.
+    if query.contained == Contained::Only {
+        let mut parts = vec![format!("{r}.deleted = 0")];
+        for filter in &query.filters {
+            parts.push(filter_sql(b, filter, r, None));
+        }
+        return parts.join(" AND ");
+    }
+    let own = typed_clause(b, query, r);
+    if query.contained == Contained::Both {
+        let inner: Vec<String> = query.contained_filters.iter().map(|f| filter_sql(b, f, r, None)).collect();
+        return format!("{r}.deleted = 0 AND (({own}) OR ({}))", inner.join(" AND "));
+    }
+    format!("{r}.deleted = 0 AND {own}")
+}
+
+/// The type constraint and filters of a search on the searched types themselves.
+fn typed_clause(b: &mut Builder, query: &SearchQuery, r: &str) -> String {
+    let mut parts = vec!["1".to_string()];
     match query.types.as_slice() {
         [] => {}
         [one] => parts.push(format!("{r}.resource_type = {}", b.bind(one.clone()))),
