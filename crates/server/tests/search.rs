@@ -469,3 +469,73 @@ async fn patient_everything() {
     let missing = f.client().get(format!("{}/Patient/nobody/$everything", f.base)).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn organizations_and_practitioners() {
+    let f = fixture().await;
+    let orgs = f.expect("Organization", |_| true);
+    assert!(orgs.len() > 5);
+    for org in f.resources.iter().filter(|r| r.resource_type == "Organization").take(5) {
+        let key = format!("Organization/{}", org.id);
+        let name = org.body["name"].as_str().unwrap();
+        let word = name.split_whitespace().next().unwrap();
+        let expected = f.expect("Organization", |b| {
+            b["name"].as_str().is_some_and(|n| starts_with_word(n, word))
+                || b["alias"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a.as_str().is_some_and(|a| starts_with_word(a, word)))
+        });
+        assert!(expected.contains(&key));
+        assert_eq!(f.search(&format!("Organization?name={}", urlencode(word))).await.0, expected, "{word}");
+        if let Some(ident) = org.body["identifier"][0].as_object() {
+            let q = format!(
+                "Organization?identifier={}|{}",
+                urlencode(ident["system"].as_str().unwrap()),
+                urlencode(ident["value"].as_str().unwrap())
+            );
+            assert!(f.search(&q).await.0.contains(&key), "{q}");
+        }
+    }
+    for doc in f.resources.iter().filter(|r| r.resource_type == "Practitioner").take(5) {
+        let key = format!("Practitioner/{}", doc.id);
+        let family = doc.body["name"][0]["family"].as_str().unwrap();
+        let expected = f.expect("Practitioner", |b| {
+            b["name"].as_array().into_iter().flatten().any(|n| {
+                n["family"].as_str().is_some_and(|x| x.to_lowercase().starts_with(&family.to_lowercase()))
+                    || n["given"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|g| g.as_str().is_some_and(|x| x.to_lowercase().starts_with(&family.to_lowercase())))
+                    || n["prefix"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|g| g.as_str().is_some_and(|x| x.to_lowercase().starts_with(&family.to_lowercase())))
+            })
+        });
+        assert!(expected.contains(&key));
+        assert_eq!(f.search(&format!("Practitioner?name={}", urlencode(family))).await.0, expected);
+        let ident = &doc.body["identifier"][0];
+        let q = format!(
+            "Practitioner?identifier={}|{}",
+            urlencode(ident["system"].as_str().unwrap()),
+            urlencode(ident["value"].as_str().unwrap())
+        );
+        assert_eq!(f.search(&q).await.0, BTreeSet::from([key.clone()]), "{q}");
+        // Everything a practitioner's encounters point at, via `_include=*`.
+        let (encounters, included) =
+            f.search(&format!("Encounter?participant=Practitioner/{}&_include=Encounter:*&_count=500", doc.id)).await;
+        if !encounters.is_empty() {
+            assert!(included.contains(&key), "the participant itself is included");
+        }
+    }
+}
+
+/// Whether `text` starts with `word`, ignoring case (string search matches the start of the
+/// value; `name` of Organization also covers `alias`).
+fn starts_with_word(text: &str, word: &str) -> bool {
+    text.to_lowercase().starts_with(&word.to_lowercase())
+}
