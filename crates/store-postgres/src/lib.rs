@@ -1,0 +1,136 @@
+//! PostgreSQL storage backend: the same tables as the SQLite backend (resources, history,
+//! identifiers, search indexes) with `tsvector` full text, versioned migrations applied on
+//! connect, and a pool of connections. Every unit of work runs in its own transaction and is
+//! answered only after its `COMMIT` (with `synchronous_commit = on`, so after the WAL flush).
+//!
+//! # Why writes are race-free without SERIALIZABLE
+//!
+//! A unit of work ([`Work`]) is a `FnOnce`: it cannot be run again after a serialization
+//! failure, so SERIALIZABLE would turn races into errors the caller never sees in SQLite. The
+//! transactions run READ COMMITTED and take locks before they read what they decide on:
+//! `current` locks the resource row (`FOR NO KEY UPDATE`, which after a wait returns the newest
+//! committed version) or, for a resource that does not exist yet, an advisory lock on its
+//! `type/id`; identifier lookups and the identifiers a version writes take an advisory lock per
+//! `(type, value)`; searches inside a transaction (conditional operations) take an exclusive
+//! advisory lock on the resource type, against which every write takes it shared. Each read
+//! that follows a lock is a new statement, so it sees everything committed before the lock.
+
+mod conn;
+mod index_rows;
+mod queries;
+mod schema;
+mod search_sql;
+mod writer;
+
+use conn::{Conn, Manager};
+use search::query::{Include, SearchQuery};
+use std::time::Duration;
+use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
+
+/// Most connections the pool opens.
+const POOL_SIZE: u32 = 16;
+/// How long a caller waits for a free connection.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// The longest a statement may run before the server cancels it.
+const STATEMENT_TIMEOUT: &str = "30s";
+
+/// A [`Backend`] on a PostgreSQL database.
+pub struct PostgresBackend {
+    pool: r2d2::Pool<Manager>,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`) and brings its
+    /// schema up to date.
+    pub fn connect(url: &str) -> Result<PostgresBackend> {
+        let mut config: postgres::Config =
+            url.parse().map_err(|_| Error::Storage("the PostgreSQL URL is not valid".into()))?;
+        config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT} -c synchronous_commit=on"));
+        config.application_name("continuum");
+        let mut first = Manager::connect(&config)?;
+        schema::migrate(&mut first)?;
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(POOL_WAIT)
+            .build_unchecked(Manager::new(config));
+        Ok(PostgresBackend { pool })
+    }
+
+    /// The schema version of the database (the number of migrations applied).
+    pub fn schema_version(&self) -> Result<usize> {
+        schema::applied(&mut *self.conn()?)
+    }
+
+    /// The schema version this program creates.
+    pub fn latest_schema_version() -> usize {
+        schema::latest()
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        self.pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn current(&self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
+        queries::current(&mut *self.conn()?, resource_type, id, queries::Lock::None)
+    }
+
+    fn version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
+        queries::version(&mut *self.conn()?, resource_type, id, version)
+    }
+
+    fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>> {
+        queries::history(&mut *self.conn()?, query)
+    }
+
+    fn history_total(&self, query: &HistoryQuery) -> Result<u64> {
+        queries::history_total(&mut *self.conn()?, query)
+    }
+
+    fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
+        queries::find_by_identifier(&mut *self.conn()?, resource_type, system, value)
+    }
+
+    fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
+        queries::count_by_type(&mut *self.conn()?)
+    }
+
+    fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
+        search_sql::search(&mut *self.conn()?, query, limit)
+    }
+
+    fn search_count(&self, query: &SearchQuery) -> Result<u64> {
+        search_sql::count(&mut *self.conn()?, query)
+    }
+
+    fn include(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+        search_sql::include(&mut *self.conn()?, keys, include)
+    }
+
+    fn revinclude(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
+        search_sql::revinclude(&mut *self.conn()?, keys, include)
+    }
+
+    fn fetch(&self, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>> {
+        queries::fetch(&mut *self.conn()?, keys)
+    }
+
+    fn execute(&self, work: Work) -> Result<()> {
+        writer::execute(&mut *self.conn()?, work)
+    }
+}
+
+/// A `Storage` error for a failed `operation`. Only the SQLSTATE goes into it: server messages
+/// can quote values, and values may be patient data.
+pub(crate) fn storage(operation: &'static str) -> impl Fn(postgres::Error) -> Error {
+    move |e| match e.code() {
+        Some(code) => Error::Storage(format!("{operation}: PostgreSQL {}", code.code())),
+        None if e.is_closed() => Error::Unavailable(format!("{operation}: the database connection closed")),
+        None => Error::Storage(format!("{operation}: database error")),
+    }
+}
+
+/// Keeps the type of [`Conn`] visible to the modules that take it.
+pub(crate) type Connection = Conn;

@@ -1,0 +1,190 @@
+//! The schema and its migrations, applied on connect. The table `continuum_migration` lists
+//! the migrations applied; an advisory lock keeps two processes from migrating at once.
+//!
+//! The tables are those of the SQLite backend. Differences: `resource_current.rid` (a
+//! `bigserial`, kept by updates) stands for SQLite's rowid; the current body is also kept as
+//! `jsonb` (`content`, generated from the exact text in `body`, which reads return so that
+//! element order and decimals round-trip); `search_text` holds `tsvector`s under GIN indexes;
+//! text columns use the "C" collation, so that comparisons, prefix ranges and sorting are
+//! by code point as in SQLite, whatever the database's default collation.
+
+use crate::{Connection, storage};
+use store::{Error, Result};
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Never edit one that shipped;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the resource store.
+    r#"
+    CREATE TABLE resource_version (
+        sequence      BIGSERIAL PRIMARY KEY,
+        resource_type TEXT COLLATE "C" NOT NULL,
+        id            TEXT COLLATE "C" NOT NULL,
+        version       BIGINT NOT NULL,
+        last_updated  BIGINT NOT NULL,  -- unix microseconds
+        change        TEXT NOT NULL CHECK (change IN ('created', 'updated', 'deleted')),
+        body          TEXT,             -- NULL for a deletion
+        UNIQUE (resource_type, id, version)
+    );
+    CREATE INDEX resource_version_by_type ON resource_version (resource_type, sequence);
+    CREATE INDEX resource_version_by_time ON resource_version (last_updated);
+
+    CREATE TABLE resource_current (
+        rid           BIGSERIAL NOT NULL UNIQUE,
+        resource_type TEXT COLLATE "C" NOT NULL,
+        id            TEXT COLLATE "C" NOT NULL,
+        version       BIGINT NOT NULL,
+        last_updated  BIGINT NOT NULL,
+        change        TEXT NOT NULL,
+        deleted       BOOLEAN NOT NULL,
+        sequence      BIGINT NOT NULL,
+        body          TEXT,
+        content       JSONB GENERATED ALWAYS AS (body::jsonb) STORED,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE INDEX resource_current_live ON resource_current (resource_type, rid) WHERE NOT deleted;
+
+    CREATE TABLE identifier_index (
+        resource_type TEXT COLLATE "C" NOT NULL,
+        value         TEXT COLLATE "C" NOT NULL,
+        system        TEXT COLLATE "C" NOT NULL,
+        id            TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (resource_type, value, system, id)
+    );
+    CREATE INDEX identifier_index_by_resource ON identifier_index (resource_type, id);
+    "#,
+    // 2: search indexes; rows point at `resource_current.rid`. See the SQLite backend's
+    // migration 2 for the reasons of each index.
+    r#"
+    CREATE TABLE search_string (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        normalized TEXT COLLATE "C" NOT NULL, exact TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX search_string_value ON search_string (param, normalized, rid);
+    CREATE INDEX search_string_rid ON search_string (rid, param);
+
+    CREATE TABLE search_token (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        system TEXT COLLATE "C", code TEXT COLLATE "C", text TEXT COLLATE "C"
+    );
+    CREATE INDEX search_token_code ON search_token (param, code, system, rid);
+    CREATE INDEX search_token_text ON search_token (param, text, rid) WHERE text IS NOT NULL;
+    CREATE INDEX search_token_rid ON search_token (rid, param);
+
+    CREATE TABLE search_reference (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        target_type TEXT COLLATE "C", target_id TEXT COLLATE "C", version TEXT COLLATE "C",
+        url TEXT COLLATE "C", id_system TEXT COLLATE "C", id_value TEXT COLLATE "C"
+    );
+    CREATE INDEX search_reference_target ON search_reference (param, target_id, target_type, rid);
+    CREATE INDEX search_reference_by_target ON search_reference (target_id, target_type, param);
+    CREATE INDEX search_reference_url ON search_reference (param, url, rid) WHERE url IS NOT NULL;
+    CREATE INDEX search_reference_identifier ON search_reference (param, id_value, rid) WHERE id_value IS NOT NULL;
+    CREATE INDEX search_reference_rid ON search_reference (rid, param);
+
+    CREATE TABLE search_date (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        low BIGINT NOT NULL, high BIGINT NOT NULL  -- unix microseconds, inclusive
+    );
+    CREATE INDEX search_date_low ON search_date (param, low, high, rid);
+    CREATE INDEX search_date_high ON search_date (param, high, low, rid);
+    CREATE INDEX search_date_rid ON search_date (rid, param);
+
+    CREATE TABLE search_number (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        value DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX search_number_value ON search_number (param, value, rid);
+    CREATE INDEX search_number_rid ON search_number (rid, param);
+
+    CREATE TABLE search_quantity (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
+        value DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL,
+        system TEXT COLLATE "C", code TEXT COLLATE "C", unit TEXT COLLATE "C",
+        canonical_code TEXT COLLATE "C", canonical_value DOUBLE PRECISION,
+        canonical_low DOUBLE PRECISION, canonical_high DOUBLE PRECISION
+    );
+    CREATE INDEX search_quantity_value ON search_quantity (param, value, rid);
+    CREATE INDEX search_quantity_canonical ON search_quantity (param, canonical_code, canonical_value)
+        WHERE canonical_code IS NOT NULL;
+    CREATE INDEX search_quantity_rid ON search_quantity (rid, param);
+
+    CREATE TABLE search_uri (
+        rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT, uri TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX search_uri_value ON search_uri (param, uri, rid);
+    CREATE INDEX search_uri_rid ON search_uri (rid, param);
+
+    -- `_text` (narrative) and `_content` (every string of the resource), diacritics folded
+    -- before they are stored (see index_rows.rs).
+    CREATE TABLE search_text (
+        rid BIGINT PRIMARY KEY, narrative TSVECTOR NOT NULL, content TSVECTOR NOT NULL
+    );
+    CREATE INDEX search_text_narrative ON search_text USING GIN (narrative);
+    CREATE INDEX search_text_content ON search_text USING GIN (content);
+    "#,
+];
+
+/// Key of the advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x636f_6e74_696e_7575; // "continuu"
+
+/// Applies the migrations the database lacks, each in its own transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let fail = storage("migration");
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS continuum_migration (
+            version    INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .or_else(|e| {
+        // Two processes creating the table at once: the loser's error is harmless.
+        if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") { Ok(()) } else { Err(e) }
+    })
+    .map_err(&fail)?;
+    loop {
+        conn.batch("BEGIN").map_err(&fail)?;
+        let step = migrate_one(conn);
+        match step {
+            Ok(true) => conn.batch("COMMIT").map_err(&fail)?,
+            Ok(false) => {
+                conn.batch("COMMIT").map_err(&fail)?;
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Applies the next migration inside the open transaction; `false` when none is left.
+fn migrate_one(conn: &mut Connection) -> Result<bool> {
+    let fail = storage("migration");
+    conn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(&fail)?;
+    let done = applied(conn)?;
+    if done > MIGRATIONS.len() {
+        return Err(Error::Storage(format!(
+            "the database has schema version {done}, newer than this program's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    let Some(sql) = MIGRATIONS.get(done) else { return Ok(false) };
+    conn.batch(sql).map_err(&fail)?;
+    let version = i32::try_from(done + 1).map_err(|_| Error::Storage("bad schema version".into()))?;
+    conn.execute("INSERT INTO continuum_migration (version) VALUES ($1)", &[&version]).map_err(&fail)?;
+    Ok(true)
+}
+
+/// The number of migrations applied.
+pub(crate) fn applied(conn: &mut Connection) -> Result<usize> {
+    let row = conn.query_one("SELECT count(*) FROM continuum_migration", &[]).map_err(storage("schema"))?;
+    let n: i64 = row.try_get(0).map_err(storage("schema"))?;
+    usize::try_from(n).map_err(|_| Error::Storage("bad schema version".into()))
+}
+
+/// The schema version a fully migrated database has.
+pub(crate) fn latest() -> usize {
+    MIGRATIONS.len()
+}

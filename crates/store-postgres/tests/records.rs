@@ -1,0 +1,62 @@
+//! The behaviour of `store::Records` over the PostgreSQL backend: the shared checks of
+//! `store-behaviour`, each on a scratch database of its own, then what only this backend has.
+//!
+//! These tests need a running PostgreSQL server: `CONTINUUM_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) names a database on it through which the
+//! scratch databases are created and dropped. An unreachable server fails the tests.
+
+mod scratch;
+
+use serde_json::json;
+use std::sync::Arc;
+use store::Records;
+use store_behaviour::records::{body, count, create, patient, patient_with_identifier, total_history};
+use store_postgres::PostgresBackend;
+
+/// A fresh store on a new scratch database, dropped with the returned guard.
+fn store() -> (scratch::Database, Records) {
+    let database = scratch::Database::create();
+    let backend = PostgresBackend::connect(&database.url).expect("connect to the scratch database");
+    (database, Records::new(Arc::new(backend)))
+}
+
+store_behaviour::records_tests!(store);
+
+#[test]
+fn durable_across_reconnect() {
+    let database = scratch::Database::create();
+    let id = {
+        let records = Records::new(Arc::new(PostgresBackend::connect(&database.url).unwrap()));
+        let id = create(&records, patient_with_identifier("s", "1"));
+        records.delete("Patient", &create(&records, patient("B")), None).unwrap();
+        id
+    };
+    let backend = Arc::new(PostgresBackend::connect(&database.url).unwrap());
+    assert_eq!(backend.schema_version().unwrap(), PostgresBackend::latest_schema_version());
+    let records = Records::new(backend);
+    assert_eq!(body(&records.read("Patient", &id).unwrap())["identifier"][0]["value"], json!("1"));
+    assert_eq!(records.backend().find_by_identifier("Patient", Some("s"), "1").unwrap(), [id]);
+    assert_eq!(total_history(&records), 3);
+    assert_eq!(count(&records, "Patient"), 1);
+}
+
+#[test]
+fn concurrent_conditional_creates_make_one_resource() {
+    let (_database, records) = store();
+    let outcomes: Vec<store::WriteKind> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let records = &records;
+                scope.spawn(move || {
+                    records
+                        .create(patient_with_identifier("http://mrn", "42"), Some("identifier=http://mrn|42"))
+                        .unwrap()
+                        .kind
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|k| **k == store::WriteKind::Created).count(), 1, "{outcomes:?}");
+    assert_eq!(count(&records, "Patient"), 1);
+}
