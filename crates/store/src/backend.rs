@@ -103,6 +103,17 @@ pub trait Transaction {
     /// Writes a new version: a history row, the current row, and its index rows. Returns the
     /// version's position in the global history (its `sequence`).
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64>;
+    /// Names of the outbound partners that take trigger `event` (none on backends without an
+    /// outbox).
+    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
+        let _ = event;
+        Ok(Vec::new())
+    }
+    /// Queues an outbound message for its partners, committed with this transaction.
+    fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
+        let _ = message;
+        Err(crate::Error::NotSupported("an outbox on this backend".into()))
+    }
 }
 
 /// A unit of work run inside one transaction by [`Backend::execute`].

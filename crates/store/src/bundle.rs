@@ -2,7 +2,7 @@
 //! validating their resources off the writer, and building the response Bundle. The entries'
 //! writes themselves run in [`crate::transaction`].
 
-use crate::records::{Records, capture, check_update_shape, conditional_criteria, take};
+use crate::records::{Records, check_update_shape, conditional_criteria, take};
 use crate::resource::{check_issues, format_instant, is_resource_type, new_id, resource_type, validate_all};
 use crate::transaction::execute;
 use crate::write::parse_patch;
@@ -141,7 +141,7 @@ fn batch(records: &Records, raw: Vec<Value>) -> Result<Value> {
         .map(|entry| {
             indexes.push(entry.index);
             let base = base.clone();
-            capture(move |tx| execute(tx, vec![entry], base.as_deref()))
+            records.capture(move |tx| execute(tx, vec![entry], base.as_deref()))
         })
         .unzip();
     let results = records.backend().execute_all(works);

@@ -10,6 +10,7 @@ pub mod error;
 #[cfg(test)]
 mod memory;
 pub mod messages;
+pub mod outbox;
 pub mod records;
 mod refs;
 mod resource;
@@ -21,6 +22,7 @@ pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Tr
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
 pub use messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
+pub use outbox::{Outbox, WriteHook};
 pub use records::{Records, WriteKind, WriteOutcome};
 pub use resource::format_instant;
 pub use searches::SearchPage;

@@ -3,7 +3,9 @@
 use crate::refs::RefChecker;
 use crate::resource::{body_id, check_id, check_issues, check_valid, new_id, resource_type, validate_all};
 use crate::write::{self, Written};
-use crate::{Backend, Criteria, Error, HistoryQuery, ResourceVersion, Result, Transaction, Work};
+use crate::{
+    Backend, Criteria, Error, HistoryQuery, NewVersion, ResourceVersion, Result, Transaction, Work, WriteHook,
+};
 use fhir::{Issue, IssueCode};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -40,12 +42,13 @@ pub struct Records {
     backend: Arc<dyn Backend>,
     base: Option<Arc<str>>,
     snapshots: Arc<crate::searches::Snapshots>,
+    hook: Option<Arc<dyn WriteHook>>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend, base: None, snapshots: Arc::default() }
+        Records { backend, base: None, snapshots: Arc::default(), hook: None }
     }
 
     /// The same records, treating absolute references that start with `base` (e.g.
@@ -53,6 +56,13 @@ impl Records {
     pub fn with_base(mut self, base: impl Into<String>) -> Self {
         let base: String = base.into();
         self.base = Some(Arc::from(base.trim_end_matches('/')));
+        self
+    }
+
+    /// The same records, running `hook` inside the unit of work of every write it wants
+    /// (outbound notifications queued in the write's own transaction).
+    pub fn with_hook(mut self, hook: Arc<dyn WriteHook>) -> Self {
+        self.hook = Some(hook);
         self
     }
 
@@ -231,9 +241,67 @@ impl Records {
         T: Send + 'static,
         F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
     {
-        let (work, slot) = capture(f);
+        let (work, slot) = self.capture(f);
         self.backend.execute(work)?;
         take(&slot)
+    }
+
+    /// [`capture`], with the write hook (if any) around the transaction.
+    pub(crate) fn capture<T, F>(&self, f: F) -> (Work, Arc<Mutex<Option<T>>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
+    {
+        match self.hook.clone() {
+            None => capture(f),
+            Some(hook) => capture(move |tx| f(&mut HookedTx { inner: tx, hook: &*hook })),
+        }
+    }
+}
+
+/// A transaction that runs a [`WriteHook`] after each version put of a type it wants.
+struct HookedTx<'t, 'h> {
+    inner: &'t mut dyn Transaction,
+    hook: &'h dyn WriteHook,
+}
+
+impl Transaction for HookedTx<'_, '_> {
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
+        self.inner.current(resource_type, id)
+    }
+
+    fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
+        self.inner.find_by_identifier(resource_type, system, value)
+    }
+
+    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
+        self.inner.version(resource_type, id, version)
+    }
+
+    fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
+        self.inner.current_version(resource_type, id)
+    }
+
+    fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
+        self.inner.search_ids(query, limit)
+    }
+
+    fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
+        if !self.hook.wants(version.resource_type) {
+            return self.inner.put(version);
+        }
+        let previous = self.inner.current(version.resource_type, version.id)?;
+        let sequence = self.inner.put(version)?;
+        self.hook.written(self.inner, previous.as_ref(), version, sequence)?;
+        Ok(sequence)
+    }
+
+    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
+        self.inner.outbound_partners(event)
+    }
+
+    fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
+        self.inner.enqueue_outbound(message)
     }
 }
 
