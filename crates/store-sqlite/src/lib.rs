@@ -6,6 +6,7 @@
 mod checkpoint;
 mod index_rows;
 mod messages;
+mod outbox;
 mod queries;
 mod schema;
 mod search_sql;
@@ -23,6 +24,7 @@ use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
 use writer::Job;
 
 pub use messages::SqliteMessageLog;
+pub use outbox::SqliteOutbox;
 
 /// Name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "continuum.db";

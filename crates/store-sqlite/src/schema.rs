@@ -147,6 +147,36 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX interface_message_patient ON interface_message (patient, id) WHERE patient IS NOT NULL;
     CREATE INDEX interface_message_received ON interface_message (received_at);
     "#,
+    // 4: outbound interface partners and the outbox. An outbox row is inserted in the same
+    // transaction as the record change it announces (one row per subscribed partner), so a
+    // committed change is always announced; the sender marks it delivered or dead.
+    r#"
+    CREATE TABLE interface_partner (
+        name       TEXT PRIMARY KEY,
+        address    TEXT NOT NULL,     -- HOST:PORT of its MLLP listener
+        events     TEXT NOT NULL,     -- ',A01,A03,' : the trigger events it takes
+        created_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE interface_outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        partner         TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,  -- unix microseconds
+        event           TEXT    NOT NULL,  -- A01
+        message_type    TEXT    NOT NULL,  -- ADT^A01
+        control_id      TEXT    NOT NULL,  -- MSH-10
+        resource        TEXT    NOT NULL,  -- Type/id announced
+        patient         TEXT,
+        status          TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        updated_at      INTEGER NOT NULL,
+        payload         TEXT    NOT NULL
+    );
+    CREATE INDEX interface_outbox_due ON interface_outbox (next_attempt_at, id) WHERE status = 'pending';
+    CREATE INDEX interface_outbox_status ON interface_outbox (status, id);
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

@@ -247,4 +247,12 @@ impl Transaction for WriterTx<'_> {
     fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
         crate::search_sql::search_ids(self.conn, query, limit)
     }
+
+    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
+        crate::outbox::partners_for(self.conn, event)
+    }
+
+    fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {
+        crate::outbox::enqueue(self.conn, message)
+    }
 }
