@@ -320,33 +320,39 @@ fn decode(text: &str) -> Result<String, QueryError> {
         .map_err(|_| invalid("a search parameter is not valid UTF-8 after percent-decoding"))
 }
 
-/// Splits at unescaped `separator`s (FHIR's `\,` `\|` `\$` escapes).
-fn split_unescaped(text: &str, separator: char) -> Vec<String> {
+/// Splits on `separator` where it is not escaped by a backslash; escapes are kept.
+pub fn split_unescaped(text: &str, separator: char) -> Vec<String> {
     let mut parts = vec![String::new()];
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let last = parts.last_mut().expect("never empty");
-            last.push(c);
-            if let Some(next) = chars.next() {
-                last.push(next);
-            }
+    let mut escaped = false;
+    for c in text.chars() {
+        let current = parts.last_mut().expect("parts is never empty");
+        if escaped {
+            current.push('\\');
+            current.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
         } else if c == separator {
             parts.push(String::new());
         } else {
-            parts.last_mut().expect("never empty").push(c);
+            current.push(c);
         }
+    }
+    if escaped {
+        parts.last_mut().expect("parts is never empty").push('\\');
     }
     parts
 }
 
-fn unescape(text: &str) -> String {
+/// Removes FHIR search escapes: `\,` `\|` `\$` `\\` become the character itself.
+pub fn unescape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
+            match chars.next() {
+                Some(next) => out.push(next),
+                None => out.push('\\'),
             }
         } else {
             out.push(c);
@@ -626,6 +632,9 @@ fn parse_filter(types: &[String], name: &str, value: &str, depth: usize) -> Resu
             }
             return Ok(Filter::Text { content: param == "_content", query: value.to_string() });
         }
+        // R4 lists `_query` as a parameter of every resource, but it names an operation-like
+        // query this server does not have; searching it as a token would match nothing silently.
+        "_query" => return Err(Unusable::Unknown("named queries (`_query`) are not supported".into())),
         "_list" if chain.is_none() && modifier.is_none() => {
             return Ok(Filter::List(split_unescaped(value, ',').iter().map(|v| unescape(v)).collect()));
         }

@@ -6,6 +6,7 @@
 
 use crate::{Error, Result, Transaction};
 use percent_encoding::percent_decode_str;
+use search::query::{split_unescaped, unescape};
 use std::collections::BTreeSet;
 
 /// Result parameters that do not change which resources match.
@@ -153,47 +154,6 @@ fn identifier_token(token: &str) -> Result<(Option<String>, String)> {
         return Err(Error::invalid("search parameter `identifier` has an empty value"));
     }
     Ok((system, value))
-}
-
-/// Splits on `separator` where it is not escaped by a backslash; escapes are kept.
-fn split_unescaped(text: &str, separator: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut escaped = false;
-    for c in text.chars() {
-        let current = parts.last_mut().expect("parts is never empty");
-        if escaped {
-            current.push('\\');
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == separator {
-            parts.push(String::new());
-        } else {
-            current.push(c);
-        }
-    }
-    if escaped {
-        parts.last_mut().expect("parts is never empty").push('\\');
-    }
-    parts
-}
-
-/// Removes FHIR search escapes: `\,` `\|` `\$` `\\` become the character itself.
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some(next) => out.push(next),
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
