@@ -367,16 +367,22 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
 
 /// SQL comparing a stored range `[low_col, high_col]` with a search range per `prefix`.
 fn date_condition(b: &mut Builder, low: &str, high: &str, prefix: Prefix, s_low: i64, s_high: i64) -> String {
-    let (sl, sh) = (b.bind(s_low), b.bind(s_high));
+    // Only the bounds a prefix uses are bound: PostgreSQL refuses a parameter it cannot type.
     match prefix {
-        Prefix::Eq => format!("({low} >= {sl} AND {high} <= {sh})"),
-        Prefix::Ne => format!("({low} < {sl} OR {high} > {sh})"),
-        Prefix::Gt => format!("{high} > {sh}"),
-        Prefix::Lt => format!("{low} < {sl}"),
-        Prefix::Ge => format!("({high} > {sh} OR ({low} >= {sl} AND {high} <= {sh}))"),
-        Prefix::Le => format!("({low} < {sl} OR ({low} >= {sl} AND {high} <= {sh}))"),
-        Prefix::Sa => format!("{low} > {sh}"),
-        Prefix::Eb => format!("{high} < {sl}"),
+        Prefix::Eq => format!("({low} >= {} AND {high} <= {})", b.bind(s_low), b.bind(s_high)),
+        Prefix::Ne => format!("({low} < {} OR {high} > {})", b.bind(s_low), b.bind(s_high)),
+        Prefix::Gt => format!("{high} > {}", b.bind(s_high)),
+        Prefix::Lt => format!("{low} < {}", b.bind(s_low)),
+        Prefix::Ge => {
+            let (sl, sh) = (b.bind(s_low), b.bind(s_high));
+            format!("({high} > {sh} OR ({low} >= {sl} AND {high} <= {sh}))")
+        }
+        Prefix::Le => {
+            let (sl, sh) = (b.bind(s_low), b.bind(s_high));
+            format!("({low} < {sl} OR ({low} >= {sl} AND {high} <= {sh}))")
+        }
+        Prefix::Sa => format!("{low} > {}", b.bind(s_high)),
+        Prefix::Eb => format!("{high} < {}", b.bind(s_low)),
         Prefix::Ap => {
             // 10% of the distance from now, at least a day.
             let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
