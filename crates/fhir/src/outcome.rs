@@ -43,6 +43,7 @@ pub enum IssueCode {
     TooLong,
     Exception,
     Transient,
+    Throttled,
     Informational,
 }
 
@@ -67,6 +68,7 @@ impl IssueCode {
             IssueCode::TooLong => "too-long",
             IssueCode::Exception => "exception",
             IssueCode::Transient => "transient",
+            IssueCode::Throttled => "throttled",
             IssueCode::Informational => "informational",
         }
     }

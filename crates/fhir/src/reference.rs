@@ -64,8 +64,13 @@ fn is_type_name(s: &str) -> bool {
 }
 
 /// Whether `s` is a valid FHIR id: 1–64 of `[A-Za-z0-9-.]`.
+/// Ids made only of dots (`.`, `..`) match the R4 pattern but are refused: they cannot stand in
+/// a URL, where they are dot-segments that clients and proxies resolve away (`Patient/..`).
 pub fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !s.bytes().all(|b| b == b'.')
 }
 
 #[cfg(test)]

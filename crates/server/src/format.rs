@@ -52,9 +52,10 @@ pub(crate) fn negotiate(headers: &HeaderMap, query: &Query) -> Result<(), ApiErr
             _ => Err(not_acceptable("unsupported _format; use json")),
         };
     }
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+    let Some(accept) = headers.get(header::ACCEPT) else {
         return Ok(());
     };
+    let accept = accept.to_str().map_err(|_| ApiError::bad_request("the Accept header is not readable text"))?;
     let acceptable = accept.split(',').any(|range| {
         let media = range.split(';').next().unwrap_or("").trim();
         matches!(
@@ -130,19 +131,121 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Io | serde_json::error::Category::Eof => "incomplete JSON",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "invalid JSON data",
-        };
-        let reason = if e.to_string().contains("recursion limit") { " (nested too deeply)" } else { "" };
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            IssueCode::Structure,
-            format!("{what}{reason} at line {} column {}", e.line(), e.column()),
-        )
-    })
+    let value = serde_json::from_slice(bytes).map_err(json_error)?;
+    serde_json::from_slice::<UniqueNames>(bytes).map_err(json_error)?;
+    Ok(value)
+}
+
+/// A JSON error that says where, not what.
+fn json_error(e: serde_json::Error) -> ApiError {
+    let what = match e.classify() {
+        serde_json::error::Category::Io | serde_json::error::Category::Eof => "incomplete JSON",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "invalid JSON data",
+    };
+    let text = e.to_string();
+    let reason = if text.contains("recursion limit") {
+        " (nested too deeply)"
+    } else if text.starts_with(DUPLICATE_NAME) {
+        " (an object repeats a property name)"
+    } else {
+        ""
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        IssueCode::Structure,
+        format!("{what}{reason} at line {} column {}", e.line(), e.column()),
+    )
+}
+
+const DUPLICATE_NAME: &str = "duplicate property name";
+
+/// Walks JSON text and fails on the first object that repeats a property name. `Value` keeps
+/// the last of the repeats silently, so `{"gender":"male","gender":"female"}` would mean
+/// whatever the last parser to read it chose; RFC 8259 leaves it open, and FHIR JSON has no
+/// use for it, so it is refused. A second pass over the text rather than a hand-built `Value`,
+/// so that numbers keep serde_json's arbitrary precision.
+struct UniqueNames;
+
+impl<'de> serde::Deserialize<'de> for UniqueNames {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueNames)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueNames {
+    type Value = UniqueNames;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<UniqueNames>()?.is_some() {}
+        Ok(UniqueNames)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            if !seen.insert(name) {
+                return Err(serde::de::Error::custom(DUPLICATE_NAME));
+            }
+            map.next_value::<UniqueNames>()?;
+        }
+        Ok(UniqueNames)
+    }
+}
+
+/// A property name, borrowed from the text unless it has escapes.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a property name")
+    }
+
+    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(std::borrow::Cow::Borrowed(name)))
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+        Ok(Name(std::borrow::Cow::Owned(name.to_string())))
+    }
 }
 
 /// A response carrying FHIR JSON.
@@ -180,6 +283,15 @@ mod tests {
         assert_eq!(negotiate(&HeaderMap::new(), &q).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/fhir+json;q=0.9"));
         assert!(negotiate(&headers, &Query::default()).is_ok());
+    }
+
+    #[test]
+    fn repeated_property_names_are_refused() {
+        let err = parse_json(b"{\"a\": {\"gender\": 1, \"gender\": 2}}").unwrap_err();
+        assert!(format!("{:?}", err.issues).contains("repeats a property name"));
+        let err = parse_json(b"{\"a\": 1, \"\\u0061\": 2}").unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(parse_json(b"{\"a\": [{\"b\": 1.50}, {\"b\": 2}], \"c\": {\"b\": 3}}").is_ok());
     }
 
     #[test]

@@ -7,28 +7,47 @@ mod error;
 mod extract;
 mod format;
 mod history;
+mod limits;
 mod rest;
 mod search;
 
 pub use error::ApiError;
+pub use limits::RateLimit;
 
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use store::Records;
 
-/// Limits applied to requests.
+/// Limits applied to requests. Every refusal answers an `OperationOutcome`.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body accepted, in bytes (bigger ones get 413).
     pub max_body_bytes: usize,
-    /// Largest `_count` honoured on history.
+    /// Largest `_count` honoured on search and history; larger ones are lowered to it (and a
+    /// search says so in its outcome entry).
     pub max_count: usize,
+    /// Most entries a transaction or batch Bundle may have (more get 413 before any is processed).
+    pub max_bundle_entries: usize,
+    /// Longest a search may run before it is abandoned with 503 and `Retry-After`.
+    pub search_timeout: Duration,
+    /// Most requests handled at once; more get 503 with `Retry-After` at once (0: no cap).
+    pub max_in_flight: usize,
+    /// Requests per client IP address; more get 429 with `Retry-After` (`None`: no limit).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 32 * 1024 * 1024, max_count: 1000 }
+        Limits {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_count: 1000,
+            max_bundle_entries: 10_000,
+            search_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
+            rate_limit: Some(RateLimit { per_second: 1000, burst: 2000 }),
+        }
     }
 }
 
@@ -93,7 +112,9 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).merge(extra).into_make_service_with_connect_info::<SocketAddr>())
+    let limits = state.limits().clone();
+    let app = limits::protect(app(state).merge(extra), &limits);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -54,6 +54,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Like [`blocking`], for a search: abandoned with 503 after the search timeout. The backend
+/// interrupts its own statements after the same time (see `store-sqlite`), so the thread left
+/// behind stops soon after too.
+pub(crate) async fn searching<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(state.limits().search_timeout, blocking(work)).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::limits::search_timed_out()),
+    }
+}
+
 fn check_body_type(resource: &Value, resource_type: &str) -> Result<(), ApiError> {
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == resource_type => Ok(()),
@@ -466,6 +479,15 @@ pub(crate) async fn system_bundle(
     FhirJson(bundle): FhirJson,
 ) -> Result<Response, ApiError> {
     check_body_type(&bundle, "Bundle")?;
+    let entries = bundle.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
+    let max = state.limits().max_bundle_entries;
+    if entries > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooCostly,
+            format!("the Bundle has {entries} entries; this server takes at most {max} in one Bundle"),
+        ));
+    }
     let records = state.records().clone();
     let response = blocking(move || records.process_bundle(bundle)).await?;
     Ok(fhir_json_response(StatusCode::OK, &response))

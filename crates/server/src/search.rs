@@ -2,7 +2,7 @@
 //! (`GET Patient/123/Observation`), answered as `searchset` Bundles.
 
 use crate::format::{Query, raw_fhir_response};
-use crate::rest::blocking;
+use crate::rest::{blocking, searching};
 use crate::{ApiError, AppState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -63,7 +63,11 @@ pub(crate) async fn respond(
     let count = query.count.unwrap_or(DEFAULT_COUNT).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();
-    let page = blocking(move || records.search(&run, count)).await?;
+    let mut page = searching(&state, move || records.search(&run, count)).await?;
+    if query.count.is_some_and(|asked| asked > count) {
+        let note = format!("_count was lowered to {count}, the most this server returns in one page");
+        page.ignored.push(fhir::Issue::warning(IssueCode::TooCostly, note));
+    }
     let bundle = searchset(&state, &scope, &query, count, &page);
     Ok(raw_fhir_response(StatusCode::OK, bundle.into()))
 }
@@ -109,7 +113,7 @@ pub(crate) async fn everything(
     let count = count.unwrap_or(state.limits().max_count).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();
-    let result = blocking(move || records.search(&run, count)).await?;
+    let result = searching(&state, move || records.search(&run, count)).await?;
     let scope = Scope::Compartment { compartment: "Patient".into(), id, resource_type: "$everything".into() };
     Ok(raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into()))
 }

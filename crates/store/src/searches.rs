@@ -7,7 +7,7 @@
 //! resource deleted meanwhile drops out; one updated shows its current version). A search
 //! with more matches than the limit, or whose snapshot was evicted, is re-run at the offset.
 
-use crate::{Records, ResourceVersion, Result};
+use crate::{Error, Records, ResourceVersion, Result};
 use fhir::Issue;
 use search::query::{Include, SearchQuery, Summary, Total};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -72,14 +72,17 @@ pub struct SearchPage {
 }
 
 /// Where a page starts: a snapshot and an offset (`snapshot:offset`), or an offset alone.
-fn parse_page(page: Option<&str>) -> (Option<&str>, usize) {
-    match page {
-        None => (None, 0),
+/// Anything else is refused rather than read as the first page.
+fn parse_page(page: Option<&str>) -> Result<(Option<&str>, usize)> {
+    let (snapshot, offset) = match page {
+        None => return Ok((None, 0)),
         Some(p) => match p.split_once(':') {
-            Some((snapshot, offset)) => (Some(snapshot), offset.parse().unwrap_or(0)),
-            None => (None, p.parse().unwrap_or(0)),
+            Some((snapshot, offset)) => (Some(snapshot), offset),
+            None => (None, p),
         },
-    }
+    };
+    let offset = offset.parse().map_err(|_| Error::invalid("`_page` is not a page of this server's searches"))?;
+    Ok((snapshot, offset))
 }
 
 impl Records {
@@ -91,7 +94,7 @@ impl Records {
             page.total = Some(backend.search_count(query)?);
             return Ok(page);
         }
-        let (snapshot_id, offset) = parse_page(query.page.as_deref());
+        let (snapshot_id, offset) = parse_page(query.page.as_deref())?;
         page.offset = offset;
         let cached = snapshot_id.and_then(|id| self.snapshots().get(id).map(|keys| (id.to_string(), keys)));
         let (snapshot, keys, complete) = match cached {
