@@ -100,7 +100,7 @@ fn read_targets(records: &Records) -> Result<Vec<String>> {
 async fn http_phases(records: Records, targets: Vec<String>, args: &BenchArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let state = server::AppState::new(records, format!("http://{address}/fhir"), server::Limits::default());
+    let state = server::AppState::new(records, format!("http://{address}/fhir"), bench_limits());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;
@@ -270,4 +270,10 @@ where
     result.elapsed = started.elapsed();
     result.latencies_us.sort_unstable();
     Ok(result)
+}
+
+/// The server's default limits, but no per-client rate limit: every simulated client shares
+/// one address, and the bench measures the server, not the limiter.
+pub(crate) fn bench_limits() -> server::Limits {
+    server::Limits { rate_limit: None, ..server::Limits::default() }
 }

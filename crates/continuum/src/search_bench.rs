@@ -192,7 +192,7 @@ struct Query {
 async fn measure(records: Records, patients: usize, resources: u64, args: &SearchBenchArgs) -> Result<SizeResult> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let state = server::AppState::new(records, format!("http://{address}/fhir"), server::Limits::default());
+    let state = server::AppState::new(records, format!("http://{address}/fhir"), crate::bench::bench_limits());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;

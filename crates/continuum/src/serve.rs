@@ -5,6 +5,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -20,6 +21,25 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted, in MiB.
     #[arg(long, default_value_t = 32)]
     max_body_mib: usize,
+    /// Most entries in one transaction or batch Bundle (more are refused with 413).
+    #[arg(long, default_value_t = 10_000)]
+    max_bundle_entries: usize,
+    /// Largest page (`_count`) of a search or history; larger requests are lowered to it.
+    #[arg(long, default_value_t = 1000)]
+    max_count: usize,
+    /// Longest a search may run, in milliseconds, before it is abandoned with 503 (0: no limit).
+    #[arg(long, default_value_t = 10_000)]
+    search_timeout_ms: u64,
+    /// Most requests handled at once; more are refused at once with 503 (0: no cap).
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Requests per second allowed to each client IP address; more get 429 (0: no limit).
+    /// Behind a proxy every client shares its address: raise or disable it there.
+    #[arg(long, default_value_t = 1000)]
+    rate_limit: u32,
+    /// Requests a client may make at once above `--rate-limit`.
+    #[arg(long, default_value_t = 2000)]
+    rate_burst: u32,
     /// Also receive HL7 v2 messages over MLLP on this address and port.
     #[arg(long)]
     mllp: Option<SocketAddr>,
@@ -36,8 +56,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let limits = limits(&args);
         let base_url = args.base_url.unwrap_or_else(|| format!("http://{address}/fhir"));
-        let limits = server::Limits { max_body_bytes: args.max_body_mib * 1024 * 1024, ..server::Limits::default() };
+        backend.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
         let state = server::AppState::new(records.clone(), base_url.clone(), limits);
         let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
         let auth_routes = auth::router(Arc::new(authority));
@@ -72,9 +93,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             }
             None => None,
         };
-        println!("Continuum is serving FHIR R4 at {base_url}");
+        say(&format!("Continuum is serving FHIR R4 at {base_url}"));
+        if let Some((mllp_address, _)) = &mllp {
+            say(&format!("Continuum is receiving HL7 v2 over MLLP at {mllp_address}"));
+        }
         if let Some(first) = first_admin {
-            println!("{}", crate::access::one_time_notice(&first));
+            say(&crate::access::one_time_notice(&first));
         }
         let signal = async move {
             shutdown_signal().await;
@@ -83,17 +107,40 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         tokio::spawn(signal);
         let http = server::serve_with(listener, state, auth_routes, until_stopped());
         match mllp {
-            Some((mllp_address, mllp)) => {
-                println!("Continuum is receiving HL7 v2 over MLLP at {mllp_address}");
+            Some((_, mllp)) => {
                 let (http, mllp) = tokio::join!(http, mllp);
                 http.context("server failed")?;
                 mllp.context("MLLP listener failed")?;
             }
             None => http.await.context("server failed")?,
         }
-        println!("Continuum stopped");
+        say("Continuum stopped");
         Ok(())
     })
+}
+
+/// Prints a line to standard output and flushes it. A closed or full standard output (a
+/// supervisor that read the first line and went away) must not stop a running server, so
+/// errors are ignored, unlike `println!`, which panics.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// The server's limits from the command line.
+fn limits(args: &ServeArgs) -> server::Limits {
+    let search_timeout =
+        if args.search_timeout_ms == 0 { Duration::MAX } else { Duration::from_millis(args.search_timeout_ms) };
+    server::Limits {
+        max_body_bytes: args.max_body_mib * 1024 * 1024,
+        max_count: args.max_count,
+        max_bundle_entries: args.max_bundle_entries,
+        search_timeout,
+        max_in_flight: args.max_in_flight,
+        rate_limit: (args.rate_limit > 0)
+            .then_some(server::RateLimit { per_second: args.rate_limit, burst: args.rate_burst.max(1) }),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

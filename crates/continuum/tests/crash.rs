@@ -17,19 +17,30 @@ struct Server {
     base: String,
 }
 
+/// A test that fails must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data: &Path) -> Server {
     let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        // No per-client rate limit: every writer and the checks share one address.
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--data"])
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start continuum");
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(base.starts_with("http://"), "unexpected first line: {line}");
+    // Keep reading what the server prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || stdout.lines().for_each(drop));
     Server { child, base }
 }
 
@@ -121,8 +132,10 @@ fn check(base: &str, acked: &Acknowledged) {
         assert_eq!(response.status().as_u16(), 200, "acknowledged {path} version {version} lost");
     }
     for (paths, was_acked) in &acked.transactions {
-        let present =
-            paths.iter().filter(|p| client.get(format!("{base}/{p}")).send().unwrap().status().as_u16() == 200).count();
+        let statuses: Vec<u16> =
+            paths.iter().map(|p| client.get(format!("{base}/{p}")).send().unwrap().status().as_u16()).collect();
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 404), "reads after the restart failed: {statuses:?}");
+        let present = statuses.iter().filter(|s| **s == 200).count();
         if *was_acked {
             assert_eq!(present, paths.len(), "acknowledged transaction lost entries");
         } else {

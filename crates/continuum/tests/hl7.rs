@@ -14,6 +14,14 @@ struct Server {
     mllp: String,
 }
 
+/// A test that fails must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data: &Path) -> Server {
     let mut child = Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0", "--mllp", "127.0.0.1:0", "--data"])
@@ -23,9 +31,14 @@ fn start(data: &Path) -> Server {
         .spawn()
         .expect("start continuum");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _fhir = lines.next().unwrap().unwrap();
-    let mllp = lines.next().unwrap().unwrap();
+    let mllp = lines
+        .by_ref()
+        .map(|line| line.unwrap())
+        .find(|line| line.contains("over MLLP at"))
+        .expect("the MLLP address is printed");
     let mllp = mllp.trim().rsplit(' ').next().unwrap().to_string();
+    // Keep reading what the server prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     Server { child, mllp }
 }
 

@@ -10,12 +10,17 @@
 //!   Practitioner, DiagnosticReport, Observation, Specimen, Immunization and Appointment, each
 //!   write carried by a Provenance naming the source message.
 //!
+//! - [`outbound`] — ADT notifications of Encounter changes queued in the outbox in the write's
+//!   own transaction ([`outbound::AdtNotifier`]), the MLLP sender that delivers them at least
+//!   once ([`outbound::deliver`]), and the ORU^R01 of a DiagnosticReport ([`outbound::oru_r01`]).
+//!
 //! The message log lives behind [`store::MessageLog`], so every backend can keep it. Errors
 //! sent back in ACKs and written to logs never carry message content.
 
 mod ingest;
 pub mod listener;
 mod map;
+pub mod outbound;
 
 pub use ingest::{Handled, Interface, ReplayError};
 pub use listener::{ListenerConfig, serve};

@@ -477,3 +477,34 @@ async fn bad_frames_do_not_disturb_other_connections() {
     assert_eq!(rejected[0].raw.len(), 0, "listed without raw bytes");
     assert_eq!(h.log.get(rejected[0].id).unwrap().unwrap().raw, b"not an HL7 message at all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mb_frame_is_refused_with_the_default_limit() {
+    let h = start(ListenerConfig::default().max_frame_len).await;
+    let good = tokio::spawn({
+        let address = h.address;
+        async move {
+            let mut c = TcpStream::connect(address).await.unwrap();
+            for i in 0..20 {
+                let ack = exchange(&mut c, &adt("A08", &format!("BESIDE-BIG-{i}"), &[])).await;
+                assert_eq!(msa(&ack).0, "AA", "{ack}");
+            }
+        }
+    });
+    // A well-formed message made 20 MB by one huge OBX, fully framed.
+    let mut big_message = adt("A08", "BIG-1", &[]);
+    big_message.extend_from_slice(b"OBX|1|TX|X^Y||");
+    big_message.extend(std::iter::repeat_n(b'A', 20 * 1024 * 1024));
+    big_message.push(b'\r');
+    let framed = hl7v2::mllp::frame(&big_message).unwrap();
+    let mut big = TcpStream::connect(h.address).await.unwrap();
+    let _ = big.write_all(&framed).await;
+    assert_eq!(read_ack(&mut big).await, None, "closed without an ACK");
+    good.await.unwrap();
+    // The listener still serves new connections, and the big message left no trace.
+    let mut after = TcpStream::connect(h.address).await.unwrap();
+    assert_eq!(msa(&exchange(&mut after, &adt("A08", "AFTER-BIG", &[])).await).0, "AA");
+    let all = h.log.list(&MessageQuery { limit: 1000, ..Default::default() }).unwrap();
+    assert_eq!(all.len(), 21);
+    assert!(all.iter().all(|m| m.control_id != "BIG-1"));
+}

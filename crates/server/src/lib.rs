@@ -30,7 +30,8 @@ pub struct Limits {
     pub max_count: usize,
     /// Most entries a transaction or batch Bundle may have (more get 413 before any is processed).
     pub max_bundle_entries: usize,
-    /// Longest a search may run before it is abandoned with 503 and `Retry-After`.
+    /// Longest a search may run before it is abandoned with 503 and `Retry-After`
+    /// (`Duration::MAX`: no limit).
     pub search_timeout: Duration,
     /// Most requests handled at once; more get 503 with `Retry-After` at once (0: no cap).
     pub max_in_flight: usize,

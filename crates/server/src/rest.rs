@@ -61,7 +61,11 @@ pub(crate) async fn searching<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> store::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout(state.limits().search_timeout, blocking(work)).await {
+    let limit = state.limits().search_timeout;
+    if limit == std::time::Duration::MAX {
+        return blocking(work).await;
+    }
+    match tokio::time::timeout(limit, blocking(work)).await {
         Ok(result) => result,
         Err(_) => Err(crate::limits::search_timed_out()),
     }

@@ -18,8 +18,9 @@ use search::query::{Include, SearchQuery};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
 use writer::Job;
 
@@ -92,6 +93,14 @@ impl SqliteBackend {
         Ok(usize::try_from(version).unwrap_or(0))
     }
 
+    /// Interrupts each search statement that runs longer than `timeout` (`None`: never) with an
+    /// `Unavailable` error, so that a search the HTTP edge has given up on stops holding a read
+    /// connection and a CPU. Reads by id, history and the writer are not limited.
+    pub fn set_search_timeout(&self, timeout: Option<Duration>) {
+        let millis = timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.readers.search_timeout_ms.store(millis, Ordering::Relaxed);
+    }
+
     /// The schema version this program creates.
     pub fn latest_schema_version() -> usize {
         schema::latest()
@@ -145,19 +154,19 @@ impl Backend for SqliteBackend {
     }
 
     fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
-        search_sql::search(&*self.readers.get()?, query, limit)
+        search_sql::search(&*self.readers.get_for_search()?, query, limit)
     }
 
     fn search_count(&self, query: &SearchQuery) -> Result<u64> {
-        search_sql::count(&*self.readers.get()?, query)
+        search_sql::count(&*self.readers.get_for_search()?, query)
     }
 
     fn include(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
-        search_sql::include(&*self.readers.get()?, keys, include)
+        search_sql::include(&*self.readers.get_for_search()?, keys, include)
     }
 
     fn revinclude(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
-        search_sql::revinclude(&*self.readers.get()?, keys, include)
+        search_sql::revinclude(&*self.readers.get_for_search()?, keys, include)
     }
 
     fn fetch(&self, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>> {
@@ -216,6 +225,10 @@ fn open_wal(dir: &Path, path: &Path) -> Result<std::fs::File> {
 /// messages can quote values, and values may be patient data.
 pub(crate) fn storage(operation: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| match e.sqlite_error_code() {
+        // Only the search timeout's progress handler interrupts statements.
+        Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            Error::Unavailable("the search ran past this server's time limit".into())
+        }
         Some(code) => Error::Storage(format!("{operation}: SQLite {code:?}")),
         None => Error::Storage(format!("{operation}: {}", error_class(&e))),
     }
@@ -240,11 +253,16 @@ struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    /// How long a search statement may run, in milliseconds (0: no limit).
+    search_timeout_ms: AtomicU64,
 }
+
+/// SQLite virtual-machine steps between two looks at a search's deadline.
+const PROGRESS_STEPS: std::ffi::c_int = 1000;
 
 impl Pool {
     fn new(path: PathBuf, max_idle: usize) -> Self {
-        Pool { path, idle: Mutex::new(Vec::new()), max_idle }
+        Pool { path, idle: Mutex::new(Vec::new()), max_idle, search_timeout_ms: AtomicU64::new(0) }
     }
 
     fn get(&self) -> Result<Pooled<'_>> {
@@ -253,7 +271,23 @@ impl Pool {
             Some(conn) => conn,
             None => self.open()?,
         };
-        Ok(Pooled { pool: self, conn: Some(conn) })
+        Ok(Pooled { pool: self, conn: Some(conn), timed: false })
+    }
+
+    /// A connection whose statements are interrupted once the search timeout has passed: a
+    /// progress handler compares the clock with a deadline every [`PROGRESS_STEPS`] steps, and
+    /// is removed again when the connection goes back to the pool.
+    fn get_for_search(&self) -> Result<Pooled<'_>> {
+        let mut pooled = self.get()?;
+        let millis = self.search_timeout_ms.load(Ordering::Relaxed);
+        if millis > 0 {
+            let deadline = Instant::now() + Duration::from_millis(millis);
+            pooled
+                .progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline))
+                .map_err(storage("search deadline"))?;
+            pooled.timed = true;
+        }
+        Ok(pooled)
     }
 
     fn open(&self) -> Result<Connection> {
@@ -271,6 +305,8 @@ impl Pool {
 struct Pooled<'a> {
     pool: &'a Pool,
     conn: Option<Connection>,
+    /// Whether a search deadline is installed.
+    timed: bool,
 }
 
 impl Deref for Pooled<'_> {
@@ -284,10 +320,40 @@ impl Deref for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            if self.timed {
+                let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            }
             let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.pool.max_idle {
                 idle.push(conn);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENDLESS: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+    #[test]
+    fn a_search_past_its_timeout_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        backend.set_search_timeout(Some(Duration::from_millis(50)));
+        let started = Instant::now();
+        let conn = backend.readers.get_for_search().unwrap();
+        let result = conn.query_row(ENDLESS, [], |r| r.get::<_, i64>(0)).map_err(storage("search"));
+        assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(conn);
+        // Back in the pool, the connection has no deadline left.
+        let conn = backend.readers.get().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            conn.query_row("SELECT count(*) FROM (SELECT 1 UNION ALL SELECT 2)", [], |r| r.get::<_, i64>(0)).unwrap(),
+            2
+        );
     }
 }

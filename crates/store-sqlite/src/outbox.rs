@@ -158,8 +158,9 @@ impl Outbox for SqliteOutbox {
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<OutboundMessage>> {
         self.with(|conn| {
             let sql = format!(
-                "SELECT {COLUMNS}, payload FROM interface_outbox WHERE status = 'pending' AND next_attempt_at <= ?1 \
-                 ORDER BY id LIMIT ?2"
+                "SELECT {COLUMNS}, payload FROM interface_outbox AS o WHERE status = 'pending' AND next_attempt_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM interface_outbox AS e WHERE e.status = 'pending' \
+                 AND e.partner = o.partner AND e.id < o.id AND e.next_attempt_at > ?1) ORDER BY id LIMIT ?2"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(storage("due outbound"))?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -136,7 +136,8 @@ pub trait Outbox: Send + Sync + 'static {
     fn remove_partner(&self, name: &str) -> Result<bool>;
     /// Every partner, by name.
     fn partners(&self) -> Result<Vec<Partner>>;
-    /// Pending messages due at `now`, oldest first, at most `limit`.
+    /// Pending messages due at `now`, oldest first, at most `limit`; none of a partner while an
+    /// earlier message of it waits for a retry (each partner gets its messages in order).
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<OutboundMessage>>;
     /// Marks a message delivered; counts the attempt.
     fn delivered(&self, id: i64) -> Result<()>;
