@@ -41,11 +41,15 @@ pub(crate) struct BenchArgs {
 enum BenchCommand {
     /// Search latency and throughput over scaled Synthea stores (issue 3's figures).
     Search(crate::search_bench::SearchBenchArgs),
+    /// Sustained HL7 v2 ingest over MLLP with ACK-after-commit (issue 6's figure).
+    Mllp(crate::mllp_bench::MllpBenchArgs),
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
-    if let Some(BenchCommand::Search(search)) = args.command {
-        return crate::search_bench::run(search);
+    match args.command {
+        Some(BenchCommand::Search(search)) => return crate::search_bench::run(search),
+        Some(BenchCommand::Mllp(mllp)) => return crate::mllp_bench::run(mllp),
+        None => {}
     }
     let scratch = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));

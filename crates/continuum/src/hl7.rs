@@ -1,10 +1,13 @@
-//! `continuum hl7`: the HL7 v2 message log for administrators — list what arrived (with its
-//! status, type, patient), show one message, and replay a failed one after a fix.
+//! `continuum hl7`: the HL7 v2 interface for administrators — the message log (list what
+//! arrived with its status, type and patient, show one message, replay a failed one after a
+//! fix), the partners that receive outbound ADT notifications, the outbound queue, and the
+//! ORU^R01 of a DiagnosticReport.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
+use store::outbox::{OutboundQuery, OutboundStatus, Outbox, Partner};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -31,6 +34,53 @@ enum Hl7Command {
         /// The message's log id.
         id: i64,
     },
+    /// Partners that receive outbound ADT notifications over MLLP.
+    Partner {
+        #[command(subcommand)]
+        command: PartnerCommand,
+    },
+    /// The outbound queue, newest first: messages delivered, waiting for a retry, or dead.
+    Outbox(OutboxArgs),
+    /// Print the ORU^R01 message of a DiagnosticReport (with its Observations and Patient).
+    Oru {
+        /// The DiagnosticReport's id.
+        report: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartnerCommand {
+    /// Add a partner, or replace the one of that name. `serve` delivers to it from then on.
+    Add {
+        /// Its name (unique).
+        name: String,
+        /// `HOST:PORT` of its MLLP listener.
+        #[arg(long)]
+        address: String,
+        /// The ADT events it takes, comma-separated (default: all of A01, A03, A04, A08).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// List the partners.
+    List,
+    /// Remove a partner and its pending messages.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct OutboxArgs {
+    /// Only dead messages (every attempt failed).
+    #[arg(long)]
+    failed: bool,
+    /// Only messages for this partner.
+    #[arg(long)]
+    partner: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +119,32 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
             println!("{}", String::from_utf8_lossy(&message.raw).replace('\r', "\n"));
             Ok(())
         }
+        Hl7Command::Partner { command } => partner(&backend.outbox()?, command),
+        Hl7Command::Outbox(args) => {
+            let statuses = if args.failed { vec![OutboundStatus::Dead] } else { Vec::new() };
+            let query = OutboundQuery { statuses, partner: args.partner, limit: args.limit };
+            for m in backend.outbox()?.list(&query)? {
+                println!(
+                    "{:>6}  {}  {:<9}  {:<12}  {:<8}  {:<14}  attempts={}  {}{}",
+                    m.id,
+                    time_text(m.created_at),
+                    m.status.as_str(),
+                    m.partner,
+                    m.message_type,
+                    m.control_id,
+                    m.attempts,
+                    m.resource,
+                    m.last_error.map(|e| format!("  error={e}")).unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+        Hl7Command::Oru { report } => {
+            let message = interface::outbound::oru_r01(&records, &report)
+                .with_context(|| format!("no ORU for DiagnosticReport/{report}"))?;
+            println!("{}", message.replace('\r', "\n"));
+            Ok(())
+        }
         Hl7Command::Replay { id } => {
             let log: std::sync::Arc<dyn MessageLog> = std::sync::Arc::new(log);
             let interface = interface::Interface::new(records, log.clone());
@@ -83,13 +159,41 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
     }
 }
 
-fn parse_since(text: &str) -> Result<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Ok(t);
+fn partner(outbox: &dyn Outbox, command: PartnerCommand) -> Result<()> {
+    match command {
+        PartnerCommand::Add { name, address, events } => {
+            let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
+                bail!("--address wants HOST:PORT of the partner's MLLP listener");
+            }
+            let events: Vec<String> = if events.is_empty() {
+                interface::outbound::ADT_EVENTS.iter().map(|e| e.to_string()).collect()
+            } else {
+                events.iter().map(|e| e.trim().to_ascii_uppercase()).collect()
+            };
+            if let Some(unknown) = events.iter().find(|e| !interface::outbound::ADT_EVENTS.contains(&e.as_str())) {
+                bail!("unknown event `{unknown}`: outbound events are {}", interface::outbound::ADT_EVENTS.join(", "));
+            }
+            outbox.put_partner(&Partner { name: name.clone(), address, events })?;
+            println!("partner {name} added");
+        }
+        PartnerCommand::List => {
+            for p in outbox.partners()? {
+                println!("{:<16}  {:<24}  {}", p.name, p.address, p.events.join(","));
+            }
+        }
+        PartnerCommand::Remove { name } => {
+            if !outbox.remove_partner(&name)? {
+                bail!("no partner {name}");
+            }
+            println!("partner {name} removed");
+        }
     }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(text, &format).with_context(|| "--since wants YYYY-MM-DD or an RFC 3339 time")?;
-    Ok(date.midnight().assume_utc())
+    Ok(())
+}
+
+fn parse_since(text: &str) -> Result<OffsetDateTime> {
+    server::message_log::parse_since(text).context("--since wants YYYY-MM-DD or an RFC 3339 time")
 }
 
 fn print_list(log: &dyn MessageLog, args: &ListArgs) -> Result<()> {
@@ -110,7 +214,7 @@ fn print_list(log: &dyn MessageLog, args: &ListArgs) -> Result<()> {
     };
     for message in log.list(&query)? {
         if args.json {
-            println!("{}", json(&message));
+            println!("{}", server::message_log::message_json(&message));
         } else {
             println!("{}", summary(&message));
         }
@@ -142,23 +246,4 @@ fn summary(m: &StoredMessage) -> String {
         line.push_str(&format!("  error={error}"));
     }
     line
-}
-
-/// The message as JSON for the admin API and `--json` (without its raw content).
-pub(crate) fn json(m: &StoredMessage) -> serde_json::Value {
-    serde_json::json!({
-        "id": m.id,
-        "receivedAt": time_text(m.received_at),
-        "updatedAt": time_text(m.updated_at),
-        "sender": m.sender,
-        "controlId": m.control_id,
-        "type": m.message_type,
-        "status": m.status.as_str(),
-        "attempts": m.attempts,
-        "ack": m.outcome.ack_code,
-        "error": m.outcome.error,
-        "patient": m.outcome.patient,
-        "resources": m.outcome.resources,
-        "duplicateOf": m.outcome.duplicate_of,
-    })
 }

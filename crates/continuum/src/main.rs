@@ -4,6 +4,7 @@ mod access;
 mod bench;
 mod hl7;
 mod import;
+mod mllp_bench;
 mod scale;
 mod search_bench;
 mod serve;
@@ -84,7 +85,10 @@ fn open_store(data: &Path) -> Result<(Records, Arc<store_sqlite::SqliteBackend>)
         store_sqlite::SqliteBackend::open(data)
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
-    Ok((Records::new(backend.clone()), backend))
+    // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
+    // notifications in the outbox inside the write's own transaction.
+    let records = Records::new(backend.clone()).with_hook(Arc::new(interface::outbound::AdtNotifier));
+    Ok((records, backend))
 }
 
 /// The default data directory.

@@ -61,7 +61,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         backend.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
         let state = server::AppState::new(records.clone(), base_url.clone(), limits);
         let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
-        let auth_routes = auth::router(Arc::new(authority));
+        let authority = Arc::new(authority);
+        let message_log: Arc<dyn store::MessageLog> =
+            Arc::new(backend.message_log().context("cannot open the HL7 message log")?);
+        let admin_routes =
+            server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
+        let auth_routes = auth::router(authority).merge(admin_routes);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -69,11 +74,17 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
+        // Outbound ADT notifications queued by any write are delivered to the partners
+        // (`continuum hl7 partner add`) while the server runs.
+        let outbox: Arc<dyn store::Outbox> = Arc::new(backend.outbox().context("cannot open the HL7 outbox")?);
+        let sender = tokio::spawn(interface::outbound::deliver(
+            outbox,
+            interface::outbound::SenderConfig::default(),
+            until_stopped(),
+        ));
         let mllp = match args.mllp {
             Some(at) => {
-                let log: Arc<dyn store::MessageLog> =
-                    Arc::new(backend.message_log().context("cannot open the HL7 message log")?);
-                let interface = Arc::new(interface::Interface::new(records, log));
+                let interface = Arc::new(interface::Interface::new(records, message_log));
                 let recovering = Arc::clone(&interface);
                 let settled = tokio::task::spawn_blocking(move || recovering.recover())
                     .await
@@ -114,6 +125,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             }
             None => http.await.context("server failed")?,
         }
+        let _ = sender.await;
         say("Continuum stopped");
         Ok(())
     })
@@ -126,6 +138,25 @@ fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// The message log's gate: a valid access token of a staff user holding the administrator role.
+struct AdministratorsOnly(Arc<auth::Authority>);
+
+impl server::message_log::AdminGate for AdministratorsOnly {
+    fn check(&self, bearer: Option<&str>) -> Result<(), server::message_log::Refusal> {
+        use server::message_log::Refusal;
+        let principal =
+            self.0.validate_bearer(bearer.ok_or(Refusal::Unauthenticated)?).map_err(|_| Refusal::Unauthenticated)?;
+        match principal.actor {
+            auth::Actor::User { identity: auth::Identity::Staff { roles, .. }, .. }
+                if roles.contains(&auth::Role::Administrator) =>
+            {
+                Ok(())
+            }
+            _ => Err(Refusal::Forbidden),
+        }
+    }
 }
 
 /// The server's limits from the command line.

@@ -45,6 +45,10 @@ pub enum IssueCode {
     Transient,
     Throttled,
     Informational,
+    /// Authentication needed or failed (`login`).
+    Login,
+    /// Authenticated, but not allowed (`forbidden`).
+    Forbidden,
 }
 
 impl IssueCode {
@@ -70,6 +74,8 @@ impl IssueCode {
             IssueCode::Transient => "transient",
             IssueCode::Throttled => "throttled",
             IssueCode::Informational => "informational",
+            IssueCode::Login => "login",
+            IssueCode::Forbidden => "forbidden",
         }
     }
 }

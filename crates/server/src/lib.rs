@@ -8,6 +8,7 @@ mod extract;
 mod format;
 mod history;
 mod limits;
+pub mod message_log;
 mod rest;
 mod search;
 
