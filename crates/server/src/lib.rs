@@ -9,6 +9,7 @@ mod format;
 mod history;
 mod limits;
 pub mod message_log;
+mod observe;
 mod rest;
 mod search;
 
@@ -63,6 +64,7 @@ struct StateInner {
     records: Records,
     base_url: String,
     limits: Limits,
+    metrics: observe::Metrics,
 }
 
 impl AppState {
@@ -71,7 +73,7 @@ impl AppState {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         // Absolute references to this server's own base count as local ones.
         let records = records.with_base(base_url.clone());
-        AppState { inner: Arc::new(StateInner { records, base_url, limits }) }
+        AppState { inner: Arc::new(StateInner { records, base_url, limits, metrics: observe::Metrics::new() }) }
     }
 
     fn records(&self) -> &Records {
@@ -87,9 +89,13 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: the FHIR API under `/fhir`.
+/// The whole HTTP application: the FHIR API under `/fhir`, and `/healthz`, `/readyz` and
+/// `/metrics` for operators.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/healthz", axum::routing::get(observe::healthz))
+        .route("/readyz", axum::routing::get(observe::readyz))
+        .route("/metrics", axum::routing::get(observe::metrics))
         .nest("/fhir", rest::routes())
         // Transactions and batches are posted to the base, which clients spell with or without `/`.
         .route("/fhir/", axum::routing::get(rest::search_system).post(rest::system_bundle))
@@ -115,7 +121,8 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.limits().clone();
-    let app = limits::protect(app(state).merge(extra), &limits);
+    let app = limits::protect(app(state.clone()).merge(extra), &limits)
+        .layer(axum::middleware::from_fn_with_state(state, observe::track));
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,0 +1,217 @@
+//! Health, readiness and metrics for operators:
+//!
+//! - `GET /healthz` — the process answers (200).
+//! - `GET /readyz` — the store answers a read (200), else 503 with an `OperationOutcome`.
+//! - `GET /metrics` — OpenMetrics text (which Prometheus scrapes): requests by FHIR interaction
+//!   and status, their latency histogram by interaction, requests in flight, and live resources
+//!   per type in the store.
+//!
+//! Labels never carry ids, values or query strings: the interaction is classified from the
+//! method and the shape of the path, so the label sets stay small and free of patient data.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fhir::IssueCode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    interaction: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InteractionLabels {
+    interaction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    r#type: String,
+}
+
+/// Upper bounds of the latency buckets, in seconds (0.5 ms to 10 s).
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The server's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<InteractionLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    resources: Family<TypeLabels, Gauge>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("continuum");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by FHIR interaction and status", requests.clone());
+        let durations = Family::<InteractionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by FHIR interaction",
+            durations.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("http_requests_in_flight", "HTTP requests being handled", in_flight.clone());
+        let resources = Family::<TypeLabels, Gauge>::default();
+        registry.register("store_resources", "Live resources in the store, by resource type", resources.clone());
+        Metrics { registry, requests, durations, in_flight, resources }
+    }
+}
+
+/// Counts and times every request (the outermost layer, so refusals by the limits count too).
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let interaction = interaction(request.method(), request.uri().path());
+    let metrics = &state.inner.metrics;
+    metrics.in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    metrics.durations.get_or_create(&InteractionLabels { interaction }).observe(started.elapsed().as_secs_f64());
+    metrics.requests.get_or_create(&RequestLabels { interaction, status: response.status().as_u16() }).inc();
+    response
+}
+
+pub(crate) async fn healthz() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"pass\"}").into_response()
+}
+
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let records = state.records().clone();
+    let probe = tokio::task::spawn_blocking(move || records.backend().current("Patient", "readiness-probe")).await;
+    match probe {
+        Ok(Ok(_)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"pass\"}").into_response()
+        }
+        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueCode::Transient, "the store does not answer")
+            .into_response(),
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let records = state.records().clone();
+    // Resource counts are read at scrape time; a failure leaves the last values.
+    if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || records.backend().count_by_type()).await {
+        for (resource_type, count) in counts {
+            state.inner.metrics.resources.get_or_create(&TypeLabels { r#type: resource_type }).set(clamp(count));
+        }
+    }
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &state.inner.metrics.registry).is_err() {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "metrics could not be encoded")
+            .into_response();
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+        .into_response()
+}
+
+fn clamp(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// The FHIR interaction a request is, from its method and the shape of its path only.
+pub(crate) fn interaction(method: &Method, path: &str) -> &'static str {
+    let Some(rest) = path.strip_prefix("/fhir") else {
+        return match path {
+            "/healthz" | "/readyz" | "/metrics" => "health",
+            p if p.starts_with("/auth/") => "auth",
+            p if p.starts_with("/admin/") => "admin",
+            _ => "other",
+        };
+    };
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return "other";
+    }
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.first().is_some_and(|p| *p == ".well-known") {
+        return "auth";
+    }
+    if parts.last().is_some_and(|p| p.starts_with('$')) {
+        return "operation";
+    }
+    let (get, post, put, delete, patch) = (
+        method == Method::GET,
+        method == Method::POST,
+        method == Method::PUT,
+        method == Method::DELETE,
+        method == Method::PATCH,
+    );
+    match parts.as_slice() {
+        [] if post => "batch-transaction",
+        [] if get => "search-system",
+        ["metadata"] if get => "capabilities",
+        ["_history"] if get => "history-system",
+        [_, "_search"] if get || post => "search-type",
+        [_, "_history"] if get => "history-type",
+        [_] if get => "search-type",
+        [_] if post => "create",
+        [_] if put => "update",
+        [_] if delete => "delete",
+        [_] if patch => "patch",
+        [_, _] if get => "read",
+        [_, _] if put => "update",
+        [_, _] if delete => "delete",
+        [_, _] if patch => "patch",
+        [_, _, "_history"] if get => "history-instance",
+        [_, _, "_history", _] if get => "vread",
+        [_, _, _] if get => "search-compartment",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interaction;
+    use axum::http::Method;
+
+    #[test]
+    fn interactions_from_method_and_path_shape() {
+        let cases = [
+            (Method::GET, "/fhir/Patient/123", "read"),
+            (Method::GET, "/fhir/Patient/123/_history/2", "vread"),
+            (Method::GET, "/fhir/Patient/123/_history", "history-instance"),
+            (Method::GET, "/fhir/Patient/_history", "history-type"),
+            (Method::GET, "/fhir/_history", "history-system"),
+            (Method::GET, "/fhir/Patient", "search-type"),
+            (Method::POST, "/fhir/Patient/_search", "search-type"),
+            (Method::GET, "/fhir/Patient/123/Observation", "search-compartment"),
+            (Method::GET, "/fhir", "search-system"),
+            (Method::POST, "/fhir/", "batch-transaction"),
+            (Method::POST, "/fhir/Patient", "create"),
+            (Method::PUT, "/fhir/Patient/1", "update"),
+            (Method::PUT, "/fhir/Patient", "update"),
+            (Method::DELETE, "/fhir/Patient/1", "delete"),
+            (Method::PATCH, "/fhir/Patient/1", "patch"),
+            (Method::GET, "/fhir/metadata", "capabilities"),
+            (Method::GET, "/fhir/Patient/1/$everything", "operation"),
+            (Method::POST, "/fhir/Patient/$validate", "operation"),
+            (Method::GET, "/fhir/.well-known/smart-configuration", "auth"),
+            (Method::POST, "/auth/token", "auth"),
+            (Method::GET, "/admin/hl7/messages", "admin"),
+            (Method::GET, "/metrics", "health"),
+            (Method::GET, "/fhirx/Patient", "other"),
+            (Method::GET, "/etc/passwd", "other"),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(interaction(&method, path), expected, "{method} {path}");
+        }
+    }
+}
