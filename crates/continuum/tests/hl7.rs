@@ -208,6 +208,25 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
     let (_, dead) = hl7(dir.path(), &["outbox", "--failed"]);
     assert!(dead.trim().is_empty(), "{dead}");
     assert!(received.try_recv().is_err(), "nothing else was sent");
+
+    // A lab result received over HL7 comes back out as an ORU^R01 of its DiagnosticReport.
+    let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interface/tests/data");
+    let oru =
+        std::fs::read_to_string(samples.join("ORU-R01-RMGEAD.hl7")).unwrap().replace("\r\n", "\r").replace('\n', "\r");
+    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(exchange(&mut stream, oru.trim_end()).contains("MSA|AA|CNTRL-3456"));
+    let reports: serde_json::Value =
+        reqwest::blocking::get(format!("{}/DiagnosticReport", server.base)).unwrap().json().unwrap();
+    let report = reports["entry"][0]["resource"]["id"].as_str().expect("a DiagnosticReport").to_string();
+    let (ok, out) = hl7(dir.path(), &["oru", &report]);
+    assert!(ok, "{out}");
+    let message = hl7v2::Message::parse(&out.replace('\n', "\r")).unwrap();
+    assert_eq!(message.get("MSH-9").as_deref(), Some("ORU"));
+    assert_eq!(message.get("MSH-9.2").as_deref(), Some("R01"));
+    assert_eq!(message.get("OBX-3.1").as_deref(), Some("1554-5"));
+    let (ok, _) = hl7(dir.path(), &["oru", "no-such-report"]);
+    assert!(!ok, "an unknown report is an error");
 }
 
 /// Runs `continuum ARGS --data DATA` with `stdin`, and returns its standard output.
