@@ -210,11 +210,7 @@ struct PhaseResult {
 
 impl PhaseResult {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
+        crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(0.0)
     }
 
     fn print(&self, name: &str, clients: usize) {
@@ -274,6 +270,14 @@ where
     result.elapsed = started.elapsed();
     result.latencies_us.sort_unstable();
     Ok(result)
+}
+
+/// The `p` quantile (0 to 1) of latencies sorted in microseconds, in milliseconds (`None` when
+/// there are none).
+pub(crate) fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {
+    let last = sorted_us.len().checked_sub(1)?;
+    let index = ((last as f64) * p).round() as usize;
+    Some(sorted_us[index.min(last)] as f64 / 1000.0)
 }
 
 /// The server's default limits, but no per-client rate limit: every simulated client shares

@@ -5,11 +5,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use server::message_log::time_text;
 use std::path::PathBuf;
 use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 use store::outbox::{OutboundQuery, OutboundStatus, Outbox, Partner};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 #[derive(Debug, Args)]
 pub(crate) struct Hl7Args {
@@ -220,10 +220,6 @@ fn print_list(log: &dyn MessageLog, args: &ListArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn time_text(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// One line: id, time, status, type, control id, ACK, patient, error.

@@ -59,11 +59,7 @@ struct RunResult {
 
 impl RunResult {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
+        crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(0.0)
     }
 }
 

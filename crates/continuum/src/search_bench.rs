@@ -156,11 +156,7 @@ struct Measured {
 
 impl Measured {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
+        crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(f64::NAN)
     }
 
     fn per_second(&self) -> f64 {

@@ -2,29 +2,13 @@
 //! minted on the command line is accepted by introspection on the running server, and stops
 //! being accepted once its user is disabled.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+use std::process::{Command, Stdio};
 
-fn continuum(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
+mod common;
+
+use common::{BINARY, continuum};
 
 fn introspect(origin: &str, bearer: &str, token: &str) -> reqwest::blocking::Response {
     reqwest::blocking::Client::new()

@@ -3,45 +3,20 @@
 //! acknowledged version, no transaction is half-applied, and the store opens cleanly.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+mod common;
 
-struct Server {
-    child: Child,
-    base: String,
-}
+use common::{BINARY, Server};
 
-/// A test that fails must not leave its server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// No per-client rate limit: every writer and the checks share one address.
 fn start(data: &Path) -> Server {
-    let mut child = Command::new(BINARY)
-        // No per-client rate limit: every writer and the checks share one address.
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start continuum");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(base.starts_with("http://"), "unexpected first line: {line}");
-    // Keep reading what the server prints, so that it never writes to a closed pipe.
-    std::thread::spawn(move || stdout.lines().for_each(drop));
-    Server { child, base }
+    common::start(data, &["--rate-limit", "0"])
 }
 
 /// A pseudo-random number from the clock, enough to vary the moment of the kill.

@@ -1,49 +1,15 @@
 //! The HL7 v2 door of the real binary: `serve --mllp`, ACK implies durable (SIGKILL right after
 //! each ACK, restart, the effect is there and nothing is doubled), and `hl7 list` / `hl7 replay`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+mod common;
 
-struct Server {
-    child: Child,
-    /// The FHIR base URL.
-    base: String,
-    mllp: String,
-}
-
-/// A test that fails must not leave its server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mllp", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start continuum");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = lines.next().unwrap().unwrap().rsplit(' ').next().unwrap().to_string();
-    let mllp = lines
-        .by_ref()
-        .map(|line| line.unwrap())
-        .find(|line| line.contains("over MLLP at"))
-        .expect("the MLLP address is printed");
-    let mllp = mllp.trim().rsplit(' ').next().unwrap().to_string();
-    // Keep reading what the server prints, so that it never writes to a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base, mllp }
-}
+use common::{BINARY, continuum, start};
 
 fn exchange(stream: &mut TcpStream, message: &str) -> String {
     stream.write_all(&hl7v2::mllp::frame(message.as_bytes()).unwrap()).unwrap();
@@ -75,8 +41,8 @@ fn hl7(data: &Path, args: &[&str]) -> (bool, String) {
 fn an_ack_survives_sigkill_and_failed_messages_replay() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let mut server = start(dir.path());
-        let mut stream = TcpStream::connect(&server.mllp).unwrap();
+        let mut server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
+        let mut stream = TcpStream::connect(server.mllp()).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let ack = exchange(&mut stream, &a01(round));
         assert!(ack.contains("MSA|AA|CRASH-"), "{ack}");
@@ -84,8 +50,8 @@ fn an_ack_survives_sigkill_and_failed_messages_replay() {
         server.child.wait().unwrap();
     }
     // After the kills every acknowledged admission is there, once; resending one is a duplicate.
-    let mut server = start(dir.path());
-    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    let mut server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(exchange(&mut stream, &a01(1)).contains("MSA|AA|CRASH-1"));
     // A merge naming an unknown prior patient fails into the dead-letter queue.
@@ -166,10 +132,10 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
     assert!(!ok, "an address without a port is refused");
     let (_, partners) = hl7(dir.path(), &["partner", "list"]);
     assert!(partners.contains("adt-feed") && partners.contains("A01,A04"), "{partners}");
-    let server = start(dir.path());
+    let server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
 
     // The HL7 door: an inpatient admission.
-    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(exchange(&mut stream, &a01(7)).contains("MSA|AA|CRASH-7"));
     let first = received.recv_timeout(Duration::from_secs(30)).expect("the admission reaches the partner");
@@ -213,7 +179,7 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
     let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interface/tests/data");
     let oru =
         std::fs::read_to_string(samples.join("ORU-R01-RMGEAD.hl7")).unwrap().replace("\r\n", "\r").replace('\n', "\r");
-    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(exchange(&mut stream, oru.trim_end()).contains("MSA|AA|CNTRL-3456"));
     let reports: serde_json::Value =
@@ -229,45 +195,25 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
     assert!(!ok, "an unknown report is an error");
 }
 
-/// Runs `continuum ARGS --data DATA` with `stdin`, and returns its standard output.
-fn continuum_with_input(data: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "continuum {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn the_message_log_is_served_to_administrators_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let password = "a long enough password\n";
-    continuum_with_input(
+    continuum(
         data,
         &["user", "add", "ops", "--role", "administrator", "--org", "o1", "--password-stdin"],
-        password,
+        Some(password),
     );
-    continuum_with_input(
-        data,
-        &["user", "add", "doc", "--role", "physician", "--org", "o1", "--password-stdin"],
-        password,
-    );
+    continuum(data, &["user", "add", "doc", "--role", "physician", "--org", "o1", "--password-stdin"], Some(password));
     let token = |user: &str| {
-        continuum_with_input(data, &["token", "--user", user, "--scope", "user/*.rs"], "").trim().to_string()
+        let minted = continuum(data, &["token", "--user", user, "--scope", "user/*.rs"], None);
+        String::from_utf8(minted.stdout).unwrap().trim().to_string()
     };
     let (ops, doc) = (token("ops"), token("doc"));
 
-    let server = start(data);
-    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    let server = start(data, &["--mllp", "127.0.0.1:0"]);
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(exchange(&mut stream, &a01(1)).contains("MSA|AA|CRASH-1"));
     assert!(exchange(&mut stream, &a01(2)).contains("MSA|AA|CRASH-2"));
@@ -380,10 +326,10 @@ fn a_kill_between_receive_and_ack_neither_loses_nor_doubles() {
     let mut everything = Vec::new();
     let mut acknowledged = 0;
     for round in 0..3 {
-        let server = start(dir.path());
+        let server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
         let senders: Vec<_> = (0..4)
             .map(|c| {
-                let mllp = server.mllp.clone();
+                let mllp = server.mllp().to_string();
                 std::thread::spawn(move || admit_until_killed(mllp, c, round))
             })
             .collect();
@@ -399,8 +345,8 @@ fn a_kill_between_receive_and_ack_neither_loses_nor_doubles() {
     assert!(acknowledged > 0, "nothing was acknowledged before the kills");
     // After the last restart the unfinished messages are settled; the sender then resends
     // everything it sent (a real sender resends what it has no ACK for): each is applied once.
-    let server = start(dir.path());
-    let mut stream = TcpStream::connect(&server.mllp).unwrap();
+    let server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     for tag in &everything {
         let ack = exchange(&mut stream, &admission(tag));

@@ -3,40 +3,15 @@
 //! fails, never skips, without them) sends the interface's sample messages to `continuum serve
 //! --mllp` and parses the ACKs with its own parser (`tests/external/mllp_client.py`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+mod common;
+
+use common::{BINARY, start};
+
 /// The python-hl7 release the client is written against.
 const PYTHON_HL7: &str = "hl7==0.4.5";
-
-struct Server {
-    child: Child,
-    mllp: String,
-}
-
-/// A test that fails must not leave its server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mllp", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start continuum");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mllp = lines.by_ref().map(|l| l.unwrap()).find(|l| l.contains("over MLLP at")).expect("MLLP address");
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, mllp: mllp.rsplit(' ').next().unwrap().to_string() }
-}
 
 /// python-hl7 in a folder of its own under Cargo's scratch space (installed once).
 fn python_hl7() -> PathBuf {
@@ -57,8 +32,8 @@ fn python_hl7() -> PathBuf {
 fn python_hl7_client_gets_correct_acks() {
     let library = python_hl7();
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let (host, port) = server.mllp.rsplit_once(':').unwrap();
+    let server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
+    let (host, port) = server.mllp().rsplit_once(':').unwrap();
     let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interface/tests/data");
     let files = ["ADT-A01-01.hl7", "ADT-A03-01.hl7", "ORU-R01-RMGEAD.hl7", "VXU-V04-01.hl7", "SIU-S12-01.hl7"];
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/external/mllp_client.py");

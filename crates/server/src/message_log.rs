@@ -87,10 +87,10 @@ pub fn parse_since(text: &str) -> Option<OffsetDateTime> {
     time::Date::parse(text, &format).ok().map(|d| d.midnight().assume_utc())
 }
 
-fn query_of(raw: Option<&str>) -> Result<MessageQuery, ApiError> {
+fn query_of(pairs: &[(String, String)]) -> Result<MessageQuery, ApiError> {
     let mut query = MessageQuery { limit: 100, ..MessageQuery::default() };
-    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
+    for (name, value) in pairs {
+        match name.as_str() {
             "status" => {
                 for status in value.split(',') {
                     if status == "dead-letter" {
@@ -102,11 +102,11 @@ fn query_of(raw: Option<&str>) -> Result<MessageQuery, ApiError> {
                     }
                 }
             }
-            "patient" => query.patient = Some(value.into_owned()),
-            "type" => query.message_type = Some(value.into_owned()),
+            "patient" => query.patient = Some(value.clone()),
+            "type" => query.message_type = Some(value.clone()),
             "since" => {
                 query.since = Some(
-                    parse_since(&value)
+                    parse_since(value)
                         .ok_or_else(|| ApiError::bad_request("`since` wants YYYY-MM-DD or an RFC 3339 instant"))?,
                 );
             }
@@ -128,7 +128,10 @@ async fn list(State(state): State<LogState>, headers: HeaderMap, RawQuery(raw): 
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let query = match query_of(raw.as_deref()) {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect();
+    let query = match query_of(&pairs) {
         Ok(query) => query,
         Err(error) => return error.into_response(),
     };
@@ -145,12 +148,8 @@ async fn list(State(state): State<LogState>, headers: HeaderMap, RawQuery(raw): 
         && let Some(last) = messages.last()
     {
         // Same filters, older messages.
-        let kept: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .filter(|(name, _)| name != "before")
-            .map(|(n, v)| (n.into_owned(), v.into_owned()))
-            .collect();
         let mut next = form_urlencoded::Serializer::new(String::new());
-        next.extend_pairs(kept);
+        next.extend_pairs(pairs.iter().filter(|(name, _)| name != "before"));
         next.append_pair("before", &last.id.to_string());
         body["next"] = serde_json::json!(format!("/admin/hl7/messages?{}", next.finish()));
     }
@@ -175,7 +174,8 @@ async fn show(State(state): State<LogState>, headers: HeaderMap, Path(id): Path<
     }
 }
 
-fn time_text(t: OffsetDateTime) -> String {
+/// An instant as RFC 3339 text (the API's and the CLI's form).
+pub fn time_text(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 

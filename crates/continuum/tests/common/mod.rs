@@ -1,0 +1,81 @@
+//! What the binary's whole-flow tests share: the binary, a `continuum serve` child that is
+//! killed when dropped, and running a command with input.
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+
+/// A running `continuum serve`.
+pub struct Server {
+    pub child: Child,
+    /// The FHIR base URL.
+    pub base: String,
+    /// `HOST:PORT` of the MLLP listener, when started with `--mllp`.
+    mllp: Option<String>,
+}
+
+impl Server {
+    /// The MLLP listener's address.
+    pub fn mllp(&self) -> &str {
+        self.mllp.as_deref().expect("the server was started with --mllp")
+    }
+}
+
+/// A test that fails must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `continuum serve --listen 127.0.0.1:0 EXTRA… --data DATA` and reads the addresses it
+/// prints (the MLLP one when `extra` has `--mllp`).
+pub fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start continuum");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://"), "unexpected first line: {first}");
+    let mllp = extra.contains(&"--mllp").then(|| {
+        let line = lines
+            .by_ref()
+            .map(|line| line.unwrap())
+            .find(|line| line.contains("over MLLP at"))
+            .expect("the MLLP address is printed");
+        line.trim().rsplit(' ').next().unwrap().to_string()
+    });
+    // Keep reading what the server prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base, mllp }
+}
+
+/// Runs `continuum ARGS --data DATA` with `stdin` (if any) and checks that it succeeds.
+pub fn continuum(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
