@@ -17,12 +17,16 @@
 
 mod conn;
 mod index_rows;
+mod messages;
+mod outbox;
 mod queries;
 mod schema;
 mod search_sql;
 mod writer;
 
 use conn::{Conn, Manager};
+pub use messages::PostgresMessageLog;
+pub use outbox::PostgresOutbox;
 use search::query::{Include, SearchQuery};
 use std::time::Duration;
 use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};

@@ -123,6 +123,60 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX search_text_narrative ON search_text USING GIN (narrative);
     CREATE INDEX search_text_content ON search_text USING GIN (content);
     "#,
+    // 3: the interface message log (HL7 v2 received over MLLP), every message verbatim before
+    // processing, and the outbound partners and outbox. The message log is not patient-owned
+    // in the sharding sense (a message is logged before its patient is known; it stays with the
+    // node that received it); outbox rows carry the patient they announce.
+    r#"
+    CREATE TABLE interface_message (
+        id            BIGSERIAL PRIMARY KEY,
+        received_at   BIGINT NOT NULL,  -- unix microseconds
+        updated_at    BIGINT NOT NULL,
+        sender        TEXT COLLATE "C" NOT NULL,  -- MSH-3|MSH-4 as sent
+        control_id    TEXT COLLATE "C" NOT NULL,  -- MSH-10
+        message_type  TEXT COLLATE "C" NOT NULL,  -- e.g. ADT^A01
+        status        TEXT NOT NULL
+            CHECK (status IN ('received', 'processed', 'failed', 'rejected', 'duplicate')),
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        ack_code      TEXT,
+        error         TEXT,
+        patient       TEXT COLLATE "C",  -- Patient id, once known
+        resources     TEXT,              -- JSON array of Type/id written
+        duplicate_of  BIGINT,
+        raw           BYTEA NOT NULL
+    );
+    CREATE INDEX interface_message_key ON interface_message (sender, control_id, status);
+    CREATE INDEX interface_message_status ON interface_message (status, id);
+    CREATE INDEX interface_message_patient ON interface_message (patient, id) WHERE patient IS NOT NULL;
+    CREATE INDEX interface_message_received ON interface_message (received_at);
+
+    CREATE TABLE interface_partner (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        address    TEXT NOT NULL,     -- HOST:PORT of its MLLP listener
+        events     TEXT NOT NULL,     -- ',A01,A03,' : the trigger events it takes
+        created_at BIGINT NOT NULL
+    );
+
+    CREATE TABLE interface_outbox (
+        id              BIGSERIAL PRIMARY KEY,
+        partner         TEXT COLLATE "C" NOT NULL,
+        created_at      BIGINT NOT NULL,  -- unix microseconds
+        event           TEXT NOT NULL,    -- A01
+        message_type    TEXT NOT NULL,    -- ADT^A01
+        control_id      TEXT NOT NULL,    -- MSH-10
+        resource        TEXT COLLATE "C" NOT NULL,  -- Type/id announced
+        patient         TEXT COLLATE "C",
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        last_error      TEXT,
+        updated_at      BIGINT NOT NULL,
+        payload         TEXT NOT NULL
+    );
+    CREATE INDEX interface_outbox_due ON interface_outbox (next_attempt_at, id) WHERE status = 'pending';
+    CREATE INDEX interface_outbox_status ON interface_outbox (status, id);
+    CREATE INDEX interface_outbox_partner ON interface_outbox (partner, id) WHERE status = 'pending';
+    "#,
 ];
 
 /// Key of the advisory lock held while migrating.

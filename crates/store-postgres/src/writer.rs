@@ -86,4 +86,12 @@ impl Transaction for WriteTx<'_> {
         }
         crate::search_sql::search_ids(self.conn, query, limit)
     }
+
+    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
+        crate::outbox::partners_for(self.conn, event)
+    }
+
+    fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {
+        crate::outbox::enqueue(self.conn, message)
+    }
 }

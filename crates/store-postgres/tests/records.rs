@@ -23,6 +23,21 @@ fn store() -> (scratch::Database, Records) {
 store_behaviour::records_tests!(store);
 
 #[test]
+fn message_log_keeps_messages_and_their_outcomes() {
+    let database = scratch::Database::create();
+    let backend = PostgresBackend::connect(&database.url).unwrap();
+    store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log());
+}
+
+#[test]
+fn outbox_queues_with_the_write_and_delivers_in_order() {
+    let database = scratch::Database::create();
+    let backend = Arc::new(PostgresBackend::connect(&database.url).unwrap());
+    let outbox = backend.outbox();
+    store_behaviour::interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
+}
+
+#[test]
 fn durable_across_reconnect() {
     let database = scratch::Database::create();
     let id = {

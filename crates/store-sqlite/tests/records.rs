@@ -20,6 +20,21 @@ fn store() -> (TempDir, Records) {
 store_behaviour::records_tests!(store);
 
 #[test]
+fn message_log_keeps_messages_and_their_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log().unwrap());
+}
+
+#[test]
+fn outbox_queues_with_the_write_and_delivers_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+    let outbox = backend.outbox().unwrap();
+    store_behaviour::interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
+}
+
+#[test]
 fn durable_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let id = {

@@ -1,0 +1,174 @@
+//! The interface message log ([`store::MessageLog`]) in the `interface_message` table. Each call
+//! is one statement on a pooled connection, committed on its own (autocommit, durable with
+//! `synchronous_commit = on`): a message is logged before its effects are written, and the
+//! interface's recovery settles rows left `received` by a crash.
+
+use crate::queries::{Value, params, to_micros};
+use crate::{Connection, PostgresBackend, storage};
+use postgres::Row;
+use store::messages::{MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage};
+use store::{Error, Result};
+use time::OffsetDateTime;
+
+/// Default number of messages a listing returns.
+const DEFAULT_LIMIT: usize = 100;
+/// Most messages a listing returns.
+const MAX_LIMIT: usize = 10_000;
+
+/// The message log of a PostgreSQL store.
+pub struct PostgresMessageLog {
+    pool: r2d2::Pool<crate::conn::Manager>,
+}
+
+impl PostgresBackend {
+    /// The message log kept in this store's database.
+    pub fn message_log(&self) -> PostgresMessageLog {
+        PostgresMessageLog { pool: self.pool.clone() }
+    }
+}
+
+impl PostgresMessageLog {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))?;
+        f(&mut conn)
+    }
+}
+
+pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
+                       ack_code, error, patient, resources, duplicate_of";
+
+fn row_to_message(row: &Row, with_raw: bool) -> std::result::Result<StoredMessage, postgres::Error> {
+    let status: String = row.try_get(6)?;
+    let resources: Option<String> = row.try_get(11)?;
+    let resources = resources.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok()).unwrap_or_default();
+    let attempts: i32 = row.try_get(7)?;
+    Ok(StoredMessage {
+        id: row.try_get(0)?,
+        received_at: from_micros(row.try_get(1)?),
+        updated_at: from_micros(row.try_get(2)?),
+        sender: row.try_get(3)?,
+        control_id: row.try_get(4)?,
+        message_type: row.try_get(5)?,
+        status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Received),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        outcome: MessageOutcome {
+            ack_code: row.try_get::<_, Option<String>>(8)?.unwrap_or_default(),
+            error: row.try_get(9)?,
+            patient: row.try_get(10)?,
+            resources,
+            duplicate_of: row.try_get(12)?,
+        },
+        raw: if with_raw { row.try_get(13)? } else { Vec::new() },
+    })
+}
+
+impl MessageLog for PostgresMessageLog {
+    fn receive(&self, message: &NewMessage<'_>) -> Result<i64> {
+        let now = to_micros(OffsetDateTime::now_utc());
+        self.with(|conn| {
+            let row = conn
+                .query_one(
+                    "INSERT INTO interface_message (received_at, updated_at, sender, control_id, message_type, \
+                     status, raw) VALUES ($1, $1, $2, $3, $4, 'received', $5) RETURNING id",
+                    &[&now, &message.sender, &message.control_id, &message.message_type, &message.raw],
+                )
+                .map_err(storage("log message"))?;
+            row.try_get(0).map_err(storage("log message"))
+        })
+    }
+
+    fn find_processed(&self, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
+        self.with(|conn| {
+            let row = conn
+                .query_opt(
+                    "SELECT id FROM interface_message WHERE sender = $1 AND control_id = $2 \
+                     AND status = 'processed' AND id <> $3 ORDER BY id LIMIT 1",
+                    &[&sender, &control_id, &except],
+                )
+                .map_err(storage("find message"))?;
+            row.map(|r| r.try_get(0)).transpose().map_err(storage("find message"))
+        })
+    }
+
+    fn finish(&self, id: i64, status: MessageStatus, outcome: &MessageOutcome) -> Result<()> {
+        let now = to_micros(OffsetDateTime::now_utc());
+        let resources = serde_json::to_string(&outcome.resources).map_err(|_| Error::Storage("log outcome".into()))?;
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE interface_message SET status = $2, updated_at = $3, attempts = attempts + 1, \
+                     ack_code = $4, error = $5, patient = coalesce($6, patient), resources = $7, duplicate_of = $8 \
+                     WHERE id = $1",
+                    &[
+                        &id,
+                        &status.as_str(),
+                        &now,
+                        &outcome.ack_code,
+                        &outcome.error,
+                        &outcome.patient,
+                        &resources,
+                        &outcome.duplicate_of,
+                    ],
+                )
+                .map_err(storage("update message"))?;
+            if changed == 0 {
+                return Err(Error::NotFound { resource_type: "message".into(), id: id.to_string() });
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
+        self.with(|conn| {
+            let sql = format!("SELECT {COLUMNS}, raw FROM interface_message WHERE id = $1");
+            let row = conn.query_opt(&sql, &[&id]).map_err(storage("read message"))?;
+            row.map(|r| row_to_message(&r, true)).transpose().map_err(storage("read message"))
+        })
+    }
+
+    fn list(&self, query: &MessageQuery) -> Result<Vec<StoredMessage>> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut bind = |value: Value| {
+            values.push(value);
+            format!("${}", values.len())
+        };
+        if !query.statuses.is_empty() {
+            let list: Vec<String> = query.statuses.iter().map(|s| s.as_str().to_string()).collect();
+            conditions.push(format!("status = ANY({}::text[])", bind(Box::new(list))));
+        }
+        if let Some(patient) = &query.patient {
+            conditions.push(format!("patient = {}", bind(Box::new(patient.clone()))));
+        }
+        if let Some(kind) = &query.message_type {
+            if kind.contains('^') {
+                conditions.push(format!("message_type = {}", bind(Box::new(kind.clone()))));
+            } else {
+                let p = bind(Box::new(kind.clone()));
+                let prefix = bind(Box::new(format!("{kind}^")));
+                conditions.push(format!("(message_type = {p} OR left(message_type, length({prefix})) = {prefix})"));
+            }
+        }
+        if let Some(since) = query.since {
+            conditions.push(format!("received_at >= {}", bind(Box::new(to_micros(since)))));
+        }
+        if let Some(before) = query.before_id {
+            conditions.push(format!("id < {}", bind(Box::new(before))));
+        }
+        let limit = if query.limit == 0 { DEFAULT_LIMIT } else { query.limit.min(MAX_LIMIT) };
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let raw = if query.with_raw { ", raw" } else { "" };
+        let sql = format!("SELECT {COLUMNS}{raw} FROM interface_message {filter} ORDER BY id DESC LIMIT {limit}");
+        self.with(|conn| {
+            let rows = conn.query(&sql, &params(&values)).map_err(storage("list messages"))?;
+            rows.iter()
+                .map(|r| row_to_message(r, query.with_raw))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(storage("list messages"))
+        })
+    }
+}
