@@ -16,6 +16,8 @@ pub(crate) struct Hl7Args {
     /// Data directory of the embedded store.
     #[arg(long, global = true, default_value_os_t = crate::default_data_dir())]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::DatabaseArg,
     #[command(subcommand)]
     command: Hl7Command,
 }
@@ -109,21 +111,22 @@ struct ListArgs {
 }
 
 pub(crate) fn run(args: Hl7Args) -> Result<()> {
-    let (records, backend) = crate::open_store(&args.data)?;
-    let log = backend.message_log().context("cannot open the message log")?;
+    let crate::Store { records, message_log, outbox, .. } =
+        crate::open_store(&args.data, args.database.database.as_deref())?;
+    let log = message_log.as_ref();
     match args.command {
-        Hl7Command::List(list) => print_list(&log, &list),
+        Hl7Command::List(list) => print_list(log, &list),
         Hl7Command::Show { id } => {
             let message = log.get(id)?.with_context(|| format!("no message {id} in the log"))?;
             println!("{}", summary(&message));
             println!("{}", String::from_utf8_lossy(&message.raw).replace('\r', "\n"));
             Ok(())
         }
-        Hl7Command::Partner { command } => partner(&backend.outbox()?, command),
+        Hl7Command::Partner { command } => partner(outbox.as_ref(), command),
         Hl7Command::Outbox(args) => {
             let statuses = if args.failed { vec![OutboundStatus::Dead] } else { Vec::new() };
             let query = OutboundQuery { statuses, partner: args.partner, limit: args.limit };
-            for m in backend.outbox()?.list(&query)? {
+            for m in outbox.list(&query)? {
                 println!(
                     "{:>6}  {}  {:<9}  {:<12}  {:<8}  {:<14}  attempts={}  {}{}",
                     m.id,
@@ -146,8 +149,7 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
             Ok(())
         }
         Hl7Command::Replay { id } => {
-            let log: std::sync::Arc<dyn MessageLog> = std::sync::Arc::new(log);
-            let interface = interface::Interface::new(records, log.clone());
+            let interface = interface::Interface::new(records, message_log.clone());
             let handled = interface.replay(id)?;
             let message = log.get(id)?.context("the message disappeared from the log")?;
             println!("{}", summary(&message));

@@ -16,13 +16,15 @@ pub(crate) struct ImportArgs {
     /// Data directory of the embedded store.
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::DatabaseArg,
     /// Files or folders: `.json` (a Bundle or one resource) and `.ndjson` (one resource a line).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
 pub(crate) fn run(args: ImportArgs) -> Result<()> {
-    let records = crate::open_records(&args.data)?;
+    let records = crate::open_store(&args.data, args.database.database.as_deref())?.records;
     let report = import_paths(&records, &args.paths, true)?;
     for (path, error) in &report.failures {
         eprintln!("failed: {}: {error}", path.display());

@@ -74,21 +74,59 @@ fn main() -> Result<()> {
 
 /// Opens the embedded store in `data` (created if absent).
 fn open_records(data: &Path) -> Result<Records> {
-    Ok(open_store(data)?.0)
+    Ok(open_store(data, None)?.records)
 }
 
-/// Opens the embedded store in `data` (created if absent), with its backend (which also keeps
-/// the HL7 message log).
-fn open_store(data: &Path) -> Result<(Records, Arc<store_sqlite::SqliteBackend>)> {
+/// The database a command works on: the embedded SQLite store in the data directory, or the
+/// PostgreSQL database named with `--database postgres://USER@HOST:PORT/DB`.
+#[derive(Debug, Clone, clap::Args)]
+struct DatabaseArg {
+    /// PostgreSQL database to keep the records, the HL7 message log and the outbox in
+    /// (`postgres://USER@HOST:PORT/DB`); default: the embedded store in `--data`. Users and
+    /// SMART clients stay in the data directory.
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
+}
+
+/// An opened store: the records with the ADT notifier, and the interface tables beside them.
+struct Store {
+    records: Records,
+    message_log: Arc<dyn store::MessageLog>,
+    outbox: Arc<dyn store::Outbox>,
+    /// The embedded backend, when that is what is open (its search timeout is set per server).
+    sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
+}
+
+/// Opens the store: PostgreSQL at `database` when given (migrated to the current schema), else
+/// the embedded store in `data` (created if absent).
+fn open_store(data: &Path, database: Option<&str>) -> Result<Store> {
+    // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
+    // notifications in the outbox inside the write's own transaction.
+    let notifier = Arc::new(interface::outbound::AdtNotifier);
+    if let Some(url) = database {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            anyhow::bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
+        }
+        let backend =
+            Arc::new(store_postgres::PostgresBackend::connect(url).context("cannot open the PostgreSQL database")?);
+        return Ok(Store {
+            records: Records::new(backend.clone()).with_hook(notifier),
+            message_log: Arc::new(backend.message_log()),
+            outbox: Arc::new(backend.outbox()),
+            sqlite: None,
+        });
+    }
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
     let backend = Arc::new(
         store_sqlite::SqliteBackend::open(data)
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
-    // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
-    // notifications in the outbox inside the write's own transaction.
-    let records = Records::new(backend.clone()).with_hook(Arc::new(interface::outbound::AdtNotifier));
-    Ok((records, backend))
+    Ok(Store {
+        records: Records::new(backend.clone()).with_hook(notifier),
+        message_log: Arc::new(backend.message_log().context("cannot open the HL7 message log")?),
+        outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
+        sqlite: Some(backend),
+    })
 }
 
 /// The default data directory.

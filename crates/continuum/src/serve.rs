@@ -12,6 +12,8 @@ pub(crate) struct ServeArgs {
     /// Data directory of the embedded store.
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::DatabaseArg,
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -49,7 +51,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let (records, backend) = crate::open_store(&args.data)?;
+    let crate::Store { records, message_log, outbox, sqlite } =
+        crate::open_store(&args.data, args.database.database.as_deref())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -58,12 +61,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let address = listener.local_addr()?;
         let limits = limits(&args);
         let base_url = args.base_url.unwrap_or_else(|| format!("http://{address}/fhir"));
-        backend.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
+        if let Some(sqlite) = &sqlite {
+            sqlite.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
+        }
         let state = server::AppState::new(records.clone(), base_url.clone(), limits);
         let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
         let authority = Arc::new(authority);
-        let message_log: Arc<dyn store::MessageLog> =
-            Arc::new(backend.message_log().context("cannot open the HL7 message log")?);
         let admin_routes =
             server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
         let auth_routes = auth::router(authority).merge(admin_routes);
@@ -76,7 +79,6 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         };
         // Outbound ADT notifications queued by any write are delivered to the partners
         // (`continuum hl7 partner add`) while the server runs.
-        let outbox: Arc<dyn store::Outbox> = Arc::new(backend.outbox().context("cannot open the HL7 outbox")?);
         let sender = tokio::spawn(interface::outbound::deliver(
             outbox,
             interface::outbound::SenderConfig::default(),
