@@ -72,7 +72,7 @@ impl PostgresBackend {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
-        self.pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))
+        pooled(&self.pool)
     }
 }
 
@@ -134,6 +134,11 @@ pub(crate) fn storage(operation: &'static str) -> impl Fn(postgres::Error) -> Er
         None if e.is_closed() => Error::Unavailable(format!("{operation}: the database connection closed")),
         None => Error::Storage(format!("{operation}: database error")),
     }
+}
+
+/// A connection from `pool` (the backend's, shared by the message log and the outbox).
+pub(crate) fn pooled(pool: &r2d2::Pool<Manager>) -> Result<r2d2::PooledConnection<Manager>> {
+    pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))
 }
 
 /// Keeps the type of [`Conn`] visible to the modules that take it.

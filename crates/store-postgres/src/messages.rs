@@ -29,8 +29,7 @@ impl PostgresBackend {
 
 impl PostgresMessageLog {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))?;
-        f(&mut conn)
+        f(&mut *crate::pooled(&self.pool)?)
     }
 }
 

@@ -8,8 +8,8 @@ use crate::messages::from_micros;
 use crate::queries::{Value, params, to_micros};
 use crate::{Connection, PostgresBackend, storage};
 use postgres::Row;
+use store::Result;
 use store::outbox::{NewOutbound, OutboundMessage, OutboundQuery, OutboundStatus, Outbox, Partner};
-use store::{Error, Result};
 use time::OffsetDateTime;
 
 /// Default number of messages a listing returns.
@@ -64,8 +64,7 @@ impl PostgresBackend {
 
 impl PostgresOutbox {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get().map_err(|_| Error::Unavailable("no database connection is available".into()))?;
-        f(&mut conn)
+        f(&mut *crate::pooled(&self.pool)?)
     }
 }
 
