@@ -204,9 +204,10 @@ async fn read(
     at: Instance,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // A read by id is one primary-key lookup on a pooled read connection that never waits for
-    // writers (WAL): done in place, it costs less than the two thread switches of the blocking pool.
-    let version = state.records().read(&at.resource_type, &at.id)?;
+    // On the blocking pool like all store work: a backend may block (PostgreSQL's synchronous
+    // client even refuses to run on an async worker thread).
+    let records = state.records().clone();
+    let version = blocking(move || records.read(&at.resource_type, &at.id)).await?;
     if not_modified(&headers, &version) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_version_headers(&mut response, &version);
@@ -241,7 +242,8 @@ async fn vread(
 ) -> Result<Response, ApiError> {
     let version = params.get("version").and_then(|v| v.parse::<u64>().ok());
     let version = version.ok_or_else(|| ApiError::not_found("no such version"))?;
-    let found = state.records().vread(&at.resource_type, &at.id, version)?;
+    let records = state.records().clone();
+    let found = blocking(move || records.vread(&at.resource_type, &at.id, version)).await?;
     Ok(resource_response(StatusCode::OK, &found))
 }
 
