@@ -64,7 +64,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         if let Some(sqlite) = &sqlite {
             sqlite.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
         }
-        let state = server::AppState::new(records.clone(), base_url.clone(), limits);
+        let state = server::AppState::new(records.clone(), base_url.clone(), limits)
+            .with_queues(Arc::clone(&message_log), Arc::clone(&outbox));
         let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
         let authority = Arc::new(authority);
         let admin_routes =

@@ -65,6 +65,15 @@ struct StateInner {
     base_url: String,
     limits: Limits,
     metrics: observe::Metrics,
+    /// The HL7 message log and outbox whose sizes `/metrics` reports, when the server has them.
+    queues: Option<Queues>,
+}
+
+/// The interface's queues, for monitoring.
+#[derive(Clone)]
+struct Queues {
+    message_log: Arc<dyn store::MessageLog>,
+    outbox: Arc<dyn store::Outbox>,
 }
 
 impl AppState {
@@ -73,7 +82,17 @@ impl AppState {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         // Absolute references to this server's own base count as local ones.
         let records = records.with_base(base_url.clone());
-        AppState { inner: Arc::new(StateInner { records, base_url, limits, metrics: observe::Metrics::new() }) }
+        AppState {
+            inner: Arc::new(StateInner { records, base_url, limits, metrics: observe::Metrics::new(), queues: None }),
+        }
+    }
+
+    /// Also reports the sizes of the HL7 message log and of the outbound queue (the backlog
+    /// of undelivered messages) on `/metrics`. Call before the state is shared.
+    pub fn with_queues(mut self, message_log: Arc<dyn store::MessageLog>, outbox: Arc<dyn store::Outbox>) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_queues is called before the state is shared");
+        inner.queues = Some(Queues { message_log, outbox });
+        self
     }
 
     fn records(&self) -> &Records {

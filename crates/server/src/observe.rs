@@ -40,6 +40,11 @@ struct TypeLabels {
     r#type: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
 /// Upper bounds of the latency buckets, in seconds (0.5 ms to 10 s).
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -54,6 +59,8 @@ pub(crate) struct Metrics {
     durations: Family<InteractionLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     resources: Family<TypeLabels, Gauge>,
+    hl7_messages: Family<StatusLabels, Gauge>,
+    outbox: Family<StatusLabels, Gauge>,
 }
 
 impl Metrics {
@@ -73,7 +80,15 @@ impl Metrics {
         registry.register("http_requests_in_flight", "HTTP requests being handled", in_flight.clone());
         let resources = Family::<TypeLabels, Gauge>::default();
         registry.register("store_resources", "Live resources in the store, by resource type", resources.clone());
-        Metrics { registry, requests, durations, in_flight, resources }
+        let hl7_messages = Family::<StatusLabels, Gauge>::default();
+        registry.register("hl7_messages", "HL7 v2 messages in the message log, by status", hl7_messages.clone());
+        let outbox = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "outbox_messages",
+            "Outbound HL7 v2 messages, by status (pending is the backlog still to deliver)",
+            outbox.clone(),
+        );
+        Metrics { registry, requests, durations, in_flight, resources, hl7_messages, outbox }
     }
 }
 
@@ -112,6 +127,24 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || records.backend().count_by_type()).await {
         for (resource_type, count) in counts {
             state.inner.metrics.resources.get_or_create(&TypeLabels { r#type: resource_type }).set(clamp(count));
+        }
+    }
+    if let Some(queues) = state.inner.queues.clone() {
+        let counted = tokio::task::spawn_blocking(move || {
+            Ok::<_, store::Error>((queues.message_log.count_by_status()?, queues.outbox.count_by_status()?))
+        })
+        .await;
+        if let Ok(Ok((messages, outbound))) = counted {
+            let metrics = &state.inner.metrics;
+            // Every status is reported, 0 when none is in it, so that a drained queue reads 0.
+            for status in store::MessageStatus::ALL {
+                let n = messages.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                metrics.hl7_messages.get_or_create(&StatusLabels { status: status.as_str() }).set(clamp(n));
+            }
+            for status in store::outbox::OutboundStatus::ALL {
+                let n = outbound.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                metrics.outbox.get_or_create(&StatusLabels { status: status.as_str() }).set(clamp(n));
+            }
         }
     }
     let mut text = String::new();

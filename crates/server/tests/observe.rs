@@ -1,6 +1,7 @@
 //! Health, readiness and metrics over real HTTP: `/healthz` and `/readyz` answer, and
 //! `/metrics` counts requests by interaction and status, times them, and reports live resources
-//! per type — with no ids or values in any label.
+//! per type and the sizes of the HL7 message log and outbound queue — with no ids or values in
+//! any label.
 
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -9,10 +10,18 @@ use store::Records;
 
 async fn start() -> (String, Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::new(Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap()));
+    let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
+    let message_log: Arc<dyn store::MessageLog> = Arc::new(backend.message_log().unwrap());
+    let outbox: Arc<dyn store::Outbox> = Arc::new(backend.outbox().unwrap());
+    // One HL7 message received and not yet processed, for the queue gauges.
+    let raw = b"MSH|^~\\&|LAB|NORTH|||20240101||ADT^A01|C1|P|2.5\r";
+    let message = store::messages::NewMessage { sender: "LAB|NORTH", control_id: "C1", message_type: "ADT^A01", raw };
+    message_log.receive(&message).unwrap();
+    let records = Records::new(backend);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let state = server::AppState::new(records, format!("{origin}/fhir"), server::Limits::default());
+    let state = server::AppState::new(records, format!("{origin}/fhir"), server::Limits::default())
+        .with_queues(message_log, outbox);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;
@@ -57,6 +66,9 @@ async fn health_readiness_and_metrics() {
     let text = metrics.text().await.unwrap();
     let get = |prefix: &str| sample(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
     assert_eq!(get(r#"continuum_http_requests_total{interaction="create",status="201"}"#), 1.0);
+    assert_eq!(get(r#"continuum_hl7_messages{status="received"}"#), 1.0);
+    assert_eq!(get(r#"continuum_hl7_messages{status="processed"}"#), 0.0);
+    assert_eq!(get(r#"continuum_outbox_messages{status="pending"}"#), 0.0, "no partner, no backlog");
     assert_eq!(get(r#"continuum_http_requests_total{interaction="read",status="200"}"#), 3.0);
     assert_eq!(get(r#"continuum_http_requests_total{interaction="read",status="404"}"#), 1.0);
     assert_eq!(get(r#"continuum_http_requests_total{interaction="search-type",status="200"}"#), 1.0);

@@ -39,6 +39,14 @@ pub fn message_log_keeps_messages_and_their_outcomes(log: &dyn MessageLog) {
     log.finish(third, MessageStatus::Failed, &failed).unwrap();
     assert!(log.finish(third + 1000, MessageStatus::Failed, &failed).is_err(), "an unknown id is an error");
 
+    let mut counts = log.count_by_status().unwrap();
+    counts.sort_by_key(|(status, _)| status.as_str());
+    assert_eq!(
+        counts,
+        [(MessageStatus::Duplicate, 1), (MessageStatus::Failed, 1), (MessageStatus::Processed, 1)],
+        "counts by status (no other message was received)"
+    );
+
     let stored = log.get(first).unwrap().expect("the first message");
     assert_eq!(stored.raw, raw, "kept byte for byte");
     assert_eq!((stored.status, stored.attempts), (MessageStatus::Processed, 1));
@@ -159,6 +167,14 @@ pub fn outbox_queues_with_the_write_and_delivers_in_order(records: &Records, out
     assert_eq!(with(vec![OutboundStatus::Delivered], Some("hie")).len(), 1);
     assert_eq!(with(vec![OutboundStatus::Pending, OutboundStatus::Dead], Some("lab")).len(), 2);
     assert_eq!(outbox.list(&OutboundQuery { limit: 2, ..OutboundQuery::default() }).unwrap().len(), 2);
+    let mut counts = outbox.count_by_status().unwrap();
+    counts.sort_by_key(|(status, _)| status.as_str());
+    let pending = with(vec![OutboundStatus::Pending], None).len() as u64;
+    assert_eq!(
+        counts,
+        [(OutboundStatus::Dead, 1), (OutboundStatus::Delivered, 1), (OutboundStatus::Pending, pending)],
+        "counts by status"
+    );
 
     assert!(outbox.remove_partner("registry").unwrap());
     assert!(!outbox.remove_partner("registry").unwrap());

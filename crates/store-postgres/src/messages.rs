@@ -121,6 +121,25 @@ impl MessageLog for PostgresMessageLog {
         })
     }
 
+    fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
+        self.with(|conn| {
+            let rows = conn
+                .query("SELECT status, count(*) FROM interface_message GROUP BY status", &[])
+                .map_err(storage("count messages"))?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (status, n): (String, i64) = (
+                    row.try_get(0).map_err(storage("count messages"))?,
+                    row.try_get(1).map_err(storage("count messages"))?,
+                );
+                if let Some(status) = MessageStatus::parse(&status) {
+                    counts.push((status, n.unsigned_abs()));
+                }
+            }
+            Ok(counts)
+        })
+    }
+
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
         self.with(|conn| {
             let sql = format!("SELECT {COLUMNS}, raw FROM interface_message WHERE id = $1");

@@ -145,6 +145,19 @@ impl MessageLog for SqliteMessageLog {
         })
     }
 
+    fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT status, count(*) FROM interface_message GROUP BY status")
+                .map_err(storage("count messages"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(storage("count messages"))?;
+            Ok(rows.into_iter().filter_map(|(s, n)| Some((MessageStatus::parse(&s)?, n.unsigned_abs()))).collect())
+        })
+    }
+
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
         self.with(|conn| {
             let sql = format!("SELECT {COLUMNS}, raw FROM interface_message WHERE id = ?1");

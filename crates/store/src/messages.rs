@@ -139,4 +139,6 @@ pub trait MessageLog: Send + Sync + 'static {
     fn get(&self, id: i64) -> Result<Option<StoredMessage>>;
     /// Messages matching `query`, newest first.
     fn list(&self, query: &MessageQuery) -> Result<Vec<StoredMessage>>;
+    /// How many messages are in each status, for monitoring.
+    fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>>;
 }

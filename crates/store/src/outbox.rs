@@ -145,4 +145,6 @@ pub trait Outbox: Send + Sync + 'static {
     fn attempt_failed(&self, id: i64, error: &str, retry_at: Option<OffsetDateTime>) -> Result<()>;
     /// Messages matching `query`, newest first (without payloads).
     fn list(&self, query: &OutboundQuery) -> Result<Vec<OutboundMessage>>;
+    /// How many messages are in each status (the backlog is `pending`), for monitoring.
+    fn count_by_status(&self) -> Result<Vec<(OutboundStatus, u64)>>;
 }
