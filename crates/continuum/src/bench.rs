@@ -43,12 +43,15 @@ enum BenchCommand {
     Search(crate::search_bench::SearchBenchArgs),
     /// Sustained HL7 v2 ingest over MLLP with ACK-after-commit (issue 6's figure).
     Mllp(crate::mllp_bench::MllpBenchArgs),
+    /// A sustained mixed read/search/write load against a running server (issue 8's figure).
+    Load(crate::load_bench::LoadBenchArgs),
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         Some(BenchCommand::Search(search)) => return crate::search_bench::run(search),
         Some(BenchCommand::Mllp(mllp)) => return crate::mllp_bench::run(mllp),
+        Some(BenchCommand::Load(load)) => return crate::load_bench::run(load),
         None => {}
     }
     let scratch = tempfile::tempdir()?;

@@ -4,6 +4,7 @@ mod access;
 mod bench;
 mod hl7;
 mod import;
+mod load_bench;
 mod mllp_bench;
 mod scale;
 mod search_bench;
