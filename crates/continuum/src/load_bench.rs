@@ -10,7 +10,6 @@ use hyper::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bench::{connect, exchange, percentile_ms, request};
@@ -61,8 +60,8 @@ async fn load(args: LoadBenchArgs) -> Result<()> {
     );
     let started = Instant::now();
     let duration = Duration::from_secs(args.minutes * 60);
-    let stop = Arc::new(AtomicBool::new(false));
-    let memory = tokio::spawn(sample_memory(args.pid, Duration::from_secs(args.interval), stop.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let memory = tokio::spawn(sample_memory(args.pid, Duration::from_secs(args.interval), stopped));
     let mut tasks = Vec::new();
     for worker in 0..args.clients {
         let (patients, address) = (patients.clone(), args.server);
@@ -93,7 +92,7 @@ async fn load(args: LoadBenchArgs) -> Result<()> {
     for task in tasks {
         samples.extend(task.await?);
     }
-    stop.store(true, Ordering::Relaxed);
+    let _ = stop.send(());
     let rss = memory.await?;
     report(&samples, &rss, Duration::from_secs(args.interval));
     Ok(())
@@ -154,16 +153,21 @@ async fn patient_ids(address: SocketAddr) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// The server's resident memory in MB, once per interval until `stop`.
-async fn sample_memory(pid: Option<u32>, interval: Duration, stop: Arc<AtomicBool>) -> Vec<Option<f64>> {
+/// The server's resident memory in MB, at the start and once per interval until `stopped`.
+async fn sample_memory(
+    pid: Option<u32>,
+    interval: Duration,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<Option<f64>> {
     let mut samples = vec![pid.and_then(rss_mb)];
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
-    while !stop.load(Ordering::Relaxed) {
-        ticker.tick().await;
-        samples.push(pid.and_then(rss_mb));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => samples.push(pid.and_then(rss_mb)),
+            _ = &mut stopped => return samples,
+        }
     }
-    samples
 }
 
 /// `VmRSS` of process `pid`, in MB.
@@ -175,12 +179,18 @@ fn rss_mb(pid: u32) -> Option<f64> {
 }
 
 fn report(samples: &[Sample], rss: &[Option<f64>], interval: Duration) {
-    let intervals = samples.iter().map(|s| (s.at.as_secs() / interval.as_secs()) as usize).max().map_or(0, |m| m + 1);
+    let bucket = |s: &Sample| (s.at.as_secs() / interval.as_secs().max(1)) as usize;
+    let mut buckets: Vec<Vec<&Sample>> = Vec::new();
+    for sample in samples {
+        let k = bucket(sample);
+        if buckets.len() <= k {
+            buckets.resize_with(k + 1, Vec::new);
+        }
+        buckets[k].push(sample);
+    }
     println!("{:>8} {:>10} {:>9} {:>9} {:>7} {:>9}", "interval", "requests/s", "p50 ms", "p99 ms", "errors", "RSS MB");
     let mut p99s = Vec::new();
-    for k in 0..intervals {
-        let inside: Vec<&Sample> =
-            samples.iter().filter(|s| (s.at.as_secs() / interval.as_secs()) as usize == k).collect();
+    for (k, inside) in buckets.iter().enumerate() {
         let mut latencies: Vec<u64> = inside.iter().map(|s| s.latency_us).collect();
         latencies.sort_unstable();
         let errors = inside.iter().filter(|s| !s.ok).count();

@@ -122,22 +122,7 @@ impl MessageLog for PostgresMessageLog {
     }
 
     fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
-        self.with(|conn| {
-            let rows = conn
-                .query("SELECT status, count(*) FROM interface_message GROUP BY status", &[])
-                .map_err(storage("count messages"))?;
-            let mut counts = Vec::new();
-            for row in rows {
-                let (status, n): (String, i64) = (
-                    row.try_get(0).map_err(storage("count messages"))?,
-                    row.try_get(1).map_err(storage("count messages"))?,
-                );
-                if let Some(status) = MessageStatus::parse(&status) {
-                    counts.push((status, n.unsigned_abs()));
-                }
-            }
-            Ok(counts)
-        })
+        self.with(|conn| count_by_status(conn, "interface_message", MessageStatus::parse))
     }
 
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
@@ -189,4 +174,24 @@ impl MessageLog for PostgresMessageLog {
                 .map_err(storage("list messages"))
         })
     }
+}
+
+/// Rows of `table` (the message log or the outbox) per `status`, as `parse` reads the status.
+pub(crate) fn count_by_status<S>(
+    conn: &mut Connection,
+    table: &str,
+    parse: impl Fn(&str) -> Option<S>,
+) -> Result<Vec<(S, u64)>> {
+    let rows = conn
+        .query(&format!("SELECT status, count(*) FROM {table} GROUP BY status"), &[])
+        .map_err(storage("count by status"))?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let status: String = row.try_get(0).map_err(storage("count by status"))?;
+        let n: i64 = row.try_get(1).map_err(storage("count by status"))?;
+        if let Some(status) = parse(&status) {
+            counts.push((status, n.unsigned_abs()));
+        }
+    }
+    Ok(counts)
 }

@@ -134,22 +134,7 @@ impl Outbox for PostgresOutbox {
     }
 
     fn count_by_status(&self) -> Result<Vec<(OutboundStatus, u64)>> {
-        self.with(|conn| {
-            let rows = conn
-                .query("SELECT status, count(*) FROM interface_outbox GROUP BY status", &[])
-                .map_err(storage("count outbox"))?;
-            let mut counts = Vec::new();
-            for row in rows {
-                let (status, n): (String, i64) = (
-                    row.try_get(0).map_err(storage("count outbox"))?,
-                    row.try_get(1).map_err(storage("count outbox"))?,
-                );
-                if let Some(status) = OutboundStatus::parse(&status) {
-                    counts.push((status, n.unsigned_abs()));
-                }
-            }
-            Ok(counts)
-        })
+        self.with(|conn| crate::messages::count_by_status(conn, "interface_outbox", OutboundStatus::parse))
     }
 
     fn partners(&self) -> Result<Vec<Partner>> {

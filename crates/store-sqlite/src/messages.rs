@@ -146,16 +146,7 @@ impl MessageLog for SqliteMessageLog {
     }
 
     fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
-        self.with(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT status, count(*) FROM interface_message GROUP BY status")
-                .map_err(storage("count messages"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(storage("count messages"))?;
-            Ok(rows.into_iter().filter_map(|(s, n)| Some((MessageStatus::parse(&s)?, n.unsigned_abs()))).collect())
-        })
+        self.with(|conn| count_by_status(conn, "interface_message", MessageStatus::parse))
     }
 
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
@@ -207,4 +198,20 @@ impl MessageLog for SqliteMessageLog {
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(storage("list messages"))
         })
     }
+}
+
+/// Rows of `table` (the message log or the outbox) per `status`, as `parse` reads the status.
+pub(crate) fn count_by_status<S>(
+    conn: &Connection,
+    table: &str,
+    parse: impl Fn(&str) -> Option<S>,
+) -> Result<Vec<(S, u64)>> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT status, count(*) FROM {table} GROUP BY status"))
+        .map_err(storage("count by status"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(storage("count by status"))?;
+    Ok(rows.into_iter().filter_map(|(s, n)| Some((parse(&s)?, n.unsigned_abs()))).collect())
 }

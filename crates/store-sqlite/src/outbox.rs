@@ -137,16 +137,7 @@ impl Outbox for SqliteOutbox {
     }
 
     fn count_by_status(&self) -> Result<Vec<(OutboundStatus, u64)>> {
-        self.with(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT status, count(*) FROM interface_outbox GROUP BY status")
-                .map_err(storage("count outbox"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(storage("count outbox"))?;
-            Ok(rows.into_iter().filter_map(|(s, n)| Some((OutboundStatus::parse(&s)?, n.unsigned_abs()))).collect())
-        })
+        self.with(|conn| crate::messages::count_by_status(conn, "interface_outbox", OutboundStatus::parse))
     }
 
     fn partners(&self) -> Result<Vec<Partner>> {
