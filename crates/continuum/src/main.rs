@@ -5,6 +5,7 @@ mod bench;
 mod hl7;
 mod import;
 mod load_bench;
+mod migrate;
 mod mllp_bench;
 mod scale;
 mod search_bench;
@@ -32,6 +33,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure ingest, read and write throughput on a scratch store and print the figures.
     Bench(bench::BenchArgs),
+    /// Apply schema migrations, or copy a whole store with its history to another backend
+    /// (`--from sqlite:DIR --to postgres://…`).
+    Migrate(migrate::MigrateArgs),
     /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
     SyntheaScale(scale::ScaleArgs),
     /// The HL7 v2 message log: list, show and replay received messages.
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
         Command::Import(args) => import::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SyntheaScale(args) => scale::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Hl7(args) => hl7::run(args),
         Command::User(args) => access::run_user(args),
         Command::Client(args) => access::run_client(args),

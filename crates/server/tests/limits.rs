@@ -167,6 +167,9 @@ impl store::Backend for SlowSearch {
     fn history_total(&self, q: &HistoryQuery) -> store::Result<u64> {
         self.0.history_total(q)
     }
+    fn versions_after(&self, after: i64, count: usize) -> store::Result<Vec<store::ResourceVersion>> {
+        self.0.versions_after(after, count)
+    }
     fn find_by_identifier(&self, t: &str, system: Option<&str>, value: &str) -> store::Result<Vec<String>> {
         self.0.find_by_identifier(t, system, value)
     }

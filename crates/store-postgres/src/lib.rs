@@ -93,6 +93,10 @@ impl Backend for PostgresBackend {
         queries::history_total(&mut *self.conn()?, query)
     }
 
+    fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>> {
+        queries::versions_after(&mut *self.conn()?, after_sequence, count)
+    }
+
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
         queries::find_by_identifier(&mut *self.conn()?, resource_type, system, value)
     }

@@ -252,6 +252,14 @@ pub(crate) fn history(conn: &mut Connection, query: &HistoryQuery) -> Result<Vec
     rows.iter().map(version_row).collect()
 }
 
+/// Versions with a sequence above `after`, oldest first, at most `count`.
+pub(crate) fn versions_after(conn: &mut Connection, after: i64, count: usize) -> Result<Vec<ResourceVersion>> {
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_version WHERE sequence > $1 ORDER BY sequence LIMIT $2");
+    let limit = i64::try_from(count).unwrap_or(i64::MAX);
+    let rows = conn.query(&sql, &[&after, &limit]).map_err(storage("history"))?;
+    rows.iter().map(version_row).collect()
+}
+
 /// How many history entries match `query`, ignoring its paging.
 pub(crate) fn history_total(conn: &mut Connection, query: &HistoryQuery) -> Result<u64> {
     let (filter, values) = history_filter(query, false);

@@ -145,6 +145,10 @@ impl Backend for SqliteBackend {
         queries::history_total(&*self.readers.get()?, query)
     }
 
+    fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>> {
+        queries::versions_after(&*self.readers.get()?, after_sequence, count)
+    }
+
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
         queries::find_by_identifier(&*self.readers.get()?, resource_type, system, value)
     }

@@ -234,6 +234,15 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> Result<Vec<Res
     rows.collect::<rusqlite::Result<_>>().map_err(storage("history"))
 }
 
+/// Versions with a sequence above `after`, oldest first, at most `count`.
+pub(crate) fn versions_after(conn: &Connection, after: i64, count: usize) -> Result<Vec<ResourceVersion>> {
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_version WHERE sequence > ?1 ORDER BY sequence LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("history"))?;
+    let limit = i64::try_from(count).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(rusqlite::params![after, limit], version_row).map_err(storage("history"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage("history"))
+}
+
 /// How many history entries match `query`, ignoring its paging.
 pub(crate) fn history_total(conn: &Connection, query: &HistoryQuery) -> Result<u64> {
     let (filter, values) = history_filter(query, false);

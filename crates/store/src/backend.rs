@@ -131,6 +131,9 @@ pub trait Backend: Send + Sync + 'static {
     fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>>;
     /// How many history entries match `query` (ignoring `count` and `before_sequence`).
     fn history_total(&self, query: &HistoryQuery) -> Result<u64>;
+    /// Every version of every resource with a sequence above `after_sequence`, oldest first,
+    /// at most `count` (copying a whole store with its history, e.g. `continuum migrate`).
+    fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>>;
     /// Ids of live resources of `resource_type` with a matching identifier.
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
     /// Number of live resources per resource type.

@@ -230,6 +230,22 @@ impl Records {
         })
     }
 
+    /// Copies `versions` (in the order they were written in their store) into this one as they
+    /// were stored, in one transaction, without running the write hook: moving a store to
+    /// another backend with its whole history. Versions this store already has are skipped;
+    /// returns how many were written.
+    pub fn restore(&self, versions: Vec<ResourceVersion>) -> Result<usize> {
+        let (work, slot) = capture(move |tx| {
+            let mut written = 0;
+            for v in &versions {
+                written += usize::from(write::restore_version(tx, v)?);
+            }
+            Ok(written)
+        });
+        self.backend.execute(work)?;
+        take(&slot)
+    }
+
     /// The base URL references to this server may start with.
     pub(crate) fn base(&self) -> Option<&str> {
         self.base.as_deref()

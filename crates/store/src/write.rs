@@ -65,6 +65,49 @@ pub(crate) fn put_version(
     })
 }
 
+/// Writes a version copied from another store exactly as it was stored (its version number,
+/// `lastUpdated`, change and body text), with index rows derived from the body; `false` when
+/// this store already has that version (a copy that is run again resumes). A version that
+/// does not follow the resource's current one is refused: history is copied in order.
+pub(crate) fn restore_version(tx: &mut dyn Transaction, v: &ResourceVersion) -> Result<bool> {
+    let current = tx.current_version(&v.resource_type, &v.id)?.map_or(0, |(version, _)| version);
+    if current >= v.version {
+        return Ok(false);
+    }
+    if current + 1 != v.version {
+        return Err(Error::invalid(format!(
+            "{}/{} version {} cannot follow version {current}: versions are copied in order",
+            v.resource_type, v.id, v.version
+        )));
+    }
+    let parsed: Option<Value> = match &v.body {
+        Some(text) => {
+            Some(serde_json::from_str(text).map_err(|_| Error::invalid("a stored version is not valid JSON"))?)
+        }
+        None => None,
+    };
+    let (ids, index, full_text) = match &parsed {
+        Some(body) => (
+            identifiers(body),
+            search::extract(&v.resource_type, body, &search::IndexContext::default()),
+            Some(search::FullText::of(body)),
+        ),
+        None => (Vec::new(), Vec::new(), None),
+    };
+    tx.put(&NewVersion {
+        resource_type: &v.resource_type,
+        id: &v.id,
+        version: v.version,
+        last_updated: v.last_updated,
+        change: v.change,
+        body: v.body.as_deref(),
+        identifiers: &ids,
+        index: &index,
+        full_text: full_text.as_ref(),
+    })?;
+    Ok(true)
+}
+
 /// `PreconditionFailed` unless the current version is `if_match` (when given).
 pub(crate) fn check_if_match(if_match: Option<u64>, current: Option<&ResourceVersion>) -> Result<()> {
     match (if_match, current) {
