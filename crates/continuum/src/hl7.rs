@@ -111,8 +111,7 @@ struct ListArgs {
 }
 
 pub(crate) fn run(args: Hl7Args) -> Result<()> {
-    let crate::Store { records, message_log, outbox, .. } =
-        crate::open_store(&args.data, args.database.database.as_deref())?;
+    let crate::Store { records, message_log, outbox, .. } = crate::open_store(&args.data, &args.database)?;
     let log = message_log.as_ref();
     match args.command {
         Hl7Command::List(list) => print_list(log, &list),

@@ -24,7 +24,7 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn run(args: ImportArgs) -> Result<()> {
-    let records = crate::open_store(&args.data, args.database.database.as_deref())?.records;
+    let records = crate::open_store(&args.data, &args.database)?.records;
     let report = import_paths(&records, &args.paths, true)?;
     for (path, error) in &report.failures {
         eprintln!("failed: {}: {error}", path.display());

@@ -80,18 +80,23 @@ fn main() -> Result<()> {
 
 /// Opens the embedded store in `data` (created if absent).
 fn open_records(data: &Path) -> Result<Records> {
-    Ok(open_store(data, None)?.records)
+    Ok(open_store(data, &DatabaseArg::default())?.records)
 }
 
 /// The database a command works on: the embedded SQLite store in the data directory, or the
 /// PostgreSQL database named with `--database postgres://USER@HOST:PORT/DB`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 struct DatabaseArg {
     /// PostgreSQL database to keep the records, the HL7 message log and the outbox in
     /// (`postgres://USER@HOST:PORT/DB`); default: the embedded store in `--data`. Users and
     /// SMART clients stay in the data directory.
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
+    /// A streaming-replication standby of `--database` that answers reads and searches
+    /// (repeatable); writes go to the primary, and reads wait for nothing: until a standby has
+    /// replayed this process's latest write, reads go to the primary.
+    #[arg(long = "database-replica", global = true, value_name = "URL", requires = "database")]
+    replicas: Vec<String>,
 }
 
 /// An opened store: the records with the ADT notifier, and the interface tables beside them.
@@ -105,16 +110,20 @@ struct Store {
 
 /// Opens the store: PostgreSQL at `database` when given (migrated to the current schema), else
 /// the embedded store in `data` (created if absent).
-fn open_store(data: &Path, database: Option<&str>) -> Result<Store> {
+fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
     // notifications in the outbox inside the write's own transaction.
     let notifier = Arc::new(interface::outbound::AdtNotifier);
-    if let Some(url) = database {
-        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            anyhow::bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
+    if let Some(url) = database.database.as_deref() {
+        for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                anyhow::bail!("--database and --database-replica take a postgres://USER@HOST:PORT/DB URL");
+            }
         }
-        let backend =
-            Arc::new(store_postgres::PostgresBackend::connect(url).context("cannot open the PostgreSQL database")?);
+        let backend = Arc::new(
+            store_postgres::PostgresBackend::connect_with_replicas(url, &database.replicas)
+                .context("cannot open the PostgreSQL database")?,
+        );
         return Ok(Store {
             records: Records::new(backend.clone()).with_hook(notifier),
             message_log: Arc::new(backend.message_log()),

@@ -76,7 +76,7 @@ fn migrate_in_place(args: &MigrateArgs) -> Result<()> {
             println!("PostgreSQL schema at version {}", backend.schema_version()?);
         }
         None => {
-            crate::open_store(&args.data, None)?;
+            crate::open_store(&args.data, &crate::DatabaseArg::default())?;
             println!("Embedded store in {} is up to date", args.data.display());
         }
     }

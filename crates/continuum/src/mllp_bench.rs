@@ -66,7 +66,7 @@ impl RunResult {
 pub(crate) fn run(args: MllpBenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
-    let crate::Store { records, message_log: log, .. } = crate::open_store(&data, None)?;
+    let crate::Store { records, message_log: log, .. } = crate::open_store(&data, &crate::DatabaseArg::default())?;
     let interface = Arc::new(interface::Interface::new(records, log));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

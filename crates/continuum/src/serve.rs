@@ -51,8 +51,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite } =
-        crate::open_store(&args.data, args.database.database.as_deref())?;
+    let crate::Store { records, message_log, outbox, sqlite } = crate::open_store(&args.data, &args.database)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

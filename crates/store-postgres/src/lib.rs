@@ -20,6 +20,7 @@ mod index_rows;
 mod messages;
 mod outbox;
 mod queries;
+mod replicas;
 mod schema;
 mod search_sql;
 mod writer;
@@ -27,6 +28,8 @@ mod writer;
 use conn::{Conn, Manager};
 pub use messages::PostgresMessageLog;
 pub use outbox::PostgresOutbox;
+pub use replicas::ReadRouting;
+use replicas::Standbys;
 use search::query::{Include, SearchQuery};
 use std::time::Duration;
 use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
@@ -41,24 +44,39 @@ const STATEMENT_TIMEOUT: &str = "30s";
 /// A [`Backend`] on a PostgreSQL database.
 pub struct PostgresBackend {
     pool: r2d2::Pool<Manager>,
+    standbys: Standbys,
 }
 
 impl PostgresBackend {
     /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`) and brings its
     /// schema up to date.
     pub fn connect(url: &str) -> Result<PostgresBackend> {
+        PostgresBackend::connect_with_replicas(url, &[])
+    }
+
+    /// Connects to the primary at `url` (migrating it) and to streaming-replication standbys
+    /// at `replicas`, which then answer reads and searches (see the `replicas`
+    /// module for read-your-writes).
+    pub fn connect_with_replicas(url: &str, replicas: &[String]) -> Result<PostgresBackend> {
         let mut config: postgres::Config =
             url.parse().map_err(|_| Error::Storage("the PostgreSQL URL is not valid".into()))?;
         config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT} -c synchronous_commit=on"));
         config.application_name("continuum");
         let mut first = Manager::connect(&config)?;
         schema::migrate(&mut first)?;
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(0))
-            .connection_timeout(POOL_WAIT)
-            .build_unchecked(Manager::new(config));
-        Ok(PostgresBackend { pool })
+        let standbys = Standbys::connect(replicas, &config)?;
+        Ok(PostgresBackend { pool: pool(config), standbys })
+    }
+
+    /// How many reads standbys and the primary answered (both 0 without standbys).
+    pub fn read_routing(&self) -> ReadRouting {
+        self.standbys.routing()
+    }
+
+    /// Runs a read on a standby that has caught up with this process's writes, else on the
+    /// primary.
+    fn read<T>(&self, read: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
+        self.standbys.read(&self.pool, read)
     }
 
     /// The schema version of the database (the number of migrations applied).
@@ -78,55 +96,61 @@ impl PostgresBackend {
 
 impl Backend for PostgresBackend {
     fn current(&self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
-        queries::current(&mut *self.conn()?, resource_type, id, queries::Lock::None)
+        self.read(|conn| queries::current(conn, resource_type, id, queries::Lock::None))
     }
 
     fn version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
-        queries::version(&mut *self.conn()?, resource_type, id, version)
+        self.read(|conn| queries::version(conn, resource_type, id, version))
     }
 
     fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>> {
-        queries::history(&mut *self.conn()?, query)
+        self.read(|conn| queries::history(conn, query))
     }
 
     fn history_total(&self, query: &HistoryQuery) -> Result<u64> {
-        queries::history_total(&mut *self.conn()?, query)
+        self.read(|conn| queries::history_total(conn, query))
     }
 
     fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>> {
-        queries::versions_after(&mut *self.conn()?, after_sequence, count)
+        self.read(|conn| queries::versions_after(conn, after_sequence, count))
     }
 
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
-        queries::find_by_identifier(&mut *self.conn()?, resource_type, system, value)
+        self.read(|conn| queries::find_by_identifier(conn, resource_type, system, value))
     }
 
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
-        queries::count_by_type(&mut *self.conn()?)
+        self.read(queries::count_by_type)
     }
 
     fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
-        search_sql::search(&mut *self.conn()?, query, limit)
+        self.read(|conn| search_sql::search(conn, query, limit))
     }
 
     fn search_count(&self, query: &SearchQuery) -> Result<u64> {
-        search_sql::count(&mut *self.conn()?, query)
+        self.read(|conn| search_sql::count(conn, query))
     }
 
     fn include(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
-        search_sql::include(&mut *self.conn()?, keys, include)
+        self.read(|conn| search_sql::include(conn, keys, include))
     }
 
     fn revinclude(&self, keys: &[i64], include: &Include) -> Result<Vec<i64>> {
-        search_sql::revinclude(&mut *self.conn()?, keys, include)
+        self.read(|conn| search_sql::revinclude(conn, keys, include))
     }
 
     fn fetch(&self, keys: &[i64]) -> Result<Vec<(i64, ResourceVersion)>> {
-        queries::fetch(&mut *self.conn()?, keys)
+        self.read(|conn| queries::fetch(conn, keys))
     }
 
     fn execute(&self, work: Work) -> Result<()> {
-        writer::execute(&mut *self.conn()?, work)
+        let mut conn = self.conn()?;
+        writer::execute(&mut conn, work)?;
+        if !self.standbys.is_empty() {
+            // The answer waits for the position to be noted, so its reader routes by it.
+            self.standbys.note_commit(&mut conn)?;
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +162,15 @@ pub(crate) fn storage(operation: &'static str) -> impl Fn(postgres::Error) -> Er
         None if e.is_closed() => Error::Unavailable(format!("{operation}: the database connection closed")),
         None => Error::Storage(format!("{operation}: database error")),
     }
+}
+
+/// A pool of connections opened with `config`.
+pub(crate) fn pool(config: postgres::Config) -> r2d2::Pool<Manager> {
+    r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(0))
+        .connection_timeout(POOL_WAIT)
+        .build_unchecked(Manager::new(config))
 }
 
 /// A connection from `pool` (the backend's, shared by the message log and the outbox).
