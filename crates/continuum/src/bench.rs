@@ -45,6 +45,9 @@ enum BenchCommand {
     Mllp(crate::mllp_bench::MllpBenchArgs),
     /// A sustained mixed read/search/write load against a running server (issue 8's figure).
     Load(crate::load_bench::LoadBenchArgs),
+    /// Ingest and search on SQLite, PostgreSQL and PostgreSQL with a standby, side by side
+    /// (issue 4's figures).
+    Backends(crate::backend_bench::BackendBenchArgs),
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -52,6 +55,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Search(search)) => return crate::search_bench::run(search),
         Some(BenchCommand::Mllp(mllp)) => return crate::mllp_bench::run(mllp),
         Some(BenchCommand::Load(load)) => return crate::load_bench::run(load),
+        Some(BenchCommand::Backends(backends)) => return crate::backend_bench::run(backends),
         None => {}
     }
     let scratch = tempfile::tempdir()?;

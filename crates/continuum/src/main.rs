@@ -1,12 +1,14 @@
 //! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
 
 mod access;
+mod backend_bench;
 mod bench;
 mod hl7;
 mod import;
 mod load_bench;
 mod migrate;
 mod mllp_bench;
+mod pg_cluster;
 mod scale;
 mod search_bench;
 mod serve;

@@ -25,23 +25,23 @@ use store::Records;
 pub(crate) struct SearchBenchArgs {
     /// Population sizes to measure, in patients.
     #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
-    patients: Vec<usize>,
+    pub patients: Vec<usize>,
     /// Concurrent HTTP clients (keep-alive connections).
     #[arg(long, default_value_t = 16)]
-    clients: usize,
+    pub clients: usize,
     /// Seconds each query (and the mixed run) is measured.
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub seconds: u64,
     /// Folder keeping the stores (`search-N-seedS` in it), reused when complete; default: a
     /// temporary folder, removed afterwards.
     #[arg(long)]
-    data: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     /// Template folders (default: the repository's testdata/synthea).
     #[arg(long)]
-    synthea: Vec<PathBuf>,
+    pub synthea: Vec<PathBuf>,
     /// Seed of the scaled population.
     #[arg(long, default_value_t = scale::DEFAULT_SEED)]
-    seed: u64,
+    pub seed: u64,
 }
 
 /// Goals of issue 3.
@@ -85,7 +85,21 @@ fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records,
     }
     let records = crate::open_records(dir)?;
     let started = Instant::now();
-    let shared = crate::import::import_paths(&records, scaler.shared(), false)?;
+    let stored = ingest(&records, scaler, patients)?;
+    std::fs::write(&marker, stored.to_string())?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "built a store of {patients} patients: {stored} resources in {elapsed:.1} s ({:.0} resources/s) in {}",
+        stored as f64 / elapsed,
+        dir.display()
+    );
+    Ok((records, stored))
+}
+
+/// Loads the shared resources and `patients` scaled patients into `records`, four loaders at
+/// a time; the number of resources stored.
+pub(crate) fn ingest(records: &Records, scaler: &Scaler, patients: usize) -> Result<u64> {
+    let shared = crate::import::import_paths(records, scaler.shared(), false)?;
     if let Some((path, error)) = shared.failures.first() {
         bail!("loading {} failed: {error}", path.display());
     }
@@ -106,7 +120,7 @@ fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records,
                     if k >= patients {
                         break;
                     }
-                    match scaler.bundle(k).and_then(|bundle| crate::import::import_parsed(&records, bundle)) {
+                    match scaler.bundle(k).and_then(|bundle| crate::import::import_parsed(records, bundle)) {
                         Ok(n) => {
                             stored.fetch_add(n, Ordering::Relaxed);
                         }
@@ -126,40 +140,32 @@ fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records,
     if let Some(error) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(error);
     }
-    let stored = stored.into_inner();
-    std::fs::write(&marker, stored.to_string())?;
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "built a store of {patients} patients: {stored} resources in {elapsed:.1} s ({:.0} resources/s) in {}",
-        stored as f64 / elapsed,
-        dir.display()
-    );
-    Ok((records, stored))
+    Ok(stored.into_inner())
 }
 
 /// The figures of one population size.
-struct SizeResult {
+pub(crate) struct SizeResult {
     patients: usize,
-    rows: Vec<Measured>,
-    mixed: Measured,
+    pub rows: Vec<Measured>,
+    pub mixed: Measured,
 }
 
 /// One measured query (or the mixed run).
-struct Measured {
-    name: String,
+pub(crate) struct Measured {
+    pub name: String,
     ok: u64,
-    errors: u64,
+    pub errors: u64,
     first_error: Option<String>,
     elapsed: Duration,
     latencies_us: Vec<u64>,
 }
 
 impl Measured {
-    fn percentile(&self, p: f64) -> f64 {
+    pub fn percentile(&self, p: f64) -> f64 {
         crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(f64::NAN)
     }
 
-    fn per_second(&self) -> f64 {
+    pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
@@ -185,7 +191,12 @@ struct Query {
     paths: Vec<String>,
 }
 
-async fn measure(records: Records, patients: usize, resources: u64, args: &SearchBenchArgs) -> Result<SizeResult> {
+pub(crate) async fn measure(
+    records: Records,
+    patients: usize,
+    resources: u64,
+    args: &SearchBenchArgs,
+) -> Result<SizeResult> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let state = server::AppState::new(records, format!("http://{address}/fhir"), crate::bench::bench_limits());
