@@ -17,11 +17,13 @@
 
 mod conn;
 mod index_rows;
+mod layout;
 mod messages;
 mod outbox;
 mod queries;
 mod schema;
 mod search_sql;
+mod shard;
 mod writer;
 
 use conn::{Conn, Manager};
@@ -53,6 +55,7 @@ impl PostgresBackend {
         config.application_name("continuum");
         let mut first = Manager::connect(&config)?;
         schema::migrate(&mut first)?;
+        layout::distribute(&mut first)?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
@@ -69,6 +72,29 @@ impl PostgresBackend {
     /// The schema version this program creates.
     pub fn latest_schema_version() -> usize {
         schema::latest()
+    }
+
+    /// The number of hash partitions of the patient-owned tables (0: not partitioned), as
+    /// chosen when the sharded layout was created (`continuum.partitions`; see
+    /// `docs/scale-out.md`).
+    pub fn shard_partitions(&self) -> Result<u32> {
+        layout::partitions(&mut *self.conn()?)
+    }
+
+    /// Brings the database at `url` to schema version `version` and no further (tests build
+    /// older databases with it to check upgrades).
+    #[doc(hidden)]
+    pub fn migrate_to_version(url: &str, version: usize) -> Result<()> {
+        let config: postgres::Config =
+            url.parse().map_err(|_| Error::Storage("the PostgreSQL URL is not valid".into()))?;
+        schema::migrate_to(&mut Manager::connect(&config)?, version)
+    }
+
+    /// The plan PostgreSQL makes for [`Backend::search`] of `query` (`EXPLAIN`'s text), for
+    /// tests that check which tables and partitions a search reads.
+    #[doc(hidden)]
+    pub fn explain_search(&self, query: &SearchQuery, limit: usize) -> Result<String> {
+        search_sql::explain(&mut *self.conn()?, query, limit)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
