@@ -3,6 +3,10 @@
 //! connect, and a pool of connections. Every unit of work runs in its own transaction and is
 //! answered only after its `COMMIT` (with `synchronous_commit = on`, so after the WAL flush).
 //!
+//! The tables are laid out for sharding by patient (Citus), see the modules `layout` and `shard` and
+//! `docs/scale-out.md`: patient-owned rows carry the patient's shard key, resources outside
+//! the Patient compartment live in shared tables, and single-patient searches name the key.
+//!
 //! # Why writes are race-free without SERIALIZABLE
 //!
 //! A unit of work ([`Work`]) is a `FnOnce`: it cannot be run again after a serialization

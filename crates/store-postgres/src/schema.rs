@@ -7,6 +7,10 @@
 //! element order and decimals round-trip); `search_text` holds `tsvector`s under GIN indexes;
 //! text columns use the "C" collation, so that comparisons, prefix ranges and sorting are
 //! by code point as in SQLite, whatever the database's default collation.
+//!
+//! Migration 4 rebuilds the resource tables for sharding by patient (`patient_*` tables with a
+//! `shard_key`, `shared_*` tables, the names above as views over both): see [`crate::layout`]
+//! and `docs/scale-out.md`.
 
 use crate::{Connection, storage};
 use store::{Error, Result};
