@@ -77,7 +77,7 @@ pub(crate) fn run(args: BackendBenchArgs) -> Result<()> {
     drop(database);
 
     if !args.no_standby {
-        let cluster = Cluster::start().map_err(|e| anyhow!("cannot make the primary and standby: {e}"))?;
+        let cluster = Cluster::start(None).map_err(|e| anyhow!("cannot make the primary and standby: {e}"))?;
         let (records, backend) = open_postgres(&cluster.primary(), &[cluster.standby()])?;
         rows.push(measure(
             "PostgreSQL + 1 standby",

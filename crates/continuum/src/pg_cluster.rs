@@ -23,8 +23,9 @@ const DATABASE: &str = "continuum";
 
 impl Cluster {
     /// Makes and starts the primary, clones it into a standby with `pg_basebackup -R`, starts
-    /// that, and creates the database.
-    pub fn start() -> Result<Cluster, String> {
+    /// that, and creates the database (with its patient-owned tables in `partitions` hash
+    /// partitions when given: `continuum.partitions`, see docs/scale-out.md).
+    pub fn start(partitions: Option<u32>) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
         if running_as_root() {
             let status = Command::new("chown").arg("postgres:postgres").arg(dir.path()).status();
@@ -48,6 +49,11 @@ impl Cluster {
         let mut admin = postgres::Client::connect(&cluster.url(cluster.primary_port, "postgres"), postgres::NoTls)
             .map_err(|e| format!("connect to the new primary: {e}"))?;
         admin.batch_execute(&format!("CREATE DATABASE {DATABASE}")).map_err(|e| format!("create database: {e}"))?;
+        if let Some(n) = partitions {
+            admin
+                .batch_execute(&format!("ALTER DATABASE {DATABASE} SET continuum.partitions = '{n}'"))
+                .map_err(|e| format!("set partitions: {e}"))?;
+        }
         Ok(cluster)
     }
 

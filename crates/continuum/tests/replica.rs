@@ -55,7 +55,9 @@ fn answer(records: &Records, search: &str) -> (Vec<String>, Vec<String>, Option<
 
 #[test]
 fn standbys_answer_reads_and_writers_read_their_writes() {
-    let cluster = pg_cluster::Cluster::start().unwrap();
+    // The whole suite runs once with the patient-owned tables partitioned (see .ci/run).
+    let partitions = std::env::var("CONTINUUM_TEST_POSTGRES_PARTITIONS").ok().and_then(|n| n.parse().ok());
+    let cluster = pg_cluster::Cluster::start(partitions).unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut import = vec!["import".to_string(), "--database".into(), cluster.primary()];
     import.extend(synthea_files(4).iter().map(|p| p.to_string_lossy().into_owned()));

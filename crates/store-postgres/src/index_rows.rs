@@ -1,50 +1,91 @@
 //! Writing a version's search index rows and its full-text row, in its transaction.
 
+use crate::layout::{self, INDEX_TABLES};
+use crate::shard::Family;
 use crate::{Connection, storage};
+use postgres::types::ToSql;
 use search::{FullText, IndexEntry, IndexValue};
 use store::Result;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-/// The index tables, each holding rows keyed by `rid`.
-const TABLES: &[&str] = &[
-    "search_string",
-    "search_token",
-    "search_reference",
-    "search_date",
-    "search_number",
-    "search_quantity",
-    "search_uri",
-    "search_text",
-];
-
-/// Replaces the index rows of resource row `rid` with `entries` and `text`. `existed`: the
-/// resource had a version before, so old rows may need deleting. One statement per table
-/// that gets rows (their values passed as arrays and `unnest`ed), not one per row: round
-/// trips, not the server, are the cost of a write here.
+/// Replaces the index rows of resource row `rid` (of `family`) with `entries` and `text`.
+/// `old`: the shard key the rows had, when the resource had a version before (so old rows may
+/// need deleting); `key`: the shard key the new rows get (patient-owned tables only). One
+/// statement per table that gets rows (their values passed as arrays and `unnest`ed), not one
+/// per row: round trips, not the server, are the cost of a write here.
 pub(crate) fn replace(
     conn: &mut Connection,
+    family: Family,
     rid: i64,
-    existed: bool,
+    old: Option<&str>,
+    key: &str,
     entries: &[IndexEntry],
     text: Option<&FullText>,
 ) -> Result<()> {
     let fail = storage("write index");
-    if existed {
-        let deletes: Vec<String> =
-            TABLES.iter().enumerate().map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE rid = $1)")).collect();
-        conn.execute(&format!("WITH {} SELECT 1", deletes.join(", ")), &[&rid]).map_err(&fail)?;
+    let patient = family == Family::Patient;
+    if let Some(old) = old {
+        let pin = if patient { " AND shard_key = $2" } else { "" };
+        let deletes: Vec<String> = INDEX_TABLES
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("d{i} AS (DELETE FROM {} WHERE rid = $1{pin})", layout::name(family, t)))
+            .collect();
+        let sql = format!("WITH {} SELECT 1", deletes.join(", "));
+        if patient { conn.execute(&sql, &[&rid, &old]) } else { conn.execute(&sql, &[&rid]) }.map_err(&fail)?;
     }
-    Columns::of(entries).insert(conn, rid).map_err(&fail)?;
+    let target = Target { family, key };
+    Columns::of(entries).insert(conn, &target, rid).map_err(&fail)?;
     if let Some(text) = text {
-        conn.execute(
-            "INSERT INTO search_text (rid, narrative, content)
-             VALUES ($1, to_tsvector('simple', $2), to_tsvector('simple', $3))",
-            &[&rid, &fold(&text.narrative), &fold(&text.content)],
-        )
+        let (kc, kv) = if patient { ("shard_key, ", "$4, ") } else { ("", "") };
+        let sql = format!(
+            "INSERT INTO {} ({kc}rid, narrative, content)
+             VALUES ({kv}$1, to_tsvector('simple', $2), to_tsvector('simple', $3))",
+            layout::name(family, "search_text")
+        );
+        let (narrative, content) = (fold(&text.narrative), fold(&text.content));
+        if patient {
+            conn.execute(&sql, &[&rid, &narrative, &content, &key])
+        } else {
+            conn.execute(&sql, &[&rid, &narrative, &content])
+        }
         .map_err(storage("write full text"))?;
     }
     Ok(())
+}
+
+/// Where index rows go: the family's tables, with the shard key for patient-owned ones.
+struct Target<'k> {
+    family: Family,
+    key: &'k str,
+}
+
+impl Target<'_> {
+    /// Runs `INSERT INTO <family>_<table> (<shard_key,> rid, <columns>) SELECT <key,> $1, * FROM
+    /// unnest(<arrays>)` with `params` after `$1` = `rid`.
+    fn insert(
+        &self,
+        conn: &mut Connection,
+        table: &str,
+        columns: &str,
+        arrays: &str,
+        rid: i64,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<(), postgres::Error> {
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&rid];
+        values.extend_from_slice(params);
+        let (kc, kv) = if self.family == Family::Patient {
+            values.push(&self.key);
+            ("shard_key, ", format!("${}::text, ", values.len()))
+        } else {
+            ("", String::new())
+        };
+        let table = layout::name(self.family, table);
+        let sql =
+            format!("INSERT INTO {table} ({kc}rid, param, grp, {columns}) SELECT {kv}$1, * FROM unnest({arrays})");
+        conn.execute(&sql, &values).map(drop)
+    }
 }
 
 /// `text` without diacritics (as SQLite's `remove_diacritics`), for the full-text index and
@@ -143,65 +184,85 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn insert(&self, conn: &mut Connection, rid: i64) -> std::result::Result<(), postgres::Error> {
+    fn insert(&self, conn: &mut Connection, target: &Target<'_>, rid: i64) -> std::result::Result<(), postgres::Error> {
         if !self.string.param.is_empty() {
             let (k, [a, b]) = (&self.string, &self.string_values);
-            conn.execute(
-                "INSERT INTO search_string (rid, param, grp, normalized, exact)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[])",
-                &[&rid, &k.param, &k.grp, a, b],
+            target.insert(
+                conn,
+                "search_string",
+                "normalized, exact",
+                "$2::int8[], $3::int8[], $4::text[], $5::text[]",
+                rid,
+                &[&k.param, &k.grp, a, b],
             )?;
         }
         if !self.token.param.is_empty() {
             let (k, [a, b, c]) = (&self.token, &self.token_values);
-            conn.execute(
-                "INSERT INTO search_token (rid, param, grp, system, code, text)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[])",
-                &[&rid, &k.param, &k.grp, a, b, c],
+            target.insert(
+                conn,
+                "search_token",
+                "system, code, text",
+                "$2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]",
+                rid,
+                &[&k.param, &k.grp, a, b, c],
             )?;
         }
         if !self.reference.param.is_empty() {
             let (k, [a, b, c, d, e, f]) = (&self.reference, &self.reference_values);
-            conn.execute(
-                "INSERT INTO search_reference (rid, param, grp, target_type, target_id, version, url, id_system, id_value)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[])",
-                &[&rid, &k.param, &k.grp, a, b, c, d, e, f],
+            target.insert(
+                conn,
+                "search_reference",
+                "target_type, target_id, version, url, id_system, id_value",
+                "$2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]",
+                rid,
+                &[&k.param, &k.grp, a, b, c, d, e, f],
             )?;
         }
         if !self.date.param.is_empty() {
             let (k, [a, b]) = (&self.date, &self.date_values);
-            conn.execute(
-                "INSERT INTO search_date (rid, param, grp, low, high)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[])",
-                &[&rid, &k.param, &k.grp, a, b],
+            target.insert(
+                conn,
+                "search_date",
+                "low, high",
+                "$2::int8[], $3::int8[], $4::int8[], $5::int8[]",
+                rid,
+                &[&k.param, &k.grp, a, b],
             )?;
         }
         if !self.number.param.is_empty() {
             let (k, [a, b, c]) = (&self.number, &self.number_values);
-            conn.execute(
-                "INSERT INTO search_number (rid, param, grp, value, low, high)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[])",
-                &[&rid, &k.param, &k.grp, a, b, c],
+            target.insert(
+                conn,
+                "search_number",
+                "value, low, high",
+                "$2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[]",
+                rid,
+                &[&k.param, &k.grp, a, b, c],
             )?;
         }
         if !self.quantity.param.is_empty() {
             let k = &self.quantity;
             let ([v, l, h], [s, c, u, cc], [cv, cl, ch]) =
                 (&self.quantity_values, &self.quantity_units, &self.quantity_canonical);
-            conn.execute(
-                "INSERT INTO search_quantity (rid, param, grp, value, low, high, system, code, unit,
-                     canonical_code, canonical_value, canonical_low, canonical_high)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[],
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[], $13::float8[])",
-                &[&rid, &k.param, &k.grp, v, l, h, s, c, u, cc, cv, cl, ch],
+            target.insert(
+                conn,
+                "search_quantity",
+                "value, low, high, system, code, unit, canonical_code, canonical_value, canonical_low, canonical_high",
+                "$2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[], $7::text[], $8::text[], \
+                 $9::text[], $10::text[], $11::float8[], $12::float8[], $13::float8[]",
+                rid,
+                &[&k.param, &k.grp, v, l, h, s, c, u, cc, cv, cl, ch],
             )?;
         }
         if !self.uri.param.is_empty() {
             let (k, [a]) = (&self.uri, &self.uri_values);
-            conn.execute(
-                "INSERT INTO search_uri (rid, param, grp, uri) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[])",
-                &[&rid, &k.param, &k.grp, a],
+            target.insert(
+                conn,
+                "search_uri",
+                "uri",
+                "$2::int8[], $3::int8[], $4::text[]",
+                rid,
+                &[&k.param, &k.grp, a],
             )?;
         }
         Ok(())

@@ -3,6 +3,10 @@
 //! connect, and a pool of connections. Every unit of work runs in its own transaction and is
 //! answered only after its `COMMIT` (with `synchronous_commit = on`, so after the WAL flush).
 //!
+//! The tables are laid out for sharding by patient (Citus), see the modules `layout` and `shard` and
+//! `docs/scale-out.md`: patient-owned rows carry the patient's shard key, resources outside
+//! the Patient compartment live in shared tables, and single-patient searches name the key.
+//!
 //! # Why writes are race-free without SERIALIZABLE
 //!
 //! A unit of work ([`Work`]) is a `FnOnce`: it cannot be run again after a serialization
@@ -17,12 +21,14 @@
 
 mod conn;
 mod index_rows;
+mod layout;
 mod messages;
 mod outbox;
 mod queries;
 mod replicas;
 mod schema;
 mod search_sql;
+mod shard;
 mod writer;
 
 use conn::{Conn, Manager};
@@ -64,6 +70,7 @@ impl PostgresBackend {
         config.application_name("continuum");
         let mut first = Manager::connect(&config)?;
         schema::migrate(&mut first)?;
+        layout::distribute(&mut first)?;
         let standbys = Standbys::connect(replicas, &config)?;
         Ok(PostgresBackend { pool: pool(config), standbys })
     }
@@ -87,6 +94,29 @@ impl PostgresBackend {
     /// The schema version this program creates.
     pub fn latest_schema_version() -> usize {
         schema::latest()
+    }
+
+    /// The number of hash partitions of the patient-owned tables (0: not partitioned), as
+    /// chosen when the sharded layout was created (`continuum.partitions`; see
+    /// `docs/scale-out.md`).
+    pub fn shard_partitions(&self) -> Result<u32> {
+        layout::partitions(&mut *self.conn()?)
+    }
+
+    /// Brings the database at `url` to schema version `version` and no further (tests build
+    /// older databases with it to check upgrades).
+    #[doc(hidden)]
+    pub fn migrate_to_version(url: &str, version: usize) -> Result<()> {
+        let config: postgres::Config =
+            url.parse().map_err(|_| Error::Storage("the PostgreSQL URL is not valid".into()))?;
+        schema::migrate_to(&mut Manager::connect(&config)?, version)
+    }
+
+    /// The plan PostgreSQL makes for [`Backend::search`] of `query` (`EXPLAIN`'s text), for
+    /// tests that check which tables and partitions a search reads.
+    #[doc(hidden)]
+    pub fn explain_search(&self, query: &SearchQuery, limit: usize) -> Result<String> {
+        search_sql::explain(&mut *self.conn()?, query, limit)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {

@@ -26,14 +26,15 @@ pub(crate) fn partners_for(conn: &mut Connection, event: &str) -> Result<Vec<Str
     rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>().map_err(storage("outbound partners"))
 }
 
-/// Queues `message` for each of its partners (inside the write's transaction).
+/// Queues `message` for each of its partners (inside the write's transaction), in the shard of
+/// the patient it announces (`''` for none).
 pub(crate) fn enqueue(conn: &mut Connection, message: &NewOutbound<'_>) -> Result<()> {
     let now = to_micros(OffsetDateTime::now_utc());
     let partners: Vec<&str> = message.partners.iter().map(String::as_str).collect();
     conn.execute(
-        "INSERT INTO interface_outbox (partner, created_at, event, message_type, control_id, resource, patient, \
-         status, next_attempt_at, updated_at, payload) \
-         SELECT p, $2, $3, $4, $5, $6, $7, 'pending', $2, $2, $8 FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) \
+        "INSERT INTO interface_outbox (shard_key, partner, created_at, event, message_type, control_id, resource, \
+         patient, status, next_attempt_at, updated_at, payload) \
+         SELECT coalesce($7, ''), p, $2, $3, $4, $5, $6, $7, 'pending', $2, $2, $8 FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) \
          ORDER BY n",
         &[
             &partners,

@@ -1,7 +1,7 @@
 //! The SQL shared by pooled reads and the write transactions.
 
-use crate::conn::Params;
-use crate::{Connection, storage};
+use crate::shard::{self, Family};
+use crate::{Connection, layout, storage};
 use postgres::Row;
 use postgres::types::ToSql;
 use std::sync::Arc;
@@ -89,6 +89,18 @@ fn version_row(row: &Row) -> Result<ResourceVersion> {
     })
 }
 
+/// The concrete `table` of `resource_type`'s family.
+fn table_of(resource_type: &str, table: &str) -> (Family, String) {
+    let family = shard::family(resource_type);
+    (family, layout::name(family, table))
+}
+
+/// ` AND shard_key = {placeholder}` when rows of `resource_type` with id `id` can only be in
+/// that shard (a Patient's rows, whose key is its id); `""` otherwise.
+fn patient_pin(resource_type: &str, placeholder: &str) -> String {
+    if resource_type == "Patient" { format!(" AND shard_key = {placeholder}") } else { String::new() }
+}
+
 /// The latest version of a resource (a deletion included), locked per `lock`.
 pub(crate) fn current(
     conn: &mut Connection,
@@ -96,26 +108,47 @@ pub(crate) fn current(
     id: &str,
     lock: Lock,
 ) -> Result<Option<ResourceVersion>> {
+    Ok(current_with_key(conn, resource_type, id, lock)?.map(|(v, _)| v))
+}
+
+/// [`current`] with the shard key of the current row (`""` for shared resources).
+///
+/// For a patient-owned type other than Patient the read spans every shard: the row's key is
+/// what is looked for. That read, under the row lock or (for a resource not yet created) the
+/// advisory lock on its `type/id`, is what keeps `(type, id)` unique across shards.
+pub(crate) fn current_with_key(
+    conn: &mut Connection,
+    resource_type: &str,
+    id: &str,
+    lock: Lock,
+) -> Result<Option<(ResourceVersion, String)>> {
     let fail = storage("read");
-    let sql = match lock {
-        Lock::None => format!("SELECT {VERSION_COLUMNS} FROM resource_current WHERE resource_type = $1 AND id = $2"),
-        Lock::Write => format!(
-            "SELECT {VERSION_COLUMNS} FROM resource_current WHERE resource_type = $1 AND id = $2 FOR NO KEY UPDATE"
-        ),
-        Lock::Reference => {
-            format!("SELECT {VERSION_COLUMNS} FROM resource_current WHERE resource_type = $1 AND id = $2 FOR KEY SHARE")
+    let (family, table) = table_of(resource_type, "resource_current");
+    let key = if family == Family::Patient { "shard_key" } else { "''::text" };
+    let pin = patient_pin(resource_type, "$2");
+    let locking = match lock {
+        Lock::None => "",
+        Lock::Write => " FOR NO KEY UPDATE",
+        Lock::Reference => " FOR KEY SHARE",
+    };
+    let sql =
+        format!("SELECT {VERSION_COLUMNS}, {key} FROM {table} WHERE resource_type = $1 AND id = $2{pin}{locking}");
+    let keyed = |row: Option<Row>| -> Result<Option<(ResourceVersion, String)>> {
+        match row {
+            Some(row) => Ok(Some((version_row(&row)?, row.try_get(7).map_err(storage("read row"))?))),
+            None => Ok(None),
         }
     };
     let row = conn.query_opt(&sql, &[&resource_type, &id]).map_err(&fail)?;
     if row.is_none() && lock == Lock::Write {
         // Nothing to lock yet: lock the key, then look again in a new snapshot, in case a
-        // writer that held it has just created the resource.
+        // writer that held it has just created the resource (or moved it to another shard).
         let key = lock_key("resource", &format!("{resource_type}/{id}"));
         conn.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(&fail)?;
         let again = conn.query_opt(&sql, &[&resource_type, &id]).map_err(&fail)?;
-        return again.as_ref().map(version_row).transpose();
+        return keyed(again);
     }
-    row.as_ref().map(version_row).transpose()
+    keyed(row)
 }
 
 /// One exact version of a resource.
@@ -125,8 +158,10 @@ pub(crate) fn version(
     id: &str,
     version: u64,
 ) -> Result<Option<ResourceVersion>> {
+    let (_, table) = table_of(resource_type, "resource_version");
+    let pin = patient_pin(resource_type, "$2");
     let sql =
-        format!("SELECT {VERSION_COLUMNS} FROM resource_version WHERE resource_type = $1 AND id = $2 AND version = $3");
+        format!("SELECT {VERSION_COLUMNS} FROM {table} WHERE resource_type = $1 AND id = $2 AND version = $3{pin}");
     let row = conn.query_opt(&sql, &[&resource_type, &id, &to_sql(version)?]).map_err(storage("vread"))?;
     row.as_ref().map(version_row).transpose()
 }
@@ -139,13 +174,16 @@ pub(crate) fn find_by_identifier(
     value: &str,
 ) -> Result<Vec<String>> {
     let fail = storage("identifier lookup");
+    let (_, table) = table_of(resource_type, "identifier_index");
     let rows = match system {
         Some(system) => conn.query(
-            "SELECT DISTINCT id FROM identifier_index WHERE resource_type = $1 AND value = $2 AND system = $3 ORDER BY id",
+            &format!(
+                "SELECT DISTINCT id FROM {table} WHERE resource_type = $1 AND value = $2 AND system = $3 ORDER BY id"
+            ),
             &[&resource_type, &value, &system],
         ),
         None => conn.query(
-            "SELECT DISTINCT id FROM identifier_index WHERE resource_type = $1 AND value = $2 ORDER BY id",
+            &format!("SELECT DISTINCT id FROM {table} WHERE resource_type = $1 AND value = $2 ORDER BY id"),
             &[&resource_type, &value],
         ),
     }
@@ -153,53 +191,129 @@ pub(crate) fn find_by_identifier(
     rows.iter().map(|r| r.try_get(0).map_err(&fail)).collect()
 }
 
-/// Writes a version: history row, current row, identifier and index rows. Returns its
-/// sequence and the resource's row key.
-pub(crate) fn put(conn: &mut Connection, v: &NewVersion<'_>) -> Result<(i64, i64)> {
+/// The shard key of the current row of a resource (`""` when shared or absent).
+pub(crate) fn shard_key_of(conn: &mut Connection, resource_type: &str, id: &str) -> Result<String> {
+    let (family, table) = table_of(resource_type, "resource_current");
+    if family == Family::Shared {
+        return Ok(String::new());
+    }
+    let pin = patient_pin(resource_type, "$2");
+    let sql = format!("SELECT shard_key FROM {table} WHERE resource_type = $1 AND id = $2{pin}");
+    let row = conn.query_opt(&sql, &[&resource_type, &id]).map_err(storage("read"))?;
+    row.map(|r| r.try_get(0)).transpose().map(Option::unwrap_or_default).map_err(storage("read"))
+}
+
+/// Writes a version: history row, current row, identifier and index rows. `old_key` is the
+/// shard key of the current row (for a version after the first). Returns its sequence, the
+/// resource's row key and the shard key it now has (`""` for shared resources).
+///
+/// A patient-owned resource whose key changes (its patient changed) moves: its current row is
+/// deleted and inserted again under the new key with the same row key, and so are its index
+/// and identifier rows (Citus cannot update a distribution column in place; PostgreSQL would
+/// move the row between partitions, which concurrent lockers see as a serialization failure).
+/// History rows keep the key they were written with. A deletion keeps the key it had.
+pub(crate) fn put(conn: &mut Connection, v: &NewVersion<'_>, old_key: &str) -> Result<(i64, i64, String)> {
     let last_updated = to_micros(v.last_updated);
     let version = to_sql(v.version)?;
     let change = change_code(v.change);
     let deleted = v.change == Change::Deleted;
+    let family = shard::family(v.resource_type);
+    let key = match (family, deleted) {
+        (Family::Shared, _) => String::new(),
+        (Family::Patient, true) => old_key.to_string(),
+        (Family::Patient, false) => shard::shard_key(v.resource_type, v.id, v.index),
+    };
+    let patient = family == Family::Patient;
+    let (kc, kv) = if patient { ("shard_key, ", "$7, ") } else { ("", "") };
+    let history = layout::name(family, "resource_version");
+    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&v.resource_type, &v.id, &version, &last_updated, &change, &v.body];
+    if patient {
+        values.push(&key);
+    }
     let row = conn
         .query_one(
-            "INSERT INTO resource_version (resource_type, id, version, last_updated, change, body)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING sequence",
-            &[&v.resource_type, &v.id, &version, &last_updated, &change, &v.body],
+            &format!(
+                "INSERT INTO {history} ({kc}resource_type, id, version, last_updated, change, body)
+                 VALUES ({kv}$1, $2, $3, $4, $5, $6) RETURNING sequence"
+            ),
+            &values,
         )
         .map_err(storage("write history"))?;
     let sequence: i64 = row.try_get(0).map_err(storage("write history"))?;
-    let params: Params<'_> = &[&v.resource_type, &v.id, &version, &last_updated, &change, &deleted, &sequence, &v.body];
-    let row = if v.version == 1 {
-        conn.query_one(
-            "INSERT INTO resource_current (resource_type, id, version, last_updated, change, deleted, sequence, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid",
-            params,
+    let current = layout::name(family, "resource_current");
+    let mut values: Vec<&(dyn ToSql + Sync)> =
+        vec![&v.resource_type, &v.id, &version, &last_updated, &change, &deleted, &sequence, &v.body];
+    let (kc, kv) = if patient { ("shard_key, ", "$9, ") } else { ("", "") };
+    let moved = patient && v.version > 1 && key != old_key;
+    let sql = if v.version == 1 {
+        if patient {
+            values.push(&key);
+        }
+        format!(
+            "INSERT INTO {current} ({kc}resource_type, id, version, last_updated, change, deleted, sequence, body)
+             VALUES ({kv}$1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid"
+        )
+    } else if moved {
+        values.push(&old_key);
+        values.push(&key);
+        format!(
+            "WITH old AS (DELETE FROM {current} WHERE shard_key = $9 AND resource_type = $1 AND id = $2 RETURNING rid)
+             INSERT INTO {current} (rid, shard_key, resource_type, id, version, last_updated, change, deleted,
+                 sequence, body)
+             SELECT rid, $10, $1, $2, $3, $4, $5, $6, $7, $8 FROM old RETURNING rid"
         )
     } else {
-        conn.query_one(
-            "UPDATE resource_current SET version = $3, last_updated = $4, change = $5, deleted = $6,
+        let pin = if patient {
+            values.push(&key);
+            " AND shard_key = $9"
+        } else {
+            ""
+        };
+        format!(
+            "UPDATE {current} SET version = $3, last_updated = $4, change = $5, deleted = $6,
                  sequence = $7, body = $8
-             WHERE resource_type = $1 AND id = $2 RETURNING rid",
-            params,
+             WHERE resource_type = $1 AND id = $2{pin} RETURNING rid"
         )
-    }
-    .map_err(storage("write current"))?;
+    };
+    let row = conn.query_one(&sql, &values).map_err(storage("write current"))?;
     let rid: i64 = row.try_get(0).map_err(storage("write current"))?;
-    crate::index_rows::replace(conn, rid, v.version > 1, v.index, v.full_text)?;
+    let old = if v.version > 1 { Some(old_key) } else { None };
+    crate::index_rows::replace(conn, family, rid, old, &key, v.index, v.full_text)?;
     let fail = storage("write identifiers");
-    if v.version > 1 {
-        conn.execute("DELETE FROM identifier_index WHERE resource_type = $1 AND id = $2", &[&v.resource_type, &v.id])
-            .map_err(&fail)?;
+    let identifiers = layout::name(family, "identifier_index");
+    if let Some(old) = old {
+        if patient {
+            conn.execute(
+                &format!("DELETE FROM {identifiers} WHERE shard_key = $3 AND resource_type = $1 AND id = $2"),
+                &[&v.resource_type, &v.id, &old],
+            )
+        } else {
+            conn.execute(
+                &format!("DELETE FROM {identifiers} WHERE resource_type = $1 AND id = $2"),
+                &[&v.resource_type, &v.id],
+            )
+        }
+        .map_err(&fail)?;
     }
-    for (system, value) in v.identifiers {
+    if !v.identifiers.is_empty() {
+        let systems: Vec<&str> = v.identifiers.iter().map(|(s, _)| s.as_deref().unwrap_or("")).collect();
+        let ids: Vec<&str> = v.identifiers.iter().map(|(_, value)| value.as_str()).collect();
+        let (kc, kv) = if patient { ("shard_key, ", "$5, ") } else { ("", "") };
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&v.resource_type, &ids, &systems, &v.id];
+        if patient {
+            values.push(&key);
+        }
         conn.execute(
-            "INSERT INTO identifier_index (resource_type, value, system, id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
-            &[&v.resource_type, value, &system.as_deref().unwrap_or(""), &v.id],
+            &format!(
+                "INSERT INTO {identifiers} ({kc}resource_type, value, system, id)
+                 SELECT {kv}$1, value, system, $4 FROM unnest($2::text[], $3::text[]) AS i(value, system)
+                 ON CONFLICT DO NOTHING"
+            ),
+            &values,
         )
         .map_err(&fail)?;
     }
-    Ok((sequence, rid))
+    Ok((sequence, rid, key))
 }
 
 /// A bound value of a dynamically built statement.
@@ -215,6 +329,10 @@ fn history_filter(query: &HistoryQuery, paged: bool) -> (String, Vec<Value>) {
         if let Some(id) = &query.id {
             values.push(Box::new(id.clone()));
             conditions.push(format!("id = ${}", values.len()));
+            if t == "Patient" {
+                // A Patient's history is all in its own shard.
+                conditions.push(format!("shard_key = ${}", values.len()));
+            }
         }
     }
     if let Some(since) = query.since {
@@ -234,6 +352,14 @@ pub(crate) fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
+/// The history table `query` reads: its type's family's, or the view of both.
+fn history_table(query: &HistoryQuery) -> String {
+    match &query.resource_type {
+        Some(t) => table_of(t, "resource_version").1,
+        None => "resource_version".to_string(),
+    }
+}
+
 /// History entries matching `query`, newest first.
 pub(crate) fn history(conn: &mut Connection, query: &HistoryQuery) -> Result<Vec<ResourceVersion>> {
     if query.count == 0 {
@@ -245,7 +371,8 @@ pub(crate) fn history(conn: &mut Connection, query: &HistoryQuery) -> Result<Vec
     let (filter, mut values) = history_filter(query, true);
     values.push(Box::new(i64::try_from(query.count).unwrap_or(i64::MAX)));
     let sql = format!(
-        "SELECT {VERSION_COLUMNS} FROM resource_version{filter} ORDER BY sequence DESC LIMIT ${}",
+        "SELECT {VERSION_COLUMNS} FROM {}{filter} ORDER BY sequence DESC LIMIT ${}",
+        history_table(query),
         values.len()
     );
     let rows = conn.query(&sql, &params(&values)).map_err(storage("history"))?;
@@ -263,7 +390,7 @@ pub(crate) fn versions_after(conn: &mut Connection, after: i64, count: usize) ->
 /// How many history entries match `query`, ignoring its paging.
 pub(crate) fn history_total(conn: &mut Connection, query: &HistoryQuery) -> Result<u64> {
     let (filter, values) = history_filter(query, false);
-    let sql = format!("SELECT count(*) FROM resource_version{filter}");
+    let sql = format!("SELECT count(*) FROM {}{filter}", history_table(query));
     let row = conn.query_one(&sql, &params(&values)).map_err(storage("history"))?;
     to_u64(row.try_get(0).map_err(storage("history"))?)
 }

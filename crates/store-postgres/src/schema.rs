@@ -7,15 +7,20 @@
 //! element order and decimals round-trip); `search_text` holds `tsvector`s under GIN indexes;
 //! text columns use the "C" collation, so that comparisons, prefix ranges and sorting are
 //! by code point as in SQLite, whatever the database's default collation.
+//!
+//! Migration 4 rebuilds the resource tables for sharding by patient (`patient_*` tables with a
+//! `shard_key`, `shared_*` tables, the names above as views over both): see [`crate::layout`]
+//! and `docs/scale-out.md`.
 
 use crate::{Connection, storage};
 use store::{Error, Result};
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Never edit one that shipped;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: the resource store.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE resource_version (
         sequence      BIGSERIAL PRIMARY KEY,
         resource_type TEXT COLLATE "C" NOT NULL,
@@ -53,9 +58,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX identifier_index_by_resource ON identifier_index (resource_type, id);
     "#,
+    ),
     // 2: search indexes; rows point at `resource_current.rid`. See the SQLite backend's
     // migration 2 for the reasons of each index.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE search_string (
         rid BIGINT NOT NULL, param BIGINT NOT NULL, grp BIGINT,
         normalized TEXT COLLATE "C" NOT NULL, exact TEXT COLLATE "C" NOT NULL
@@ -123,11 +130,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX search_text_narrative ON search_text USING GIN (narrative);
     CREATE INDEX search_text_content ON search_text USING GIN (content);
     "#,
+    ),
     // 3: the interface message log (HL7 v2 received over MLLP), every message verbatim before
     // processing, and the outbound partners and outbox. The message log is not patient-owned
     // in the sharding sense (a message is logged before its patient is known; it stays with the
     // node that received it); outbox rows carry the patient they announce.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE interface_message (
         id            BIGSERIAL PRIMARY KEY,
         received_at   BIGINT NOT NULL,  -- unix microseconds
@@ -177,13 +186,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX interface_outbox_status ON interface_outbox (status, id);
     CREATE INDEX interface_outbox_partner ON interface_outbox (partner, id) WHERE status = 'pending';
     "#,
+    ),
+    // 4: the tables rebuilt for sharding by patient (see `layout`): patient-owned rows carry
+    // `shard_key`, shared resources get tables of their own, the old names become views.
+    Migration::Code(crate::layout::rebuild),
 ];
+
+/// One schema migration.
+enum Migration {
+    /// Statements without parameters.
+    Sql(&'static str),
+    /// A migration that needs values from the program or the server (run in the migration's
+    /// transaction).
+    Code(fn(&mut Connection) -> Result<()>),
+}
 
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x636f_6e74_696e_7575; // "continuu"
 
 /// Applies the migrations the database lacks, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations the database lacks up to schema version `target` (tests build
+/// older schemas with it, to check upgrades).
+pub(crate) fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
     let fail = storage("migration");
     conn.batch(
         "CREATE TABLE IF NOT EXISTS continuum_migration (
@@ -198,7 +226,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     .map_err(&fail)?;
     loop {
         conn.batch("BEGIN").map_err(&fail)?;
-        let step = migrate_one(conn);
+        let step = migrate_one(conn, target);
         match step {
             Ok(true) => conn.batch("COMMIT").map_err(&fail)?,
             Ok(false) => {
@@ -214,7 +242,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 /// Applies the next migration inside the open transaction; `false` when none is left.
-fn migrate_one(conn: &mut Connection) -> Result<bool> {
+fn migrate_one(conn: &mut Connection, target: usize) -> Result<bool> {
     let fail = storage("migration");
     conn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(&fail)?;
     let done = applied(conn)?;
@@ -224,8 +252,11 @@ fn migrate_one(conn: &mut Connection) -> Result<bool> {
             MIGRATIONS.len()
         )));
     }
-    let Some(sql) = MIGRATIONS.get(done) else { return Ok(false) };
-    conn.batch(sql).map_err(&fail)?;
+    let Some(migration) = MIGRATIONS.get(done).filter(|_| done < target) else { return Ok(false) };
+    match migration {
+        Migration::Sql(sql) => conn.batch(sql).map_err(&fail)?,
+        Migration::Code(run) => run(conn)?,
+    }
     let version = i32::try_from(done + 1).map_err(|_| Error::Storage("bad schema version".into()))?;
     conn.execute("INSERT INTO continuum_migration (version) VALUES ($1)", &[&version]).map_err(&fail)?;
     Ok(true)

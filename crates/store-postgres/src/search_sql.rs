@@ -2,7 +2,8 @@
 //! the SQLite backend's `search_sql.rs` in PostgreSQL's dialect. Every value is a bound
 //! parameter with an explicit type; only table and column names, chosen here, are spliced.
 
-use crate::{Connection, storage};
+use crate::shard::{self, Family};
+use crate::{Connection, layout, storage};
 use postgres::types::ToSql;
 use search::ParamKind;
 use search::query::{Condition, Contained, Filter, Include, Prefix, SearchQuery, SortKey, StringMatch, UriMatch};
@@ -60,6 +61,11 @@ impl Sql {
 struct Builder {
     values: Vec<Sql>,
     aliases: usize,
+    /// The family of the rows being matched (`None`: both, through the views).
+    family: Option<Family>,
+    /// The placeholder of the shard key every matched row has, when the search is pinned to
+    /// one patient (see [`crate::shard`]).
+    pin: Option<String>,
 }
 
 impl Builder {
@@ -86,9 +92,35 @@ impl Builder {
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.values.iter().map(Sql::param).collect()
     }
+
+    /// The table of the rows being matched named `base` (its family's, or the view).
+    fn table(&self, base: &str) -> String {
+        match self.family {
+            Some(family) => layout::name(family, base),
+            None => base.to_string(),
+        }
+    }
+
+    /// ` AND {alias}.shard_key = …` when the search is pinned, else `""`.
+    fn pinned(&self, alias: &str) -> String {
+        match &self.pin {
+            Some(pin) => format!(" AND {alias}.shard_key = {pin}"),
+            None => String::new(),
+        }
+    }
+
+    /// Runs `f` for rows of other resources (a chain's targets, `_has` sources) of the
+    /// resource types `types`: their own family's tables, not pinned.
+    fn other<T>(&mut self, types: &[String], f: impl FnOnce(&mut Builder) -> T) -> T {
+        let saved = (self.family, self.pin.take());
+        self.family = shard::family_of_all(types);
+        let out = f(self);
+        (self.family, self.pin) = saved;
+        out
+    }
 }
 
-/// The index table of a parameter kind.
+/// The index table of a parameter kind (its base name: see [`Builder::table`]).
 fn table(kind: ParamKind) -> &'static str {
     match kind {
         ParamKind::String => "search_string",
@@ -187,15 +219,20 @@ fn selectivity(filter: &Filter, only_type: Option<&str>) -> Option<u8> {
 /// `SELECT` of the row keys a driving filter matches, through the index of its values.
 fn rid_set(b: &mut Builder, filter: &Filter, only_type: Option<&str>) -> Option<String> {
     match filter {
-        Filter::Is { resource_type, id } => Some(format!(
-            "SELECT rid FROM resource_current WHERE resource_type = {} AND id = {}",
-            b.bind(resource_type.clone()),
-            b.bind(id.clone())
-        )),
+        Filter::Is { resource_type, id } => {
+            let table = layout::name(shard::family(resource_type), "resource_current");
+            let (ty, id_value) = (b.bind(resource_type.clone()), b.bind(id.clone()));
+            let pin = if resource_type == "Patient" { format!(" AND shard_key = {id_value}") } else { String::new() };
+            Some(format!("SELECT rid FROM {table} WHERE resource_type = {ty} AND id = {id_value}{pin}"))
+        }
         Filter::Id(ids) => {
             let ty = b.bind(only_type?.to_string());
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
-            Some(format!("SELECT rid FROM resource_current WHERE resource_type = {ty} AND id IN ({})", list.join(", ")))
+            let (table, pin) = (b.table("resource_current"), b.pinned("x"));
+            Some(format!(
+                "SELECT x.rid FROM {table} x WHERE x.resource_type = {ty} AND x.id IN ({}){pin}",
+                list.join(", ")
+            ))
         }
         Filter::Compartment { keys, target_type, id } if !keys.is_empty() => {
             Some(compartment_rids(b, keys, target_type, id))
@@ -216,12 +253,13 @@ fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str
     match filter {
         Filter::Param { keys, kind, conditions } if *kind != ParamKind::Composite => {
             let t = b.alias("t");
-            let table = table(*kind);
+            let table = b.table(table(*kind));
             let keys = b.bind_keys(keys);
             let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
+            let pin = b.pinned(&t);
             format!(
                 "EXISTS (SELECT 1 FROM {table} {t}
-                 WHERE {t}.rid = {r}.rid AND {t}.param {keys} AND ({}))",
+                 WHERE {t}.rid = {r}.rid AND {t}.param {keys} AND ({}){pin})",
                 ors.join(" OR ")
             )
         }
@@ -229,9 +267,10 @@ fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str
             let t = b.alias("t");
             let keys = b.bind_keys(keys);
             let (ty, id) = (b.bind(target_type.clone()), b.bind(id.clone()));
+            let (table, pin) = (b.table("search_reference"), b.pinned(&t));
             format!(
-                "EXISTS (SELECT 1 FROM search_reference {t}
-                 WHERE {t}.rid = {r}.rid AND {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty})"
+                "EXISTS (SELECT 1 FROM {table} {t}
+                 WHERE {t}.rid = {r}.rid AND {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty}{pin})"
             )
         }
         _ => filter_sql(b, filter, r, single_type),
@@ -243,7 +282,8 @@ fn param_rids(b: &mut Builder, keys: &[i64], kind: ParamKind, conditions: &[Cond
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
     let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
-    format!("SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({})", table(kind), ors.join(" OR "))
+    let (table, pin) = (b.table(table(kind)), b.pinned(&t));
+    format!("SELECT {t}.rid FROM {table} {t} WHERE {t}.param {keys} AND ({}){pin}", ors.join(" OR "))
 }
 
 /// `SELECT rid …` of the resources in the compartment of `target_type/id`.
@@ -251,8 +291,9 @@ fn compartment_rids(b: &mut Builder, keys: &[i64], target_type: &str, id: &str) 
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
     let (ty, id) = (b.bind(target_type.to_string()), b.bind(id.to_string()));
+    let (table, pin) = (b.table("search_reference"), b.pinned(&t));
     format!(
-        "SELECT {t}.rid FROM search_reference {t} WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty}"
+        "SELECT {t}.rid FROM {table} {t} WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty}{pin}"
     )
 }
 
@@ -298,29 +339,33 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             let t = b.alias("t");
             let keys = b.bind_keys(keys);
             let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
+            let (table, pin) = (b.table(table(*kind)), b.pinned(&t));
             format!(
-                "{r}.rid NOT IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
-                table(*kind),
+                "{r}.rid NOT IN (SELECT {t}.rid FROM {table} {t} WHERE {t}.param {keys} AND ({}){pin})",
                 ors.join(" OR ")
             )
         }
         Filter::Missing { keys, kind, missing } => {
             let t = b.alias("t");
-            let table = if *kind == ParamKind::Composite { "search_token" } else { table(*kind) };
+            let table = b.table(if *kind == ParamKind::Composite { "search_token" } else { table(*kind) });
             let keys = b.bind_keys(keys);
             let not = if *missing { "NOT " } else { "" };
-            format!("{not}EXISTS (SELECT 1 FROM {table} {t} WHERE {t}.rid = {r}.rid AND {t}.param {keys})")
+            let pin = b.pinned(&t);
+            format!("{not}EXISTS (SELECT 1 FROM {table} {t} WHERE {t}.rid = {r}.rid AND {t}.param {keys}{pin})")
         }
         Filter::Chain { keys, target_type, inner } => {
             let t = b.alias("t");
             let c = b.alias("c");
             let keys = b.bind_keys(keys);
             let ty = b.bind(target_type.clone());
-            let inner = filter_sql(b, inner, &c, Some(target_type));
+            let (references, pin) = (b.table("search_reference"), b.pinned(&t));
+            let targets = std::slice::from_ref(target_type);
+            let (inner, current) =
+                b.other(targets, |b| (filter_sql(b, inner, &c, Some(target_type)), b.table("resource_current")));
             format!(
-                "{r}.rid IN (SELECT {t}.rid FROM search_reference {t} JOIN resource_current {c}
+                "{r}.rid IN (SELECT {t}.rid FROM {references} {t} JOIN {current} {c}
                     ON {c}.resource_type = {t}.target_type AND {c}.id = {t}.target_id
-                 WHERE {t}.param {keys} AND {t}.target_type = {ty} AND NOT {c}.deleted AND {inner})"
+                 WHERE {t}.param {keys} AND {t}.target_type = {ty} AND NOT {c}.deleted AND {inner}{pin})"
             )
         }
         Filter::Has { source_type, key, inner } => {
@@ -328,13 +373,16 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             let c = b.alias("c");
             let key = b.bind(*key);
             let source = b.bind(source_type.clone());
-            let inner = filter_sql(b, inner, &c, Some(source_type));
+            let sources = std::slice::from_ref(source_type);
+            let (inner, references, current) = b.other(sources, |b| {
+                (filter_sql(b, inner, &c, Some(source_type)), b.table("search_reference"), b.table("resource_current"))
+            });
             let target_type = match single_type {
                 Some(ty) => b.bind(ty.to_string()),
                 None => format!("{r}.resource_type"),
             };
             format!(
-                "{r}.id IN (SELECT {t}.target_id FROM search_reference {t} JOIN resource_current {c} ON {c}.rid = {t}.rid
+                "{r}.id IN (SELECT {t}.target_id FROM {references} {t} JOIN {current} {c} ON {c}.rid = {t}.rid
                  WHERE {t}.param = {key} AND {t}.target_type = {target_type} AND {c}.resource_type = {source}
                    AND NOT {c}.deleted AND {inner})"
             )
@@ -342,15 +390,19 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
         Filter::Text { content, query } => {
             let column = if *content { "content" } else { "narrative" };
             let m = b.bind(crate::index_rows::fold(query));
-            format!("{r}.rid IN (SELECT rid FROM search_text WHERE {column} @@ plainto_tsquery('simple', {m}))")
+            let (table, pin) = (b.table("search_text"), b.pinned("x"));
+            format!("{r}.rid IN (SELECT x.rid FROM {table} x WHERE x.{column} @@ plainto_tsquery('simple', {m}){pin})")
         }
         Filter::List(ids) => {
             let t = b.alias("t");
             let l = b.alias("l");
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
             let key = b.bind(search::param_key("List", "item"));
+            let family = shard::family("List");
+            let (references, current) =
+                (layout::name(family, "search_reference"), layout::name(family, "resource_current"));
             format!(
-                "EXISTS (SELECT 1 FROM search_reference {t} JOIN resource_current {l} ON {l}.rid = {t}.rid
+                "EXISTS (SELECT 1 FROM {references} {t} JOIN {current} {l} ON {l}.rid = {t}.rid
                  WHERE {l}.resource_type = 'List' AND {l}.id IN ({}) AND NOT {l}.deleted AND {t}.param = {key}
                    AND {t}.target_type = {r}.resource_type AND {t}.target_id = {r}.id)",
                 list.join(", ")
@@ -519,10 +571,12 @@ fn composite_rids(b: &mut Builder, parts: &[(i64, ParamKind, Condition)]) -> Str
         let a = if i == 0 { first.clone() } else { b.alias("k") };
         conds.push(format!("{a}.param = {}", b.bind(*key)));
         conds.push(condition_sql(b, part, &a));
+        let table = b.table(table(*part_kind));
         if i == 0 {
-            sql = format!("SELECT {a}.rid FROM {} {a}", table(*part_kind));
+            sql = format!("SELECT {a}.rid FROM {table} {a}");
+            conds.push(format!("TRUE{}", b.pinned(&a)));
         } else {
-            joins.push(format!(" JOIN {} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp", table(*part_kind)));
+            joins.push(format!(" JOIN {table} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp"));
         }
     }
     format!("{sql}{} WHERE {}", joins.concat(), conds.join(" AND "))
@@ -548,10 +602,10 @@ fn order_by(b: &mut Builder, sort: &[(SortKey, bool)], r: &str) -> String {
                     (ParamKind::Number | ParamKind::Quantity, true) => ("MAX", "value"),
                     _ => ("MIN", "uri"),
                 };
-                let table = table(*kind);
+                let (table, pin) = (b.table(table(*kind)), b.pinned("s"));
                 // By rid: with the parameter alone a planner may walk its whole
                 // value index for MIN/MAX, once per sorted row.
-                format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.rid = {r}.rid AND s.param {params})")
+                format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.rid = {r}.rid AND s.param {params}{pin})")
             }
         };
         // Resources without a value sort last either way.
@@ -563,28 +617,57 @@ fn order_by(b: &mut Builder, sort: &[(SortKey, bool)], r: &str) -> String {
 
 /// Row keys of the matching resources in result order, at most `limit`.
 pub(crate) fn search(conn: &mut Connection, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
-    let mut b = Builder::default();
+    let (b, sql) = search_sql(query, limit);
+    column(conn, &sql, &b, "search")
+}
+
+/// The SQL of [`search`] and its values.
+fn search_sql(query: &SearchQuery, limit: usize) -> (Builder, String) {
+    let (mut b, table, pin) = start(query);
     let filter = where_clause(&mut b, query, "r");
     let order = order_by(&mut b, &query.sort, "r");
     let limit = b.bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    let sql = format!("SELECT r.rid FROM resource_current r WHERE {filter} ORDER BY {order} LIMIT {limit}");
-    column(conn, &sql, &b, "search")
+    let sql = format!("SELECT r.rid FROM {table} r WHERE {filter}{pin} ORDER BY {order} LIMIT {limit}");
+    (b, sql)
+}
+
+/// A builder for the rows `query` matches: their family (when the searched types share one
+/// and the search is not of containers, which are of any type), the pin to one patient's shard
+/// when a filter fixes it; with the table of the matched rows and the condition of the pin.
+fn start(query: &SearchQuery) -> (Builder, String, String) {
+    let mut b = Builder::default();
+    if query.contained == Contained::No {
+        b.family = shard::family_of_all(&query.types);
+    }
+    if b.family == Some(Family::Patient) {
+        let patient = query.filters.iter().find_map(|f| shard::pinned_patient(f, &query.types));
+        b.pin = patient.map(|p| b.bind(p));
+    }
+    let (table, pin) = (b.table("resource_current"), b.pinned("r"));
+    (b, table, pin)
+}
+
+/// `EXPLAIN` of the SQL that [`search`] runs for `query` (tests check partition pruning).
+pub(crate) fn explain(conn: &mut Connection, query: &SearchQuery, limit: usize) -> Result<String> {
+    let (b, sql) = search_sql(query, limit);
+    let lines: Vec<String> = column(conn, &format!("EXPLAIN {sql}"), &b, "explain")?;
+    Ok(lines.join("\n"))
 }
 
 /// Ids of the matching resources (all of one type), at most `limit`.
 pub(crate) fn search_ids(conn: &mut Connection, query: &SearchQuery, limit: usize) -> Result<Vec<String>> {
-    let mut b = Builder::default();
+    let (mut b, table, pin) = start(query);
     let filter = where_clause(&mut b, query, "r");
     let limit = b.bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    let sql = format!("SELECT r.id FROM resource_current r WHERE {filter} LIMIT {limit}");
+    let sql = format!("SELECT r.id FROM {table} r WHERE {filter}{pin} LIMIT {limit}");
     column(conn, &sql, &b, "search")
 }
 
 /// How many resources match.
 pub(crate) fn count(conn: &mut Connection, query: &SearchQuery) -> Result<u64> {
-    let mut b = Builder::default();
+    let (mut b, table, pin) = start(query);
     let filter = where_clause(&mut b, query, "r");
-    let sql = format!("SELECT count(*) FROM resource_current r WHERE {filter}");
+    let sql = format!("SELECT count(*) FROM {table} r WHERE {filter}{pin}");
     let n: Vec<i64> = column(conn, &sql, &b, "search")?;
     Ok(n.first().copied().unwrap_or(0).max(0) as u64)
 }

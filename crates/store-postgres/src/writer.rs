@@ -4,13 +4,14 @@
 
 use crate::queries::{self, Lock, identifier_key, lock_key};
 use crate::{Connection, storage};
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use store::{Error, NewVersion, ResourceVersion, Result, Transaction, Work};
 
 /// Runs `work` in a transaction on `conn` and commits it; on error nothing of it remains.
 pub(crate) fn execute(conn: &mut Connection, work: Work) -> Result<()> {
     conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED").map_err(storage("begin"))?;
-    let mut tx = WriteTx { conn };
+    let mut tx = WriteTx { conn, keys: HashMap::new() };
     let result = catch_unwind(AssertUnwindSafe(|| work(&mut tx)))
         .unwrap_or_else(|_| Err(Error::Storage("a unit of work panicked".into())));
     match result {
@@ -31,6 +32,9 @@ pub(crate) fn execute(conn: &mut Connection, work: Work) -> Result<()> {
 /// A write transaction's view of the store.
 struct WriteTx<'c> {
     conn: &'c mut Connection,
+    /// Shard keys of the current rows read or written so far, by `type/id` (a write needs the
+    /// key of the row it replaces; this saves reading it again).
+    keys: HashMap<String, String>,
 }
 
 impl WriteTx<'_> {
@@ -55,7 +59,11 @@ impl WriteTx<'_> {
 
 impl Transaction for WriteTx<'_> {
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
-        queries::current(self.conn, resource_type, id, Lock::Write)
+        let found = queries::current_with_key(self.conn, resource_type, id, Lock::Write)?;
+        Ok(found.map(|(v, key)| {
+            self.keys.insert(format!("{resource_type}/{id}"), key);
+            v
+        }))
     }
 
     fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
@@ -69,13 +77,23 @@ impl Transaction for WriteTx<'_> {
     }
 
     fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        let current = queries::current(self.conn, resource_type, id, Lock::Reference)?;
-        Ok(current.map(|v| (v.version, v.is_deleted())))
+        let current = queries::current_with_key(self.conn, resource_type, id, Lock::Reference)?;
+        Ok(current.map(|(v, key)| {
+            self.keys.insert(format!("{resource_type}/{id}"), key);
+            (v.version, v.is_deleted())
+        }))
     }
 
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
         self.lock_for_put(version)?;
-        let (sequence, _rid) = queries::put(self.conn, version)?;
+        let name = format!("{}/{}", version.resource_type, version.id);
+        let old_key = match (version.version > 1, self.keys.get(&name)) {
+            (false, _) => String::new(),
+            (true, Some(key)) => key.clone(),
+            (true, None) => queries::shard_key_of(self.conn, version.resource_type, version.id)?,
+        };
+        let (sequence, _rid, key) = queries::put(self.conn, version, &old_key)?;
+        self.keys.insert(name, key);
         Ok(sequence)
     }
 

@@ -1,5 +1,8 @@
 //! A scratch database per test: created on the server named by `CONTINUUM_TEST_POSTGRES`,
-//! dropped (with any connections left) when the guard goes.
+//! dropped (with any connections left) when the guard goes. With
+//! `CONTINUUM_TEST_POSTGRES_PARTITIONS=N`, the database gets `continuum.partitions = 'N'`, so
+//! that its patient-owned tables are created hash-partitioned by shard key (CI runs the whole
+//! suite once that way; see `docs/scale-out.md`).
 
 /// The server's administrative database when `CONTINUUM_TEST_POSTGRES` is not set.
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -19,6 +22,11 @@ impl Database {
         let name = format!("continuum_test_{}", uuid::Uuid::new_v4().simple());
         let mut client = connect(&admin);
         client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the scratch database");
+        if let Some(n) = partitions() {
+            client
+                .batch_execute(&format!("ALTER DATABASE {name} SET continuum.partitions = '{n}'"))
+                .expect("set the scratch database's partitions");
+        }
         let url = url_for(&admin, &name);
         Database { admin, name, url }
     }
@@ -29,6 +37,12 @@ impl Drop for Database {
         let mut client = connect(&self.admin);
         let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
+}
+
+/// The partitions asked for by `CONTINUUM_TEST_POSTGRES_PARTITIONS` (unset or empty: none).
+pub fn partitions() -> Option<u32> {
+    let value = std::env::var("CONTINUUM_TEST_POSTGRES_PARTITIONS").ok().filter(|v| !v.trim().is_empty())?;
+    Some(value.trim().parse().expect("CONTINUUM_TEST_POSTGRES_PARTITIONS is a number"))
 }
 
 fn connect(url: &str) -> postgres::Client {
