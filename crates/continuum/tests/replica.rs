@@ -68,6 +68,9 @@ fn standbys_answer_reads_and_writers_read_their_writes() {
     // Every search is answered by the standby, with the primary's answers.
     let on_primary = Records::new(Arc::new(PostgresBackend::connect(&cluster.primary()).unwrap()));
     let routed = Arc::new(PostgresBackend::connect_with_replicas(&cluster.primary(), &[cluster.standby()]).unwrap());
+    if let Some(n) = partitions {
+        assert_eq!(routed.shard_partitions().unwrap(), n, "the cluster's tables are partitioned");
+    }
     let with_standby = Records::new(routed.clone());
     for search in SEARCHES {
         let expected = answer(&on_primary, search);
