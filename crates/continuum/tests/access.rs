@@ -133,31 +133,59 @@ fn first_serve_prints_the_administrators_one_time_password_once() {
     assert!(server.wait().unwrap().success());
 }
 
-/// `continuum serve --listen 127.0.0.1:0 --data DATA EXTRA…`: the child, its FHIR base, and its
-/// standard output after the first line.
-fn serve(data: &Path, extra: &[&str]) -> (Child, String, BufReader<std::process::ChildStdout>) {
-    let mut server = Command::new(BINARY)
+/// A `continuum serve` child, killed if the test fails before stopping it.
+struct Running {
+    child: Child,
+    /// Its standard output after the first line.
+    stdout: BufReader<std::process::ChildStdout>,
+    /// The FHIR base URL.
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `continuum serve --listen 127.0.0.1:0 --data DATA EXTRA…`.
+fn serve(data: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert!(line.starts_with("Continuum is serving FHIR R4 at"), "{line}");
-    (server, line.trim().rsplit(' ').next().unwrap().to_string(), stdout)
+    Running { child, stdout, base: line.trim().rsplit(' ').next().unwrap().to_string() }
 }
 
-/// Stops a server with SIGTERM, checks it exits cleanly, and returns what it printed since.
-fn stop(mut server: Child, mut stdout: BufReader<std::process::ChildStdout>) -> String {
-    let status = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
-    assert!(status.success());
-    assert!(server.wait().unwrap().success(), "the server stops cleanly");
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    rest
+impl Running {
+    /// Stops the server with SIGTERM, checks it exits cleanly, and returns what it printed.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        assert!(self.child.wait().unwrap().success(), "the server stops cleanly");
+        self.rest()
+    }
+
+    /// Kills the server and returns what it printed.
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.rest()
+    }
+
+    fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        rest
+    }
 }
 
 /// No authorization file was written in `dir`.
@@ -275,7 +303,8 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     }
 
     let served = data("served");
-    let (server, base, stdout) = serve(&served, &["--database", url]);
+    let server = serve(&served, &["--database", url]);
+    let base = server.base.clone();
     let origin = base.trim_end_matches("/fhir").to_string();
     let seen: serde_json::Value = introspect(&origin, &doc_token, &doc_token).json().unwrap();
     assert_eq!(seen["active"], true, "{seen}");
@@ -291,11 +320,7 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     // graceful stop of `serve --database` panics in store-postgres (its connections close by
     // blocking on a runtime inside the server's). The next test stops cleanly: only the
     // authorization data's connections are open there.
-    let (mut server, mut stdout) = (server, stdout);
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let rest = server.kill();
     assert!(!rest.contains("one-time password"), "the database had its administrator: {rest}");
     no_auth_files(&served);
     no_auth_files(&data("g"));
@@ -305,22 +330,24 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
 fn first_serve_on_an_empty_database_creates_the_administrator_once_for_every_node() {
     let database = scratch::Database::create();
     let dir = tempfile::tempdir().unwrap();
-    let (first, base, mut stdout) = serve(&dir.path().join("one"), &["--database", &database.url]);
+    let mut first = serve(&dir.path().join("one"), &["--database", &database.url]);
     let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    first.stdout.read_line(&mut line).unwrap();
     assert!(line.starts_with("Administrator 'admin' created with the one-time password: "), "{line}");
 
-    let (second, other_base, other_stdout) = serve(&dir.path().join("two"), &["--database", &database.url]);
+    let second = serve(&dir.path().join("two"), &["--database", &database.url]);
     let jwks = |base: &str| -> serde_json::Value {
         let origin = base.trim_end_matches("/fhir");
         reqwest::blocking::get(format!("{origin}/auth/jwks")).unwrap().json().unwrap()
     };
-    assert_eq!(jwks(&base), jwks(&other_base), "both nodes sign id_tokens with the key kept in the database");
-    assert!(jwks(&base)["keys"][0]["kid"].is_string());
+    assert_eq!(jwks(&first.base), jwks(&second.base), "both nodes sign id_tokens with the key kept in the database");
+    assert!(jwks(&first.base)["keys"][0]["kid"].is_string());
 
-    let rest = stop(second, other_stdout);
+    // Both stop cleanly although their authorization connections are idle in the pool when
+    // the server's runtime drops them.
+    let rest = second.stop();
     assert!(!rest.contains("one-time password"), "the second node creates no administrator: {rest}");
-    stop(first, stdout);
+    first.stop();
     no_auth_files(&dir.path().join("one"));
     no_auth_files(&dir.path().join("two"));
 }
