@@ -1,7 +1,8 @@
 //! [`AuthStore`] on PostgreSQL, so that several Continuum servers sharing one database share
 //! their users, clients, codes, tokens and launches. The tables carry the prefix `auth_` and
 //! their own migration table `auth_migration`, beside (and independent of) the record store's
-//! `continuum_migration`; an advisory lock keeps two processes from migrating at once.
+//! `continuum_migration`; an advisory lock (its own key) keeps two processes from migrating at
+//! once.
 //!
 //! The server's id_token signing key is kept in the database too (`auth_signing_key`, one
 //! row): every node signs with the same key, so an id_token from one verifies against the
@@ -272,17 +273,6 @@ impl PostgresAuthStore {
 /// Applies the migrations the database lacks, each in its own transaction.
 fn migrate(conn: &mut Conn) -> Result<()> {
     let fail = storage("migration");
-    conn.batch(
-        "CREATE TABLE IF NOT EXISTS auth_migration (
-            version    INTEGER PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .or_else(|e| {
-        // Two processes creating the table at once: the loser's error is harmless.
-        if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") { Ok(()) } else { Err(e) }
-    })
-    .map_err(&fail)?;
     loop {
         conn.batch("BEGIN").map_err(&fail)?;
         match migrate_one(conn) {
@@ -300,10 +290,19 @@ fn migrate(conn: &mut Conn) -> Result<()> {
     }
 }
 
-/// Applies the next migration inside the open transaction; `false` when none is left.
+/// Applies the next migration inside the open transaction; `false` when none is left. The
+/// lock comes first, before even the migration table is created: two processes creating it at
+/// once fail with one of several SQLSTATEs (23505, 42P07, 42710), none of which is then needed.
 fn migrate_one(conn: &mut Conn) -> Result<bool> {
     let fail = storage("migration");
     conn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(&fail)?;
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS auth_migration (
+            version    INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .map_err(&fail)?;
     let done = applied(conn)?;
     if done > MIGRATIONS.len() {
         return Err(Error::Storage(format!(
