@@ -3,6 +3,7 @@
 
 use crate::crypto::{self, ServerKey};
 use crate::model::{Client, ClientKind, Identity, LaunchContext, Role, TokenKind, TokenRecord, User};
+use crate::postgres::PostgresAuthStore;
 use crate::scope::{ScopeKind, ScopeSet};
 use crate::sqlite::SqliteAuthStore;
 use crate::store::AuthStore;
@@ -272,6 +273,24 @@ impl Authority {
     pub fn open(dir: &Path, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
         let store = Arc::new(SqliteAuthStore::open(dir)?);
         let key = ServerKey::load_or_create(dir)?;
+        Authority::start(store, key, config)
+    }
+
+    /// Opens the authority kept in the PostgreSQL database at `url` (the `auth_` tables, the
+    /// signing key among them), for servers that share one database: they share users,
+    /// clients, tokens and the key. The first start of an empty database creates `admin` and
+    /// returns its one-time password, as [`Authority::open`] does.
+    pub fn open_postgres(url: &str, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
+        let store = PostgresAuthStore::connect(url)?;
+        let key = ServerKey::from_pkcs8(&store.signing_key_or_insert(&crypto::new_signing_key_pkcs8()?)?)?;
+        Authority::start(Arc::new(store), key, config)
+    }
+
+    fn start(
+        store: Arc<dyn AuthStore>,
+        key: ServerKey,
+        config: AuthConfig,
+    ) -> Result<(Authority, Option<OneTimePassword>)> {
         let authority = Authority::new(store, key, config);
         authority.store.purge_expired(now())?;
         let first = authority.bootstrap_administrator()?;

@@ -73,7 +73,8 @@ pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
 pub const SIGNING_KEY_FILE: &str = "auth-signing-key.p8";
 
 /// The server's key for signing `id_token`s: ECDSA P-256 (ES256), generated at first start and
-/// kept as PKCS#8 DER in the data directory, readable by its owner only.
+/// kept as PKCS#8 DER in the data directory, readable by its owner only, or, for servers
+/// sharing a PostgreSQL database, in that database (see [`crate::PostgresAuthStore`]).
 pub struct ServerKey {
     encoding: jsonwebtoken::EncodingKey,
     kid: String,
@@ -87,10 +88,9 @@ impl ServerKey {
         let der = match std::fs::read(&path) {
             Ok(der) => der,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = SigningKey::random(&mut OsRng);
-                let der = key.to_pkcs8_der().map_err(|_| Error::Key("cannot encode the signing key".into()))?;
-                write_private(&path, der.as_bytes())?;
-                der.as_bytes().to_vec()
+                let der = new_signing_key_pkcs8()?;
+                write_private(&path, &der)?;
+                der
             }
             Err(e) => return Err(e.into()),
         };
@@ -99,14 +99,12 @@ impl ServerKey {
 
     /// A fresh key held in memory only (tests).
     pub fn generate() -> Result<ServerKey> {
-        let der = SigningKey::random(&mut OsRng)
-            .to_pkcs8_der()
-            .map_err(|_| Error::Key("cannot encode the signing key".into()))?;
-        ServerKey::from_pkcs8(der.as_bytes())
+        ServerKey::from_pkcs8(&new_signing_key_pkcs8()?)
     }
 
-    fn from_pkcs8(der: &[u8]) -> Result<ServerKey> {
-        let key = SigningKey::from_pkcs8_der(der).map_err(|_| Error::Key("the signing key file is damaged".into()))?;
+    pub(crate) fn from_pkcs8(der: &[u8]) -> Result<ServerKey> {
+        let key =
+            SigningKey::from_pkcs8_der(der).map_err(|_| Error::Key("the stored signing key is damaged".into()))?;
         let point = key.verifying_key().to_encoded_point(false);
         let (Some(x), Some(y)) = (point.x(), point.y()) else {
             return Err(Error::Key("the signing key has no affine point".into()));
@@ -132,6 +130,14 @@ impl ServerKey {
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({ "keys": [self.jwk] })
     }
+}
+
+/// A new random P-256 signing key, PKCS#8 DER.
+pub(crate) fn new_signing_key_pkcs8() -> Result<Vec<u8>> {
+    let der = SigningKey::random(&mut OsRng)
+        .to_pkcs8_der()
+        .map_err(|_| Error::Key("cannot encode the signing key".into()))?;
+    Ok(der.as_bytes().to_vec())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

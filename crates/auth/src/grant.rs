@@ -301,7 +301,11 @@ impl Authority {
     /// one at a `jwks_uri`.
     pub async fn prefetch_jwks(&self, assertion: &str, client_id: Option<&str>) {
         let Some(client_id) = client_id.map(str::to_string).or_else(|| assertion_issuer(assertion)) else { return };
-        let Ok(Some(client)) = self.store.client(&client_id) else { return };
+        // A blocking store call: off the async threads (the PostgreSQL client blocks on a
+        // runtime of its own, which cannot run inside this one).
+        let store = std::sync::Arc::clone(&self.store);
+        let id = client_id.clone();
+        let Ok(Ok(Some(client))) = tokio::task::spawn_blocking(move || store.client(&id)).await else { return };
         let Some(uri) = client.jwks_uri else { return };
         let cached =
             self.fetched_jwks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&client_id).cloned();

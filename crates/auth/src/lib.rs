@@ -15,20 +15,24 @@
 //! server is this same process, so a lookup is as cheap as verifying a signature, and
 //! revocation, disabling a user and introspection take effect at once with no key to leak
 //! for forging tokens. Only `id_token`s are signed JWTs (ES256, the key generated at first start
-//! in the data directory), because OpenID Connect requires it.
+//! and kept beside the rest of the authorization data), because OpenID Connect requires it.
 //!
 //! Storage is behind [`AuthStore`]; [`SqliteAuthStore`] keeps it in `auth.db` in the data
-//! directory, apart from the record database.
+//! directory (the signing key in `auth-signing-key.p8` beside it), apart from the record
+//! database; [`PostgresAuthStore`] keeps it in `auth_` tables of a PostgreSQL database, the
+//! signing key included, so that servers sharing the database share users, tokens and key.
 
 mod authority;
 mod crypto;
 mod grant;
 mod http;
 pub mod model;
+mod postgres;
 pub mod scope;
 mod sqlite;
 mod store;
 
+pub use self::postgres::PostgresAuthStore;
 pub use authority::{
     Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, TokenResponse,
 };

@@ -1,6 +1,6 @@
 //! `continuum user`, `continuum client`, `continuum launch` and `continuum token`: identities
-//! and SMART clients in the data directory's `auth.db`, for administrators and scripts on the
-//! same machine.
+//! and SMART clients in the data directory's `auth.db`, or with `--database postgres://…` in
+//! that PostgreSQL database (shared by every server using it), for administrators and scripts.
 
 use anyhow::{Context, Result, bail};
 use auth::{AuthConfig, Authority, ClientKind, Identity, NewClient, NewUser, OneTimePassword, Role};
@@ -13,6 +13,8 @@ pub(crate) struct Place {
     /// Data directory.
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::DatabaseArg,
     /// Public base URL of the FHIR API.
     #[arg(long, default_value = "http://127.0.0.1:8080/fhir")]
     base_url: String,
@@ -21,15 +23,27 @@ pub(crate) struct Place {
 /// Opens the authorization server of `data`; a first start prints the administrator's
 /// one-time password (to stderr, so that standard output stays for the command's answer).
 fn open(place: &Place) -> Result<Authority> {
-    let (authority, first) = open_authority(&place.data, &place.base_url)?;
+    let (authority, first) = open_authority(&place.data, place.database.database.as_deref(), &place.base_url)?;
     if let Some(first) = first {
         eprintln!("{}", one_time_notice(&first));
     }
     Ok(authority)
 }
 
-/// Opens the authorization server of data directory `data` serving `base_url`.
-pub(crate) fn open_authority(data: &Path, base_url: &str) -> Result<(Authority, Option<OneTimePassword>)> {
+/// Opens the authorization server serving `base_url`: in the PostgreSQL database `database`
+/// when given (the data directory is then not used for it), else in data directory `data`.
+pub(crate) fn open_authority(
+    data: &Path,
+    database: Option<&str>,
+    base_url: &str,
+) -> Result<(Authority, Option<OneTimePassword>)> {
+    if let Some(url) = database {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
+        }
+        return Authority::open_postgres(url, AuthConfig::new(base_url))
+            .context("cannot open the authorization data in the PostgreSQL database");
+    }
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
     Authority::open(data, AuthConfig::new(base_url))
         .with_context(|| format!("cannot open the authorization data in {}", data.display()))

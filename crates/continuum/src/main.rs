@@ -89,9 +89,9 @@ fn open_records(data: &Path) -> Result<Records> {
 /// PostgreSQL database named with `--database postgres://USER@HOST:PORT/DB`.
 #[derive(Debug, Clone, Default, clap::Args)]
 struct DatabaseArg {
-    /// PostgreSQL database to keep the records, the HL7 message log and the outbox in
-    /// (`postgres://USER@HOST:PORT/DB`); default: the embedded store in `--data`. Users and
-    /// SMART clients stay in the data directory.
+    /// PostgreSQL database to keep the records, the HL7 message log and the outbox in, and
+    /// the users, SMART clients and tokens (`postgres://USER@HOST:PORT/DB`); default: the
+    /// embedded store and `auth.db` in `--data`.
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
     /// A streaming-replication standby of `--database` that answers reads and searches

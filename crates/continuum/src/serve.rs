@@ -65,7 +65,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         let state = server::AppState::new(records.clone(), base_url.clone(), limits)
             .with_queues(Arc::clone(&message_log), Arc::clone(&outbox));
-        let (authority, first_admin) = crate::access::open_authority(&args.data, &base_url)?;
+        let (authority, first_admin) = {
+            // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
+            let (data, database, base_url) = (args.data.clone(), args.database.database.clone(), base_url.clone());
+            tokio::task::spawn_blocking(move || crate::access::open_authority(&data, database.as_deref(), &base_url))
+                .await
+                .context("opening the authorization data panicked")??
+        };
         let authority = Arc::new(authority);
         let admin_routes =
             server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
@@ -148,8 +154,10 @@ struct AdministratorsOnly(Arc<auth::Authority>);
 impl server::message_log::AdminGate for AdministratorsOnly {
     fn check(&self, bearer: Option<&str>) -> Result<(), server::message_log::Refusal> {
         use server::message_log::Refusal;
+        let bearer = bearer.ok_or(Refusal::Unauthenticated)?;
+        // A blocking store call from an async handler (the runtime is multi-threaded).
         let principal =
-            self.0.validate_bearer(bearer.ok_or(Refusal::Unauthenticated)?).map_err(|_| Refusal::Unauthenticated)?;
+            tokio::task::block_in_place(|| self.0.validate_bearer(bearer)).map_err(|_| Refusal::Unauthenticated)?;
         match principal.actor {
             auth::Actor::User { identity: auth::Identity::Staff { roles, .. }, .. }
                 if roles.contains(&auth::Role::Administrator) =>

