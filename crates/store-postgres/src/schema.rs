@@ -213,17 +213,21 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 /// older schemas with it, to check upgrades).
 pub(crate) fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
     let fail = storage("migration");
-    conn.batch(
-        "CREATE TABLE IF NOT EXISTS continuum_migration (
+    // Under the migration lock, so that processes starting together do not race to create
+    // the table (a lost race fails with 23505, 42P07 or 42710 depending on the moment).
+    conn.batch(&format!(
+        "BEGIN;
+         SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+         CREATE TABLE IF NOT EXISTS continuum_migration (
             version    INTEGER PRIMARY KEY,
             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .or_else(|e| {
-        // Two processes creating the table at once: the loser's error is harmless.
-        if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") { Ok(()) } else { Err(e) }
-    })
-    .map_err(&fail)?;
+         );
+         COMMIT;"
+    ))
+    .map_err(|e| {
+        let _ = conn.batch("ROLLBACK");
+        fail(e)
+    })?;
     loop {
         conn.batch("BEGIN").map_err(&fail)?;
         let step = migrate_one(conn, target);

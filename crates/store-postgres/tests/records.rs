@@ -75,3 +75,30 @@ fn concurrent_conditional_creates_make_one_resource() {
     assert_eq!(outcomes.iter().filter(|k| **k == store::WriteKind::Created).count(), 1, "{outcomes:?}");
     assert_eq!(count(&records, "Patient"), 1);
 }
+
+#[test]
+fn processes_starting_together_on_an_empty_database_all_migrate_it() {
+    let database = scratch::Database::create();
+    let url = Arc::new(database.url.clone());
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PostgresBackend::connect(&url).map(|b| b.schema_version()))
+        })
+        .collect();
+    for start in starts {
+        let version = start.join().unwrap().expect("every process connects").unwrap();
+        assert_eq!(version, PostgresBackend::latest_schema_version());
+    }
+}
+
+#[test]
+fn a_backend_dropped_inside_an_async_runtime_closes_its_connections_cleanly() {
+    let database = scratch::Database::create();
+    let backend = PostgresBackend::connect(&database.url).unwrap();
+    let records = Records::new(Arc::new(backend));
+    records.create(patient("Dropped"), None).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // As at a server's graceful stop: the last handle on the store goes on a runtime thread.
+    runtime.block_on(async move { drop(records) });
+}
