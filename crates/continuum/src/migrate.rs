@@ -62,7 +62,52 @@ pub(crate) fn run(args: MigrateArgs) -> Result<()> {
         describe(from),
         describe(to)
     );
+    copy_identities(from, to)?;
     Ok(())
+}
+
+/// Copies the users and SMART clients (password hashes, roles, links, registrations) along
+/// with the records; codes and tokens are not copied (users sign in again). A username or
+/// client id the target already has is kept as the target has it, and listed.
+fn copy_identities(from: &str, to: &str) -> Result<()> {
+    let Some(source) = open_auth(from, false)? else {
+        println!("No users or clients to copy (the source has no authorization data)");
+        return Ok(());
+    };
+    let target = open_auth(to, true)?.context("the target's authorization data")?;
+    let (mut users, mut clients, mut kept) = (0, 0, Vec::new());
+    for user in source.users()? {
+        match target.insert_user(&user) {
+            Ok(()) => users += 1,
+            Err(auth::Error::Conflict(_)) => kept.push(format!("user {}", user.username)),
+            Err(e) => return Err(e).context("copying a user"),
+        }
+    }
+    for client in source.clients()? {
+        match target.insert_client(&client) {
+            Ok(()) => clients += 1,
+            Err(auth::Error::Conflict(_)) => kept.push(format!("client {}", client.id)),
+            Err(e) => return Err(e).context("copying a client"),
+        }
+    }
+    println!("Copied {users} users and {clients} clients");
+    if !kept.is_empty() {
+        println!("Already in the target, kept as they are there: {}", kept.join(", "));
+    }
+    Ok(())
+}
+
+/// The authorization store of a store named `sqlite:DIR` or `postgres://…`; `None` for a data
+/// directory without one (unless `create`).
+fn open_auth(name: &str, create: bool) -> Result<Option<Box<dyn auth::AuthStore>>> {
+    if let Some(dir) = name.strip_prefix("sqlite:") {
+        let dir = PathBuf::from(dir);
+        if !create && !dir.join(auth::AUTH_DATABASE_FILE).exists() {
+            return Ok(None);
+        }
+        return Ok(Some(Box::new(auth::SqliteAuthStore::open(&dir)?)));
+    }
+    Ok(Some(Box::new(auth::PostgresAuthStore::connect(name)?)))
 }
 
 /// Without `--from`: opens the store named by `--database` (or `--data`), which applies the

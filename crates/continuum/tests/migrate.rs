@@ -64,6 +64,12 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
         let gone = records.create(json!({"resourceType": "Patient", "name": [{"family": "Gone"}]}), None).unwrap();
         records.delete("Patient", &gone.version.unwrap().id, None).unwrap();
     }
+    // A user of the clinic (its administrator is created with the authorization data).
+    common::continuum(
+        data.path(),
+        &["user", "add", "doc", "--role", "physician", "--org", "org-1", "--password-stdin"],
+        Some("a long enough password\n"),
+    );
     let source = store_sqlite::SqliteBackend::open(data.path()).unwrap();
     let expected = all_versions(&source);
     assert!(expected.len() > 500, "the copy spans several batches' worth ({} versions)", expected.len());
@@ -74,6 +80,12 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     assert!(output.status.success(), "migrate: {}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains(&format!("Copied {} versions", expected.len())), "{printed}");
+
+    assert!(printed.contains("Copied 2 users and 0 clients"), "{printed}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let listed = common::continuum(elsewhere.path(), &["user", "list", "--database", &database.url], None);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("doc") && listed.contains("roles=physician orgs=org-1"), "{listed}");
 
     let target = Arc::new(store_postgres::PostgresBackend::connect(&database.url).unwrap());
     let copied = all_versions(&*target);
@@ -101,7 +113,9 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     let resumed = migrate(&["--from", &from, "--to", &database.url, "--resume"]);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("Copied 0 versions"));
+    let resumed = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.contains("Copied 0 versions"), "{resumed}");
+    assert!(resumed.contains("Copied 0 users") && resumed.contains("user doc"), "{resumed}");
 }
 
 #[test]

@@ -72,6 +72,20 @@ impl Transaction for WriteTx<'_> {
         queries::find_by_identifier(self.conn, resource_type, system, value)
     }
 
+    fn find_by_identifier_to_read(
+        &mut self,
+        resource_type: &str,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        // Shared: it keeps writers of a matching resource out until commit, as the exclusive
+        // lock does, but lets concurrent readers of the same identifiers (bundles resolving
+        // the same Practitioners and Organizations in different orders) pass each other.
+        let key = identifier_key(resource_type, value);
+        self.conn.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&key]).map_err(storage("lock"))?;
+        queries::find_by_identifier(self.conn, resource_type, system, value)
+    }
+
     fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
         queries::version(self.conn, resource_type, id, version)
     }

@@ -102,3 +102,41 @@ fn a_backend_dropped_inside_an_async_runtime_closes_its_connections_cleanly() {
     // As at a server's graceful stop: the last handle on the store goes on a runtime thread.
     runtime.block_on(async move { drop(records) });
 }
+
+#[test]
+fn bundles_resolving_the_same_conditional_references_in_any_order_do_not_deadlock() {
+    let (_database, records) = store();
+    let records = Arc::new(records);
+    for name in ["a", "b", "c"] {
+        let practitioner = json!({"resourceType": "Practitioner",
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": name}]});
+        records.create(practitioner, None).unwrap();
+    }
+    let workers: Vec<_> = (0..6)
+        .map(|worker| {
+            let records = records.clone();
+            std::thread::spawn(move || {
+                let mut order = ["a", "b", "c"];
+                for round in 0..15 {
+                    order.rotate_left((worker + round) % 3);
+                    let entries: Vec<_> = order
+                        .iter()
+                        .map(|npi| {
+                            json!({"request": {"method": "POST", "url": "Encounter"}, "resource": {
+                                "resourceType": "Encounter", "status": "finished",
+                                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                                "participant": [{"individual": {
+                                    "reference": format!("Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|{npi}")}}]}})
+                        })
+                        .collect();
+                    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+                    records.process_bundle(bundle).expect("a transaction resolving shared references commits");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(count(&records, "Encounter"), 6 * 15 * 3);
+}

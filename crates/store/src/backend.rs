@@ -87,6 +87,18 @@ pub trait Transaction {
     /// Ids of the live (not deleted) resources of `resource_type` with a matching identifier;
     /// `system: None` matches any system.
     fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
+    /// [`Transaction::find_by_identifier`] for a lookup that only reads (a conditional
+    /// reference): nothing is created from its answer, so a backend that locks the identifier
+    /// may lock it shared, and lookups of the same identifiers in different orders by
+    /// concurrent transactions cannot deadlock.
+    fn find_by_identifier_to_read(
+        &mut self,
+        resource_type: &str,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        self.find_by_identifier(resource_type, system, value)
+    }
     /// One exact version of a resource, as seen inside this transaction.
     fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>>;
     /// The latest version number of a resource and whether it is deleted, without its body

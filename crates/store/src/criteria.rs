@@ -83,6 +83,16 @@ impl Criteria {
 
     /// Ids of the live resources of `resource_type` that match, sorted, as seen inside `tx`.
     pub fn find(&self, tx: &mut dyn Transaction, resource_type: &str) -> Result<Vec<String>> {
+        self.find_with(tx, resource_type, false)
+    }
+
+    /// [`Criteria::find`] for a conditional reference, which only reads (see
+    /// [`Transaction::find_by_identifier_to_read`]).
+    pub fn find_to_read(&self, tx: &mut dyn Transaction, resource_type: &str) -> Result<Vec<String>> {
+        self.find_with(tx, resource_type, true)
+    }
+
+    fn find_with(&self, tx: &mut dyn Transaction, resource_type: &str, to_read: bool) -> Result<Vec<String>> {
         if self.needs_search {
             let query =
                 search::SearchQuery::parse(Some(resource_type), &self.pairs, true).map_err(|e| Error::Invalid(e.0))?;
@@ -94,7 +104,11 @@ impl Criteria {
         for group in &self.identifiers {
             let mut ids = BTreeSet::new();
             for (system, value) in group {
-                ids.extend(tx.find_by_identifier(resource_type, system.as_deref(), value)?);
+                ids.extend(if to_read {
+                    tx.find_by_identifier_to_read(resource_type, system.as_deref(), value)?
+                } else {
+                    tx.find_by_identifier(resource_type, system.as_deref(), value)?
+                });
             }
             found = Some(match found {
                 Some(previous) => previous.intersection(&ids).cloned().collect(),

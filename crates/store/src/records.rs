@@ -290,6 +290,15 @@ impl Transaction for HookedTx<'_, '_> {
         self.inner.find_by_identifier(resource_type, system, value)
     }
 
+    fn find_by_identifier_to_read(
+        &mut self,
+        resource_type: &str,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        self.inner.find_by_identifier_to_read(resource_type, system, value)
+    }
+
     fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
         self.inner.version(resource_type, id, version)
     }

@@ -243,7 +243,7 @@ fn resolve_conditional(
         return Ok(local.clone());
     }
     let criteria = conditional_criteria(query, resource_type)?;
-    let mut found = criteria.find(tx, resource_type)?;
+    let mut found = criteria.find_to_read(tx, resource_type)?;
     let local = match found.len() {
         1 => format!("{resource_type}/{}", found.pop().expect("one match")),
         0 => {
