@@ -14,8 +14,9 @@
 //! transactions run READ COMMITTED and take locks before they read what they decide on:
 //! `current` locks the resource row (`FOR NO KEY UPDATE`, which after a wait returns the newest
 //! committed version) or, for a resource that does not exist yet, an advisory lock on its
-//! `type/id`; identifier lookups and the identifiers a version writes take an advisory lock per
-//! `(type, value)`; searches inside a transaction (conditional operations) take an exclusive
+//! `type/id`; identifier lookups that decide a write (conditional create, update, delete)
+//! take an exclusive advisory lock per `(type, value)`, and the identifiers a version writes
+//! and the lookups of conditional references take it shared; searches inside a transaction (conditional operations) take an exclusive
 //! advisory lock on the resource type, against which every write takes it shared. Each read
 //! that follows a lock is a new statement, so it sees everything committed before the lock.
 

@@ -39,7 +39,11 @@ struct WriteTx<'c> {
 
 impl WriteTx<'_> {
     /// Takes the locks a write of `v` needs: the type's, shared (against searches inside
-    /// conditional operations), and one per identifier value (against conditional matches).
+    /// conditional operations), and one per identifier value, shared too: it makes a
+    /// conditional create or update deciding on that identifier (which locks it exclusively)
+    /// wait for this write's commit, or this write for its commit, while plain writers of the
+    /// same identifier (concurrent bundles writing the same Organization, or Synthea's shared
+    /// `claim-group` value) pass each other instead of deadlocking on the order they take them.
     fn lock_for_put(&mut self, v: &NewVersion<'_>) -> Result<()> {
         let mut keys: Vec<i64> =
             v.identifiers.iter().map(|(_, value)| identifier_key(v.resource_type, value)).collect();
@@ -49,7 +53,7 @@ impl WriteTx<'_> {
         self.conn
             .execute(
                 "SELECT pg_advisory_xact_lock_shared($1::int8)
-                 UNION ALL SELECT pg_advisory_xact_lock(k) FROM unnest($2::int8[]) AS k",
+                 UNION ALL SELECT pg_advisory_xact_lock_shared(k) FROM unnest($2::int8[]) AS k",
                 &[&type_key, &keys],
             )
             .map_err(storage("lock"))?;

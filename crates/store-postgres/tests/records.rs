@@ -140,3 +140,36 @@ fn bundles_resolving_the_same_conditional_references_in_any_order_do_not_deadloc
     }
     assert_eq!(count(&records, "Encounter"), 6 * 15 * 3);
 }
+
+#[test]
+fn bundles_writing_resources_with_the_same_identifiers_in_any_order_do_not_deadlock() {
+    // As Synthea's bundles do: each writes its own copies of the same Organizations and the
+    // same `claim-group` identifier value, in its own order.
+    let (_database, records) = store();
+    let records = Arc::new(records);
+    let workers: Vec<_> = (0..6)
+        .map(|worker| {
+            let records = records.clone();
+            std::thread::spawn(move || {
+                let mut order = ["a", "b", "c"];
+                for round in 0..15 {
+                    order.rotate_left((worker + round) % 3);
+                    let entries: Vec<_> = order
+                        .iter()
+                        .map(|value| {
+                            json!({"request": {"method": "POST", "url": "Organization"}, "resource": {
+                                "resourceType": "Organization", "name": "Shared",
+                                "identifier": [{"system": "https://example.org/org", "value": value}]}})
+                        })
+                        .collect();
+                    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+                    records.process_bundle(bundle).expect("a transaction writing shared identifiers commits");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(count(&records, "Organization"), 6 * 15 * 3);
+}
