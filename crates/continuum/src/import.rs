@@ -90,6 +90,8 @@ pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: 
         failures.push((path, message));
     }
     progress.finish_and_clear();
+    // Part of the import's time: searches of a freshly loaded PostgreSQL store need it.
+    records.backend().refresh_statistics()?;
     Ok(ImportReport { resources: resources.into_inner(), files: files.len(), failures, elapsed: started.elapsed() })
 }
 

@@ -55,6 +55,7 @@ pub(crate) fn run(args: MigrateArgs) -> Result<()> {
             eprintln!("  {read} versions read, {written} written");
         }
     }
+    target.refresh_statistics()?;
     check_copy(&*source, &*target)?;
     let seconds = started.elapsed().as_secs_f64();
     println!(

@@ -140,6 +140,7 @@ pub(crate) fn ingest(records: &Records, scaler: &Scaler, patients: usize) -> Res
     if let Some(error) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(error);
     }
+    records.backend().refresh_statistics()?;
     Ok(stored.into_inner())
 }
 

@@ -87,6 +87,18 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("doc") && listed.contains("roles=physician orgs=org-1"), "{listed}");
 
+    // The copy leaves the planner's statistics fresh (searches of a freshly loaded store are
+    // planned from empty statistics otherwise).
+    let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    let analyzed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'patient_resource_current' AND last_analyze IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(analyzed, 1, "migrate analyzes the target");
+
     let target = Arc::new(store_postgres::PostgresBackend::connect(&database.url).unwrap());
     let copied = all_versions(&*target);
     assert_eq!(copied.len(), expected.len());

@@ -142,6 +142,10 @@ impl Backend for PostgresBackend {
         self.read(|conn| queries::history_total(conn, query))
     }
 
+    fn refresh_statistics(&self) -> Result<()> {
+        self.conn()?.batch("ANALYZE").map_err(storage("analyze"))
+    }
+
     fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>> {
         self.read(|conn| queries::versions_after(conn, after_sequence, count))
     }

@@ -143,6 +143,12 @@ pub trait Backend: Send + Sync + 'static {
     fn history(&self, query: &HistoryQuery) -> Result<Vec<ResourceVersion>>;
     /// How many history entries match `query` (ignoring `count` and `before_sequence`).
     fn history_total(&self, query: &HistoryQuery) -> Result<u64>;
+    /// Refreshes the planner's statistics after a bulk load (PostgreSQL plans a freshly
+    /// loaded store's searches from empty statistics until autovacuum gets to it; searches
+    /// were 10x slower). Nothing by default.
+    fn refresh_statistics(&self) -> Result<()> {
+        Ok(())
+    }
     /// Every version of every resource with a sequence above `after_sequence`, oldest first,
     /// at most `count` (copying a whole store with its history, e.g. `continuum migrate`).
     fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>>;
