@@ -48,6 +48,10 @@ pub(crate) struct ServeArgs {
     /// Largest MLLP frame accepted, in KiB (bigger ones close the connection).
     #[arg(long, default_value_t = 4096)]
     mllp_max_frame_kib: usize,
+    /// Serve the FHIR API WITHOUT access control: no token needed, nothing checked. Only for
+    /// benchmarks and test rigs on a trusted machine; never with real patients' data.
+    #[arg(long)]
+    no_auth: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
@@ -63,7 +67,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         if let Some(sqlite) = &sqlite {
             sqlite.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
         }
-        let state = server::AppState::new(records.clone(), base_url.clone(), limits)
+        let mut state = server::AppState::new(records.clone(), base_url.clone(), limits)
             .with_queues(Arc::clone(&message_log), Arc::clone(&outbox));
         let (authority, first_admin) = {
             // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
@@ -73,6 +77,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 .context("opening the authorization data panicked")??
         };
         let authority = Arc::new(authority);
+        if args.no_auth {
+            tracing::warn!("the FHIR API is served without access control (--no-auth)");
+        } else {
+            state = state.with_policy(Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone())));
+        }
         let admin_routes =
             server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
         let auth_routes = auth::router(authority).merge(admin_routes);

@@ -91,6 +91,11 @@ fn minted_tokens_are_accepted_by_the_running_server() {
     assert_eq!(config["token_endpoint"], format!("{origin}/auth/token"));
     assert_eq!(reqwest::blocking::get(format!("{base}/metadata")).unwrap().status(), 200, "FHIR routes still served");
 
+    let anonymous = reqwest::blocking::get(format!("{base}/Patient")).unwrap();
+    assert_eq!(anonymous.status(), 401, "serve puts the FHIR API behind access control");
+    let search = || reqwest::blocking::Client::new().get(format!("{base}/Patient")).bearer_auth(&token).send().unwrap();
+    assert_eq!(search().status(), 200, "the minted token opens the API");
+
     let seen: serde_json::Value = introspect(&origin, &token, &token).json().unwrap();
     assert_eq!(seen["active"], true, "{seen}");
     assert_eq!(seen["username"], "doc");
@@ -99,6 +104,7 @@ fn minted_tokens_are_accepted_by_the_running_server() {
 
     continuum(&data, &["user", "disable", "doc"], None);
     assert_eq!(introspect(&origin, &token, &token).status(), 401, "a disabled user's token is no longer accepted");
+    assert_eq!(search().status(), 401, "nor by the FHIR API");
 
     let status = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
     assert!(status.success());

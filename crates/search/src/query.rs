@@ -158,8 +158,10 @@ pub enum Filter {
     Text { content: bool, query: String },
     /// `_list`: the resource is an item of one of these Lists.
     List(Vec<String>),
-    /// Compartment search: any of the linking parameters `keys` points at `target_type/id`.
-    Compartment { keys: Vec<i64>, target_type: String, id: String },
+    /// Compartment search: any of the linking parameters `keys` points at `target_type/id`
+    /// for one of `ids` (several: the union of those compartments, e.g. the patients a user
+    /// may see).
+    Compartment { keys: Vec<i64>, target_type: String, ids: Vec<String> },
     /// Exactly the resource `resource_type/id`.
     Is { resource_type: String, id: String },
     /// Any of the filters holds.
@@ -282,7 +284,7 @@ impl SearchQuery {
                     .map(|p| p.key),
             );
         }
-        let mut any = vec![Filter::Compartment { keys, target_type: "Patient".into(), id: id.to_string() }];
+        let mut any = vec![Filter::Compartment { keys, target_type: "Patient".into(), ids: vec![id.to_string()] }];
         if all.iter().any(|t| t == "Patient") {
             any.push(Filter::Is { resource_type: "Patient".into(), id: id.to_string() });
         }

@@ -57,6 +57,12 @@ impl From<store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = fhir_json_response(self.status, &operation_outcome(&self.issues));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: the challenge names the scheme; the outcome says why.
+            response
+                .headers_mut()
+                .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }

@@ -1,10 +1,13 @@
 //! History bundles (instance, type and system level) with `_since`, `_count` and stable paging.
 
+use crate::access::Access;
 use crate::format::{Query, fhir_json_response};
-use crate::rest::blocking;
+use crate::rest::blocking_checked;
 use crate::{ApiError, AppState};
+use auth::Interaction;
 use axum::http::StatusCode;
 use axum::response::Response;
+use fhir::IssueCode;
 use serde_json::{Map, Value, json};
 use store::{HistoryQuery, ResourceVersion};
 use time::OffsetDateTime;
@@ -15,7 +18,34 @@ const DEFAULT_COUNT: usize = 50;
 const CURSOR: &str = "_cursor";
 
 /// Answers a history interaction over `scope`.
-pub(crate) async fn respond(state: AppState, query: Query, mut scope: HistoryQuery) -> Result<Response, ApiError> {
+pub(crate) async fn respond(
+    state: AppState,
+    access: Access,
+    query: Query,
+    mut scope: HistoryQuery,
+) -> Result<Response, ApiError> {
+    // Instance history: the caller must see the resource; type and system history only for
+    // callers not limited to some patients (the entries' count would tell of the others).
+    let gate = match (&scope.resource_type, &scope.id) {
+        (Some(t), Some(_)) => Some(access.gate(Interaction::Read, t, &[])?),
+        (Some(t), None) => {
+            if access.restricted_for(Interaction::Search, t)? {
+                return Err(history_refused());
+            }
+            None
+        }
+        _ => {
+            if let Access::Caller { .. } = access
+                && fhir::definitions()
+                    .resource_types()
+                    .into_iter()
+                    .any(|t| access.restricted_for(Interaction::Search, t).unwrap_or(true))
+            {
+                return Err(history_refused());
+            }
+            None
+        }
+    };
     scope.count = parse_count(query.get("_count"), state.limits().max_count)?;
     scope.since = query.get("_since").map(parse_instant).transpose()?;
     scope.before_sequence = query
@@ -24,14 +54,40 @@ pub(crate) async fn respond(state: AppState, query: Query, mut scope: HistoryQue
         .transpose()?;
     let records = state.records().clone();
     let page_query = scope.clone();
-    let (versions, total) = blocking(move || {
-        let versions = records.history(&page_query)?;
+    let (versions, total) = blocking_checked(move || {
+        if let (Some(gate), Some(t), Some(id)) = (&gate, &page_query.resource_type, &page_query.id) {
+            // Seen through its latest version with content.
+            let latest = records
+                .history(&HistoryQuery {
+                    resource_type: Some(t.clone()),
+                    id: Some(id.clone()),
+                    count: 2,
+                    ..HistoryQuery::default()
+                })?
+                .into_iter()
+                .find(|v| v.body.is_some());
+            if let Some(latest) = latest {
+                gate.check_version(&latest)?;
+            }
+        }
+        let mut versions = records.history(&page_query)?;
+        if let Some(gate) = &gate {
+            versions.retain(|v| gate.check_version(v).is_ok());
+        }
         let total = records.backend().history_total(&page_query)?;
         Ok((versions, total))
     })
     .await?;
     let bundle = history_bundle(&state, &scope, &query, &versions, total);
     Ok(fhir_json_response(StatusCode::OK, &bundle))
+}
+
+fn history_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        IssueCode::Forbidden,
+        "type and system history are not available to you; ask for a resource's history",
+    )
 }
 
 fn parse_count(value: Option<&str>, max: usize) -> Result<usize, ApiError> {

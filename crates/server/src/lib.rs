@@ -2,6 +2,7 @@
 //! Handlers parse the request, call the one write path (or a read) on a blocking thread, and
 //! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
+mod access;
 mod capability;
 mod error;
 mod extract;
@@ -67,6 +68,8 @@ struct StateInner {
     metrics: observe::Metrics,
     /// The HL7 message log and outbox whose sizes `/metrics` reports, when the server has them.
     queues: Option<Queues>,
+    /// The access decision; `None`: an open server (tests of the REST layer, benchmarks).
+    policy: Option<Arc<policy::Policy>>,
 }
 
 /// The interface's queues, for monitoring.
@@ -83,7 +86,14 @@ impl AppState {
         // Absolute references to this server's own base count as local ones.
         let records = records.with_base(base_url.clone());
         AppState {
-            inner: Arc::new(StateInner { records, base_url, limits, metrics: observe::Metrics::new(), queues: None }),
+            inner: Arc::new(StateInner {
+                records,
+                base_url,
+                limits,
+                metrics: observe::Metrics::new(),
+                queues: None,
+                policy: None,
+            }),
         }
     }
 
@@ -93,6 +103,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_queues is called before the state is shared");
         inner.queues = Some(Queues { message_log, outbox });
         self
+    }
+
+    /// Puts every FHIR interaction behind `policy`: a bearer token is required, and what it
+    /// may reach is checked on every request. Call before the state is shared.
+    pub fn with_policy(mut self, policy: Arc<policy::Policy>) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_policy is called before the state is shared");
+        inner.policy = Some(policy);
+        self
+    }
+
+    fn policy(&self) -> Option<&Arc<policy::Policy>> {
+        self.inner.policy.as_ref()
     }
 
     fn records(&self) -> &Records {

@@ -1,9 +1,11 @@
 //! The FHIR RESTful interactions: routes and handlers.
 
+use crate::access::{Access, check_bundle};
 use crate::extract::{FhirJson, Instance, Negotiated, TypeName};
 use crate::format::{fhir_json_response, raw_fhir_response};
 use crate::search::{self, Scope};
 use crate::{ApiError, AppState, capability, history};
+use auth::Interaction;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -22,7 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(search_system).post(system_bundle))
         .route("/_search", post(search_system_post))
         .route("/{resource_type}/_search", post(search_type_post))
-        .route("/{resource_type}/{id}/{target}", get(search_compartment))
+        .route("/{resource_type}/{id}/{target}", get(search_compartment).post(instance_operation))
         .route("/metadata", get(metadata))
         .route("/_history", get(system_history))
         .route("/{resource_type}", post(create).put(conditional_update).delete(conditional_delete).get(search_type))
@@ -50,6 +52,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "request failed")),
+    }
+}
+
+/// Like [`blocking`], for work that also makes access decisions.
+pub(crate) async fn blocking_checked<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
         Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "request failed")),
     }
 }
@@ -200,14 +212,21 @@ async fn metadata(State(state): State<AppState>, _: Negotiated) -> Response {
 
 async fn read(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let gate = access.gate(Interaction::Read, &at.resource_type, &[])?;
     // On the blocking pool like all store work: a backend may block (PostgreSQL's synchronous
     // client even refuses to run on an async worker thread).
     let records = state.records().clone();
-    let version = blocking(move || records.read(&at.resource_type, &at.id)).await?;
+    let version = blocking_checked(move || {
+        let version = records.read(&at.resource_type, &at.id)?;
+        gate.check_version(&version)?;
+        Ok(version)
+    })
+    .await?;
     if not_modified(&headers, &version) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_version_headers(&mut response, &version);
@@ -236,25 +255,35 @@ fn not_modified(headers: &HeaderMap, version: &ResourceVersion) -> bool {
 
 async fn vread(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     at: Instance,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let gate = access.gate(Interaction::Read, &at.resource_type, &[])?;
     let version = params.get("version").and_then(|v| v.parse::<u64>().ok());
     let version = version.ok_or_else(|| ApiError::not_found("no such version"))?;
     let records = state.records().clone();
-    let found = blocking(move || records.vread(&at.resource_type, &at.id, version)).await?;
+    let found = blocking_checked(move || {
+        let found = records.vread(&at.resource_type, &at.id, version)?;
+        gate.check_version(&found)?;
+        Ok(found)
+    })
+    .await?;
     Ok(resource_response(StatusCode::OK, &found))
 }
 
 async fn create(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
     FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
     check_body_type(&resource, &resource_type)?;
+    let gate = access.gate(Interaction::Create, &resource_type, &[])?;
+    gate.check_new(&resource, true)?;
     let if_none_exist = headers
         .get("if-none-exist")
         .map(|v| v.to_str().map(|s| conditional_query(s, &resource_type)))
@@ -262,7 +291,18 @@ async fn create(
         .map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?;
     let records = state.records().clone();
     let outcome = blocking(move || records.create(resource, if_none_exist.as_deref())).await?;
+    access.written(&resource_type);
     Ok(write_response(&state, outcome, prefer_return(&headers)))
+}
+
+/// Conditional updates and deletes pick their target by search, across every patient: only
+/// callers not limited to some patients may use them.
+fn conditional_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        IssueCode::Forbidden,
+        "conditional updates and deletes are not available to you; name the resource by id",
+    )
 }
 
 /// `If-None-Exist` may be `a=b` or `Type?a=b` (some clients send the latter).
@@ -274,6 +314,7 @@ fn conditional_query(value: &str, resource_type: &str) -> String {
 
 async fn update(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
@@ -281,13 +322,25 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     check_body_type(&resource, &at.resource_type)?;
+    let gate = access.gate(Interaction::Update, &at.resource_type, &[])?;
     let records = state.records().clone();
-    let outcome = blocking(move || records.update(&at.resource_type, &at.id, resource, expected)).await?;
+    let resource_type = at.resource_type.clone();
+    let outcome = blocking_checked(move || {
+        let existing = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted());
+        if let Some(existing) = &existing {
+            gate.check_version(existing)?;
+        }
+        gate.check_new(&resource, existing.is_none())?;
+        Ok(records.update(&at.resource_type, &at.id, resource, expected)?)
+    })
+    .await?;
+    access.written(&resource_type);
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -298,13 +351,19 @@ async fn conditional_update(
         return Err(ApiError::bad_request("PUT needs an id in the URL or search criteria"));
     }
     check_body_type(&resource, &resource_type)?;
+    if access.restricted_for(Interaction::Update, &resource_type)? {
+        return Err(conditional_refused());
+    }
     let records = state.records().clone();
+    let written = resource_type.clone();
     let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
+    access.written(&written);
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn patch(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
@@ -319,25 +378,48 @@ async fn patch(
         ));
     }
     let expected = if_match(&headers)?;
+    let gate = access.gate(Interaction::Update, &at.resource_type, &[])?;
+    if gate.restricted() {
+        // The patched result could move the resource out of the caller's reach, and it is
+        // only known inside the write: restricted callers update with PUT instead.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            IssueCode::Forbidden,
+            "PATCH is not available to you; update the resource with PUT",
+        ));
+    }
     let records = state.records().clone();
+    let written = at.resource_type.clone();
     let outcome = blocking(move || records.patch(&at.resource_type, &at.id, &patch, expected)).await?;
+    access.written(&written);
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn delete(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
+    let gate = access.gate(Interaction::Delete, &at.resource_type, &[])?;
     let records = state.records().clone();
-    let outcome = blocking(move || records.delete(&at.resource_type, &at.id, expected)).await?;
+    let written = at.resource_type.clone();
+    let outcome = blocking_checked(move || {
+        if let Some(existing) = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted()) {
+            gate.check_version(&existing)?;
+        }
+        Ok(records.delete(&at.resource_type, &at.id, expected)?)
+    })
+    .await?;
+    access.written(&written);
     Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_delete(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -346,8 +428,13 @@ async fn conditional_delete(
     if criteria.is_empty() {
         return Err(ApiError::bad_request("DELETE needs an id in the URL or search criteria"));
     }
+    if access.restricted_for(Interaction::Delete, &resource_type)? {
+        return Err(conditional_refused());
+    }
     let records = state.records().clone();
+    let written = resource_type.clone();
     let outcomes = blocking(move || records.conditional_delete(&resource_type, &criteria)).await?;
+    access.written(&written);
     let deleted = outcomes.iter().filter(|o| o.kind == WriteKind::Deleted).count();
     if prefer_return(&headers) == Return::Minimal || deleted == 0 {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -358,16 +445,18 @@ async fn conditional_delete(
 
 async fn search_type(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search::respond(state, Scope::Type(resource_type), search::query_pairs(&query), &headers).await
+    search::respond(state, access, Scope::Type(resource_type), search::query_pairs(&query), &headers).await
 }
 
 /// `POST [type]/_search`: parameters in the query and in a form-encoded body.
 async fn search_type_post(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -375,7 +464,7 @@ async fn search_type_post(
 ) -> Result<Response, ApiError> {
     let mut pairs = search::query_pairs(&query);
     pairs.extend(search_form(&headers, &body, state.limits().max_body_bytes)?);
-    search::respond(state, Scope::Type(resource_type), pairs, &headers).await
+    search::respond(state, access, Scope::Type(resource_type), pairs, &headers).await
 }
 
 /// The form body of a `_search` POST (415 unless form-encoded).
@@ -406,26 +495,29 @@ fn search_form(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<(St
 
 pub(crate) async fn search_system(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search::respond(state, Scope::System, search::query_pairs(&query), &headers).await
+    search::respond(state, access, Scope::System, search::query_pairs(&query), &headers).await
 }
 
 async fn search_system_post(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut pairs = search::query_pairs(&query);
     pairs.extend(search_form(&headers, &body, state.limits().max_body_bytes)?);
-    search::respond(state, Scope::System, pairs, &headers).await
+    search::respond(state, access, Scope::System, pairs, &headers).await
 }
 
 /// `GET [compartment]/[id]/[type]`.
 async fn search_compartment(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
@@ -440,7 +532,7 @@ async fn search_compartment(
         if !fhir::reference::is_id(&id) {
             return Err(ApiError::bad_request("invalid resource id"));
         }
-        return search::everything(state, id, search::query_pairs(&query)).await;
+        return search::everything(state, access, id, search::query_pairs(&query)).await;
     }
     let defs = fhir::definitions();
     if !defs.is_resource_type(&compartment) || !defs.is_resource_type(&resource_type) {
@@ -450,11 +542,52 @@ async fn search_compartment(
         return Err(ApiError::bad_request("invalid resource id"));
     }
     let scope = Scope::Compartment { compartment, id, resource_type };
-    search::respond(state, scope, search::query_pairs(&query), &headers).await
+    search::respond(state, access, scope, search::query_pairs(&query), &headers).await
+}
+
+/// `POST [type]/[id]/$operation`: `Patient/[id]/$break-the-glass` (emergency access to a
+/// patient outside the caller's reach, for the reason given in a `reason` parameter; time-
+/// limited and audited).
+async fn instance_operation(
+    access: Access,
+    _: Negotiated,
+    Path(params): Path<HashMap<String, String>>,
+    FhirJson(body): FhirJson,
+) -> Result<Response, ApiError> {
+    let resource_type = params.get("resource_type").map(String::as_str).unwrap_or_default();
+    let id = params.get("id").cloned().unwrap_or_default();
+    let operation = params.get("target").map(String::as_str).unwrap_or_default();
+    if resource_type != "Patient" || operation != "$break-the-glass" {
+        return Err(not_found().await);
+    }
+    if !fhir::reference::is_id(&id) {
+        return Err(ApiError::bad_request("invalid resource id"));
+    }
+    let reason = body
+        .get("parameter")
+        .and_then(Value::as_array)
+        .and_then(|ps| ps.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("reason")))
+        .and_then(|p| p.get("valueString"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_request("$break-the-glass takes a Parameters with a `reason` valueString"))?;
+    let opening = access.clone();
+    let patient = id.clone();
+    let lasts = blocking_checked(move || opening.break_glass(&patient, &reason)).await?;
+    let until = time::OffsetDateTime::now_utc() + lasts;
+    let answer = serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{id}")}},
+            {"name": "expires", "valueInstant": store::format_instant(until)},
+        ]
+    });
+    Ok(fhir_json_response(StatusCode::OK, &answer))
 }
 
 async fn validate(
     State(state): State<AppState>,
+    _authenticated: Access,
     _: Negotiated,
     TypeName(resource_type): TypeName,
     FhirJson(body): FhirJson,
@@ -481,6 +614,7 @@ fn resource_to_validate(body: Value) -> Result<Value, ApiError> {
 
 pub(crate) async fn system_bundle(
     State(state): State<AppState>,
+    access: Access,
     _: Negotiated,
     FhirJson(bundle): FhirJson,
 ) -> Result<Response, ApiError> {
@@ -495,30 +629,42 @@ pub(crate) async fn system_bundle(
         ));
     }
     let records = state.records().clone();
-    let response = blocking(move || records.process_bundle(bundle)).await?;
+    let checking = access.clone();
+    let response = blocking_checked(move || {
+        check_bundle(&checking, &records, &bundle)?;
+        Ok(records.process_bundle(bundle)?)
+    })
+    .await?;
+    access.bundle_written();
     Ok(fhir_json_response(StatusCode::OK, &response))
 }
 
-async fn system_history(State(state): State<AppState>, Negotiated(query): Negotiated) -> Result<Response, ApiError> {
-    history::respond(state, query, HistoryQuery::default()).await
+async fn system_history(
+    State(state): State<AppState>,
+    access: Access,
+    Negotiated(query): Negotiated,
+) -> Result<Response, ApiError> {
+    history::respond(state, access, query, HistoryQuery::default()).await
 }
 
 async fn type_history(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
 ) -> Result<Response, ApiError> {
     let scope = HistoryQuery { resource_type: Some(resource_type), ..HistoryQuery::default() };
-    history::respond(state, query, scope).await
+    history::respond(state, access, query, scope).await
 }
 
 async fn instance_history(
     State(state): State<AppState>,
+    access: Access,
     Negotiated(query): Negotiated,
     at: Instance,
 ) -> Result<Response, ApiError> {
     let scope = HistoryQuery { resource_type: Some(at.resource_type), id: Some(at.id), ..HistoryQuery::default() };
-    history::respond(state, query, scope).await
+    history::respond(state, access, query, scope).await
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Search: `GET [type]`, `POST [type]/_search`, system-level `GET /fhir?…`, compartments
 //! (`GET Patient/123/Observation`), answered as `searchset` Bundles.
 
+use crate::access::Access;
 use crate::format::{Query, raw_fhir_response};
 use crate::rest::{blocking, searching};
 use crate::{ApiError, AppState};
+use auth::Interaction;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fhir::{IssueCode, operation_outcome};
@@ -45,6 +47,7 @@ fn strict(headers: &HeaderMap) -> bool {
 /// Runs a search over `pairs` (the query string's, plus a form body's for POST).
 pub(crate) async fn respond(
     state: AppState,
+    access: Access,
     scope: Scope,
     pairs: Vec<(String, String)>,
     headers: &HeaderMap,
@@ -60,10 +63,45 @@ pub(crate) async fn respond(
     if let Scope::Compartment { compartment, id, resource_type } = &scope {
         query.filters.push(compartment_filter(compartment, id, resource_type)?);
     }
+    // The access decision: each searched type must be allowed, and the search is narrowed
+    // to what the caller may see before it runs.
+    let mut params = pairs.clone();
+    if let Scope::Compartment { compartment, id, .. } = &scope
+        && compartment == "Patient"
+    {
+        params.push(("patient".into(), id.clone()));
+    }
+    let mut searched = query.types.clone();
+    if let Access::Caller { .. } = access
+        && searched.is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            IssueCode::Forbidden,
+            "name the resource types to search with _type",
+        ));
+    }
+    searched.sort();
+    let mut gate = None;
+    for t in &searched {
+        let g = access.gate(Interaction::Search, t, &params)?;
+        if gate.is_none() || crate::access::Gate::restricted(&g) {
+            gate = Some(g);
+        }
+    }
+    if let Some(gate) = &gate {
+        gate.narrow(&mut query)?;
+    }
     let count = query.count.unwrap_or(DEFAULT_COUNT).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();
-    let mut page = searching(&state, move || records.search(&run, count)).await?;
+    let checking = access.clone();
+    let mut page = searching(&state, move || {
+        let mut page = records.search(&run, count)?;
+        visible_included(&checking, &mut page)?;
+        Ok(page)
+    })
+    .await?;
     if query.count.is_some_and(|asked| asked > count) {
         let note = format!("_count was lowered to {count}, the most this server returns in one page");
         page.ignored.push(fhir::Issue::warning(IssueCode::TooCostly, note));
@@ -72,12 +110,37 @@ pub(crate) async fn respond(
     Ok(raw_fhir_response(StatusCode::OK, bundle.into()))
 }
 
+/// Keeps only the included resources the caller may see (the matches were narrowed before
+/// the search ran).
+fn visible_included(access: &Access, page: &mut SearchPage) -> store::Result<()> {
+    if let Access::Open = access {
+        return Ok(());
+    }
+    let mut kept = Vec::with_capacity(page.included.len());
+    for version in std::mem::take(&mut page.included) {
+        match access.may_read(&version) {
+            Ok(true) => kept.push(version),
+            Ok(false) => {}
+            Err(_) => return Err(store::Error::Storage("an access check failed".into())),
+        }
+    }
+    page.included = kept;
+    Ok(())
+}
+
 /// `Patient/[id]/$everything` with `_since`, `_type`, `_count` and paging.
 pub(crate) async fn everything(
     state: AppState,
+    access: Access,
     id: String,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let gate = access.gate(Interaction::Read, "Patient", &[("patient".into(), id.clone())])?;
+    let opening = access.clone();
+    let patient = id.clone();
+    if !crate::rest::blocking_checked(move || opening.may_open_patient(&patient)).await? {
+        return Err(ApiError::not_found("resource not found"));
+    }
     let mut since = None;
     let mut types = None;
     let mut count = None;
@@ -107,13 +170,38 @@ pub(crate) async fn everything(
     let exists_id = id.clone();
     let patient = blocking(move || records.read("Patient", &exists_id)).await?;
     drop(patient);
+    // Only the types the caller may read (a front desk's $everything holds no results).
+    if let Access::Caller { .. } = access {
+        let asked = match types.take() {
+            Some(asked) => asked,
+            None => SearchQuery::everything(&id, None, None)?.types,
+        };
+        let readable: Vec<String> =
+            asked.into_iter().filter(|t| access.gate(Interaction::Read, t, &[]).is_ok()).collect();
+        if readable.is_empty() {
+            // (An empty type list would mean every type.)
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                IssueCode::Forbidden,
+                "nothing of $everything is readable by you",
+            ));
+        }
+        types = Some(readable);
+    }
     let mut query = SearchQuery::everything(&id, types.as_deref(), since)?;
     query.page = page;
     query.echo = pairs.into_iter().filter(|(n, _)| n != "_page" && n != "_count").collect();
+    gate.narrow_categories(&mut query)?;
     let count = count.unwrap_or(state.limits().max_count).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();
-    let result = searching(&state, move || records.search(&run, count)).await?;
+    let checking = access.clone();
+    let result = searching(&state, move || {
+        let mut page = records.search(&run, count)?;
+        visible_included(&checking, &mut page)?;
+        Ok(page)
+    })
+    .await?;
     let scope = Scope::Compartment { compartment: "Patient".into(), id, resource_type: "$everything".into() };
     Ok(raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into()))
 }
@@ -134,7 +222,7 @@ fn compartment_filter(compartment: &str, id: &str, resource_type: &str) -> Resul
         .filter(|p| p.kind == search::ParamKind::Reference)
         .map(|p| p.key)
         .collect();
-    Ok(Filter::Compartment { keys, target_type: compartment.to_string(), id: id.to_string() })
+    Ok(Filter::Compartment { keys, target_type: compartment.to_string(), ids: vec![id.to_string()] })
 }
 
 fn scope_path(scope: &Scope) -> String {

@@ -148,8 +148,8 @@ fn rid_set(b: &mut Builder, filter: &Filter, only_type: Option<&str>) -> Option<
                 list.join(", ")
             ))
         }
-        Filter::Compartment { keys, target_type, id } if !keys.is_empty() => {
-            Some(compartment_rids(b, keys, target_type, id))
+        Filter::Compartment { keys, target_type, ids } if !keys.is_empty() && !ids.is_empty() => {
+            Some(compartment_rids(b, keys, target_type, ids))
         }
         Filter::Param { keys, kind, conditions } if *kind != ParamKind::Composite => {
             Some(param_rids(b, keys, *kind, conditions))
@@ -177,13 +177,14 @@ fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str
                 ors.join(" OR ")
             )
         }
-        Filter::Compartment { keys, target_type, id } if !keys.is_empty() => {
+        Filter::Compartment { keys, target_type, ids } if !keys.is_empty() && !ids.is_empty() => {
             let t = b.alias("t");
             let keys = b.bind_keys(keys);
-            let (ty, id) = (b.bind(target_type.clone()), b.bind(id.clone()));
+            let ty = b.bind(target_type.clone());
+            let id = target_ids(b, ids);
             format!(
                 "EXISTS (SELECT 1 FROM search_reference {t} INDEXED BY search_reference_rid
-                 WHERE {t}.rid = {r}.rowid AND {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty})"
+                 WHERE {t}.rid = {r}.rowid AND {t}.param {keys} AND {t}.target_id {id} AND {t}.target_type = {ty})"
             )
         }
         _ => filter_sql(b, filter, r, single_type),
@@ -199,12 +200,24 @@ fn param_rids(b: &mut Builder, keys: &[i64], kind: ParamKind, conditions: &[Cond
 }
 
 /// `SELECT rid …` of the resources in the compartment of `target_type/id`.
-fn compartment_rids(b: &mut Builder, keys: &[i64], target_type: &str, id: &str) -> String {
+/// `= $n` for one id, `IN ($n, …)` for several.
+fn target_ids(b: &mut Builder, ids: &[String]) -> String {
+    match ids {
+        [one] => format!("= {}", b.bind(one.clone())),
+        _ => {
+            let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
+            format!("IN ({})", list.join(", "))
+        }
+    }
+}
+
+fn compartment_rids(b: &mut Builder, keys: &[i64], target_type: &str, ids: &[String]) -> String {
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
-    let (ty, id) = (b.bind(target_type.to_string()), b.bind(id.to_string()));
+    let ty = b.bind(target_type.to_string());
+    let id = target_ids(b, ids);
     format!(
-        "SELECT {t}.rid FROM search_reference {t} WHERE {t}.param {keys} AND {t}.target_id = {id} AND {t}.target_type = {ty}"
+        "SELECT {t}.rid FROM search_reference {t} WHERE {t}.param {keys} AND {t}.target_id {id} AND {t}.target_type = {ty}"
     )
 }
 
@@ -308,11 +321,11 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
                 list.join(", ")
             )
         }
-        Filter::Compartment { keys, target_type, id } => {
-            if keys.is_empty() {
+        Filter::Compartment { keys, target_type, ids } => {
+            if keys.is_empty() || ids.is_empty() {
                 return "0".into();
             }
-            format!("{r}.rowid IN ({})", compartment_rids(b, keys, target_type, id))
+            format!("{r}.rowid IN ({})", compartment_rids(b, keys, target_type, ids))
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod compartment;
 pub mod criteria;
 pub mod error;
 #[cfg(test)]

@@ -22,8 +22,19 @@ const ITERATE_ROUNDS: usize = 4;
 /// Most resources a page includes.
 const MAX_INCLUDED: usize = 5_000;
 
-/// Snapshots by id, and their ids oldest first.
-type SnapshotMap = (HashMap<String, Arc<Vec<i64>>>, VecDeque<String>);
+/// Snapshots by id (with the fingerprint of the search that made them), and their ids oldest
+/// first.
+type SnapshotMap = (HashMap<String, (u64, Arc<Vec<i64>>)>, VecDeque<String>);
+
+/// What a snapshot is bound to: the searched types, filters and order. A page token only
+/// serves the search that made it, so that a token handed to another caller (whose access
+/// narrows the filters) cannot page through someone else's matches.
+fn fingerprint(query: &SearchQuery) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}|{:?}|{:?}|{:?}", query.types, query.filters, query.sort, query.contained_filters).hash(&mut hasher);
+    hasher.finish()
+}
 
 /// The in-memory snapshots of recent searches.
 #[derive(Default)]
@@ -32,15 +43,17 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    fn get(&self, id: &str) -> Option<Arc<Vec<i64>>> {
-        self.inner.lock().ok()?.0.get(id).cloned()
+    fn get(&self, id: &str, fingerprint: u64) -> Option<Arc<Vec<i64>>> {
+        let inner = self.inner.lock().ok()?;
+        let (bound, keys) = inner.0.get(id)?;
+        (*bound == fingerprint).then(|| keys.clone())
     }
 
-    fn put(&self, keys: Vec<i64>) -> String {
+    fn put(&self, fingerprint: u64, keys: Vec<i64>) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         if let Ok(mut inner) = self.inner.lock() {
             let (map, order) = &mut *inner;
-            map.insert(id.clone(), Arc::new(keys));
+            map.insert(id.clone(), (fingerprint, Arc::new(keys)));
             order.push_back(id.clone());
             while order.len() > SNAPSHOTS {
                 if let Some(old) = order.pop_front() {
@@ -96,14 +109,15 @@ impl Records {
         }
         let (snapshot_id, offset) = parse_page(query.page.as_deref())?;
         page.offset = offset;
-        let cached = snapshot_id.and_then(|id| self.snapshots().get(id).map(|keys| (id.to_string(), keys)));
+        let bound = fingerprint(query);
+        let cached = snapshot_id.and_then(|id| self.snapshots().get(id, bound).map(|keys| (id.to_string(), keys)));
         let (snapshot, keys, complete) = match cached {
             Some((id, keys)) => (Some(id), keys, true),
             None if offset == 0 || snapshot_id.is_some() || offset + count <= SNAPSHOT_LIMIT => {
                 let keys = backend.search(query, SNAPSHOT_LIMIT + 1)?;
                 if keys.len() <= SNAPSHOT_LIMIT {
                     let keys = Arc::new(keys);
-                    let id = self.snapshots().put(keys.to_vec());
+                    let id = self.snapshots().put(bound, keys.to_vec());
                     (Some(id), keys, true)
                 } else {
                     (None, Arc::new(keys), false)

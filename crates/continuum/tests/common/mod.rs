@@ -32,9 +32,17 @@ impl Drop for Server {
     }
 }
 
-/// Starts `continuum serve --listen 127.0.0.1:0 EXTRA… --data DATA` and reads the addresses it
-/// prints (the MLLP one when `extra` has `--mllp`).
+/// Starts `continuum serve --listen 127.0.0.1:0 --no-auth EXTRA… --data DATA` (a test of
+/// something other than access control) and reads the addresses it prints (the MLLP one when
+/// `extra` has `--mllp`).
 pub fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--no-auth"];
+    args.extend_from_slice(extra);
+    start_secured(data, &args)
+}
+
+/// Starts `continuum serve --listen 127.0.0.1:0 EXTRA… --data DATA` with access control on.
+pub fn start_secured(data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)

@@ -1,0 +1,514 @@
+//! The one access decision every door into the record asks: who is calling (a bearer token
+//! turned into an [`auth::Principal`]), and may they do this interaction on this resource
+//! type, on this resource, on this search?
+//!
+//! Deny by default. A request is allowed only when all of these hold:
+//!
+//! 1. **The token's scopes** grant the interaction on the type (SMART v1/v2, with v2
+//!    search-parameter constraints applied as filters or checked on the resource).
+//! 2. **The caller's kind and roles** allow it ([`roles`]): a patient or proxy works in one
+//!    patient's compartment; staff by role (a front desk does not read lab results, a nurse
+//!    does not sign prescriptions, an administrator reads the audit trail but not charts); a
+//!    backend service acts within its `system/` scopes.
+//! 3. **Whose record** it is ([`reach`]): resources in the Patient compartment are visible
+//!    only for the patients the caller may open; shared resources (Practitioner,
+//!    Organization, Medication, ValueSet…) are readable by every authenticated caller.
+//! 4. **Sensitive categories** ([`consent`]): behavioral-health records only for
+//!    behavioral-health clinicians, substance-use records only where the patient consented,
+//!    and whatever a Consent withholds from the caller's organization stays hidden.
+//!
+//! Searches are restricted before they run, never filtered afterwards, so that `_total`,
+//! paging and `_summary=count` count only what the caller may see; `_include`d resources are
+//! checked one by one; chained parameters and `_has` that would look into patient records
+//! outside the searched resources' own patients are refused for restricted callers.
+//!
+//! **Break-the-glass**: staff may open a patient outside their reach for a stated reason;
+//! the access is time-limited, flagged on every audit entry it causes, and itself audited.
+
+pub mod consent;
+pub mod reach;
+mod roles;
+
+use auth::{Actor, Authority, BearerError, Context, Identity, Interaction, Principal, Role};
+use consent::Sensitivity;
+use reach::StaffReach;
+use search::query::{Filter, SearchQuery};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Records;
+
+/// How long a computed staff reach is reused.
+const REACH_TTL: Duration = Duration::from_secs(30);
+/// How long break-the-glass access lasts.
+pub const GLASS_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No token, or one that is not valid (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource is outside what the caller may see; answered as if it did not exist (404).
+    #[error("resource not found")]
+    Hidden,
+    /// The lookups behind the decision failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// A caller whose token was accepted, with what it may reach.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who, through which app, with which scopes.
+    pub principal: Principal,
+    kind: CallerKind,
+}
+
+#[derive(Debug, Clone)]
+enum CallerKind {
+    /// A backend service (client credentials).
+    Service,
+    /// A patient or a proxy: this patient only.
+    Patient { patient: String },
+    /// Staff.
+    Staff { user_id: String, roles: Vec<Role>, reach: Arc<StaffReach>, glass: Vec<String> },
+}
+
+/// For one request: the patients it may touch, and what must be hidden of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    /// No restriction by patient.
+    All,
+    /// Only these patients' compartments.
+    Patients(Vec<String>),
+}
+
+/// What a search must be narrowed by before it runs.
+#[derive(Debug, Clone)]
+pub struct Restriction {
+    /// Extra search parameters (scope constraints, hidden categories), parsed with the
+    /// request's own.
+    pub pairs: Vec<(String, String)>,
+    /// The patients whose compartments the search is limited to.
+    pub reach: Reach,
+}
+
+impl Caller {
+    /// Whether this caller is a backend service with nothing limiting it by patient.
+    pub fn is_service(&self) -> bool {
+        matches!(self.kind, CallerKind::Service)
+    }
+
+    /// The patient a patient or proxy user acts for.
+    pub fn own_patient(&self) -> Option<&str> {
+        match &self.kind {
+            CallerKind::Patient { patient } => Some(patient),
+            _ => None,
+        }
+    }
+
+    /// The staff roles.
+    pub fn roles(&self) -> &[Role] {
+        match &self.kind {
+            CallerKind::Staff { roles, .. } => roles,
+            _ => &[],
+        }
+    }
+
+    /// Whether break-the-glass access to `patient` is open for this caller.
+    pub fn under_glass(&self, patient: &str) -> bool {
+        matches!(&self.kind, CallerKind::Staff { glass, .. } if glass.iter().any(|p| p == patient))
+    }
+
+    /// The patients this caller has break-the-glass access to now.
+    pub fn glass_patients(&self) -> &[String] {
+        match &self.kind {
+            CallerKind::Staff { glass, .. } => glass,
+            _ => &[],
+        }
+    }
+
+    fn sees_bh(&self) -> bool {
+        match &self.kind {
+            CallerKind::Staff { roles, .. } => roles.iter().any(|r| roles::sees_behavioral_health(*r)),
+            _ => true,
+        }
+    }
+}
+
+use store::compartment::compartment_keys;
+pub use store::compartment::{patient_owned, patients_of};
+
+/// The access decision, shared by every door.
+pub struct Policy {
+    authority: Arc<Authority>,
+    records: Records,
+    reaches: Mutex<HashMap<String, (Instant, Arc<StaffReach>)>>,
+    /// Break-the-glass grants: (user id, patient id) -> until.
+    glass: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Policy {
+    /// The policy over `records`, accepting tokens issued by `authority`.
+    pub fn new(authority: Arc<Authority>, records: Records) -> Policy {
+        Policy { authority, records, reaches: Mutex::default(), glass: Mutex::default() }
+    }
+
+    /// The authorization server behind it.
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.authority
+    }
+
+    /// Turns the `Authorization` header into a caller (blocking: reads the token store and,
+    /// for staff, computes their reach).
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Refusal> {
+        let Some(header) = authorization else {
+            return Err(Refusal::Unauthenticated("a bearer token is required".into()));
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| Refusal::Unauthenticated("the Authorization header must carry a Bearer token".into()))?;
+        let principal = match self.authority.validate_bearer(token) {
+            Ok(p) => p,
+            Err(BearerError::Store(e)) => return Err(Refusal::Store(store::Error::Storage(e.to_string()))),
+            Err(e) => return Err(Refusal::Unauthenticated(e.to_string())),
+        };
+        let kind = match &principal.actor {
+            Actor::Service { .. } => CallerKind::Service,
+            Actor::User { identity: Identity::Patient { patient }, .. }
+            | Actor::User { identity: Identity::Proxy { patient, .. }, .. } => {
+                CallerKind::Patient { patient: patient.clone() }
+            }
+            Actor::User { id, identity: Identity::Staff { roles, organizations, practitioner, .. }, .. } => {
+                let reach = self.reach_of(id, organizations, practitioner.as_deref())?;
+                CallerKind::Staff { user_id: id.clone(), roles: roles.clone(), reach, glass: self.open_glass(id) }
+            }
+        };
+        Ok(Caller { principal, kind })
+    }
+
+    fn reach_of(&self, user: &str, orgs: &[String], practitioner: Option<&str>) -> Result<Arc<StaffReach>, Refusal> {
+        if let Some((at, reach)) = self.reaches.lock().unwrap_or_else(|e| e.into_inner()).get(user)
+            && at.elapsed() < REACH_TTL
+        {
+            return Ok(reach.clone());
+        }
+        let reach = Arc::new(reach::compute(&self.records, orgs, practitioner)?);
+        self.reaches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.to_string(), (Instant::now(), reach.clone()));
+        Ok(reach)
+    }
+
+    fn open_glass(&self, user: &str) -> Vec<String> {
+        let mut glass = self.glass.lock().unwrap_or_else(|e| e.into_inner());
+        glass.retain(|_, until| *until > Instant::now());
+        glass.keys().filter(|(u, _)| u == user).map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Forgets computed reaches (after a write that may change a relationship or a Consent).
+    pub fn forget_reaches(&self) {
+        self.reaches.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Whether a write of `resource_type` may change who sees what.
+    pub fn changes_reach(resource_type: &str) -> bool {
+        matches!(resource_type, "Patient" | "Consent" | "CareTeam" | "Encounter" | "Appointment" | "ServiceRequest")
+    }
+
+    /// Opens break-the-glass access to `patient` for a member of staff, for [`GLASS_DURATION`].
+    /// The reason is required (the caller audits it).
+    pub fn break_glass(&self, caller: &Caller, patient: &str, reason: &str) -> Result<Duration, Refusal> {
+        let CallerKind::Staff { user_id, roles, .. } = &caller.kind else {
+            return Err(Refusal::Forbidden("break-the-glass is for clinical staff".into()));
+        };
+        let clinical = roles
+            .iter()
+            .any(|r| matches!(r, Role::Physician | Role::Nurse | Role::BehavioralHealthClinician | Role::CareManager));
+        if !clinical {
+            return Err(Refusal::Forbidden("break-the-glass is for clinical staff".into()));
+        }
+        if reason.trim().len() < 4 {
+            return Err(Refusal::Forbidden("break-the-glass needs a stated reason".into()));
+        }
+        self.records.read("Patient", patient)?;
+        self.glass
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((user_id.clone(), patient.to_string()), Instant::now() + GLASS_DURATION);
+        Ok(GLASS_DURATION)
+    }
+
+    /// Type-level check: may the caller do `interaction` on `resource_type` at all? Returns the
+    /// scope constraints still to apply (as search parameters) and the patients it reaches.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        interaction: Interaction,
+        resource_type: &str,
+        params: &[(String, String)],
+    ) -> Result<Restriction, Refusal> {
+        let decision = caller.principal.scopes.decide(interaction, resource_type, params);
+        if decision.is_denied() {
+            return Err(Refusal::Forbidden(format!(
+                "the token's scopes do not allow {} on {resource_type}",
+                interaction_name(interaction)
+            )));
+        }
+        let owned = patient_owned(resource_type);
+        // The grant used: unconditional ones first; with only conditional ones, the first.
+        let grant = &decision.grants()[0];
+        let mut pairs: Vec<(String, String)> =
+            grant.residual.iter().map(|c| (c.name.clone(), c.values.join(","))).collect();
+        let reach = match &caller.kind {
+            CallerKind::Service => {
+                if !decision.grants().iter().any(|g| g.context == Context::System) {
+                    return Err(Refusal::Forbidden("a backend service needs system/ scopes".into()));
+                }
+                if resource_type == "AuditEvent" && is_write(interaction) {
+                    return Err(Refusal::Forbidden("the audit trail is written by the server only".into()));
+                }
+                Reach::All
+            }
+            CallerKind::Patient { patient } => {
+                if is_write(interaction) && !roles::PATIENT_WRITES.contains(&resource_type) {
+                    return Err(Refusal::Forbidden(format!("patients do not write {resource_type} resources")));
+                }
+                if owned { Reach::Patients(vec![patient.clone()]) } else { Reach::All }
+            }
+            CallerKind::Staff { roles: staff_roles, reach, glass, .. } => {
+                let allowed = staff_roles.iter().any(|r| {
+                    if owned {
+                        roles::role_allows_patient_data(*r, interaction, resource_type)
+                    } else {
+                        roles::role_allows_shared(*r, interaction, resource_type)
+                    }
+                });
+                if !allowed {
+                    return Err(Refusal::Forbidden(format!(
+                        "your role does not allow {} on {resource_type}",
+                        interaction_name(interaction)
+                    )));
+                }
+                if !owned {
+                    Reach::All
+                } else if resource_type == "AuditEvent" {
+                    // Administrators search the whole trail.
+                    Reach::All
+                } else {
+                    let user_context = decision.grants().iter().any(|g| g.context == Context::User);
+                    let mut patients: Vec<String> = if user_context {
+                        reach.patients.iter().cloned().collect()
+                    } else {
+                        // patient/ scopes: the launch patient only, if the user may open it.
+                        match &caller.principal.patient {
+                            Some(p) if reach.patients.contains(p) || glass.contains(p) => vec![p.clone()],
+                            _ => Vec::new(),
+                        }
+                    };
+                    if user_context {
+                        patients.extend(glass.iter().filter(|p| !reach.patients.contains(*p)).cloned());
+                    }
+                    patients.sort();
+                    Reach::Patients(patients)
+                }
+            }
+        };
+        if owned {
+            for category in self.hidden_categories(caller, &reach, params) {
+                for code in category.codes() {
+                    pairs.push(("_security:not".into(), format!("{}|{code}", consent::ACT_CODE)));
+                }
+            }
+        }
+        Ok(Restriction { pairs, reach })
+    }
+
+    /// The categories to hide from a search or read reaching `reach`: the union over the
+    /// patients it touches (the one named by a `patient`/`subject` parameter when there is one).
+    fn hidden_categories(&self, caller: &Caller, reach: &Reach, params: &[(String, String)]) -> Vec<Sensitivity> {
+        let CallerKind::Staff { reach: staff, .. } = &caller.kind else { return Vec::new() };
+        let Reach::Patients(patients) = reach else { return Vec::new() };
+        let named: Vec<&str> = params
+            .iter()
+            .filter(|(n, _)| n == "patient" || n == "subject" || n == "_id")
+            .flat_map(|(_, v)| v.split(','))
+            .map(|v| v.strip_prefix("Patient/").unwrap_or(v))
+            .collect();
+        let touched: Vec<&String> = if named.is_empty() {
+            patients.iter().collect()
+        } else {
+            patients.iter().filter(|p| named.contains(&p.as_str())).collect()
+        };
+        let sees_bh = caller.sees_bh();
+        let mut hidden = Vec::new();
+        for patient in touched {
+            if caller.under_glass(patient) {
+                continue;
+            }
+            for category in staff.hidden(patient, sees_bh) {
+                if !hidden.contains(&category) {
+                    hidden.push(category);
+                }
+            }
+        }
+        hidden
+    }
+
+    /// Narrows a parsed search to what the restriction allows (after the restriction's pairs
+    /// were parsed with the request's). Refuses chains and `_has` into other patients' records.
+    pub fn restrict(&self, restriction: &Restriction, query: &mut SearchQuery) -> Result<(), Refusal> {
+        let Reach::Patients(patients) = &restriction.reach else { return Ok(()) };
+        for filter in &query.filters {
+            check_filter(filter)?;
+        }
+        let types = query.types.clone();
+        if types.is_empty() {
+            return Err(Refusal::Forbidden("name the resource types to search with _type".into()));
+        }
+        let owned: Vec<&String> = types.iter().filter(|t| patient_owned(t)).collect();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        if owned.len() != types.len() {
+            return Err(Refusal::Forbidden(
+                "search patient records and shared resources separately (_type mixes them)".into(),
+            ));
+        }
+        // A Patient is reached by its id (its `link`s name other Patient resources).
+        let keys: Vec<i64> = types.iter().filter(|t| *t != "Patient").flat_map(|t| compartment_keys(t)).collect();
+        let mut any = Vec::new();
+        if !keys.is_empty() && !patients.is_empty() {
+            any.push(Filter::Compartment { keys, target_type: "Patient".into(), ids: patients.clone() });
+        }
+        if types.iter().any(|t| t == "Patient") && !patients.is_empty() {
+            if types.len() == 1 {
+                any.push(Filter::Id(patients.clone()));
+            } else {
+                any.extend(patients.iter().map(|p| Filter::Is { resource_type: "Patient".into(), id: p.clone() }));
+            }
+        }
+        query.filters.push(if any.is_empty() { Filter::Nothing } else { Filter::AnyOf(any) });
+        Ok(())
+    }
+
+    /// Resource-level check of one resource the caller reads or writes (after [`authorize`]
+    /// allowed the type): it must belong to a patient in the restriction's reach and carry no
+    /// hidden category, and meet the scope's remaining constraints.
+    ///
+    /// [`authorize`]: Policy::authorize
+    pub fn check_resource(
+        &self,
+        caller: &Caller,
+        restriction: &Restriction,
+        resource_type: &str,
+        resource: &Value,
+    ) -> Result<(), Refusal> {
+        if let Reach::Patients(patients) = &restriction.reach
+            && patient_owned(resource_type)
+        {
+            let owners = patients_of(resource_type, resource);
+            if owners.is_empty() || !owners.iter().any(|o| patients.contains(o)) {
+                return Err(Refusal::Hidden);
+            }
+            let labels = consent::labels(resource);
+            if !labels.is_empty() {
+                let hidden =
+                    self.hidden_categories(caller, &restriction.reach, &[("patient".into(), owners.join(","))]);
+                if labels.iter().any(|l| hidden.contains(l)) {
+                    return Err(Refusal::Hidden);
+                }
+            }
+        }
+        let constraints: Vec<&(String, String)> =
+            restriction.pairs.iter().filter(|(n, _)| !n.starts_with("_security")).collect();
+        if !constraints.is_empty() {
+            let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+            let mut pairs = vec![("_id".to_string(), id.to_string())];
+            pairs.extend(constraints.into_iter().cloned());
+            let query =
+                SearchQuery::parse(Some(resource_type), &pairs, false).map_err(|e| store::Error::Invalid(e.0))?;
+            if self.records.backend().search(&query, 1)?.is_empty() {
+                return Err(Refusal::Hidden);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see `resource` (an included resource, a history entry): the
+    /// read check of its type and of the resource itself.
+    pub fn may_read(&self, caller: &Caller, resource_type: &str, resource: &Value) -> Result<bool, Refusal> {
+        let restriction = match self.authorize(caller, Interaction::Read, resource_type, &[]) {
+            Ok(r) => r,
+            Err(Refusal::Forbidden(_)) | Err(Refusal::Hidden) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match self.check_resource(caller, &restriction, resource_type, resource) {
+            Ok(()) => Ok(true),
+            Err(Refusal::Hidden) | Err(Refusal::Forbidden(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `patient` is reachable by the caller for reads (for `$everything`).
+    pub fn may_open_patient(&self, caller: &Caller, patient: &str) -> Result<bool, Refusal> {
+        let restriction = self.authorize(caller, Interaction::Read, "Patient", &[])?;
+        Ok(match &restriction.reach {
+            Reach::All => true,
+            Reach::Patients(p) => p.iter().any(|p| p == patient),
+        })
+    }
+}
+
+fn is_write(interaction: Interaction) -> bool {
+    matches!(interaction, Interaction::Create | Interaction::Update | Interaction::Delete)
+}
+
+fn interaction_name(interaction: Interaction) -> &'static str {
+    match interaction {
+        Interaction::Create => "create",
+        Interaction::Read => "read",
+        Interaction::Update => "update",
+        Interaction::Delete => "delete",
+        Interaction::Search => "search",
+    }
+}
+
+/// Chains and `_has` may only look into shared resources, or (for a chain) at the patient
+/// that owns the searched resource; anything else would search records outside the reach.
+fn check_filter(filter: &Filter) -> Result<(), Refusal> {
+    match filter {
+        Filter::Chain { keys, target_type, inner } => {
+            if patient_owned(target_type) {
+                let owner_link = target_type == "Patient"
+                    && keys.iter().all(|k| {
+                        fhir::definitions().patient_compartment().resources.iter().any(|(t, names)| {
+                            names.iter().any(|n| search::registry().param(t, n).is_some_and(|p| p.key == *k))
+                        })
+                    });
+                if !owner_link {
+                    return Err(Refusal::Forbidden(
+                        "chained parameters into other patient records are not available to you".into(),
+                    ));
+                }
+            }
+            check_filter(inner)
+        }
+        Filter::Has { source_type, inner, .. } => {
+            if patient_owned(source_type) {
+                return Err(Refusal::Forbidden("_has over patient records is not available to you".into()));
+            }
+            check_filter(inner)
+        }
+        Filter::AnyOf(filters) => filters.iter().try_for_each(check_filter),
+        _ => Ok(()),
+    }
+}
