@@ -226,8 +226,9 @@ def standalone(base, client_id, redirect_uri, username, password, new_password):
     expect(answered.get("state") == [state], "the state came back changed")
     say("callback", f"code={'yes' if answered.get('code') else 'no'}", "state=ok")
 
-    # A public client names itself in the body (RFC 6749 §4.1.3); the verifier goes with it.
-    token = app.fetch_token(config["token_endpoint"], authorization_response=callback, include_client_id=True)
+    # The library's default for a client without a secret: it names itself with HTTP Basic and
+    # an empty password. The PKCE verifier goes with the code.
+    token = app.fetch_token(config["token_endpoint"], authorization_response=callback)
     for field in ("access_token", "patient", "id_token", "refresh_token", "scope"):
         expect(field in token, f"the token response has no {field}: {sorted(token)}")
     expect(token.get("token_type", "").lower() == "bearer", "not a Bearer token")
@@ -239,7 +240,9 @@ def standalone(base, client_id, redirect_uri, username, password, new_password):
     read_patient_data(app, base, patient, "read")
 
     first_access, first_refresh = token["access_token"], token["refresh_token"]
-    refreshed = app.refresh_token(config["token_endpoint"], client_id=client_id)
+    # SMART: a public app cannot authenticate, so its refresh carries only the refresh token
+    # (and the scope); the library sends just that.
+    refreshed = app.refresh_token(config["token_endpoint"])
     expect(refreshed["access_token"] != first_access, "the refresh returned the same access token")
     expect(refreshed.get("refresh_token") not in (None, first_refresh), "the refresh token was not rotated")
     expect(refreshed.get("patient") == patient, "the refreshed token lost the patient context")
