@@ -36,7 +36,9 @@ const PACKAGES: &[&str] = &[
     "idna==3.10",
     "certifi==2024.8.30",
     "charset-normalizer==3.4.0",
-    "PyJWT==2.9.0",
+    // 2.10 or later: older releases export an EC key's x or y without its leading zero bytes
+    // (about one P-384 key in 128), a JWK that RFC 7518 §6.2.1.2 forbids and the server refuses.
+    "PyJWT==2.10.1",
     "cryptography==43.0.3",
     "cffi==1.17.1",
     "pycparser==2.22",

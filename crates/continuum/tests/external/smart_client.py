@@ -110,37 +110,35 @@ class Forms(HTMLParser):
 
 
 def the_form(html):
+    """The form the page asks the person to fill in (the first that posts)."""
     parser = Forms()
     parser.feed(html)
-    expect(len(parser.forms) == 1, f"expected one form on the page, found {len(parser.forms)}")
-    return parser.forms[0]
+    posting = [f for f in parser.forms if f["method"] == "post"]
+    expect(posting, f"a page without a form to post: {html[:300]}")
+    return posting[0]
 
 
 def fill(form, username, password, new_password):
-    """What a person would type into this form. Returns (fields, what kind of form it was)."""
+    """What a person would type into this form: the hidden fields as they are, plus what the
+    visible ones ask for. Returns (fields, what kind of form it was)."""
     inputs = form["inputs"]
-    kind_of = lambda *types: [i for i in inputs if i["type"].lower() in types]
-    secrets = kind_of("password")
-    texts = [i for i in kind_of("text", "email") if i.get("name")]
-    fields = [(i["name"], i.get("value", "")) for i in kind_of("hidden") if i.get("name")]
-    if secrets and texts:
-        expect(len(secrets) == 1 and len(texts) == 1, "the sign-in form asks for more than a username and password")
+    of_type = lambda *types: [i for i in inputs if i["type"].lower() in types and i.get("name")]
+    secrets, texts = of_type("password"), of_type("text", "email")
+    fields = [(i["name"], i.get("value", "")) for i in of_type("hidden")]
+    allow = [b for b in form["buttons"] if b.get("value", "").lower() in ("approve", "allow")]
+    names = [i.get("name") for i in inputs if i["type"].lower() != "hidden"]
+    if len(secrets) == 1 and len(texts) == 1:
         fields += [(texts[0]["name"], username), (secrets[0]["name"], password)]
-        kind = "signin"
-    elif len(secrets) == 2 and not texts:
+        return fields, "signin"
+    if len(secrets) == 2 and not texts:
         fields += [(s["name"], new_password) for s in secrets]
-        kind = "password-change"
-    elif not secrets:
+        return fields, "password-change"
+    if allow and not secrets and not texts:
         # Consent: keep every box ticked as offered, and press the button that allows.
-        fields += [(i["name"], i.get("value", "on")) for i in kind_of("checkbox") if "checked" in i]
-        expect(not texts, "the consent form asks for a patient, but a patient user has their own")
-        allow = [b for b in form["buttons"] if b.get("value", "").lower() in ("approve", "allow")]
-        expect(len(allow) == 1, "the consent form has no Allow button")
+        fields += [(i["name"], i.get("value", "on")) for i in of_type("checkbox") if "checked" in i]
         fields.append((allow[0]["name"], allow[0]["value"]))
-        kind = "consent"
-    else:
-        fail(f"a form this client cannot fill: {[i.get('name') for i in inputs]}")
-    return fields, kind
+        return fields, "consent"
+    fail(f"a form this client cannot fill (fields {names}, buttons {[b.get('value') for b in form['buttons']]})")
 
 
 def sign_in_as_browser(authorize_url, redirect_uri, username, password, new_password):
@@ -164,7 +162,6 @@ def sign_in_as_browser(authorize_url, redirect_uri, username, password, new_pass
         form = the_form(response.text)
         fields, kind = fill(form, username, password, new_password)
         seen.append(kind)
-        expect(form["method"] == "post", f"the {kind} form does not POST")
         url = urljoin(url, form["action"])
         response = browser.post(url, data=fields, allow_redirects=False, timeout=TIMEOUT)
     fail(f"no redirect to the app after {seen}")
@@ -281,6 +278,10 @@ def keygen(directory):
                                           serialization.NoEncryption()))
         algorithm = jwt.algorithms.RSAAlgorithm if alg.startswith("RS") else jwt.algorithms.ECAlgorithm
         jwk = json.loads(algorithm.to_jwk(private.public_key()))
+        if jwk["kty"] == "EC":
+            # RFC 7518 §6.2.1.2: each coordinate at the curve's full size (48 octets for P-384).
+            for coordinate in ("x", "y"):
+                expect(len(jwt.utils.base64url_decode(jwk[coordinate])) == 48, f"a short {coordinate} in the JWK")
         jwk.update({"kid": f"backend-{alg.lower()}", "alg": alg, "use": "sig", "key_ops": ["verify"]})
         jwks.append(jwk)
     with open(os.path.join(directory, "jwks.json"), "w") as f:
