@@ -286,7 +286,12 @@ impl Authority {
         }
         let client_id = credentials.client_id.as_deref().ok_or_else(invalid)?;
         let client = self.store.client(client_id)?.filter(|c| !c.disabled).ok_or_else(invalid)?;
-        match (client.kind, &client.secret_hash, &credentials.client_secret) {
+        // A public client has no secret to present, but HTTP Basic with an empty password is
+        // how many OAuth libraries name one (requests-oauthlib does by default): it is taken
+        // as naming the client, as a `client_id` in the form is.
+        let secret =
+            credentials.client_secret.as_ref().filter(|s| !(client.kind == ClientKind::Public && s.is_empty()));
+        match (client.kind, &client.secret_hash, secret) {
             (ClientKind::Public, _, None) => Ok(client),
             (ClientKind::Confidential, Some(hash), Some(secret))
                 if crypto::same(hash, &crypto::secret_hash(secret)) =>
@@ -295,6 +300,22 @@ impl Authority {
             }
             _ => Err(invalid()),
         }
+    }
+
+    /// The client of a refresh request that names none: the public client the refresh token was
+    /// issued to. SMART App Launch lets public apps refresh without authenticating ("not
+    /// possible, and thus not required"), with only `grant_type`, `refresh_token` and an
+    /// optional `scope` (RFC 6749 §6 has no `client_id` either); a confidential client's token
+    /// still needs that client's credentials.
+    pub fn refresh_token_client(&self, refresh_token: &str) -> OAuthResult<Client> {
+        let record = match self.active_token(refresh_token, TokenKind::Refresh) {
+            Ok(record) => record,
+            Err(crate::BearerError::Store(e)) => return Err(e.into()),
+            Err(_) => return Err(OAuthError::new("invalid_grant", "the refresh token is not active")),
+        };
+        let invalid = || OAuthError::new("invalid_client", "client authentication failed");
+        let client_id = record.client_id.ok_or_else(invalid)?;
+        self.store.client(&client_id)?.filter(|c| !c.disabled && c.kind == ClientKind::Public).ok_or_else(invalid)
     }
 
     /// Fetches (or reuses) the JWK Set of the client named by an assertion, if it publishes

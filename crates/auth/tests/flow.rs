@@ -704,3 +704,82 @@ async fn confidential_clients_authenticate_with_their_secret() {
         server.token(&[("grant_type", "client_credentials"), ("scope", "system/*.rs"), ("client_id", "svc")]).await;
     assert_eq!(status, 401, "a confidential client must authenticate");
 }
+
+/// `POST /auth/token` with HTTP Basic `user:password` when given.
+async fn token_with_basic(server: &Server, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+    let mut request = server.http.post(format!("{}/auth/token", server.base)).form(form);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A code exchange that does not name the client in the form.
+fn code_exchange<'a>(code: &'a str, verifier: &'a str) -> [(&'static str, &'a str); 4] {
+    [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier)]
+}
+
+/// What requests-oauthlib does by default: the code exchange names the public client with HTTP
+/// Basic and an empty password, and the refresh names no client at all (SMART App Launch:
+/// public apps cannot authenticate, so a refresh sends only grant_type, refresh_token and
+/// perhaps scope). A confidential client's refresh token still needs its credentials.
+#[tokio::test]
+async fn public_apps_refresh_without_naming_themselves_and_may_send_an_empty_basic_password() {
+    let server = start().await;
+    server.add_patient_user("pat", "p-1");
+    let scope = "launch/patient offline_access patient/*.rs";
+    server.add_public_app("app", scope);
+    let (code, verifier) = standalone_code(&server, "app", "pat", scope).await;
+    let form = code_exchange(&code, &verifier);
+    let (status, tokens) = token_with_basic(&server, &form, Some(("app", ""))).await;
+    assert_eq!(status, 200, "an empty Basic password names a public client: {tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+
+    let (status, refreshed) = server.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["patient"], "p-1");
+    assert_eq!(refreshed["scope"], scope);
+    let access = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(server.authority.validate_bearer(access).unwrap().client_id.as_deref(), Some("app"));
+    let (status, again) = server.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")), "rotation still spends the old one");
+    let (status, unknown) = server.token(&[("grant_type", "refresh_token"), ("refresh_token", "not-a-token")]).await;
+    assert_eq!((status, unknown["error"].as_str()), (400, Some("invalid_grant")));
+
+    // A public client presenting a non-empty secret is still refused: it has none.
+    let (code, verifier) = standalone_code(&server, "app", "pat", scope).await;
+    let form = code_exchange(&code, &verifier);
+    assert_eq!(token_with_basic(&server, &form, Some(("app", "guessed"))).await.0, 401);
+
+    let (_, secret) = server
+        .authority
+        .add_client(NewClient {
+            id: Some("web".into()),
+            name: "Test <App>".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![REDIRECT.into()],
+            allowed_scopes: scope.into(),
+            jwks: None,
+            jwks_uri: None,
+            with_secret: true,
+        })
+        .unwrap();
+    let secret = secret.unwrap();
+    let (code, verifier) = standalone_code(&server, "web", "pat", scope).await;
+    let form = code_exchange(&code, &verifier);
+    let (status, tokens) = token_with_basic(&server, &form, Some(("web", &secret))).await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    for basic in [None, Some(("web", ""))] {
+        let (status, body) = token_with_basic(&server, &form, basic).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "a confidential client authenticates"
+        );
+    }
+    let (status, body) = token_with_basic(&server, &form, Some(("web", &secret))).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -380,7 +380,12 @@ async fn token(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Res
     }
     let outcome = blocking(&authority, move |a| {
         let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
-        let client = a.authenticate_client(&credentials)?;
+        let names_no_client = credentials.client_id.is_none() && !has_client_credentials(&credentials);
+        let client = if names_no_client && get("grant_type") == "refresh_token" {
+            a.refresh_token_client(get("refresh_token"))?
+        } else {
+            a.authenticate_client(&credentials)?
+        };
         match get("grant_type") {
             "authorization_code" => a.exchange_code(&client, get("code"), get("redirect_uri"), get("code_verifier")),
             "refresh_token" => a.refresh(&client, get("refresh_token"), fields.get("scope").map(String::as_str)),
