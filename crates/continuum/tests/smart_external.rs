@@ -24,7 +24,7 @@ mod common;
 #[path = "../../store-postgres/tests/scratch/mod.rs"]
 mod scratch;
 
-use common::{continuum, start};
+use common::{continuum, start_secured};
 
 /// The releases the clients are written against, with every dependency pinned (installed
 /// with `--no-deps`, so nothing unpinned comes along). Wheels only: nothing is compiled.
@@ -201,7 +201,7 @@ fn real_clients_complete_their_flows(database: Option<&str>) {
         "system/Patient.rs system/Observation.rs",
     ]);
 
-    let server = start(&data, &on);
+    let server = start_secured(&data, &on);
     let base = server.base.as_str();
     let origin = base.trim_end_matches("/fhir");
 
