@@ -1,6 +1,7 @@
 //! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
 
 mod access;
+mod audit;
 mod backend_bench;
 mod bench;
 mod hl7;
@@ -50,6 +51,8 @@ enum Command {
     Launch(access::LaunchArgs),
     /// Mint a bearer token for a user (scripts and tests on this machine).
     Token(access::TokenArgs),
+    /// The audit trail: verify its hash chain.
+    Audit(audit::AuditArgs),
 }
 
 /// mimalloc rather than glibc's allocator: the write path allocates and frees many small JSON
@@ -77,6 +80,7 @@ fn main() -> Result<()> {
         Command::Client(args) => access::run_client(args),
         Command::Launch(args) => access::run_launch(args),
         Command::Token(args) => access::run_token(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 
@@ -106,6 +110,8 @@ struct Store {
     records: Records,
     message_log: Arc<dyn store::MessageLog>,
     outbox: Arc<dyn store::Outbox>,
+    /// The audit trail.
+    audit: Arc<dyn store::AuditLog>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
 }
@@ -130,6 +136,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             records: Records::new(backend.clone()).with_hook(notifier),
             message_log: Arc::new(backend.message_log()),
             outbox: Arc::new(backend.outbox()),
+            audit: backend.clone(),
             sqlite: None,
         });
     }
@@ -142,6 +149,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         records: Records::new(backend.clone()).with_hook(notifier),
         message_log: Arc::new(backend.message_log().context("cannot open the HL7 message log")?),
         outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
+        audit: backend.clone(),
         sqlite: Some(backend),
     })
 }

@@ -55,7 +55,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite } = crate::open_store(&args.data, &args.database)?;
+    let crate::Store { records, message_log, outbox, sqlite, .. } = crate::open_store(&args.data, &args.database)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -77,11 +77,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 .context("opening the authorization data panicked")??
         };
         let authority = Arc::new(authority);
-        if args.no_auth {
-            tracing::warn!("the FHIR API is served without access control (--no-auth)");
+        let mut audit_task = None;
+        let records = if args.no_auth {
+            tracing::warn!("the FHIR API is served without access control or audit (--no-auth)");
+            records
         } else {
             state = state.with_policy(Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone())));
-        }
+            let (auditor, task) = server::audit::Auditor::start(records.clone());
+            state = state.with_auditor(auditor);
+            audit_task = Some(task);
+            // What the HL7 interface writes is audited as its own.
+            records.as_actor(store::Actor::system("hl7-interface"))
+        };
         let admin_routes =
             server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
         let auth_routes = auth::router(authority).merge(admin_routes);
@@ -143,6 +150,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => http.await.context("server failed")?,
         }
         let _ = sender.await;
+        if let Some(task) = audit_task {
+            // The last queued entries are appended before the process ends.
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
         say("Continuum stopped");
         Ok(())
     })

@@ -86,6 +86,25 @@ pub fn extract(resource_type: &str, resource: &Value, context: &IndexContext) ->
     out
 }
 
+/// The index rows of only the parameters `keys` of `resource` (no composites, no contained
+/// resources): what a question about a few parameters needs, at a fraction of [`extract`]'s
+/// cost.
+pub fn extract_params(resource_type: &str, resource: &Value, keys: &[i64], context: &IndexContext) -> Vec<IndexEntry> {
+    let mut out = Vec::new();
+    let Some(params) = registry().params(resource_type) else { return out };
+    let env = Environment::new(resource);
+    for param in params.iter().filter(|p| keys.contains(&p.key) && p.kind != ParamKind::Composite) {
+        let Some(expression) = &param.expression else { continue };
+        let Ok(items) = expression.evaluate_with(&env) else { continue };
+        for item in &items {
+            values_of(param.kind, item, context, &mut |value| {
+                out.push(IndexEntry { param: param.key, group: None, value });
+            });
+        }
+    }
+    out
+}
+
 fn extract_into(resource_type: &str, resource: &Value, context: &IndexContext, out: &mut Vec<IndexEntry>) {
     let Some(params) = registry().params(resource_type) else {
         return;

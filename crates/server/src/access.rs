@@ -32,7 +32,7 @@ impl From<Refusal> for ApiError {
 #[derive(Clone)]
 pub(crate) enum Access {
     Open,
-    Caller { policy: Arc<Policy>, caller: Arc<Caller> },
+    Caller { policy: Arc<Policy>, caller: Arc<Caller>, address: Option<std::net::SocketAddr> },
 }
 
 impl FromRequestParts<AppState> for Access {
@@ -52,7 +52,12 @@ impl FromRequestParts<AppState> for Access {
         let caller = tokio::task::spawn_blocking(move || checking.authenticate(header.as_deref()))
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "request failed"))??;
-        Ok(Access::Caller { policy, caller: Arc::new(caller) })
+        let caller = Arc::new(caller);
+        if let Some(slot) = parts.extensions.get::<crate::audit::CallerSlot>() {
+            let _ = slot.0.set(caller.clone());
+        }
+        let address = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+        Ok(Access::Caller { policy, caller, address })
     }
 }
 
@@ -81,7 +86,7 @@ impl Access {
     ) -> Result<Gate, ApiError> {
         match self {
             Access::Open => Ok(Gate { inner: None }),
-            Access::Caller { policy, caller } => {
+            Access::Caller { policy, caller, .. } => {
                 let restriction = policy.authorize(caller, interaction, resource_type, params)?;
                 Ok(Gate {
                     inner: Some(GateInner {
@@ -110,6 +115,15 @@ impl Access {
         }
     }
 
+    /// The records to write through: as the caller (each version audited in its own
+    /// transaction), or as they are on an open server.
+    pub(crate) fn records(&self, records: &store::Records) -> store::Records {
+        match self {
+            Access::Open => records.clone(),
+            Access::Caller { caller, address, .. } => records.as_actor(crate::audit::actor(caller, *address, None)),
+        }
+    }
+
     /// After a Bundle: it may have written anything, so computed reaches are forgotten.
     pub(crate) fn bundle_written(&self) {
         if let Access::Caller { policy, .. } = self {
@@ -125,7 +139,7 @@ impl Access {
                 IssueCode::NotSupported,
                 "this server runs without access control; there is no glass to break",
             )),
-            Access::Caller { policy, caller } => Ok(policy.break_glass(caller, patient, reason)?),
+            Access::Caller { policy, caller, .. } => Ok(policy.break_glass(caller, patient, reason)?),
         }
     }
 
@@ -133,13 +147,13 @@ impl Access {
     pub(crate) fn may_open_patient(&self, patient: &str) -> Result<bool, ApiError> {
         match self {
             Access::Open => Ok(true),
-            Access::Caller { policy, caller } => Ok(policy.may_open_patient(caller, patient)?),
+            Access::Caller { policy, caller, .. } => Ok(policy.may_open_patient(caller, patient)?),
         }
     }
 
     /// Whether the caller may see one resource (an included one, a history entry).
     pub(crate) fn may_read(&self, version: &ResourceVersion) -> Result<bool, ApiError> {
-        let Access::Caller { policy, caller } = self else { return Ok(true) };
+        let Access::Caller { policy, caller, .. } = self else { return Ok(true) };
         let Some(body) = version.body.as_deref() else { return Ok(true) };
         let resource: Value = serde_json::from_str(body).map_err(|_| stored_json_unreadable())?;
         Ok(policy.may_read(caller, &version.resource_type, &resource)?)

@@ -79,7 +79,7 @@ pub(crate) async fn respond(
     })
     .await?;
     let bundle = history_bundle(&state, &scope, &query, &versions, total);
-    Ok(fhir_json_response(StatusCode::OK, &bundle))
+    Ok(crate::audit::noted_versions(&state, fhir_json_response(StatusCode::OK, &bundle), &versions))
 }
 
 fn history_refused() -> ApiError {

@@ -3,6 +3,7 @@
 //! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
 mod access;
+pub mod audit;
 mod capability;
 mod error;
 mod extract;
@@ -70,6 +71,8 @@ struct StateInner {
     queues: Option<Queues>,
     /// The access decision; `None`: an open server (tests of the REST layer, benchmarks).
     policy: Option<Arc<policy::Policy>>,
+    /// Appends the audit entries of reads, searches and refusals.
+    auditor: Option<Arc<audit::Auditor>>,
 }
 
 /// The interface's queues, for monitoring.
@@ -93,6 +96,7 @@ impl AppState {
                 metrics: observe::Metrics::new(),
                 queues: None,
                 policy: None,
+                auditor: None,
             }),
         }
     }
@@ -111,6 +115,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_policy is called before the state is shared");
         inner.policy = Some(policy);
         self
+    }
+
+    /// Audits every FHIR request through `auditor` (writes are audited by the store, as the
+    /// caller). Call before the state is shared.
+    pub fn with_auditor(mut self, auditor: Arc<audit::Auditor>) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_auditor is called before the state is shared");
+        inner.auditor = Some(auditor);
+        self
+    }
+
+    fn auditor(&self) -> Option<&Arc<audit::Auditor>> {
+        self.inner.auditor.as_ref()
     }
 
     fn policy(&self) -> Option<&Arc<policy::Policy>> {
@@ -137,9 +153,14 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", axum::routing::get(observe::healthz))
         .route("/readyz", axum::routing::get(observe::readyz))
         .route("/metrics", axum::routing::get(observe::metrics))
-        .nest("/fhir", rest::routes())
+        .nest("/fhir", rest::routes().layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit)))
         // Transactions and batches are posted to the base, which clients spell with or without `/`.
-        .route("/fhir/", axum::routing::get(rest::search_system).post(rest::system_bundle))
+        .route(
+            "/fhir/",
+            axum::routing::get(rest::search_system)
+                .post(rest::system_bundle)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit)),
+        )
         .fallback(rest::not_found)
         .with_state(state)
 }

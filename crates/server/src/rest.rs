@@ -1,6 +1,7 @@
 //! The FHIR RESTful interactions: routes and handlers.
 
 use crate::access::{Access, check_bundle};
+use crate::audit::{noted, noted_versions, written};
 use crate::extract::{FhirJson, Instance, Negotiated, TypeName};
 use crate::format::{fhir_json_response, raw_fhir_response};
 use crate::search::{self, Scope};
@@ -230,9 +231,9 @@ async fn read(
     if not_modified(&headers, &version) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_version_headers(&mut response, &version);
-        return Ok(response);
+        return Ok(noted_versions(&state, response, [&version]));
     }
-    Ok(resource_response(StatusCode::OK, &version))
+    Ok(noted_versions(&state, resource_response(StatusCode::OK, &version), [&version]))
 }
 
 /// Whether `If-None-Match` or `If-Modified-Since` say the client's copy is current.
@@ -270,7 +271,7 @@ async fn vread(
         Ok(found)
     })
     .await?;
-    Ok(resource_response(StatusCode::OK, &found))
+    Ok(noted_versions(&state, resource_response(StatusCode::OK, &found), [&found]))
 }
 
 async fn create(
@@ -289,10 +290,10 @@ async fn create(
         .map(|v| v.to_str().map(|s| conditional_query(s, &resource_type)))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?;
-    let records = state.records().clone();
+    let records = access.records(state.records());
     let outcome = blocking(move || records.create(resource, if_none_exist.as_deref())).await?;
     access.written(&resource_type);
-    Ok(write_response(&state, outcome, prefer_return(&headers)))
+    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
 
 /// Conditional updates and deletes pick their target by search, across every patient: only
@@ -323,7 +324,7 @@ async fn update(
     let expected = if_match(&headers)?;
     check_body_type(&resource, &at.resource_type)?;
     let gate = access.gate(Interaction::Update, &at.resource_type, &[])?;
-    let records = state.records().clone();
+    let records = access.records(state.records());
     let resource_type = at.resource_type.clone();
     let outcome = blocking_checked(move || {
         let existing = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted());
@@ -335,7 +336,7 @@ async fn update(
     })
     .await?;
     access.written(&resource_type);
-    Ok(write_response(&state, outcome, prefer_return(&headers)))
+    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
 
 async fn conditional_update(
@@ -354,11 +355,11 @@ async fn conditional_update(
     if access.restricted_for(Interaction::Update, &resource_type)? {
         return Err(conditional_refused());
     }
-    let records = state.records().clone();
-    let written = resource_type.clone();
+    let records = access.records(state.records());
+    let written_type = resource_type.clone();
     let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
-    access.written(&written);
-    Ok(write_response(&state, outcome, prefer_return(&headers)))
+    access.written(&written_type);
+    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
 
 async fn patch(
@@ -388,11 +389,11 @@ async fn patch(
             "PATCH is not available to you; update the resource with PUT",
         ));
     }
-    let records = state.records().clone();
-    let written = at.resource_type.clone();
+    let records = access.records(state.records());
+    let written_type = at.resource_type.clone();
     let outcome = blocking(move || records.patch(&at.resource_type, &at.id, &patch, expected)).await?;
-    access.written(&written);
-    Ok(write_response(&state, outcome, prefer_return(&headers)))
+    access.written(&written_type);
+    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
 
 async fn delete(
@@ -404,8 +405,8 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let gate = access.gate(Interaction::Delete, &at.resource_type, &[])?;
-    let records = state.records().clone();
-    let written = at.resource_type.clone();
+    let records = access.records(state.records());
+    let written_type = at.resource_type.clone();
     let outcome = blocking_checked(move || {
         if let Some(existing) = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted()) {
             gate.check_version(&existing)?;
@@ -413,8 +414,8 @@ async fn delete(
         Ok(records.delete(&at.resource_type, &at.id, expected)?)
     })
     .await?;
-    access.written(&written);
-    Ok(write_response(&state, outcome, prefer_return(&headers)))
+    access.written(&written_type);
+    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
 
 async fn conditional_delete(
@@ -431,16 +432,16 @@ async fn conditional_delete(
     if access.restricted_for(Interaction::Delete, &resource_type)? {
         return Err(conditional_refused());
     }
-    let records = state.records().clone();
-    let written = resource_type.clone();
+    let records = access.records(state.records());
+    let written_type = resource_type.clone();
     let outcomes = blocking(move || records.conditional_delete(&resource_type, &criteria)).await?;
-    access.written(&written);
+    access.written(&written_type);
     let deleted = outcomes.iter().filter(|o| o.kind == WriteKind::Deleted).count();
     if prefer_return(&headers) == Return::Minimal || deleted == 0 {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return Ok(written(StatusCode::NO_CONTENT.into_response()));
     }
     let note = Issue::information(format!("{deleted} resource(s) deleted"));
-    Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&[note])))
+    Ok(written(fhir_json_response(StatusCode::OK, &operation_outcome(&[note]))))
 }
 
 async fn search_type(
@@ -573,7 +574,8 @@ async fn instance_operation(
         .ok_or_else(|| ApiError::bad_request("$break-the-glass takes a Parameters with a `reason` valueString"))?;
     let opening = access.clone();
     let patient = id.clone();
-    let lasts = blocking_checked(move || opening.break_glass(&patient, &reason)).await?;
+    let stated = reason.clone();
+    let lasts = blocking_checked(move || opening.break_glass(&patient, &stated)).await?;
     let until = time::OffsetDateTime::now_utc() + lasts;
     let answer = serde_json::json!({
         "resourceType": "Parameters",
@@ -582,7 +584,9 @@ async fn instance_operation(
             {"name": "expires", "valueInstant": store::format_instant(until)},
         ]
     });
-    Ok(fhir_json_response(StatusCode::OK, &answer))
+    let mut note = crate::audit::AuditNote::of([(Some(id.clone()), format!("Patient/{id}"))]);
+    note.reason = Some(reason);
+    Ok(noted(fhir_json_response(StatusCode::OK, &answer), note))
 }
 
 async fn validate(
@@ -628,7 +632,7 @@ pub(crate) async fn system_bundle(
             format!("the Bundle has {entries} entries; this server takes at most {max} in one Bundle"),
         ));
     }
-    let records = state.records().clone();
+    let records = access.records(state.records());
     let checking = access.clone();
     let response = blocking_checked(move || {
         check_bundle(&checking, &records, &bundle)?;
@@ -636,7 +640,7 @@ pub(crate) async fn system_bundle(
     })
     .await?;
     access.bundle_written();
-    Ok(fhir_json_response(StatusCode::OK, &response))
+    Ok(written(fhir_json_response(StatusCode::OK, &response)))
 }
 
 async fn system_history(

@@ -107,7 +107,8 @@ pub(crate) async fn respond(
         page.ignored.push(fhir::Issue::warning(IssueCode::TooCostly, note));
     }
     let bundle = searchset(&state, &scope, &query, count, &page);
-    Ok(raw_fhir_response(StatusCode::OK, bundle.into()))
+    let response = raw_fhir_response(StatusCode::OK, bundle.into());
+    Ok(crate::audit::noted_versions(&state, response, page.matches.iter().chain(&page.included)))
 }
 
 /// Keeps only the included resources the caller may see (the matches were narrowed before
@@ -203,7 +204,8 @@ pub(crate) async fn everything(
     })
     .await?;
     let scope = Scope::Compartment { compartment: "Patient".into(), id, resource_type: "$everything".into() };
-    Ok(raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into()))
+    let response = raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into());
+    Ok(crate::audit::noted_versions(&state, response, result.matches.iter().chain(&result.included)))
 }
 
 /// The filter of a compartment search: any of the type's linking parameters points at the

@@ -217,6 +217,7 @@ pub(crate) fn name(family: Family, table: &str) -> String {
 pub(crate) fn patient_tables() -> Vec<String> {
     let mut tables: Vec<String> = TABLES.iter().map(|t| name(Family::Patient, t.name)).collect();
     tables.push(OUTBOX.name.to_string());
+    tables.push("audit_event".to_string());
     tables
 }
 
@@ -224,6 +225,7 @@ pub(crate) fn patient_tables() -> Vec<String> {
 pub(crate) fn shared_tables() -> Vec<String> {
     let mut tables: Vec<String> = TABLES.iter().map(|t| name(Family::Shared, t.name)).collect();
     tables.push("interface_partner".to_string());
+    tables.push("audit_chain".to_string());
     tables
 }
 

@@ -20,6 +20,7 @@
 //! advisory lock on the resource type, against which every write takes it shared. Each read
 //! that follows a lock is a new statement, so it sees everything committed before the lock.
 
+mod audit;
 mod conn;
 mod index_rows;
 mod layout;

@@ -190,6 +190,8 @@ const MIGRATIONS: &[Migration] = &[
     // 4: the tables rebuilt for sharding by patient (see `layout`): patient-owned rows carry
     // `shard_key`, shared resources get tables of their own, the old names become views.
     Migration::Code(crate::layout::rebuild),
+    // 5: the audit trail, chained by hash (`audit`), in the database's layout.
+    Migration::Code(crate::audit::create),
 ];
 
 /// One schema migration.

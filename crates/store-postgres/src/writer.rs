@@ -127,6 +127,10 @@ impl Transaction for WriteTx<'_> {
         crate::outbox::partners_for(self.conn, event)
     }
 
+    fn append_audit(&mut self, entries: &[store::audit::NewAuditEntry]) -> Result<()> {
+        crate::audit::append(self.conn, entries)
+    }
+
     fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {
         crate::outbox::enqueue(self.conn, message)
     }

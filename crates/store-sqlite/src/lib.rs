@@ -3,6 +3,7 @@
 //! the WAL) before its callers are answered, a checkpointer, and a small pool of read-only
 //! connections for reads.
 
+mod audit;
 mod checkpoint;
 mod index_rows;
 mod messages;
@@ -102,6 +103,11 @@ impl SqliteBackend {
     }
 
     /// The schema version this program creates.
+    /// A read connection of the pool.
+    pub(crate) fn reader(&self) -> Result<Pooled<'_>> {
+        self.readers.get()
+    }
+
     pub fn latest_schema_version() -> usize {
         schema::latest()
     }

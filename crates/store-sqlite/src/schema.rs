@@ -177,6 +177,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX interface_outbox_due ON interface_outbox (next_attempt_at, id) WHERE status = 'pending';
     CREATE INDEX interface_outbox_status ON interface_outbox (status, id);
     "#,
+    // 5: the audit trail: AuditEvents chained by hash (`store::audit`). `sequence` is the
+    // gapless position in the chain; `audit_chain` holds the head, so that removing the newest
+    // entries is noticed too.
+    r#"
+    CREATE TABLE audit_event (
+        sequence      INTEGER PRIMARY KEY,
+        recorded      INTEGER NOT NULL,  -- unix microseconds
+        patient       TEXT,
+        agent         TEXT    NOT NULL,
+        action        TEXT    NOT NULL,
+        outcome       TEXT    NOT NULL,
+        event         TEXT    NOT NULL,  -- the AuditEvent JSON
+        previous_hash TEXT    NOT NULL,
+        hash          TEXT    NOT NULL
+    );
+    CREATE INDEX audit_event_patient ON audit_event (patient, sequence) WHERE patient IS NOT NULL;
+    CREATE INDEX audit_event_agent ON audit_event (agent, sequence);
+    CREATE INDEX audit_event_recorded ON audit_event (recorded);
+    CREATE TABLE audit_chain (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        sequence INTEGER NOT NULL,
+        hash     TEXT    NOT NULL
+    );
+    INSERT INTO audit_chain VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

@@ -255,4 +255,8 @@ impl Transaction for WriterTx<'_> {
     fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {
         crate::outbox::enqueue(self.conn, message)
     }
+
+    fn append_audit(&mut self, entries: &[store::audit::NewAuditEntry]) -> Result<()> {
+        crate::audit::append(self.conn, entries)
+    }
 }

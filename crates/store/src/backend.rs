@@ -121,6 +121,12 @@ pub trait Transaction {
         let _ = event;
         Ok(Vec::new())
     }
+    /// Appends audit entries to the chain, committed with this transaction (called once, at
+    /// the end of a unit of work, so that the chain's lock is the last one it takes).
+    fn append_audit(&mut self, entries: &[crate::audit::NewAuditEntry]) -> Result<()> {
+        let _ = entries;
+        Err(crate::Error::NotSupported("an audit trail on this backend".into()))
+    }
     /// Queues an outbound message for its partners, committed with this transaction.
     fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
         let _ = message;

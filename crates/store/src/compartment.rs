@@ -11,6 +11,14 @@ pub fn patient_owned(resource_type: &str) -> bool {
 
 /// The keys of the reference parameters linking `resource_type` to its patients.
 pub fn compartment_keys(resource_type: &str) -> Vec<i64> {
+    static KEYS: std::sync::OnceLock<std::collections::HashMap<String, Vec<i64>>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        fhir::definitions().patient_compartment().resources.iter().map(|(t, _)| (t.clone(), keys_of(t))).collect()
+    });
+    keys.get(resource_type).cloned().unwrap_or_default()
+}
+
+fn keys_of(resource_type: &str) -> Vec<i64> {
     fhir::definitions()
         .patient_compartment()
         .params(resource_type)
@@ -31,16 +39,21 @@ pub fn patients_of(resource_type: &str, resource: &Value) -> Vec<String> {
     if keys.is_empty() {
         return Vec::new();
     }
+    let index = search::index::extract_params(resource_type, resource, &keys, &search::index::IndexContext::default());
+    patients_in_index(resource_type, &index)
+}
+
+/// The patients named by a resource's index rows (as [`patients_of`], from rows already
+/// extracted).
+pub fn patients_in_index(resource_type: &str, index: &[search::IndexEntry]) -> Vec<String> {
+    let keys = compartment_keys(resource_type);
     let mut out: Vec<String> = Vec::new();
-    for entry in search::index::extract(resource_type, resource, &search::index::IndexContext::default()) {
-        if !keys.contains(&entry.param) {
-            continue;
-        }
-        if let search::IndexValue::Reference { target_type: Some(t), target_id: Some(id), .. } = entry.value
+    for entry in index.iter().filter(|e| keys.contains(&e.param)) {
+        if let search::IndexValue::Reference { target_type: Some(t), target_id: Some(id), .. } = &entry.value
             && t == "Patient"
-            && !out.contains(&id)
+            && !out.contains(id)
         {
-            out.push(id);
+            out.push(id.clone());
         }
     }
     out

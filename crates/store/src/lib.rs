@@ -3,6 +3,7 @@
 //! history row, index rows) in one database transaction → commit. Backends implement
 //! [`Backend`] and [`Transaction`]; only backend crates know SQL.
 
+pub mod audit;
 pub mod backend;
 pub mod bundle;
 pub mod compartment;
@@ -19,6 +20,7 @@ pub mod searches;
 mod transaction;
 mod write;
 
+pub use audit::{Actor, AuditLog};
 pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};

@@ -43,12 +43,14 @@ pub struct Records {
     base: Option<Arc<str>>,
     snapshots: Arc<crate::searches::Snapshots>,
     hook: Option<Arc<dyn WriteHook>>,
+    /// Who acts: each version written is audited in its own transaction.
+    actor: Option<Arc<crate::Actor>>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend, base: None, snapshots: Arc::default(), hook: None }
+        Records { backend, base: None, snapshots: Arc::default(), hook: None, actor: None }
     }
 
     /// The same records, treating absolute references that start with `base` (e.g.
@@ -64,6 +66,22 @@ impl Records {
     pub fn with_hook(mut self, hook: Arc<dyn WriteHook>) -> Self {
         self.hook = Some(hook);
         self
+    }
+
+    /// The same records, writing as `actor`: every version written is recorded in the audit
+    /// trail inside the write's own transaction (a write that fails leaves no entry, and no
+    /// committed write lacks one).
+    pub fn as_actor(&self, actor: crate::Actor) -> Records {
+        let mut records = self.clone();
+        records.actor = Some(Arc::new(actor));
+        records
+    }
+
+    /// Appends entries to the audit trail as a unit of work of their own (reads, searches,
+    /// refusals: what has no write to ride with).
+    pub fn append_audit(&self, entries: Vec<crate::audit::NewAuditEntry>) -> Result<()> {
+        let work: Work = Box::new(move |tx| tx.append_audit(&entries));
+        self.backend.execute(work)
     }
 
     /// Snapshots of recent searches, for paging.
@@ -268,10 +286,55 @@ impl Records {
         T: Send + 'static,
         F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
     {
-        match self.hook.clone() {
-            None => capture(f),
-            Some(hook) => capture(move |tx| f(&mut HookedTx { inner: tx, hook: &*hook })),
-        }
+        let actor = self.actor.clone();
+        let hook = self.hook.clone();
+        capture(move |tx| {
+            let mut audited = AuditedTx { inner: tx, actor: actor.as_deref(), entries: Vec::new() };
+            let value = match &hook {
+                None => f(&mut audited)?,
+                Some(hook) => f(&mut HookedTx { inner: &mut audited, hook: &**hook })?,
+            };
+            let entries = std::mem::take(&mut audited.entries);
+            if !entries.is_empty() {
+                tx.append_audit(&entries)?;
+            }
+            Ok(value)
+        })
+    }
+}
+
+/// A transaction that notes an audit entry for each version put, when an actor is set (the
+/// entries are appended once the work is done).
+struct AuditedTx<'t, 'a> {
+    inner: &'t mut dyn Transaction,
+    actor: Option<&'a crate::Actor>,
+    entries: Vec<crate::audit::NewAuditEntry>,
+}
+
+impl AuditedTx<'_, '_> {
+    fn note(&mut self, version: &NewVersion<'_>) {
+        let Some(actor) = self.actor else { return };
+        let (action, subtype) = match version.change {
+            crate::Change::Created => ("C", "create"),
+            crate::Change::Updated => ("U", "update"),
+            crate::Change::Deleted => ("D", "delete"),
+        };
+        let patient = if version.resource_type == "Patient" {
+            Some(version.id.to_string())
+        } else {
+            crate::compartment::patients_in_index(version.resource_type, version.index).into_iter().next()
+        };
+        let what = [format!("{}/{}/_history/{}", version.resource_type, version.id, version.version)];
+        let happening = crate::audit::Happening {
+            action,
+            subtype,
+            outcome: "0",
+            entities: &what,
+            query: None,
+            patient: patient.as_deref(),
+            reason: None,
+        };
+        self.entries.push(crate::audit::event(actor, &happening, time::OffsetDateTime::now_utc()));
     }
 }
 
@@ -318,6 +381,51 @@ impl Transaction for HookedTx<'_, '_> {
         let previous = self.inner.current(version.resource_type, version.id)?;
         let sequence = self.inner.put(version)?;
         self.hook.written(self.inner, previous.as_ref(), version, sequence)?;
+        Ok(sequence)
+    }
+
+    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
+        self.inner.outbound_partners(event)
+    }
+
+    fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
+        self.inner.enqueue_outbound(message)
+    }
+}
+
+impl Transaction for AuditedTx<'_, '_> {
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
+        self.inner.current(resource_type, id)
+    }
+
+    fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
+        self.inner.find_by_identifier(resource_type, system, value)
+    }
+
+    fn find_by_identifier_to_read(
+        &mut self,
+        resource_type: &str,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        self.inner.find_by_identifier_to_read(resource_type, system, value)
+    }
+
+    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
+        self.inner.version(resource_type, id, version)
+    }
+
+    fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
+        self.inner.current_version(resource_type, id)
+    }
+
+    fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
+        self.inner.search_ids(query, limit)
+    }
+
+    fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
+        let sequence = self.inner.put(version)?;
+        self.note(version);
         Ok(sequence)
     }
 

@@ -1,0 +1,259 @@
+//! The audit trail at the HTTP edge: every FHIR request of a server with a policy leaves an
+//! `AuditEvent` — who (user, app, address), what (interaction, resources, query), which
+//! patient, when, and the outcome (refusals included).
+//!
+//! Writes are audited by the store inside their own transaction ([`store::Records::as_actor`]);
+//! everything else (reads, searches, history, operations, refusals) is appended here by one
+//! task, in batches (one unit of work per batch, so that auditing a read costs a share of a
+//! group commit rather than a commit of its own). Entries queued when the process dies
+//! before their batch commits are lost: at most one batch, a few milliseconds of reads.
+
+use crate::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use store::audit::{Actor, Happening, NewAuditEntry};
+use tokio::sync::mpsc;
+
+/// Most entries queued before requests wait for the auditor.
+const QUEUE: usize = 16_384;
+/// Most entries in one batch.
+const BATCH: usize = 2_048;
+
+/// Appends queued audit entries in batches.
+pub struct Auditor {
+    queue: mpsc::Sender<NewAuditEntry>,
+}
+
+impl Auditor {
+    /// Starts the task appending to `records`' audit trail; it ends (after appending what is
+    /// queued) when the last handle to the auditor is dropped.
+    pub fn start(records: store::Records) -> (Arc<Auditor>, tokio::task::JoinHandle<()>) {
+        let (queue, mut entries) = mpsc::channel::<NewAuditEntry>(QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(first) = entries.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match entries.try_recv() {
+                        Ok(entry) => batch.push(entry),
+                        Err(_) => break,
+                    }
+                }
+                let records = records.clone();
+                let count = batch.len();
+                match tokio::task::spawn_blocking(move || records.append_audit(batch)).await {
+                    Ok(Ok(())) => {}
+                    // No entry content in the log: it names patients.
+                    Ok(Err(error)) => tracing::error!(%error, count, "audit entries could not be appended"),
+                    Err(_) => tracing::error!(count, "the audit append panicked"),
+                }
+            }
+        });
+        (Arc::new(Auditor { queue }), task)
+    }
+
+    async fn record(&self, entries: Vec<NewAuditEntry>) {
+        for entry in entries {
+            if self.queue.send(entry).await.is_err() {
+                tracing::error!("the auditor has stopped; an audit entry was dropped");
+            }
+        }
+    }
+}
+
+/// What a handler tells the audit about its request (in the response's extensions).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AuditNote {
+    /// Resources handed out or touched, per patient (`None`: not a patient's).
+    pub touched: Vec<(Option<String>, Vec<String>)>,
+    /// The store already audited it (a write, inside its transaction).
+    pub written: bool,
+    /// A stated reason (break-the-glass).
+    pub reason: Option<String>,
+}
+
+impl AuditNote {
+    /// The note of resources handed out: `(patient, Type/id)` pairs grouped by patient.
+    pub(crate) fn of(pairs: impl IntoIterator<Item = (Option<String>, String)>) -> AuditNote {
+        let mut touched: Vec<(Option<String>, Vec<String>)> = Vec::new();
+        for (patient, reference) in pairs {
+            match touched.iter_mut().find(|(p, _)| *p == patient) {
+                Some((_, refs)) => refs.push(reference),
+                None => touched.push((patient, vec![reference])),
+            }
+        }
+        AuditNote { touched, ..AuditNote::default() }
+    }
+}
+
+/// The note of versions handed out (each attributed to its first patient).
+pub(crate) fn note_of<'a>(versions: impl IntoIterator<Item = &'a store::ResourceVersion>) -> AuditNote {
+    AuditNote::of(versions.into_iter().map(|v| {
+        let patient = if v.resource_type == "Patient" {
+            Some(v.id.clone())
+        } else {
+            v.body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                .and_then(|json| store::compartment::patients_of(&v.resource_type, &json).into_iter().next())
+        };
+        (patient, format!("{}/{}/_history/{}", v.resource_type, v.id, v.version))
+    }))
+}
+
+/// Notes the versions a response hands out, when the server audits.
+pub(crate) fn noted_versions<'a>(
+    state: &AppState,
+    response: Response,
+    versions: impl IntoIterator<Item = &'a store::ResourceVersion>,
+) -> Response {
+    if state.auditor().is_none() {
+        return response;
+    }
+    noted(response, note_of(versions))
+}
+
+/// Marks a response whose write the store audited.
+pub(crate) fn written(mut response: Response) -> Response {
+    response.extensions_mut().insert(AuditNote { written: true, ..AuditNote::default() });
+    response
+}
+
+/// Adds `note` to a response.
+pub(crate) fn noted(mut response: Response, note: AuditNote) -> Response {
+    response.extensions_mut().insert(note);
+    response
+}
+
+/// Where the request's caller is left by the `Access` extractor for the audit to read.
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(pub Arc<OnceLock<Arc<policy::Caller>>>);
+
+/// The agent of the audit trail for a caller.
+pub(crate) fn actor(caller: &policy::Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Actor {
+    let principal = &caller.principal;
+    let name = match &principal.actor {
+        auth::Actor::User { username, .. } => username.clone(),
+        auth::Actor::Service { client_id } => client_id.clone(),
+    };
+    Actor {
+        who: principal.fhir_user(),
+        name,
+        client_id: principal.client_id.clone(),
+        address: address.map(|a| a.ip().to_string()),
+        emergency: patient.is_some_and(|p| caller.under_glass(p)),
+    }
+}
+
+/// The middleware: runs the request, then audits it.
+pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(auditor) = state.auditor().cloned() else { return next.run(request).await };
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let response = next.run(request).await;
+    let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();
+    if note.written {
+        return response;
+    }
+    let status = response.status();
+    let outcome = if status.is_success() || status.is_redirection() {
+        "0"
+    } else if status.is_client_error() {
+        "4"
+    } else {
+        "8"
+    };
+    let (action, subtype) = interaction(&method, &path);
+    if path.ends_with("/metadata") || path.contains("/.well-known/") {
+        return response;
+    }
+    let caller = slot.0.get().cloned();
+    let path_entity = path_entity(&path);
+    let mut touched = note.touched.clone();
+    if touched.is_empty() {
+        let patient = path_patient(&path, query.as_deref());
+        touched.push((patient, path_entity.into_iter().collect()));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let entries: Vec<NewAuditEntry> = touched
+        .iter()
+        .map(|(patient, refs)| {
+            let actor = match &caller {
+                Some(caller) => actor(caller, address, patient.as_deref()),
+                None => Actor {
+                    name: "unauthenticated".into(),
+                    address: address.map(|a| a.ip().to_string()),
+                    ..Actor::default()
+                },
+            };
+            let happening = Happening {
+                action,
+                subtype,
+                outcome,
+                entities: refs,
+                query: query.as_deref(),
+                patient: patient.as_deref(),
+                reason: note.reason.as_deref(),
+            };
+            store::audit::event(&actor, &happening, now)
+        })
+        .collect();
+    auditor.record(entries).await;
+    response
+}
+
+/// The FHIR action and RESTful interaction of a request, from its method and path's shape.
+fn interaction(method: &axum::http::Method, path: &str) -> (&'static str, &'static str) {
+    let parts: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|p| !p.is_empty()).collect();
+    let history = parts.contains(&"_history");
+    let operation = parts.last().is_some_and(|p| p.starts_with('$'));
+    match (method.as_str(), parts.len()) {
+        _ if operation => ("E", "operation"),
+        ("GET", 0) => ("E", "search-system"),
+        ("GET", _) if history && parts.len() == 4 => ("R", "vread"),
+        ("GET", _) if history && parts.len() == 3 => ("R", "history-instance"),
+        ("GET", _) if history && parts.len() == 2 => ("R", "history-type"),
+        ("GET", _) if history => ("R", "history-system"),
+        ("GET", 1) => ("E", "search-type"),
+        ("GET", 2) => ("R", "read"),
+        ("GET", 3) => ("E", "search"),
+        ("POST", 0) => ("E", "transaction"),
+        ("POST", 2) if parts[1] == "_search" => ("E", "search-type"),
+        ("POST", 1) if parts[0] == "_search" => ("E", "search-system"),
+        ("POST", _) => ("C", "create"),
+        ("PUT", _) => ("U", "update"),
+        ("PATCH", _) => ("U", "patch"),
+        ("DELETE", _) => ("D", "delete"),
+        _ => ("E", "operation"),
+    }
+}
+
+/// `Type/id` named by the path, if any.
+fn path_entity(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [t, id, ..] if fhir::definitions().is_resource_type(t) && fhir::reference::is_id(id) => {
+            Some(format!("{t}/{id}"))
+        }
+        _ => None,
+    }
+}
+
+/// The patient a request names by its path or its `patient`/`subject` parameter.
+fn path_patient(path: &str, query: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|p| !p.is_empty()).collect();
+    if let ["Patient", id, ..] = parts.as_slice() {
+        return Some(id.to_string());
+    }
+    let query = query?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "patient" || k == "subject")
+        .map(|(_, v)| v.trim_start_matches("Patient/").to_string())
+        .filter(|v| fhir::reference::is_id(v))
+}
