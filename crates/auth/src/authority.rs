@@ -35,6 +35,27 @@ pub struct AuthConfig {
     pub launch_seconds: i64,
     /// Lifetime of one-time passwords, seconds.
     pub one_time_password_seconds: i64,
+    /// Consecutive failed sign-ins (wrong password or wrong code) that lock an account
+    /// (0: never locked).
+    pub max_failed_sign_ins: u32,
+    /// How long a locked account stays locked, seconds.
+    pub lockout_seconds: i64,
+    /// Sign-in form posts (password and code) allowed per client IP address and minute,
+    /// counted in memory by each server (0: no limit).
+    pub sign_in_attempts_per_minute: u32,
+    /// How long the sign-in forms of one authorization request stay valid, seconds.
+    pub sign_in_form_seconds: i64,
+    /// A user's session (an authorization without `offline_access`) ends when none of its
+    /// tokens has been used for this long, seconds: its access and refresh tokens stop working.
+    pub session_idle_seconds: i64,
+    /// The same for `offline_access` authorizations, which are meant to outlive the user's
+    /// presence; `None`: only their lifetime (`refresh_token_seconds`) bounds them.
+    pub offline_idle_seconds: Option<i64>,
+    /// Every staff user must enter a TOTP code after the password (one not enrolled cannot
+    /// sign in until an administrator enrols them).
+    pub require_totp_for_staff: bool,
+    /// The issuer named in TOTP enrolment URIs (authenticator apps show it).
+    pub totp_issuer: String,
 }
 
 impl AuthConfig {
@@ -47,6 +68,14 @@ impl AuthConfig {
             code_seconds: 60,
             launch_seconds: 3600,
             one_time_password_seconds: 24 * 3600,
+            max_failed_sign_ins: 5,
+            lockout_seconds: 15 * 60,
+            sign_in_attempts_per_minute: 10,
+            sign_in_form_seconds: 600,
+            session_idle_seconds: 30 * 60,
+            offline_idle_seconds: None,
+            require_totp_for_staff: false,
+            totp_issuer: "Continuum".into(),
         }
     }
 
@@ -80,6 +109,15 @@ pub struct OneTimePassword {
     pub password: String,
     /// Expiry (Unix seconds).
     pub expires_at: i64,
+}
+
+/// A staff user's TOTP enrolment, to hand over once: the secret is not shown again.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    /// The `otpauth://totp/…` URI (what a QR code would carry).
+    pub uri: String,
+    /// The secret in base32, for typing into an authenticator app.
+    pub secret_base32: String,
 }
 
 /// A user to create.
@@ -193,6 +231,9 @@ pub enum BearerError {
     /// Its user is disabled or gone, or its client disabled.
     #[error("the token's user or client is disabled")]
     Disabled,
+    /// Its session was idle for longer than the limit (automatic log-off).
+    #[error("the session was idle too long")]
+    Idle,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -359,6 +400,8 @@ impl Authority {
             password_expires_at: one_time.as_ref().map(|o| o.expires_at),
             disabled: false,
             created_at: now,
+            failed_sign_ins: 0,
+            locked_until: None,
         };
         self.store.insert_user(&user)?;
         Ok((user, one_time))
@@ -367,6 +410,38 @@ impl Authority {
     /// Disables a user: they can no longer sign in and their tokens stop working.
     pub fn disable_user(&self, username: &str) -> Result<()> {
         if self.store.set_user_disabled(username, true)? { Ok(()) } else { Err(Error::NotFound("no such user".into())) }
+    }
+
+    /// Lifts a lock-out and forgets the user's failed sign-ins.
+    pub fn unlock_user(&self, username: &str) -> Result<()> {
+        let user = self.store.user_by_username(username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+        self.store.clear_failed_sign_ins(&user.id)
+    }
+
+    /// Enrols a staff user for TOTP with a new secret (replacing an earlier one). From now on
+    /// they enter a code after their password.
+    pub fn enrol_totp(&self, username: &str) -> Result<TotpEnrolment> {
+        let user = self.store.user_by_username(username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+        if !matches!(user.identity, Identity::Staff { .. }) {
+            return Err(Error::Invalid("TOTP is enrolled for staff users only".into()));
+        }
+        let secret = crate::totp::new_secret();
+        self.store.set_totp_secret(&user.id, Some(&secret), now())?;
+        Ok(TotpEnrolment {
+            uri: crate::totp::uri(&self.config.totp_issuer, &user.username, &secret),
+            secret_base32: crate::totp::base32(&secret),
+        })
+    }
+
+    /// Removes a user's TOTP enrolment.
+    pub fn remove_totp(&self, username: &str) -> Result<()> {
+        let user = self.store.user_by_username(username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+        self.store.set_totp_secret(&user.id, None, now())
+    }
+
+    /// Whether the user has TOTP enrolled.
+    pub fn has_totp(&self, user_id: &str) -> Result<bool> {
+        Ok(self.store.totp_secret(user_id)?.is_some())
     }
 
     /// Sets a new password chosen by the user (clears the one-time flag and expiry).
@@ -456,6 +531,7 @@ impl Authority {
             issued_at: now,
             expires_at: now + seconds,
             revoked: false,
+            last_used_at: None,
         })?;
         Ok(TokenResponse {
             access_token: token,
@@ -490,6 +566,7 @@ impl Authority {
             issued_at: now,
             expires_at,
             revoked: false,
+            last_used_at: None,
         };
         self.store.insert_token(&record(
             crypto::secret_hash(&access),
@@ -563,6 +640,14 @@ impl Authority {
     /// on every request.
     pub fn validate_bearer(&self, token: &str) -> std::result::Result<Principal, BearerError> {
         let record = self.active_token(token, TokenKind::Access)?;
+        if let Some(idle) = self.idle_limit(&record) {
+            // The use keeps the session alive; noted at most every quarter of the limit (and
+            // at most a minute apart), so that requests rarely write.
+            let now = now();
+            if now - record.last_used_at.unwrap_or(record.issued_at) >= (idle / 4).clamp(1, 60) {
+                self.store.touch_token(&record.hash, now)?;
+            }
+        }
         let actor = match &record.user_id {
             Some(user_id) => {
                 let user = self.store.user_by_id(user_id)?.ok_or(BearerError::Disabled)?;
@@ -601,10 +686,36 @@ impl Authority {
         if record.revoked {
             return Err(BearerError::Revoked);
         }
-        if record.expires_at <= now() {
+        let now = now();
+        if record.expires_at <= now {
             return Err(BearerError::Expired);
         }
+        if let Some(idle) = self.idle_limit(&record) {
+            // An access token counts its own uses; a refresh token those of its whole grant
+            // (the access tokens it came with, and itself).
+            let last_used = match kind {
+                TokenKind::Access => record.last_used_at.unwrap_or(record.issued_at),
+                TokenKind::Refresh => self.store.grant_last_used(&record.grant_id)?.unwrap_or(record.issued_at),
+            };
+            if now - last_used > idle {
+                return Err(BearerError::Idle);
+            }
+        }
         Ok(record)
+    }
+
+    /// The idle limit of the session a token belongs to: user sessions of apps have one
+    /// (`offline_access` ones the offline limit, if any); tokens of backend services and those
+    /// minted on the command line (with their own lifetime) have none.
+    fn idle_limit(&self, record: &TokenRecord) -> Option<i64> {
+        if record.user_id.is_none() || record.client_id.is_none() {
+            return None;
+        }
+        if ScopeSet::parse(&record.scope).has(&ScopeKind::OfflineAccess) {
+            self.config.offline_idle_seconds
+        } else {
+            Some(self.config.session_idle_seconds)
+        }
     }
 
     /// RFC 7662 introspection of an access or refresh token.

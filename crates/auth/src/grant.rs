@@ -8,8 +8,6 @@ use crate::scope::{Context, ScopeKind, ScopeSet};
 use crate::{Error, Result};
 use std::collections::HashMap;
 
-/// How long an authorization request may wait for sign-in and consent, seconds.
-const PENDING_SECONDS: i64 = 600;
 /// At most this many authorization requests wait at once (a bound on memory).
 const MAX_PENDING: usize = 10_000;
 /// The longest lifetime a client assertion may claim, seconds (SMART: at most five minutes).
@@ -57,11 +55,34 @@ pub(crate) struct Pending {
     pub launch: Option<LaunchContext>,
     /// Bound to a cookie: the form posts must carry the same value (CSRF).
     pub csrf: String,
-    /// Set once the user has signed in.
-    pub user_id: Option<String>,
-    /// The user signed in with a one-time password and must choose a new one first.
-    pub must_change: bool,
+    /// How far the sign-in has come.
+    pub stage: Stage,
     pub created_at: i64,
+}
+
+/// The steps of a sign-in, in order: password, code (TOTP users), new password (one-time
+/// passwords), consent. Each form is accepted only at its own step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Waiting for the username and password.
+    Password,
+    /// The password was right; waiting for the user's TOTP code.
+    Code { user_id: String },
+    /// Signed in with a one-time password, which must be replaced first.
+    NewPassword { user_id: String },
+    /// Signed in; waiting for consent.
+    Consent { user_id: String },
+}
+
+impl Stage {
+    /// Where a user goes once their credentials (password, and code if any) are accepted.
+    pub(crate) fn after_credentials(user: &User) -> Stage {
+        if user.must_change_password {
+            Stage::NewPassword { user_id: user.id.clone() }
+        } else {
+            Stage::Consent { user_id: user.id.clone() }
+        }
+    }
 }
 
 /// Why an authorization request failed: either it can't be trusted to redirect (unknown
@@ -96,11 +117,17 @@ pub struct ClientCredentials {
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// The outcome of signing in on the login page.
+/// The outcome of the password form.
 #[derive(Debug)]
 pub(crate) enum SignIn {
+    /// Signed in (no second factor).
     Ok(User),
-    MustChangePassword(User),
+    /// The password was right; the user's TOTP code comes next.
+    NeedsCode(User),
+    /// The password was right, but staff must use TOTP and this user has none enrolled.
+    NotEnrolled,
+    /// Wrong username or password, or the account is locked, disabled or its password expired:
+    /// all answered alike.
     Refused,
 }
 
@@ -177,13 +204,12 @@ impl Authority {
             nonce: get("nonce").map(str::to_string),
             launch,
             csrf: crypto::random_secret(),
-            user_id: None,
-            must_change: false,
+            stage: Stage::Password,
             created_at: now(),
         };
         let key = crypto::random_secret();
         let mut all = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cutoff = now() - PENDING_SECONDS;
+        let cutoff = now() - self.config.sign_in_form_seconds;
         all.retain(|_, p| p.created_at > cutoff);
         if all.len() >= MAX_PENDING {
             return Err(AuthorizeError::Page("too many sign-ins are under way; try again in a few minutes".into()));
@@ -196,7 +222,7 @@ impl Authority {
     pub(crate) fn pending(&self, key: &str, form_csrf: &str, cookie_csrf: Option<&str>) -> Option<Pending> {
         let all = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let pending = all.get(key)?;
-        let fresh = pending.created_at > now() - PENDING_SECONDS;
+        let fresh = pending.created_at > now() - self.config.sign_in_form_seconds;
         let csrf_ok = crypto::same(&pending.csrf, form_csrf) && cookie_csrf.is_some_and(|c| crypto::same(c, form_csrf));
         (fresh && csrf_ok).then(|| pending.clone())
     }
@@ -212,20 +238,84 @@ impl Authority {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
     }
 
-    /// Checks a username and password (argon2: call on a blocking thread).
+    /// Checks a username and password (argon2: call on a blocking thread). A wrong password
+    /// counts towards the lock-out; a locked account is refused without its password being
+    /// checked.
     pub(crate) fn sign_in(&self, username: &str, password: &str) -> Result<SignIn> {
+        let now = now();
         let Some(user) = self.store.user_by_username(username)? else {
             // Spend the same time as a real check, so response times don't reveal usernames.
             let _ = crypto::verify_password(password, dummy_hash());
             return Ok(SignIn::Refused);
         };
-        if !crypto::verify_password(password, &user.password_hash) || user.disabled {
+        if user.locked_until.is_some_and(|until| until > now) {
+            // Nor do they reveal a locked account: the same time, on a hash no password matches.
+            let _ = crypto::verify_password(password, dummy_hash());
             return Ok(SignIn::Refused);
         }
-        if user.password_expires_at.is_some_and(|at| at <= now()) {
+        if !crypto::verify_password(password, &user.password_hash) {
+            self.count_failed_sign_in(&user, now)?;
             return Ok(SignIn::Refused);
         }
-        Ok(if user.must_change_password { SignIn::MustChangePassword(user) } else { SignIn::Ok(user) })
+        if user.disabled || user.password_expires_at.is_some_and(|at| at <= now) {
+            return Ok(SignIn::Refused);
+        }
+        if self.store.totp_secret(&user.id)?.is_some() {
+            // The failed sign-ins are forgotten only once the code is right too: otherwise a
+            // known password would reset the count between guesses of the code.
+            return Ok(SignIn::NeedsCode(user));
+        }
+        if self.config.require_totp_for_staff && matches!(user.identity, crate::Identity::Staff { .. }) {
+            return Ok(SignIn::NotEnrolled);
+        }
+        self.signed_in(&user)?;
+        Ok(SignIn::Ok(user))
+    }
+
+    /// Checks the TOTP code of a user whose password was right. A wrong code, or one already
+    /// used (a replay), counts as a failed sign-in; a locked account is refused unchecked.
+    pub(crate) fn second_factor(&self, user_id: &str, code: &str) -> Result<Option<User>> {
+        let now = now();
+        let Some(user) = self.store.user_by_id(user_id)?.filter(|u| !u.disabled) else { return Ok(None) };
+        if user.locked_until.is_some_and(|until| until > now) {
+            return Ok(None);
+        }
+        let Some(secret) = self.store.totp_secret(&user.id)? else { return Ok(None) };
+        let accepted = match crate::totp::matching_step(&secret, code, now)? {
+            Some(step) => self.store.use_totp_step(&user.id, step)?,
+            None => false,
+        };
+        if !accepted {
+            self.count_failed_sign_in(&user, now)?;
+            return Ok(None);
+        }
+        self.signed_in(&user)?;
+        Ok(Some(user))
+    }
+
+    fn count_failed_sign_in(&self, user: &User, now: i64) -> Result<()> {
+        if self.config.max_failed_sign_ins == 0 {
+            return Ok(());
+        }
+        let locked = self.store.record_failed_sign_in(
+            &user.id,
+            now,
+            self.config.max_failed_sign_ins,
+            self.config.lockout_seconds,
+        )?;
+        if let Some(until) = locked {
+            // The id only: a username can be a person's name.
+            tracing::warn!(user_id = %user.id, locked_until = until, "account locked after repeated failed sign-ins");
+        }
+        Ok(())
+    }
+
+    /// A successful sign-in forgets the failed ones.
+    fn signed_in(&self, user: &User) -> Result<()> {
+        if user.failed_sign_ins > 0 || user.locked_until.is_some() {
+            self.store.clear_failed_sign_ins(&user.id)?;
+        }
+        Ok(())
     }
 
     /// The user's consent: issues the authorization code for the scopes kept.

@@ -10,6 +10,10 @@
 //!   `private_key_jwt` (RS384/ES384) for backend services, introspection and revocation, and
 //!   [`Authority::validate_bearer`] turning a bearer token into a [`Principal`].
 //! - **HTTP** ([`router`]): the endpoints as an axum `Router` the server merges into its own.
+//! - **Sign-in safety**: failed sign-ins counted per user in the store and a lock-out after
+//!   [`AuthConfig::max_failed_sign_ins`], a per-address throttle of the sign-in forms, a TOTP
+//!   second factor for staff (`totp`), and idle user sessions ending after
+//!   [`AuthConfig::session_idle_seconds`].
 //!
 //! Tokens are opaque 256-bit random strings stored as SHA-256 hashes, not JWTs: the resource
 //! server is this same process, so a lookup is as cheap as verifying a signature, and
@@ -31,10 +35,12 @@ mod postgres;
 pub mod scope;
 mod sqlite;
 mod store;
+mod totp;
 
 pub use self::postgres::PostgresAuthStore;
 pub use authority::{
     Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, TokenResponse,
+    TotpEnrolment,
 };
 pub use crypto::{SIGNING_KEY_FILE, ServerKey};
 pub use grant::{AuthorizeError, ClientCredentials, OAuthError};

@@ -154,6 +154,11 @@ pub struct User {
     pub disabled: bool,
     /// When the user was created (Unix seconds).
     pub created_at: i64,
+    /// Failed sign-ins (wrong password or wrong second-factor code) since the last successful
+    /// one or the last lock.
+    pub failed_sign_ins: u32,
+    /// Until this time (Unix seconds) the account is locked after repeated failed sign-ins.
+    pub locked_until: Option<i64>,
 }
 
 /// Whether a client can keep a secret.
@@ -284,6 +289,9 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// Revoked (explicitly, by refresh rotation, or by a replayed code).
     pub revoked: bool,
+    /// When the token was last used (Unix seconds), recorded at most about once a minute;
+    /// `None` until its first use. The idle limit of a session counts from here.
+    pub last_used_at: Option<i64>,
 }
 
 /// A launch context created by the EHR for an EHR launch (`launch` parameter).

@@ -105,6 +105,19 @@ const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL
     );
     "#,
+    // 2: sign-in safety: failed sign-ins and lock-out, staff TOTP secrets with the last step
+    // used (replay), and the last use of a token (idle sessions).
+    r#"
+    ALTER TABLE auth_user ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+                          ADD COLUMN locked_until BIGINT;
+    ALTER TABLE auth_token ADD COLUMN last_used_at BIGINT;
+    CREATE TABLE auth_totp (
+        user_id     TEXT COLLATE "C" PRIMARY KEY,
+        secret      BYTEA NOT NULL,
+        last_step   BIGINT,
+        enrolled_at BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// A `Storage` error for a failed `operation`, with the SQLSTATE only.
@@ -341,6 +354,8 @@ fn user_from_row(row: &Row) -> Result<User> {
         password_expires_at: row.try_get(5).map_err(&fail)?,
         disabled: row.try_get(6).map_err(&fail)?,
         created_at: row.try_get(7).map_err(&fail)?,
+        failed_sign_ins: u32::try_from(row.try_get::<_, i32>(8).map_err(&fail)?).unwrap_or(0),
+        locked_until: row.try_get(9).map_err(&fail)?,
     })
 }
 
@@ -396,6 +411,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord> {
         issued_at: row.try_get(8).map_err(&fail)?,
         expires_at: row.try_get(9).map_err(&fail)?,
         revoked: row.try_get(10).map_err(&fail)?,
+        last_used_at: row.try_get(11).map_err(&fail)?,
     })
 }
 
@@ -403,7 +419,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord> {
 macro_rules! select_user {
     () => {
         "SELECT id, username, identity, password_hash, must_change_password, password_expires_at, disabled, \
-         created_at FROM auth_user"
+         created_at, failed_sign_ins, locked_until FROM auth_user"
     };
 }
 
@@ -420,7 +436,8 @@ impl AuthStore for PostgresAuthStore {
         let identity = serde_json::to_string(&user.identity).map_err(|e| Error::Invalid(e.to_string()))?;
         let result = self.conn()?.execute(
             "INSERT INTO auth_user (id, username, identity, password_hash, must_change_password, \
-             password_expires_at, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             password_expires_at, disabled, created_at, failed_sign_ins, locked_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &user.id,
                 &user.username,
@@ -430,6 +447,8 @@ impl AuthStore for PostgresAuthStore {
                 &user.password_expires_at,
                 &user.disabled,
                 &user.created_at,
+                &i32::try_from(user.failed_sign_ins).unwrap_or(i32::MAX),
+                &user.locked_until,
             ],
         );
         match result {
@@ -480,6 +499,69 @@ impl AuthStore for PostgresAuthStore {
             )
             .map_err(storage("set password"))?;
         Ok(())
+    }
+
+    /// One statement: the row lock makes concurrent failures (on any server) count one after
+    /// the other; a count starting again at 0 is this failure's lock.
+    fn record_failed_sign_in(&self, user_id: &str, now: i64, limit: u32, lock_seconds: i64) -> Result<Option<i64>> {
+        let fail = storage("count failed sign-in");
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let row = self
+            .conn()?
+            .query_opt(
+                "UPDATE auth_user SET \
+                 failed_sign_ins = CASE WHEN failed_sign_ins + 1 >= $2 THEN 0 ELSE failed_sign_ins + 1 END, \
+                 locked_until = CASE WHEN failed_sign_ins + 1 >= $2 THEN $3 ELSE locked_until END \
+                 WHERE id = $1 RETURNING failed_sign_ins, locked_until",
+                &[&user_id, &limit, &(now + lock_seconds)],
+            )
+            .map_err(&fail)?;
+        let Some(row) = row else { return Ok(None) };
+        let count: i32 = row.try_get(0).map_err(&fail)?;
+        let until: Option<i64> = row.try_get(1).map_err(&fail)?;
+        Ok(if count == 0 { until } else { None })
+    }
+
+    fn clear_failed_sign_ins(&self, user_id: &str) -> Result<()> {
+        self.conn()?
+            .execute("UPDATE auth_user SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1", &[&user_id])
+            .map_err(storage("clear failed sign-ins"))?;
+        Ok(())
+    }
+
+    fn set_totp_secret(&self, user_id: &str, secret: Option<&[u8]>, now: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        match secret {
+            Some(secret) => conn.execute(
+                "INSERT INTO auth_totp (user_id, secret, last_step, enrolled_at) VALUES ($1, $2, NULL, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, last_step = NULL, \
+                 enrolled_at = excluded.enrolled_at",
+                &[&user_id, &secret, &now],
+            ),
+            None => conn.execute("DELETE FROM auth_totp WHERE user_id = $1", &[&user_id]),
+        }
+        .map_err(storage("set TOTP secret"))?;
+        Ok(())
+    }
+
+    fn totp_secret(&self, user_id: &str) -> Result<Option<Vec<u8>>> {
+        let fail = storage("read TOTP secret");
+        let row =
+            self.conn()?.query_opt("SELECT secret FROM auth_totp WHERE user_id = $1", &[&user_id]).map_err(&fail)?;
+        row.map(|row| row.try_get(0).map_err(&fail)).transpose()
+    }
+
+    /// The row lock decides between concurrent uses of one code: the second re-reads the
+    /// committed step and updates nothing.
+    fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
+        let n = self
+            .conn()?
+            .execute(
+                "UPDATE auth_totp SET last_step = $2 WHERE user_id = $1 AND (last_step IS NULL OR last_step < $2)",
+                &[&user_id, &step],
+            )
+            .map_err(storage("use TOTP step"))?;
+        Ok(n == 1)
     }
 
     fn insert_client(&self, client: &Client) -> Result<()> {
@@ -566,7 +648,8 @@ impl AuthStore for PostgresAuthStore {
         self.conn()?
             .execute(
                 "INSERT INTO auth_token (hash, kind, grant_id, client_id, user_id, scope, patient, encounter, \
-                 issued_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 issued_at, expires_at, revoked, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     &token.hash,
                     &token.kind.as_str(),
@@ -579,6 +662,7 @@ impl AuthStore for PostgresAuthStore {
                     &token.issued_at,
                     &token.expires_at,
                     &token.revoked,
+                    &token.last_used_at,
                 ],
             )
             .map_err(storage("insert token"))?;
@@ -590,7 +674,7 @@ impl AuthStore for PostgresAuthStore {
             .conn()?
             .query_opt(
                 "SELECT hash, kind, grant_id, client_id, user_id, scope, patient, encounter, issued_at, expires_at, \
-                 revoked FROM auth_token WHERE hash = $1",
+                 revoked, last_used_at FROM auth_token WHERE hash = $1",
                 &[&hash],
             )
             .map_err(storage("read token"))?;
@@ -610,6 +694,28 @@ impl AuthStore for PostgresAuthStore {
             .execute("UPDATE auth_token SET revoked = true WHERE grant_id = $1", &[&grant_id])
             .map_err(storage("revoke"))?;
         Ok(())
+    }
+
+    fn touch_token(&self, hash: &str, at: i64) -> Result<()> {
+        self.conn()?
+            .execute(
+                "UPDATE auth_token SET last_used_at = $2 WHERE hash = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                &[&hash, &at],
+            )
+            .map_err(storage("touch token"))?;
+        Ok(())
+    }
+
+    fn grant_last_used(&self, grant_id: &str) -> Result<Option<i64>> {
+        let fail = storage("read grant");
+        let row = self
+            .conn()?
+            .query_one(
+                "SELECT max(coalesce(last_used_at, issued_at)) FROM auth_token WHERE grant_id = $1",
+                &[&grant_id],
+            )
+            .map_err(&fail)?;
+        row.try_get(0).map_err(&fail)
     }
 
     fn insert_launch(&self, launch: &LaunchContext) -> Result<()> {

@@ -14,7 +14,8 @@ use std::time::Duration;
 pub const AUTH_DATABASE_FILE: &str = "auth.db";
 
 /// Each entry brings the schema from version `i` to `i + 1`; append only.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -77,7 +78,19 @@ CREATE TABLE assertion_ids (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (client_id, jti)
 );
-"];
+",
+    r"
+ALTER TABLE users ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN locked_until INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+CREATE TABLE totp_secrets (
+    user_id TEXT PRIMARY KEY,
+    secret BLOB NOT NULL,
+    last_step INTEGER,
+    enrolled_at INTEGER NOT NULL
+);
+",
+];
 
 /// The SQLite [`AuthStore`]. One connection behind a mutex: authorization traffic is light,
 /// and the token check on FHIR requests is meant to be cached above the store.
@@ -127,8 +140,8 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-const USER_COLUMNS: &str =
-    "id, username, identity, password_hash, must_change_password, password_expires_at, disabled, created_at";
+const USER_COLUMNS: &str = "id, username, identity, password_hash, must_change_password, password_expires_at, \
+                            disabled, created_at, failed_sign_ins, locked_until";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let identity: String = row.get(2)?;
@@ -143,6 +156,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         password_expires_at: row.get(5)?,
         disabled: row.get(6)?,
         created_at: row.get(7)?,
+        failed_sign_ins: row.get(8)?,
+        locked_until: row.get(9)?,
     })
 }
 
@@ -191,7 +206,7 @@ fn code_from_row(row: &Row<'_>) -> rusqlite::Result<CodeRecord> {
 }
 
 const TOKEN_COLUMNS: &str =
-    "hash, kind, grant_id, client_id, user_id, scope, patient, encounter, issued_at, expires_at, revoked";
+    "hash, kind, grant_id, client_id, user_id, scope, patient, encounter, issued_at, expires_at, revoked, last_used_at";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let kind: String = row.get(1)?;
@@ -207,6 +222,7 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         issued_at: row.get(8)?,
         expires_at: row.get(9)?,
         revoked: row.get(10)?,
+        last_used_at: row.get(11)?,
     })
 }
 
@@ -214,7 +230,7 @@ impl AuthStore for SqliteAuthStore {
     fn insert_user(&self, user: &User) -> Result<()> {
         let identity = serde_json::to_string(&user.identity).map_err(|e| Error::Invalid(e.to_string()))?;
         let result = self.conn().execute(
-            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             params![
                 user.id,
                 user.username,
@@ -223,7 +239,9 @@ impl AuthStore for SqliteAuthStore {
                 user.must_change_password,
                 user.password_expires_at,
                 user.disabled,
-                user.created_at
+                user.created_at,
+                user.failed_sign_ins,
+                user.locked_until
             ],
         );
         match result {
@@ -278,6 +296,64 @@ impl AuthStore for SqliteAuthStore {
             )
             .map_err(storage("set password"))?;
         Ok(())
+    }
+
+    fn record_failed_sign_in(&self, user_id: &str, now: i64, limit: u32, lock_seconds: i64) -> Result<Option<i64>> {
+        // One statement, so that it is atomic across processes sharing the file; a count
+        // starting again at 0 is this failure's lock.
+        let after: Option<(u32, Option<i64>)> = self
+            .conn()
+            .query_row(
+                "UPDATE users SET \
+                 failed_sign_ins = CASE WHEN failed_sign_ins + 1 >= ?2 THEN 0 ELSE failed_sign_ins + 1 END, \
+                 locked_until = CASE WHEN failed_sign_ins + 1 >= ?2 THEN ?3 ELSE locked_until END \
+                 WHERE id = ?1 RETURNING failed_sign_ins, locked_until",
+                params![user_id, limit, now + lock_seconds],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(storage("count failed sign-in"))?;
+        Ok(after.and_then(|(count, until)| if count == 0 { until } else { None }))
+    }
+
+    fn clear_failed_sign_ins(&self, user_id: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE users SET failed_sign_ins = 0, locked_until = NULL WHERE id = ?1", [user_id])
+            .map_err(storage("clear failed sign-ins"))?;
+        Ok(())
+    }
+
+    fn set_totp_secret(&self, user_id: &str, secret: Option<&[u8]>, now: i64) -> Result<()> {
+        let conn = self.conn();
+        match secret {
+            Some(secret) => conn.execute(
+                "INSERT INTO totp_secrets (user_id, secret, last_step, enrolled_at) VALUES (?1, ?2, NULL, ?3) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, last_step = NULL, \
+                 enrolled_at = excluded.enrolled_at",
+                params![user_id, secret, now],
+            ),
+            None => conn.execute("DELETE FROM totp_secrets WHERE user_id = ?1", [user_id]),
+        }
+        .map_err(storage("set TOTP secret"))?;
+        Ok(())
+    }
+
+    fn totp_secret(&self, user_id: &str) -> Result<Option<Vec<u8>>> {
+        self.conn()
+            .query_row("SELECT secret FROM totp_secrets WHERE user_id = ?1", [user_id], |r| r.get(0))
+            .optional()
+            .map_err(storage("read TOTP secret"))
+    }
+
+    fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE totp_secrets SET last_step = ?2 WHERE user_id = ?1 AND (last_step IS NULL OR last_step < ?2)",
+                params![user_id, step],
+            )
+            .map_err(storage("use TOTP step"))?;
+        Ok(n == 1)
     }
 
     fn insert_client(&self, client: &Client) -> Result<()> {
@@ -362,7 +438,9 @@ impl AuthStore for SqliteAuthStore {
     fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
                 params![
                     token.hash,
                     token.kind.as_str(),
@@ -374,7 +452,8 @@ impl AuthStore for SqliteAuthStore {
                     token.encounter,
                     token.issued_at,
                     token.expires_at,
-                    token.revoked
+                    token.revoked,
+                    token.last_used_at
                 ],
             )
             .map_err(storage("insert token"))?;
@@ -399,6 +478,26 @@ impl AuthStore for SqliteAuthStore {
             .execute("UPDATE tokens SET revoked = 1 WHERE grant_id = ?1", [grant_id])
             .map_err(storage("revoke"))?;
         Ok(())
+    }
+
+    fn touch_token(&self, hash: &str, at: i64) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                params![hash, at],
+            )
+            .map_err(storage("touch token"))?;
+        Ok(())
+    }
+
+    fn grant_last_used(&self, grant_id: &str) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT max(coalesce(last_used_at, issued_at)) FROM tokens WHERE grant_id = ?1",
+                [grant_id],
+                |r| r.get(0),
+            )
+            .map_err(storage("read grant"))
     }
 
     fn insert_launch(&self, launch: &LaunchContext) -> Result<()> {

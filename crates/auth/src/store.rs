@@ -1,5 +1,5 @@
 //! The storage contract of the authorization server. SQLite implements it in
-//! [`crate::sqlite`]; a PostgreSQL backend implements the same trait.
+//! [`crate::sqlite`], PostgreSQL in [`crate::postgres`].
 
 use crate::Result;
 use crate::model::{Client, CodeRecord, LaunchContext, TokenRecord, User};
@@ -21,6 +21,22 @@ pub trait AuthStore: Send + Sync {
     fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool>;
     /// Replaces a user's password hash and its one-time/expiry flags.
     fn set_password(&self, user_id: &str, hash: &str, must_change: bool, expires_at: Option<i64>) -> Result<()>;
+    /// Counts a failed sign-in of the user, atomically (servers sharing a database count
+    /// together). The failure that brings the count to `limit` locks the account until
+    /// `now + lock_seconds` and starts the count again; it returns that time.
+    fn record_failed_sign_in(&self, user_id: &str, now: i64, limit: u32, lock_seconds: i64) -> Result<Option<i64>>;
+    /// Forgets the user's failed sign-ins and lifts a lock (a successful sign-in, an
+    /// administrator's unlock).
+    fn clear_failed_sign_ins(&self, user_id: &str) -> Result<()>;
+
+    /// Enrols the user's TOTP secret (replacing an earlier one, forgetting its used steps), or
+    /// removes it with `None`.
+    fn set_totp_secret(&self, user_id: &str, secret: Option<&[u8]>, now: i64) -> Result<()>;
+    /// The user's TOTP secret, if enrolled.
+    fn totp_secret(&self, user_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Records that the code of time step `step` was used, atomically: true only if no code of
+    /// this or a later step was used before (RFC 6238 §5.2: a code is accepted once).
+    fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool>;
 
     /// Registers a client; `Conflict` if the id is taken.
     fn insert_client(&self, client: &Client) -> Result<()>;
@@ -42,6 +58,10 @@ pub trait AuthStore: Send + Sync {
     fn revoke_token(&self, hash: &str) -> Result<bool>;
     /// Revokes every token of a grant.
     fn revoke_grant(&self, grant_id: &str) -> Result<()>;
+    /// Notes that the token was used at `at` (never moves the time back).
+    fn touch_token(&self, hash: &str, at: i64) -> Result<()>;
+    /// The latest use of any token of the grant (its last use, else its issue), if it has any.
+    fn grant_last_used(&self, grant_id: &str) -> Result<Option<i64>>;
 
     /// Stores a launch context.
     fn insert_launch(&self, launch: &LaunchContext) -> Result<()>;

@@ -25,6 +25,8 @@ fn user(id: &str, username: &str, identity: Identity) -> User {
         password_expires_at: Some(1_900_000_000),
         disabled: false,
         created_at: 1_700_000_000,
+        failed_sign_ins: 0,
+        locked_until: None,
     }
 }
 
@@ -82,6 +84,7 @@ fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenR
         issued_at: 1_700_000_000,
         expires_at,
         revoked: false,
+        last_used_at: None,
     }
 }
 
@@ -102,7 +105,12 @@ fn users_are_kept_and_usernames_unique(store: &dyn AuthStore) {
     let mut patient = user("u3", "alice", Identity::Patient { patient: "pat-1".into() });
     patient.password_expires_at = None;
     patient.must_change_password = false;
-    let proxy = user("u4", "Zed", Identity::Proxy { related_person: "rp-1".into(), patient: "pat-1".into() });
+    // A copied user (`continuum migrate`) keeps its lock-out state.
+    let proxy = User {
+        failed_sign_ins: 3,
+        locked_until: Some(1_800_000_000),
+        ..user("u4", "Zed", Identity::Proxy { related_person: "rp-1".into(), patient: "pat-1".into() })
+    };
     store.insert_user(&patient).unwrap();
     store.insert_user(&proxy).unwrap();
     assert_eq!(store.count_users().unwrap(), 3);
@@ -246,6 +254,66 @@ fn expired_records_are_purged(store: &dyn AuthStore) {
     assert!(store.client("app").unwrap().is_some(), "clients stay");
 }
 
+fn failed_sign_ins_lock_the_account_and_success_clears_them(store: &dyn AuthStore) {
+    let now = 1_800_000_000;
+    store.insert_user(&user("u1", "doc", staff())).unwrap();
+    store.insert_user(&user("u2", "nurse", staff())).unwrap();
+    for n in 1..5 {
+        assert_eq!(store.record_failed_sign_in("u1", now, 5, 900).unwrap(), None, "failure {n} does not lock");
+    }
+    let counted = store.user_by_id("u1").unwrap().unwrap();
+    assert_eq!((counted.failed_sign_ins, counted.locked_until), (4, None));
+    assert_eq!(store.record_failed_sign_in("u1", now, 5, 900).unwrap(), Some(now + 900), "the fifth locks");
+    let locked = store.user_by_id("u1").unwrap().unwrap();
+    assert_eq!((locked.failed_sign_ins, locked.locked_until), (0, Some(now + 900)), "the count starts again");
+    assert_eq!(store.user_by_id("u2").unwrap().unwrap().failed_sign_ins, 0, "counted per user");
+    store.record_failed_sign_in("u2", now, 5, 900).unwrap();
+    store.clear_failed_sign_ins("u1").unwrap();
+    let cleared = store.user_by_id("u1").unwrap().unwrap();
+    assert_eq!((cleared.failed_sign_ins, cleared.locked_until), (0, None));
+    assert_eq!(store.user_by_id("u2").unwrap().unwrap().failed_sign_ins, 1, "only that user is cleared");
+    assert_eq!(store.record_failed_sign_in("nobody", now, 5, 900).unwrap(), None);
+}
+
+fn totp_secrets_are_kept_and_each_step_used_once(store: &dyn AuthStore) {
+    store.insert_user(&user("u1", "doc", staff())).unwrap();
+    assert_eq!(store.totp_secret("u1").unwrap(), None);
+    store.set_totp_secret("u1", Some(b"first secret bytes!!"), 1_700_000_000).unwrap();
+    assert_eq!(store.totp_secret("u1").unwrap().as_deref(), Some(&b"first secret bytes!!"[..]));
+    assert!(store.use_totp_step("u1", 100).unwrap());
+    assert!(!store.use_totp_step("u1", 100).unwrap(), "a replay of the same step");
+    assert!(!store.use_totp_step("u1", 99).unwrap(), "an earlier step after a later one");
+    assert!(store.use_totp_step("u1", 101).unwrap());
+    store.set_totp_secret("u1", Some(b"second secret bytes!"), 1_700_000_100).unwrap();
+    assert_eq!(store.totp_secret("u1").unwrap().as_deref(), Some(&b"second secret bytes!"[..]), "re-enrolled");
+    assert!(store.use_totp_step("u1", 50).unwrap(), "a new secret starts without used steps");
+    assert!(!store.use_totp_step("u2", 500).unwrap(), "not enrolled");
+    store.set_totp_secret("u1", None, 1_700_000_200).unwrap();
+    assert_eq!(store.totp_secret("u1").unwrap(), None, "removed");
+    assert!(!store.use_totp_step("u1", 600).unwrap());
+}
+
+fn token_uses_are_noted_for_idle_sessions(store: &dyn AuthStore) {
+    store
+        .insert_token(&TokenRecord { issued_at: 1_700_000_000, ..token("t1", TokenKind::Access, "g1", 2_000_000_000) })
+        .unwrap();
+    store
+        .insert_token(&TokenRecord { issued_at: 1_700_000_100, ..token("t2", TokenKind::Refresh, "g1", 2_000_000_000) })
+        .unwrap();
+    store
+        .insert_token(&TokenRecord { issued_at: 1_700_000_900, ..token("t3", TokenKind::Access, "g2", 2_000_000_000) })
+        .unwrap();
+    assert_eq!(store.grant_last_used("g1").unwrap(), Some(1_700_000_100), "the latest issue");
+    store.touch_token("t1", 1_700_000_500).unwrap();
+    assert_eq!(store.token("t1").unwrap().unwrap().last_used_at, Some(1_700_000_500));
+    assert_eq!(store.grant_last_used("g1").unwrap(), Some(1_700_000_500), "the latest use");
+    store.touch_token("t1", 1_700_000_400).unwrap();
+    assert_eq!(store.token("t1").unwrap().unwrap().last_used_at, Some(1_700_000_500), "never back in time");
+    assert_eq!(store.token("t2").unwrap().unwrap().last_used_at, None, "only that token");
+    assert_eq!(store.grant_last_used("g2").unwrap(), Some(1_700_000_900), "grants apart");
+    assert_eq!(store.grant_last_used("no-such-grant").unwrap(), None);
+}
+
 /// `RACERS` threads released at once each run `attempt`; the results.
 fn race<T: Send>(attempt: impl Fn() -> T + Sync) -> Vec<T> {
     let barrier = Barrier::new(RACERS);
@@ -274,6 +342,22 @@ fn concurrent_redemptions_and_replays_have_one_winner(store: &dyn AuthStore) {
         let jti = format!("jti-{round}");
         let recorded = race(|| store.record_assertion_id("backend", &jti, 2_000_000_000).unwrap());
         assert_eq!(recorded.iter().filter(|r| **r).count(), 1, "round {round}: exactly one sees the jti first");
+    }
+}
+
+fn concurrent_failures_and_code_uses_are_counted_once_each(store: &dyn AuthStore) {
+    store.insert_user(&user("u1", "doc", staff())).unwrap();
+    store.set_totp_secret("u1", Some(b"a secret of 20 bytes"), 1_700_000_000).unwrap();
+    let limit = u32::try_from(RACERS).unwrap();
+    for round in 0..ROUNDS {
+        // As many failures at once as the limit: every one counts, so exactly one locks.
+        let locks = race(|| store.record_failed_sign_in("u1", 1_800_000_000, limit, 900).unwrap());
+        assert_eq!(locks.iter().filter(|l| l.is_some()).count(), 1, "round {round}: exactly one failure locks");
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap().failed_sign_ins, 0, "round {round}");
+
+        let step = i64::try_from(1000 + round).unwrap();
+        let used = race(|| store.use_totp_step("u1", step).unwrap());
+        assert_eq!(used.iter().filter(|u| **u).count(), 1, "round {round}: exactly one use of a code is accepted");
     }
 }
 
@@ -311,6 +395,10 @@ on_both_stores!(
     launches_and_assertion_ids,
     expired_records_are_purged,
     concurrent_redemptions_and_replays_have_one_winner,
+    failed_sign_ins_lock_the_account_and_success_clears_them,
+    totp_secrets_are_kept_and_each_step_used_once,
+    token_uses_are_noted_for_idle_sessions,
+    concurrent_failures_and_code_uses_are_counted_once_each,
 );
 
 #[test]
@@ -380,4 +468,34 @@ fn authorities_sharing_a_database_share_users_tokens_and_the_signing_key() {
     let (reopened, first) = Authority::open_postgres(&database.url, config()).unwrap();
     assert!(first.is_none(), "no second administrator");
     assert_eq!(reopened.jwks(), jwks, "the key outlives the processes");
+}
+
+#[test]
+fn an_auth_db_of_schema_1_is_upgraded_with_its_users_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The tables of schema 1 that schema 2 changes, as they shipped.
+        let conn = rusqlite::Connection::open(dir.path().join(auth::AUTH_DATABASE_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, identity TEXT NOT NULL,
+                 password_hash TEXT NOT NULL, must_change_password INTEGER NOT NULL, password_expires_at INTEGER,
+                 disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+             CREATE TABLE tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, grant_id TEXT NOT NULL, client_id TEXT,
+                 user_id TEXT, scope TEXT NOT NULL, patient TEXT, encounter TEXT, issued_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO users VALUES ('u1', 'doc', '{\"kind\":\"patient\",\"patient\":\"p-1\"}', '$argon2id$x', 0,
+                 NULL, 0, 1700000000);
+             INSERT INTO tokens VALUES ('t1', 'access_token', 'g1', NULL, 'u1', 'patient/*.rs', NULL, NULL,
+                 1700000000, 2000000000, 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = auth::SqliteAuthStore::open(dir.path()).unwrap();
+    let doc = store.user_by_username("doc").unwrap().unwrap();
+    assert_eq!((doc.failed_sign_ins, doc.locked_until), (0, None));
+    assert_eq!(store.token("t1").unwrap().unwrap().last_used_at, None);
+    assert_eq!(store.record_failed_sign_in("u1", 1_800_000_000, 5, 900).unwrap(), None);
+    store.set_totp_secret("u1", Some(b"a secret of 20 bytes"), 1_800_000_000).unwrap();
+    assert!(store.totp_secret("u1").unwrap().is_some());
 }

@@ -23,30 +23,30 @@ pub(crate) struct Place {
 /// Opens the authorization server of `data`; a first start prints the administrator's
 /// one-time password (to stderr, so that standard output stays for the command's answer).
 fn open(place: &Place) -> Result<Authority> {
-    let (authority, first) = open_authority(&place.data, place.database.database.as_deref(), &place.base_url)?;
+    let (authority, first) =
+        open_authority(&place.data, place.database.database.as_deref(), AuthConfig::new(&place.base_url))?;
     if let Some(first) = first {
         eprintln!("{}", one_time_notice(&first));
     }
     Ok(authority)
 }
 
-/// Opens the authorization server serving `base_url`: in the PostgreSQL database `database`
-/// when given (the data directory is then not used for it), else in data directory `data`.
+/// Opens the authorization server with `config`: in the PostgreSQL database `database` when
+/// given (the data directory is then not used for it), else in data directory `data`.
 pub(crate) fn open_authority(
     data: &Path,
     database: Option<&str>,
-    base_url: &str,
+    config: AuthConfig,
 ) -> Result<(Authority, Option<OneTimePassword>)> {
     if let Some(url) = database {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
         }
-        return Authority::open_postgres(url, AuthConfig::new(base_url))
+        return Authority::open_postgres(url, config)
             .context("cannot open the authorization data in the PostgreSQL database");
     }
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
-    Authority::open(data, AuthConfig::new(base_url))
-        .with_context(|| format!("cannot open the authorization data in {}", data.display()))
+    Authority::open(data, config).with_context(|| format!("cannot open the authorization data in {}", data.display()))
 }
 
 /// The words that hand out a one-time password.
@@ -77,6 +77,24 @@ enum UserCommand {
     List(Place),
     /// Disable a user: no more sign-in, and their tokens stop working.
     Disable {
+        #[command(flatten)]
+        place: Place,
+        /// The username.
+        username: String,
+    },
+    /// Enrol a staff user for TOTP (a code from an authenticator app after the password): prints
+    /// the otpauth:// URI and the secret once. Enrolling again replaces the secret.
+    Totp {
+        #[command(flatten)]
+        place: Place,
+        /// The username.
+        username: String,
+        /// Remove the enrolment instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Lift a lock-out after repeated failed sign-ins.
+    Unlock {
         #[command(flatten)]
         place: Place,
         /// The username.
@@ -151,11 +169,18 @@ pub(crate) fn run_user(args: UserArgs) -> Result<()> {
                         format!("proxy   RelatedPerson/{related_person} for Patient/{patient}")
                     }
                 };
-                let flags = match (user.disabled, user.must_change_password) {
+                let mut flags = match (user.disabled, user.must_change_password) {
                     (true, _) => " [disabled]",
                     (false, true) => " [one-time password]",
                     _ => "",
-                };
+                }
+                .to_string();
+                if authority.has_totp(&user.id)? {
+                    flags.push_str(" [totp]");
+                }
+                if user.locked_until.is_some_and(|until| until > time::OffsetDateTime::now_utc().unix_timestamp()) {
+                    flags.push_str(" [locked]");
+                }
                 println!("{:<24} {who}{flags}", user.username);
             }
             Ok(())
@@ -163,6 +188,23 @@ pub(crate) fn run_user(args: UserArgs) -> Result<()> {
         UserCommand::Disable { place, username } => {
             open(&place)?.disable_user(&username).context("cannot disable the user")?;
             println!("user {username} disabled");
+            Ok(())
+        }
+        UserCommand::Totp { place, username, remove: true } => {
+            open(&place)?.remove_totp(&username).context("cannot remove the TOTP enrolment")?;
+            println!("user {username} signs in without a TOTP code");
+            Ok(())
+        }
+        UserCommand::Totp { place, username, remove: false } => {
+            let enrolment = open(&place)?.enrol_totp(&username).context("cannot enrol the user for TOTP")?;
+            println!("{}", enrolment.uri);
+            println!("secret: {}", enrolment.secret_base32);
+            println!("(shown only now; add it to the user's authenticator app: SHA-1, 6 digits, 30 seconds)");
+            Ok(())
+        }
+        UserCommand::Unlock { place, username } => {
+            open(&place)?.unlock_user(&username).context("cannot unlock the user")?;
+            println!("user {username} unlocked");
             Ok(())
         }
     }

@@ -67,8 +67,8 @@ pub(crate) fn run(args: MigrateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Copies the users and SMART clients (password hashes, roles, links, registrations) along
-/// with the records; codes and tokens are not copied (users sign in again). A username or
+/// Copies the users and SMART clients (password hashes, roles, links, TOTP enrolments,
+/// registrations) along with the records; codes and tokens are not copied (users sign in again). A username or
 /// client id the target already has is kept as the target has it, and listed.
 fn copy_identities(from: &str, to: &str) -> Result<()> {
     let Some(source) = open_auth(from, false)? else {
@@ -79,7 +79,18 @@ fn copy_identities(from: &str, to: &str) -> Result<()> {
     let (mut users, mut clients, mut kept) = (0, 0, Vec::new());
     for user in source.users()? {
         match target.insert_user(&user) {
-            Ok(()) => users += 1,
+            Ok(()) => {
+                // A staff user keeps their second factor: without it a copy would sign them
+                // in with the password alone.
+                if let Some(secret) = source.totp_secret(&user.id)? {
+                    target.set_totp_secret(
+                        &user.id,
+                        Some(&secret),
+                        time::OffsetDateTime::now_utc().unix_timestamp(),
+                    )?;
+                }
+                users += 1;
+            }
             Err(auth::Error::Conflict(_)) => kept.push(format!("user {}", user.username)),
             Err(e) => return Err(e).context("copying a user"),
         }

@@ -48,14 +48,45 @@ pub(crate) struct ServeArgs {
     /// Largest MLLP frame accepted, in KiB (bigger ones close the connection).
     #[arg(long, default_value_t = 4096)]
     mllp_max_frame_kib: usize,
-    /// Serve the FHIR API WITHOUT access control: no token needed, nothing checked. Only for
-    /// benchmarks and test rigs on a trusted machine; never with real patients' data.
+    /// Serve HTTPS with this certificate chain (PEM, leaf first) instead of plain HTTP; needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Staff must enter a TOTP code after their password; enrol them with
+    /// `continuum user totp NAME` (those not enrolled cannot sign in).
+    #[arg(long)]
+    require_totp: bool,
+    /// Minutes after which a user's session that nothing used ends: its tokens stop working
+    /// and the app must sign in again (offline_access sessions are exempt).
+    #[arg(long, default_value_t = 30)]
+    session_idle_minutes: u32,
+    /// Consecutive failed sign-ins (wrong password or code) that lock an account (0: never).
+    #[arg(long, default_value_t = 5)]
+    lockout_after: u32,
+    /// Minutes a locked account stays locked (`continuum user unlock NAME` lifts it sooner).
+    #[arg(long, default_value_t = 15)]
+    lockout_minutes: u32,
+    /// Sign-in form posts allowed per client IP address and minute; more get 429 (0: no limit).
+    /// Behind a proxy every client shares its address.
+    #[arg(long, default_value_t = 10)]
+    sign_in_per_minute: u32,
+    /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
+    /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
     no_auth: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let crate::Store { records, message_log, outbox, sqlite, .. } = crate::open_store(&args.data, &args.database)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::config_from_pem(cert, key).with_context(|| {
+            format!("cannot use the TLS certificate {} with the key {}", cert.display(), key.display())
+        })?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -63,7 +94,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         let limits = limits(&args);
-        let base_url = args.base_url.unwrap_or_else(|| format!("http://{address}/fhir"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = args.base_url.clone().unwrap_or_else(|| format!("{scheme}://{address}/fhir"));
         if let Some(sqlite) = &sqlite {
             sqlite.set_search_timeout((limits.search_timeout != Duration::MAX).then_some(limits.search_timeout));
         }
@@ -71,8 +103,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             .with_queues(Arc::clone(&message_log), Arc::clone(&outbox));
         let (authority, first_admin) = {
             // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
-            let (data, database, base_url) = (args.data.clone(), args.database.database.clone(), base_url.clone());
-            tokio::task::spawn_blocking(move || crate::access::open_authority(&data, database.as_deref(), &base_url))
+            let (data, database, config) =
+                (args.data.clone(), args.database.database.clone(), auth_config(&args, &base_url));
+            tokio::task::spawn_blocking(move || crate::access::open_authority(&data, database.as_deref(), config))
                 .await
                 .context("opening the authorization data panicked")??
         };
@@ -140,7 +173,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             let _ = stop.send(true);
         };
         tokio::spawn(signal);
-        let http = server::serve_with(listener, state, auth_routes, until_stopped());
+        let http = async move {
+            match tls {
+                Some(tls) => server::serve_tls_with(listener, tls, state, auth_routes, until_stopped()).await,
+                None => server::serve_with(listener, state, auth_routes, until_stopped()).await,
+            }
+        };
         match mllp {
             Some((_, mllp)) => {
                 let (http, mllp) = tokio::join!(http, mllp);
@@ -187,6 +225,17 @@ impl server::message_log::AdminGate for AdministratorsOnly {
             _ => Err(Refusal::Forbidden),
         }
     }
+}
+
+/// The authorization server's settings from the command line.
+fn auth_config(args: &ServeArgs, base_url: &str) -> auth::AuthConfig {
+    let mut config = auth::AuthConfig::new(base_url);
+    config.require_totp_for_staff = args.require_totp;
+    config.session_idle_seconds = i64::from(args.session_idle_minutes.max(1)) * 60;
+    config.max_failed_sign_ins = args.lockout_after;
+    config.lockout_seconds = i64::from(args.lockout_minutes) * 60;
+    config.sign_in_attempts_per_minute = args.sign_in_per_minute;
+    config
 }
 
 /// The server's limits from the command line.

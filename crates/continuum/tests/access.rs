@@ -348,3 +348,55 @@ fn first_serve_on_an_empty_database_creates_the_administrator_once_for_every_nod
     no_auth_files(&dir.path().join("one"));
     no_auth_files(&dir.path().join("two"));
 }
+
+#[test]
+fn user_totp_enrols_staff_once_and_unlock_lifts_a_lock_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    continuum(
+        &data,
+        &["user", "add", "doc", "--role", "physician", "--password-stdin"],
+        Some("a long enough password\n"),
+    );
+    continuum(&data, &["user", "add", "pat", "--patient", "p-1", "--password-stdin"], Some("a long enough password\n"));
+
+    let enrol = || {
+        let printed = String::from_utf8(continuum(&data, &["user", "totp", "doc"], None).stdout).unwrap();
+        let uri = printed.lines().next().unwrap().to_string();
+        let secret = printed.lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
+        assert!(uri.starts_with("otpauth://totp/Continuum:doc?secret="), "{printed}");
+        assert!(uri.contains(&format!("secret={secret}&")) && uri.ends_with("&digits=6&period=30"), "{printed}");
+        assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
+        assert!(secret.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)), "{secret}");
+        secret
+    };
+    let first = enrol();
+    let listed = String::from_utf8(continuum(&data, &["user", "list"], None).stdout).unwrap();
+    let line = |name: &str| listed.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+    assert!(line("doc").ends_with("[totp]"), "{listed}");
+    assert!(!line("pat").contains("[totp]"), "{listed}");
+    assert_ne!(enrol(), first, "enrolling again replaces the secret");
+
+    let refused = Command::new(BINARY).args(["user", "totp", "pat", "--data"]).arg(&data).output().unwrap();
+    assert!(!refused.status.success(), "patients are not enrolled");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("staff users only"));
+
+    continuum(&data, &["user", "totp", "doc", "--remove"], None);
+    let listed = String::from_utf8(continuum(&data, &["user", "list"], None).stdout).unwrap();
+    assert!(!listed.contains("[totp]"), "{listed}");
+
+    // Five failed sign-ins (as the sign-in form counts them) lock doc; unlock lifts it.
+    {
+        let store = auth::SqliteAuthStore::open(&data).unwrap();
+        let doc = auth::AuthStore::user_by_username(&store, "doc").unwrap().unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for _ in 0..5 {
+            auth::AuthStore::record_failed_sign_in(&store, &doc.id, now, 5, 900).unwrap();
+        }
+    }
+    let listed = String::from_utf8(continuum(&data, &["user", "list"], None).stdout).unwrap();
+    assert!(listed.lines().any(|l| l.starts_with("doc") && l.ends_with("[locked]")), "{listed}");
+    assert!(String::from_utf8(continuum(&data, &["user", "unlock", "doc"], None).stdout).unwrap().contains("unlocked"));
+    let listed = String::from_utf8(continuum(&data, &["user", "list"], None).stdout).unwrap();
+    assert!(!listed.contains("[locked]"), "{listed}");
+}

@@ -70,6 +70,7 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
         &["user", "add", "doc", "--role", "physician", "--org", "org-1", "--password-stdin"],
         Some("a long enough password\n"),
     );
+    common::continuum(data.path(), &["user", "totp", "doc"], None);
     let source = store_sqlite::SqliteBackend::open(data.path()).unwrap();
     let expected = all_versions(&source);
     assert!(expected.len() > 500, "the copy spans several batches' worth ({} versions)", expected.len());
@@ -85,7 +86,7 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     let elsewhere = tempfile::tempdir().unwrap();
     let listed = common::continuum(elsewhere.path(), &["user", "list", "--database", &database.url], None);
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("doc") && listed.contains("roles=physician orgs=org-1"), "{listed}");
+    assert!(listed.contains("doc") && listed.contains("roles=physician orgs=org-1 [totp]"), "{listed}");
 
     // The copy leaves the planner's statistics fresh (searches of a freshly loaded store are
     // planned from empty statistics otherwise).

@@ -14,6 +14,7 @@ pub mod message_log;
 mod observe;
 mod rest;
 mod search;
+pub mod tls;
 
 pub use error::ApiError;
 pub use limits::RateLimit;
@@ -182,10 +183,26 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.limits().clone();
-    let app = limits::protect(app(state.clone()).merge(extra), &limits)
-        .layer(axum::middleware::from_fn_with_state(state, observe::track));
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, protected(state, extra).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Like [`serve_with`], over TLS with `tls` (see [`tls::config_from_pem`]): HTTPS only on
+/// this listener; plain HTTP to it fails at the handshake.
+pub async fn serve_tls_with(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tls::serve(listener, tls, protected(state, extra), shutdown).await
+}
+
+/// The application with `extra` merged, behind the limits and the metrics.
+fn protected(state: AppState, extra: Router) -> Router {
+    let limits = state.limits().clone();
+    limits::protect(app(state.clone()).merge(extra), &limits)
+        .layer(axum::middleware::from_fn_with_state(state, observe::track))
 }

@@ -1,39 +1,82 @@
 //! The OAuth 2.0 / SMART endpoints as an axum `Router` that the server mounts beside the FHIR
-//! API: discovery under the FHIR base, `/auth/authorize` (with its sign-in, password and
+//! API: discovery under the FHIR base, `/auth/authorize` (with its sign-in, code, password and
 //! consent forms), `/auth/token`, `/auth/introspect`, `/auth/revoke`, `/auth/jwks`.
 
 mod pages;
 
 use crate::authority::Authority;
-use crate::grant::{AuthorizeError, ClientCredentials, OAuthError, SignIn};
+use crate::grant::{AuthorizeError, ClientCredentials, OAuthError, Pending, SignIn, Stage};
+use crate::model::User;
 use crate::scope::{ScopeKind, ScopeSet};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Shared = State<Arc<Authority>>;
 
-/// The authorization server's routes, ready to merge into the application router.
+/// The authorization server's routes, ready to merge into the application router. Serve them
+/// with `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info`): the sign-in throttle
+/// counts per client address, and without one every client shares a single count.
 pub fn router(authority: Arc<Authority>) -> Router {
     let fhir = authority.config().fhir_path().to_string();
+    let mut sign_in = Router::new().route("/auth/login", post(login)).route("/auth/totp", post(code));
+    if let Some(per_minute) = NonZeroU32::new(authority.config().sign_in_attempts_per_minute) {
+        let throttle = Arc::new(SignInThrottle {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            clock: DefaultClock::default(),
+            checks: AtomicU64::new(0),
+        });
+        sign_in = sign_in.route_layer(axum::middleware::from_fn_with_state(throttle, throttle_sign_in));
+    }
     Router::new()
         .route(&format!("{fhir}/.well-known/smart-configuration"), get(smart_configuration))
         .route(&format!("{fhir}/.well-known/openid-configuration"), get(openid_configuration))
         .route("/auth/jwks", get(jwks))
         .route("/auth/authorize", get(authorize))
-        .route("/auth/login", post(login))
+        .merge(sign_in)
         .route("/auth/password", post(password))
         .route("/auth/consent", post(consent))
         .route("/auth/token", post(token))
         .route("/auth/introspect", post(introspect))
         .route("/auth/revoke", post(revoke))
         .with_state(authority)
+}
+
+/// Sign-in form posts per client address, in memory: a guessing client is slowed down before
+/// the per-user lock-out (which counts in the store) locks its victims.
+struct SignInThrottle {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    checks: AtomicU64,
+}
+
+/// Client addresses remembered before the idle ones are forgotten.
+const THROTTLE_FORGET_ABOVE: usize = 10_000;
+
+async fn throttle_sign_in(State(throttle): State<Arc<SignInThrottle>>, request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(client)| client.ip());
+    if throttle.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 0 && throttle.limiter.len() > THROTTLE_FORGET_ABOVE {
+        throttle.limiter.retain_recent();
+    }
+    if let Err(not_until) = throttle.limiter.check_key(&address) {
+        return pages::too_many_attempts(not_until.wait_time_from(throttle.clock.now()));
+    }
+    next.run(request).await
 }
 
 /// Runs blocking store (and argon2) work off the async threads.
@@ -173,9 +216,10 @@ async fn authorize(State(authority): Shared, RawQuery(query): RawQuery) -> Respo
         Err(_) => return pages::error(StatusCode::BAD_REQUEST, "a parameter is repeated"),
     };
     let secure = is_https(&authority);
+    let max_age = authority.config().sign_in_form_seconds;
     match blocking(&authority, move |a| a.start_authorization(&params)).await {
         Err(response) => response,
-        Ok(Ok((key, pending))) => pages::login(&key, &pending, false, secure),
+        Ok(Ok((key, pending))) => pages::login(&key, &pending, false, secure, max_age),
         Ok(Err(AuthorizeError::Page(message))) => pages::error(StatusCode::BAD_REQUEST, &message),
         Ok(Err(AuthorizeError::Redirect { redirect_uri, state, error })) => {
             redirect_error(&redirect_uri, state.as_deref(), &error)
@@ -188,7 +232,7 @@ fn pending_of(
     authority: &Authority,
     headers: &HeaderMap,
     fields: &HashMap<String, String>,
-) -> Option<(String, crate::grant::Pending)> {
+) -> Option<(String, Pending)> {
     let key = fields.get("request").cloned().unwrap_or_default();
     let csrf = fields.get("csrf").map(String::as_str).unwrap_or_default();
     authority.pending(&key, csrf, cookie(headers, pages::CSRF_COOKIE)).map(|p| (key, p))
@@ -206,10 +250,19 @@ fn repeated_field() -> Response {
 }
 
 /// Whether the consent page must ask a staff member which patient to launch with.
-fn asks_patient(authority: &Authority, pending: &crate::grant::Pending, user_id: &str) -> bool {
+fn asks_patient(authority: &Authority, pending: &Pending, user_id: &str) -> bool {
     let wants = pending.scopes.has(&ScopeKind::LaunchPatient)
         && pending.launch.as_ref().and_then(|l| l.patient.as_ref()).is_none();
     wants && authority.store().user_by_id(user_id).ok().flatten().is_some_and(|u| u.identity.patient().is_none())
+}
+
+fn server_failed(e: &crate::Error) -> Response {
+    tracing::error!(error = %e, "sign-in failed");
+    pages::error(StatusCode::INTERNAL_SERVER_ERROR, "the authorization server failed")
+}
+
+fn sign_in_first() -> Response {
+    pages::error(StatusCode::FORBIDDEN, "Sign in first.")
 }
 
 async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
@@ -219,44 +272,69 @@ async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Res
     let password = fields.get("password").cloned().unwrap_or_default();
     let outcome = match blocking(&authority, move |a| a.sign_in(&username, &password)).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "sign-in failed");
-            return pages::error(StatusCode::INTERNAL_SERVER_ERROR, "the authorization server failed");
-        }
+        Ok(Err(e)) => return server_failed(&e),
         Err(response) => return response,
     };
-    let secure = is_https(&authority);
     match outcome {
-        SignIn::Refused => pages::login(&key, &pending, true, secure),
-        SignIn::MustChangePassword(user) => {
-            authority.update_pending(&key, |p| {
-                p.user_id = Some(user.id);
-                p.must_change = true;
-            });
-            pages::change_password(&key, &pending, None)
+        SignIn::Refused => {
+            authority.update_pending(&key, |p| p.stage = Stage::Password);
+            pages::login(&key, &pending, true, is_https(&authority), authority.config().sign_in_form_seconds)
         }
-        SignIn::Ok(user) => {
-            authority.update_pending(&key, |p| {
-                p.user_id = Some(user.id.clone());
-                p.must_change = false;
-            });
-            let ask = blocking(&authority, {
-                let pending = pending.clone();
-                move |a| asks_patient(a, &pending, &user.id)
-            })
-            .await
-            .unwrap_or(false);
-            pages::consent(&key, &pending, ask)
+        SignIn::NotEnrolled => {
+            authority.update_pending(&key, |p| p.stage = Stage::Password);
+            pages::error(
+                StatusCode::FORBIDDEN,
+                "This account must sign in with a code from an authenticator app, and none is set up for it yet. \
+                 Ask an administrator to enrol it.",
+            )
         }
+        SignIn::NeedsCode(user) => {
+            authority.update_pending(&key, |p| p.stage = Stage::Code { user_id: user.id });
+            pages::code(&key, &pending, false)
+        }
+        SignIn::Ok(user) => next_after_credentials(&authority, &key, &pending, &user).await,
+    }
+}
+
+/// The page after the credentials were accepted: a new password first if the one used was
+/// one-time, else consent.
+async fn next_after_credentials(authority: &Arc<Authority>, key: &str, pending: &Pending, user: &User) -> Response {
+    let stage = Stage::after_credentials(user);
+    authority.update_pending(key, |p| p.stage = stage.clone());
+    match stage {
+        Stage::NewPassword { .. } => pages::change_password(key, pending, None),
+        _ => consent_page(authority, key, pending, &user.id).await,
+    }
+}
+
+async fn consent_page(authority: &Arc<Authority>, key: &str, pending: &Pending, user_id: &str) -> Response {
+    let ask = blocking(authority, {
+        let (pending, user_id) = (pending.clone(), user_id.to_string());
+        move |a| asks_patient(a, &pending, &user_id)
+    })
+    .await
+    .unwrap_or(false);
+    pages::consent(key, pending, ask)
+}
+
+/// The second factor: the TOTP code of the user whose password was right.
+async fn code(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(fields) = single(&form(&body)) else { return repeated_field() };
+    let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
+    let Stage::Code { user_id } = pending.stage.clone() else { return sign_in_first() };
+    let code = fields.get("code").cloned().unwrap_or_default();
+    match blocking(&authority, move |a| a.second_factor(&user_id, &code)).await {
+        Ok(Ok(Some(user))) => next_after_credentials(&authority, &key, &pending, &user).await,
+        Ok(Ok(None)) => pages::code(&key, &pending, true),
+        Ok(Err(e)) => server_failed(&e),
+        Err(response) => response,
     }
 }
 
 async fn password(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(fields) = single(&form(&body)) else { return repeated_field() };
     let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
-    let Some(user_id) = pending.user_id.clone().filter(|_| pending.must_change) else {
-        return pages::error(StatusCode::FORBIDDEN, "Sign in first.");
-    };
+    let Stage::NewPassword { user_id } = pending.stage.clone() else { return sign_in_first() };
     let new_password = fields.get("new_password").cloned().unwrap_or_default();
     if fields.get("confirm") != Some(&new_password) {
         return pages::change_password(&key, &pending, Some("The two passwords differ."));
@@ -267,14 +345,8 @@ async fn password(State(authority): Shared, headers: HeaderMap, body: Bytes) -> 
     };
     match changed {
         Ok(Ok(())) => {
-            authority.update_pending(&key, |p| p.must_change = false);
-            let ask = blocking(&authority, {
-                let pending = pending.clone();
-                move |a| asks_patient(a, &pending, &user_id)
-            })
-            .await
-            .unwrap_or(false);
-            pages::consent(&key, &pending, ask)
+            authority.update_pending(&key, |p| p.stage = Stage::Consent { user_id: user_id.clone() });
+            consent_page(&authority, &key, &pending, &user_id).await
         }
         Ok(Err(crate::Error::Invalid(message))) => pages::change_password(&key, &pending, Some(&message)),
         Ok(Err(e)) => {
@@ -290,9 +362,7 @@ async fn consent(State(authority): Shared, headers: HeaderMap, body: Bytes) -> R
     let kept: Vec<String> = all.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let fields: HashMap<String, String> = all.into_iter().filter(|(k, _)| k != "scope").collect();
     let Some((key, pending)) = pending_of(&authority, &headers, &fields) else { return expired_form() };
-    let Some(user_id) = pending.user_id.clone().filter(|_| !pending.must_change) else {
-        return pages::error(StatusCode::FORBIDDEN, "Sign in first.");
-    };
+    let Stage::Consent { user_id } = pending.stage.clone() else { return sign_in_first() };
     authority.finish_pending(&key);
     let state = pending.state.clone();
     if fields.get("decision").map(String::as_str) != Some("approve") {

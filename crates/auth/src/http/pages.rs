@@ -1,5 +1,5 @@
-//! The server-rendered sign-in, password-change and consent pages: plain HTML forms, no
-//! script. Every value shown is escaped.
+//! The server-rendered sign-in, code, password-change and consent pages: plain HTML forms, no
+//! script. Every value shown is escaped; none shows what the user submitted.
 
 use crate::grant::Pending;
 use crate::scope::{Context, Scope, ScopeKind};
@@ -60,8 +60,9 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     page(status, "Sign-in cannot continue", &format!("<p class=\"error\">{}</p>", escape(message)))
 }
 
-/// The sign-in form. Sets the CSRF cookie when `set_cookie`.
-pub(crate) fn login(key: &str, pending: &Pending, failed: bool, secure: bool) -> Response {
+/// The sign-in form. Sets the CSRF cookie (`HttpOnly`, `SameSite=Strict`, living as long as the
+/// forms, and `Secure` when the server's base URL is https).
+pub(crate) fn login(key: &str, pending: &Pending, failed: bool, secure: bool, max_age: i64) -> Response {
     let notice = if failed { "<p class=\"error\">The username or password is not right.</p>" } else { "" };
     let body = format!(
         "<p><strong>{app}</strong> asks to access your record.</p>{notice}\
@@ -75,12 +76,39 @@ pub(crate) fn login(key: &str, pending: &Pending, failed: bool, secure: bool) ->
     let status = if failed { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     let mut response = page(status, "Sign in", &body);
     let cookie = format!(
-        "{CSRF_COOKIE}={}; Path=/auth; HttpOnly; SameSite=Strict; Max-Age=600{}",
+        "{CSRF_COOKIE}={}; Path=/auth; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
         pending.csrf,
         if secure { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The second-factor form: the code of the user's authenticator app.
+pub(crate) fn code(key: &str, pending: &Pending, failed: bool) -> Response {
+    let notice = if failed { "<p class=\"error\">The code is not right.</p>" } else { "" };
+    let body = format!(
+        "<p>Enter the 6-digit code your authenticator app shows for this account.</p>{notice}\
+         <form method=\"post\" action=\"/auth/totp\">{hidden}\
+         <label for=\"code\">Code</label><input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"8\" required>\
+         <button type=\"submit\">Continue</button></form>",
+        hidden = hidden(key, pending),
+    );
+    page(if failed { StatusCode::UNAUTHORIZED } else { StatusCode::OK }, "Enter your code", &body)
+}
+
+/// 429 for a client address that posted too many sign-in forms.
+pub(crate) fn too_many_attempts(wait: std::time::Duration) -> Response {
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Sign-in cannot continue",
+        "<p class=\"error\">Too many sign-in attempts came from this address. Wait a minute and try again.</p>",
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }

@@ -55,7 +55,7 @@ pub fn start_secured(data: &Path, extra: &[&str]) -> Server {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(base.starts_with("http://"), "unexpected first line: {first}");
+    assert!(base.starts_with("http://") || base.starts_with("https://"), "unexpected first line: {first}");
     let mllp = extra.contains(&"--mllp").then(|| {
         let line = lines
             .by_ref()
