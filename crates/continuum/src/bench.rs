@@ -48,6 +48,9 @@ enum BenchCommand {
     /// Ingest and search on SQLite, PostgreSQL and PostgreSQL with a standby, side by side
     /// (issue 4's figures).
     Backends(crate::backend_bench::BackendBenchArgs),
+    /// Reads and searches with access control and audit on and off, side by side (issue 5's
+    /// figure).
+    Auth(crate::auth_bench::AuthBenchArgs),
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -56,6 +59,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Mllp(mllp)) => return crate::mllp_bench::run(mllp),
         Some(BenchCommand::Load(load)) => return crate::load_bench::run(load),
         Some(BenchCommand::Backends(backends)) => return crate::backend_bench::run(backends),
+        Some(BenchCommand::Auth(auth)) => return crate::auth_bench::run(auth),
         None => {}
     }
     let scratch = tempfile::tempdir()?;

@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+mod auth_bench;
 mod backend_bench;
 mod bench;
 mod hl7;

@@ -80,7 +80,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, .. } = crate::open_store(&args.data, &args.database)?;
+    let crate::Store { records, message_log, outbox, sqlite, audit } = crate::open_store(&args.data, &args.database)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::config_from_pem(cert, key).with_context(|| {
             format!("cannot use the TLS certificate {} with the key {}", cert.display(), key.display())
@@ -116,7 +116,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             records
         } else {
             state = state.with_policy(Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone())));
-            let (auditor, task) = server::audit::Auditor::start(records.clone());
+            let (auditor, task) = server::audit::Auditor::start(records.clone(), audit);
             state = state.with_auditor(auditor);
             audit_task = Some(task);
             // What the HL7 interface writes is audited as its own.

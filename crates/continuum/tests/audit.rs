@@ -42,9 +42,16 @@ fn exercise(data: &Path, database: Option<&str>) {
     ];
     add.extend(&with_db);
     continuum(data, &add, Some("a long enough password\n"));
-    let mut mint = vec!["token", "--user", "doc", "--scope", "user/*.cruds"];
-    mint.extend(&with_db);
-    let token = String::from_utf8(continuum(data, &mint, None).stdout).unwrap().trim().to_string();
+    let mut add = vec!["user", "add", "boss", "--role", "administrator", "--org", "org-1", "--password-stdin"];
+    add.extend(&with_db);
+    continuum(data, &add, Some("a long enough password\n"));
+    let mint_for = |user: &str, scope: &str| {
+        let mut mint = vec!["token", "--user", user, "--scope", scope];
+        mint.extend(&with_db);
+        String::from_utf8(continuum(data, &mint, None).stdout).unwrap().trim().to_string()
+    };
+    let token = mint_for("doc", "user/*.cruds");
+    let boss = mint_for("boss", "user/*.rs");
 
     let organization = data.parent().unwrap().join("organization.ndjson");
     std::fs::write(&organization, json!({"resourceType": "Organization", "id": "org-1", "name": "Clinic"}).to_string())
@@ -78,6 +85,31 @@ fn exercise(data: &Path, database: Option<&str>) {
     assert_eq!(get(&format!("Observation?patient={id}")), 200);
     assert_eq!(get("Observation/_history"), 403, "a refusal is audited too");
     assert_eq!(client.get(format!("{base}/Patient")).send().unwrap().status(), 401);
+
+    // Administrators search the trail; the physician may not; the patient sees who opened
+    // their record.
+    std::thread::sleep(std::time::Duration::from_millis(300)); // the auditor's batch
+    let trail = |bearer: &str, query: &str| {
+        client.get(format!("{base}/AuditEvent?{query}")).bearer_auth(bearer).send().unwrap()
+    };
+    let found = trail(&boss, &format!("patient={id}"));
+    assert_eq!(found.status(), 200);
+    let found: Value = found.json().unwrap();
+    let entries = found["entry"].as_array().unwrap();
+    assert!(entries.len() >= 3, "{found}");
+    assert!(entries.iter().all(|e| e["resource"]["resourceType"] == "AuditEvent"));
+    assert!(entries.iter().any(|e| e["resource"]["agent"][0]["name"] == "doc"), "{found}");
+    assert_eq!(trail(&token, "").status(), 403, "a physician does not read the audit trail");
+    let mut add = vec!["user", "add", "pat", "--patient", &id, "--password-stdin"];
+    add.extend(&with_db);
+    continuum(data, &add, Some("a long enough password\n"));
+    let own = mint_for("pat", "patient/*.rs");
+    let mine: Value = trail(&own, "").json().unwrap();
+    let mine = mine["entry"].as_array().unwrap();
+    assert!(
+        !mine.is_empty() && mine.iter().all(|e| e["resource"]["entity"].to_string().contains(&format!("Patient/{id}")))
+    );
+    assert_eq!(trail(&own, "patient=someone-else").status(), 404);
     stop(server);
 }
 

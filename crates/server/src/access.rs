@@ -124,6 +124,14 @@ impl Access {
         }
     }
 
+    /// The patient a patient or proxy caller acts for.
+    pub(crate) fn own_patient(&self) -> Option<String> {
+        match self {
+            Access::Caller { caller, .. } => caller.own_patient().map(str::to_string),
+            Access::Open => None,
+        }
+    }
+
     /// After a Bundle: it may have written anything, so computed reaches are forgotten.
     pub(crate) fn bundle_written(&self) {
         if let Access::Caller { policy, .. } = self {

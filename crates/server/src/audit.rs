@@ -25,12 +25,17 @@ const BATCH: usize = 2_048;
 /// Appends queued audit entries in batches.
 pub struct Auditor {
     queue: mpsc::Sender<NewAuditEntry>,
+    log: Arc<dyn store::AuditLog>,
 }
 
 impl Auditor {
     /// Starts the task appending to `records`' audit trail; it ends (after appending what is
     /// queued) when the last handle to the auditor is dropped.
-    pub fn start(records: store::Records) -> (Arc<Auditor>, tokio::task::JoinHandle<()>) {
+    /// `log` is the same trail, read for `GET /fhir/AuditEvent`.
+    pub fn start(
+        records: store::Records,
+        log: Arc<dyn store::AuditLog>,
+    ) -> (Arc<Auditor>, tokio::task::JoinHandle<()>) {
         let (queue, mut entries) = mpsc::channel::<NewAuditEntry>(QUEUE);
         let task = tokio::spawn(async move {
             while let Some(first) = entries.recv().await {
@@ -51,7 +56,7 @@ impl Auditor {
                 }
             }
         });
-        (Arc::new(Auditor { queue }), task)
+        (Arc::new(Auditor { queue, log }), task)
     }
 
     async fn record(&self, entries: Vec<NewAuditEntry>) {
@@ -256,4 +261,98 @@ fn path_patient(path: &str, query: Option<&str>) -> Option<String> {
         .find(|(k, _)| k == "patient" || k == "subject")
         .map(|(_, v)| v.trim_start_matches("Patient/").to_string())
         .filter(|v| fhir::reference::is_id(v))
+}
+
+/// `GET /fhir/AuditEvent?patient=&agent=&date=&_count=&_page=`: the trail, newest first, as
+/// a `searchset` of AuditEvents (their position as id). Administrators search all of it; a
+/// patient sees who opened their own record (the policy limits them to it).
+pub(crate) async fn search(
+    state: AppState,
+    access: crate::access::Access,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, crate::ApiError> {
+    use crate::ApiError;
+    use auth::Interaction;
+    let Some(auditor) = state.auditor().cloned() else {
+        return Err(ApiError::not_found("this server keeps no audit trail (it runs without access control)"));
+    };
+    let gate = access.gate(Interaction::Search, "AuditEvent", &pairs)?;
+    let mut query = store::audit::AuditQuery { count: 50, ..Default::default() };
+    for (name, value) in &pairs {
+        let bad = || ApiError::bad_request(format!("AuditEvent search: `{name}` has a value this server cannot read"));
+        match name.as_str() {
+            "patient" => query.patient = Some(value.trim_start_matches("Patient/").to_string()),
+            "agent" => query.agent = Some(value.clone()),
+            "date" => {
+                let (prefix, date) = value.split_at(value.len().min(2));
+                let (prefix, date) =
+                    if matches!(prefix, "ge" | "gt" | "lt" | "le") { (prefix, date) } else { ("eq", value.as_str()) };
+                let range = search::values::DateRange::parse(date).ok_or_else(bad)?;
+                let low =
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(range.low) * 1000).map_err(|_| bad())?;
+                let high = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(range.high) * 1000)
+                    .map_err(|_| bad())?;
+                match prefix {
+                    "ge" | "gt" => query.since = Some(if prefix == "gt" { high } else { low }),
+                    "lt" | "le" => query.until = Some(if prefix == "lt" { low } else { high }),
+                    _ => {
+                        query.since = Some(low);
+                        query.until = Some(high);
+                    }
+                }
+            }
+            "_count" => query.count = value.parse::<usize>().map_err(|_| bad())?.min(state.limits().max_count),
+            "_page" => query.before_sequence = Some(value.parse::<i64>().map_err(|_| bad())?),
+            "_format" | "_pretty" => {}
+            _ => return Err(ApiError::bad_request(format!("AuditEvent search does not take `{name}`"))),
+        }
+    }
+    if gate.restricted() {
+        // A patient: their own record's trail only.
+        let own = access.own_patient().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                fhir::IssueCode::Forbidden,
+                "the audit trail is for administrators",
+            )
+        })?;
+        match &query.patient {
+            Some(p) if p != &own => return Err(ApiError::not_found("resource not found")),
+            _ => query.patient = Some(own),
+        }
+    }
+    let log = auditor.log.clone();
+    let asked = query.clone();
+    let entries = crate::rest::blocking(move || log.search(&asked)).await?;
+    let mut bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": format!("{}/AuditEvent", state.base_url())}],
+        "entry": entries.iter().map(|e| serde_json::json!({
+            "fullUrl": format!("{}/AuditEvent/{}", state.base_url(), e.sequence),
+            "resource": store::audit::as_resource(e),
+            "search": {"mode": "match"},
+        })).collect::<Vec<_>>(),
+    });
+    if entries.len() == query.count
+        && let Some(last) = entries.last()
+    {
+        let mut next: Vec<String> = pairs
+            .iter()
+            .filter(|(n, _)| n != "_page")
+            .map(|(n, v)| {
+                format!(
+                    "{}={}",
+                    form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>(),
+                    form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                )
+            })
+            .collect();
+        next.push(format!("_page={}", last.sequence));
+        let url = format!("{}/AuditEvent?{}", state.base_url(), next.join("&"));
+        if let Some(links) = bundle["link"].as_array_mut() {
+            links.push(serde_json::json!({"relation": "next", "url": url}));
+        }
+    }
+    Ok(crate::format::fhir_json_response(axum::http::StatusCode::OK, &bundle))
 }

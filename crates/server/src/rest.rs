@@ -451,6 +451,9 @@ async fn search_type(
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if resource_type == "AuditEvent" && state.auditor().is_some() {
+        return crate::audit::search(state, access, search::query_pairs(&query)).await;
+    }
     search::respond(state, access, Scope::Type(resource_type), search::query_pairs(&query), &headers).await
 }
 
