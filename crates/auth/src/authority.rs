@@ -290,6 +290,28 @@ pub struct Authority {
     pub(crate) fetched_jwks: Mutex<HashMap<String, (serde_json::Value, i64)>>,
     /// Grants issued since start; every [`PURGE_EVERY`]th clears out expired records.
     issued: AtomicU64,
+    /// Told of every sign-in attempt (the audit trail), once set.
+    pub(crate) sign_in_audit: std::sync::OnceLock<Arc<dyn SignInAudit>>,
+}
+
+/// One sign-in attempt, for the audit trail.
+#[derive(Debug)]
+pub struct SignInAttempt<'a> {
+    /// The name typed.
+    pub username: &'a str,
+    /// The user it names, when there is one.
+    pub user: Option<&'a User>,
+    /// `password` or `code` (the TOTP step).
+    pub step: &'static str,
+    /// Whether this step succeeded.
+    pub succeeded: bool,
+}
+
+/// What is told of sign-in attempts (the server records them in its audit trail). Called on
+/// the blocking thread that checked the attempt.
+pub trait SignInAudit: Send + Sync {
+    /// One attempt, successful or not.
+    fn attempted(&self, attempt: &SignInAttempt<'_>);
 }
 
 /// How many grants are issued between two purges of expired codes, tokens and assertion ids.
@@ -305,6 +327,18 @@ impl Authority {
             pending: Mutex::new(HashMap::new()),
             fetched_jwks: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
+            sign_in_audit: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tells `audit` of every sign-in attempt from now on (once; later calls are ignored).
+    pub fn set_sign_in_audit(&self, audit: Arc<dyn SignInAudit>) {
+        let _ = self.sign_in_audit.set(audit);
+    }
+
+    pub(crate) fn tell_sign_in(&self, username: &str, user: Option<&User>, step: &'static str, succeeded: bool) {
+        if let Some(audit) = self.sign_in_audit.get() {
+            audit.attempted(&SignInAttempt { username, user, step, succeeded });
         }
     }
 

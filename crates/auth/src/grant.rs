@@ -242,6 +242,16 @@ impl Authority {
     /// counts towards the lock-out; a locked account is refused without its password being
     /// checked.
     pub(crate) fn sign_in(&self, username: &str, password: &str) -> Result<SignIn> {
+        let answer = self.check_sign_in(username, password)?;
+        let (user, succeeded) = match &answer {
+            SignIn::Ok(user) | SignIn::NeedsCode(user) => (Some(user.clone()), true),
+            _ => (self.store.user_by_username(username)?, false),
+        };
+        self.tell_sign_in(username, user.as_ref(), "password", succeeded);
+        Ok(answer)
+    }
+
+    fn check_sign_in(&self, username: &str, password: &str) -> Result<SignIn> {
         let now = now();
         let Some(user) = self.store.user_by_username(username)? else {
             // Spend the same time as a real check, so response times don't reveal usernames.
@@ -275,6 +285,17 @@ impl Authority {
     /// Checks the TOTP code of a user whose password was right. A wrong code, or one already
     /// used (a replay), counts as a failed sign-in; a locked account is refused unchecked.
     pub(crate) fn second_factor(&self, user_id: &str, code: &str) -> Result<Option<User>> {
+        let answer = self.check_second_factor(user_id, code)?;
+        let user = match &answer {
+            Some(user) => Some(user.clone()),
+            None => self.store.user_by_id(user_id)?,
+        };
+        let username = user.as_ref().map(|u| u.username.clone()).unwrap_or_default();
+        self.tell_sign_in(&username, user.as_ref(), "code", answer.is_some());
+        Ok(answer)
+    }
+
+    fn check_second_factor(&self, user_id: &str, code: &str) -> Result<Option<User>> {
         let now = now();
         let Some(user) = self.store.user_by_id(user_id)?.filter(|u| !u.disabled) else { return Ok(None) };
         if user.locked_until.is_some_and(|until| until > now) {

@@ -39,8 +39,8 @@ mod totp;
 
 pub use self::postgres::PostgresAuthStore;
 pub use authority::{
-    Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, TokenResponse,
-    TotpEnrolment,
+    Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, SignInAttempt,
+    SignInAudit, TokenResponse, TotpEnrolment,
 };
 pub use crypto::{SIGNING_KEY_FILE, ServerKey};
 pub use grant::{AuthorizeError, ClientCredentials, OAuthError};

@@ -116,6 +116,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             records
         } else {
             state = state.with_policy(Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone())));
+            authority.set_sign_in_audit(Arc::new(SignInTrail(records.clone())));
             let (auditor, task) = server::audit::Auditor::start(records.clone(), audit);
             state = state.with_auditor(auditor);
             audit_task = Some(task);
@@ -195,6 +196,34 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         say("Continuum stopped");
         Ok(())
     })
+}
+
+/// Sign-in attempts (successful or not) in the audit trail, as `login` AuditEvents.
+struct SignInTrail(store::Records);
+
+impl auth::SignInAudit for SignInTrail {
+    fn attempted(&self, attempt: &auth::SignInAttempt<'_>) {
+        let identity = attempt.user.map(|u| &u.identity);
+        let patient = identity.and_then(|i| i.patient().map(str::to_string));
+        let actor = store::Actor {
+            who: identity.and_then(|i| i.fhir_user()),
+            name: attempt.username.to_string(),
+            ..store::Actor::default()
+        };
+        let happening = store::audit::Happening {
+            action: "E",
+            subtype: "login",
+            outcome: if attempt.succeeded { "0" } else { "4" },
+            entities: &[],
+            query: None,
+            patient: patient.as_deref(),
+            reason: None,
+        };
+        let entry = store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc());
+        if let Err(error) = self.0.append_audit(vec![entry]) {
+            tracing::error!(%error, "a sign-in attempt could not be audited");
+        }
+    }
 }
 
 /// Prints a line to standard output and flushes it. A closed or full standard output (a

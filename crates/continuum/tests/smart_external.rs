@@ -247,6 +247,30 @@ fn real_clients_complete_their_flows(database: Option<&str>) {
     let listed = String::from_utf8(run(&["user", "list"]).stdout).unwrap();
     let peter = listed.lines().find(|l| l.starts_with("peter ")).unwrap();
     assert!(!peter.contains("[one-time password]"), "{peter}");
+
+    // The trail holds the sign-in and the app's reads of the patient's record.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let trail: std::sync::Arc<dyn store::AuditLog> = match database {
+        Some(url) => std::sync::Arc::new(store_postgres::PostgresBackend::connect(url).unwrap()),
+        None => std::sync::Arc::new(store_sqlite::SqliteBackend::open(&data).unwrap()),
+    };
+    let query = store::audit::AuditQuery { patient: Some(PATIENT.into()), count: 1000, ..Default::default() };
+    let events: Vec<serde_json::Value> =
+        trail.search(&query).unwrap().iter().map(|e| serde_json::from_str(&e.entry.event).unwrap()).collect();
+    let login = events.iter().find(|e| e["subtype"][0]["code"] == "110122").expect("the sign-in is audited");
+    assert_eq!((login["outcome"].as_str(), login["agent"][0]["name"].as_str()), (Some("0"), Some("peter")));
+    let read = events
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "read" && e["agent"][0]["name"] == "peter")
+        .expect("the app's reads are audited");
+    assert_eq!(read["agent"][0]["who"]["reference"], format!("Patient/{PATIENT}"));
+    assert_eq!(read["agent"][1]["who"]["identifier"]["value"], "python-app", "on behalf of the app");
+    let service = events
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "read" && e["agent"][0]["name"] == "python-backend")
+        .expect("the backend service's reads are audited");
+    assert!(service["agent"][0]["who"].is_null(), "a service acts for no person: {service}");
+    drop(server);
 }
 
 #[test]

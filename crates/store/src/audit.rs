@@ -227,7 +227,10 @@ pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime)
             | "transaction"
             | "operation"
     );
-    let subtype = if restful {
+    let login = happening.subtype == "login";
+    let subtype = if login {
+        json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"})
+    } else if restful {
         json!({"system": "http://hl7.org/fhir/restful-interaction", "code": happening.subtype})
     } else {
         json!({"system": "urn:continuum:audit", "code": happening.subtype})
@@ -263,9 +266,14 @@ pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime)
         }));
     }
     let recorded_text = crate::format_instant(recorded);
+    let kind = if login {
+        json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"})
+    } else {
+        json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"})
+    };
     let mut event = json!({
         "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "type": kind,
         "subtype": [subtype],
         "action": happening.action,
         "recorded": recorded_text,
