@@ -92,11 +92,16 @@ CREATE TABLE totp_secrets (
 ",
 ];
 
-/// The SQLite [`AuthStore`]. One connection behind a mutex: authorization traffic is light,
-/// and the token check on FHIR requests is meant to be cached above the store.
+/// The SQLite [`AuthStore`]: a few connections, each behind a mutex (every FHIR request
+/// checks its token here, so one connection was the bottleneck of an authorized server); a
+/// method holds one connection for its whole work, and SQLite orders the writers.
 pub struct SqliteAuthStore {
-    conn: Mutex<Connection>,
+    conns: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
 }
+
+/// Connections of an auth store.
+const CONNECTIONS: usize = 4;
 
 fn storage(what: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| Error::Storage(format!("{what}: {e}"))
@@ -111,13 +116,26 @@ impl SqliteAuthStore {
         conn.pragma_update(None, "journal_mode", "wal").map_err(storage("configure"))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
         migrate(&mut conn)?;
-        Ok(SqliteAuthStore { conn: Mutex::new(conn) })
+        let mut conns = vec![Mutex::new(conn)];
+        for _ in 1..CONNECTIONS {
+            let conn = Connection::open(dir.join(AUTH_DATABASE_FILE)).map_err(storage("open"))?;
+            conn.busy_timeout(Duration::from_secs(10)).map_err(storage("configure"))?;
+            conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
+            conns.push(Mutex::new(conn));
+        }
+        Ok(SqliteAuthStore { conns, next: std::sync::atomic::AtomicUsize::new(0) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..self.conns.len() {
+            if let Ok(guard) = self.conns[(start + i) % self.conns.len()].try_lock() {
+                return guard;
+            }
+        }
         // A panic while holding the lock leaves no half-done SQLite work behind (each
         // statement is atomic), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conns[start % self.conns.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -322,11 +322,28 @@ impl Policy {
                 }
             }
         };
-        if owned {
-            for category in self.hidden_categories(caller, &reach, params) {
-                for code in category.codes() {
-                    pairs.push(("_security:not".into(), format!("{}|{code}", consent::ACT_CODE)));
+        // A search that names its patients needs only their compartments (a smaller filter than
+        // every patient the caller may open).
+        let reach = match reach {
+            Reach::Patients(patients) => {
+                let named = named_patients(params);
+                if named.is_empty() {
+                    Reach::Patients(patients)
+                } else {
+                    Reach::Patients(patients.into_iter().filter(|p| named.contains(&p.as_str())).collect())
                 }
+            }
+            all => all,
+        };
+        if owned {
+            let codes: Vec<String> = self
+                .hidden_categories(caller, &reach, params)
+                .into_iter()
+                .flat_map(|c| c.codes().iter().map(|code| format!("{}|{code}", consent::ACT_CODE)))
+                .collect();
+            if !codes.is_empty() {
+                // One `:not` with every code: none of them.
+                pairs.push(("_security:not".into(), codes.join(",")));
             }
         }
         Ok(Restriction { pairs, reach })
@@ -337,12 +354,7 @@ impl Policy {
     fn hidden_categories(&self, caller: &Caller, reach: &Reach, params: &[(String, String)]) -> Vec<Sensitivity> {
         let CallerKind::Staff { reach: staff, .. } = &caller.kind else { return Vec::new() };
         let Reach::Patients(patients) = reach else { return Vec::new() };
-        let named: Vec<&str> = params
-            .iter()
-            .filter(|(n, _)| n == "patient" || n == "subject" || n == "_id")
-            .flat_map(|(_, v)| v.split(','))
-            .map(|v| v.strip_prefix("Patient/").unwrap_or(v))
-            .collect();
+        let named = named_patients(params);
         let touched: Vec<&String> = if named.is_empty() {
             patients.iter().collect()
         } else {
@@ -466,6 +478,18 @@ impl Policy {
             Reach::Patients(p) => p.iter().any(|p| p == patient),
         })
     }
+}
+
+/// The patients a request names with `patient=` or `subject=Patient/…` (one parameter
+/// each; alternatives separated by commas).
+fn named_patients(params: &[(String, String)]) -> Vec<&str> {
+    params
+        .iter()
+        .filter(|(n, _)| n == "patient" || n == "subject" || n == "subject:Patient" || n == "patient:Patient")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|v| v.strip_prefix("Patient/").unwrap_or(v))
+        .filter(|v| fhir::reference::is_id(v))
+        .collect()
 }
 
 fn is_write(interaction: Interaction) -> bool {
