@@ -278,7 +278,8 @@ impl AuthStore for SqliteAuthStore {
 
     fn user_by_id(&self, id: &str) -> Result<Option<User>> {
         self.conn()
-            .query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row)
+            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], user_from_row))
             .optional()
             .map_err(storage("read user"))
     }
@@ -401,7 +402,8 @@ impl AuthStore for SqliteAuthStore {
 
     fn client(&self, id: &str) -> Result<Option<Client>> {
         self.conn()
-            .query_row(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"), [id], client_from_row)
+            .prepare_cached(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], client_from_row))
             .optional()
             .map_err(storage("read client"))
     }
@@ -480,7 +482,8 @@ impl AuthStore for SqliteAuthStore {
 
     fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
         self.conn()
-            .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"), [hash], token_from_row)
+            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"))
+            .and_then(|mut s| s.query_row([hash], token_from_row))
             .optional()
             .map_err(storage("read token"))
     }
