@@ -292,6 +292,9 @@ pub struct Authority {
     issued: AtomicU64,
     /// Told of every sign-in attempt (the audit trail), once set.
     pub(crate) sign_in_audit: std::sync::OnceLock<Arc<dyn SignInAudit>>,
+    /// Web sign-ins waiting for their TOTP code: ticket hash → (user id, until). In memory,
+    /// like pending authorizations.
+    pub(crate) web_tickets: Mutex<HashMap<String, (String, i64)>>,
 }
 
 /// One sign-in attempt, for the audit trail.
@@ -328,6 +331,7 @@ impl Authority {
             fetched_jwks: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
             sign_in_audit: std::sync::OnceLock::new(),
+            web_tickets: Mutex::new(HashMap::new()),
         }
     }
 

@@ -36,6 +36,7 @@ pub mod scope;
 mod sqlite;
 mod store;
 mod totp;
+mod web;
 
 pub use self::postgres::PostgresAuthStore;
 pub use authority::{
@@ -49,6 +50,7 @@ pub use model::{Client, ClientKind, Identity, Role, User};
 pub use scope::{Context, Decision, Interaction, ScopeSet};
 pub use sqlite::{AUTH_DATABASE_FILE, SqliteAuthStore};
 pub use store::AuthStore;
+pub use web::{WEB_APP_CLIENT_ID, WEB_APP_SCOPE, WEB_SESSION_SECONDS, WebSignIn};
 
 /// Errors of the authorization server's store and administration.
 #[derive(Debug, thiserror::Error)]
