@@ -59,7 +59,8 @@ impl Auditor {
         (Arc::new(Auditor { queue, log }), task)
     }
 
-    async fn record(&self, entries: Vec<NewAuditEntry>) {
+    /// Queues entries for the trail (they are appended in the next batch).
+    pub async fn record(&self, entries: Vec<NewAuditEntry>) {
         for entry in entries {
             if self.queue.send(entry).await.is_err() {
                 tracing::error!("the auditor has stopped; an audit entry was dropped");
@@ -137,7 +138,7 @@ pub(crate) fn noted(mut response: Response, note: AuditNote) -> Response {
 pub(crate) struct CallerSlot(pub Arc<OnceLock<Arc<policy::Caller>>>);
 
 /// The agent of the audit trail for a caller.
-pub(crate) fn actor(caller: &policy::Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Actor {
+pub fn actor(caller: &policy::Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Actor {
     let principal = &caller.principal;
     let name = match &principal.actor {
         auth::Actor::User { username, .. } => username.clone(),

@@ -1,0 +1,132 @@
+//! The clinician web app, served at `/app` by `continuum serve`: sign-in, patient search, the
+//! chart (banner, summary, longitudinal timeline, trends) and documentation (visit notes,
+//! vitals, problem, allergy and medication lists).
+//!
+//! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
+//! charts are SVG drawn with plotters. The app is one more door into the same record:
+//!
+//! - **who**: a staff user signs in with the authorization server's checks (argon2id,
+//!   lock-out, TOTP) and holds an ordinary access token of the first-party client
+//!   `continuum-web` in an `HttpOnly`, `SameSite=Strict` cookie; each request turns it into a
+//!   [`policy::Caller`] exactly as a bearer token of the API is, so idle sessions end alike;
+//! - **what**: every read goes through [`policy::Policy`] (type-level decision, searches
+//!   narrowed to the caller's reach and hidden categories, each resource checked), every write
+//!   through [`store::Records`] acting as the caller (validation, the write's audit entry in
+//!   its own transaction), and every chart page leaves an audit entry of its own;
+//! - **forms**: every post of a signed-in session carries a CSRF value derived from the
+//!   session's token; bad input is answered on the form, nothing stored.
+
+mod chart;
+mod clinical;
+mod display;
+mod documents;
+mod error;
+mod forms;
+mod layout;
+mod pages;
+mod session;
+mod timeline;
+mod trends;
+
+pub use error::WebError;
+
+use axum::Router;
+use axum::routing::{get, post};
+use policy::Policy;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use store::Records;
+
+/// How many recently opened patients are remembered per user.
+const RECENT: usize = 8;
+
+/// Everything the app's handlers share.
+#[derive(Clone)]
+pub struct WebApp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    records: Records,
+    policy: Arc<Policy>,
+    auditor: Option<Arc<server::audit::Auditor>>,
+    /// Cookies get `Secure` (the server speaks HTTPS).
+    secure_cookies: bool,
+    throttle: Option<session::Throttle>,
+    /// Recently opened patients per user id, newest first (in memory, per node).
+    recent: Mutex<HashMap<String, VecDeque<String>>>,
+}
+
+/// How the app is set up.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Cookies marked `Secure`: set when the server is reached over HTTPS.
+    pub secure_cookies: bool,
+    /// Sign-in form posts allowed per client address and minute (0: no throttle).
+    pub sign_in_attempts_per_minute: u32,
+}
+
+impl WebApp {
+    /// The app over `records`, deciding access with `policy` and auditing page views through
+    /// `auditor` (`None`: page views are not audited; writes still are, by the store).
+    pub fn new(
+        records: Records,
+        policy: Arc<Policy>,
+        auditor: Option<Arc<server::audit::Auditor>>,
+        config: WebConfig,
+    ) -> WebApp {
+        WebApp {
+            inner: Arc::new(Inner {
+                records,
+                policy,
+                auditor,
+                secure_cookies: config.secure_cookies,
+                throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
+                recent: Mutex::default(),
+            }),
+        }
+    }
+
+    fn remember_recent(&self, user_id: &str, patient: &str) {
+        let mut recent = self.inner.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = recent.entry(user_id.to_string()).or_default();
+        list.retain(|p| p != patient);
+        list.push_front(patient.to_string());
+        list.truncate(RECENT);
+    }
+
+    fn recent(&self, user_id: &str) -> Vec<String> {
+        let recent = self.inner.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.get(user_id).map(|l| l.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// The app's routes, all under `/app`, to merge beside the FHIR API. Serve them with
+/// `ConnectInfo<SocketAddr>` so that the sign-in throttle and the audit see client addresses.
+pub fn router(app: WebApp) -> Router {
+    Router::new()
+        .route("/app", get(pages::home))
+        .route("/app/", get(pages::home))
+        .route("/app/static/app.css", get(layout::stylesheet))
+        .route("/app/sign-in", get(session::sign_in_form).post(session::sign_in))
+        .route("/app/sign-in/code", post(session::sign_in_code))
+        .route("/app/sign-out", post(session::sign_out))
+        .route("/app/patients", get(pages::patient_search))
+        .route("/app/patients/{id}", get(pages::summary))
+        .route("/app/patients/{id}/break-glass", post(pages::break_glass))
+        .route("/app/patients/{id}/timeline", get(timeline::page))
+        .route("/app/patients/{id}/trends", get(trends::page))
+        .route("/app/patients/{id}/notes/new", get(documents::new_note))
+        .route("/app/patients/{id}/notes", post(documents::create_note))
+        .route("/app/patients/{id}/notes/{note}", get(documents::show_note).post(documents::update_note))
+        .route("/app/patients/{id}/notes/{note}/amend", get(documents::amend_form).post(documents::amend))
+        .route("/app/patients/{id}/vitals", get(forms::vitals_form).post(forms::record_vitals))
+        .route("/app/patients/{id}/lists", get(forms::lists))
+        .route("/app/patients/{id}/problems", post(forms::add_problem))
+        .route("/app/patients/{id}/problems/{item}/resolve", post(forms::resolve_problem))
+        .route("/app/patients/{id}/allergies", post(forms::add_allergy))
+        .route("/app/patients/{id}/allergies/{item}/inactivate", post(forms::inactivate_allergy))
+        .route("/app/patients/{id}/medications", post(forms::add_medication))
+        .route("/app/patients/{id}/medications/{item}/discontinue", post(forms::discontinue_medication))
+        .with_state(app)
+}

@@ -1,0 +1,370 @@
+//! Patient search, the chart summary, and break-the-glass.
+
+use crate::WebApp;
+use crate::clinical::{Reader, audit};
+use crate::display;
+use crate::error::{WebError, blocking};
+use crate::layout::{self, Banner, Tab};
+use crate::session::Session;
+use axum::extract::{Form, Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// `GET /app`: the patient search, or the sign-in for visitors.
+pub(crate) async fn home(session: Result<Session, Response>) -> Response {
+    match session {
+        Ok(_) => Redirect::to("/app/patients").into_response(),
+        Err(_) => Redirect::to("/app/sign-in").into_response(),
+    }
+}
+
+/// A patient in a list.
+struct PatientRow {
+    id: String,
+    name: String,
+    birth_date: String,
+    sex: String,
+    mrn: String,
+}
+
+fn row(patient: &Value) -> PatientRow {
+    PatientRow {
+        id: patient.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        name: display::person_name(patient),
+        birth_date: patient.get("birthDate").and_then(Value::as_str).unwrap_or("").to_string(),
+        sex: patient.get("gender").and_then(Value::as_str).unwrap_or("").to_string(),
+        mrn: display::mrn(patient).unwrap_or_default(),
+    }
+}
+
+fn patient_table(rows: &[PatientRow]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "Name" } th scope="col" { "Born" } th scope="col" { "Sex" } th scope="col" { "MRN" } } }
+            tbody { @for r in rows {
+                tr { td { a href={ "/app/patients/" (r.id) } { (r.name) } } td { (r.birth_date) } td { (r.sex) } td { (r.mrn) } }
+            } }
+        }
+    }
+}
+
+/// `GET /app/patients?name=&birthdate=&identifier=`: search, and the recently opened.
+pub(crate) async fn patient_search(
+    State(app): State<WebApp>,
+    session: Session,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Markup, WebError> {
+    let name = query.get("name").map(|s| s.trim().to_string()).unwrap_or_default();
+    let birthdate = query.get("birthdate").map(|s| s.trim().to_string()).unwrap_or_default();
+    let identifier = query.get("identifier").map(|s| s.trim().to_string()).unwrap_or_default();
+    let mut problems = Vec::new();
+    if !birthdate.is_empty() && time::Date::parse(&birthdate, time::macros::format_description!("[year]-[month]-[day]")).is_err() {
+        problems.push("Date of birth must be a real date (YYYY-MM-DD).".to_string());
+    }
+    if name.len() > 200 || identifier.len() > 200 {
+        problems.push("Search terms are limited to 200 characters.".to_string());
+    }
+    let searched = !(name.is_empty() && birthdate.is_empty() && identifier.is_empty());
+    let reader = Reader::new(&app, &session);
+    let recent_ids = app.recent(&session.user_id());
+    let (n, b, i) = (name.clone(), birthdate.clone(), identifier.clone());
+    let run = searched && problems.is_empty();
+    let (found, recent) = blocking(move || {
+        let mut found = Vec::new();
+        if run {
+            let mut pairs = Vec::new();
+            if !n.is_empty() {
+                pairs.push(("name", n));
+            }
+            if !b.is_empty() {
+                pairs.push(("birthdate", b));
+            }
+            if !i.is_empty() {
+                pairs.push(("identifier", i));
+            }
+            pairs.push(("_sort", "family".to_string()));
+            found = reader.search("Patient", &pairs, 50)?.iter().map(row).collect();
+        }
+        let mut recent = Vec::new();
+        for id in recent_ids {
+            if let Ok(patient) = reader.read("Patient", &id) {
+                recent.push(row(&patient));
+            }
+        }
+        Ok((found, recent))
+    })
+    .await?;
+    Ok(layout::page(
+        &session,
+        "Patients",
+        html! {
+            h1 { "Find a patient" }
+            form class="filters" method="get" action="/app/patients" role="search" {
+                div class="field" { label for="name" { "Name" } br; input id="name" name="name" value=(name); }
+                div class="field" { label for="birthdate" { "Date of birth" } br; input id="birthdate" name="birthdate" type="date" value=(birthdate); }
+                div class="field" { label for="identifier" { "MRN or identifier" } br; input id="identifier" name="identifier" value=(identifier); }
+                button type="submit" { "Search" }
+            }
+            @for problem in &problems { p class="error" role="alert" { (problem) } }
+            @if searched && problems.is_empty() {
+                h2 { "Results" }
+                @if found.is_empty() { p { "No patient you may see matches." } } @else { (patient_table(&found)) }
+            }
+            h2 { "Recent patients" }
+            @if recent.is_empty() { p class="muted" { "None yet." } } @else { (patient_table(&recent)) }
+        },
+    ))
+}
+
+/// What the summary shows, read in one blocking call.
+struct Summary {
+    banner: Banner,
+    problems: Vec<Value>,
+    medications: Vec<Value>,
+    immunizations: Vec<Value>,
+    vitals: Vec<Value>,
+    results: Vec<Value>,
+    appointments: Vec<Value>,
+    tasks: Vec<Value>,
+    referrals: Vec<Value>,
+}
+
+/// The page for a patient the user may not open: why, and break-the-glass for clinicians.
+fn closed_chart(session: &Session, patient: &str) -> Markup {
+    layout::page(
+        session,
+        "Not in your care",
+        html! {
+            h1 { "This patient is not in your care" }
+            p { "You have no care relationship with this patient in your organizations, or a consent withholds the record." }
+            form method="post" action={ "/app/patients/" (patient) "/break-glass" } {
+                input type="hidden" name="csrf" value=(session.csrf);
+                fieldset {
+                    legend { "Emergency access (break-the-glass)" }
+                    p { "Access lasts one hour, is flagged on every page, and every view is audited with your reason." }
+                    div class="field" { label for="reason" { "Reason" } br; textarea id="reason" name="reason" required {} }
+                    button type="submit" { "Open the record in an emergency" }
+                }
+            }
+        },
+    )
+}
+
+/// Opens a chart: the decision, the banner and the audit entry of the view. `Err` carries
+/// the page to show instead.
+pub(crate) async fn open_chart<T: Send + 'static>(
+    app: &WebApp,
+    session: &Session,
+    patient: &str,
+    page: &'static str,
+    load: impl FnOnce(&Reader, Banner) -> Result<T, WebError> + Send + 'static,
+) -> Result<Result<T, Markup>, WebError> {
+    let reader = Reader::new(app, session);
+    let id = patient.to_string();
+    let answer = blocking(move || {
+        if !fhir::reference::is_id(&id) {
+            return Err(WebError::NotFound);
+        }
+        // Does the patient exist at all? (Outside the reach the page says so, unlike the API:
+        // staff need to know to break the glass.)
+        if !reader.may_open(&id)? {
+            reader.app.inner.records.read("Patient", &id)?;
+            return Ok((Err(()), reader.viewed(&id, page, "4")));
+        }
+        let banner = Banner::load(&reader, &id)?;
+        let loaded = load(&reader, banner)?;
+        Ok((Ok(loaded), reader.viewed(&id, page, "0")))
+    })
+    .await?;
+    let (loaded, entry) = answer;
+    audit(app, entry).await;
+    Ok(match loaded {
+        Ok(loaded) => {
+            app.remember_recent(&session.user_id(), patient);
+            Ok(loaded)
+        }
+        Err(()) => Err(closed_chart(session, patient)),
+    })
+}
+
+/// `GET /app/patients/{id}`: the summary.
+pub(crate) async fn summary(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+) -> Result<Response, WebError> {
+    let id = patient.clone();
+    let loaded = open_chart(&app, &session, &patient, "summary", move |reader, banner| {
+        let p = || ("patient", id.clone());
+        let today = display::today().to_string();
+        let vitals = reader.search("Observation", &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())], 60)?;
+        let mut latest: Vec<Value> = Vec::new();
+        for v in vitals {
+            let code = display::concept(v.get("code"));
+            if !latest.iter().any(|l| display::concept(l.get("code")) == code) {
+                latest.push(v);
+            }
+        }
+        Ok(Summary {
+            problems: reader.search("Condition", &[p(), ("clinical-status", "active".into()), ("_sort", "-onset-date".into())], 100)?,
+            medications: reader.search("MedicationRequest", &[p(), ("status", "active".into()), ("_sort", "-authoredon".into())], 100)?,
+            immunizations: reader.search("Immunization", &[p(), ("_sort", "-date".into())], 10)?,
+            vitals: latest,
+            results: reader.search("Observation", &[p(), ("category", "laboratory".into()), ("_sort", "-date".into())], 15)?,
+            appointments: reader.search("Appointment", &[p(), ("date", format!("ge{today}")), ("_sort", "date".into())], 10)?,
+            tasks: reader.search(
+                "Task",
+                &[p(), ("status", "draft,requested,received,accepted,ready,in-progress,on-hold".into())],
+                20,
+            )?,
+            referrals: reader.search("ServiceRequest", &[p(), ("status", "active,on-hold".into())], 20)?,
+            banner,
+        })
+    })
+    .await?;
+    let s = match loaded {
+        Ok(s) => s,
+        Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
+    };
+    let content = html! {
+        div class="grid" {
+            section class="card" aria-labelledby="h-problems" {
+                h2 id="h-problems" { "Active problems" }
+                @if s.problems.is_empty() { p class="muted" { "None recorded." } }
+                ul { @for c in &s.problems { li { (display::concept(c.get("code")))
+                    @if let Some(onset) = c.get("onsetDateTime").and_then(Value::as_str) { span class="muted" { " since " (display::day(onset)) } } } } }
+            }
+            section class="card" aria-labelledby="h-meds" {
+                h2 id="h-meds" { "Active medications" }
+                @if s.medications.is_empty() { p class="muted" { "None recorded." } }
+                ul { @for m in &s.medications { li { (medication_name(m))
+                    @if let Some(dose) = m.pointer("/dosageInstruction/0/text").and_then(Value::as_str) { span class="muted" { " — " (dose) } } } } }
+            }
+            section class="card" aria-labelledby="h-vitals" {
+                h2 id="h-vitals" { "Latest vitals" }
+                @if s.vitals.is_empty() { p class="muted" { "None recorded." } }
+                table { tbody { @for v in &s.vitals { tr {
+                    th scope="row" { (display::concept(v.get("code"))) }
+                    td { (display::observation_value(v)) }
+                    td class="muted" { (display::when(v).map(display::day).unwrap_or_default()) }
+                } } } }
+            }
+            section class="card" aria-labelledby="h-results" {
+                h2 id="h-results" { "Recent results" }
+                @if s.results.is_empty() { p class="muted" { "None recorded." } }
+                table { tbody { @for r in &s.results {
+                    @let flag = abnormal_flag(r);
+                    tr {
+                        th scope="row" { (display::concept(r.get("code"))) }
+                        td class=[flag.map(|_| "abnormal")] { (display::observation_value(r)) @if let Some(f) = flag { " " abbr title="abnormal" { "(" (f) ")" } } }
+                        td class="muted" { (display::when(r).map(display::day).unwrap_or_default()) }
+                    }
+                } } }
+            }
+            section class="card" aria-labelledby="h-imm" {
+                h2 id="h-imm" { "Immunizations" }
+                @if s.immunizations.is_empty() { p class="muted" { "None recorded." } }
+                ul { @for i in &s.immunizations { li { (display::concept(i.get("vaccineCode")))
+                    span class="muted" { " " (display::when(i).map(display::day).unwrap_or_default()) } } } }
+            }
+            section class="card" aria-labelledby="h-appt" {
+                h2 id="h-appt" { "Upcoming appointments" }
+                @if s.appointments.is_empty() { p class="muted" { "None booked." } }
+                ul { @for a in &s.appointments { li {
+                    (a.get("start").and_then(Value::as_str).map(display::day).unwrap_or_default()) " "
+                    (a.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(a.get("serviceType").and_then(|t| t.get(0))))) } } }
+            }
+            section class="card" aria-labelledby="h-tasks" {
+                h2 id="h-tasks" { "Open tasks and referrals" }
+                @if s.tasks.is_empty() && s.referrals.is_empty() { p class="muted" { "None open." } }
+                ul {
+                    @for t in &s.tasks { li { "Task: " (t.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(t.get("code"))))
+                        span class="muted" { " (" (t.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
+                    @for r in &s.referrals { li { "Referral / order: " (display::concept(r.get("code")))
+                        span class="muted" { " (" (r.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
+                }
+            }
+        }
+    };
+    Ok(layout::chart_page(&session, &s.banner, Tab::Summary, "Summary", content).into_response())
+}
+
+/// The drug of a MedicationRequest.
+pub(crate) fn medication_name(request: &Value) -> String {
+    if let Some(concept) = request.get("medicationCodeableConcept") {
+        return display::concept(Some(concept));
+    }
+    request
+        .pointer("/medicationReference/display")
+        .and_then(Value::as_str)
+        .or_else(|| request.pointer("/medicationReference/reference").and_then(Value::as_str))
+        .unwrap_or("(medication)")
+        .to_string()
+}
+
+/// `H`, `L` or `A` when a result is outside its reference range or flagged so.
+pub(crate) fn abnormal_flag(observation: &Value) -> Option<&'static str> {
+    let interpretation = display::first_code(observation.get("interpretation").and_then(|i| i.get(0)));
+    match interpretation {
+        Some("H" | "HH" | "HU") => return Some("H"),
+        Some("L" | "LL" | "LU") => return Some("L"),
+        Some("A" | "AA") => return Some("A"),
+        _ => {}
+    }
+    let value = observation.get("valueQuantity").and_then(display::quantity_number)?;
+    let range = observation.pointer("/referenceRange/0");
+    let (low, high) = match range {
+        Some(range) => (
+            range.get("low").and_then(display::quantity_number),
+            range.get("high").and_then(display::quantity_number),
+        ),
+        None => {
+            let code = observation.pointer("/code/coding/0/code").and_then(Value::as_str)?;
+            let known = crate::trends::typical_range(code)?;
+            (known.low, known.high)
+        }
+    };
+    if high.is_some_and(|h| value > h) {
+        Some("H")
+    } else if low.is_some_and(|l| value < l) {
+        Some("L")
+    } else {
+        None
+    }
+}
+
+/// `POST /app/patients/{id}/break-glass`: emergency access with a stated reason.
+pub(crate) async fn break_glass(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    session.check_form(&form)?;
+    let reason = form.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.len() < 4 {
+        return Ok((axum::http::StatusCode::BAD_REQUEST, closed_chart(&session, &patient)).into_response());
+    }
+    let policy = app.inner.policy.clone();
+    let caller = session.caller.clone();
+    let id = patient.clone();
+    let why = reason.clone();
+    blocking(move || Ok(policy.break_glass(&caller, &id, &why)?)).await?;
+    let actor = session.actor(Some(&patient));
+    let entities = [format!("Patient/{patient}")];
+    let happening = store::audit::Happening {
+        action: "E",
+        subtype: "break-the-glass",
+        outcome: "0",
+        entities: &entities,
+        query: None,
+        patient: Some(&patient),
+        reason: Some(&reason),
+    };
+    let mut actor = actor;
+    actor.emergency = true;
+    audit(&app, store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc())).await;
+    Ok(Redirect::to(&format!("/app/patients/{patient}")).into_response())
+}
