@@ -26,7 +26,12 @@ impl Reader {
     }
 
     /// A search of `resource_type` with `pairs`, as the user may see it (up to `count`).
-    pub(crate) fn search(&self, resource_type: &str, pairs: &[(&str, String)], count: usize) -> Result<Vec<Value>, WebError> {
+    pub(crate) fn search(
+        &self,
+        resource_type: &str,
+        pairs: &[(&str, String)],
+        count: usize,
+    ) -> Result<Vec<Value>, WebError> {
         let policy = &self.app.inner.policy;
         let mut params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let restriction = policy.authorize(&self.caller, Interaction::Search, resource_type, &params)?;
@@ -92,8 +97,11 @@ impl Reader {
         for entry in bundle.get("entry").and_then(Value::as_array).into_iter().flatten() {
             let resource = entry.get("resource").ok_or(WebError::Internal)?;
             let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-            let interaction =
-                if entry.pointer("/request/method").and_then(Value::as_str) == Some("PUT") { Interaction::Update } else { Interaction::Create };
+            let interaction = if entry.pointer("/request/method").and_then(Value::as_str) == Some("PUT") {
+                Interaction::Update
+            } else {
+                Interaction::Create
+            };
             let restriction = policy.authorize(&self.caller, interaction, resource_type, &[])?;
             policy.check_resource(&self.caller, &restriction, resource_type, resource).map_err(|r| match r {
                 policy::Refusal::Hidden => WebError::Forbidden("you may not write to this patient's record".into()),

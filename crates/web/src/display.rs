@@ -6,8 +6,8 @@ use time::{Date, OffsetDateTime};
 /// `Given Family` of the official (else first) name.
 pub(crate) fn person_name(resource: &Value) -> String {
     let names = resource.get("name").and_then(Value::as_array);
-    let name = names
-        .and_then(|n| n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")).or(n.first()));
+    let name =
+        names.and_then(|n| n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")).or(n.first()));
     let Some(name) = name else { return "(no name)".into() };
     if let Some(text) = name.get("text").and_then(Value::as_str) {
         return text.to_string();
@@ -32,12 +32,7 @@ pub(crate) fn concept(value: Option<&Value>) -> String {
             return display.to_string();
         }
     }
-    codings
-        .and_then(|c| c.first())
-        .and_then(|c| c.get("code"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    codings.and_then(|c| c.first()).and_then(|c| c.get("code")).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// Whether a CodeableConcept has `system|code` among its codings.
@@ -73,14 +68,7 @@ pub(crate) fn day(text: &str) -> String {
 
 /// `2021-03-04 14:05` of an instant.
 pub(crate) fn day_time(at: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute()
-    )
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
 }
 
 /// Age in whole years on `today` of someone born on `birth` (`YYYY-MM-DD`).

@@ -128,7 +128,6 @@ pub(crate) fn note_text(note: &Value) -> String {
 /// What a note form holds.
 #[derive(Default, Clone)]
 struct NoteForm {
-    template: String,
     title: String,
     encounter: String,
     sections: Vec<String>,
@@ -138,7 +137,6 @@ struct NoteForm {
 impl NoteForm {
     fn read(form: &HashMap<String, String>, template: &Template) -> NoteForm {
         NoteForm {
-            template: template.key.to_string(),
             title: form.get("title").cloned().unwrap_or_default(),
             encounter: form.get("encounter").cloned().unwrap_or_default(),
             sections: (0..template.sections.len())
@@ -225,22 +223,23 @@ pub(crate) async fn new_note(
 ) -> Result<Response, WebError> {
     let template = query.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
     let id = patient.clone();
-    let loaded =
-        open_chart(&app, &session, &patient, "note-form", move |reader, banner| Ok((banner, encounter_choices(reader, &id)?)))
-            .await?;
+    let loaded = open_chart(&app, &session, &patient, "note-form", move |reader, banner| {
+        Ok((banner, encounter_choices(reader, &id)?))
+    })
+    .await?;
     let (banner, encounters) = match loaded {
         Ok(l) => l,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
     let form = NoteForm {
-        template: template.key.into(),
         title: template.label.into(),
         encounter: encounters.first().map(|e| e.0.clone()).unwrap_or_else(|| "new".into()),
         sections: vec![String::new(); template.sections.len()],
         reason: String::new(),
     };
     let action = format!("/app/patients/{patient}/notes");
-    Ok(note_form(&session, &banner, template, &form, &encounters, &action, &FormProblems::default(), false).into_response())
+    Ok(note_form(&session, &banner, template, &form, &encounters, &action, &FormProblems::default(), false)
+        .into_response())
 }
 
 /// Checks a note form: (title, sections) or the problems to show.
@@ -303,7 +302,8 @@ fn document(
         note["authenticator"] = author(session);
     }
     if template.sensitive {
-        note["meta"] = json!({"security": [{"system": ACT_CODE, "code": "PSY", "display": "psychiatry information sensitivity"}]});
+        note["meta"] =
+            json!({"security": [{"system": ACT_CODE, "code": "PSY", "display": "psychiatry information sensitivity"}]});
     }
     note
 }
@@ -342,9 +342,10 @@ pub(crate) async fn create_note(
     let mut problems = FormProblems::default();
     let (title, sections) = check_note(&form, &mut problems);
     let id = patient.clone();
-    let loaded =
-        open_chart(&app, &session, &patient, "note-form", move |reader, banner| Ok((banner, encounter_choices(reader, &id)?)))
-            .await?;
+    let loaded = open_chart(&app, &session, &patient, "note-form", move |reader, banner| {
+        Ok((banner, encounter_choices(reader, &id)?))
+    })
+    .await?;
     let (banner, encounters) = match loaded {
         Ok(l) => l,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
@@ -430,15 +431,23 @@ pub(crate) async fn show_note(
     let text = note_text(&note);
     if doc_status == "preliminary" && status == "current" && is_author(&session, &note) {
         let form = NoteForm {
-            template: template.key.into(),
             title: note.get("description").and_then(Value::as_str).unwrap_or("").into(),
             encounter: display::reference(note.pointer("/context/encounter/0")).unwrap_or("new").into(),
             sections: decompose(template, &text),
             reason: String::new(),
         };
         let action = format!("/app/patients/{patient}/notes/{note_id}");
-        return Ok(note_form(&session, &banner, template, &form, &encounters, &action, &FormProblems::default(), false)
-            .into_response());
+        return Ok(note_form(
+            &session,
+            &banner,
+            template,
+            &form,
+            &encounters,
+            &action,
+            &FormProblems::default(),
+            false,
+        )
+        .into_response());
     }
     let amends = note
         .get("relatesTo")
@@ -504,7 +513,8 @@ pub(crate) async fn update_note(
         let page = note_form(&session, &banner, template, &form, &encounters, &action, &problems, false);
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    let mut updated = document(template, &patient, &title, &compose(template, &sections), signed, &session, &form.encounter);
+    let mut updated =
+        document(template, &patient, &title, &compose(template, &sections), signed, &session, &form.encounter);
     updated["id"] = json!(note_id);
     let reader = Reader::new(&app, &session);
     let p = patient.clone();
@@ -524,14 +534,14 @@ pub(crate) async fn amend_form(
     };
     let template = template_of(&note);
     let form = NoteForm {
-        template: template.key.into(),
         title: note.get("description").and_then(Value::as_str).unwrap_or("").into(),
         encounter: String::new(),
         sections: decompose(template, &note_text(&note)),
         reason: String::new(),
     };
     let action = format!("/app/patients/{patient}/notes/{note_id}/amend");
-    Ok(note_form(&session, &banner, template, &form, &encounters, &action, &FormProblems::default(), true).into_response())
+    Ok(note_form(&session, &banner, template, &form, &encounters, &action, &FormProblems::default(), true)
+        .into_response())
 }
 
 /// `POST /app/patients/{id}/notes/{note}/amend`: the amendment replaces the signed note,
@@ -565,7 +575,8 @@ pub(crate) async fn amend(
     let text = format!("{}\n\n## Amendment reason\n{reason}", compose(template, &sections));
     let mut amendment = document(template, &patient, &title, &text, true, &session, &encounter);
     amendment["docStatus"] = json!("amended");
-    amendment["relatesTo"] = json!([{"code": "replaces", "target": {"reference": format!("DocumentReference/{note_id}")}}]);
+    amendment["relatesTo"] =
+        json!([{"code": "replaces", "target": {"reference": format!("DocumentReference/{note_id}")}}]);
     if encounter.is_empty() {
         amendment.as_object_mut().map(|o| o.remove("context"));
     }
@@ -598,9 +609,13 @@ mod tests {
     #[test]
     fn sections_round_trip_through_the_text() {
         let soap = &TEMPLATES[0];
-        let sections = vec!["Cough for 3 days".to_string(), String::new(), "Viral URI\nno red flags".into(), "Fluids".into()];
+        let sections =
+            vec!["Cough for 3 days".to_string(), String::new(), "Viral URI\nno red flags".into(), "Fluids".into()];
         let text = compose(soap, &sections);
-        assert_eq!(text, "## Subjective\nCough for 3 days\n\n## Assessment\nViral URI\nno red flags\n\n## Plan\nFluids");
+        assert_eq!(
+            text,
+            "## Subjective\nCough for 3 days\n\n## Assessment\nViral URI\nno red flags\n\n## Plan\nFluids"
+        );
         assert_eq!(decompose(soap, &text), sections);
     }
 }

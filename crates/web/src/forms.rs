@@ -47,7 +47,9 @@ impl FormProblems {
 /// Whether text holds markup (`<tag`, `</tag`, `<!`): the forms take plain text only.
 fn has_markup(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.windows(2).any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!' || w[1] == b'?'))
+    bytes
+        .windows(2)
+        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!' || w[1] == b'?'))
 }
 
 /// A plain-text field: trimmed, within `max` characters, without markup or control
@@ -148,12 +150,60 @@ struct Vital {
 }
 
 const VITALS: &[Vital] = &[
-    Vital { field: "weight", label: "Weight (kg)", loinc: "29463-7", display: "Body weight", unit: "kg", ucum: "kg", range: (0.2, 500.0) },
-    Vital { field: "height", label: "Height (cm)", loinc: "8302-2", display: "Body height", unit: "cm", ucum: "cm", range: (20.0, 272.0) },
-    Vital { field: "heart_rate", label: "Heart rate (/min)", loinc: "8867-4", display: "Heart rate", unit: "/min", ucum: "/min", range: (10.0, 300.0) },
-    Vital { field: "resp_rate", label: "Respiratory rate (/min)", loinc: "9279-1", display: "Respiratory rate", unit: "/min", ucum: "/min", range: (2.0, 80.0) },
-    Vital { field: "temperature", label: "Temperature (°C)", loinc: "8310-5", display: "Body temperature", unit: "Cel", ucum: "Cel", range: (25.0, 45.0) },
-    Vital { field: "spo2", label: "Oxygen saturation (%)", loinc: "2708-6", display: "Oxygen saturation in Arterial blood", unit: "%", ucum: "%", range: (40.0, 100.0) },
+    Vital {
+        field: "weight",
+        label: "Weight (kg)",
+        loinc: "29463-7",
+        display: "Body weight",
+        unit: "kg",
+        ucum: "kg",
+        range: (0.2, 500.0),
+    },
+    Vital {
+        field: "height",
+        label: "Height (cm)",
+        loinc: "8302-2",
+        display: "Body height",
+        unit: "cm",
+        ucum: "cm",
+        range: (20.0, 272.0),
+    },
+    Vital {
+        field: "heart_rate",
+        label: "Heart rate (/min)",
+        loinc: "8867-4",
+        display: "Heart rate",
+        unit: "/min",
+        ucum: "/min",
+        range: (10.0, 300.0),
+    },
+    Vital {
+        field: "resp_rate",
+        label: "Respiratory rate (/min)",
+        loinc: "9279-1",
+        display: "Respiratory rate",
+        unit: "/min",
+        ucum: "/min",
+        range: (2.0, 80.0),
+    },
+    Vital {
+        field: "temperature",
+        label: "Temperature (°C)",
+        loinc: "8310-5",
+        display: "Body temperature",
+        unit: "Cel",
+        ucum: "Cel",
+        range: (25.0, 45.0),
+    },
+    Vital {
+        field: "spo2",
+        label: "Oxygen saturation (%)",
+        loinc: "2708-6",
+        display: "Oxygen saturation in Arterial blood",
+        unit: "%",
+        ucum: "%",
+        range: (40.0, 100.0),
+    },
 ];
 
 fn vital_signs_category() -> Value {
@@ -164,7 +214,13 @@ fn quantity(value: f64, unit: &str, ucum: &str) -> Value {
     json!({"value": (value * 100.0).round() / 100.0, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum})
 }
 
-fn vitals_page(session: &Session, banner: &Banner, form: &HashMap<String, String>, problems: &FormProblems, saved: bool) -> Markup {
+fn vitals_page(
+    session: &Session,
+    banner: &Banner,
+    form: &HashMap<String, String>,
+    problems: &FormProblems,
+    saved: bool,
+) -> Markup {
     let content = html! {
         h2 { "Record vitals" }
         @if saved { p class="ok" role="status" { "Vitals saved." } }
@@ -196,7 +252,8 @@ pub(crate) async fn vitals_form(
         Ok(b) => b,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
-    Ok(vitals_page(&session, &banner, &HashMap::new(), &FormProblems::default(), query.contains_key("saved")).into_response())
+    Ok(vitals_page(&session, &banner, &HashMap::new(), &FormProblems::default(), query.contains_key("saved"))
+        .into_response())
 }
 
 /// `POST /app/patients/{id}/vitals`: the values entered, as vital-sign Observations written
@@ -214,7 +271,8 @@ pub(crate) async fn record_vitals(
     };
     let mut problems = FormProblems::default();
     let systolic = number_field(&mut problems, "systolic", "Systolic", &field(&form, "systolic"), (40.0, 300.0), false);
-    let diastolic = number_field(&mut problems, "diastolic", "Diastolic", &field(&form, "diastolic"), (20.0, 200.0), false);
+    let diastolic =
+        number_field(&mut problems, "diastolic", "Diastolic", &field(&form, "diastolic"), (20.0, 200.0), false);
     if systolic.is_some() != diastolic.is_some() {
         problems.add("systolic", "Blood pressure needs both systolic and diastolic.");
     }
@@ -231,7 +289,9 @@ pub(crate) async fn record_vitals(
         problems.add("systolic", "Enter at least one vital sign.");
     }
     if !problems.is_empty() {
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, vitals_page(&session, &banner, &form, &problems, false)).into_response());
+        return Ok(
+            (StatusCode::UNPROCESSABLE_ENTITY, vitals_page(&session, &banner, &form, &problems, false)).into_response()
+        );
     }
     let now = now_text();
     let subject = json!({"reference": format!("Patient/{patient}")});
@@ -283,9 +343,21 @@ fn id_of(resource: &Value) -> &str {
     resource.get("id").and_then(Value::as_str).unwrap_or_default()
 }
 
-fn lists_page(session: &Session, lists: &Lists, form: &HashMap<String, String>, problems: &FormProblems, which: &str) -> Markup {
+fn lists_page(
+    session: &Session,
+    lists: &Lists,
+    form: &HashMap<String, String>,
+    problems: &FormProblems,
+    which: &str,
+) -> Markup {
     let base = format!("/app/patients/{}", lists.banner.id);
-    let problems_for = |w: &str| if which == w { problems.render() } else { html! {} };
+    let problems_for = |w: &str| {
+        if which == w {
+            problems.render()
+        } else {
+            html! {}
+        }
+    };
     let content = html! {
         div class="grid" {
             section class="card" aria-labelledby="h-problem-list" {
@@ -387,7 +459,11 @@ async fn load_lists(app: &WebApp, session: &Session, patient: &str) -> Result<Re
 }
 
 /// `GET /app/patients/{id}/lists`.
-pub(crate) async fn lists(State(app): State<WebApp>, session: Session, Path(patient): Path<String>) -> Result<Response, WebError> {
+pub(crate) async fn lists(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+) -> Result<Response, WebError> {
     Ok(match load_lists(&app, &session, &patient).await? {
         Ok(lists) => lists_page(&session, &lists, &HashMap::new(), &FormProblems::default(), "").into_response(),
         Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
@@ -406,7 +482,9 @@ async fn write_or_show(
 ) -> Result<Response, WebError> {
     if !problems.is_empty() {
         return Ok(match load_lists(app, session, patient).await? {
-            Ok(lists) => (StatusCode::UNPROCESSABLE_ENTITY, lists_page(session, &lists, form, &problems, which)).into_response(),
+            Ok(lists) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, lists_page(session, &lists, form, &problems, which)).into_response()
+            }
             Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
         });
     }
@@ -528,8 +606,11 @@ pub(crate) async fn add_allergy(
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
     let no_known = form.contains_key("no_known");
-    let substance =
-        if no_known { String::new() } else { plain_text(&mut problems, "substance", "The substance", &field(&form, "substance"), true, 200) };
+    let substance = if no_known {
+        String::new()
+    } else {
+        plain_text(&mut problems, "substance", "The substance", &field(&form, "substance"), true, 200)
+    };
     let reaction = plain_text(&mut problems, "reaction", "The reaction", &field(&form, "reaction"), false, 200);
     let criticality = field(&form, "criticality");
     if !no_known && !matches!(criticality.as_str(), "low" | "high" | "unable-to-assess") {
@@ -594,7 +675,8 @@ pub(crate) async fn add_medication(
     write_or_show(&app, &session, &patient, &form, problems, "medication", move || {
         let mut concept = json!({"text": name});
         if let Some(code) = code {
-            concept["coding"] = json!([{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": name}]);
+            concept["coding"] =
+                json!([{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": name}]);
         }
         let mut request = json!({
             "resourceType": "MedicationRequest",
@@ -624,7 +706,8 @@ pub(crate) async fn discontinue_medication(
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
-    let reason = plain_text(&mut problems, "reason", "The reason for discontinuing", &field(&form, "reason"), true, 200);
+    let reason =
+        plain_text(&mut problems, "reason", "The reason for discontinuing", &field(&form, "reason"), true, 200);
     if !problems.is_empty() {
         return write_or_show(&app, &session, &patient, &form, problems, "discontinue", || Value::Null).await;
     }

@@ -1,9 +1,9 @@
 //! The page shell: the document, the header, the patient banner and the chart's tabs, and
 //! the one stylesheet (readable at 200% zoom: relative units, wrapping layout, visible focus).
 
+use crate::clinical::Reader;
 use crate::display;
 use crate::error::WebError;
-use crate::clinical::Reader;
 use crate::session::Session;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -107,7 +107,8 @@ impl Banner {
             (true, true) => Allergies::NoneKnown,
             (true, false) => Allergies::NotRecorded,
         };
-        let teams = reader.search("CareTeam", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?;
+        let teams =
+            reader.search("CareTeam", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?;
         let mut care_team = Vec::new();
         for team in &teams {
             for participant in team.get("participant").and_then(Value::as_array).into_iter().flatten() {

@@ -60,7 +60,9 @@ pub(crate) async fn patient_search(
     let birthdate = query.get("birthdate").map(|s| s.trim().to_string()).unwrap_or_default();
     let identifier = query.get("identifier").map(|s| s.trim().to_string()).unwrap_or_default();
     let mut problems = Vec::new();
-    if !birthdate.is_empty() && time::Date::parse(&birthdate, time::macros::format_description!("[year]-[month]-[day]")).is_err() {
+    if !birthdate.is_empty()
+        && time::Date::parse(&birthdate, time::macros::format_description!("[year]-[month]-[day]")).is_err()
+    {
         problems.push("Date of birth must be a real date (YYYY-MM-DD).".to_string());
     }
     if name.len() > 200 || identifier.len() > 200 {
@@ -199,7 +201,8 @@ pub(crate) async fn summary(
     let loaded = open_chart(&app, &session, &patient, "summary", move |reader, banner| {
         let p = || ("patient", id.clone());
         let today = display::today().to_string();
-        let vitals = reader.search("Observation", &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())], 60)?;
+        let vitals =
+            reader.search("Observation", &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())], 60)?;
         let mut latest: Vec<Value> = Vec::new();
         for v in vitals {
             let code = display::concept(v.get("code"));
@@ -208,12 +211,28 @@ pub(crate) async fn summary(
             }
         }
         Ok(Summary {
-            problems: reader.search("Condition", &[p(), ("clinical-status", "active".into()), ("_sort", "-onset-date".into())], 100)?,
-            medications: reader.search("MedicationRequest", &[p(), ("status", "active".into()), ("_sort", "-authoredon".into())], 100)?,
+            problems: reader.search(
+                "Condition",
+                &[p(), ("clinical-status", "active".into()), ("_sort", "-onset-date".into())],
+                100,
+            )?,
+            medications: reader.search(
+                "MedicationRequest",
+                &[p(), ("status", "active".into()), ("_sort", "-authoredon".into())],
+                100,
+            )?,
             immunizations: reader.search("Immunization", &[p(), ("_sort", "-date".into())], 10)?,
             vitals: latest,
-            results: reader.search("Observation", &[p(), ("category", "laboratory".into()), ("_sort", "-date".into())], 15)?,
-            appointments: reader.search("Appointment", &[p(), ("date", format!("ge{today}")), ("_sort", "date".into())], 10)?,
+            results: reader.search(
+                "Observation",
+                &[p(), ("category", "laboratory".into()), ("_sort", "-date".into())],
+                15,
+            )?,
+            appointments: reader.search(
+                "Appointment",
+                &[p(), ("date", format!("ge{today}")), ("_sort", "date".into())],
+                10,
+            )?,
             tasks: reader.search(
                 "Task",
                 &[p(), ("status", "draft,requested,received,accepted,ready,in-progress,on-hold".into())],
@@ -316,10 +335,9 @@ pub(crate) fn abnormal_flag(observation: &Value) -> Option<&'static str> {
     let value = observation.get("valueQuantity").and_then(display::quantity_number)?;
     let range = observation.pointer("/referenceRange/0");
     let (low, high) = match range {
-        Some(range) => (
-            range.get("low").and_then(display::quantity_number),
-            range.get("high").and_then(display::quantity_number),
-        ),
+        Some(range) => {
+            (range.get("low").and_then(display::quantity_number), range.get("high").and_then(display::quantity_number))
+        }
         None => {
             let code = observation.pointer("/code/coding/0/code").and_then(Value::as_str)?;
             let known = crate::trends::typical_range(code)?;

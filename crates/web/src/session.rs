@@ -1,9 +1,9 @@
 //! Sign-in, sign-out and the session of every page: the cookie, the caller it stands for,
 //! the CSRF value of its forms, and the per-address sign-in throttle.
 
+use crate::WebApp;
 use crate::error::{WebError, blocking};
 use crate::layout;
-use crate::WebApp;
 use auth::WebSignIn;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -211,16 +211,22 @@ fn sign_in_csrf_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool 
 /// `POST /app/sign-in`: the password step.
 pub(crate) async fn sign_in(
     State(app): State<WebApp>,
-    address: Option<ConnectInfo<SocketAddr>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next"));
     if !sign_in_csrf_ok(&headers, &form) {
-        return sign_in_page(Some("The form expired. Please try again."), &next, &random_value(), StatusCode::FORBIDDEN, &app);
+        return sign_in_page(
+            Some("The form expired. Please try again."),
+            &next,
+            &random_value(),
+            StatusCode::FORBIDDEN,
+            &app,
+        );
     }
     if let Some(throttle) = &app.inner.throttle
-        && let Err(wait) = throttle.check(address.map(|a| a.0))
+        && let Err(wait) = throttle.check(extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
     {
         let message = format!("Too many sign-in attempts. Try again in {wait} seconds.");
         return sign_in_page(Some(&message), &next, &random_value(), StatusCode::TOO_MANY_REQUESTS, &app);
@@ -228,7 +234,13 @@ pub(crate) async fn sign_in(
     let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     if username.is_empty() || password.is_empty() {
-        return sign_in_page(Some("Enter your username and password."), &next, &random_value(), StatusCode::BAD_REQUEST, &app);
+        return sign_in_page(
+            Some("Enter your username and password."),
+            &next,
+            &random_value(),
+            StatusCode::BAD_REQUEST,
+            &app,
+        );
     }
     let authority = app.inner.policy.authority().clone();
     let answer = blocking(move || authority.web_sign_in(&username, &password).map_err(|_| WebError::Internal)).await;
@@ -238,16 +250,22 @@ pub(crate) async fn sign_in(
 /// `POST /app/sign-in/code`: the TOTP step.
 pub(crate) async fn sign_in_code(
     State(app): State<WebApp>,
-    address: Option<ConnectInfo<SocketAddr>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next"));
     if !sign_in_csrf_ok(&headers, &form) {
-        return sign_in_page(Some("The form expired. Please try again."), &next, &random_value(), StatusCode::FORBIDDEN, &app);
+        return sign_in_page(
+            Some("The form expired. Please try again."),
+            &next,
+            &random_value(),
+            StatusCode::FORBIDDEN,
+            &app,
+        );
     }
     if let Some(throttle) = &app.inner.throttle
-        && let Err(wait) = throttle.check(address.map(|a| a.0))
+        && let Err(wait) = throttle.check(extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
     {
         let message = format!("Too many sign-in attempts. Try again in {wait} seconds.");
         return sign_in_page(Some(&message), &next, &random_value(), StatusCode::TOO_MANY_REQUESTS, &app);
@@ -295,9 +313,10 @@ fn signed_in(app: &WebApp, answer: Result<WebSignIn, WebError>, next: &str) -> R
             "Staff must use a second factor: ask an administrator to enrol you (continuum user totp).",
             StatusCode::FORBIDDEN,
         ),
-        Ok(WebSignIn::NotStaff) => {
-            refused("This app is for clinical and practice staff. Patients use the patient portal.", StatusCode::FORBIDDEN)
-        }
+        Ok(WebSignIn::NotStaff) => refused(
+            "This app is for clinical and practice staff. Patients use the patient portal.",
+            StatusCode::FORBIDDEN,
+        ),
         Ok(WebSignIn::Refused) => refused("Wrong username or password.", StatusCode::UNAUTHORIZED),
         Err(_) => refused("Sign-in is not available right now.", StatusCode::INTERNAL_SERVER_ERROR),
     }

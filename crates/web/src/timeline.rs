@@ -128,7 +128,10 @@ fn own_organization(resource: &Value) -> Option<(Option<String>, Option<String>)
         if target.is_some_and(|t| t.starts_with("Organization/"))
             || reference.get("type").and_then(Value::as_str) == Some("Organization")
         {
-            return Some((target.map(str::to_string), reference.get("display").and_then(Value::as_str).map(str::to_string)));
+            return Some((
+                target.map(str::to_string),
+                reference.get("display").and_then(Value::as_str).map(str::to_string),
+            ));
         }
     }
     None
@@ -169,7 +172,11 @@ fn describe(kind: &Kind, resource: &Value) -> (String, String) {
 }
 
 /// One page of the timeline, read through the policy.
-fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>, bool, Vec<(String, String)>), WebError> {
+fn load(
+    reader: &Reader,
+    patient: &str,
+    filters: &Filters,
+) -> Result<(Vec<Entry>, bool, Vec<(String, String)>), WebError> {
     let kinds: Vec<&'static Kind> = if filters.kinds.is_empty() {
         KINDS.iter().collect()
     } else {
@@ -204,11 +211,9 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
             }
             let (title, detail) = describe(kind, &resource);
             let organization = own_organization(&resource);
-            let link = (kind.resource_type == "DocumentReference").then(|| format!("/app/patients/{patient}/notes/{id}"));
-            entries.push((
-                Entry { at, kind, reference, title, detail, organization: None, link },
-                organization,
-            ));
+            let link =
+                (kind.resource_type == "DocumentReference").then(|| format!("/app/patients/{patient}/notes/{id}"));
+            entries.push((Entry { at, kind, reference, title, detail, organization: None, link }, organization));
         }
     }
     entries.sort_by(|a, b| (b.0.at, &b.0.reference).cmp(&(a.0.at, &a.0.reference)));
@@ -257,7 +262,9 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
     let mut names: HashMap<String, String> = HashMap::new();
     for chunk in ids.chunks(100) {
         for org in reader.search("Organization", &[("_id", chunk.join(","))], 200)? {
-            if let (Some(id), Some(name)) = (org.get("id").and_then(Value::as_str), org.get("name").and_then(Value::as_str)) {
+            if let (Some(id), Some(name)) =
+                (org.get("id").and_then(Value::as_str), org.get("name").and_then(Value::as_str))
+            {
                 names.insert(format!("Organization/{id}"), name.to_string());
             }
         }

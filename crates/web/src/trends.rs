@@ -47,7 +47,8 @@ pub(crate) const MEASURES: &[Measure] = &[
 /// ADA for HbA1c and fasting glucose, NCEP for LDL, KDIGO for eGFR, ACC/AHA for blood
 /// pressure, WHO for BMI, the instruments' own "minimal" bands for PHQ-9 and GAD-7).
 pub(crate) fn typical_range(code: &str) -> Option<ReferenceRange> {
-    let range = |low: Option<f64>, high: Option<f64>, text: &str| Some(ReferenceRange { low, high, text: text.to_string() });
+    let range =
+        |low: Option<f64>, high: Option<f64>, text: &str| Some(ReferenceRange { low, high, text: text.to_string() });
     match code {
         "4548-4" => range(None, Some(5.7), "below 5.7 %"),
         "18262-6" => range(None, Some(100.0), "below 100 mg/dL"),
