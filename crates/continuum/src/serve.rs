@@ -111,21 +111,33 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         };
         let authority = Arc::new(authority);
         let mut audit_task = None;
+        let mut web_app = None;
         let records = if args.no_auth {
             tracing::warn!("the FHIR API is served without access control or audit (--no-auth)");
+            tracing::warn!("the clinician web app (/app) is not served: it needs access control");
             records
         } else {
-            state = state.with_policy(Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone())));
+            let policy = Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone()));
+            state = state.with_policy(Arc::clone(&policy));
             authority.set_sign_in_audit(Arc::new(SignInTrail(records.clone())));
             let (auditor, task) = server::audit::Auditor::start(records.clone(), audit);
-            state = state.with_auditor(auditor);
+            state = state.with_auditor(Arc::clone(&auditor));
             audit_task = Some(task);
+            web_app = Some(web::WebApp::new(
+                records.clone(),
+                policy,
+                Some(auditor),
+                web::WebConfig { secure_cookies: tls.is_some(), sign_in_attempts_per_minute: args.sign_in_per_minute },
+            ));
             // What the HL7 interface writes is audited as its own.
             records.as_actor(store::Actor::system("hl7-interface"))
         };
         let admin_routes =
             server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
-        let auth_routes = auth::router(authority).merge(admin_routes);
+        let mut auth_routes = auth::router(authority).merge(admin_routes);
+        if let Some(app) = web_app {
+            auth_routes = auth_routes.merge(web::router(app));
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -163,6 +175,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => None,
         };
         say(&format!("Continuum is serving FHIR R4 at {base_url}"));
+        if !args.no_auth {
+            say(&format!("Continuum's clinician web app is at {scheme}://{address}/app"));
+        }
         if let Some((mllp_address, _)) = &mllp {
             say(&format!("Continuum is receiving HL7 v2 over MLLP at {mllp_address}"));
         }

@@ -121,21 +121,35 @@ pub(crate) fn observation_value(observation: &Value) -> String {
     if let Some(s) = observation.get("valueString").and_then(Value::as_str) {
         return s.to_string();
     }
-    let components = observation.get("component").and_then(Value::as_array);
+    // Systolic before diastolic, whatever order the components came in (Synthea writes the
+    // diastolic first).
+    let mut components: Vec<&Value> =
+        observation.get("component").and_then(Value::as_array).into_iter().flatten().collect();
+    components.sort_by_key(|c| match code_of(c) {
+        Some("8480-6") => 0,
+        Some("8462-4") => 1,
+        _ => 2,
+    });
     let parts: Vec<String> = components
-        .into_iter()
-        .flatten()
+        .iter()
         .filter_map(|c| c.get("valueQuantity").and_then(|q| q.get("value")).map(|v| v.to_string()))
         .collect();
     if parts.is_empty() {
         return String::new();
     }
     let unit = components
-        .and_then(|c| c.first())
+        .first()
         .and_then(|c| c.pointer("/valueQuantity/unit"))
         .and_then(Value::as_str)
         .unwrap_or("");
     format!("{} {unit}", parts.join("/")).trim().to_string()
+}
+
+/// The first LOINC (or else first) code of an element's `code`.
+fn code_of(element: &Value) -> Option<&str> {
+    let codings = element.pointer("/code/coding").and_then(Value::as_array)?;
+    let loinc = codings.iter().find(|c| c.get("system").and_then(Value::as_str) == Some("http://loinc.org"));
+    loinc.or(codings.first()).and_then(|c| c.get("code")).and_then(Value::as_str)
 }
 
 /// The effective time of a clinical resource as written (the first of the usual elements).
@@ -199,5 +213,9 @@ mod tests {
         assert_eq!(observation_value(&json!({"valueQuantity": {"value": 7.2, "unit": "%"}})), "7.2 %");
         let bp = json!({"component": [{"valueQuantity": {"value": 120, "unit": "mm[Hg]"}}, {"valueQuantity": {"value": 80, "unit": "mm[Hg]"}}]});
         assert_eq!(observation_value(&bp), "120/80 mm[Hg]");
+        let diastolic_first = json!({"component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}]});
+        assert_eq!(observation_value(&diastolic_first), "120/80 mm[Hg]");
     }
 }

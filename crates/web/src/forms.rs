@@ -565,7 +565,7 @@ async fn change_item(
         }
         let mut resource = reader.read(resource_type, &id)?;
         let owners = policy::patients_of(resource_type, &resource);
-        if !owners.iter().any(|o| *o == p) {
+        if !owners.contains(&p) {
             return Err(WebError::NotFound);
         }
         change(&mut resource)?;

@@ -113,6 +113,11 @@ impl Banner {
         for team in &teams {
             for participant in team.get("participant").and_then(Value::as_array).into_iter().flatten() {
                 let member = participant.get("member");
+                // The patient is on their own care team; the banner names the others.
+                let reference = member.and_then(|m| m.get("reference")).and_then(Value::as_str).unwrap_or("");
+                if reference.starts_with("Patient/") {
+                    continue;
+                }
                 let name = member
                     .and_then(|m| m.get("display"))
                     .and_then(Value::as_str)

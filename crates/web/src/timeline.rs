@@ -171,12 +171,15 @@ fn describe(kind: &Kind, resource: &Value) -> (String, String) {
     }
 }
 
+/// The organizations seen on a page, as (reference, display name).
+type Organizations = Vec<(String, String)>;
+
 /// One page of the timeline, read through the policy.
 fn load(
     reader: &Reader,
     patient: &str,
     filters: &Filters,
-) -> Result<(Vec<Entry>, bool, Vec<(String, String)>), WebError> {
+) -> Result<(Vec<Entry>, bool, Organizations), WebError> {
     let kinds: Vec<&'static Kind> = if filters.kinds.is_empty() {
         KINDS.iter().collect()
     } else {

@@ -187,7 +187,7 @@ pub(crate) async fn page(
     let rows: Vec<(&Point, &str)> = {
         let mut rows: Vec<(&Point, &str)> =
             series.iter().flat_map(|s| s.points.iter().map(move |p| (p, s.name.as_str()))).collect();
-        rows.sort_by(|a, b| b.0.at.cmp(&a.0.at));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.0.at));
         rows
     };
     let base = format!("/app/patients/{patient}/trends");
