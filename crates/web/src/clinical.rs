@@ -13,6 +13,18 @@ use serde_json::Value;
 use std::sync::Arc;
 use store::audit::Happening;
 
+/// Drops the version and time the store gave a resource read back (it sets them again on
+/// the next write), and the `meta` left empty by that (FHIR's ele-1 forbids empty elements).
+pub(crate) fn forget_version(resource: &mut Value) {
+    if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+        if meta.is_empty() {
+            resource.as_object_mut().map(|r| r.remove("meta"));
+        }
+    }
+}
+
 /// The user's view of the record.
 pub(crate) struct Reader {
     pub app: WebApp,

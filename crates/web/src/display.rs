@@ -95,11 +95,25 @@ pub(crate) fn mrn(patient: &Value) -> Option<String> {
 pub(crate) fn quantity(value: &Value) -> Option<String> {
     let number = value.get("value")?;
     let number = match number {
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => shown_number(&n.to_string()),
         other => other.as_str()?.to_string(),
     };
     let unit = value.get("unit").or_else(|| value.get("code")).and_then(Value::as_str).unwrap_or("");
     Some(if unit.is_empty() { number } else { format!("{number} {unit}") })
+}
+
+/// A decimal as shown: as recorded, except that digits past the second decimal (machine
+/// precision such as Synthea's 5.879319517876564) are rounded away.
+pub(crate) fn shown_number(text: &str) -> String {
+    match text.split_once('.') {
+        Some((_, decimals)) if decimals.len() > 2 && decimals.bytes().all(|b| b.is_ascii_digit()) => {
+            match text.parse::<f64>() {
+                Ok(value) => format!("{value:.2}"),
+                Err(_) => text.to_string(),
+            }
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// The number of a Quantity.
@@ -132,16 +146,12 @@ pub(crate) fn observation_value(observation: &Value) -> String {
     });
     let parts: Vec<String> = components
         .iter()
-        .filter_map(|c| c.get("valueQuantity").and_then(|q| q.get("value")).map(|v| v.to_string()))
+        .filter_map(|c| c.get("valueQuantity").and_then(|q| q.get("value")).map(|v| shown_number(&v.to_string())))
         .collect();
     if parts.is_empty() {
         return String::new();
     }
-    let unit = components
-        .first()
-        .and_then(|c| c.pointer("/valueQuantity/unit"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let unit = components.first().and_then(|c| c.pointer("/valueQuantity/unit")).and_then(Value::as_str).unwrap_or("");
     format!("{} {unit}", parts.join("/")).trim().to_string()
 }
 
@@ -213,6 +223,9 @@ mod tests {
         assert_eq!(observation_value(&json!({"valueQuantity": {"value": 7.2, "unit": "%"}})), "7.2 %");
         let bp = json!({"component": [{"valueQuantity": {"value": 120, "unit": "mm[Hg]"}}, {"valueQuantity": {"value": 80, "unit": "mm[Hg]"}}]});
         assert_eq!(observation_value(&bp), "120/80 mm[Hg]");
+        assert_eq!(observation_value(&json!({"valueQuantity": {"value": 5.879319517876564, "unit": "%"}})), "5.88 %");
+        assert_eq!(shown_number("12.5"), "12.5");
+        assert_eq!(shown_number("1e3"), "1e3");
         let diastolic_first = json!({"component": [
             {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}},
             {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}]});

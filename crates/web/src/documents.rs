@@ -582,10 +582,7 @@ pub(crate) async fn amend(
     }
     let mut original = note.clone();
     original["status"] = json!("superseded");
-    if let Some(meta) = original.get_mut("meta").and_then(Value::as_object_mut) {
-        meta.remove("versionId");
-        meta.remove("lastUpdated");
-    }
+    crate::clinical::forget_version(&mut original);
     let version = note.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": original, "request": {"method": "PUT", "url": format!("DocumentReference/{note_id}"), "ifMatch": format!("W/\"{version}\"")}},

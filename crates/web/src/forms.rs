@@ -211,7 +211,10 @@ fn vital_signs_category() -> Value {
 }
 
 fn quantity(value: f64, unit: &str, ucum: &str) -> Value {
-    json!({"value": (value * 100.0).round() / 100.0, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum})
+    // Whole numbers are kept whole (128, not 128.0); others to two decimals.
+    let rounded = (value * 100.0).round() / 100.0;
+    let value = if rounded.fract() == 0.0 && rounded.abs() < 1e9 { json!(rounded as i64) } else { json!(rounded) };
+    json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum})
 }
 
 fn vitals_page(
@@ -569,10 +572,7 @@ async fn change_item(
             return Err(WebError::NotFound);
         }
         change(&mut resource)?;
-        if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-        }
+        crate::clinical::forget_version(&mut resource);
         reader.write(resource, &p).map(|_| ())
     })
     .await?;

@@ -204,9 +204,15 @@ pub(crate) async fn summary(
         let vitals =
             reader.search("Observation", &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())], 60)?;
         let mut latest: Vec<Value> = Vec::new();
+        // The newest of each measurement, told apart by its first code (displays differ by source).
+        let key = |o: &Value| {
+            o.pointer("/code/coding/0/code")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| display::concept(o.get("code")))
+        };
         for v in vitals {
-            let code = display::concept(v.get("code"));
-            if !latest.iter().any(|l| display::concept(l.get("code")) == code) {
+            if !latest.iter().any(|l| key(l) == key(&v)) {
                 latest.push(v);
             }
         }

@@ -175,11 +175,7 @@ fn describe(kind: &Kind, resource: &Value) -> (String, String) {
 type Organizations = Vec<(String, String)>;
 
 /// One page of the timeline, read through the policy.
-fn load(
-    reader: &Reader,
-    patient: &str,
-    filters: &Filters,
-) -> Result<(Vec<Entry>, bool, Organizations), WebError> {
+fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>, bool, Organizations), WebError> {
     let kinds: Vec<&'static Kind> = if filters.kinds.is_empty() {
         KINDS.iter().collect()
     } else {

@@ -1,0 +1,450 @@
+//! The clinician web app at `/app`, page by page, against a secured `continuum serve` with
+//! Synthea patients: sign-in, patient search, the chart (banner, summary, timeline, trends),
+//! who is turned away, and documentation (notes, vitals, problem/allergy/medication lists)
+//! landing in the record through the API's write path.
+
+mod clinic;
+mod common;
+
+use clinic::{Visitor, clinic, count, fhir_get, fhir_post, resources, token};
+use serde_json::{Value, json};
+
+#[test]
+fn sign_in_search_and_the_chart() {
+    let clinic = clinic();
+    let origin = &clinic.origin;
+
+    // Nothing without signing in: pages send to the sign-in form, remembering where to.
+    let mut anonymous = Visitor::new(origin);
+    let page = anonymous.get(&format!("/app/patients/{}", clinic.rosie));
+    assert_eq!(page.status, 303);
+    let location = page.location.unwrap();
+    assert_eq!(location, format!("/app/sign-in?next=/app/patients/{}", clinic.rosie));
+    let refused = anonymous.sign_in("doc", "not the password");
+    assert_eq!(refused.status, 401);
+    refused.assert_has("Wrong username or password.");
+    let forged = anonymous.post("/app/sign-in", &[("csrf", "0"), ("username", "doc"), ("password", clinic::PASSWORD)]);
+    assert_eq!(forged.status, 403, "a sign-in post without the form's value is refused");
+
+    let mut doc = Visitor::signed_in(origin, "doc");
+    assert_eq!(doc.get("/app").location.as_deref(), Some("/app/patients"));
+
+    // Patient search by name, date of birth and MRN.
+    let by_name = doc.get("/app/patients?name=Rosie394");
+    assert_eq!(by_name.status, 200);
+    by_name.assert_has(&format!("href=\"/app/patients/{}\"", clinic.rosie));
+    by_name.assert_lacks(&clinic.barry);
+    let by_birth = doc.get("/app/patients?birthdate=1913-01-13");
+    by_birth.assert_has(&format!("href=\"/app/patients/{}\"", clinic.barry));
+    by_birth.assert_lacks(&clinic.rosie);
+    let by_mrn = doc.get(&format!("/app/patients?identifier={}", clinic::ROSIE_MRN));
+    by_mrn.assert_has(&format!("href=\"/app/patients/{}\"", clinic.rosie));
+    let bad_date = doc.get("/app/patients?birthdate=1982-02-30");
+    assert_eq!(bad_date.status, 200);
+    bad_date.assert_has("real date");
+
+    // Summary with the banner: allergies always visible.
+    let summary = doc.get(&format!("/app/patients/{}", clinic.rosie));
+    assert_eq!(summary.status, 200);
+    for text in
+        ["Rosie394 Tiny880 Gutmann970", "1982-03-25", "female", clinic::ROSIE_MRN, "Lisinopril", "Wheat (substance)"]
+    {
+        summary.assert_has(text);
+    }
+    summary.assert_lacks("No known allergies");
+    for heading in [
+        "Active problems",
+        "Active medications",
+        "Latest vitals",
+        "Recent results",
+        "Immunizations",
+        "Upcoming appointments",
+        "Open tasks and referrals",
+    ] {
+        summary.assert_has(heading);
+    }
+    summary.assert_has("Body mass index 30+ - obesity (finding)");
+    let barry = doc.get(&format!("/app/patients/{}", clinic.barry));
+    assert_eq!(barry.status, 200);
+    barry.assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+    // Recently opened patients, newest first.
+    let search = doc.get("/app/patients");
+    let (rosie_at, barry_at) = (search.body.find(&clinic.rosie).unwrap(), search.body.find(&clinic.barry).unwrap());
+    assert!(barry_at < rosie_at, "newest first");
+
+    // The timeline: newest first, sources, filters, paging.
+    let timeline = doc.get(&format!("/app/patients/{}/timeline", clinic.rosie));
+    assert_eq!(timeline.status, 200);
+    timeline.assert_has("Encounter: ");
+    timeline.assert_has("Immunization: ");
+    timeline.assert_has("Source: ");
+    let times: Vec<&str> = timeline.body.split("<time datetime=\"").skip(1).map(|t| &t[..20]).collect();
+    assert!(times.len() >= 20, "{}", times.len());
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let older = timeline.body.split("rel=\"next\"").next().unwrap().rsplit("href=\"").next().unwrap();
+    let older = older.split('"').next().unwrap().replace("&amp;", "&");
+    let next = doc.get(&older);
+    assert_eq!(next.status, 200);
+    let next_first = &next.body.split("<time datetime=\"").nth(1).unwrap()[..20];
+    assert!(next_first <= times[times.len() - 1], "the next page is older");
+    let only = doc.get(&format!("/app/patients/{}/timeline?type=immunization", clinic.rosie));
+    only.assert_has("Immunization: ");
+    only.assert_lacks("Encounter: ");
+    let period = doc.get(&format!("/app/patients/{}/timeline?from=2019-01-01&to=2019-12-31", clinic.rosie));
+    let in_2019: Vec<&str> = period.body.split("<time datetime=\"").skip(1).map(|t| &t[..4]).collect();
+    assert!(!in_2019.is_empty() && in_2019.iter().all(|y| *y == "2019"), "{in_2019:?}");
+    let wrong = doc.get(&format!("/app/patients/{}/timeline?from=2019-13-01", clinic.rosie));
+    wrong.assert_has("must be a real date");
+
+    // Trends: an SVG chart and a table of the same values, with the reference range.
+    let trend = doc.get(&format!("/app/patients/{}/trends?measure=hba1c", clinic.barry));
+    assert_eq!(trend.status, 200);
+    trend.assert_has("<svg");
+    trend.assert_has("Hemoglobin A1c");
+    trend.assert_has("<table");
+    trend.assert_has("1989-05-15");
+    trend.assert_has("5.88");
+    trend.assert_has("below 5.7");
+    let all = doc.get(&format!("/app/patients/{}/trends", clinic.rosie));
+    assert_eq!(all.status, 200);
+    all.assert_has("Blood pressure");
+
+    // Every chart page of a patient outside the user's reach is refused (and offers the
+    // break-the-glass form), for every page; an administrator does not read charts at all.
+    let mut outsider = Visitor::signed_in(origin, "outsider");
+    let mut admin = Visitor::signed_in(origin, "it-admin");
+    for page in ["", "/timeline", "/trends", "/notes/new", "/vitals", "/lists"] {
+        let path = format!("/app/patients/{}{page}", clinic.rosie);
+        let refused = outsider.get(&path);
+        assert_eq!(refused.status, 403, "{path}");
+        refused.assert_lacks("Gutmann970");
+        refused.assert_has("break-glass");
+        let refused = admin.get(&path);
+        assert_eq!(refused.status, 403, "{path}");
+        refused.assert_lacks("Gutmann970");
+    }
+    let found = outsider.get("/app/patients?name=Rosie394");
+    found.assert_lacks(&clinic.rosie);
+    // Breaking the glass needs a reason, then opens the chart.
+    let form = outsider.get(&format!("/app/patients/{}", clinic.rosie));
+    let no_reason = outsider.submit(&form, &format!("/app/patients/{}/break-glass", clinic.rosie), &[("reason", " ")]);
+    assert_eq!(no_reason.status, 400);
+    let glass = outsider.submit(
+        &form,
+        &format!("/app/patients/{}/break-glass", clinic.rosie),
+        &[("reason", "Unconscious in the ED")],
+    );
+    assert_eq!(glass.status, 303);
+    let opened = outsider.get(&format!("/app/patients/{}", clinic.rosie));
+    assert_eq!(opened.status, 200);
+    opened.assert_has("Lisinopril");
+    assert_eq!(doc.get("/app/patients/no-such-patient").status, 404);
+
+    // Each chart page leaves an entry in the audit trail, naming the user and the patient.
+    let admin_token = token(&clinic.data, "it-admin");
+    std::thread::sleep(std::time::Duration::from_millis(400)); // the auditor's batch
+    let trail = fhir_get(&clinic.server.base, &admin_token, &format!("AuditEvent?patient={}&_count=500", clinic.rosie));
+    let trail = serde_json::to_string(&trail).unwrap();
+    assert!(trail.contains("app=summary") || trail.contains("YXBwPXN1bW1hcnk"), "the summary view is audited");
+
+    // Signing out ends the session.
+    let page = doc.get("/app/patients");
+    let out = doc.submit(&page, "/app/sign-out", &[]);
+    assert_eq!(out.status, 303);
+    assert_eq!(doc.get("/app/patients").status, 303, "back to the sign-in form");
+}
+
+#[test]
+fn documentation_goes_through_the_record_write_path() {
+    let clinic = clinic();
+    let mut doc = Visitor::signed_in(&clinic.origin, "doc");
+    let chart = format!("/app/patients/{}", clinic.rosie);
+    let notes_before = count(&clinic, &format!("DocumentReference?patient={}", clinic.rosie));
+
+    // A SOAP note saved as a draft, then signed; linked to the latest encounter.
+    let form = doc.get(&format!("{chart}/notes/new?template=soap"));
+    assert_eq!(form.status, 200);
+    for section in ["Subjective", "Objective", "Assessment", "Plan"] {
+        form.assert_has(section);
+    }
+    let encounter =
+        form.body.split("<option value=\"Encounter/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let fields = |action: &'static str, plan: &'static str| {
+        vec![
+            ("template", "soap".to_string()),
+            ("title", "Follow-up: cough".to_string()),
+            ("encounter", format!("Encounter/{encounter}")),
+            ("section0", "Dry cough for 3 days & no fever".to_string()),
+            ("section1", "Lungs clear".to_string()),
+            ("section2", "Viral URI".to_string()),
+            ("section3", plan.to_string()),
+            ("action", action.to_string()),
+        ]
+    };
+    let as_refs = |f: &[(&'static str, String)]| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let draft_fields = as_refs(&fields("draft", "Fluids"));
+    let draft_fields: Vec<(&str, &str)> = draft_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let saved = doc.submit(&form, &format!("{chart}/notes"), &draft_fields);
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let note_path = saved.location.unwrap();
+    let note_id = note_path.rsplit('/').next().unwrap().to_string();
+    let note: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{note_id}"));
+    assert_eq!(note["docStatus"], "preliminary");
+    assert_eq!(note["context"]["encounter"][0]["reference"], format!("Encounter/{encounter}"));
+    assert_eq!(note["type"]["coding"][0]["code"], "11506-3");
+    let editing = doc.get(&note_path);
+    editing.assert_has("Sign note");
+    editing.assert_has("Dry cough for 3 days &amp; no fever");
+    let sign_fields = as_refs(&fields("sign", "Fluids, rest"));
+    let sign_fields: Vec<(&str, &str)> = sign_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signed = doc.submit(&editing, &note_path, &sign_fields);
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let shown = doc.get(&note_path);
+    shown.assert_has("Signed");
+    shown.assert_has("Fluids, rest");
+    shown.assert_has("Amend this note");
+    let note: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{note_id}"));
+    assert_eq!(note["docStatus"], "final");
+    assert!(note["authenticator"].is_object());
+    // A signed note is not edited in place.
+    let tamper = doc.submit(&shown, &note_path, &sign_fields);
+    assert_eq!(tamper.status, 403);
+
+    // The amendment replaces it; the original is kept, superseded.
+    let amend_form = doc.get(&format!("{note_path}/amend"));
+    assert_eq!(amend_form.status, 200);
+    let mut amend_fields = sign_fields.clone();
+    amend_fields.retain(|(k, _)| *k != "encounter" && *k != "action" && *k != "section3");
+    amend_fields.push(("section3", "Fluids, rest; return if fever"));
+    let no_reason = doc.submit(&amend_form, &format!("{note_path}/amend"), &amend_fields);
+    assert_eq!(no_reason.status, 422);
+    no_reason.assert_has("The reason is required.");
+    amend_fields.push(("reason", "Return precautions added"));
+    let amended = doc.submit(&amend_form, &format!("{note_path}/amend"), &amend_fields);
+    assert_eq!(amended.status, 303, "{}", amended.body);
+    let amendment_path = amended.location.unwrap();
+    let amendment_id = amendment_path.rsplit('/').next().unwrap().to_string();
+    assert_ne!(amendment_id, note_id);
+    let original: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{note_id}"));
+    assert_eq!(original["status"], "superseded");
+    assert!(
+        String::from_utf8_lossy(&base64_decode(original["content"][0]["attachment"]["data"].as_str().unwrap()))
+            .contains("Fluids, rest")
+    );
+    let amendment: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{amendment_id}"));
+    assert_eq!(amendment["docStatus"], "amended");
+    assert_eq!(amendment["relatesTo"][0]["code"], "replaces");
+    assert_eq!(amendment["relatesTo"][0]["target"]["reference"], format!("DocumentReference/{note_id}"));
+    doc.get(&note_path).assert_has("Superseded by an amendment");
+    doc.get(&amendment_path).assert_has("the original note");
+    assert_eq!(count(&clinic, &format!("DocumentReference?patient={}", clinic.rosie)), notes_before + 2);
+    // The newest entry of the timeline is the amendment.
+    let timeline = doc.get(&format!("{chart}/timeline"));
+    let entries = timeline.body.split("<ol class=\"timeline\" id=\"timeline\">").nth(1).unwrap();
+    let first = entries.split("<li>").nth(1).unwrap().to_string();
+    assert!(first.contains("Note: ") && first.contains(&amendment_id), "{first}");
+
+    // A behavioral-health progress note is labelled sensitive: written by a behavioral-health
+    // clinician (in a new visit), not by a physician, who does not see such records.
+    let bh_fields = [
+        ("template", "bh"),
+        ("title", "BH progress"),
+        ("encounter", "new"),
+        ("section0", "Mood better"),
+        ("action", "sign"),
+    ];
+    let bh = doc.get(&format!("{chart}/notes/new?template=bh"));
+    let refused = doc.submit(&bh, &format!("{chart}/notes"), &bh_fields);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let mut therapist = Visitor::signed_in(&clinic.origin, "therapist");
+    let bh = therapist.get(&format!("{chart}/notes/new?template=bh"));
+    let written = therapist.submit(&bh, &format!("{chart}/notes"), &bh_fields);
+    assert_eq!(written.status, 303, "{}", written.body);
+    let bh_id = written.location.unwrap().rsplit('/').next().unwrap().to_string();
+    let therapist_token = token(&clinic.data, "therapist");
+    let bh_note: Value = fhir_get(&clinic.server.base, &therapist_token, &format!("DocumentReference/{bh_id}"));
+    assert_eq!(bh_note["meta"]["security"][0]["code"], "PSY");
+    let visit = bh_note["context"]["encounter"][0]["reference"].as_str().unwrap().to_string();
+    let visit: Value = fhir_get(&clinic.server.base, &therapist_token, &visit);
+    assert_eq!(visit["subject"]["reference"], format!("Patient/{}", clinic.rosie));
+
+    // Vitals: one transaction, BMI computed, shown as the latest.
+    let vitals = doc.get(&format!("{chart}/vitals"));
+    let recorded = doc.submit(
+        &vitals,
+        &format!("{chart}/vitals"),
+        &[("systolic", "128"), ("diastolic", "82"), ("weight", "70"), ("height", "175"), ("heart_rate", "64")],
+    );
+    assert_eq!(recorded.status, 303, "{}", recorded.body);
+    doc.get(&recorded.location.unwrap()).assert_has("Vitals saved.");
+    let summary = doc.get(&chart);
+    summary.assert_has("128/82 mm[Hg]");
+    summary.assert_has("22.86 kg/m2");
+
+    // Problem list: add, then resolve.
+    let lists = doc.get(&format!("{chart}/lists"));
+    let added = doc.submit(
+        &lists,
+        &format!("{chart}/problems"),
+        &[("problem", "Seasonal allergic rhinitis"), ("snomed", "367498001"), ("onset", "2020-04-01")],
+    );
+    assert_eq!(added.status, 303, "{}", added.body);
+    let problems = resources(&fhir_get(
+        &clinic.server.base,
+        &clinic.doc,
+        &format!("Condition?patient={}&code=367498001", clinic.rosie),
+    ));
+    assert_eq!(problems.len(), 1);
+    let problem_id = problems[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(problems[0]["clinicalStatus"]["coding"][0]["code"], "active");
+    doc.get(&chart).assert_has("Seasonal allergic rhinitis");
+    let lists = doc.get(&format!("{chart}/lists"));
+    let resolved = doc.submit(&lists, &format!("{chart}/problems/{problem_id}/resolve"), &[]);
+    assert_eq!(resolved.status, 303, "{}", resolved.body);
+    let problem = fhir_get(&clinic.server.base, &clinic.doc, &format!("Condition/{problem_id}"));
+    assert_eq!(problem["clinicalStatus"]["coding"][0]["code"], "resolved");
+    doc.get(&chart).assert_lacks("Seasonal allergic rhinitis");
+
+    // Allergy list: the new allergy is in the banner.
+    let lists = doc.get(&format!("/app/patients/{}/lists", clinic.barry));
+    let allergy = doc.submit(
+        &lists,
+        &format!("/app/patients/{}/allergies", clinic.barry),
+        &[("substance", "Penicillin"), ("reaction", "Hives"), ("criticality", "high")],
+    );
+    assert_eq!(allergy.status, 303, "{}", allergy.body);
+    let banner = doc.get(&format!("/app/patients/{}", clinic.barry));
+    banner.assert_has("Penicillin");
+    banner.assert_lacks("Not recorded");
+
+    // Medication list: add, then discontinue with a reason.
+    let lists = doc.get(&format!("{chart}/lists"));
+    let med = doc.submit(
+        &lists,
+        &format!("{chart}/medications"),
+        &[
+            ("medication", "Amoxicillin 500 MG Oral Capsule"),
+            ("rxnorm", "308182"),
+            ("dosage", "1 capsule three times daily"),
+        ],
+    );
+    assert_eq!(med.status, 303, "{}", med.body);
+    let meds = resources(&fhir_get(
+        &clinic.server.base,
+        &clinic.doc,
+        &format!("MedicationRequest?patient={}&code=308182", clinic.rosie),
+    ));
+    assert_eq!(meds.len(), 1);
+    let med_id = meds[0]["id"].as_str().unwrap().to_string();
+    doc.get(&chart).assert_has("Amoxicillin 500 MG Oral Capsule");
+    let lists = doc.get(&format!("{chart}/lists"));
+    let no_reason = doc.submit(&lists, &format!("{chart}/medications/{med_id}/discontinue"), &[("reason", "")]);
+    assert_eq!(no_reason.status, 422);
+    let stopped = doc.submit(&lists, &format!("{chart}/medications/{med_id}/discontinue"), &[("reason", "Rash")]);
+    assert_eq!(stopped.status, 303, "{}", stopped.body);
+    let med = fhir_get(&clinic.server.base, &clinic.doc, &format!("MedicationRequest/{med_id}"));
+    assert_eq!(med["status"], "stopped");
+    assert_eq!(med["statusReason"]["text"], "Rash");
+    doc.get(&chart).assert_lacks("Amoxicillin 500 MG Oral Capsule");
+
+    // Writes are the user's: the outsider cannot post into Rosie's chart.
+    let mut outsider = Visitor::signed_in(&clinic.origin, "outsider");
+    let own = outsider.get("/app/patients");
+    let refused = outsider.submit(&own, &format!("{chart}/problems"), &[("problem", "Not theirs to add")]);
+    assert_eq!(refused.status, 403);
+    assert_eq!(count(&clinic, &format!("Condition?patient={}&code:text=Not theirs", clinic.rosie)), 0);
+}
+
+#[test]
+fn bad_form_input_is_answered_on_the_form_and_nothing_is_stored() {
+    let clinic = clinic();
+    let mut doc = Visitor::signed_in(&clinic.origin, "doc");
+    let chart = format!("/app/patients/{}", clinic.rosie);
+    let stored = |clinic: &clinic::Clinic| {
+        ["DocumentReference", "Condition", "Observation", "AllergyIntolerance", "MedicationRequest", "Encounter"]
+            .map(|t| count(clinic, &format!("{t}?patient={}", clinic.rosie)))
+    };
+    let before = stored(&clinic);
+
+    // Empty required fields.
+    let form = doc.get(&format!("{chart}/notes/new"));
+    let empty = doc.submit(
+        &form,
+        &format!("{chart}/notes"),
+        &[("template", "soap"), ("title", ""), ("encounter", "new"), ("action", "sign")],
+    );
+    assert_eq!(empty.status, 422);
+    empty.assert_has("Nothing was saved.");
+    empty.assert_has("Title is required.");
+    let blank = doc.submit(
+        &form,
+        &format!("{chart}/notes"),
+        &[("template", "soap"), ("title", "Visit"), ("encounter", "new"), ("section0", " "), ("action", "sign")],
+    );
+    assert_eq!(blank.status, 422);
+    blank.assert_has("The note is empty: write at least one section.");
+    let lists = doc.get(&format!("{chart}/lists"));
+    let nameless = doc.submit(&lists, &format!("{chart}/problems"), &[("problem", "  "), ("onset", "")]);
+    assert_eq!(nameless.status, 422);
+    nameless.assert_has("The problem is required.");
+    let no_substance = doc.submit(&lists, &format!("{chart}/allergies"), &[("substance", ""), ("criticality", "low")]);
+    assert_eq!(no_substance.status, 422);
+    no_substance.assert_has("The substance is required.");
+    let vitals = doc.get(&format!("{chart}/vitals"));
+    let nothing = doc.submit(&vitals, &format!("{chart}/vitals"), &[("systolic", ""), ("weight", "")]);
+    assert_eq!(nothing.status, 422);
+
+    // Impossible dates and numbers.
+    let feb30 = doc.submit(&lists, &format!("{chart}/problems"), &[("problem", "Asthma"), ("onset", "2023-02-30")]);
+    assert_eq!(feb30.status, 422);
+    feb30.assert_has("The onset date must be a real date (YYYY-MM-DD).");
+    feb30.assert_has("value=\"Asthma\"");
+    let future = doc.submit(&lists, &format!("{chart}/problems"), &[("problem", "Asthma"), ("onset", "2999-01-01")]);
+    assert_eq!(future.status, 422);
+    future.assert_has("cannot be in the future");
+    let words = doc.submit(&vitals, &format!("{chart}/vitals"), &[("systolic", "high"), ("diastolic", "80")]);
+    assert_eq!(words.status, 422);
+    words.assert_has("Systolic");
+    let half_bp = doc.submit(&vitals, &format!("{chart}/vitals"), &[("systolic", "120"), ("diastolic", "")]);
+    assert_eq!(half_bp.status, 422);
+    let absurd = doc.submit(&vitals, &format!("{chart}/vitals"), &[("weight", "9000")]);
+    assert_eq!(absurd.status, 422);
+
+    // Script tags: refused with a message, and shown back escaped.
+    let script = "<script>alert('x')</script>";
+    let tagged = doc.submit(&lists, &format!("{chart}/problems"), &[("problem", script), ("onset", "")]);
+    assert_eq!(tagged.status, 422);
+    tagged.assert_has("The problem must be plain text");
+    tagged.assert_has("&lt;script&gt;alert('x')&lt;/script&gt;");
+    tagged.assert_lacks(script);
+    let note = doc.submit(
+        &form,
+        &format!("{chart}/notes"),
+        &[("template", "soap"), ("title", "Visit"), ("encounter", "new"), ("section0", script), ("action", "sign")],
+    );
+    assert_eq!(note.status, 422);
+    note.assert_has("must be plain text");
+    note.assert_lacks(script);
+    // A form without its CSRF value, or with another session's, stores nothing.
+    let forged = doc.post(&format!("{chart}/problems"), &[("problem", "Asthma")]);
+    assert_eq!(forged.status, 403);
+    let other = Visitor::signed_in(&clinic.origin, "outsider").get("/app/patients");
+    let forged = doc.submit(&other, &format!("{chart}/problems"), &[("problem", "Asthma")]);
+    assert_eq!(forged.status, 403);
+
+    assert_eq!(stored(&clinic), before, "nothing was stored");
+
+    // Markup that arrived by another door (the API) is shown as text, not run.
+    let condition = json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{}", clinic.rosie)},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "code": {"text": "<img src=x onerror=alert(1)> & \"quoted\""}});
+    fhir_post(&clinic.server.base, &clinic.doc, &condition);
+    let summary = doc.get(&chart);
+    summary.assert_has("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;");
+    summary.assert_lacks("<img src=x");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
