@@ -77,7 +77,9 @@ fn sign_in_search_and_the_chart() {
     assert_eq!(timeline.status, 200);
     timeline.assert_has("Encounter: ");
     timeline.assert_has("Immunization: ");
-    timeline.assert_has("Source: ");
+    // Sources: the encounter's provider for the encounter and what was recorded during it.
+    timeline.assert_has("Source: TEWKSBURY HOSPITAL");
+    timeline.assert_lacks("Source: not recorded");
     let times: Vec<&str> = timeline.body.split("<time datetime=\"").skip(1).map(|t| &t[..20]).collect();
     assert!(times.len() >= 20, "{}", times.len());
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");

@@ -134,7 +134,9 @@ pub fn draw(chart: &Chart<'_>) -> Result<String, ChartError> {
     let open_end = svg.find('>').ok_or(ChartError::Drawing("no svg element".into()))?;
     let mut out = String::with_capacity(svg.len() + overlay.len() + 200);
     out.push_str(&svg[..open_end]);
-    out.push_str(r#" role="img" aria-labelledby="chart-title">"#);
+    // A group, not an image: its points are focusable, and an image's children are hidden from
+    // assistive technology (the table below the chart carries the same values for them).
+    out.push_str(r#" role="group" aria-labelledby="chart-title">"#);
     out.push_str(&title);
     let close = svg.rfind("</svg>").ok_or(ChartError::Drawing("no svg end".into()))?;
     out.push_str(&svg[open_end + 1..close]);

@@ -108,7 +108,7 @@ pub(crate) fn shown_number(text: &str) -> String {
     match text.split_once('.') {
         Some((_, decimals)) if decimals.len() > 2 && decimals.bytes().all(|b| b.is_ascii_digit()) => {
             match text.parse::<f64>() {
-                Ok(value) => format!("{value:.2}"),
+                Ok(value) => format!("{value:.2}").trim_end_matches('0').trim_end_matches('.').to_string(),
                 Err(_) => text.to_string(),
             }
         }
@@ -225,6 +225,8 @@ mod tests {
         assert_eq!(observation_value(&bp), "120/80 mm[Hg]");
         assert_eq!(observation_value(&json!({"valueQuantity": {"value": 5.879319517876564, "unit": "%"}})), "5.88 %");
         assert_eq!(shown_number("12.5"), "12.5");
+        assert_eq!(shown_number("103.3012"), "103.3");
+        assert_eq!(shown_number("6.0004"), "6");
         assert_eq!(shown_number("1e3"), "1e3");
         let diastolic_first = json!({"component": [
             {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}},

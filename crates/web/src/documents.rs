@@ -301,6 +301,11 @@ fn document(
     if signed {
         note["authenticator"] = author(session);
     }
+    // The organization keeping the note: the writer's (the timeline's source of the entry).
+    if let Some(org) = session.caller.principal.organizations().first() {
+        let org = if org.starts_with("Organization/") { org.clone() } else { format!("Organization/{org}") };
+        note["custodian"] = json!({"reference": org});
+    }
     if template.sensitive {
         note["meta"] =
             json!({"security": [{"system": ACT_CODE, "code": "PSY", "display": "psychiatry information sensitivity"}]});

@@ -157,7 +157,15 @@ fn describe(kind: &Kind, resource: &Value) -> (String, String) {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| display::concept(resource.get("type")));
-            (title, format!("{status} {doc_status}").trim().to_string())
+            let state = match (status, doc_status) {
+                ("superseded", _) => "superseded by an amendment",
+                ("entered-in-error", _) => "entered in error",
+                (_, "final") => "signed",
+                (_, "amended") => "signed amendment",
+                (_, "preliminary") => "draft",
+                _ => status,
+            };
+            (title, state.to_string())
         }
         "MedicationRequest" => {
             let reason = display::concept(resource.get("statusReason"));
@@ -212,13 +220,21 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
             let organization = own_organization(&resource);
             let link =
                 (kind.resource_type == "DocumentReference").then(|| format!("/app/patients/{patient}/notes/{id}"));
-            entries.push((Entry { at, kind, reference, title, detail, organization: None, link }, organization));
+            let encounter =
+                display::reference(resource.get("encounter").or_else(|| resource.pointer("/context/encounter/0")))
+                    .filter(|r| r.starts_with("Encounter/"))
+                    .map(str::to_string);
+            entries.push((
+                Entry { at, kind, reference, title, detail, organization: None, link },
+                organization,
+                encounter,
+            ));
         }
     }
     entries.sort_by(|a, b| (b.0.at, &b.0.reference).cmp(&(a.0.at, &a.0.reference)));
     // Sources not named by the resource come from its Provenance, in one search.
     let unnamed: Vec<String> =
-        entries.iter().filter(|(_, o)| o.is_none()).take(PAGE * 4).map(|(e, _)| e.reference.clone()).collect();
+        entries.iter().filter(|(_, o, _)| o.is_none()).take(PAGE * 4).map(|(e, _, _)| e.reference.clone()).collect();
     let mut provenance: HashMap<String, String> = HashMap::new();
     if !unnamed.is_empty() {
         for chunk in unnamed.chunks(100) {
@@ -242,17 +258,39 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
             }
         }
     }
+    // Else from the encounter the resource belongs to (its service provider), in one search.
+    let visits: BTreeSet<&str> = entries
+        .iter()
+        .take(PAGE * 4)
+        .filter(|(e, o, _)| o.is_none() && !provenance.contains_key(&e.reference))
+        .filter_map(|(_, _, encounter)| encounter.as_deref()?.strip_prefix("Encounter/"))
+        .collect();
+    let visits: Vec<&str> = visits.into_iter().collect();
+    let mut providers: HashMap<String, String> = HashMap::new();
+    for chunk in visits.chunks(100) {
+        for visit in reader.search("Encounter", &[("_id", chunk.join(","))], 200)? {
+            if let (Some(id), Some(provider)) = (
+                visit.get("id").and_then(Value::as_str),
+                display::reference(visit.get("serviceProvider")).filter(|r| r.starts_with("Organization/")),
+            ) {
+                providers.insert(format!("Encounter/{id}"), provider.to_string());
+            }
+        }
+    }
+    let inferred = |entry: &Entry, encounter: &Option<String>| -> Option<String> {
+        provenance.get(&entry.reference).or_else(|| encounter.as_ref().and_then(|e| providers.get(e))).cloned()
+    };
     // Organization names, in one search.
     let mut org_refs: BTreeSet<String> = BTreeSet::new();
-    for (entry, own) in &entries {
+    for (entry, own, encounter) in &entries {
         match own {
             Some((Some(r), _)) => {
                 org_refs.insert(r.clone());
             }
             Some((None, _)) => {}
             None => {
-                if let Some(r) = provenance.get(&entry.reference) {
-                    org_refs.insert(r.clone());
+                if let Some(r) = inferred(entry, encounter) {
+                    org_refs.insert(r);
                 }
             }
         }
@@ -271,14 +309,14 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
     let mut organizations: Vec<(String, String)> = names.iter().map(|(r, n)| (r.clone(), n.clone())).collect();
     organizations.sort_by(|a, b| a.1.cmp(&b.1));
     let mut out = Vec::new();
-    for (mut entry, own) in entries {
+    for (mut entry, own, encounter) in entries {
         let (reference, shown) = match own {
             Some((r, display)) => {
                 let name = r.as_ref().and_then(|r| names.get(r)).cloned().or(display);
                 (r, name)
             }
             None => {
-                let r = provenance.get(&entry.reference).cloned();
+                let r = inferred(&entry, &encounter);
                 let name = r.as_ref().and_then(|r| names.get(r).cloned());
                 (r, name)
             }
@@ -369,7 +407,7 @@ pub(crate) async fn page(
                     @if let Some(link) = &e.link { a href=(link) { (e.title) } } @else { (e.title) }
                     @if !e.detail.is_empty() { " — " (e.detail) }
                     br;
-                    span class="src" { "Source: " (e.organization.as_deref().unwrap_or("not stated")) }
+                    span class="src" { "Source: " (e.organization.as_deref().unwrap_or("not recorded")) }
                 }
             }
         }
