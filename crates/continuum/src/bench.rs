@@ -51,6 +51,9 @@ enum BenchCommand {
     /// Reads and searches with access control and audit on and off, side by side (issue 5's
     /// figure).
     Auth(crate::auth_bench::AuthBenchArgs),
+    /// The clinician web app's page times with access control and audit on (issue 7's
+    /// figure).
+    App(crate::app_bench::AppBenchArgs),
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -60,6 +63,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Load(load)) => return crate::load_bench::run(load),
         Some(BenchCommand::Backends(backends)) => return crate::backend_bench::run(backends),
         Some(BenchCommand::Auth(auth)) => return crate::auth_bench::run(auth),
+        Some(BenchCommand::App(app)) => return crate::app_bench::run(app),
         None => {}
     }
     let scratch = tempfile::tempdir()?;

@@ -1,6 +1,7 @@
 //! `continuum`: the Continuum EHR binary (serve the FHIR API, import data, benchmark).
 
 mod access;
+mod app_bench;
 mod audit;
 mod auth_bench;
 mod backend_bench;

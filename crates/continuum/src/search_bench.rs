@@ -73,7 +73,7 @@ pub(crate) fn run(args: SearchBenchArgs) -> Result<()> {
 }
 
 /// Opens the complete store of `patients` in `dir`, or builds it; the store and its resource count.
-fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records, u64)> {
+pub(crate) fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Result<(Records, u64)> {
     let marker = dir.join("bench-complete");
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let resources = text.trim().parse().context("bad bench-complete marker")?;

@@ -67,6 +67,8 @@ fn sign_in_search_and_the_chart() {
     let barry = doc.get(&format!("/app/patients/{}", clinic.barry));
     assert_eq!(barry.status, 200);
     barry.assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+    // Results outside their range are flagged (Barry's HbA1c of 6.26 % is above 5.7 %).
+    barry.assert_has("6.26 % <abbr title=\"high: above the reference range\">(H)</abbr>");
     // Recently opened patients, newest first.
     let search = doc.get("/app/patients");
     let (rosie_at, barry_at) = (search.body.find(&clinic.rosie).unwrap(), search.body.find(&clinic.barry).unwrap());

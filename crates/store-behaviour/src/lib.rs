@@ -32,6 +32,7 @@ macro_rules! records_tests {
             transaction_conditional_entries_and_patch,
             batch_entries_succeed_or_fail_alone,
             invalid_resources_are_refused_with_their_location,
+            searches_with_thousands_of_alternatives,
         );
     };
     (@each $store:path; $($name:ident,)*) => {

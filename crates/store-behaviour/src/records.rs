@@ -618,3 +618,22 @@ pub fn invalid_resources_are_refused_with_their_location(records: &Records) {
     assert_eq!(statuses(&records.process_bundle(request).unwrap()), ["201 Created", "400 Bad Request"]);
     assert_eq!(total_history(records), 2, "the first create and the batch's valid entry");
 }
+
+/// A behaviour check; run by [`crate::records_tests`]. A search may offer thousands of
+/// alternatives (a user's reach over a thousand organizations, a long list of codes): the
+/// answer is the same as for a short list.
+pub fn searches_with_thousands_of_alternatives(records: &Records) {
+    let wanted = create(records, patient_with_identifier("http://x", "wanted"));
+    let many = |last: &str| {
+        let mut values: Vec<String> = (0..1500).map(|i| format!("http://x|v{i}")).collect();
+        values.push(format!("http://x|{last}"));
+        format!("identifier={}", values.join(","))
+    };
+    let matched = records.create(patient("A"), Some(&many("wanted"))).unwrap();
+    assert_eq!((matched.kind, matched.version.unwrap().id), (WriteKind::Matched, wanted));
+    let families: Vec<String> = (0..1500).map(|i| format!("nobody{i}")).collect();
+    let created = records.create(patient("B"), Some(&format!("family={}", families.join(",")))).unwrap();
+    assert_eq!(created.kind, WriteKind::Created, "none of 1,500 names matches");
+    let created = records.create(patient("C"), Some(&many("absent"))).unwrap();
+    assert_eq!(created.kind, WriteKind::Created);
+}

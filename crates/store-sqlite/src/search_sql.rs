@@ -174,7 +174,7 @@ fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str
             format!(
                 "EXISTS (SELECT 1 FROM {table} {t} INDEXED BY {table}_rid
                  WHERE {t}.rid = {r}.rowid AND {t}.param {keys} AND ({}))",
-                ors.join(" OR ")
+                any_sql(&ors)
             )
         }
         Filter::Compartment { keys, target_type, ids } if !keys.is_empty() && !ids.is_empty() => {
@@ -191,12 +191,47 @@ fn check_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&str
     }
 }
 
+/// Alternatives joined with `OR`. SQLite parses `a OR b OR c …` into a tree as deep as the
+/// list is long, and refuses trees deeper than 1,000; long lists (a reach of a thousand
+/// organizations, `code=` with many values) are nested in parenthesized groups instead, so
+/// the depth grows with the logarithm of the length.
+fn any_sql(ors: &[String]) -> String {
+    const GROUP: usize = 64;
+    if ors.len() <= GROUP {
+        return ors.join(" OR ");
+    }
+    let groups: Vec<String> = ors.chunks(GROUP).map(|chunk| format!("({})", any_sql(chunk))).collect();
+    any_sql(&groups)
+}
+
 /// `SELECT rid …` of the index rows of `keys` meeting any of `conditions`.
 fn param_rids(b: &mut Builder, keys: &[i64], kind: ParamKind, conditions: &[Condition]) -> String {
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
+    let seek = reference_seek(b, conditions, &t);
     let ors: Vec<String> = conditions.iter().map(|c| condition_sql(b, c, &t)).collect();
-    format!("SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({})", table(kind), ors.join(" OR "))
+    format!("SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys}{seek} AND ({})", table(kind), any_sql(&ors))
+}
+
+/// For several references by id (`target=Observation/1,Observation/2,…`): ` AND t.target_id
+/// IN (…)`, so that SQLite seeks each id in the `(param, target_id, …)` index; with an `OR`
+/// of pairs alone it scans every index row of the parameter (all of a Provenance.target's
+/// rows, say) and tests each against every pair. The pairs still decide; this only narrows.
+fn reference_seek(b: &mut Builder, conditions: &[Condition], t: &str) -> String {
+    let ids: Option<Vec<&String>> = conditions
+        .iter()
+        .map(|c| match c {
+            Condition::Reference { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    match ids {
+        Some(ids) if ids.len() > 1 => {
+            let list: Vec<String> = ids.into_iter().map(|id| b.bind(id.clone())).collect();
+            format!(" AND {t}.target_id IN ({})", list.join(", "))
+        }
+        _ => String::new(),
+    }
 }
 
 /// `SELECT rid …` of the resources in the compartment of `target_type/id`.
@@ -230,7 +265,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
         }
         Filter::AnyOf(filters) => {
             let ors: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
-            format!("({})", ors.join(" OR "))
+            format!("({})", any_sql(&ors))
         }
         Filter::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
@@ -244,7 +279,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
                     date_condition(b, &col, &col, *prefix, range.low, range.high)
                 })
                 .collect();
-            format!("({})", ors.join(" OR "))
+            format!("({})", any_sql(&ors))
         }
         Filter::Param { kind: ParamKind::Composite, conditions, .. } => {
             let ors: Vec<String> = conditions
@@ -254,7 +289,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
                     _ => "0".into(),
                 })
                 .collect();
-            format!("({})", ors.join(" OR "))
+            format!("({})", any_sql(&ors))
         }
         Filter::Param { keys, kind, conditions } => {
             format!("{r}.rowid IN ({})", param_rids(b, keys, *kind, conditions))
@@ -266,7 +301,7 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             format!(
                 "{r}.rowid NOT IN (SELECT {t}.rid FROM {} {t} WHERE {t}.param {keys} AND ({}))",
                 table(*kind),
-                ors.join(" OR ")
+                any_sql(&ors)
             )
         }
         Filter::Missing { keys, kind, missing } => {

@@ -283,7 +283,7 @@ pub(crate) async fn summary(
                     @let flag = abnormal_flag(r);
                     tr {
                         th scope="row" { (display::concept(r.get("code"))) }
-                        td class=[flag.map(|_| "abnormal")] { (display::observation_value(r)) @if let Some(f) = flag { " " abbr title="abnormal" { "(" (f) ")" } } }
+                        td class=[flag.map(|_| "abnormal")] { (display::observation_value(r)) @if let Some(f) = flag { " " abbr title=(flag_meaning(f)) { "(" (f) ")" } } }
                         td class="muted" { (display::when(r).map(display::day).unwrap_or_default()) }
                     }
                 } } }
@@ -327,6 +327,15 @@ pub(crate) fn medication_name(request: &Value) -> String {
         .or_else(|| request.pointer("/medicationReference/reference").and_then(Value::as_str))
         .unwrap_or("(medication)")
         .to_string()
+}
+
+/// What an abnormal flag means, spelled out for the flag's tooltip and screen readers.
+fn flag_meaning(flag: &str) -> &'static str {
+    match flag {
+        "H" => "high: above the reference range",
+        "L" => "low: below the reference range",
+        _ => "abnormal",
+    }
 }
 
 /// `H`, `L` or `A` when a result is outside its reference range or flagged so.
