@@ -162,6 +162,26 @@ fn a_clinician_signs_in_finds_a_patient_reads_the_chart_and_signs_a_note() {
         let allergies = browser.find(By::Css("#banner-allergies")).await.unwrap();
         assert_eq!(allergies.text().await.unwrap(), "Allergies: Not recorded");
         shot("03-chart-summary.png").await;
+
+        // Keyboard first: the first Tab reaches the skip link, and the page has no script.
+        browser.find(By::Css("body")).await.unwrap().send_keys(Key::Tab).await.unwrap();
+        let focused = browser.active_element().await.unwrap();
+        assert_eq!(focused.text().await.unwrap(), "Skip to content");
+        let scripts = browser.find_all(By::Css("script")).await.unwrap();
+        assert!(scripts.is_empty(), "the pages need no JavaScript");
+        // At 200% zoom (half the CSS width) the chart still fits: nothing scrolls sideways.
+        browser.set_window_rect(0, 0, 640, 1000).await.unwrap();
+        let overflow = browser
+            .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth;", Vec::new())
+            .await
+            .unwrap();
+        assert!(
+            overflow.json().as_i64().unwrap() <= 0,
+            "no sideways scrolling at 640 CSS pixels: {:?}",
+            overflow.json()
+        );
+        shot("03b-summary-at-200-percent.png").await;
+        browser.set_window_rect(0, 0, 1280, 1000).await.unwrap();
         follow(&browser, browser.find(By::LinkText("Problems, allergies, medications")).await.unwrap()).await;
         wait_for(&browser, "#substance").await.send_keys("Penicillin").await.unwrap();
         browser.find(By::Css("#reaction")).await.unwrap().send_keys("Hives").await.unwrap();

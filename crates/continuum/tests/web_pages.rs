@@ -452,3 +452,151 @@ fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }
+
+#[test]
+fn roles_second_factor_and_what_the_summary_gathers() {
+    let clinic = clinic();
+    let base = &clinic.server.base;
+    let chart = format!("/app/patients/{}", clinic.rosie);
+
+    // A front desk opens the chart for its own work: demographics and visits, not results,
+    // allergies or problems (each left out, and said so), and no clinical forms.
+    let mut desk = Visitor::signed_in(&clinic.origin, "desk");
+    let summary = desk.get(&chart);
+    assert_eq!(summary.status, 200);
+    summary.assert_has("Rosie394 Tiny880 Gutmann970");
+    summary.assert_has("Allergies: </strong><span class=\"warn\">Not shown to your role</span>");
+    summary.assert_has("Not shown to your role.");
+    for clinical in ["Lisinopril", "Body mass index 30+", "mm[Hg]"] {
+        summary.assert_lacks(clinical);
+    }
+    let timeline = desk.get(&format!("{chart}/timeline"));
+    assert_eq!(timeline.status, 200);
+    timeline.assert_has("Encounter: ");
+    timeline.assert_lacks("Result: ");
+    timeline.assert_has("Not shown to your role: result, report, note, procedure, medication, immunization, document.");
+    desk.get(&format!("{chart}/trends?measure=bp")).assert_has("Results are not shown to your role.");
+    assert_eq!(desk.get(&format!("{chart}/lists")).status, 403);
+    assert_eq!(desk.get(&format!("{chart}/vitals")).status, 403);
+    assert_eq!(desk.get(&format!("{chart}/notes/new")).status, 403);
+
+    // A second factor: the password, then the code of the authenticator app.
+    clinic::add_user(&clinic.data, "nurse", "nurse", &[&clinic.rosie_org]);
+    let printed = String::from_utf8(common::continuum(&clinic.data, &["user", "totp", "nurse"], None).stdout).unwrap();
+    let secret = printed.lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
+    let mut nurse = Visitor::new(&clinic.origin);
+    let step = nurse.sign_in("nurse", clinic::PASSWORD);
+    assert_eq!(step.status, 200);
+    step.assert_has("Code from your authenticator app");
+    let ticket = step.body.split("name=\"ticket\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = step.csrf();
+    let wrong = nurse.post(
+        "/app/sign-in/code",
+        &[("csrf", &csrf), ("ticket", &ticket), ("next", "/app/patients"), ("code", "000000")],
+    );
+    assert_eq!(wrong.status, 401);
+    let step = nurse.sign_in("nurse", clinic::PASSWORD);
+    let ticket = step.body.split("name=\"ticket\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let code = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .build()
+        .unwrap()
+        .generate_current()
+        .to_string();
+    let signed_in = nurse.post(
+        "/app/sign-in/code",
+        &[("csrf", &step.csrf()), ("ticket", &ticket), ("next", "/app/patients"), ("code", &code)],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(nurse.get(&chart).status, 200);
+    // A nurse records vitals but does not prescribe.
+    let lists = nurse.get(&format!("{chart}/lists"));
+    let prescribed =
+        nurse.submit(&lists, &format!("{chart}/medications"), &[("medication", "Aspirin 81 MG Oral Tablet")]);
+    assert_eq!(prescribed.status, 403);
+
+    // What the summary and banner gather from other doors: an upcoming appointment, an open
+    // task and referral, a flag.
+    let subject = json!({"reference": format!("Patient/{}", clinic.rosie)});
+    let next_year = format!("{}-06-01T09:00:00Z", 2027 + 1);
+    fhir_post(
+        base,
+        &clinic.doc,
+        &json!({"resourceType": "Appointment", "status": "booked", "description": "Diabetes review",
+        "start": next_year, "end": next_year.replace("09:00", "09:30"),
+        "participant": [{"actor": subject.clone(), "status": "accepted"}]}),
+    );
+    // (Task is outside R4's Patient compartment, so the policy treats it as shared: an
+    // administrator writes it here.)
+    let admin = token(&clinic.data, "it-admin");
+    fhir_post(
+        base,
+        &admin,
+        &json!({"resourceType": "Task", "status": "requested", "intent": "order",
+        "description": "Call back with lab results", "for": subject.clone()}),
+    );
+    fhir_post(
+        base,
+        &clinic.doc,
+        &json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "code": {"text": "Referral to cardiology"}, "subject": subject.clone()}),
+    );
+    fhir_post(
+        base,
+        &clinic.doc,
+        &json!({"resourceType": "Flag", "status": "active", "code": {"text": "Fall risk"}, "subject": subject.clone()}),
+    );
+    let mut doc = Visitor::signed_in(&clinic.origin, "doc");
+    let summary = doc.get(&chart);
+    for text in [
+        "Diabetes review",
+        "Task: Call back with lab results",
+        "Referral / order: Referral to cardiology",
+        "<li>Fall risk</li>",
+    ] {
+        summary.assert_has(text);
+    }
+    for page in ["", "/timeline", "/trends", "/notes/new", "/vitals", "/lists"] {
+        doc.get(&format!("{chart}{page}")).assert_lacks("<script");
+    }
+
+    // Timeline by organization, trends by period.
+    let by_org = doc.get(&format!("{chart}/timeline?org=Organization/{}", clinic.rosie_org));
+    by_org.assert_has("Source: TEWKSBURY HOSPITAL");
+    let sources: Vec<&str> = by_org.body.split("Source: ").skip(1).map(|s| s.split('<').next().unwrap()).collect();
+    assert!(!sources.is_empty() && sources.iter().all(|s| *s == "TEWKSBURY HOSPITAL"), "{sources:?}");
+    let period = doc.get(&format!("/app/patients/{}/trends?measure=hba1c&from=1990-01-01&to=1992-12-31", clinic.barry));
+    let rows = period.body.split("<tbody>").nth(1).unwrap().split("</tbody>").next().unwrap();
+    assert_eq!(rows.matches("<tr>").count(), 3, "HbA1c of 1990, 1991 and 1992: {rows}");
+
+    // "No known allergies" only when recorded so; refused while an allergy is active; an
+    // allergy recorded later retires it.
+    let new = fhir_post(
+        base,
+        &clinic.doc,
+        &json!({"resourceType": "Patient", "name": [{"family": "Newcomer", "given": ["Nia"]}],
+        "managingOrganization": {"reference": format!("Organization/{}", clinic.rosie_org)}}),
+    );
+    let newcomer = format!("/app/patients/{}", new["id"].as_str().unwrap());
+    doc.get(&newcomer).assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+    let lists = doc.get(&format!("{newcomer}/lists"));
+    assert_eq!(doc.submit(&lists, &format!("{newcomer}/allergies"), &[("no_known", "1")]).status, 303);
+    doc.get(&newcomer).assert_has("Allergies: </strong><span>No known allergies</span>");
+    let lists = doc.get(&format!("{newcomer}/lists"));
+    let peanuts =
+        doc.submit(&lists, &format!("{newcomer}/allergies"), &[("substance", "Peanut"), ("criticality", "high")]);
+    assert_eq!(peanuts.status, 303, "{}", peanuts.body);
+    let banner = doc.get(&newcomer);
+    banner.assert_has("Peanut (high criticality)");
+    banner.assert_lacks("No known allergies");
+    let lists = doc.get(&format!("{newcomer}/lists"));
+    let contradiction = doc.submit(&lists, &format!("{newcomer}/allergies"), &[("no_known", "1")]);
+    assert_eq!(contradiction.status, 422);
+    contradiction.assert_has("inactivate them before recording");
+    let allergy = lists.body.split("/allergies/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    assert_eq!(doc.submit(&lists, &format!("{newcomer}/allergies/{allergy}/inactivate"), &[]).status, 303);
+    doc.get(&newcomer).assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+}

@@ -55,6 +55,21 @@ impl Reader {
         Ok(page.matches.iter().filter_map(|v| v.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
     }
 
+    /// Like [`Reader::search`], but `None` when the user's role may not read the type at all
+    /// (a front desk and results, say): the page shows the rest and says what it leaves out.
+    pub(crate) fn search_if_allowed(
+        &self,
+        resource_type: &str,
+        pairs: &[(&str, String)],
+        count: usize,
+    ) -> Result<Option<Vec<Value>>, WebError> {
+        match self.search(resource_type, pairs, count) {
+            Ok(found) => Ok(Some(found)),
+            Err(WebError::Forbidden(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// One resource, when the user may see it (else [`WebError::NotFound`]).
     pub(crate) fn read(&self, resource_type: &str, id: &str) -> Result<Value, WebError> {
         if !fhir::reference::is_id(id) {
@@ -67,6 +82,13 @@ impl Reader {
             version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or(WebError::NotFound)?;
         policy.check_resource(&self.caller, &restriction, resource_type, &resource)?;
         Ok(resource)
+    }
+
+    /// Refuses (403) unless the user's role and scopes let them create `resource_type`: forms
+    /// are not offered to those whose posts would be refused.
+    pub(crate) fn may_create(&self, resource_type: &str) -> Result<(), WebError> {
+        self.app.inner.policy.authorize(&self.caller, Interaction::Create, resource_type, &[])?;
+        Ok(())
     }
 
     /// Whether the user may open this patient's chart at all.

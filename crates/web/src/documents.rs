@@ -224,6 +224,7 @@ pub(crate) async fn new_note(
     let template = query.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
     let id = patient.clone();
     let loaded = open_chart(&app, &session, &patient, "note-form", move |reader, banner| {
+        reader.may_create("DocumentReference")?;
         Ok((banner, encounter_choices(reader, &id)?))
     })
     .await?;

@@ -251,7 +251,12 @@ pub(crate) async fn vitals_form(
     Path(patient): Path<String>,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let banner = match open_chart(&app, &session, &patient, "vitals-form", |_, banner| Ok(banner)).await? {
+    let banner = match open_chart(&app, &session, &patient, "vitals-form", |reader, banner| {
+        reader.may_create("Observation")?;
+        Ok(banner)
+    })
+    .await?
+    {
         Ok(b) => b,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -268,7 +273,12 @@ pub(crate) async fn record_vitals(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
-    let banner = match open_chart(&app, &session, &patient, "vitals-form", |_, banner| Ok(banner)).await? {
+    let banner = match open_chart(&app, &session, &patient, "vitals-form", |reader, banner| {
+        reader.may_create("Observation")?;
+        Ok(banner)
+    })
+    .await?
+    {
         Ok(b) => b,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -616,8 +626,29 @@ pub(crate) async fn add_allergy(
     if !no_known && !matches!(criticality.as_str(), "low" | "high" | "unable-to-assess") {
         problems.add("criticality", "Choose a criticality.");
     }
+    // "No known allergies" and an active allergy contradict each other: the first is refused
+    // while allergies are active, and recording an allergy retires it (in one transaction).
+    let mut retire = Vec::new();
+    if problems.is_empty() {
+        let reader = Reader::new(&app, &session);
+        let p = patient.clone();
+        let active = blocking(move || {
+            reader.search("AllergyIntolerance", &[("patient", p), ("clinical-status", "active".into())], 100)
+        })
+        .await?;
+        let (none_known, allergies): (Vec<Value>, Vec<Value>) =
+            active.into_iter().partition(crate::layout::is_no_known_allergy);
+        if no_known && !allergies.is_empty() {
+            problems.add(
+                "substance",
+                "Allergies are recorded as active: inactivate them before recording “No known allergies”.",
+            );
+        } else if !no_known {
+            retire = none_known;
+        }
+    }
     let p = patient.clone();
-    write_or_show(&app, &session, &patient, &form, problems, "allergy", move || {
+    let allergy = move || {
         let code = if no_known {
             json!({"coding": [{"system": "http://snomed.info/sct", "code": "716186003", "display": "No known allergy"}], "text": "No known allergies"})
         } else {
@@ -638,8 +669,29 @@ pub(crate) async fn add_allergy(
             }
         }
         allergy
+    };
+    if retire.is_empty() || !problems.is_empty() {
+        return write_or_show(&app, &session, &patient, &form, problems, "allergy", allergy).await;
+    }
+    let mut entries = vec![json!({"resource": allergy(), "request": {"method": "POST", "url": "AllergyIntolerance"}})];
+    for mut old in retire {
+        let id = old.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let version = old.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
+        crate::clinical::forget_version(&mut old);
+        old["clinicalStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "inactive"}]});
+        entries.push(json!({"resource": old, "request": {"method": "PUT", "url": format!("AllergyIntolerance/{id}"), "ifMatch": format!("W/\"{version}\"")}}));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let reader = Reader::new(&app, &session);
+    let p = patient.clone();
+    blocking(move || {
+        if !reader.may_open(&p)? {
+            return Err(WebError::Forbidden("you may not write to this patient's record".into()));
+        }
+        reader.transaction(bundle, &p).map(|_| ())
     })
-    .await
+    .await?;
+    Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response())
 }
 
 /// `POST /app/patients/{id}/allergies/{item}/inactivate`.

@@ -54,6 +54,8 @@ pub(crate) enum Allergies {
     NoneKnown,
     /// Nothing recorded either way.
     NotRecorded,
+    /// The user's role does not read allergies.
+    NotShown,
 }
 
 /// The patient banner, on every chart page.
@@ -74,23 +76,26 @@ pub(crate) struct Banner {
 /// SNOMED CT "no known allergy" and its narrower "no known drug/food/… allergy" findings.
 const NO_KNOWN_ALLERGY: [&str; 5] = ["716186003", "409137002", "429625007", "428607008", "428197003"];
 
+/// Whether an AllergyIntolerance records "no known allergies" rather than an allergy.
+pub(crate) fn is_no_known_allergy(allergy: &Value) -> bool {
+    NO_KNOWN_ALLERGY.iter().any(|code| display::has_code(allergy.get("code"), "http://snomed.info/sct", code))
+}
+
 impl Banner {
     /// Reads the banner's facts (through the policy, like every read).
     pub(crate) fn load(reader: &Reader, patient_id: &str) -> Result<Banner, WebError> {
         let patient = reader.read("Patient", patient_id)?;
-        let allergies = reader.search("AllergyIntolerance", &[("patient", patient_id.to_string())], 100)?;
+        let allergies = reader.search_if_allowed("AllergyIntolerance", &[("patient", patient_id.to_string())], 100)?;
+        let shown = allergies.is_some();
         let mut recorded = Vec::new();
         let mut none_known = false;
-        for allergy in &allergies {
+        for allergy in allergies.iter().flatten() {
             let status = display::first_code(allergy.get("clinicalStatus")).unwrap_or("active");
             let verification = display::first_code(allergy.get("verificationStatus")).unwrap_or("confirmed");
             if status != "active" || matches!(verification, "refuted" | "entered-in-error") {
                 continue;
             }
-            let no_known = NO_KNOWN_ALLERGY
-                .iter()
-                .any(|code| display::has_code(allergy.get("code"), "http://snomed.info/sct", code));
-            if no_known {
+            if is_no_known_allergy(allergy) {
                 none_known = true;
                 continue;
             }
@@ -103,12 +108,14 @@ impl Banner {
             recorded.push(text);
         }
         let allergies = match (recorded.is_empty(), none_known) {
+            _ if !shown => Allergies::NotShown,
             (false, _) => Allergies::Recorded(recorded),
             (true, true) => Allergies::NoneKnown,
             (true, false) => Allergies::NotRecorded,
         };
-        let teams =
-            reader.search("CareTeam", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?;
+        let teams = reader
+            .search_if_allowed("CareTeam", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?
+            .unwrap_or_default();
         let mut care_team = Vec::new();
         for team in &teams {
             for participant in team.get("participant").and_then(Value::as_array).into_iter().flatten() {
@@ -133,7 +140,9 @@ impl Banner {
             }
         }
         care_team.truncate(6);
-        let flags = reader.search("Flag", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?;
+        let flags = reader
+            .search_if_allowed("Flag", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?
+            .unwrap_or_default();
         let birth_date = patient.get("birthDate").and_then(Value::as_str).map(str::to_string);
         let deceased = patient.get("deceasedDateTime").is_some()
             || patient.get("deceasedBoolean").and_then(Value::as_bool).unwrap_or(false);
@@ -169,6 +178,7 @@ impl Banner {
                         Allergies::Recorded(list) => { span class="allergy-list" { (list.join("; ")) } }
                         Allergies::NoneKnown => { span { "No known allergies" } }
                         Allergies::NotRecorded => { span class="warn" { "Not recorded" } }
+                        Allergies::NotShown => { span class="warn" { "Not shown to your role" } }
                     }
                 }
                 @if !self.care_team.is_empty() {

@@ -121,16 +121,28 @@ pub(crate) async fn patient_search(
 }
 
 /// What the summary shows, read in one blocking call.
+/// The summary's sections; `None`: the user's role does not read that type.
 struct Summary {
     banner: Banner,
-    problems: Vec<Value>,
-    medications: Vec<Value>,
-    immunizations: Vec<Value>,
-    vitals: Vec<Value>,
-    results: Vec<Value>,
-    appointments: Vec<Value>,
-    tasks: Vec<Value>,
-    referrals: Vec<Value>,
+    problems: Option<Vec<Value>>,
+    medications: Option<Vec<Value>>,
+    immunizations: Option<Vec<Value>>,
+    vitals: Option<Vec<Value>>,
+    results: Option<Vec<Value>>,
+    appointments: Option<Vec<Value>>,
+    tasks: Option<Vec<Value>>,
+    referrals: Option<Vec<Value>>,
+}
+
+/// What a section says when it has nothing to show.
+fn empty_section(found: &Option<Vec<Value>>, none: &str) -> Markup {
+    html! {
+        @match found {
+            None => { p class="muted" { "Not shown to your role." } }
+            Some(list) if list.is_empty() => { p class="muted" { (none) } }
+            Some(_) => {}
+        }
+    }
 }
 
 /// The page for a patient the user may not open: why, and break-the-glass for clinicians.
@@ -201,8 +213,11 @@ pub(crate) async fn summary(
     let loaded = open_chart(&app, &session, &patient, "summary", move |reader, banner| {
         let p = || ("patient", id.clone());
         let today = display::today().to_string();
-        let vitals =
-            reader.search("Observation", &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())], 60)?;
+        let vitals = reader.search_if_allowed(
+            "Observation",
+            &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())],
+            60,
+        )?;
         let mut latest: Vec<Value> = Vec::new();
         // The newest of each measurement, told apart by its first code (displays differ by source).
         let key = |o: &Value| {
@@ -211,40 +226,42 @@ pub(crate) async fn summary(
                 .map(str::to_string)
                 .unwrap_or_else(|| display::concept(o.get("code")))
         };
-        for v in vitals {
+        let shown = vitals.is_some();
+        for v in vitals.into_iter().flatten() {
             if !latest.iter().any(|l| key(l) == key(&v)) {
                 latest.push(v);
             }
         }
+        let latest = shown.then_some(latest);
         Ok(Summary {
-            problems: reader.search(
+            problems: reader.search_if_allowed(
                 "Condition",
                 &[p(), ("clinical-status", "active".into()), ("_sort", "-onset-date".into())],
                 100,
             )?,
-            medications: reader.search(
+            medications: reader.search_if_allowed(
                 "MedicationRequest",
                 &[p(), ("status", "active".into()), ("_sort", "-authoredon".into())],
                 100,
             )?,
-            immunizations: reader.search("Immunization", &[p(), ("_sort", "-date".into())], 10)?,
+            immunizations: reader.search_if_allowed("Immunization", &[p(), ("_sort", "-date".into())], 10)?,
             vitals: latest,
-            results: reader.search(
+            results: reader.search_if_allowed(
                 "Observation",
                 &[p(), ("category", "laboratory".into()), ("_sort", "-date".into())],
                 15,
             )?,
-            appointments: reader.search(
+            appointments: reader.search_if_allowed(
                 "Appointment",
                 &[p(), ("date", format!("ge{today}")), ("_sort", "date".into())],
                 10,
             )?,
-            tasks: reader.search(
+            tasks: reader.search_if_allowed(
                 "Task",
                 &[p(), ("status", "draft,requested,received,accepted,ready,in-progress,on-hold".into())],
                 20,
             )?,
-            referrals: reader.search("ServiceRequest", &[p(), ("status", "active,on-hold".into())], 20)?,
+            referrals: reader.search_if_allowed("ServiceRequest", &[p(), ("status", "active,on-hold".into())], 20)?,
             banner,
         })
     })
@@ -257,20 +274,20 @@ pub(crate) async fn summary(
         div class="grid" {
             section class="card" aria-labelledby="h-problems" {
                 h2 id="h-problems" { "Active problems" }
-                @if s.problems.is_empty() { p class="muted" { "None recorded." } }
-                ul { @for c in &s.problems { li { (display::concept(c.get("code")))
+                (empty_section(&s.problems, "None recorded."))
+                ul { @for c in s.problems.iter().flatten() { li { (display::concept(c.get("code")))
                     @if let Some(onset) = c.get("onsetDateTime").and_then(Value::as_str) { span class="muted" { " since " (display::day(onset)) } } } } }
             }
             section class="card" aria-labelledby="h-meds" {
                 h2 id="h-meds" { "Active medications" }
-                @if s.medications.is_empty() { p class="muted" { "None recorded." } }
-                ul { @for m in &s.medications { li { (medication_name(m))
+                (empty_section(&s.medications, "None recorded."))
+                ul { @for m in s.medications.iter().flatten() { li { (medication_name(m))
                     @if let Some(dose) = m.pointer("/dosageInstruction/0/text").and_then(Value::as_str) { span class="muted" { " — " (dose) } } } } }
             }
             section class="card" aria-labelledby="h-vitals" {
                 h2 id="h-vitals" { "Latest vitals" }
-                @if s.vitals.is_empty() { p class="muted" { "None recorded." } }
-                table { tbody { @for v in &s.vitals { tr {
+                (empty_section(&s.vitals, "None recorded."))
+                table { tbody { @for v in s.vitals.iter().flatten() { tr {
                     th scope="row" { (display::concept(v.get("code"))) }
                     td { (display::observation_value(v)) }
                     td class="muted" { (display::when(v).map(display::day).unwrap_or_default()) }
@@ -278,8 +295,8 @@ pub(crate) async fn summary(
             }
             section class="card" aria-labelledby="h-results" {
                 h2 id="h-results" { "Recent results" }
-                @if s.results.is_empty() { p class="muted" { "None recorded." } }
-                table { tbody { @for r in &s.results {
+                (empty_section(&s.results, "None recorded."))
+                table { tbody { @for r in s.results.iter().flatten() {
                     @let flag = abnormal_flag(r);
                     tr {
                         th scope="row" { (display::concept(r.get("code"))) }
@@ -290,24 +307,28 @@ pub(crate) async fn summary(
             }
             section class="card" aria-labelledby="h-imm" {
                 h2 id="h-imm" { "Immunizations" }
-                @if s.immunizations.is_empty() { p class="muted" { "None recorded." } }
-                ul { @for i in &s.immunizations { li { (display::concept(i.get("vaccineCode")))
+                (empty_section(&s.immunizations, "None recorded."))
+                ul { @for i in s.immunizations.iter().flatten() { li { (display::concept(i.get("vaccineCode")))
                     span class="muted" { " " (display::when(i).map(display::day).unwrap_or_default()) } } } }
             }
             section class="card" aria-labelledby="h-appt" {
                 h2 id="h-appt" { "Upcoming appointments" }
-                @if s.appointments.is_empty() { p class="muted" { "None booked." } }
-                ul { @for a in &s.appointments { li {
+                (empty_section(&s.appointments, "None booked."))
+                ul { @for a in s.appointments.iter().flatten() { li {
                     (a.get("start").and_then(Value::as_str).map(display::day).unwrap_or_default()) " "
                     (a.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(a.get("serviceType").and_then(|t| t.get(0))))) } } }
             }
             section class="card" aria-labelledby="h-tasks" {
                 h2 id="h-tasks" { "Open tasks and referrals" }
-                @if s.tasks.is_empty() && s.referrals.is_empty() { p class="muted" { "None open." } }
+                @match (&s.tasks, &s.referrals) {
+                    (None, None) => { p class="muted" { "Not shown to your role." } }
+                    (t, r) if t.iter().chain(r.iter()).all(Vec::is_empty) => { p class="muted" { "None open." } }
+                    _ => {}
+                }
                 ul {
-                    @for t in &s.tasks { li { "Task: " (t.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(t.get("code"))))
+                    @for t in s.tasks.iter().flatten() { li { "Task: " (t.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(t.get("code"))))
                         span class="muted" { " (" (t.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
-                    @for r in &s.referrals { li { "Referral / order: " (display::concept(r.get("code")))
+                    @for r in s.referrals.iter().flatten() { li { "Referral / order: " (display::concept(r.get("code")))
                         span class="muted" { " (" (r.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
                 }
             }

@@ -179,11 +179,20 @@ fn describe(kind: &Kind, resource: &Value) -> (String, String) {
     }
 }
 
-/// The organizations seen on a page, as (reference, display name).
-type Organizations = Vec<(String, String)>;
+/// One page of the timeline.
+struct TimelinePage {
+    entries: Vec<Entry>,
+    /// Older entries exist.
+    more: bool,
+    /// The organizations seen on the page, as (reference, display name).
+    organizations: Vec<(String, String)>,
+    /// Kinds the user's role does not read (left out, and said so).
+    hidden: Vec<&'static str>,
+}
 
 /// One page of the timeline, read through the policy.
-fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>, bool, Organizations), WebError> {
+fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<TimelinePage, WebError> {
+    let mut hidden = Vec::new();
     let kinds: Vec<&'static Kind> = if filters.kinds.is_empty() {
         KINDS.iter().collect()
     } else {
@@ -207,7 +216,11 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
         if let Some(to) = &filters.to {
             pairs.push((kind.date_param, format!("le{to}")));
         }
-        for resource in reader.search(kind.resource_type, &pairs, per_kind)? {
+        let Some(found) = reader.search_if_allowed(kind.resource_type, &pairs, per_kind)? else {
+            hidden.push(kind.label);
+            continue;
+        };
+        for resource in found {
             let Some(at) = display::when(&resource).and_then(display::instant) else { continue };
             let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
             let reference = format!("{}/{id}", kind.resource_type);
@@ -238,7 +251,8 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
     let mut provenance: HashMap<String, String> = HashMap::new();
     if !unnamed.is_empty() {
         for chunk in unnamed.chunks(100) {
-            for prov in reader.search("Provenance", &[("target", chunk.join(","))], 200)? {
+            let found = reader.search_if_allowed("Provenance", &[("target", chunk.join(","))], 200)?;
+            for prov in found.into_iter().flatten() {
                 let org = prov.get("agent").and_then(Value::as_array).into_iter().flatten().find_map(|agent| {
                     [agent.get("onBehalfOf"), agent.get("who")]
                         .into_iter()
@@ -268,7 +282,7 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
     let visits: Vec<&str> = visits.into_iter().collect();
     let mut providers: HashMap<String, String> = HashMap::new();
     for chunk in visits.chunks(100) {
-        for visit in reader.search("Encounter", &[("_id", chunk.join(","))], 200)? {
+        for visit in reader.search_if_allowed("Encounter", &[("_id", chunk.join(","))], 200)?.into_iter().flatten() {
             if let (Some(id), Some(provider)) = (
                 visit.get("id").and_then(Value::as_str),
                 display::reference(visit.get("serviceProvider")).filter(|r| r.starts_with("Organization/")),
@@ -334,7 +348,7 @@ fn load(reader: &Reader, patient: &str, filters: &Filters) -> Result<(Vec<Entry>
     }
     let more = out.len() > PAGE;
     out.truncate(PAGE);
-    Ok((out, more, organizations))
+    Ok(TimelinePage { entries: out, more, organizations, hidden })
 }
 
 /// `GET /app/patients/{id}/timeline?type=&from=&to=&org=&before=`.
@@ -352,12 +366,10 @@ pub(crate) async fn page(
     };
     let f = filters.clone();
     let id = patient.clone();
-    let loaded = open_chart(&app, &session, &patient, "timeline", move |reader, banner| {
-        let (entries, more, organizations) = load(reader, &id, &f)?;
-        Ok((banner, entries, more, organizations))
-    })
-    .await?;
-    let (banner, entries, more, organizations) = match loaded {
+    let loaded =
+        open_chart(&app, &session, &patient, "timeline", move |reader, banner| Ok((banner, load(reader, &id, &f)?)))
+            .await?;
+    let (banner, TimelinePage { entries, more, organizations, hidden }) = match loaded {
         Ok(l) => l,
         Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -398,6 +410,7 @@ pub(crate) async fn page(
             button type="submit" { "Filter" }
         }
         @if let Some(problem) = &problem { p class="error" role="alert" { (problem) } }
+        @if !hidden.is_empty() { p class="muted" { "Not shown to your role: " (hidden.join(", ").to_lowercase()) "." } }
         @if entries.is_empty() { p { "Nothing in this period." } }
         ol class="timeline" id="timeline" {
             @for e in &entries {

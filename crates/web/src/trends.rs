@@ -157,7 +157,8 @@ pub(crate) async fn page(
         if let Some(t) = t {
             pairs.push(("date", format!("le{t}")));
         }
-        let observations = reader.search("Observation", &pairs, 1000)?;
+        // A role that does not read observations sees the page say so, not an error.
+        let observations = reader.search_if_allowed("Observation", &pairs, 1000)?;
         Ok((banner, observations))
     })
     .await?;
@@ -165,6 +166,8 @@ pub(crate) async fn page(
         Ok(l) => l,
         Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
     };
+    let shown = observations.is_some();
+    let observations = observations.unwrap_or_default();
     let series = series_of(measure, &observations);
     let range = range_of(measure, &observations);
     let title = format!("{} ({})", measure.label, measure.unit);
@@ -208,6 +211,7 @@ pub(crate) async fn page(
         @if let Some(range) = &range { p { "Reference range: " (range.text) } }
         @match &svg {
             Some(svg) => { figure class="chart" id="trend-chart" aria-labelledby="trend-title" { (PreEscaped(svg)) } }
+            None if !shown => { p id="trend-chart" { "Results are not shown to your role." } }
             None => { p id="trend-chart" { "No results for this measure in this period." } }
         }
         @if !rows.is_empty() {

@@ -30,11 +30,13 @@ pub struct Clinic {
     pub barry: String,
     /// A physician of both patients' organizations.
     pub doc: String,
+    /// The organization that provided Rosie's encounters.
+    pub rosie_org: String,
 }
 
 /// Imports Rosie (with the Synthea organizations and practitioners) and Barry, starts a
 /// secured server and adds the users: `doc` (physician of both patients' organizations),
-/// `therapist` (behavioral-health clinician of the same), `outsider` (physician of another
+/// `therapist` (behavioral-health clinician of the same), `desk` (front desk of the same), `outsider` (physician of another
 /// organization) and `it-admin` (administrator).
 pub fn clinic() -> Clinic {
     let dir = tempfile::tempdir().unwrap();
@@ -56,15 +58,16 @@ pub fn clinic() -> Clinic {
     let barry_org = only_id(&fhir_get(&server.base, &finder, &format!("Organization?name:exact={BARRY_PROVIDER}")));
     add_user(&data, "doc", "physician", &[&rosie_org, &barry_org]);
     add_user(&data, "therapist", "behavioral-health-clinician", &[&rosie_org, &barry_org]);
+    add_user(&data, "desk", "front-desk", &[&rosie_org, &barry_org]);
     add_user(&data, "outsider", "physician", &["an-organization-without-patients"]);
     add_user(&data, "it-admin", "administrator", &[]);
     let doc = token(&data, "doc");
     let rosie = only_id(&fhir_get(&server.base, &doc, &format!("Patient?identifier={ROSIE_MRN}")));
     let barry = only_id(&fhir_get(&server.base, &doc, "Patient?family=Wolf&given=Barry"));
-    Clinic { _dir: dir, data, server, origin, rosie, barry, doc }
+    Clinic { _dir: dir, data, server, origin, rosie, barry, doc, rosie_org }
 }
 
-fn add_user(data: &Path, name: &str, role: &str, orgs: &[&str]) {
+pub fn add_user(data: &Path, name: &str, role: &str, orgs: &[&str]) {
     let mut args = vec!["user", "add", name, "--role", role, "--password-stdin"];
     for org in orgs {
         args.extend(["--org", org]);
