@@ -89,22 +89,9 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
     let sample: Vec<(String, String)> = patients.iter().step_by(step).take(args.sample).cloned().collect();
 
     // A physician of every organization: every chart opens, each decision still made.
-    let auth_dir = scratch.path().join("auth");
-    // The audit trail of the timed views grows the kept store a little each run; harmless.
-    std::fs::create_dir_all(&auth_dir)?;
-    let (authority, _) = auth::Authority::open(&auth_dir, auth::AuthConfig::new("http://127.0.0.1/fhir"))?;
-    const PASSWORD: &str = "bench password, only in this scratch store";
-    authority.add_user(auth::NewUser {
-        username: "bench-physician".into(),
-        identity: auth::Identity::Staff {
-            roles: vec![auth::Role::Physician],
-            organizations,
-            practitioner: None,
-            practitioner_roles: Vec::new(),
-        },
-        password: Some(PASSWORD.into()),
-    })?;
-    let token = match authority.web_sign_in("bench-physician", PASSWORD)? {
+    // (The audit trail of the timed views grows a kept store a little each run; harmless.)
+    let authority = crate::auth_bench::bench_physician(&scratch.path().join("auth"), organizations)?;
+    let token = match authority.web_sign_in("bench-physician", crate::auth_bench::BENCH_PASSWORD)? {
         auth::WebSignIn::Session { token, .. } => token,
         _ => bail!("the bench physician could not sign in to the web app"),
     };

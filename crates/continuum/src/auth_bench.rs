@@ -80,19 +80,7 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
 
     // A physician of every organization the patients were seen at: the reach is everyone, so
     // both servers answer the same; the difference is the cost of deciding and auditing it.
-    let auth_dir = scratch.path().join("auth");
-    std::fs::create_dir_all(&auth_dir)?;
-    let (authority, _) = auth::Authority::open(&auth_dir, auth::AuthConfig::new("http://127.0.0.1/fhir"))?;
-    authority.add_user(auth::NewUser {
-        username: "bench-physician".into(),
-        identity: auth::Identity::Staff {
-            roles: vec![auth::Role::Physician],
-            organizations,
-            practitioner: None,
-            practitioner_roles: Vec::new(),
-        },
-        password: Some("bench password, never used".into()),
-    })?;
+    let authority = bench_physician(&scratch.path().join("auth"), organizations)?;
     let token = authority.mint_token("bench-physician", "user/*.rs", None, 3600)?.access_token;
     let authority = Arc::new(authority);
 
@@ -152,6 +140,27 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
+}
+
+/// The password of the benchmarks' physician (a scratch authorization store only).
+pub(crate) const BENCH_PASSWORD: &str = "bench password, only in this scratch store";
+
+/// A scratch authorization store in `dir` with one physician, `bench-physician`, of
+/// `organizations`.
+pub(crate) fn bench_physician(dir: &std::path::Path, organizations: Vec<String>) -> Result<auth::Authority> {
+    std::fs::create_dir_all(dir)?;
+    let (authority, _) = auth::Authority::open(dir, auth::AuthConfig::new("http://127.0.0.1/fhir"))?;
+    authority.add_user(auth::NewUser {
+        username: "bench-physician".into(),
+        identity: auth::Identity::Staff {
+            roles: vec![auth::Role::Physician],
+            organizations,
+            practitioner: None,
+            practitioner_roles: Vec::new(),
+        },
+        password: Some(BENCH_PASSWORD.into()),
+    })?;
+    Ok(authority)
 }
 
 type Running = (SocketAddr, tokio::sync::oneshot::Sender<()>);

@@ -175,14 +175,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => None,
         };
         say(&format!("Continuum is serving FHIR R4 at {base_url}"));
-        if !args.no_auth {
-            say(&format!("Continuum's clinician web app is at {scheme}://{address}/app"));
-        }
         if let Some((mllp_address, _)) = &mllp {
             say(&format!("Continuum is receiving HL7 v2 over MLLP at {mllp_address}"));
         }
         if let Some(first) = first_admin {
             say(&crate::access::one_time_notice(&first));
+        }
+        if !args.no_auth {
+            say(&format!("Continuum's clinician web app is at {scheme}://{address}/app"));
         }
         let signal = async move {
             shutdown_signal().await;

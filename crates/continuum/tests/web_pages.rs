@@ -600,3 +600,14 @@ fn roles_second_factor_and_what_the_summary_gathers() {
     assert_eq!(doc.submit(&lists, &format!("{newcomer}/allergies/{allergy}/inactivate"), &[]).status, 303);
     doc.get(&newcomer).assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
 }
+
+#[test]
+fn without_access_control_there_is_no_app() {
+    // `serve --no-auth` (benchmarks, test rigs) has no users to sign in: it serves no app.
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(&dir.path().join("data"), &[]);
+    let origin = server.base.trim_end_matches("/fhir");
+    let mut visitor = Visitor::new(origin);
+    assert_eq!(visitor.get("/app/sign-in").status, 404);
+    assert_eq!(visitor.get("/app/patients").status, 404);
+}

@@ -208,6 +208,33 @@ fn sign_in_csrf_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool 
     }
 }
 
+/// The checks every sign-in post passes first: the form's own CSRF value, then the
+/// per-address throttle (the password and code forms share the count).
+fn refuse_sign_in_post(
+    app: &WebApp,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    next: &str,
+) -> Option<Response> {
+    if !sign_in_csrf_ok(headers, form) {
+        return Some(sign_in_page(
+            Some("The form expired. Please try again."),
+            next,
+            &random_value(),
+            StatusCode::FORBIDDEN,
+            app,
+        ));
+    }
+    if let Some(throttle) = &app.inner.throttle
+        && let Err(wait) = throttle.check(extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
+    {
+        let message = format!("Too many sign-in attempts. Try again in {wait} seconds.");
+        return Some(sign_in_page(Some(&message), next, &random_value(), StatusCode::TOO_MANY_REQUESTS, app));
+    }
+    None
+}
+
 /// `POST /app/sign-in`: the password step.
 pub(crate) async fn sign_in(
     State(app): State<WebApp>,
@@ -216,20 +243,8 @@ pub(crate) async fn sign_in(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next"));
-    if !sign_in_csrf_ok(&headers, &form) {
-        return sign_in_page(
-            Some("The form expired. Please try again."),
-            &next,
-            &random_value(),
-            StatusCode::FORBIDDEN,
-            &app,
-        );
-    }
-    if let Some(throttle) = &app.inner.throttle
-        && let Err(wait) = throttle.check(extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
-    {
-        let message = format!("Too many sign-in attempts. Try again in {wait} seconds.");
-        return sign_in_page(Some(&message), &next, &random_value(), StatusCode::TOO_MANY_REQUESTS, &app);
+    if let Some(refused) = refuse_sign_in_post(&app, &extensions, &headers, &form, &next) {
+        return refused;
     }
     let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
@@ -255,20 +270,8 @@ pub(crate) async fn sign_in_code(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next"));
-    if !sign_in_csrf_ok(&headers, &form) {
-        return sign_in_page(
-            Some("The form expired. Please try again."),
-            &next,
-            &random_value(),
-            StatusCode::FORBIDDEN,
-            &app,
-        );
-    }
-    if let Some(throttle) = &app.inner.throttle
-        && let Err(wait) = throttle.check(extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
-    {
-        let message = format!("Too many sign-in attempts. Try again in {wait} seconds.");
-        return sign_in_page(Some(&message), &next, &random_value(), StatusCode::TOO_MANY_REQUESTS, &app);
+    if let Some(refused) = refuse_sign_in_post(&app, &extensions, &headers, &form, &next) {
+        return refused;
     }
     let ticket = form.get("ticket").cloned().unwrap_or_default();
     let code = form.get("code").map(|c| c.trim().to_string()).unwrap_or_default();
