@@ -127,7 +127,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 records.clone(),
                 policy,
                 Some(auditor),
-                web::WebConfig { secure_cookies: tls.is_some(), sign_in_attempts_per_minute: args.sign_in_per_minute },
+                web::WebConfig {
+                    // Over HTTPS, ours (--tls-cert) or a proxy's (--base-url https://…).
+                    secure_cookies: base_url.starts_with("https://"),
+                    sign_in_attempts_per_minute: args.sign_in_per_minute,
+                },
             ));
             // What the HL7 interface writes is audited as its own.
             records.as_actor(store::Actor::system("hl7-interface"))

@@ -43,6 +43,27 @@ fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
 }
 
 #[test]
+fn the_web_apps_cookies_are_secure_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = common::start_secured(&dir.path().join("data"), &["--tls-cert", cert_arg, "--tls-key", key_arg]);
+    let trusting = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(generated.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let origin = server.base.trim_end_matches("/fhir");
+    let form = trusting.get(format!("{origin}/app/sign-in")).send().unwrap();
+    assert_eq!(form.status(), 200);
+    let cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("continuum_app_signin=") && cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+}
+
+#[test]
 fn a_key_that_is_not_pem_is_refused_without_showing_it() {
     let dir = tempfile::tempdir().unwrap();
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
