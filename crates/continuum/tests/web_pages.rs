@@ -351,6 +351,17 @@ fn documentation_goes_through_the_record_write_path() {
     assert_eq!(med["statusReason"]["text"], "Rash");
     doc.get(&chart).assert_lacks("Amoxicillin 500 MG Oral Capsule");
 
+    // Each write is audited as the user's, like a write through the API.
+    let admin = token(&clinic.data, "it-admin");
+    let trail = fhir_get(&clinic.server.base, &admin, &format!("AuditEvent?patient={}&_count=500", clinic.rosie));
+    let writes: Vec<Value> =
+        resources(&trail).into_iter().filter(|e| e["action"] == "C" || e["action"] == "U").collect();
+    assert!(writes.iter().any(|e| e["agent"][0]["name"] == "doc" && e["action"] == "C"), "{trail}");
+    assert!(
+        writes.iter().any(|e| e["agent"][0]["name"] == "doc" && e["action"] == "U"),
+        "the signing and the resolving"
+    );
+
     // Writes are the user's: the outsider cannot post into Rosie's chart.
     let mut outsider = Visitor::signed_in(&clinic.origin, "outsider");
     let own = outsider.get("/app/patients");
