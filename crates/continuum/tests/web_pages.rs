@@ -257,10 +257,15 @@ fn documentation_goes_through_the_record_write_path() {
         ("section0", "Mood better"),
         ("action", "sign"),
     ];
+    let soap = doc.get(&format!("{chart}/notes/new"));
+    soap.assert_lacks("Behavioral-health progress note");
     let bh = doc.get(&format!("{chart}/notes/new?template=bh"));
-    let refused = doc.submit(&bh, &format!("{chart}/notes"), &bh_fields);
+    assert_eq!(bh.status, 403);
+    bh.assert_has("written and read by behavioral-health clinicians");
+    let refused = doc.submit(&soap, &format!("{chart}/notes"), &bh_fields);
     assert_eq!(refused.status, 403, "{}", refused.body);
     let mut therapist = Visitor::signed_in(&clinic.origin, "therapist");
+    therapist.get(&format!("{chart}/notes/new")).assert_has("Behavioral-health progress note");
     let bh = therapist.get(&format!("{chart}/notes/new?template=bh"));
     let written = therapist.submit(&bh, &format!("{chart}/notes"), &bh_fields);
     assert_eq!(written.status, 303, "{}", written.body);

@@ -133,7 +133,9 @@ impl Caller {
         }
     }
 
-    fn sees_bh(&self) -> bool {
+    /// Whether the caller's roles admit records labelled behavioral health (patients and
+    /// services: their own scopes and compartment decide).
+    pub fn sees_behavioral_health(&self) -> bool {
         match &self.kind {
             CallerKind::Staff { roles, .. } => roles.iter().any(|r| roles::sees_behavioral_health(*r)),
             _ => true,
@@ -360,7 +362,7 @@ impl Policy {
         } else {
             patients.iter().filter(|p| named.contains(&p.as_str())).collect()
         };
-        let sees_bh = caller.sees_bh();
+        let sees_bh = caller.sees_behavioral_health();
         let mut hidden = Vec::new();
         for patient in touched {
             if caller.under_glass(patient) {

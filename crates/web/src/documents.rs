@@ -125,6 +125,10 @@ pub(crate) fn note_text(note: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Why a sensitive template is refused.
+const SENSITIVE_ONLY: &str =
+    "Behavioral-health notes are written and read by behavioral-health clinicians (the records are labelled PSY).";
+
 /// What a note form holds.
 #[derive(Default, Clone)]
 struct NoteForm {
@@ -173,10 +177,11 @@ fn note_form(
     problems: &FormProblems,
     amending: bool,
 ) -> Markup {
+    let sees_sensitive = session.caller.sees_behavioral_health();
     let content = html! {
         h2 { @if amending { "Amend note" } @else { "New note" } }
         @if !amending {
-            nav aria-label="Templates" class="tabs" { ul { @for t in TEMPLATES {
+            nav aria-label="Templates" class="tabs" { ul { @for t in TEMPLATES.iter().filter(|t| !t.sensitive || sees_sensitive) {
                 li { @if t.key == template.key { a href={ "?template=" (t.key) } aria-current="page" { (t.label) } }
                      @else { a href={ "?template=" (t.key) } { (t.label) } } }
             } } }
@@ -222,6 +227,9 @@ pub(crate) async fn new_note(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let template = query.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
+    if template.sensitive && !session.caller.sees_behavioral_health() {
+        return Err(WebError::Forbidden(SENSITIVE_ONLY.into()));
+    }
     let id = patient.clone();
     let loaded = open_chart(&app, &session, &patient, "note-form", move |reader, banner| {
         reader.may_create("DocumentReference")?;
@@ -343,6 +351,9 @@ pub(crate) async fn create_note(
 ) -> Result<Response, WebError> {
     session.check_form(&raw)?;
     let template = raw.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
+    if template.sensitive && !session.caller.sees_behavioral_health() {
+        return Err(WebError::Forbidden(SENSITIVE_ONLY.into()));
+    }
     let form = NoteForm::read(&raw, template);
     let signed = raw.get("action").map(String::as_str) == Some("sign");
     let mut problems = FormProblems::default();
