@@ -67,6 +67,8 @@ fn sign_in_search_and_the_chart() {
     let barry = doc.get(&format!("/app/patients/{}", clinic.barry));
     assert_eq!(barry.status, 200);
     barry.assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+    barry.assert_has("1913-01-13 (85 y at death)");
+    barry.assert_has("<strong>Deceased</strong> 1998-11-24");
     // Results outside their range are flagged (Barry's HbA1c of 6.26 % is above 5.7 %).
     barry.assert_has("6.26 % <abbr title=\"high: above the reference range\">(H)</abbr>");
     // Recently opened patients, newest first.
@@ -205,7 +207,7 @@ fn documentation_goes_through_the_record_write_path() {
     assert_eq!(signed.status, 303, "{}", signed.body);
     let shown = doc.get(&note_path);
     shown.assert_has("Signed");
-    shown.assert_has("Fluids, rest");
+    shown.assert_has("<h3>Plan</h3><p>Fluids, rest</p>");
     shown.assert_has("Amend this note");
     let note: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{note_id}"));
     assert_eq!(note["docStatus"], "final");

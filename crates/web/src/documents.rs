@@ -129,6 +129,27 @@ pub(crate) fn note_text(note: &Value) -> String {
 const SENSITIVE_ONLY: &str =
     "Behavioral-health notes are written and read by behavioral-health clinicians (the records are labelled PSY).";
 
+/// A note's text as (heading, body) sections: a line `## Heading` starts one (the plain-text
+/// layout `compose` writes, kept in the stored attachment so any reader can follow it).
+fn note_sections(text: &str) -> Vec<(Option<&str>, String)> {
+    let mut sections: Vec<(Option<&str>, Vec<&str>)> = vec![(None, Vec::new())];
+    for line in text.lines() {
+        match line.strip_prefix("## ") {
+            Some(heading) => sections.push((Some(heading.trim()), Vec::new())),
+            None => {
+                if let Some((_, lines)) = sections.last_mut() {
+                    lines.push(line);
+                }
+            }
+        }
+    }
+    sections
+        .into_iter()
+        .map(|(heading, lines)| (heading, lines.join("\n").trim().to_string()))
+        .filter(|(heading, body)| heading.is_some() || !body.is_empty())
+        .collect()
+}
+
 /// What a note form holds.
 #[derive(Default, Clone)]
 struct NoteForm {
@@ -493,7 +514,12 @@ pub(crate) async fn show_note(
             }
             @if let Some(newer) = &replaced_by { p { "Amended: " a href={ (base) "/" (newer) } { "read the amendment" } } }
             @if let Some(older) = &amends { p { "Amends " a href={ (base) "/" (older) } { "the original note" } " (kept unchanged)." } }
-            div class="note-text" id="note-text" { (text) }
+            div class="note-text" id="note-text" {
+                @for (heading, body) in note_sections(&text) {
+                    @if let Some(heading) = heading { h3 { (heading) } }
+                    @if !body.is_empty() { p { (body) } }
+                }
+            }
             @if status == "current" && matches!(doc_status, "final" | "amended") {
                 p { a href={ (base) "/" (note_id) "/amend" } { "Amend this note" } }
             }
@@ -631,5 +657,11 @@ mod tests {
             "## Subjective\nCough for 3 days\n\n## Assessment\nViral URI\nno red flags\n\n## Plan\nFluids"
         );
         assert_eq!(decompose(soap, &text), sections);
+        let amended = format!("{text}\n\n## Amendment reason\nTypo");
+        let shown = note_sections(&amended);
+        assert_eq!(shown[0], (Some("Subjective"), "Cough for 3 days".to_string()));
+        assert_eq!(shown[1], (Some("Assessment"), "Viral URI\nno red flags".to_string()));
+        assert_eq!(shown.last().unwrap(), &(Some("Amendment reason"), "Typo".to_string()));
+        assert_eq!(note_sections("free text\nonly"), vec![(None, "free text\nonly".to_string())]);
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Banner {
     pub care_team: Vec<String>,
     pub flags: Vec<String>,
     pub deceased: bool,
+    /// The day of death, when recorded.
+    pub died: Option<String>,
     pub glass: bool,
 }
 
@@ -144,12 +146,19 @@ impl Banner {
             .search_if_allowed("Flag", &[("patient", patient_id.to_string()), ("status", "active".into())], 10)?
             .unwrap_or_default();
         let birth_date = patient.get("birthDate").and_then(Value::as_str).map(str::to_string);
-        let deceased = patient.get("deceasedDateTime").is_some()
-            || patient.get("deceasedBoolean").and_then(Value::as_bool).unwrap_or(false);
+        let died = patient.get("deceasedDateTime").and_then(Value::as_str).map(str::to_string);
+        let deceased = died.is_some() || patient.get("deceasedBoolean").and_then(Value::as_bool).unwrap_or(false);
+        // The age today, or at death (the age of someone who died is not what they would be now).
+        let age_on = match died.as_deref().and_then(display::instant) {
+            Some(at) => at.date(),
+            None if deceased => time::Date::MIN,
+            None => display::today(),
+        };
         Ok(Banner {
             id: patient_id.to_string(),
             name: display::person_name(&patient),
-            age: birth_date.as_deref().and_then(|b| display::age(b, display::today())),
+            age: birth_date.as_deref().and_then(|b| display::age(b, age_on)),
+            died: died.as_deref().map(display::day),
             birth_date,
             sex: patient.get("gender").and_then(Value::as_str).unwrap_or("unknown").to_string(),
             mrn: display::mrn(&patient),
@@ -167,10 +176,10 @@ impl Banner {
                 h1 class="patient-name" { (self.name) }
                 dl class="facts" {
                     div { dt { "Born" } dd { (self.birth_date.as_deref().unwrap_or("unknown"))
-                        @if let Some(age) = self.age { " (" (age) " y)" } } }
+                        @if let Some(age) = self.age { " (" (age) " y" @if self.deceased { " at death" } ")" } } }
                     div { dt { "Sex" } dd { (self.sex) } }
                     div { dt { "MRN" } dd { (self.mrn.as_deref().unwrap_or("—")) } }
-                    @if self.deceased { div { dt { "Status" } dd { strong { "Deceased" } } } }
+                    @if self.deceased { div { dt { "Status" } dd { strong { "Deceased" } @if let Some(day) = &self.died { " " (day) } } } }
                 }
                 div class="allergies" id="banner-allergies" {
                     strong { "Allergies: " }
@@ -271,4 +280,5 @@ fieldset { border: 1px solid var(--line); margin: 0 0 1em; } .field { margin: .5
 .timeline .kind { font-weight: 600; } .timeline .src { color: var(--muted); }
 .chart svg { max-width: 100%; height: auto; } .chart .point:focus circle, .chart .point:hover circle { stroke: #111; stroke-width: 2; fill: #fff; }
 .note-text { white-space: pre-wrap; background: #fff; border: 1px solid var(--line); padding: .5em; }
+.note-text h3 { font-size: 1em; margin: .6em 0 .2em; } .note-text h3:first-child { margin-top: 0; } .note-text p { margin: 0 0 .4em; }
 "#;
