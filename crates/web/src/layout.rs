@@ -280,5 +280,6 @@ fieldset { border: 1px solid var(--line); margin: 0 0 1em; } .field { margin: .5
 .timeline .kind { font-weight: 600; } .timeline .src { color: var(--muted); }
 .chart svg { max-width: 100%; height: auto; } .chart .point:focus circle, .chart .point:hover circle { stroke: #111; stroke-width: 2; fill: #fff; }
 .note-text { white-space: pre-wrap; background: #fff; border: 1px solid var(--line); padding: .5em; }
+td.muted { white-space: nowrap; }
 .note-text h3 { font-size: 1em; margin: .6em 0 .2em; } .note-text h3:first-child { margin-top: 0; } .note-text p { margin: 0 0 .4em; }
 "#;
