@@ -5,6 +5,7 @@
 //! is fetched in turn by one keep-alive client, so each time is one page's server time plus
 //! a loopback round trip. The table gives p50, p95 and the slowest per page.
 
+use crate::auth_bench::stored;
 use crate::bench::{connect, exchange, percentile_ms};
 use crate::scale::Scaler;
 use anyhow::{Context, Result, bail};
@@ -56,32 +57,28 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let root = args.data.clone().unwrap_or_else(|| scratch.path().to_path_buf());
     let dir = root.join(format!("app-{}-seed{}", args.patients, args.seed));
+    // Built (or found complete) as the search benchmark builds its stores, then reopened with
+    // the audit trail that the secured server writes to.
     let (records, resources) = crate::search_bench::build_store(&scaler, args.patients, &dir)?;
     drop(records);
     println!("{} patients, {resources} resources", args.patients);
     let store = crate::open_store(&dir, &crate::DatabaseArg::default())?;
     let (records, trail) = (store.records, store.audit);
 
-    let ids = |t: &str, n: usize| -> Result<Vec<(String, String)>> {
-        let query = search::query::SearchQuery::parse(Some(t), &[], false).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let keys = records.backend().search(&query, n)?;
-        Ok(records
-            .backend()
-            .fetch(&keys)?
-            .into_iter()
-            .map(|(_, v)| {
-                let family = v
-                    .body
-                    .as_deref()
-                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                    .and_then(|p| p.pointer("/name/0/family").and_then(|f| f.as_str()).map(str::to_string))
-                    .unwrap_or_default();
-                (v.id, family)
-            })
-            .collect())
-    };
-    let organizations: Vec<String> = ids("Organization", 100_000)?.into_iter().map(|(id, _)| id).collect();
-    let patients = ids("Patient", 100_000)?;
+    let organizations: Vec<String> = stored(&records, "Organization", 100_000)?.into_iter().map(|v| v.id).collect();
+    // (id, family name) of every patient: the name is searched for on the patient search page.
+    let patients: Vec<(String, String)> = stored(&records, "Patient", 100_000)?
+        .into_iter()
+        .map(|v| {
+            let family = v
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                .and_then(|p| p.pointer("/name/0/family").and_then(|f| f.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            (v.id, family)
+        })
+        .collect();
     if patients.is_empty() {
         bail!("the scaled store has no patients");
     }

@@ -66,11 +66,8 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
     let resources = crate::search_bench::ingest(&records, &scaler, args.patients)?;
     println!("{} patients, {resources} resources loaded in {:.1} s", args.patients, started.elapsed().as_secs_f64());
 
-    let ids = |t: &str, n: usize| -> Result<Vec<String>> {
-        let query = search::query::SearchQuery::parse(Some(t), &[], false).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let keys = records.backend().search(&query, n)?;
-        Ok(records.backend().fetch(&keys)?.into_iter().map(|(_, v)| v.id).collect())
-    };
+    let ids =
+        |t: &str, n: usize| -> Result<Vec<String>> { Ok(stored(&records, t, n)?.into_iter().map(|v| v.id).collect()) };
     let organizations = ids("Organization", 100_000)?;
     let observations = ids("Observation", 500)?;
     let patients = ids("Patient", 500)?;
@@ -140,6 +137,14 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
+}
+
+/// Up to `count` stored resources of `resource_type`, read straight from the backend.
+pub(crate) fn stored(records: &Records, resource_type: &str, count: usize) -> Result<Vec<store::ResourceVersion>> {
+    let query =
+        search::query::SearchQuery::parse(Some(resource_type), &[], false).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let keys = records.backend().search(&query, count)?;
+    Ok(records.backend().fetch(&keys)?.into_iter().map(|(_, v)| v).collect())
 }
 
 /// The password of the benchmarks' physician (a scratch authorization store only).

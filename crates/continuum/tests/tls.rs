@@ -6,23 +6,31 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
-    let dir = tempfile::tempdir().unwrap();
+/// A self-signed certificate for localhost and 127.0.0.1 written into `dir`: the `serve`
+/// arguments that use it, and a client that trusts it.
+fn self_signed(dir: &std::path::Path) -> (Vec<String>, reqwest::blocking::Client) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
-
-    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let mut server = common::start(&dir.path().join("data"), &["--tls-cert", cert_arg, "--tls-key", key_arg]);
-    let base = server.base.clone();
-    assert!(base.starts_with("https://127.0.0.1:") && base.ends_with("/fhir"), "{base}");
-
+    let args =
+        vec!["--tls-cert".to_string(), cert.display().to_string(), "--tls-key".to_string(), key.display().to_string()];
     let trusting = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(generated.cert.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
+    (args, trusting)
+}
+
+#[test]
+fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, trusting) = self_signed(dir.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = common::start(&dir.path().join("data"), &args);
+    let base = server.base.clone();
+    assert!(base.starts_with("https://127.0.0.1:") && base.ends_with("/fhir"), "{base}");
+
     let metadata = trusting.get(format!("{base}/metadata")).send().unwrap();
     assert_eq!(metadata.status(), 200);
     let capability: serde_json::Value = metadata.json().unwrap();
@@ -45,16 +53,9 @@ fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
 #[test]
 fn the_web_apps_cookies_are_secure_over_https() {
     let dir = tempfile::tempdir().unwrap();
-    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
-    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let server = common::start_secured(&dir.path().join("data"), &["--tls-cert", cert_arg, "--tls-key", key_arg]);
-    let trusting = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(generated.cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let (args, trusting) = self_signed(dir.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = common::start_secured(&dir.path().join("data"), &args);
     let origin = server.base.trim_end_matches("/fhir");
     let form = trusting.get(format!("{origin}/app/sign-in")).send().unwrap();
     assert_eq!(form.status(), 200);

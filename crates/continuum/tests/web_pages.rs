@@ -84,20 +84,20 @@ fn sign_in_search_and_the_chart() {
     // Sources: the encounter's provider for the encounter and what was recorded during it.
     timeline.assert_has("Source: TEWKSBURY HOSPITAL");
     timeline.assert_lacks("Source: not recorded");
-    let times: Vec<&str> = timeline.body.split("<time datetime=\"").skip(1).map(|t| &t[..20]).collect();
+    let times = timeline.entry_times();
     assert!(times.len() >= 20, "{}", times.len());
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
     let older = timeline.body.split("rel=\"next\"").next().unwrap().rsplit("href=\"").next().unwrap();
     let older = older.split('"').next().unwrap().replace("&amp;", "&");
     let next = doc.get(&older);
     assert_eq!(next.status, 200);
-    let next_first = &next.body.split("<time datetime=\"").nth(1).unwrap()[..20];
+    let next_first = next.entry_times()[0];
     assert!(next_first <= times[times.len() - 1], "the next page is older");
     let only = doc.get(&format!("/app/patients/{}/timeline?type=immunization", clinic.rosie));
     only.assert_has("Immunization: ");
     only.assert_lacks("Encounter: ");
     let period = doc.get(&format!("/app/patients/{}/timeline?from=2019-01-01&to=2019-12-31", clinic.rosie));
-    let in_2019: Vec<&str> = period.body.split("<time datetime=\"").skip(1).map(|t| &t[..4]).collect();
+    let in_2019: Vec<&str> = period.entry_times().into_iter().map(|t| &t[..4]).collect();
     assert!(!in_2019.is_empty() && in_2019.iter().all(|y| *y == "2019"), "{in_2019:?}");
     let wrong = doc.get(&format!("/app/patients/{}/timeline?from=2019-13-01", clinic.rosie));
     wrong.assert_has("must be a real date");
@@ -187,8 +187,7 @@ fn documentation_goes_through_the_record_write_path() {
             ("action", action.to_string()),
         ]
     };
-    let as_refs = |f: &[(&'static str, String)]| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let draft_fields = as_refs(&fields("draft", "Fluids"));
+    let draft_fields = fields("draft", "Fluids");
     let draft_fields: Vec<(&str, &str)> = draft_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let saved = doc.submit(&form, &format!("{chart}/notes"), &draft_fields);
     assert_eq!(saved.status, 303, "{}", saved.body);
@@ -201,7 +200,7 @@ fn documentation_goes_through_the_record_write_path() {
     let editing = doc.get(&note_path);
     editing.assert_has("Sign note");
     editing.assert_has("Dry cough for 3 days &amp; no fever");
-    let sign_fields = as_refs(&fields("sign", "Fluids, rest"));
+    let sign_fields = fields("sign", "Fluids, rest");
     let sign_fields: Vec<(&str, &str)> = sign_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let signed = doc.submit(&editing, &note_path, &sign_fields);
     assert_eq!(signed.status, 303, "{}", signed.body);

@@ -25,6 +25,17 @@ pub(crate) fn forget_version(resource: &mut Value) {
     }
 }
 
+/// A transaction entry that writes `resource` (read earlier) back as its next version, only
+/// if nobody changed it meanwhile (`If-Match` on the version it was read at).
+pub(crate) fn update_entry(mut resource: Value) -> Value {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let version = resource.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
+    forget_version(&mut resource);
+    serde_json::json!({"resource": resource, "request": {
+        "method": "PUT", "url": format!("{resource_type}/{id}"), "ifMatch": format!("W/\"{version}\"")}})
+}
+
 /// The user's view of the record.
 pub(crate) struct Reader {
     pub app: WebApp,

@@ -332,8 +332,7 @@ fn document(
         note["authenticator"] = author(session);
     }
     // The organization keeping the note: the writer's (the timeline's source of the entry).
-    if let Some(org) = session.caller.principal.organizations().first() {
-        let org = if org.starts_with("Organization/") { org.clone() } else { format!("Organization/{org}") };
+    if let Some(org) = writer_organization(session) {
         note["custodian"] = json!({"reference": org});
     }
     if template.sensitive {
@@ -341,6 +340,12 @@ fn document(
             json!({"security": [{"system": ACT_CODE, "code": "PSY", "display": "psychiatry information sensitivity"}]});
     }
     note
+}
+
+/// `Organization/ID` of the signed-in user's first organization, if they have one.
+fn writer_organization(session: &Session) -> Option<String> {
+    let org = session.caller.principal.organizations().first()?;
+    Some(if org.starts_with("Organization/") { org.clone() } else { format!("Organization/{org}") })
 }
 
 /// A new office visit for a note written outside any recorded encounter.
@@ -356,8 +361,7 @@ fn new_encounter(patient: &str, session: &Session) -> Value {
     if let Some(reference) = session.caller.principal.fhir_user().filter(|r| r.starts_with("Practitioner/")) {
         encounter["participant"] = json!([{"individual": {"reference": reference}}]);
     }
-    if let Some(org) = session.caller.principal.organizations().first() {
-        let org = if org.starts_with("Organization/") { org.clone() } else { format!("Organization/{org}") };
+    if let Some(org) = writer_organization(session) {
         encounter["serviceProvider"] = json!({"reference": org});
     }
     encounter
@@ -625,10 +629,8 @@ pub(crate) async fn amend(
     }
     let mut original = note.clone();
     original["status"] = json!("superseded");
-    crate::clinical::forget_version(&mut original);
-    let version = note.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": original, "request": {"method": "PUT", "url": format!("DocumentReference/{note_id}"), "ifMatch": format!("W/\"{version}\"")}},
+        crate::clinical::update_entry(original),
         {"resource": amendment, "request": {"method": "POST", "url": "DocumentReference"}},
     ]});
     let reader = Reader::new(&app, &session);

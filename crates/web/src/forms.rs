@@ -244,6 +244,15 @@ fn vitals_page(
     layout::chart_page(session, banner, Tab::Vitals, "Vitals", content)
 }
 
+/// The banner of a chart whose vitals the user may record (else the closed chart, or 403).
+async fn vitals_chart(app: &WebApp, session: &Session, patient: &str) -> Result<Result<Banner, Markup>, WebError> {
+    open_chart(app, session, patient, "vitals-form", |reader, banner| {
+        reader.may_create("Observation")?;
+        Ok(banner)
+    })
+    .await
+}
+
 /// `GET /app/patients/{id}/vitals`.
 pub(crate) async fn vitals_form(
     State(app): State<WebApp>,
@@ -251,12 +260,7 @@ pub(crate) async fn vitals_form(
     Path(patient): Path<String>,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let banner = match open_chart(&app, &session, &patient, "vitals-form", |reader, banner| {
-        reader.may_create("Observation")?;
-        Ok(banner)
-    })
-    .await?
-    {
+    let banner = match vitals_chart(&app, &session, &patient).await? {
         Ok(b) => b,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -273,12 +277,7 @@ pub(crate) async fn record_vitals(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
-    let banner = match open_chart(&app, &session, &patient, "vitals-form", |reader, banner| {
-        reader.may_create("Observation")?;
-        Ok(banner)
-    })
-    .await?
-    {
+    let banner = match vitals_chart(&app, &session, &patient).await? {
         Ok(b) => b,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -483,7 +482,8 @@ pub(crate) async fn lists(
     })
 }
 
-/// Writes `resource` after the form's checks passed, or shows the lists with the problems.
+/// Writes `resource` (or a transaction Bundle of the patient's resources) after the form's
+/// checks passed, or shows the lists with the problems.
 async fn write_or_show(
     app: &WebApp,
     session: &Session,
@@ -508,7 +508,11 @@ async fn write_or_show(
         if !reader.may_open(&p)? {
             return Err(WebError::Forbidden("you may not write to this patient's record".into()));
         }
-        reader.write(resource, &p).map(|_| ())
+        if resource.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+            reader.transaction(resource, &p).map(|_| ())
+        } else {
+            reader.write(resource, &p).map(|_| ())
+        }
     })
     .await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response())
@@ -670,28 +674,24 @@ pub(crate) async fn add_allergy(
         }
         allergy
     };
-    if retire.is_empty() || !problems.is_empty() {
-        return write_or_show(&app, &session, &patient, &form, problems, "allergy", allergy).await;
-    }
-    let mut entries = vec![json!({"resource": allergy(), "request": {"method": "POST", "url": "AllergyIntolerance"}})];
-    for mut old in retire {
-        let id = old.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let version = old.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
-        crate::clinical::forget_version(&mut old);
-        old["clinicalStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "inactive"}]});
-        entries.push(json!({"resource": old, "request": {"method": "PUT", "url": format!("AllergyIntolerance/{id}"), "ifMatch": format!("W/\"{version}\"")}}));
-    }
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let reader = Reader::new(&app, &session);
-    let p = patient.clone();
-    blocking(move || {
-        if !reader.may_open(&p)? {
-            return Err(WebError::Forbidden("you may not write to this patient's record".into()));
+    let write = move || {
+        if retire.is_empty() {
+            return allergy();
         }
-        reader.transaction(bundle, &p).map(|_| ())
-    })
-    .await?;
-    Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response())
+        let mut entries =
+            vec![json!({"resource": allergy(), "request": {"method": "POST", "url": "AllergyIntolerance"}})];
+        for mut old in retire {
+            old["clinicalStatus"] = inactive_allergy_status();
+            entries.push(crate::clinical::update_entry(old));
+        }
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    };
+    write_or_show(&app, &session, &patient, &form, problems, "allergy", write).await
+}
+
+/// An AllergyIntolerance's `clinicalStatus` once it no longer applies.
+fn inactive_allergy_status() -> Value {
+    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "inactive"}]})
 }
 
 /// `POST /app/patients/{id}/allergies/{item}/inactivate`.
@@ -703,7 +703,7 @@ pub(crate) async fn inactivate_allergy(
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
     change_item(&app, &session, &patient, "AllergyIntolerance", &item, |allergy| {
-        allergy["clinicalStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "inactive"}]});
+        allergy["clinicalStatus"] = inactive_allergy_status();
         Ok(())
     })
     .await

@@ -120,8 +120,8 @@ pub(crate) async fn patient_search(
     ))
 }
 
-/// What the summary shows, read in one blocking call.
-/// The summary's sections; `None`: the user's role does not read that type.
+/// What the summary shows, read in one blocking call; a section is `None` when the user's role
+/// does not read its type.
 struct Summary {
     banner: Banner,
     problems: Option<Vec<Value>>,

@@ -131,6 +131,11 @@ impl Page {
         self.body[at..at + 32].to_string()
     }
 
+    /// The `datetime` of each timeline entry on the page (`2019-04-01T09:30:00Z`), in order.
+    pub fn entry_times(&self) -> Vec<&str> {
+        self.body.split("<time datetime=\"").skip(1).map(|t| &t[..20]).collect()
+    }
+
     pub fn assert_has(&self, text: &str) {
         assert!(self.body.contains(text), "the page (status {}) lacks {text:?}:\n{}", self.status, self.body);
     }
