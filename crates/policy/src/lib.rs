@@ -26,13 +26,15 @@
 //! the access is time-limited, flagged on every audit entry it causes, and itself audited.
 
 pub mod consent;
+mod guard;
 pub mod reach;
 mod roles;
 
 use auth::{Actor, Authority, BearerError, Context, Identity, Interaction, Principal, Role};
 use consent::Sensitivity;
+pub use guard::CallerGuard;
 use reach::StaffReach;
-use search::query::{Filter, SearchQuery};
+use search::query::{Contained, Filter, SearchQuery};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -216,6 +218,12 @@ impl Policy {
         glass.keys().filter(|(u, _)| u == user).map(|(_, p)| p.clone()).collect()
     }
 
+    /// The write-path guard of `caller`: hand it to [`store::Records::guarded`] so that every
+    /// version the caller writes is checked as stored.
+    pub fn guard(self: &Arc<Self>, caller: Arc<Caller>) -> Arc<dyn store::AccessGuard> {
+        Arc::new(CallerGuard::new(self.clone(), caller))
+    }
+
     /// Forgets computed reaches (after a write that may change a relationship or a Consent).
     pub fn forget_reaches(&self) {
         self.reaches.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -377,40 +385,79 @@ impl Policy {
         hidden
     }
 
-    /// Narrows a parsed search to what the restriction allows (after the restriction's pairs
-    /// were parsed with the request's). Refuses chains and `_has` into other patients' records.
-    pub fn restrict(&self, restriction: &Restriction, query: &mut SearchQuery) -> Result<(), Refusal> {
-        let Reach::Patients(patients) = &restriction.reach else { return Ok(()) };
-        for filter in &query.filters {
-            check_filter(filter)?;
-        }
-        let types = query.types.clone();
-        if types.is_empty() {
+    /// Narrows a parsed search to what `caller` may see, before it runs: each searched type by
+    /// its own rule (scope constraints, hidden categories, the patients it reaches), the
+    /// containers a `_contained` search returns by theirs, and every chain and `_has` by the
+    /// rule of the type it looks into, on every searched type (shared ones included). A chain
+    /// or `_has` into a type the caller may not search at all is refused.
+    pub fn narrow(
+        &self,
+        caller: &Caller,
+        interaction: Interaction,
+        query: &mut SearchQuery,
+        params: &[(String, String)],
+    ) -> Result<(), Refusal> {
+        if query.types.is_empty() {
             return Err(Refusal::Forbidden("name the resource types to search with _type".into()));
         }
-        let owned: Vec<&String> = types.iter().filter(|t| patient_owned(t)).collect();
-        if owned.is_empty() {
-            return Ok(());
+        for filter in query.filters.iter_mut().chain(query.contained_filters.iter_mut()) {
+            self.narrow_links(caller, filter)?;
         }
-        if owned.len() != types.len() {
-            return Err(Refusal::Forbidden(
-                "search patient records and shared resources separately (_type mixes them)".into(),
-            ));
+        let mut restrictions = Vec::with_capacity(query.types.len());
+        for t in &query.types {
+            restrictions.push((t.clone(), self.authorize(caller, interaction, t, params)?));
         }
-        // A Patient is reached by its id (its `link`s name other Patient resources).
-        let keys: Vec<i64> = types.iter().filter(|t| *t != "Patient").flat_map(|t| compartment_keys(t)).collect();
-        let mut any = Vec::new();
-        if !keys.is_empty() && !patients.is_empty() {
-            any.push(Filter::Compartment { keys, target_type: "Patient".into(), ids: patients.clone() });
-        }
-        if types.iter().any(|t| t == "Patient") && !patients.is_empty() {
-            if types.len() == 1 {
-                any.push(Filter::Id(patients.clone()));
-            } else {
-                any.extend(patients.iter().map(|p| Filter::Is { resource_type: "Patient".into(), id: p.clone() }));
+        let containers = if query.contained == Contained::No {
+            None
+        } else {
+            // Containers are of any type: those the caller may search, each by its own rule.
+            let mut allowed = Vec::new();
+            for t in fhir::definitions().resource_types() {
+                match self.authorize(caller, Interaction::Search, t, &[]) {
+                    Ok(restriction) => allowed.push((t.to_string(), restriction)),
+                    Err(Refusal::Forbidden(_)) | Err(Refusal::Hidden) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Some(narrowing(&allowed, true)?)
+        };
+        match (query.contained, containers) {
+            (Contained::Only, Some(containers)) => query.filters.extend(containers),
+            (Contained::Both, Some(containers)) => {
+                query.filters.extend(narrowing(&restrictions, false)?);
+                query.contained_filters.extend(containers);
+            }
+            _ => query.filters.extend(narrowing(&restrictions, false)?),
         }
-        query.filters.push(if any.is_empty() { Filter::Nothing } else { Filter::AnyOf(any) });
+        Ok(())
+    }
+
+    /// Narrows the resources a chain or `_has` looks into to those the caller may search.
+    fn narrow_links(&self, caller: &Caller, filter: &mut Filter) -> Result<(), Refusal> {
+        let (looked_into, inner) = match filter {
+            Filter::Chain { target_type, inner, .. } => (target_type.clone(), inner),
+            Filter::Has { source_type, inner, .. } => (source_type.clone(), inner),
+            Filter::AnyOf(filters) | Filter::AllOf(filters) => {
+                return filters.iter_mut().try_for_each(|f| self.narrow_links(caller, f));
+            }
+            _ => return Ok(()),
+        };
+        self.narrow_links(caller, inner)?;
+        let restriction = match self.authorize(caller, Interaction::Search, &looked_into, &[]) {
+            Ok(r) => r,
+            Err(Refusal::Forbidden(_)) => {
+                return Err(Refusal::Forbidden(format!(
+                    "chained parameters and _has into {looked_into} are not available to you"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let extra = narrowing(&[(looked_into, restriction)], false)?;
+        if !extra.is_empty() {
+            let mut all = vec![std::mem::replace(&mut **inner, Filter::Nothing)];
+            all.extend(extra);
+            **inner = Filter::AllOf(all);
+        }
         Ok(())
     }
 
@@ -508,33 +555,74 @@ fn interaction_name(interaction: Interaction) -> &'static str {
     }
 }
 
-/// Chains and `_has` may only look into shared resources, or (for a chain) at the patient
-/// that owns the searched resource; anything else would search records outside the reach.
-fn check_filter(filter: &Filter) -> Result<(), Refusal> {
-    match filter {
-        Filter::Chain { keys, target_type, inner } => {
-            if patient_owned(target_type) {
-                let owner_link = target_type == "Patient"
-                    && keys.iter().all(|k| {
-                        fhir::definitions().patient_compartment().resources.iter().any(|(t, names)| {
-                            names.iter().any(|n| search::registry().param(t, n).is_some_and(|p| p.key == *k))
-                        })
-                    });
-                if !owner_link {
-                    return Err(Refusal::Forbidden(
-                        "chained parameters into other patient records are not available to you".into(),
-                    ));
-                }
-            }
-            check_filter(inner)
+/// The filters that limit a search over the types of `restrictions` to what each type's
+/// restriction allows: the filters as they are for one type; for several, one alternative
+/// per group of types that share a restriction (`any_type`: the rows may be of any type, as
+/// containers are, so even one type is named).
+pub fn narrowing(restrictions: &[(String, Restriction)], any_type: bool) -> Result<Vec<Filter>, Refusal> {
+    let mut groups: Vec<(Vec<String>, &Restriction)> = Vec::new();
+    for (t, restriction) in restrictions {
+        let owned = patient_owned(t);
+        match groups.iter_mut().find(|(types, r)| {
+            r.pairs == restriction.pairs && r.reach == restriction.reach && patient_owned(&types[0]) == owned
+        }) {
+            Some((types, _)) => types.push(t.clone()),
+            None => groups.push((vec![t.clone()], restriction)),
         }
-        Filter::Has { source_type, inner, .. } => {
-            if patient_owned(source_type) {
-                return Err(Refusal::Forbidden("_has over patient records is not available to you".into()));
-            }
-            check_filter(inner)
-        }
-        Filter::AnyOf(filters) => filters.iter().try_for_each(check_filter),
-        _ => Ok(()),
     }
+    if groups.len() == 1 && !any_type {
+        let (types, restriction) = &groups[0];
+        return restriction_filters(restriction, types);
+    }
+    let mut alternatives = Vec::with_capacity(groups.len());
+    for (types, restriction) in &groups {
+        let mut all = vec![Filter::OfType(types.clone())];
+        all.extend(restriction_filters(restriction, types)?);
+        alternatives.push(Filter::AllOf(all));
+    }
+    Ok(vec![if alternatives.is_empty() { Filter::Nothing } else { Filter::AnyOf(alternatives) }])
+}
+
+/// The filters of one restriction on resources of `types` (which share it): its extra
+/// parameters (scope constraints, hidden categories), parsed apart from the request's own so
+/// that they never show in a Bundle's links, and the patients it reaches.
+fn restriction_filters(restriction: &Restriction, types: &[String]) -> Result<Vec<Filter>, Refusal> {
+    let mut filters = Vec::new();
+    if !restriction.pairs.is_empty() {
+        let parsed = match types {
+            [one] => SearchQuery::parse(Some(one), &restriction.pairs, true),
+            _ => {
+                let mut pairs = vec![("_type".to_string(), types.join(","))];
+                pairs.extend(restriction.pairs.iter().cloned());
+                SearchQuery::parse(None, &pairs, true)
+            }
+        };
+        let parsed = parsed
+            .map_err(|_| Refusal::Forbidden("the token's scope constraints do not apply to this search".into()))?;
+        filters.extend(parsed.filters);
+    }
+    let Reach::Patients(patients) = &restriction.reach else { return Ok(filters) };
+    let owned: Vec<&String> = types.iter().filter(|t| patient_owned(t)).collect();
+    if owned.is_empty() {
+        return Ok(filters);
+    }
+    // A Patient is reached by its id (its `link`s name other Patient resources).
+    let keys: Vec<i64> = owned.iter().filter(|t| **t != "Patient").flat_map(|t| compartment_keys(t)).collect();
+    let mut any = Vec::new();
+    if !keys.is_empty() && !patients.is_empty() {
+        any.push(Filter::Compartment { keys, target_type: "Patient".into(), ids: patients.clone() });
+    }
+    if owned.iter().any(|t| *t == "Patient") && !patients.is_empty() {
+        if types.len() == 1 {
+            any.push(Filter::Id(patients.clone()));
+        } else {
+            any.extend(patients.iter().map(|p| Filter::Is { resource_type: "Patient".into(), id: p.clone() }));
+        }
+    }
+    filters.push(match any.len() {
+        0 => Filter::Nothing,
+        1 => any.remove(0),
+        _ => Filter::AnyOf(any),
+    });
+    Ok(filters)
 }

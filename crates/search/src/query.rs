@@ -166,6 +166,12 @@ pub enum Filter {
     Is { resource_type: String, id: String },
     /// Any of the filters holds.
     AnyOf(Vec<Filter>),
+    /// Every one of the filters holds (access narrowing nests these inside `AnyOf`, chains
+    /// and `_has`).
+    AllOf(Vec<Filter>),
+    /// The resource is of one of these types (a container of `_contained`, one type of a
+    /// search over several).
+    OfType(Vec<String>),
     /// Always false (e.g. a chain whose target type lacks the parameter after filtering).
     Nothing,
 }
@@ -562,6 +568,7 @@ fn to_contained(filter: &Filter) -> Filter {
             Filter::Chain { keys: map(keys), target_type: target_type.clone(), inner: inner.clone() }
         }
         Filter::AnyOf(filters) => Filter::AnyOf(filters.iter().map(to_contained).collect()),
+        Filter::AllOf(filters) => Filter::AllOf(filters.iter().map(to_contained).collect()),
         // A contained resource has no id of its own on the server, and nothing references it
         // from outside its container.
         Filter::Id(_) | Filter::Has { .. } | Filter::Is { .. } => Filter::Nothing,

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use fhir::IssueCode;
 use policy::{Caller, Policy, Reach, Refusal, Restriction};
-use search::query::{Filter, SearchQuery};
+use search::query::SearchQuery;
 use serde_json::Value;
 use std::sync::Arc;
 use store::ResourceVersion;
@@ -100,10 +100,25 @@ impl Access {
         }
     }
 
-    /// Whether the caller is limited to some patients (as opposed to open or a service).
+    /// Whether the caller sees only part of `resource_type` (limited to some patients, or by
+    /// scope constraints or hidden categories), as opposed to open or an unlimited service.
     pub(crate) fn restricted_for(&self, interaction: Interaction, resource_type: &str) -> Result<bool, ApiError> {
         let gate = self.gate(interaction, resource_type, &[])?;
-        Ok(gate.inner.is_some_and(|g| matches!(g.restriction.reach, Reach::Patients(_))))
+        Ok(gate.restricted())
+    }
+
+    /// Narrows a parsed search to what the caller may see (each type by its own rule, chains,
+    /// `_has` and `_contained` containers included); 403 when a type is not theirs to search.
+    pub(crate) fn narrow(
+        &self,
+        interaction: Interaction,
+        query: &mut SearchQuery,
+        params: &[(String, String)],
+    ) -> Result<(), ApiError> {
+        match self {
+            Access::Open => Ok(()),
+            Access::Caller { policy, caller, .. } => Ok(policy.narrow(caller, interaction, query, params)?),
+        }
     }
 
     /// The policy, after a write: forget computed reaches when the write may change them.
@@ -115,12 +130,14 @@ impl Access {
         }
     }
 
-    /// The records to write through: as the caller (each version audited in its own
-    /// transaction), or as they are on an open server.
+    /// The records to write through: as the caller (each version checked by the policy and
+    /// audited inside its own transaction), or as they are on an open server.
     pub(crate) fn records(&self, records: &store::Records) -> store::Records {
         match self {
             Access::Open => records.clone(),
-            Access::Caller { caller, address, .. } => records.as_actor(crate::audit::actor(caller, *address, None)),
+            Access::Caller { policy, caller, address } => {
+                records.as_actor(crate::audit::actor(caller, *address, None)).guarded(policy.guard(caller.clone()))
+            }
         }
     }
 
@@ -182,82 +199,44 @@ impl Gate {
         Ok(())
     }
 
-    /// Checks a resource the caller writes. A new Patient has no record to be part of yet:
-    /// creating one needs only the type-level permission.
-    pub(crate) fn check_new(&self, resource: &Value, creating: bool) -> Result<(), ApiError> {
-        let Some(inner) = &self.inner else { return Ok(()) };
-        if creating && inner.resource_type == "Patient" {
-            return Ok(());
-        }
-        inner.policy.check_resource(&inner.caller, &inner.restriction, &inner.resource_type, resource).map_err(
-            |refusal| match refusal {
-                Refusal::Hidden => ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    IssueCode::Forbidden,
-                    "the resource must belong to a patient whose record you may write",
-                ),
-                other => other.into(),
-            },
-        )
+    /// A read of a deleted resource answers 410 only when the caller could see its last
+    /// version with content; otherwise it is, for them, a resource that never existed (404).
+    pub(crate) fn hide_gone(&self, records: &store::Records, error: store::Error) -> ApiError {
+        let store::Error::Gone { resource_type, id, version } = &error else { return error.into() };
+        let Some(inner) = &self.inner else { return error.into() };
+        let last = (1..*version)
+            .rev()
+            .find_map(|v| records.backend().version(resource_type, id, v).ok().flatten().filter(|v| v.body.is_some()));
+        let visible = last
+            .as_ref()
+            .and_then(|v| v.body.as_deref())
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .is_some_and(|resource| {
+                inner.policy.check_resource(&inner.caller, &inner.restriction, &inner.resource_type, &resource).is_ok()
+            });
+        if visible { error.into() } else { ApiError::not_found("resource not found") }
     }
 
-    /// Whether the caller is limited to some patients.
+    /// Whether the caller sees only part of the type (limited to some patients, or by scope
+    /// constraints or hidden categories).
     pub(crate) fn restricted(&self) -> bool {
-        self.inner.as_ref().is_some_and(|g| matches!(g.restriction.reach, Reach::Patients(_)))
-    }
-
-    /// Narrows a parsed search (`types` as searched) to what the caller may see.
-    pub(crate) fn narrow(&self, query: &mut SearchQuery) -> Result<(), ApiError> {
-        let Some(inner) = &self.inner else { return Ok(()) };
-        query.filters.extend(restriction_filters(&inner.restriction, &query.types)?);
-        inner.policy.restrict(&inner.restriction, query)?;
-        Ok(())
-    }
-
-    /// Only the category filters of the restriction (for `$everything`, whose own filters
-    /// already name the patient).
-    pub(crate) fn narrow_categories(&self, query: &mut SearchQuery) -> Result<(), ApiError> {
-        let Some(inner) = &self.inner else { return Ok(()) };
-        query.filters.extend(restriction_filters(&inner.restriction, &query.types)?);
-        Ok(())
+        self.inner
+            .as_ref()
+            .is_some_and(|g| matches!(g.restriction.reach, Reach::Patients(_)) || !g.restriction.pairs.is_empty())
     }
 }
 
-/// The restriction's extra parameters as filters on `types` (parsed apart from the request's
-/// own, so that they never show in the Bundle's links).
-fn restriction_filters(restriction: &Restriction, types: &[String]) -> Result<Vec<Filter>, ApiError> {
-    if restriction.pairs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let parsed = match types {
-        [one] => SearchQuery::parse(Some(one), &restriction.pairs, true),
-        _ => {
-            let mut pairs = vec![("_type".to_string(), types.join(","))];
-            pairs.extend(restriction.pairs.iter().cloned());
-            SearchQuery::parse(None, &pairs, true)
-        }
-    };
-    parsed.map(|q| q.filters).map_err(|_| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            IssueCode::Forbidden,
-            "the token's scope constraints do not apply to this search",
-        )
-    })
-}
-
-/// Checks every entry of a Bundle a restricted caller posts: creates and updates of
-/// resources in their reach, deletes of resources they may delete; reads and conditional
-/// entries are not available to them (they would bypass the per-resource checks).
-pub(crate) fn check_bundle(access: &Access, records: &store::Records, bundle: &Value) -> Result<(), ApiError> {
+/// Checks every entry of a Bundle a caller posts: the type-level decision for each entry's
+/// interaction. What each entry writes is checked as it is stored (the policy's guard on the
+/// write path, with references resolved); reads inside a Bundle are not available to callers
+/// who see only part of a type (they would bypass the search narrowing).
+pub(crate) fn check_bundle(access: &Access, bundle: &Value) -> Result<(), ApiError> {
     let Access::Caller { .. } = access else { return Ok(()) };
     for entry in bundle.get("entry").and_then(Value::as_array).into_iter().flatten() {
         let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("");
         let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("");
-        let resource = entry.get("resource");
-        let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
-        let mut parts = path.trim_start_matches('/').split('/');
-        let (resource_type, id) = (parts.next().unwrap_or(""), parts.next());
+        let path = url.split_once('?').map_or(url, |(p, _)| p);
+        let resource_type = path.trim_start_matches('/').split('/').next().unwrap_or("");
         if !fhir::definitions().is_resource_type(resource_type) {
             return Err(ApiError::bad_request("a Bundle entry's request.url does not name a resource type"));
         }
@@ -268,30 +247,12 @@ pub(crate) fn check_bundle(access: &Access, records: &store::Records, bundle: &V
             _ => Interaction::Read,
         };
         let gate = access.gate(interaction, resource_type, &[])?;
-        if !gate.restricted() {
-            continue;
-        }
-        if interaction == Interaction::Read || query.is_some() && method != "POST" || method == "PATCH" {
+        if interaction == Interaction::Read && gate.restricted() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 IssueCode::Forbidden,
-                "reads, patches and conditional updates or deletes in a Bundle are not available to you; send them as separate requests",
+                "reads in a Bundle are not available to you; send them as separate requests",
             ));
-        }
-        let existing = match id {
-            Some(id) => match records.backend().current(resource_type, id)? {
-                Some(v) if !v.is_deleted() => Some(v),
-                _ => None,
-            },
-            None => None,
-        };
-        if let Some(existing) = &existing {
-            gate.check_version(existing)?;
-        }
-        if let Some(resource) = resource
-            && interaction != Interaction::Delete
-        {
-            gate.check_new(resource, existing.is_none())?;
         }
     }
     Ok(())

@@ -78,6 +78,9 @@ pub(crate) struct AuditNote {
     pub written: bool,
     /// A stated reason (break-the-glass).
     pub reason: Option<String>,
+    /// What was handed out is audited as a read whatever the request's method (a
+    /// conditional create that matched, a Bundle's reads).
+    pub read: bool,
 }
 
 impl AuditNote {
@@ -107,6 +110,64 @@ pub(crate) fn note_of<'a>(versions: impl IntoIterator<Item = &'a store::Resource
         };
         (patient, format!("{}/{}/_history/{}", v.resource_type, v.id, v.version))
     }))
+}
+
+/// The note of what a Bundle's reads and matching conditional creates handed out (`reads`:
+/// which entries of the request were such), audited as reads.
+pub(crate) fn bundle_reads(reads: &[bool], response: &serde_json::Value) -> AuditNote {
+    let entries = response.get("entry").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let mut pairs = Vec::new();
+    for (entry, _) in entries.iter().zip(reads).filter(|(_, read)| **read) {
+        let status = entry.pointer("/response/status").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if !status.starts_with("200") {
+            continue;
+        }
+        let Some(resource) = entry.get("resource") else {
+            // A match answered by its location only.
+            if let Some(location) = entry.pointer("/response/location").and_then(serde_json::Value::as_str) {
+                pairs.push((None, location.to_string()));
+            }
+            continue;
+        };
+        let (Some(t), Some(id)) = (
+            resource.get("resourceType").and_then(serde_json::Value::as_str),
+            resource.get("id").and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        if t == "Bundle" {
+            // A search entry's searchset: each match in it.
+            for inner in resource.get("entry").and_then(serde_json::Value::as_array).into_iter().flatten() {
+                if let Some(r) = inner.get("resource") {
+                    pairs.push(handed_out(r));
+                }
+            }
+            continue;
+        }
+        let patient = if t == "Patient" {
+            Some(id.to_string())
+        } else {
+            store::compartment::patients_of(t, resource).into_iter().next()
+        };
+        pairs.push((patient, format!("{t}/{id}")));
+    }
+    let mut note = AuditNote::of(pairs.into_iter().filter(|(_, r)| !r.is_empty()));
+    note.read = true;
+    note
+}
+
+fn handed_out(resource: &serde_json::Value) -> (Option<String>, String) {
+    let t = resource.get("resourceType").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let id = resource.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
+    if t.is_empty() || id.is_empty() {
+        return (None, String::new());
+    }
+    let patient = if t == "Patient" {
+        Some(id.to_string())
+    } else {
+        store::compartment::patients_of(t, resource).into_iter().next()
+    };
+    (patient, format!("{t}/{id}"))
 }
 
 /// Notes the versions a response hands out, when the server audits.
@@ -175,7 +236,7 @@ pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, n
     } else {
         "8"
     };
-    let (action, subtype) = interaction(&method, &path);
+    let (action, subtype) = if note.read { ("R", "read") } else { interaction(&method, &path) };
     if path.ends_with("/metadata") || path.contains("/.well-known/") {
         return response;
     }

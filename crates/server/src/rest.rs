@@ -223,7 +223,7 @@ async fn read(
     // client even refuses to run on an async worker thread).
     let records = state.records().clone();
     let version = blocking_checked(move || {
-        let version = records.read(&at.resource_type, &at.id)?;
+        let version = records.read(&at.resource_type, &at.id).map_err(|e| gate.hide_gone(&records, e))?;
         gate.check_version(&version)?;
         Ok(version)
     })
@@ -266,7 +266,7 @@ async fn vread(
     let version = version.ok_or_else(|| ApiError::not_found("no such version"))?;
     let records = state.records().clone();
     let found = blocking_checked(move || {
-        let found = records.vread(&at.resource_type, &at.id, version)?;
+        let found = records.vread(&at.resource_type, &at.id, version).map_err(|e| gate.hide_gone(&records, e))?;
         gate.check_version(&found)?;
         Ok(found)
     })
@@ -283,8 +283,9 @@ async fn create(
     FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
     check_body_type(&resource, &resource_type)?;
-    let gate = access.gate(Interaction::Create, &resource_type, &[])?;
-    gate.check_new(&resource, true)?;
+    // The type-level decision here; what is written (and what `If-None-Exist` may match) is
+    // checked by the policy's guard inside the write.
+    access.gate(Interaction::Create, &resource_type, &[])?;
     let if_none_exist = headers
         .get("if-none-exist")
         .map(|v| v.to_str().map(|s| conditional_query(s, &resource_type)))
@@ -292,18 +293,14 @@ async fn create(
         .map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?;
     let records = access.records(state.records());
     let outcome = blocking(move || records.create(resource, if_none_exist.as_deref())).await?;
+    if outcome.kind == WriteKind::Matched {
+        // Nothing was written: the existing match is handed out, a read to audit as one.
+        let mut note = crate::audit::note_of(outcome.version.iter());
+        note.read = true;
+        return Ok(noted(write_response(&state, outcome, prefer_return(&headers)), note));
+    }
     access.written(&resource_type);
     Ok(written(write_response(&state, outcome, prefer_return(&headers))))
-}
-
-/// Conditional updates and deletes pick their target by search, across every patient: only
-/// callers not limited to some patients may use them.
-fn conditional_refused() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        IssueCode::Forbidden,
-        "conditional updates and deletes are not available to you; name the resource by id",
-    )
 }
 
 /// `If-None-Exist` may be `a=b` or `Type?a=b` (some clients send the latter).
@@ -323,18 +320,10 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     check_body_type(&resource, &at.resource_type)?;
-    let gate = access.gate(Interaction::Update, &at.resource_type, &[])?;
+    access.gate(Interaction::Update, &at.resource_type, &[])?;
     let records = access.records(state.records());
     let resource_type = at.resource_type.clone();
-    let outcome = blocking_checked(move || {
-        let existing = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted());
-        if let Some(existing) = &existing {
-            gate.check_version(existing)?;
-        }
-        gate.check_new(&resource, existing.is_none())?;
-        Ok(records.update(&at.resource_type, &at.id, resource, expected)?)
-    })
-    .await?;
+    let outcome = blocking(move || records.update(&at.resource_type, &at.id, resource, expected)).await?;
     access.written(&resource_type);
     Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
@@ -352,9 +341,7 @@ async fn conditional_update(
         return Err(ApiError::bad_request("PUT needs an id in the URL or search criteria"));
     }
     check_body_type(&resource, &resource_type)?;
-    if access.restricted_for(Interaction::Update, &resource_type)? {
-        return Err(conditional_refused());
-    }
+    access.gate(Interaction::Update, &resource_type, &[])?;
     let records = access.records(state.records());
     let written_type = resource_type.clone();
     let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
@@ -379,16 +366,8 @@ async fn patch(
         ));
     }
     let expected = if_match(&headers)?;
-    let gate = access.gate(Interaction::Update, &at.resource_type, &[])?;
-    if gate.restricted() {
-        // The patched result could move the resource out of the caller's reach, and it is
-        // only known inside the write: restricted callers update with PUT instead.
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            IssueCode::Forbidden,
-            "PATCH is not available to you; update the resource with PUT",
-        ));
-    }
+    // The patched result is checked by the policy's guard inside the write.
+    access.gate(Interaction::Update, &at.resource_type, &[])?;
     let records = access.records(state.records());
     let written_type = at.resource_type.clone();
     let outcome = blocking(move || records.patch(&at.resource_type, &at.id, &patch, expected)).await?;
@@ -404,16 +383,14 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let gate = access.gate(Interaction::Delete, &at.resource_type, &[])?;
+    access.gate(Interaction::Delete, &at.resource_type, &[])?;
     let records = access.records(state.records());
     let written_type = at.resource_type.clone();
-    let outcome = blocking_checked(move || {
-        if let Some(existing) = records.backend().current(&at.resource_type, &at.id)?.filter(|v| !v.is_deleted()) {
-            gate.check_version(&existing)?;
-        }
-        Ok(records.delete(&at.resource_type, &at.id, expected)?)
-    })
-    .await?;
+    let outcome = match blocking(move || records.delete(&at.resource_type, &at.id, expected)).await {
+        // A resource the caller may not see is, for them, one that does not exist.
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(StatusCode::NO_CONTENT.into_response()),
+        other => other?,
+    };
     access.written(&written_type);
     Ok(written(write_response(&state, outcome, prefer_return(&headers))))
 }
@@ -429,9 +406,7 @@ async fn conditional_delete(
     if criteria.is_empty() {
         return Err(ApiError::bad_request("DELETE needs an id in the URL or search criteria"));
     }
-    if access.restricted_for(Interaction::Delete, &resource_type)? {
-        return Err(conditional_refused());
-    }
+    access.gate(Interaction::Delete, &resource_type, &[])?;
     let records = access.records(state.records());
     let written_type = resource_type.clone();
     let outcomes = blocking(move || records.conditional_delete(&resource_type, &criteria)).await?;
@@ -637,13 +612,31 @@ pub(crate) async fn system_bundle(
     }
     let records = access.records(state.records());
     let checking = access.clone();
+    // Entries that may hand out what exists: reads, and creates that may match instead.
+    let reads: Vec<bool> = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| match e.pointer("/request/method").and_then(Value::as_str) {
+            Some("GET") | Some("HEAD") => true,
+            Some("POST") => e.pointer("/request/ifNoneExist").is_some(),
+            _ => false,
+        })
+        .collect();
     let response = blocking_checked(move || {
-        check_bundle(&checking, &records, &bundle)?;
+        check_bundle(&checking, &bundle)?;
         Ok(records.process_bundle(bundle)?)
     })
     .await?;
     access.bundle_written();
-    Ok(written(fhir_json_response(StatusCode::OK, &response)))
+    // What the Bundle's reads and conditional creates handed out (nothing written for them).
+    let handed_out = crate::audit::bundle_reads(&reads, &response);
+    let mut answer = written(fhir_json_response(StatusCode::OK, &response));
+    if !handed_out.touched.is_empty() {
+        answer = noted(answer, handed_out);
+    }
+    Ok(answer)
 }
 
 async fn system_history(

@@ -71,9 +71,8 @@ pub(crate) async fn respond(
     {
         params.push(("patient".into(), id.clone()));
     }
-    let mut searched = query.types.clone();
     if let Access::Caller { .. } = access
-        && searched.is_empty()
+        && query.types.is_empty()
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -81,17 +80,7 @@ pub(crate) async fn respond(
             "name the resource types to search with _type",
         ));
     }
-    searched.sort();
-    let mut gate = None;
-    for t in &searched {
-        let g = access.gate(Interaction::Search, t, &params)?;
-        if gate.is_none() || crate::access::Gate::restricted(&g) {
-            gate = Some(g);
-        }
-    }
-    if let Some(gate) = &gate {
-        gate.narrow(&mut query)?;
-    }
+    access.narrow(Interaction::Search, &mut query, &params)?;
     let count = query.count.unwrap_or(DEFAULT_COUNT).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();
@@ -136,7 +125,7 @@ pub(crate) async fn everything(
     id: String,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let gate = access.gate(Interaction::Read, "Patient", &[("patient".into(), id.clone())])?;
+    access.gate(Interaction::Read, "Patient", &[("patient".into(), id.clone())])?;
     let opening = access.clone();
     let patient = id.clone();
     if !crate::rest::blocking_checked(move || opening.may_open_patient(&patient)).await? {
@@ -192,7 +181,7 @@ pub(crate) async fn everything(
     let mut query = SearchQuery::everything(&id, types.as_deref(), since)?;
     query.page = page;
     query.echo = pairs.into_iter().filter(|(n, _)| n != "_page" && n != "_count").collect();
-    gate.narrow_categories(&mut query)?;
+    access.narrow(Interaction::Read, &mut query, &[("patient".into(), id.clone())])?;
     let count = count.unwrap_or(state.limits().max_count).min(state.limits().max_count);
     let records = state.records().clone();
     let run = query.clone();

@@ -296,8 +296,15 @@ async fn counts_and_paging_never_tell_of_hidden_records() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = rig.get(&doctor, "?_lastUpdated=gt2000-01-01").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // _has over patient records is refused; a chain to the resource's own patient is not.
+    // _has over patient records looks only into the records the caller may see: the patient
+    // finds themselves, never another patient with such a result.
     let (status, body) = rig.get(&patient, "Patient?_has:Observation:patient:code=8867-4").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(holds(&body, &format!("Patient/{OWN}")), "{body}");
+    assert_eq!(body["entry"].as_array().map_or(0, Vec::len), 1, "{body}");
+    // _has into a type the caller may not search at all is refused.
+    let desk = rig.staff("desk-has", Role::FrontDesk);
+    let (status, body) = rig.get(&desk, "Patient?_has:Observation:patient:code=8867-4").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(is_outcome(&body));
     let (status, body) = rig.get(&patient, &format!("Observation?subject:Patient._id={OTHER}")).await;

@@ -321,6 +321,17 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             let ors: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
             format!("({})", ors.join(" OR "))
         }
+        Filter::AllOf(filters) => {
+            let ands: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
+            if ands.is_empty() { "TRUE".into() } else { format!("({})", ands.join(" AND ")) }
+        }
+        Filter::OfType(types) => {
+            if types.is_empty() {
+                return "FALSE".into();
+            }
+            let list: Vec<String> = types.iter().map(|t| b.bind(t.clone())).collect();
+            format!("{r}.resource_type IN ({})", list.join(", "))
+        }
         Filter::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
             format!("{r}.id IN ({})", list.join(", "))

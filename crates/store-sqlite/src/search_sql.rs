@@ -267,6 +267,17 @@ fn filter_sql(b: &mut Builder, filter: &Filter, r: &str, single_type: Option<&st
             let ors: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
             format!("({})", any_sql(&ors))
         }
+        Filter::AllOf(filters) => {
+            let ands: Vec<String> = filters.iter().map(|f| filter_sql(b, f, r, single_type)).collect();
+            if ands.is_empty() { "1".into() } else { format!("({})", ands.join(" AND ")) }
+        }
+        Filter::OfType(types) => {
+            if types.is_empty() {
+                return "0".into();
+            }
+            let list: Vec<String> = types.iter().map(|t| b.bind(t.clone())).collect();
+            format!("{r}.resource_type IN ({})", list.join(", "))
+        }
         Filter::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.bind(id.clone())).collect();
             format!("{r}.id IN ({})", list.join(", "))

@@ -112,6 +112,13 @@ pub trait Transaction {
         let _ = (query, limit);
         Err(crate::Error::NotSupported("search inside a transaction on this backend".into()))
     }
+    /// Keeps, of the live resources `ids` of `resource_type` that a conditional operation
+    /// matched, those the acting caller may see (all of them unless an access guard wraps
+    /// the transaction).
+    fn visible(&mut self, resource_type: &str, ids: Vec<String>) -> Result<Vec<String>> {
+        let _ = resource_type;
+        Ok(ids)
+    }
     /// Writes a new version: a history row, the current row, and its index rows. Returns the
     /// version's position in the global history (its `sequence`).
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64>;

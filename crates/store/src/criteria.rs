@@ -98,7 +98,7 @@ impl Criteria {
                 search::SearchQuery::parse(Some(resource_type), &self.pairs, true).map_err(|e| Error::Invalid(e.0))?;
             let mut ids = tx.search_ids(&query, MAX_MATCHES)?;
             ids.sort();
-            return Ok(ids);
+            return tx.visible(resource_type, ids);
         }
         let mut found: Option<BTreeSet<String>> = None;
         for group in &self.identifiers {
@@ -129,7 +129,7 @@ impl Criteria {
                 }
             });
         }
-        Ok(found.unwrap_or_default().into_iter().collect())
+        tx.visible(resource_type, found.unwrap_or_default().into_iter().collect())
     }
 }
 

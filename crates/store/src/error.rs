@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// A feature the server does not support (400 with `not-supported`).
     NotSupported,
+    /// The caller may not do this (403).
+    Forbidden,
     /// The storage engine failed (500).
     Storage,
     /// The store is shutting down or overloaded (503).
@@ -30,6 +32,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::Invalid | ErrorKind::NotSupported => 400,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::Gone => 410,
@@ -44,6 +47,7 @@ impl ErrorKind {
     pub fn status_line(self) -> &'static str {
         match self {
             ErrorKind::Invalid | ErrorKind::NotSupported => "400 Bad Request",
+            ErrorKind::Forbidden => "403 Forbidden",
             ErrorKind::NotFound => "404 Not Found",
             ErrorKind::Conflict => "409 Conflict",
             ErrorKind::Gone => "410 Gone",
@@ -73,6 +77,9 @@ pub enum Error {
     Unprocessable(Vec<Issue>),
     #[error("not supported: {0}")]
     NotSupported(String),
+    /// The caller may not do this; the text says why (it names no data).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("unavailable: {0}")]
@@ -102,6 +109,7 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Unprocessable(_) => ErrorKind::Unprocessable,
             Error::NotSupported(_) => ErrorKind::NotSupported,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Storage(_) => ErrorKind::Storage,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::InEntry { error, .. } => error.kind(),
@@ -119,6 +127,7 @@ impl Error {
                 vec![Issue::error(IssueCode::Conflict, self.to_string())]
             }
             Error::NotSupported(_) => vec![Issue::error(IssueCode::NotSupported, self.to_string())],
+            Error::Forbidden(_) => vec![Issue::error(IssueCode::Forbidden, self.to_string())],
             Error::Storage(_) => vec![Issue::error(IssueCode::Exception, "internal storage error")],
             Error::Unavailable(_) => vec![Issue::error(IssueCode::Transient, self.to_string())],
             Error::InEntry { index, error } => {

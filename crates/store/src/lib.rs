@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod compartment;
 pub mod criteria;
 pub mod error;
+pub mod guard;
 #[cfg(test)]
 mod memory;
 pub mod messages;
@@ -24,6 +25,7 @@ pub use audit::{Actor, AuditLog};
 pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
+pub use guard::AccessGuard;
 pub use messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 pub use outbox::{Outbox, WriteHook};
 pub use records::{Records, WriteKind, WriteOutcome};

@@ -45,12 +45,14 @@ pub struct Records {
     hook: Option<Arc<dyn WriteHook>>,
     /// Who acts: each version written is audited in its own transaction.
     actor: Option<Arc<crate::Actor>>,
+    /// The actor's access rules, checked on every version written and every conditional match.
+    guard: Option<Arc<dyn crate::guard::AccessGuard>>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend, base: None, snapshots: Arc::default(), hook: None, actor: None }
+        Records { backend, base: None, snapshots: Arc::default(), hook: None, actor: None, guard: None }
     }
 
     /// The same records, treating absolute references that start with `base` (e.g.
@@ -74,6 +76,14 @@ impl Records {
     pub fn as_actor(&self, actor: crate::Actor) -> Records {
         let mut records = self.clone();
         records.actor = Some(Arc::new(actor));
+        records
+    }
+
+    /// The same records, checking every version written (and every resource a conditional
+    /// operation matches) with `guard` inside the write's own transaction.
+    pub fn guarded(&self, guard: Arc<dyn crate::guard::AccessGuard>) -> Records {
+        let mut records = self.clone();
+        records.guard = Some(guard);
         records
     }
 
@@ -172,6 +182,11 @@ impl Records {
         // between, and the whole thing is retried if something did.
         for _ in 0..PATCH_ATTEMPTS {
             let current = self.read(resource_type, id)?;
+            if let Some(guard) = &self.guard
+                && !guard.may_read(&current)?
+            {
+                return Err(not_found(resource_type, id));
+            }
             write::check_if_match(if_match, Some(&current))?;
             let patched = write::apply_patch(&current, &patch)?;
             let (resource_type, id, seen) = (resource_type.to_string(), id.to_string(), current.version);
@@ -288,11 +303,17 @@ impl Records {
     {
         let actor = self.actor.clone();
         let hook = self.hook.clone();
+        let guard = self.guard.clone();
         capture(move |tx| {
             let mut audited = AuditedTx { inner: tx, actor: actor.as_deref(), entries: Vec::new() };
-            let value = match &hook {
-                None => f(&mut audited)?,
-                Some(hook) => f(&mut HookedTx { inner: &mut audited, hook: &**hook })?,
+            let value = match (&hook, &guard) {
+                (None, None) => f(&mut audited)?,
+                (Some(hook), None) => f(&mut HookedTx { inner: &mut audited, hook: &**hook })?,
+                (None, Some(guard)) => f(&mut crate::guard::GuardedTx { inner: &mut audited, guard: &**guard })?,
+                (Some(hook), Some(guard)) => {
+                    let mut hooked = HookedTx { inner: &mut audited, hook: &**hook };
+                    f(&mut crate::guard::GuardedTx { inner: &mut hooked, guard: &**guard })?
+                }
             };
             let entries = std::mem::take(&mut audited.entries);
             if !entries.is_empty() {
@@ -374,6 +395,10 @@ impl Transaction for HookedTx<'_, '_> {
         self.inner.search_ids(query, limit)
     }
 
+    fn visible(&mut self, resource_type: &str, ids: Vec<String>) -> Result<Vec<String>> {
+        self.inner.visible(resource_type, ids)
+    }
+
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
         if !self.hook.wants(version.resource_type) {
             return self.inner.put(version);
@@ -423,6 +448,10 @@ impl Transaction for AuditedTx<'_, '_> {
         self.inner.search_ids(query, limit)
     }
 
+    fn visible(&mut self, resource_type: &str, ids: Vec<String>) -> Result<Vec<String>> {
+        self.inner.visible(resource_type, ids)
+    }
+
     fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
         let sequence = self.inner.put(version)?;
         self.note(version);
@@ -435,6 +464,19 @@ impl Transaction for AuditedTx<'_, '_> {
 
     fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
         self.inner.enqueue_outbound(message)
+    }
+}
+
+/// Refuses, as if it did not exist, a live resource the acting caller may not see (before
+/// anything else about it, such as its version, is compared).
+pub(crate) fn require_visible(tx: &mut dyn Transaction, resource_type: &str, id: &str) -> Result<()> {
+    // Unguarded transactions see everything: no lookup at all.
+    if !tx.visible(resource_type, vec![id.to_string()])?.is_empty() {
+        return Ok(());
+    }
+    match tx.current_version(resource_type, id)? {
+        Some((_, false)) => Err(not_found(resource_type, id)),
+        _ => Ok(()),
     }
 }
 

@@ -169,6 +169,7 @@ pub(crate) fn update(
     mut body: Value,
     if_match: Option<u64>,
 ) -> Result<Written> {
+    crate::records::require_visible(tx, resource_type, id)?;
     let current = tx.current(resource_type, id)?;
     check_if_match(if_match, current.as_ref())?;
     let (kind, change) = match &current {
@@ -211,6 +212,7 @@ pub(crate) fn delete(
     id: &str,
     if_match: Option<u64>,
 ) -> Result<Written> {
+    crate::records::require_visible(tx, resource_type, id)?;
     let current = tx.current(resource_type, id)?;
     check_if_match(if_match, current.as_ref())?;
     match current {

@@ -56,12 +56,10 @@ impl Reader {
         count: usize,
     ) -> Result<Vec<Value>, WebError> {
         let policy = &self.app.inner.policy;
-        let mut params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let restriction = policy.authorize(&self.caller, Interaction::Search, resource_type, &params)?;
-        params.extend(restriction.pairs.iter().cloned());
+        let params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let mut query = SearchQuery::parse(Some(resource_type), &params, false)
             .map_err(|e| WebError::BadRequest(issues_text(&e.0)))?;
-        policy.restrict(&restriction, &mut query)?;
+        policy.narrow(&self.caller, Interaction::Search, &mut query, &params)?;
         let page = self.app.inner.records.search(&query, count)?;
         Ok(page.matches.iter().filter_map(|v| v.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
     }
@@ -123,7 +121,7 @@ impl Reader {
             // The version overwritten must be one the user may see too.
             self.read(&resource_type, id)?;
         }
-        let records = self.app.inner.records.as_actor(server::audit::actor(&self.caller, self.address, Some(patient)));
+        let records = self.records(patient);
         let outcome = match id {
             Some(id) => records.update(&resource_type, &id, resource, None)?,
             None => records.create(resource, None)?,
@@ -153,8 +151,17 @@ impl Reader {
                 other => other.into(),
             })?;
         }
-        let records = self.app.inner.records.as_actor(server::audit::actor(&self.caller, self.address, Some(patient)));
-        Ok(records.process_bundle(bundle)?)
+        Ok(self.records(patient).process_bundle(bundle)?)
+    }
+
+    /// The records as the user writes them: every version checked by the policy's guard and
+    /// audited inside its own transaction.
+    fn records(&self, patient: &str) -> store::Records {
+        self.app
+            .inner
+            .records
+            .as_actor(server::audit::actor(&self.caller, self.address, Some(patient)))
+            .guarded(self.app.inner.policy.guard(self.caller.clone()))
     }
 
     /// The audit entry of a page that showed (part of) `patient`'s chart.

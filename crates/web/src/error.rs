@@ -36,6 +36,7 @@ impl From<store::Error> for WebError {
     fn from(error: store::Error) -> Self {
         match error.kind() {
             store::ErrorKind::NotFound | store::ErrorKind::Gone => WebError::NotFound,
+            store::ErrorKind::Forbidden => WebError::Forbidden(error.to_string()),
             store::ErrorKind::Invalid | store::ErrorKind::Unprocessable | store::ErrorKind::NotSupported => {
                 WebError::BadRequest(error.to_string())
             }

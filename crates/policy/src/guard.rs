@@ -1,0 +1,164 @@
+//! The policy inside the write path: a [`store::AccessGuard`] for one caller, so that every
+//! version a caller's request writes — whatever door it came through (REST create, update,
+//! patch, conditional operations, each Bundle entry, the web app's forms) — is checked as it
+//! is finally stored, references resolved and patches applied, and conditional operations
+//! match only what the caller may see.
+
+use crate::{Caller, Policy, Reach, Refusal, narrowing, patient_owned};
+use auth::Interaction;
+use search::query::{Filter, SearchQuery};
+use std::sync::Arc;
+use store::compartment::patients_in_index;
+use store::{Change, NewVersion, Transaction};
+
+/// The write-path guard of one caller.
+pub struct CallerGuard {
+    policy: Arc<Policy>,
+    caller: Arc<Caller>,
+}
+
+impl CallerGuard {
+    /// The guard of `caller` under `policy`.
+    pub fn new(policy: Arc<Policy>, caller: Arc<Caller>) -> CallerGuard {
+        CallerGuard { policy, caller }
+    }
+
+    fn interaction(change: Change) -> Interaction {
+        match change {
+            Change::Created => Interaction::Create,
+            Change::Updated => Interaction::Update,
+            Change::Deleted => Interaction::Delete,
+        }
+    }
+
+    /// Whether `resource_type/ids` are visible to the caller under `interaction`, as seen
+    /// inside `tx`: the same narrowing a search gets.
+    fn seen(
+        &self,
+        tx: &mut dyn Transaction,
+        interaction: Interaction,
+        resource_type: &str,
+        ids: &[String],
+        params: &[(String, String)],
+    ) -> store::Result<Vec<String>> {
+        let restriction = match self.policy.authorize(&self.caller, interaction, resource_type, params) {
+            Ok(r) => r,
+            Err(Refusal::Forbidden(_)) | Err(Refusal::Hidden) => return Ok(Vec::new()),
+            Err(e) => return Err(to_store(e)),
+        };
+        if restriction.reach == Reach::All && restriction.pairs.is_empty() {
+            return Ok(ids.to_vec());
+        }
+        let mut query = SearchQuery::default();
+        query.types = vec![resource_type.to_string()];
+        query.filters.push(Filter::Id(ids.to_vec()));
+        query.filters.extend(narrowing(&[(resource_type.to_string(), restriction)], false).map_err(to_store)?);
+        tx.search_ids(&query, ids.len().max(1))
+    }
+}
+
+fn to_store(refusal: Refusal) -> store::Error {
+    match refusal {
+        Refusal::Unauthenticated(why) | Refusal::Forbidden(why) => store::Error::Forbidden(why),
+        Refusal::Hidden => store::Error::Forbidden(NOT_YOURS.into()),
+        Refusal::Store(e) => e,
+    }
+}
+
+const NOT_YOURS: &str = "the resource must belong only to patients whose record you may write";
+
+fn hidden(resource_type: &str, id: &str) -> store::Error {
+    store::Error::NotFound { resource_type: resource_type.to_string(), id: id.to_string() }
+}
+
+impl store::AccessGuard for CallerGuard {
+    fn before_put(&self, tx: &mut dyn Transaction, version: &NewVersion<'_>) -> store::Result<()> {
+        let (resource_type, id) = (version.resource_type, version.id);
+        let interaction = Self::interaction(version.change);
+        let restriction = self.policy.authorize(&self.caller, interaction, resource_type, &[]).map_err(to_store)?;
+        if restriction.reach == Reach::All && restriction.pairs.is_empty() {
+            return Ok(());
+        }
+        let previous = tx.current(resource_type, id)?;
+        let ids = [id.to_string()];
+        match &previous {
+            // The version replaced must be one the caller may see (else it does not exist
+            // for them).
+            Some(p) if !p.is_deleted() => {
+                if self.seen(tx, interaction, resource_type, &ids, &[])?.is_empty() {
+                    return Err(hidden(resource_type, id));
+                }
+            }
+            // A deleted Patient comes back only for those who may open it: reviving it would
+            // bring back every record still pointing at it.
+            Some(_) if resource_type == "Patient" => {
+                if let Reach::Patients(patients) = &restriction.reach
+                    && !patients.iter().any(|p| p == id)
+                {
+                    return Err(hidden(resource_type, id));
+                }
+            }
+            _ => {}
+        }
+        if version.body.is_none() || !patient_owned(resource_type) {
+            return Ok(());
+        }
+        let Reach::Patients(patients) = &restriction.reach else { return Ok(()) };
+        if resource_type == "Patient" {
+            // A new Patient has no record to be part of yet; an existing one was checked above.
+            return Ok(());
+        }
+        let owners = patients_in_index(resource_type, version.index);
+        if owners.is_empty() || !owners.iter().all(|o| patients.contains(o)) {
+            return Err(store::Error::Forbidden(NOT_YOURS.into()));
+        }
+        Ok(())
+    }
+
+    fn after_put(&self, tx: &mut dyn Transaction, version: &NewVersion<'_>) -> store::Result<()> {
+        if version.body.is_none() {
+            return Ok(());
+        }
+        let (resource_type, id) = (version.resource_type, version.id);
+        let interaction = Self::interaction(version.change);
+        let owners = if resource_type == "Patient" {
+            vec![id.to_string()]
+        } else {
+            patients_in_index(resource_type, version.index)
+        };
+        let params: Vec<(String, String)> =
+            if owners.is_empty() { Vec::new() } else { vec![("patient".into(), owners.join(","))] };
+        let restriction = self.policy.authorize(&self.caller, interaction, resource_type, &params).map_err(to_store)?;
+        if restriction.pairs.is_empty() {
+            return Ok(());
+        }
+        // Scope constraints and hidden categories, checked on the version as stored.
+        let mut query = SearchQuery::default();
+        query.types = vec![resource_type.to_string()];
+        query.filters.push(Filter::Id(vec![id.to_string()]));
+        let only_pairs = crate::Restriction { pairs: restriction.pairs, reach: Reach::All };
+        query.filters.extend(narrowing(&[(resource_type.to_string(), only_pairs)], false).map_err(to_store)?);
+        if tx.search_ids(&query, 1)?.is_empty() {
+            return Err(store::Error::Forbidden(
+                "the resource is outside what your token's scopes and your access let you write".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn visible(&self, tx: &mut dyn Transaction, resource_type: &str, ids: Vec<String>) -> store::Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let mut seen = self.seen(tx, Interaction::Read, resource_type, &ids, &[])?;
+        seen.sort();
+        Ok(seen)
+    }
+
+    fn may_read(&self, version: &store::ResourceVersion) -> store::Result<bool> {
+        let Some(body) = version.body.as_deref() else { return Ok(true) };
+        let resource: serde_json::Value =
+            serde_json::from_str(body).map_err(|_| store::Error::Storage("a stored resource is not JSON".into()))?;
+        self.policy.may_read(&self.caller, &version.resource_type, &resource).map_err(to_store)
+    }
+}
