@@ -312,7 +312,21 @@ impl Rig {
     }
 
     async fn send(&self, token: &str, method: reqwest::Method, path: &str, body: Option<(&str, String)>) -> Answer {
+        self.send_with(token, method, path, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+        headers: &[(&str, String)],
+    ) -> Answer {
         let mut request = self.client.request(method, format!("{}/{path}", self.base)).bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         if let Some((media, body)) = body {
             request = request.header("content-type", media).body(body);
         }
@@ -414,11 +428,17 @@ struct Probe {
     method: reqwest::Method,
     path: String,
     body: Option<(&'static str, String)>,
+    /// Extra request headers (`If-None-Exist`).
+    headers: Vec<(&'static str, String)>,
     expect: Expect,
 }
 
 fn get(path: String, expect: Expect) -> Probe {
-    Probe { method: reqwest::Method::GET, path, body: None, expect }
+    Probe { method: reqwest::Method::GET, path, body: None, headers: Vec::new(), expect }
+}
+
+fn sent(method: reqwest::Method, path: String, body: Option<(&'static str, String)>, expect: Expect) -> Probe {
+    Probe { method, path, body, headers: Vec::new(), expect }
 }
 
 fn batch(requests: &[(&str, String)], kind: &str) -> String {
@@ -483,29 +503,30 @@ fn probes_of(p: &Probed) -> Vec<Probe> {
                     "batch",
                 ),
             )),
+            headers: Vec::new(),
             expect: Expect::Empty,
         },
         // Conditional writes whose criteria only the victim's resource meets: none may match
         // it (nor delete or change it; checked at the end).
-        Probe { method: reqwest::Method::DELETE, path: format!("{t}?_id={v}"), body: None, expect: Expect::Clean },
-        Probe {
-            method: reqwest::Method::POST,
-            path: String::new(),
-            body: Some((
+        sent(reqwest::Method::DELETE, format!("{t}?_id={v}"), None, Expect::Clean),
+        sent(
+            reqwest::Method::POST,
+            String::new(),
+            Some((
                 "application/fhir+json",
                 batch(&[("DELETE", format!("{t}?_id={v}")), ("PATCH", format!("{t}?_id={v}"))], "batch"),
             )),
-            expect: Expect::Clean,
-        },
-        Probe {
-            method: reqwest::Method::PATCH,
-            path: format!("{t}/{v}"),
-            body: Some((
+            Expect::Clean,
+        ),
+        sent(
+            reqwest::Method::PATCH,
+            format!("{t}/{v}"),
+            Some((
                 "application/json-patch+json",
                 json!([{"op": "add", "path": "/language", "value": "fr"}]).to_string(),
             )),
-            expect: Expect::Missing,
-        },
+            Expect::Missing,
+        ),
     ];
     for param in &p.compartment {
         probes.push(get(format!("{t}?{param}=Patient/{VICTIM}"), Expect::Empty));
@@ -542,15 +563,54 @@ fn general_probes() -> Vec<Probe> {
         get(format!("Organization?_has:Encounter:service-provider:patient={VICTIM}"), Expect::Empty),
         get(format!("Medication?_has:MedicationRequest:medication:patient={VICTIM}"), Expect::Empty),
         get("Patient?_revinclude=*&_count=100".into(), Expect::Clean),
-        // A conditional create whose criteria name the victim: it must not hand the victim's
-        // Observation out (it may create the caller's own, or be refused).
+        // Conditional writes whose criteria only the victim's Observation meets, in REST and
+        // Bundle forms: none may hand it out, change it or delete it (the caller may create or
+        // update their own, or be refused).
         Probe {
             method: reqwest::Method::POST,
             path: "Observation".into(),
-            body: Some(("application/fhir+json", observation("ignored", ATTACKER).to_string())),
+            body: Some(("application/fhir+json", own_observation())),
+            headers: vec![("if-none-exist", format!("patient={VICTIM}"))],
             expect: Expect::Clean,
         },
+        sent(
+            reqwest::Method::PUT,
+            format!("Observation?patient={VICTIM}"),
+            Some(("application/fhir+json", own_observation())),
+            Expect::Clean,
+        ),
+        sent(
+            reqwest::Method::POST,
+            String::new(),
+            Some(("application/fhir+json", conditional_bundle("batch"))),
+            Expect::Clean,
+        ),
+        sent(
+            reqwest::Method::POST,
+            String::new(),
+            Some(("application/fhir+json", conditional_bundle("transaction"))),
+            Expect::Clean,
+        ),
     ]
+}
+
+/// A valid Observation of the attacker (without id), as the body of conditional writes.
+fn own_observation() -> String {
+    let mut body = observation("x", ATTACKER);
+    body.as_object_mut().unwrap().remove("id");
+    body.to_string()
+}
+
+/// A Bundle of a conditional create and a conditional update whose criteria only the
+/// victim's Observation meets.
+fn conditional_bundle(kind: &str) -> String {
+    let body: Value = serde_json::from_str(&own_observation()).unwrap();
+    json!({"resourceType": "Bundle", "type": kind, "entry": [
+        {"fullUrl": "urn:uuid:2b1c5c53-9a0e-4d7e-8f3c-0a1b2c3d4e5f", "resource": body,
+         "request": {"method": "POST", "url": "Observation", "ifNoneExist": format!("patient={VICTIM}")}},
+        {"resource": body, "request": {"method": "PUT", "url": format!("Observation?_id=v-observation")}}
+    ]})
+    .to_string()
 }
 
 /// What is wrong with an answer, if anything.
@@ -622,32 +682,9 @@ async fn no_channel_shows_or_changes_another_patients_record() {
     let mut leaks = Vec::new();
     for caller in &callers {
         for probe in &probes {
-            let mut body = probe.body.clone();
-            let mut path = probe.path.clone();
-            if probe.method == reqwest::Method::POST && path == "Observation" {
-                // The conditional create names the victim in If-None-Exist.
-                let answer = rig
-                    .client
-                    .post(format!("{}/Observation", rig.base))
-                    .bearer_auth(&caller.token)
-                    .header("content-type", "application/fhir+json")
-                    .header("if-none-exist", format!("patient={VICTIM}&code=http://loinc.org|8867-4"))
-                    .body(body.take().map(|(_, b)| b).unwrap_or_default())
-                    .send()
-                    .await
-                    .unwrap();
-                let status = answer.status();
-                let answer = Answer { status, body: answer.json().await.unwrap_or(Value::Null) };
-                run += 1;
-                if let Some(why) = leak(caller, probe, &answer) {
-                    leaks.push(format!("{}: conditional create: {why}", caller.name));
-                }
-                continue;
-            }
-            if path.is_empty() {
-                path = String::new();
-            }
-            let answer = rig.send(&caller.token, probe.method.clone(), &path, body.clone()).await;
+            let path = probe.path.clone();
+            let body = probe.body.clone();
+            let answer = rig.send_with(&caller.token, probe.method.clone(), &path, body, &probe.headers).await;
             run += 1;
             if answer.status.is_server_error() {
                 leaks.push(format!("{}: {} {}: server error {}", caller.name, probe.method, probe.path, answer.status));
