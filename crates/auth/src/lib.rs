@@ -56,7 +56,7 @@ pub use model::{Client, ClientKind, Identity, Role, User};
 pub use scope::{Context, Decision, Interaction, ScopeSet};
 pub use seal::{SECRETS_KEY_FILE, SecretsKey};
 pub use sqlite::{AUTH_DATABASE_FILE, SqliteAuthStore};
-pub use store::AuthStore;
+pub use store::{AuthStore, Reseal};
 pub use web::{WEB_APP_CLIENT_ID, WEB_APP_SCOPE, WEB_SESSION_SECONDS, WebSignIn};
 
 /// Errors of the authorization server's store and administration.

@@ -552,7 +552,7 @@ impl AuthStore for PostgresAuthStore {
     }
 
     /// Locks the rows it reads (`FOR UPDATE`): servers starting at once seal each secret once.
-    fn reseal_totp_secrets(&self, reseal: &dyn Fn(&str, &[u8]) -> Result<Option<Vec<u8>>>) -> Result<usize> {
+    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
         let fail = storage("reseal");
         let mut conn = self.conn()?;
         conn.batch("BEGIN").map_err(&fail)?;

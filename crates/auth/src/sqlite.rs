@@ -368,7 +368,7 @@ impl AuthStore for SqliteAuthStore {
             .map_err(storage("read TOTP secret"))
     }
 
-    fn reseal_totp_secrets(&self, reseal: &dyn Fn(&str, &[u8]) -> Result<Option<Vec<u8>>>) -> Result<usize> {
+    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(storage("reseal"))?;
         let rows: Vec<(String, Vec<u8>)> = {

@@ -4,6 +4,10 @@
 use crate::Result;
 use crate::model::{Client, CodeRecord, LaunchContext, TokenRecord, User};
 
+/// How [`AuthStore::reseal_totp_secrets`] rewrites one stored secret: `(user id, stored)` →
+/// the new value, or `None` to leave it.
+pub type Reseal<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Option<Vec<u8>>>;
+
 /// Where users, clients, codes and tokens are kept. Calls block: async callers run them on a
 /// blocking thread.
 pub trait AuthStore: Send + Sync {
@@ -38,7 +42,7 @@ pub trait AuthStore: Send + Sync {
     /// secrets of an earlier version). `reseal(user_id, stored)` returns the new value, or
     /// `None` to leave the row as it is; an error stops and rolls back. Returns how many rows
     /// changed; once any did, the store also makes sure the old values leave its files.
-    fn reseal_totp_secrets(&self, reseal: &dyn Fn(&str, &[u8]) -> Result<Option<Vec<u8>>>) -> Result<usize>;
+    fn reseal_totp_secrets(&self, reseal: Reseal<'_>) -> Result<usize>;
     /// Records that the code of time step `step` was used, atomically: true only if no code of
     /// this or a later step was used before (RFC 6238 §5.2: a code is accepted once).
     fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool>;
