@@ -5,6 +5,7 @@ use crate::crypto::{self, ServerKey};
 use crate::model::{Client, ClientKind, Identity, LaunchContext, Role, TokenKind, TokenRecord, User};
 use crate::postgres::PostgresAuthStore;
 use crate::scope::{ScopeKind, ScopeSet};
+use crate::seal::{self, SecretsKey};
 use crate::sqlite::SqliteAuthStore;
 use crate::store::AuthStore;
 use crate::{Error, Result};
@@ -282,6 +283,8 @@ pub(crate) struct Issue<'a> {
 pub struct Authority {
     pub(crate) store: Arc<dyn AuthStore>,
     pub(crate) key: ServerKey,
+    /// Seals the secrets kept recoverably (TOTP secrets).
+    pub(crate) secrets: SecretsKey,
     pub(crate) config: AuthConfig,
     /// Authorization requests waiting for sign-in and consent, by form key. In memory: they
     /// live minutes, and a restart merely asks the user to start again.
@@ -321,11 +324,12 @@ pub trait SignInAudit: Send + Sync {
 const PURGE_EVERY: u64 = 1000;
 
 impl Authority {
-    /// An authority over `store`, signing with `key`.
-    pub fn new(store: Arc<dyn AuthStore>, key: ServerKey, config: AuthConfig) -> Authority {
+    /// An authority over `store`, signing with `key`, sealing secrets with `secrets`.
+    pub fn new(store: Arc<dyn AuthStore>, key: ServerKey, secrets: SecretsKey, config: AuthConfig) -> Authority {
         Authority {
             store,
             key,
+            secrets,
             config,
             pending: Mutex::new(HashMap::new()),
             fetched_jwks: Mutex::new(HashMap::new()),
@@ -346,34 +350,86 @@ impl Authority {
         }
     }
 
-    /// Opens the authority of data directory `dir` (`auth.db`, the signing key). On first
-    /// start it creates the administrator `admin` and returns its one-time password, which
-    /// the caller prints once.
+    /// Opens the authority of data directory `dir` (`auth.db`, the signing key, the secrets
+    /// key `secrets.key`, each created at first start). On first start it creates the
+    /// administrator `admin` and returns its one-time password, which the caller prints once.
     pub fn open(dir: &Path, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
+        Authority::open_with_secrets_key(dir, &dir.join(seal::SECRETS_KEY_FILE), config)
+    }
+
+    /// [`Authority::open`] with the secrets key in the file `secrets_key` (created if absent)
+    /// rather than in the data directory.
+    pub fn open_with_secrets_key(
+        dir: &Path,
+        secrets_key: &Path,
+        config: AuthConfig,
+    ) -> Result<(Authority, Option<OneTimePassword>)> {
         let store = Arc::new(SqliteAuthStore::open(dir)?);
         let key = ServerKey::load_or_create(dir)?;
-        Authority::start(store, key, config)
+        let secrets = SecretsKey::load_or_create(secrets_key)?;
+        Authority::start(store, key, secrets, config)
     }
 
     /// Opens the authority kept in the PostgreSQL database at `url` (the `auth_` tables, the
     /// signing key among them), for servers that share one database: they share users,
-    /// clients, tokens and the key. The first start of an empty database creates `admin` and
-    /// returns its one-time password, as [`Authority::open`] does.
-    pub fn open_postgres(url: &str, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
+    /// clients, tokens and the key. The secrets kept recoverably are sealed with the key file
+    /// `secrets_key` (created if absent): every server sharing the database must be given the
+    /// same file. The first start of an empty database creates `admin` and returns its
+    /// one-time password, as [`Authority::open`] does.
+    pub fn open_postgres(
+        url: &str,
+        secrets_key: &Path,
+        config: AuthConfig,
+    ) -> Result<(Authority, Option<OneTimePassword>)> {
+        let secrets = SecretsKey::load_or_create(secrets_key)?;
         let store = PostgresAuthStore::connect(url)?;
         let key = ServerKey::from_pkcs8(&store.signing_key_or_insert(&crypto::new_signing_key_pkcs8()?)?)?;
-        Authority::start(Arc::new(store), key, config)
+        Authority::start(Arc::new(store), key, secrets, config)
     }
 
     fn start(
         store: Arc<dyn AuthStore>,
         key: ServerKey,
+        secrets: SecretsKey,
         config: AuthConfig,
     ) -> Result<(Authority, Option<OneTimePassword>)> {
-        let authority = Authority::new(store, key, config);
+        let authority = Authority::new(store, key, secrets, config);
+        authority.seal_stored_secrets()?;
         authority.store.purge_expired(now())?;
         let first = authority.bootstrap_administrator()?;
         Ok((authority, first))
+    }
+
+    /// Seals the TOTP secrets an earlier version stored in clear, and checks that the sealed
+    /// ones open with this server's key (a server given another key file than the one they
+    /// were sealed with must not start and then refuse every code). Returns how many it sealed.
+    fn seal_stored_secrets(&self) -> Result<usize> {
+        let sealed = self.store.reseal_totp_secrets(&|user_id, stored| {
+            let context = seal::totp_context(user_id);
+            if seal::is_sealed(stored) {
+                self.secrets.open(&context, stored)?;
+                Ok(None)
+            } else {
+                self.secrets.seal(&context, stored).map(Some)
+            }
+        })?;
+        if sealed > 0 {
+            tracing::info!(sealed, "clear-text TOTP secrets of an earlier version were sealed");
+        }
+        Ok(sealed)
+    }
+
+    /// The user's TOTP secret, opened, if enrolled.
+    pub(crate) fn totp_secret(&self, user_id: &str) -> Result<Option<Vec<u8>>> {
+        let Some(stored) = self.store.totp_secret(user_id)? else { return Ok(None) };
+        let context = seal::totp_context(user_id);
+        if seal::is_sealed(&stored) {
+            self.secrets.open(&context, &stored).map(Some)
+        } else {
+            // Written in clear by a server of an earlier version sharing the database since
+            // this one started: still the user's secret; sealed at the next start.
+            Ok(Some(stored))
+        }
     }
 
     /// The settings.
@@ -464,7 +520,8 @@ impl Authority {
             return Err(Error::Invalid("TOTP is enrolled for staff users only".into()));
         }
         let secret = crate::totp::new_secret();
-        self.store.set_totp_secret(&user.id, Some(&secret), now())?;
+        let sealed = self.secrets.seal(&seal::totp_context(&user.id), &secret)?;
+        self.store.set_totp_secret(&user.id, Some(&sealed), now())?;
         Ok(TotpEnrolment {
             uri: crate::totp::uri(&self.config.totp_issuer, &user.username, &secret),
             secret_base32: crate::totp::base32(&secret),

@@ -140,7 +140,8 @@ pub(crate) fn new_signing_key_pkcs8() -> Result<Vec<u8>> {
     Ok(der.as_bytes().to_vec())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a new file readable and writable by its owner only (mode 0600); fails if it exists.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -3,7 +3,7 @@
 
 use crate::authority::{Authority, Issue, TokenResponse, now};
 use crate::crypto;
-use crate::model::{Client, ClientKind, CodeRecord, LaunchContext, TokenKind, User};
+use crate::model::{Client, ClientKind, CodeRecord, LaunchContext, TokenKind, TokenRecord, User};
 use crate::scope::{Context, ScopeKind, ScopeSet};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -301,7 +301,7 @@ impl Authority {
         if user.locked_until.is_some_and(|until| until > now) {
             return Ok(None);
         }
-        let Some(secret) = self.store.totp_secret(&user.id)? else { return Ok(None) };
+        let Some(secret) = self.totp_secret(&user.id)? else { return Ok(None) };
         let accepted = match crate::totp::matching_step(&secret, code, now)? {
             Some(step) => self.store.use_totp_step(&user.id, step)?,
             None => false,
@@ -419,14 +419,30 @@ impl Authority {
     /// optional `scope` (RFC 6749 §6 has no `client_id` either); a confidential client's token
     /// still needs that client's credentials.
     pub fn refresh_token_client(&self, refresh_token: &str) -> OAuthResult<Client> {
-        let record = match self.active_token(refresh_token, TokenKind::Refresh) {
-            Ok(record) => record,
-            Err(crate::BearerError::Store(e)) => return Err(e.into()),
-            Err(_) => return Err(OAuthError::new("invalid_grant", "the refresh token is not active")),
-        };
+        let record = self.live_refresh_token(refresh_token)?;
         let invalid = || OAuthError::new("invalid_client", "client authentication failed");
         let client_id = record.client_id.ok_or_else(invalid)?;
         self.store.client(&client_id)?.filter(|c| !c.disabled && c.kind == ClientKind::Public).ok_or_else(invalid)
+    }
+
+    /// The record of `refresh_token` if it is active. A refresh token that was retired (by a
+    /// refresh: rotation) and is presented again was copied, by an attacker or from an app
+    /// that lost track of it, and nobody can tell which party holds the newer one: the whole
+    /// grant is revoked, every access and refresh token of that authorization (OAuth 2.0
+    /// Security BCP, refresh token rotation with reuse detection).
+    fn live_refresh_token(&self, refresh_token: &str) -> OAuthResult<TokenRecord> {
+        match self.active_token(refresh_token, TokenKind::Refresh) {
+            Ok(record) => Ok(record),
+            Err(crate::BearerError::Store(e)) => Err(e.into()),
+            Err(crate::BearerError::Revoked) => {
+                if let Some(record) = self.store.token(&crypto::secret_hash(refresh_token))? {
+                    self.store.revoke_grant(&record.grant_id)?;
+                    tracing::warn!("a retired refresh token was presented again: its whole grant is revoked");
+                }
+                Err(OAuthError::new("invalid_grant", "the refresh token is not active"))
+            }
+            Err(_) => Err(OAuthError::new("invalid_grant", "the refresh token is not active")),
+        }
     }
 
     /// Fetches (or reuses) the JWK Set of the client named by an assertion, if it publishes
@@ -561,12 +577,11 @@ impl Authority {
     }
 
     /// `grant_type=refresh_token`: a new access token and a new refresh token (the old one is
-    /// revoked: rotation), with the same or fewer scopes.
+    /// retired: rotation), with the same or fewer scopes. Presenting a retired refresh token
+    /// again revokes the whole grant ([`Authority::live_refresh_token`]).
     pub fn refresh(&self, client: &Client, refresh_token: &str, scope: Option<&str>) -> OAuthResult<TokenResponse> {
         let invalid = |why: &str| OAuthError::new("invalid_grant", why.to_string());
-        let record = self
-            .active_token(refresh_token, TokenKind::Refresh)
-            .map_err(|_| invalid("the refresh token is not active"))?;
+        let record = self.live_refresh_token(refresh_token)?;
         if record.client_id.as_deref() != Some(client.id.as_str()) {
             return Err(invalid("the refresh token was issued to another client"));
         }
@@ -583,7 +598,12 @@ impl Authority {
             }
             None => granted,
         };
-        self.store.revoke_token(&record.hash)?;
+        if !self.store.retire_token(&record.hash)? {
+            // A concurrent request presented it first: a reuse, as above.
+            self.store.revoke_grant(&record.grant_id)?;
+            tracing::warn!("a refresh token was presented twice at once: its whole grant is revoked");
+            return Err(invalid("the refresh token is not active"));
+        }
         Ok(self.issue(Issue {
             grant_id: record.grant_id,
             client_id: Some(&client.id),

@@ -25,6 +25,11 @@
 //! directory (the signing key in `auth-signing-key.p8` beside it), apart from the record
 //! database; [`PostgresAuthStore`] keeps it in `auth_` tables of a PostgreSQL database, the
 //! signing key included, so that servers sharing the database share users, tokens and key.
+//!
+//! Staff TOTP secrets, the one secret the server must keep recoverably, are sealed at rest
+//! (ChaCha20-Poly1305, [`SecretsKey`]) under a key file of the server's: `secrets.key` in the
+//! data directory, or a file named by the operator for PostgreSQL (servers sharing the database
+//! share that file; the database alone does not open them).
 
 mod authority;
 mod crypto;
@@ -33,6 +38,7 @@ mod http;
 pub mod model;
 mod postgres;
 pub mod scope;
+mod seal;
 mod sqlite;
 mod store;
 mod totp;
@@ -48,8 +54,9 @@ pub use grant::{AuthorizeError, ClientCredentials, OAuthError};
 pub use http::router;
 pub use model::{Client, ClientKind, Identity, Role, User};
 pub use scope::{Context, Decision, Interaction, ScopeSet};
+pub use seal::{SECRETS_KEY_FILE, SecretsKey};
 pub use sqlite::{AUTH_DATABASE_FILE, SqliteAuthStore};
-pub use store::AuthStore;
+pub use store::{AuthStore, Reseal};
 pub use web::{WEB_APP_CLIENT_ID, WEB_APP_SCOPE, WEB_SESSION_SECONDS, WebSignIn};
 
 /// Errors of the authorization server's store and administration.

@@ -551,6 +551,37 @@ impl AuthStore for PostgresAuthStore {
         row.map(|row| row.try_get(0).map_err(&fail)).transpose()
     }
 
+    /// Locks the rows it reads (`FOR UPDATE`): servers starting at once seal each secret once.
+    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
+        let fail = storage("reseal");
+        let mut conn = self.conn()?;
+        conn.batch("BEGIN").map_err(&fail)?;
+        let result = (|| {
+            let rows = conn.query("SELECT user_id, secret FROM auth_totp FOR UPDATE", &[]).map_err(&fail)?;
+            let mut changed = 0;
+            for row in rows {
+                let user_id: String = row.try_get(0).map_err(&fail)?;
+                let stored: Vec<u8> = row.try_get(1).map_err(&fail)?;
+                if let Some(new) = reseal(&user_id, &stored)? {
+                    conn.execute("UPDATE auth_totp SET secret = $2 WHERE user_id = $1", &[&user_id, &new])
+                        .map_err(&fail)?;
+                    changed += 1;
+                }
+            }
+            Ok(changed)
+        })();
+        match result {
+            Ok(changed) => {
+                conn.batch("COMMIT").map_err(&fail)?;
+                Ok(changed)
+            }
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// The row lock decides between concurrent uses of one code: the second re-reads the
     /// committed step and updates nothing.
     fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
@@ -687,6 +718,15 @@ impl AuthStore for PostgresAuthStore {
             .execute("UPDATE auth_token SET revoked = true WHERE hash = $1", &[&hash])
             .map_err(storage("revoke"))?;
         Ok(n > 0)
+    }
+
+    /// The row lock decides between concurrent retirements: the second re-reads `revoked`.
+    fn retire_token(&self, hash: &str) -> Result<bool> {
+        let n = self
+            .conn()?
+            .execute("UPDATE auth_token SET revoked = true WHERE hash = $1 AND NOT revoked", &[&hash])
+            .map_err(storage("retire"))?;
+        Ok(n == 1)
     }
 
     fn revoke_grant(&self, grant_id: &str) -> Result<()> {

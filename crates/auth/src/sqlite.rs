@@ -115,12 +115,16 @@ impl SqliteAuthStore {
         conn.busy_timeout(Duration::from_secs(10)).map_err(storage("configure"))?;
         conn.pragma_update(None, "journal_mode", "wal").map_err(storage("configure"))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
+        // Deleted and overwritten content is zeroed, not left in free space: secrets replaced
+        // (a re-enrolment, the sealing of an old clear-text secret) leave no copy behind.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(storage("configure"))?;
         migrate(&mut conn)?;
         let mut conns = vec![Mutex::new(conn)];
         for _ in 1..CONNECTIONS {
             let conn = Connection::open(dir.join(AUTH_DATABASE_FILE)).map_err(storage("open"))?;
             conn.busy_timeout(Duration::from_secs(10)).map_err(storage("configure"))?;
             conn.pragma_update(None, "synchronous", "FULL").map_err(storage("configure"))?;
+            conn.pragma_update(None, "secure_delete", "ON").map_err(storage("configure"))?;
             conns.push(Mutex::new(conn));
         }
         Ok(SqliteAuthStore { conns, next: std::sync::atomic::AtomicUsize::new(0) })
@@ -364,6 +368,32 @@ impl AuthStore for SqliteAuthStore {
             .map_err(storage("read TOTP secret"))
     }
 
+    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(storage("reseal"))?;
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare("SELECT user_id, secret FROM totp_secrets").map_err(storage("reseal"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(storage("reseal"))?
+        };
+        let mut changed = 0;
+        for (user_id, stored) in rows {
+            if let Some(new) = reseal(&user_id, &stored)? {
+                tx.execute("UPDATE totp_secrets SET secret = ?2 WHERE user_id = ?1", params![user_id, new])
+                    .map_err(storage("reseal"))?;
+                changed += 1;
+            }
+        }
+        tx.commit().map_err(storage("reseal"))?;
+        if changed > 0 {
+            // The old values must leave the files: `secure_delete` zeroed the space they held
+            // in the pages, and the checkpoint writes the pages back and empties the WAL.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(storage("checkpoint"))?;
+        }
+        Ok(changed)
+    }
+
     fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {
         let n = self
             .conn()
@@ -492,6 +522,14 @@ impl AuthStore for SqliteAuthStore {
         let n =
             self.conn().execute("UPDATE tokens SET revoked = 1 WHERE hash = ?1", [hash]).map_err(storage("revoke"))?;
         Ok(n > 0)
+    }
+
+    fn retire_token(&self, hash: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("UPDATE tokens SET revoked = 1 WHERE hash = ?1 AND revoked = 0", [hash])
+            .map_err(storage("retire"))?;
+        Ok(n == 1)
     }
 
     fn revoke_grant(&self, grant_id: &str) -> Result<()> {

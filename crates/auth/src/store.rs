@@ -4,6 +4,10 @@
 use crate::Result;
 use crate::model::{Client, CodeRecord, LaunchContext, TokenRecord, User};
 
+/// How [`AuthStore::reseal_totp_secrets`] rewrites one stored secret: `(user id, stored)` →
+/// the new value, or `None` to leave it.
+pub type Reseal<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Option<Vec<u8>>>;
+
 /// Where users, clients, codes and tokens are kept. Calls block: async callers run them on a
 /// blocking thread.
 pub trait AuthStore: Send + Sync {
@@ -34,6 +38,11 @@ pub trait AuthStore: Send + Sync {
     fn set_totp_secret(&self, user_id: &str, secret: Option<&[u8]>, now: i64) -> Result<()>;
     /// The user's TOTP secret, if enrolled.
     fn totp_secret(&self, user_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Rewrites stored TOTP secrets in one transaction (start-up: sealing the clear-text
+    /// secrets of an earlier version). `reseal(user_id, stored)` returns the new value, or
+    /// `None` to leave the row as it is; an error stops and rolls back. Returns how many rows
+    /// changed; once any did, the store also makes sure the old values leave its files.
+    fn reseal_totp_secrets(&self, reseal: Reseal<'_>) -> Result<usize>;
     /// Records that the code of time step `step` was used, atomically: true only if no code of
     /// this or a later step was used before (RFC 6238 §5.2: a code is accepted once).
     fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool>;
@@ -56,6 +65,9 @@ pub trait AuthStore: Send + Sync {
     fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
     /// Revokes one token; false if unknown.
     fn revoke_token(&self, hash: &str) -> Result<bool>;
+    /// Retires one token that is still active, atomically: true only for the call that
+    /// revoked it (a refresh token presented twice at once is used once).
+    fn retire_token(&self, hash: &str) -> Result<bool>;
     /// Revokes every token of a grant.
     fn revoke_grant(&self, grant_id: &str) -> Result<()>;
     /// Notes that the token was used at `at` (never moves the time back).

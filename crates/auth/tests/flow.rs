@@ -85,9 +85,7 @@ async fn standalone_launch_with_pkce_refresh_revoke_and_introspect() {
     let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh, refresh2);
     assert_eq!(refreshed["patient"], "p-1");
-    let (status, again) =
-        server.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", "app")]).await;
-    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")), "the old refresh token is spent");
+    assert_eq!(server.introspect(&access, &refresh).await["active"], false, "the old one is retired");
 
     // Revoking the refresh token ends the whole grant.
     let revoked = server.post_form("/auth/revoke", &[("token", &refresh2), ("client_id", "app")], None).await;
@@ -95,6 +93,43 @@ async fn standalone_launch_with_pkce_refresh_revoke_and_introspect() {
     assert_eq!(server.introspect(&access, &access2).await["active"], false);
     assert_eq!(server.introspect(&access, &access).await["active"], false);
     assert!(server.authority.validate_bearer(&access2).is_err());
+}
+
+/// Refresh token rotation with reuse detection (OAuth 2.0 Security BCP): each refresh retires
+/// the refresh token it used; presenting a retired one again revokes the whole grant, the
+/// newest access and refresh tokens included.
+#[tokio::test]
+async fn a_retired_refresh_token_presented_again_revokes_the_whole_grant() {
+    let server = start().await;
+    server.add_patient_user("pat", "p-1");
+    let scope = "launch/patient patient/*.rs offline_access";
+    server.add_public_app("app", scope);
+    let (code, verifier) = standalone_code(&server, "app", "pat", scope).await;
+    let (status, tokens) = exchange(&server, "app", &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |token: String| {
+        let server = &server;
+        async move {
+            server.token(&[("grant_type", "refresh_token"), ("refresh_token", &token), ("client_id", "app")]).await
+        }
+    };
+    let (status, second) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    let (status, third) = refresh(second["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(status, 200, "{third}");
+    let newest_access = third["access_token"].as_str().unwrap().to_string();
+    let newest_refresh = third["refresh_token"].as_str().unwrap().to_string();
+    assert!(server.authority.validate_bearer(&newest_access).is_ok());
+
+    let (status, reused) = refresh(first).await;
+    assert_eq!((status, reused["error"].as_str()), (400, Some("invalid_grant")), "a retired token is refused");
+    assert!(
+        matches!(server.authority.validate_bearer(&newest_access), Err(auth::BearerError::Revoked)),
+        "the reuse revoked the newest access token of the grant"
+    );
+    let (status, after) = refresh(newest_refresh).await;
+    assert_eq!((status, after["error"].as_str()), (400, Some("invalid_grant")), "and its newest refresh token");
 }
 
 #[tokio::test]

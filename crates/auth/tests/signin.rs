@@ -89,7 +89,7 @@ async fn five_failures_lock_the_account_without_checking_the_password_and_succes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_sharing_a_postgres_database_share_the_failure_count_and_the_lock() {
     let database = tokio::task::spawn_blocking(scratch::Database::create).await.unwrap();
-    let place = Place::Postgres(database.url.clone());
+    let place = Place::postgres(&database.url);
     let (one, _) = serve(place.clone(), unthrottled).await;
     let (two, _) = serve(place, unthrottled).await;
     tokio::task::block_in_place(|| {
@@ -218,6 +218,51 @@ async fn staff_with_totp_enter_a_fresh_code_after_the_password() {
     assert_eq!(again.code(&server, &wrong_code(&secret)).await.status(), 401);
     assert!(user(&server, "doc").locked_until.is_some(), "the fifth failure locked the account");
     assert!(refused(again.login(&server, "doc", PASSWORD).await).await);
+}
+
+/// Whether any file of the data directory holds `bytes`.
+fn on_disk(dir: &std::path::Path, bytes: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let content = std::fs::read(entry.unwrap().path()).unwrap();
+        content.windows(bytes.len()).any(|w| w == bytes)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_secrets_are_sealed_at_rest_and_clear_ones_of_an_earlier_version_are_sealed_at_start() {
+    let place = Place::new_dir();
+    let Place::Dir(dir) = &place else { unreachable!() };
+    let (server, _) = serve(place.clone(), unthrottled).await;
+    server.add_staff_user("doc");
+    server.add_staff_user("nurse");
+    server.add_public_app("app", SCOPE);
+    let doc_secret = base32_decode(&server.authority.enrol_totp("doc").unwrap().secret_base32);
+    assert!(!on_disk(dir.path(), &doc_secret), "an enrolled secret is stored sealed");
+    // What an earlier version stored: the secret as it is.
+    let nurse_secret = b"an old clear secret!".to_vec();
+    let nurse = user(&server, "nurse");
+    server.authority.store().set_totp_secret(&nurse.id, Some(&nurse_secret), 1_700_000_000).unwrap();
+    assert!(on_disk(dir.path(), &nurse_secret));
+
+    let (restarted, _) = serve(place.clone(), unthrottled).await;
+    assert!(!on_disk(dir.path(), &nurse_secret), "the upgrade sealed it and left no clear copy in auth.db or its WAL");
+    for (username, secret) in [("doc", &doc_secret), ("nurse", &nurse_secret)] {
+        let page = browser(&restarted, SCOPE).await;
+        assert!(page.login(&restarted, username, PASSWORD).await.text().await.unwrap().contains("Enter your code"));
+        let consent = page.code(&restarted, &totp(secret, current_step())).await;
+        assert_eq!(consent.status(), 200, "{username} signs in with their code");
+        assert!(consent.text().await.unwrap().contains("Allow access?"));
+    }
+
+    // Another key file than the one the secrets were sealed with: the server does not start.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = auth::AuthConfig::new("http://127.0.0.1/fhir");
+    let wrong = tokio::task::block_in_place(|| {
+        auth::Authority::open_with_secrets_key(dir.path(), &elsewhere.path().join("secrets.key"), config)
+    });
+    let message = wrong.err().expect("the wrong key is refused").to_string();
+    assert!(message.contains("secrets key"), "{message}");
+    drop((server, restarted));
 }
 
 #[tokio::test]

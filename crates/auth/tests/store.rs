@@ -293,6 +293,32 @@ fn totp_secrets_are_kept_and_each_step_used_once(store: &dyn AuthStore) {
     assert!(!store.use_totp_step("u1", 600).unwrap());
 }
 
+fn totp_secrets_are_resealed_in_one_go_and_tokens_retired_once(store: &dyn AuthStore) {
+    store.insert_user(&user("u1", "doc", staff())).unwrap();
+    store.insert_user(&user("u2", "nurse", staff())).unwrap();
+    store.set_totp_secret("u1", Some(b"clear secret one!!!!"), 1_700_000_000).unwrap();
+    store.set_totp_secret("u2", Some(b"sealed already"), 1_700_000_000).unwrap();
+    assert!(store.use_totp_step("u1", 100).unwrap());
+    let changed = store
+        .reseal_totp_secrets(&|user_id, stored| {
+            Ok((stored.starts_with(b"clear")).then(|| [user_id.as_bytes(), b":", stored].concat()))
+        })
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(store.totp_secret("u1").unwrap().as_deref(), Some(&b"u1:clear secret one!!!!"[..]));
+    assert_eq!(store.totp_secret("u2").unwrap().as_deref(), Some(&b"sealed already"[..]));
+    assert!(!store.use_totp_step("u1", 100).unwrap(), "the used steps are kept");
+    let failed = store.reseal_totp_secrets(&|_, _| Err(Error::Key("no".into())));
+    assert!(failed.is_err());
+    assert_eq!(store.totp_secret("u2").unwrap().as_deref(), Some(&b"sealed already"[..]), "rolled back");
+
+    store.insert_token(&token("t1", TokenKind::Refresh, "g", 2_000_000_000)).unwrap();
+    let retired = race(|| store.retire_token("t1").unwrap());
+    assert_eq!(retired.iter().filter(|r| **r).count(), 1, "one caller retires it");
+    assert!(store.token("t1").unwrap().unwrap().revoked);
+    assert!(!store.retire_token("unknown").unwrap());
+}
+
 fn token_uses_are_noted_for_idle_sessions(store: &dyn AuthStore) {
     store
         .insert_token(&TokenRecord { issued_at: 1_700_000_000, ..token("t1", TokenKind::Access, "g1", 2_000_000_000) })
@@ -397,6 +423,7 @@ on_both_stores!(
     concurrent_redemptions_and_replays_have_one_winner,
     failed_sign_ins_lock_the_account_and_success_clears_them,
     totp_secrets_are_kept_and_each_step_used_once,
+    totp_secrets_are_resealed_in_one_go_and_tokens_retired_once,
     token_uses_are_noted_for_idle_sessions,
     concurrent_failures_and_code_uses_are_counted_once_each,
 );
@@ -443,8 +470,10 @@ fn postgres_errors_name_the_sqlstate_not_the_values() {
 fn authorities_sharing_a_database_share_users_tokens_and_the_signing_key() {
     let database = scratch::Database::create();
     let config = || AuthConfig::new("http://127.0.0.1:8080/fhir");
+    let keys = tempfile::tempdir().unwrap();
+    let secrets_key = keys.path().join(auth::SECRETS_KEY_FILE);
     // Nodes starting at once on an empty database: one administrator, one key.
-    let opened = race(|| Authority::open_postgres(&database.url, config()).unwrap());
+    let opened = race(|| Authority::open_postgres(&database.url, &secrets_key, config()).unwrap());
     let passwords = opened.iter().filter(|(_, first)| first.is_some()).count();
     assert_eq!(passwords, 1, "exactly one node creates the administrator and prints its password");
     let jwks = opened[0].0.jwks();
@@ -465,7 +494,7 @@ fn authorities_sharing_a_database_share_users_tokens_and_the_signing_key() {
     assert!(two.validate_bearer(&minted.access_token).is_err(), "disabling on one node takes effect on the other");
     drop(opened);
 
-    let (reopened, first) = Authority::open_postgres(&database.url, config()).unwrap();
+    let (reopened, first) = Authority::open_postgres(&database.url, &secrets_key, config()).unwrap();
     assert!(first.is_none(), "no second administrator");
     assert_eq!(reopened.jwks(), jwks, "the key outlives the processes");
 }

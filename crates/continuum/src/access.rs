@@ -23,30 +23,39 @@ pub(crate) struct Place {
 /// Opens the authorization server of `data`; a first start prints the administrator's
 /// one-time password (to stderr, so that standard output stays for the command's answer).
 fn open(place: &Place) -> Result<Authority> {
-    let (authority, first) =
-        open_authority(&place.data, place.database.database.as_deref(), AuthConfig::new(&place.base_url))?;
+    let (authority, first) = open_authority(&place.data, &place.database, AuthConfig::new(&place.base_url))?;
     if let Some(first) = first {
         eprintln!("{}", one_time_notice(&first));
     }
     Ok(authority)
 }
 
-/// Opens the authorization server with `config`: in the PostgreSQL database `database` when
-/// given (the data directory is then not used for it), else in data directory `data`.
+/// Opens the authorization server with `config`: in the PostgreSQL database of `database` when
+/// it names one, else in data directory `data`. The secrets key is the file `--secrets-key`,
+/// else `secrets.key` in `data` (also for PostgreSQL: the data directory then holds the key
+/// only).
 pub(crate) fn open_authority(
     data: &Path,
-    database: Option<&str>,
+    database: &crate::DatabaseArg,
     config: AuthConfig,
 ) -> Result<(Authority, Option<OneTimePassword>)> {
-    if let Some(url) = database {
+    let secrets_key = match &database.secrets_key {
+        Some(file) => file.clone(),
+        None => {
+            crate::private_data_dir(data)?;
+            data.join(auth::SECRETS_KEY_FILE)
+        }
+    };
+    if let Some(url) = database.database.as_deref() {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
         }
-        return Authority::open_postgres(url, config)
+        return Authority::open_postgres(url, &secrets_key, config)
             .context("cannot open the authorization data in the PostgreSQL database");
     }
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
-    Authority::open(data, config).with_context(|| format!("cannot open the authorization data in {}", data.display()))
+    crate::private_data_dir(data)?;
+    Authority::open_with_secrets_key(data, &secrets_key, config)
+        .with_context(|| format!("cannot open the authorization data in {}", data.display()))
 }
 
 /// The words that hand out a one-time password.

@@ -64,6 +64,10 @@ enum Command {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
+    // Everything this process creates (the data directory, the databases with their -wal and
+    // -shm files, auth.db, the key files) is its owner's only: 0700 directories, 0600 files.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONTINUUM_LOG")
@@ -100,6 +104,12 @@ struct DatabaseArg {
     /// embedded store and `auth.db` in `--data`.
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
+    /// Key file sealing the secrets the server keeps recoverably (staff TOTP secrets): 32
+    /// random bytes, created at first start (mode 0600). Default: `secrets.key` in `--data`.
+    /// Servers sharing a PostgreSQL database must all be given the same file; keep it apart
+    /// from the database's backups.
+    #[arg(long, global = true, value_name = "FILE")]
+    secrets_key: Option<PathBuf>,
     /// A streaming-replication standby of `--database` that answers reads and searches
     /// (repeatable); writes go to the primary, and reads wait for nothing: until a standby has
     /// replayed this process's latest write, reads go to the primary.
@@ -142,7 +152,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             sqlite: None,
         });
     }
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    private_data_dir(data)?;
     let backend = Arc::new(
         store_sqlite::SqliteBackend::open(data)
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
@@ -154,6 +164,38 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         audit: backend.clone(),
         sqlite: Some(backend),
     })
+}
+
+/// Creates the data directory `data` if absent and makes it and what it holds its owner's
+/// only: the directory 0700, its files 0600. The umask set in `main` covers what this process
+/// creates; this mends a directory made by an earlier version or by hand.
+fn private_data_dir(data: &Path) -> Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tighten = |path: &Path, mode: u32| -> Result<()> {
+            let metadata =
+                std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+            if !metadata.file_type().is_symlink() && metadata.permissions().mode() & 0o777 != mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot make {} private", path.display()))?;
+            }
+            Ok(())
+        };
+        tighten(data, 0o700)?;
+        let entries = std::fs::read_dir(data).with_context(|| format!("cannot read {}", data.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", data.display()))?;
+            let file_type = entry.file_type().with_context(|| format!("cannot read {}", data.display()))?;
+            if file_type.is_file() {
+                tighten(&entry.path(), 0o600)?;
+            } else if file_type.is_dir() {
+                tighten(&entry.path(), 0o700)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The default data directory.

@@ -76,7 +76,7 @@ fn copy_identities(from: &str, to: &str) -> Result<()> {
         return Ok(());
     };
     let target = open_auth(to, true)?.context("the target's authorization data")?;
-    let (mut users, mut clients, mut kept) = (0, 0, Vec::new());
+    let (mut users, mut clients, mut kept, mut second_factors) = (0, 0, Vec::new(), 0);
     for user in source.users()? {
         match target.insert_user(&user) {
             Ok(()) => {
@@ -88,6 +88,7 @@ fn copy_identities(from: &str, to: &str) -> Result<()> {
                         Some(&secret),
                         time::OffsetDateTime::now_utc().unix_timestamp(),
                     )?;
+                    second_factors += 1;
                 }
                 users += 1;
             }
@@ -103,6 +104,14 @@ fn copy_identities(from: &str, to: &str) -> Result<()> {
         }
     }
     println!("Copied {users} users and {clients} clients");
+    if second_factors > 0 {
+        // Copied sealed, as they were: they open only with the source's key file.
+        println!(
+            "{second_factors} TOTP enrolments are sealed with the source's secrets key: give the target's servers \
+             that key file (--secrets-key FILE; for sqlite:DIR it is DIR/{})",
+            auth::SECRETS_KEY_FILE
+        );
+    }
     if !kept.is_empty() {
         println!("Already in the target, kept as they are there: {}", kept.join(", "));
     }

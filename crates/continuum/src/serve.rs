@@ -73,6 +73,14 @@ pub(crate) struct ServeArgs {
     /// Behind a proxy every client shares its address.
     #[arg(long, default_value_t = 10)]
     sign_in_per_minute: u32,
+    /// Serve `/metrics` on this address and port instead of on `--listen` (plain HTTP: bind it
+    /// where only the monitoring system reaches).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
+    /// `/metrics` asks for `Authorization: Bearer TOKEN`, TOKEN being this file's content
+    /// (surrounding white space ignored).
+    #[arg(long, value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -86,6 +94,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             format!("cannot use the TLS certificate {} with the key {}", cert.display(), key.display())
         })?),
         _ => None,
+    };
+    let metrics_token = match &args.metrics_token_file {
+        Some(file) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the metrics token file {}", file.display()))?;
+            let token = token.trim().to_string();
+            if token.len() < 16 {
+                anyhow::bail!("the metrics token in {} must be at least 16 characters", file.display());
+            }
+            Some(token)
+        }
+        None => None,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -101,11 +121,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         let mut state = server::AppState::new(records.clone(), base_url.clone(), limits)
             .with_queues(Arc::clone(&message_log), Arc::clone(&outbox));
+        if let Some(token) = metrics_token {
+            state = state.with_metrics_token(token);
+        }
+        let metrics_listener = match args.metrics_listen {
+            Some(at) => {
+                state = state.without_metrics_route();
+                Some(tokio::net::TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at}"))?)
+            }
+            None => None,
+        };
         let (authority, first_admin) = {
             // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
-            let (data, database, config) =
-                (args.data.clone(), args.database.database.clone(), auth_config(&args, &base_url));
-            tokio::task::spawn_blocking(move || crate::access::open_authority(&data, database.as_deref(), config))
+            let (data, database, config) = (args.data.clone(), args.database.clone(), auth_config(&args, &base_url));
+            tokio::task::spawn_blocking(move || crate::access::open_authority(&data, &database, config))
                 .await
                 .context("opening the authorization data panicked")??
         };
@@ -188,6 +217,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         if !args.no_auth {
             say(&format!("Continuum's clinician web app is at {scheme}://{address}/app"));
         }
+        let metrics_task = match metrics_listener {
+            Some(listener) => {
+                say(&format!("Continuum serves its metrics at http://{}/metrics", listener.local_addr()?));
+                Some(tokio::spawn(server::serve_metrics(listener, state.clone(), until_stopped())))
+            }
+            None => None,
+        };
         let signal = async move {
             shutdown_signal().await;
             let _ = stop.send(true);
@@ -208,6 +244,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => http.await.context("server failed")?,
         }
         let _ = sender.await;
+        if let Some(task) = metrics_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "the metrics listener failed"),
+                Err(error) => tracing::error!(%error, "the metrics listener panicked"),
+            }
+        }
         if let Some(task) = audit_task {
             // The last queued entries are appended before the process ends.
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;

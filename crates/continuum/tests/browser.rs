@@ -169,6 +169,19 @@ fn a_clinician_signs_in_finds_a_patient_reads_the_chart_and_signs_a_note() {
         assert_eq!(focused.text().await.unwrap(), "Skip to content");
         let scripts = browser.find_all(By::Css("script")).await.unwrap();
         assert!(scripts.is_empty(), "the pages need no JavaScript");
+        // The Content-Security-Policy (style-src 'self') lets the app's one stylesheet apply.
+        let styled = browser
+            .execute(
+                "return [document.styleSheets.length, document.styleSheets[0].cssRules.length, \
+                 getComputedStyle(document.querySelector('a.skip')).position];",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let styled = styled.json();
+        assert_eq!(styled[0], 1, "the stylesheet loaded under the policy: {styled}");
+        assert!(styled[1].as_u64().unwrap() > 10, "{styled}");
+        assert_ne!(styled[2], "static", "its rules apply (the skip link is positioned): {styled}");
         // At 200% zoom (half the CSS width) the chart still fits: nothing scrolls sideways.
         browser.set_window_rect(0, 0, 640, 1000).await.unwrap();
         let overflow = browser

@@ -83,8 +83,22 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     assert!(printed.contains(&format!("Copied {} versions", expected.len())), "{printed}");
 
     assert!(printed.contains("Copied 2 users and 0 clients"), "{printed}");
+    assert!(printed.contains("1 TOTP enrolments are sealed with the source's secrets key"), "{printed}");
     let elsewhere = tempfile::tempdir().unwrap();
-    let listed = common::continuum(elsewhere.path(), &["user", "list", "--database", &database.url], None);
+    // The TOTP secrets were copied sealed: they open with the source's key file only.
+    let without_key = std::process::Command::new(common::BINARY)
+        .args(["user", "list", "--database", &database.url, "--data"])
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!without_key.status.success(), "another key than the secrets' own is refused");
+    assert!(String::from_utf8_lossy(&without_key.stderr).contains("secrets key"));
+    let key = data.path().join("secrets.key");
+    let listed = common::continuum(
+        elsewhere.path(),
+        &["user", "list", "--database", &database.url, "--secrets-key", key.to_str().unwrap()],
+        None,
+    );
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("doc") && listed.contains("roles=physician orgs=org-1 [totp]"), "{listed}");
 

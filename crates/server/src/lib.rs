@@ -8,6 +8,7 @@ mod capability;
 mod error;
 mod extract;
 mod format;
+mod headers;
 mod history;
 mod limits;
 pub mod message_log;
@@ -17,7 +18,9 @@ mod search;
 pub mod tls;
 
 pub use error::ApiError;
+pub use headers::APP_CONTENT_SECURITY_POLICY;
 pub use limits::RateLimit;
+pub use observe::metrics_router;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -74,6 +77,10 @@ struct StateInner {
     policy: Option<Arc<policy::Policy>>,
     /// Appends the audit entries of reads, searches and refusals.
     auditor: Option<Arc<audit::Auditor>>,
+    /// The bearer token `/metrics` asks for, once set.
+    metrics_token: std::sync::OnceLock<Vec<u8>>,
+    /// Whether `/metrics` is served beside the API (else on a listener of its own).
+    metrics_here: std::sync::atomic::AtomicBool,
 }
 
 /// The interface's queues, for monitoring.
@@ -98,6 +105,8 @@ impl AppState {
                 queues: None,
                 policy: None,
                 auditor: None,
+                metrics_token: std::sync::OnceLock::new(),
+                metrics_here: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -126,6 +135,24 @@ impl AppState {
         self
     }
 
+    /// `/metrics` answers only requests with `Authorization: Bearer <token>` (compared in
+    /// constant time). The first token set stays; call before serving.
+    pub fn with_metrics_token(self, token: impl Into<Vec<u8>>) -> Self {
+        let _ = self.inner.metrics_token.set(token.into());
+        self
+    }
+
+    /// `/metrics` is not served beside the API: serve [`metrics_router`] on a listener of its
+    /// own. Call before [`app`] builds the routes.
+    pub fn without_metrics_route(self) -> Self {
+        self.inner.metrics_here.store(false, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    fn metrics_token(&self) -> Option<&[u8]> {
+        self.inner.metrics_token.get().map(Vec::as_slice)
+    }
+
     fn auditor(&self) -> Option<&Arc<audit::Auditor>> {
         self.inner.auditor.as_ref()
     }
@@ -150,10 +177,13 @@ impl AppState {
 /// The whole HTTP application: the FHIR API under `/fhir`, and `/healthz`, `/readyz` and
 /// `/metrics` for operators.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", axum::routing::get(observe::healthz))
-        .route("/readyz", axum::routing::get(observe::readyz))
-        .route("/metrics", axum::routing::get(observe::metrics))
+        .route("/readyz", axum::routing::get(observe::readyz));
+    if state.inner.metrics_here.load(std::sync::atomic::Ordering::Relaxed) {
+        router = router.route("/metrics", axum::routing::get(observe::metrics));
+    }
+    router
         .nest("/fhir", rest::routes().layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit)))
         // Transactions and batches are posted to the base, which clients spell with or without `/`.
         .route(
@@ -188,6 +218,18 @@ pub async fn serve_with(
         .await
 }
 
+/// Serves `/metrics` of `state` alone on `listener` (plain HTTP, e.g. on an address only the
+/// monitoring network reaches) until `shutdown` resolves. Build `state`'s main listener
+/// with [`AppState::without_metrics_route`] then.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = metrics_router(state).layer(axum::middleware::from_fn(headers::secure));
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
 /// Like [`serve_with`], over TLS with `tls` (see [`tls::config_from_pem`]): HTTPS only on
 /// this listener; plain HTTP to it fails at the handshake.
 pub async fn serve_tls_with(
@@ -200,9 +242,11 @@ pub async fn serve_tls_with(
     tls::serve(listener, tls, protected(state, extra), shutdown).await
 }
 
-/// The application with `extra` merged, behind the limits and the metrics.
+/// The application with `extra` merged, behind the limits and the metrics, every answer with
+/// its security headers (`headers.rs`).
 fn protected(state: AppState, extra: Router) -> Router {
     let limits = state.limits().clone();
     limits::protect(app(state.clone()).merge(extra), &limits)
         .layer(axum::middleware::from_fn_with_state(state, observe::track))
+        .layer(axum::middleware::from_fn(headers::secure))
 }

@@ -3,11 +3,26 @@
 //! - `GET /healthz` — the process answers (200).
 //! - `GET /readyz` — the store answers a read (200), else 503 with an `OperationOutcome`.
 //! - `GET /metrics` — OpenMetrics text (which Prometheus scrapes): requests by FHIR interaction
-//!   and status, their latency histogram by interaction, requests in flight, and live resources
-//!   per type in the store.
+//!   and status, their latency histogram by interaction, requests in flight, and the HL7
+//!   message log and outbound queue by status.
 //!
 //! Labels never carry ids, values or query strings: the interaction is classified from the
 //! method and the shape of the path, so the label sets stay small and free of patient data.
+//!
+//! A scrape answers from memory: the request figures are counters kept as requests pass, and
+//! the queue gauges are counted (through the status indexes) at most once per
+//! [`QUEUE_COUNT_EVERY`], however often anyone scrapes. There is no count of live resources
+//! per type: it scanned the whole store on every scrape (a cheap way to load the database
+//! from outside), and a count kept in memory from this process's writes would drift from the
+//! truth as soon as another server sharing the PostgreSQL database, `continuum import` or a
+//! rolled-back transaction wrote, which is where it would be read. Authorized users count
+//! resources with FHIR (`GET /fhir/Patient?_summary=count`); the database's own statistics
+//! give operators table sizes.
+//!
+//! `/metrics` may be served on a listener of its own ([`metrics_router`], `continuum serve
+//! --metrics-listen`) rather than beside the API, and may ask for a bearer token
+//! ([`crate::AppState::with_metrics_token`], `--metrics-token-file`), compared in constant
+//! time.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -22,7 +37,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The least time between two counts of the HL7 queues.
+pub const QUEUE_COUNT_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -33,11 +52,6 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InteractionLabels {
     interaction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TypeLabels {
-    r#type: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,9 +72,10 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<InteractionLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
-    resources: Family<TypeLabels, Gauge>,
     hl7_messages: Family<StatusLabels, Gauge>,
     outbox: Family<StatusLabels, Gauge>,
+    /// When the queues were last counted (`None`: never).
+    queues_counted: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -78,8 +93,6 @@ impl Metrics {
         );
         let in_flight = Gauge::default();
         registry.register("http_requests_in_flight", "HTTP requests being handled", in_flight.clone());
-        let resources = Family::<TypeLabels, Gauge>::default();
-        registry.register("store_resources", "Live resources in the store, by resource type", resources.clone());
         let hl7_messages = Family::<StatusLabels, Gauge>::default();
         registry.register("hl7_messages", "HL7 v2 messages in the message log, by status", hl7_messages.clone());
         let outbox = Family::<StatusLabels, Gauge>::default();
@@ -88,7 +101,7 @@ impl Metrics {
             "Outbound HL7 v2 messages, by status (pending is the backlog still to deliver)",
             outbox.clone(),
         );
-        Metrics { registry, requests, durations, in_flight, resources, hl7_messages, outbox }
+        Metrics { registry, requests, durations, in_flight, hl7_messages, outbox, queues_counted: Mutex::new(None) }
     }
 }
 
@@ -121,15 +134,19 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let records = state.records().clone();
-    // Resource counts are read at scrape time; a failure leaves the last values.
-    if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || records.backend().count_by_type()).await {
-        for (resource_type, count) in counts {
-            state.inner.metrics.resources.get_or_create(&TypeLabels { r#type: resource_type }).set(clamp(count));
-        }
+pub(crate) async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = state.metrics_token()
+        && !bearer_matches(&headers, token)
+    {
+        let mut refusal =
+            ApiError::new(StatusCode::UNAUTHORIZED, IssueCode::Login, "the metrics token is missing or wrong")
+                .into_response();
+        refusal.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        return refusal;
     }
-    if let Some(queues) = state.inner.queues.clone() {
+    if let Some(queues) = state.inner.queues.clone()
+        && state.inner.metrics.queues_due()
+    {
         let counted = tokio::task::spawn_blocking(move || {
             Ok::<_, store::Error>((queues.message_log.count_by_status()?, queues.outbox.count_by_status()?))
         })
@@ -154,6 +171,37 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
         .into_response()
+}
+
+impl Metrics {
+    /// Whether the queues are due to be counted again; if so, notes that they are being.
+    fn queues_due(&self) -> bool {
+        let mut last = self.queues_counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < QUEUE_COUNT_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(headers: &axum::http::HeaderMap, token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(given) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii)
+    else {
+        return false;
+    };
+    // `ct_eq` of slices of different lengths is false without looking at the contents: the
+    // length may show, the token does not.
+    bool::from(given.ct_eq(token))
+}
+
+/// `/metrics` alone, for a listener of its own (`continuum serve --metrics-listen`).
+pub fn metrics_router(state: AppState) -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics)).with_state(state)
 }
 
 fn clamp(count: u64) -> i64 {

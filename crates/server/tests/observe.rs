@@ -1,7 +1,7 @@
 //! Health, readiness and metrics over real HTTP: `/healthz` and `/readyz` answer, and
-//! `/metrics` counts requests by interaction and status, times them, and reports live resources
-//! per type and the sizes of the HL7 message log and outbound queue — with no ids or values in
-//! any label.
+//! `/metrics` counts requests by interaction and status, times them, and reports the sizes of
+//! the HL7 message log and outbound queue — with no ids or values in any label; it can ask for
+//! a bearer token.
 
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -9,6 +9,12 @@ use std::sync::Arc;
 use store::Records;
 
 async fn start() -> (String, Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
+    start_with(|state| state).await
+}
+
+async fn start_with(
+    configure: impl FnOnce(server::AppState) -> server::AppState,
+) -> (String, Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
     let message_log: Arc<dyn store::MessageLog> = Arc::new(backend.message_log().unwrap());
@@ -22,6 +28,7 @@ async fn start() -> (String, Client, tempfile::TempDir, tokio::sync::oneshot::Se
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let state = server::AppState::new(records, format!("{origin}/fhir"), server::Limits::default())
         .with_queues(message_log, outbox);
+    let state = configure(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;
@@ -74,8 +81,26 @@ async fn health_readiness_and_metrics() {
     assert_eq!(get(r#"continuum_http_requests_total{interaction="search-type",status="200"}"#), 1.0);
     assert_eq!(get(r#"continuum_http_request_duration_seconds_count{interaction="read"}"#), 4.0);
     assert!(get(r#"continuum_http_request_duration_seconds_sum{interaction="read"}"#) > 0.0);
-    assert_eq!(get(r#"continuum_store_resources{type="Patient"}"#), 1.0);
+    assert!(!text.contains("continuum_store_resources"), "a scrape counts nothing in the store");
     // The scrape itself is in flight while it is answered.
     assert_eq!(get("continuum_http_requests_in_flight"), 1.0);
     assert!(!text.contains(&id) && !text.contains("Metricfamily"), "no ids or values in labels");
+}
+
+#[tokio::test]
+async fn metrics_behind_a_token_answer_only_with_it() {
+    let (origin, client, _dir, _stop) = start_with(|state| state.with_metrics_token("sixteen-or-more-chars")).await;
+    let url = format!("{origin}/metrics");
+    let refused = client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    for wrong in ["sixteen-or-more-chart", "sixteen", "sixteen-or-more-chars-and-more", ""] {
+        assert_eq!(client.get(&url).bearer_auth(wrong).send().await.unwrap().status(), 401, "{wrong}");
+    }
+    let basic = client.get(&url).basic_auth("sixteen-or-more-chars", None::<&str>).send().await.unwrap();
+    assert_eq!(basic.status(), 401, "only a bearer token");
+    let scraped = client.get(&url).bearer_auth("sixteen-or-more-chars").send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("continuum_hl7_messages"));
+    assert_eq!(client.get(format!("{origin}/healthz")).send().await.unwrap().status(), 200, "health stays open");
 }

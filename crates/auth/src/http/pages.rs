@@ -24,14 +24,31 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// The pages' one style sheet, inline; the Content-Security-Policy admits it by its hash.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;\
+     color:#1b1b1b}label{display:block;margin:.8rem 0 .2rem}input[type=text],input[type=password]{width:100%;\
+     padding:.4rem}button{margin:1rem .5rem 0 0;padding:.5rem 1rem}.error{color:#a00}li{margin:.3rem 0}";
+
+/// The pages' Content-Security-Policy: nothing but the inline style above (by its SHA-256), no
+/// framing, no `<base>`. `form-action` stays open: the consent form's answer redirects to the
+/// app's redirect URI, which browsers check against `form-action` too.
+fn content_security_policy() -> &'static HeaderValue {
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE.as_bytes()));
+        let policy = format!("default-src 'none'; style-src 'sha256-{hash}'; frame-ancestors 'none'; base-uri 'none'");
+        HeaderValue::from_str(&policy)
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"))
+    })
+}
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · Continuum</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}}\
-         label{{display:block;margin:.8rem 0 .2rem}}input[type=text],input[type=password]{{width:100%;padding:.4rem}}\
-         button{{margin:1rem .5rem 0 0;padding:.5rem 1rem}}.error{{color:#a00}}li{{margin:.3rem 0}}</style></head>\
-         <body><h1>{title}</h1>{body}</body></html>",
+         <style>{STYLE}</style></head><body><h1>{title}</h1>{body}</body></html>",
         title = escape(title)
     );
     let mut response = (status, html).into_response();
@@ -40,10 +57,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, content_security_policy().clone());
     response
 }
 

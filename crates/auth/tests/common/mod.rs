@@ -29,13 +29,17 @@ pub struct Server {
 pub enum Place {
     /// `auth.db` in a temporary directory.
     Dir(Arc<tempfile::TempDir>),
-    /// A PostgreSQL database.
-    Postgres(String),
+    /// A PostgreSQL database, and the directory of the secrets key its servers share.
+    Postgres(String, Arc<tempfile::TempDir>),
 }
 
 impl Place {
     pub fn new_dir() -> Place {
         Place::Dir(Arc::new(tempfile::tempdir().unwrap()))
+    }
+
+    pub fn postgres(url: &str) -> Place {
+        Place::Postgres(url.to_string(), Arc::new(tempfile::tempdir().unwrap()))
     }
 }
 
@@ -58,7 +62,7 @@ pub async fn serve(place: Place, configure: impl FnOnce(&mut AuthConfig) + Send 
     // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
     let (authority, admin) = tokio::task::spawn_blocking(move || match &opened {
         Place::Dir(dir) => Authority::open(dir.path(), config),
-        Place::Postgres(url) => Authority::open_postgres(url, config),
+        Place::Postgres(url, keys) => Authority::open_postgres(url, &keys.path().join("secrets.key"), config),
     })
     .await
     .unwrap()
