@@ -583,15 +583,18 @@ impl Authority {
 
     /// Creates a launch context for an EHR launch; the returned id is the `launch` parameter
     /// the EHR hands to the app.
+    /// Only its hash is stored, as for tokens: the value opens the launch, so a copy of the
+    /// store must not.
     pub fn create_launch(&self, patient: Option<&str>, encounter: Option<&str>) -> Result<String> {
+        let value = crypto::random_secret();
         let launch = LaunchContext {
-            id: crypto::random_secret(),
+            id: crypto::secret_hash(&value),
             patient: patient.map(str::to_string),
             encounter: encounter.map(str::to_string),
             expires_at: now() + self.config.launch_seconds,
         };
         self.store.insert_launch(&launch)?;
-        Ok(launch.id)
+        Ok(value)
     }
 
     /// Mints an access token for `username` with `scope` (for scripts and tests on the same

@@ -183,7 +183,7 @@ impl Authority {
             Some(id) => {
                 let launch = self
                     .store
-                    .launch(id)
+                    .launch(&crypto::secret_hash(id))
                     .map_err(|_| fail("server_error", "the authorization server failed"))?
                     .filter(|l| l.expires_at > now())
                     .ok_or_else(|| fail("invalid_request", "the launch context is unknown or expired"))?;

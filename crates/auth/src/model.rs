@@ -297,7 +297,7 @@ pub struct TokenRecord {
 /// A launch context created by the EHR for an EHR launch (`launch` parameter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchContext {
-    /// The opaque `launch` value handed to the app.
+    /// The SHA-256 (hex) of the opaque `launch` value handed to the app.
     pub id: String,
     /// The patient in context.
     pub patient: Option<String>,

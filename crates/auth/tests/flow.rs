@@ -232,6 +232,7 @@ async fn ehr_launch_binds_patient_and_encounter_and_one_time_passwords_must_chan
     server.add_staff_user("doc");
     server.add_public_app("ehr-app", "launch openid fhirUser user/*.rs patient/*.rs");
     let launch = server.authority.create_launch(Some("p-9"), Some("enc-3")).unwrap();
+    assert_eq!(server.authority.store().launch(&launch).unwrap(), None, "the launch value is stored as a hash");
     let (verifier, challenge) = pkce();
     let mut params = authorize_params(&server, "ehr-app", "launch openid fhirUser patient/*.rs", &challenge);
     params.push(("launch", &launch));

@@ -39,13 +39,11 @@ pub(crate) fn open_authority(
     database: &crate::DatabaseArg,
     config: AuthConfig,
 ) -> Result<(Authority, Option<OneTimePassword>)> {
-    let secrets_key = match &database.secrets_key {
-        Some(file) => file.clone(),
-        None => {
-            crate::private_data_dir(data)?;
-            data.join(auth::SECRETS_KEY_FILE)
-        }
-    };
+    if database.database.is_none() || database.secrets_key.is_none() {
+        crate::private_data_dir(data)?;
+    }
+    let secrets_key = database.secrets_key.clone().unwrap_or_else(|| data.join(auth::SECRETS_KEY_FILE));
+    warn_if_shared(&secrets_key);
     if let Some(url) = database.database.as_deref() {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
@@ -53,9 +51,24 @@ pub(crate) fn open_authority(
         return Authority::open_postgres(url, &secrets_key, config)
             .context("cannot open the authorization data in the PostgreSQL database");
     }
-    crate::private_data_dir(data)?;
     Authority::open_with_secrets_key(data, &secrets_key, config)
         .with_context(|| format!("cannot open the authorization data in {}", data.display()))
+}
+
+/// Warns when a secrets key file others may read exists (one named with `--secrets-key`
+/// outside the data directory, which is not mended).
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(file = %path.display(), "the secrets key file is readable by others than its owner: chmod 600 it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// The words that hand out a one-time password.
