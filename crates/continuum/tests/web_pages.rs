@@ -546,12 +546,11 @@ fn roles_second_factor_and_what_the_summary_gathers() {
         "start": next_year, "end": next_year.replace("09:00", "09:30"),
         "participant": [{"actor": subject.clone(), "status": "accepted"}]}),
     );
-    // (Task is outside R4's Patient compartment, so the policy treats it as shared: an
-    // administrator writes it here.)
-    let admin = token(&clinic.data, "it-admin");
+    // (Task is outside R4's Patient compartment but holds the patient's data all the same: the
+    // policy keeps it in the patient's record, so the physician who reaches Rosie writes it.)
     fhir_post(
         base,
-        &admin,
+        &clinic.doc,
         &json!({"resourceType": "Task", "status": "requested", "intent": "order",
         "description": "Call back with lab results", "for": subject.clone()}),
     );

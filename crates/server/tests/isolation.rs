@@ -1,7 +1,8 @@
 //! Patient isolation, proved on every read channel of the API (issue 16).
 //!
 //! The matrix is generated from the R4 definitions, not hand-picked: for every resource type in
-//! the Patient compartment, a resource of the victim (a patient of another organization) is
+//! the Patient compartment (and every type outside it whose `patient` parameter names its
+//! patient: Task, Device, Contract, GuidanceResponse), a resource of the victim (a patient of another organization) is
 //! stored, linked to the victim through the type's first compartment parameter whose path can
 //! be laid out, and to the victim's practitioner through a reference parameter that may point
 //! at a Practitioner; each carries a contained Practitioner and a narrative with a secret word.
@@ -115,10 +116,13 @@ fn lay_out(resource: &mut Value, resource_type: &str, segments: &[String], value
 fn probed_types() -> Vec<Probed> {
     let defs = fhir::definitions();
     let mut out = Vec::new();
-    for (resource_type, params) in &defs.patient_compartment().resources {
+    for resource_type in defs.resource_types() {
+        // The R4 Patient compartment, and the types outside it that still name their patient.
+        let params = store::compartment::linking_params(resource_type);
         if params.is_empty() || resource_type == "Patient" {
             continue;
         }
+        let resource_type = &resource_type.to_string();
         let compartment: Vec<String> = params
             .iter()
             .filter(|p| {
