@@ -42,8 +42,11 @@ pub(crate) struct ServeArgs {
     /// Requests a client may make at once above `--rate-limit`.
     #[arg(long, default_value_t = 2000)]
     rate_burst: u32,
-    /// Also receive HL7 v2 messages over MLLP on this address and port.
-    #[arg(long)]
+    /// Also receive HL7 v2 messages over MLLP. `--mllp` alone listens on 127.0.0.1:2575 and
+    /// `--mllp PORT` on 127.0.0.1:PORT (loopback); any other interface must be named in full
+    /// (`--mllp 0.0.0.0:2575`). Only peers on the allow-list are served: the partners of
+    /// `continuum hl7 inbound add`, or while none is registered, loopback peers only.
+    #[arg(long, value_name = "[ADDR:]PORT", num_args = 0..=1, default_missing_value = "2575", value_parser = mllp_address)]
     mllp: Option<SocketAddr>,
     /// Largest MLLP frame accepted, in KiB (bigger ones close the connection).
     #[arg(long, default_value_t = 4096)]
@@ -112,6 +115,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let authority = Arc::new(authority);
         let mut audit_task = None;
         let mut web_app = None;
+        let mut log_auditor = None;
         let records = if args.no_auth {
             tracing::warn!("the FHIR API is served without access control or audit (--no-auth)");
             tracing::warn!("the clinician web app (/app) is not served: it needs access control");
@@ -122,6 +126,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             authority.set_sign_in_audit(Arc::new(SignInTrail(records.clone())));
             let (auditor, task) = server::audit::Auditor::start(records.clone(), audit);
             state = state.with_auditor(Arc::clone(&auditor));
+            log_auditor = Some(Arc::clone(&auditor));
             audit_task = Some(task);
             web_app = Some(web::WebApp::new(
                 records.clone(),
@@ -136,8 +141,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             // What the HL7 interface writes is audited as its own.
             records.as_actor(store::Actor::system("hl7-interface"))
         };
-        let admin_routes =
-            server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
+        // Reading the message log is audited like any access to the record.
+        let admin_routes = server::message_log::routes(
+            Arc::clone(&message_log),
+            Arc::new(AdministratorsOnly(Arc::clone(&authority))),
+            log_auditor,
+        );
         let mut auth_routes = auth::router(authority).merge(admin_routes);
         if let Some(app) = web_app {
             auth_routes = auth_routes.merge(web::router(app));
@@ -170,6 +179,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 let listener =
                     tokio::net::TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at}"))?;
                 let mllp_address = listener.local_addr()?;
+                if !mllp_address.ip().is_loopback() {
+                    tracing::info!(listener = %mllp_address, "the MLLP listener is reachable from other machines; only registered inbound partners are served");
+                }
                 let config = interface::ListenerConfig {
                     max_frame_len: args.mllp_max_frame_kib * 1024,
                     ..interface::ListenerConfig::default()
@@ -254,23 +266,41 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// The message log's gate: a valid access token of a staff user holding the administrator role.
+/// `--mllp`'s value: `ADDR:PORT`, or a port alone on loopback.
+fn mllp_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse::<SocketAddr>().map_err(|_| "--mllp wants PORT (on 127.0.0.1) or ADDR:PORT".to_string())
+}
+
+/// The message log's gate: a valid access token of a staff user holding the administrator role
+/// and granted the scope `user/hl7-messages.read`.
 struct AdministratorsOnly(Arc<auth::Authority>);
 
 impl server::message_log::AdminGate for AdministratorsOnly {
-    fn check(&self, bearer: Option<&str>) -> Result<(), server::message_log::Refusal> {
+    fn check(&self, bearer: Option<&str>) -> Result<store::Actor, server::message_log::Refusal> {
         use server::message_log::Refusal;
         let bearer = bearer.ok_or(Refusal::Unauthenticated)?;
         // A blocking store call from an async handler (the runtime is multi-threaded).
         let principal =
             tokio::task::block_in_place(|| self.0.validate_bearer(bearer)).map_err(|_| Refusal::Unauthenticated)?;
-        match principal.actor {
-            auth::Actor::User { identity: auth::Identity::Staff { roles, .. }, .. }
-                if roles.contains(&auth::Role::Administrator) =>
-            {
-                Ok(())
-            }
-            _ => Err(Refusal::Forbidden),
+        let name = match &principal.actor {
+            auth::Actor::User { username, .. } => username.clone(),
+            auth::Actor::Service { client_id } => client_id.clone(),
+        };
+        let actor = store::Actor {
+            who: principal.fhir_user(),
+            name,
+            client_id: principal.client_id.clone(),
+            ..store::Actor::default()
+        };
+        let administrator = principal.roles().contains(&auth::Role::Administrator)
+            && matches!(&principal.actor, auth::Actor::User { identity: auth::Identity::Staff { .. }, .. });
+        if administrator && principal.scopes.contains(server::message_log::SCOPE) {
+            Ok(actor)
+        } else {
+            Err(Refusal::Forbidden(actor))
         }
     }
 }

@@ -3,13 +3,20 @@
 //! sends the ACK back framed. Messages of one connection are handled in order (one ACK per
 //! message, in order); connections run independently, so a bad one harms no other.
 //!
+//! Only peers on the allow-list are served ([`crate::partners`]): the inbound partners
+//! registered when the connection arrives, found by the peer's address (or, while none is
+//! registered, loopback peers only). Any other connection is closed before a byte of it is
+//! read, and a warning names the peer's address and the listener, nothing else.
+//!
 //! Limits per connection: the largest frame (bigger ones close the connection: nothing in them
 //! can be read or acknowledged), an idle timeout, and a bound on bytes of garbage between
 //! frames. A bound on connections refuses new ones beyond it.
 
 use crate::Interface;
+use crate::partners::Peer;
 use hl7v2::mllp::Decoder;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,13 +57,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let config = Arc::new(config);
+    let local = listener.local_addr()?;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return Ok(()),
             accepted = listener.accept() => accepted,
         };
-        let (stream, _) = match accepted {
+        let (stream, remote) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e.kind(), "MLLP accept failed");
@@ -72,7 +80,12 @@ pub async fn serve(
         let interface = Arc::clone(&interface);
         let config = Arc::clone(&config);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &interface, &config).await {
+            let Some(peer) = admit(&interface, remote, local).await else {
+                drop(stream);
+                drop(permit);
+                return;
+            };
+            if let Err(e) = connection(stream, &interface, &config, peer).await {
                 tracing::debug!(error = %e.kind(), "MLLP connection ended with an error");
             }
             drop(permit);
@@ -80,7 +93,31 @@ pub async fn serve(
     }
 }
 
-async fn connection(mut stream: TcpStream, interface: &Arc<Interface>, config: &ListenerConfig) -> std::io::Result<()> {
+/// The partner a connection from `remote` belongs to, or `None` (logged) when it is refused.
+async fn admit(interface: &Arc<Interface>, remote: SocketAddr, local: SocketAddr) -> Option<Peer> {
+    let reading = Arc::clone(interface);
+    let allow = match tokio::task::spawn_blocking(move || reading.allow_list()).await {
+        Ok(Ok(allow)) => allow,
+        Ok(Err(e)) => {
+            tracing::error!(kind = ?e.kind(), listener = %local, "the MLLP allow-list could not be read; connection closed");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let peer = allow.admit(remote.ip());
+    if peer.is_none() {
+        tracing::warn!(peer = %remote, listener = %local, "MLLP connection refused: the peer is not on the allow-list");
+    }
+    peer
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    interface: &Arc<Interface>,
+    config: &ListenerConfig,
+    peer: Peer,
+) -> std::io::Result<()> {
+    let peer = Arc::new(peer);
     let _ = stream.set_nodelay(true);
     let mut decoder = Decoder::with_max_frame_len(config.max_frame_len);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -99,8 +136,8 @@ async fn connection(mut stream: TcpStream, interface: &Arc<Interface>, config: &
         for frame in decoder.decode(&buffer[..read]) {
             match frame {
                 Ok(content) => {
-                    let interface = Arc::clone(interface);
-                    let handled = tokio::task::spawn_blocking(move || interface.handle(&content))
+                    let (interface, peer) = (Arc::clone(interface), Arc::clone(&peer));
+                    let handled = tokio::task::spawn_blocking(move || interface.handle(&content, &peer))
                         .await
                         .map_err(|_| std::io::Error::other("message handling panicked"))?;
                     let Some(ack) = handled.ack else {
