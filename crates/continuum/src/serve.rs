@@ -48,6 +48,16 @@ pub(crate) struct ServeArgs {
     /// `continuum hl7 inbound add`, or while none is registered, loopback peers only.
     #[arg(long, value_name = "[ADDR:]PORT", num_args = 0..=1, default_missing_value = "2575", value_parser = mllp_address)]
     mllp: Option<SocketAddr>,
+    /// Speak MLLP over TLS with this certificate chain (PEM, leaf first); needs --mllp-tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["mllp", "mllp_tls_key"])]
+    mllp_tls_cert: Option<PathBuf>,
+    /// The private key of --mllp-tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "mllp_tls_cert")]
+    mllp_tls_key: Option<PathBuf>,
+    /// Mutual TLS: every MLLP peer must present a certificate issued by one of these CA
+    /// certificates (PEM); the allow-list by address applies as well.
+    #[arg(long, value_name = "FILE", requires = "mllp_tls_cert")]
+    mllp_tls_client_ca: Option<PathBuf>,
     /// Largest MLLP frame accepted, in KiB (bigger ones close the connection).
     #[arg(long, default_value_t = 4096)]
     mllp_max_frame_kib: usize,
@@ -88,6 +98,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(server::tls::config_from_pem(cert, key).with_context(|| {
             format!("cannot use the TLS certificate {} with the key {}", cert.display(), key.display())
         })?),
+        _ => None,
+    };
+    let mllp_tls = match (&args.mllp_tls_cert, &args.mllp_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            interface::tls::server_config(cert, key, args.mllp_tls_client_ca.as_deref())
+                .context("cannot use the MLLP TLS files (--mllp-tls-cert, --mllp-tls-key, --mllp-tls-client-ca)")?,
+        ),
         _ => None,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -184,6 +201,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 }
                 let config = interface::ListenerConfig {
                     max_frame_len: args.mllp_max_frame_kib * 1024,
+                    tls: mllp_tls,
                     ..interface::ListenerConfig::default()
                 };
                 Some((mllp_address, interface::serve(listener, interface, config, until_stopped())))

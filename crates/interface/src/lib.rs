@@ -4,7 +4,8 @@
 //!
 //! - [`listener::serve`] — the MLLP listener (tokio), with per-connection limits; it admits
 //!   only peers on the allow-list ([`partners`]: registered inbound partners by address, or
-//!   loopback while none is registered).
+//!   loopback while none is registered), over plain TCP or TLS ([`tls`]: mutual when given a
+//!   client CA).
 //! - [`Interface`] — one message from bytes to ACK: log under its partner, duplicate check
 //!   (same MSH-10 from the same MSH-3/MSH-4 *and the same partner*), destructive events only
 //!   from partners allowed them, mapping, commit, outcome; [`Interface::replay`] re-runs a dead-letter
@@ -25,6 +26,7 @@ pub mod listener;
 mod map;
 pub mod outbound;
 pub mod partners;
+pub mod tls;
 
 pub use ingest::{Handled, Interface, ReplayError};
 pub use listener::{ListenerConfig, serve};

@@ -8,6 +8,10 @@
 //! registered, loopback peers only). Any other connection is closed before a byte of it is
 //! read, and a warning names the peer's address and the listener, nothing else.
 //!
+//! With TLS ([`ListenerConfig::tls`], see [`crate::tls`]) the handshake follows admission; a
+//! failed handshake (with mutual TLS: no client certificate, or one the client CA did not
+//! issue) closes the connection with a warning naming the peer's address and the listener.
+//!
 //! Limits per connection: the largest frame (bigger ones close the connection: nothing in them
 //! can be read or acknowledged), an idle timeout, and a bound on bytes of garbage between
 //! frames. A bound on connections refuses new ones beyond it.
@@ -19,8 +23,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Limits of the listener.
@@ -34,7 +38,12 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// Bytes outside frames tolerated on one connection before it is closed.
     pub max_garbage: u64,
+    /// TLS settings ([`crate::tls::server_config`]); `None` serves plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// How long a peer may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for ListenerConfig {
     fn default() -> Self {
@@ -43,6 +52,7 @@ impl Default for ListenerConfig {
             max_connections: 256,
             idle_timeout: Duration::from_secs(300),
             max_garbage: 64 * 1024,
+            tls: None,
         }
     }
 }
@@ -85,7 +95,21 @@ pub async fn serve(
                 drop(permit);
                 return;
             };
-            if let Err(e) = connection(stream, &interface, &config, peer).await {
+            let _ = stream.set_nodelay(true);
+            let ended = match &config.tls {
+                None => connection(stream, &interface, &config, peer).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, &interface, &config, peer).await,
+                        _ => {
+                            tracing::warn!(peer = %remote, listener = %local, "MLLP connection refused: the TLS handshake failed");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e.kind(), "MLLP connection ended with an error");
             }
             drop(permit);
@@ -111,14 +135,13 @@ async fn admit(interface: &Arc<Interface>, remote: SocketAddr, local: SocketAddr
     peer
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     interface: &Arc<Interface>,
     config: &ListenerConfig,
     peer: Peer,
 ) -> std::io::Result<()> {
     let peer = Arc::new(peer);
-    let _ = stream.set_nodelay(true);
     let mut decoder = Decoder::with_max_frame_len(config.max_frame_len);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
@@ -149,6 +172,7 @@ async fn connection(
                         return Ok(());
                     }
                     stream.write_all(&out).await?;
+                    stream.flush().await?;
                 }
                 Err(hl7v2::Error::FrameTooLarge { .. }) => {
                     tracing::warn!(limit = config.max_frame_len, "MLLP frame too large; connection closed");
