@@ -370,3 +370,31 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn mllp(args: &[&str]) -> Option<SocketAddr> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).unwrap().serve.mllp
+    }
+
+    #[test]
+    fn the_mllp_listener_is_on_loopback_unless_an_address_is_named() {
+        assert_eq!(mllp(&[]), None);
+        assert_eq!(mllp(&["--mllp"]), Some("127.0.0.1:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "--no-auth"]), Some("127.0.0.1:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "2600"]), Some("127.0.0.1:2600".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "0.0.0.0:2575"]), Some("0.0.0.0:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "[::1]:2575"]), Some("[::1]:2575".parse().unwrap()));
+        assert!(Cli::try_parse_from(["serve", "--mllp", "somewhere"]).is_err());
+        assert!(Cli::try_parse_from(["serve", "--mllp", "--mllp-tls-cert", "c.pem"]).is_err(), "needs the key");
+    }
+}
