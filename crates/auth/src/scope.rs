@@ -175,6 +175,9 @@ pub enum ScopeKind {
     OfflineAccess,
     /// `online_access`: a refresh token for the session.
     OnlineAccess,
+    /// `user/hl7-messages.read`: read the HL7 v2 message log (`/admin/hl7/messages`), for an
+    /// administrator. Not a FHIR resource scope: `user/*.rs` does not include it.
+    Hl7MessageLog,
     /// Anything else (kept as written, grants nothing).
     Other,
 }
@@ -197,6 +200,7 @@ impl Scope {
             "launch/encounter" => ScopeKind::LaunchEncounter,
             "offline_access" => ScopeKind::OfflineAccess,
             "online_access" => ScopeKind::OnlineAccess,
+            "user/hl7-messages.read" => ScopeKind::Hl7MessageLog,
             _ => parse_resource_scope(text).map_or(ScopeKind::Other, ScopeKind::Resource),
         };
         Scope { text: text.to_string(), kind }
@@ -427,6 +431,15 @@ mod tests {
         assert_eq!(read.permissions, resource("patient/*.rs").permissions);
         assert_eq!(resource("user/Observation.write").permissions, resource("user/Observation.cud").permissions);
         assert_eq!(resource("system/Patient.*").permissions, Permissions::ALL);
+    }
+
+    #[test]
+    fn the_message_log_scope_is_its_own() {
+        let log = Scope::parse("user/hl7-messages.read");
+        assert_eq!(log.kind(), &ScopeKind::Hl7MessageLog);
+        assert!(!Scope::parse("user/*.rs").covers(&log), "not a resource scope");
+        assert!(!Scope::parse("user/*.*").covers(&log));
+        assert!(log.covers(&Scope::parse("user/hl7-messages.read")));
     }
 
     #[test]

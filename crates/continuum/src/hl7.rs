@@ -1,13 +1,14 @@
 //! `continuum hl7`: the HL7 v2 interface for administrators — the message log (list what
 //! arrived with its status, type and patient, show one message, replay a failed one after a
-//! fix), the partners that receive outbound ADT notifications, the outbound queue, and the
-//! ORU^R01 of a DiagnosticReport.
+//! fix), the inbound partners allowed to send to the MLLP listener (its allow-list, and the
+//! destructive events each may send), the partners that receive outbound ADT notifications,
+//! the outbound queue, and the ORU^R01 of a DiagnosticReport.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use server::message_log::time_text;
 use std::path::PathBuf;
-use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
+use store::messages::{InboundPartner, MessageLog, MessageQuery, MessageStatus, StoredMessage};
 use store::outbox::{OutboundQuery, OutboundStatus, Outbox, Partner};
 use time::OffsetDateTime;
 
@@ -36,6 +37,11 @@ enum Hl7Command {
         /// The message's log id.
         id: i64,
     },
+    /// Partners allowed to send messages to the MLLP listener (`serve --mllp`): its allow-list.
+    Inbound {
+        #[command(subcommand)]
+        command: InboundCommand,
+    },
     /// Partners that receive outbound ADT notifications over MLLP.
     Partner {
         #[command(subcommand)]
@@ -47,6 +53,34 @@ enum Hl7Command {
     Oru {
         /// The DiagnosticReport's id.
         report: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InboundCommand {
+    /// Add an inbound partner, or replace the one of that name. The listener admits its
+    /// connections from the next one on; once any partner is registered, peers not listed
+    /// (loopback included) are refused.
+    Add {
+        /// Its name (letters, digits, '.', '-', '_'): its messages are logged and
+        /// de-duplicated under it.
+        name: String,
+        /// The peer addresses it connects from: IP addresses or CIDR blocks, comma-separated
+        /// (`10.1.2.3,10.9.0.0/16`).
+        #[arg(long = "from", value_delimiter = ',', required = true)]
+        from: Vec<String>,
+        /// The destructive events it may send, comma-separated: A40 (merge patients), A11
+        /// (cancel admission), A13 (cancel discharge), S15 (cancel appointment). Others of
+        /// these are refused with AR and change nothing.
+        #[arg(long, value_delimiter = ',')]
+        allow_events: Vec<String>,
+    },
+    /// List the inbound partners.
+    List,
+    /// Remove an inbound partner: its connections are refused from then on.
+    Remove {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -122,6 +156,7 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
             Ok(())
         }
         Hl7Command::Partner { command } => partner(outbox.as_ref(), command),
+        Hl7Command::Inbound { command } => inbound(log, command),
         Hl7Command::Outbox(args) => {
             let statuses = if args.failed { vec![OutboundStatus::Dead] } else { Vec::new() };
             let query = OutboundQuery { statuses, partner: args.partner, limit: args.limit };
@@ -193,6 +228,37 @@ fn partner(outbox: &dyn Outbox, command: PartnerCommand) -> Result<()> {
     Ok(())
 }
 
+fn inbound(log: &dyn MessageLog, command: InboundCommand) -> Result<()> {
+    match command {
+        InboundCommand::Add { name, from, allow_events } => {
+            let partner = InboundPartner {
+                name: name.clone(),
+                addresses: from.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect(),
+                allowed_events: allow_events.iter().map(|e| e.trim().to_ascii_uppercase()).collect(),
+            };
+            if partner.addresses.is_empty() {
+                bail!("--from wants the partner's IP addresses or CIDR blocks");
+            }
+            interface::partners::check_partner(&partner)?;
+            log.put_inbound_partner(&partner)?;
+            println!("inbound partner {name} added");
+        }
+        InboundCommand::List => {
+            for p in log.inbound_partners()? {
+                let events = if p.allowed_events.is_empty() { "-".to_string() } else { p.allowed_events.join(",") };
+                println!("{:<16}  {:<32}  allow-events={}", p.name, p.addresses.join(","), events);
+            }
+        }
+        InboundCommand::Remove { name } => {
+            if !log.remove_inbound_partner(&name)? {
+                bail!("no inbound partner {name}");
+            }
+            println!("inbound partner {name} removed");
+        }
+    }
+    Ok(())
+}
+
 fn parse_since(text: &str) -> Result<OffsetDateTime> {
     server::message_log::parse_since(text).context("--since wants YYYY-MM-DD or an RFC 3339 time")
 }
@@ -223,17 +289,18 @@ fn print_list(log: &dyn MessageLog, args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line: id, time, status, type, control id, ACK, patient, error.
+/// One line: id, time, status, type, control id, ACK, partner, patient, error.
 fn summary(m: &StoredMessage) -> String {
     let o = &m.outcome;
     let mut line = format!(
-        "{:>6}  {}  {:<9}  {:<8}  {:<16}  {:<2}  patient={}",
+        "{:>6}  {}  {:<9}  {:<8}  {:<16}  {:<2}  partner={}  patient={}",
         m.id,
         time_text(m.received_at),
         m.status.as_str(),
         m.message_type,
         m.control_id,
         o.ack_code,
+        if m.partner.is_empty() { "-" } else { &m.partner },
         o.patient.as_deref().unwrap_or("-"),
     );
     if let Some(original) = o.duplicate_of {

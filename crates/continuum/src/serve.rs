@@ -42,9 +42,22 @@ pub(crate) struct ServeArgs {
     /// Requests a client may make at once above `--rate-limit`.
     #[arg(long, default_value_t = 2000)]
     rate_burst: u32,
-    /// Also receive HL7 v2 messages over MLLP on this address and port.
-    #[arg(long)]
+    /// Also receive HL7 v2 messages over MLLP. `--mllp` alone listens on 127.0.0.1:2575 and
+    /// `--mllp PORT` on 127.0.0.1:PORT (loopback); any other interface must be named in full
+    /// (`--mllp 0.0.0.0:2575`). Only peers on the allow-list are served: the partners of
+    /// `continuum hl7 inbound add`, or while none is registered, loopback peers only.
+    #[arg(long, value_name = "[ADDR:]PORT", num_args = 0..=1, default_missing_value = "2575", value_parser = mllp_address)]
     mllp: Option<SocketAddr>,
+    /// Speak MLLP over TLS with this certificate chain (PEM, leaf first); needs --mllp-tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["mllp", "mllp_tls_key"])]
+    mllp_tls_cert: Option<PathBuf>,
+    /// The private key of --mllp-tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "mllp_tls_cert")]
+    mllp_tls_key: Option<PathBuf>,
+    /// Mutual TLS: every MLLP peer must present a certificate issued by one of these CA
+    /// certificates (PEM); the allow-list by address applies as well.
+    #[arg(long, value_name = "FILE", requires = "mllp_tls_cert")]
+    mllp_tls_client_ca: Option<PathBuf>,
     /// Largest MLLP frame accepted, in KiB (bigger ones close the connection).
     #[arg(long, default_value_t = 4096)]
     mllp_max_frame_kib: usize,
@@ -107,6 +120,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    let mllp_tls = match (&args.mllp_tls_cert, &args.mllp_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            interface::tls::server_config(cert, key, args.mllp_tls_client_ca.as_deref())
+                .context("cannot use the MLLP TLS files (--mllp-tls-cert, --mllp-tls-key, --mllp-tls-client-ca)")?,
+        ),
+        _ => None,
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -141,6 +161,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let authority = Arc::new(authority);
         let mut audit_task = None;
         let mut web_app = None;
+        let mut log_auditor = None;
         let records = if args.no_auth {
             tracing::warn!("the FHIR API is served without access control or audit (--no-auth)");
             tracing::warn!("the clinician web app (/app) is not served: it needs access control");
@@ -151,6 +172,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             authority.set_sign_in_audit(Arc::new(SignInTrail(records.clone())));
             let (auditor, task) = server::audit::Auditor::start(records.clone(), audit);
             state = state.with_auditor(Arc::clone(&auditor));
+            log_auditor = Some(Arc::clone(&auditor));
             audit_task = Some(task);
             web_app = Some(web::WebApp::new(
                 records.clone(),
@@ -165,8 +187,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             // What the HL7 interface writes is audited as its own.
             records.as_actor(store::Actor::system("hl7-interface"))
         };
-        let admin_routes =
-            server::message_log::routes(Arc::clone(&message_log), Arc::new(AdministratorsOnly(Arc::clone(&authority))));
+        // Reading the message log is audited like any access to the record.
+        let admin_routes = server::message_log::routes(
+            Arc::clone(&message_log),
+            Arc::new(AdministratorsOnly(Arc::clone(&authority))),
+            log_auditor,
+        );
         let mut auth_routes = auth::router(authority).merge(admin_routes);
         if let Some(app) = web_app {
             auth_routes = auth_routes.merge(web::router(app));
@@ -199,8 +225,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 let listener =
                     tokio::net::TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at}"))?;
                 let mllp_address = listener.local_addr()?;
+                if !mllp_address.ip().is_loopback() {
+                    tracing::info!(listener = %mllp_address, "the MLLP listener is reachable from other machines; only registered inbound partners are served");
+                }
                 let config = interface::ListenerConfig {
                     max_frame_len: args.mllp_max_frame_kib * 1024,
+                    tls: mllp_tls,
                     ..interface::ListenerConfig::default()
                 };
                 Some((mllp_address, interface::serve(listener, interface, config, until_stopped())))
@@ -297,23 +327,41 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// The message log's gate: a valid access token of a staff user holding the administrator role.
+/// `--mllp`'s value: `ADDR:PORT`, or a port alone on loopback.
+fn mllp_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse::<SocketAddr>().map_err(|_| "--mllp wants PORT (on 127.0.0.1) or ADDR:PORT".to_string())
+}
+
+/// The message log's gate: a valid access token of a staff user holding the administrator role
+/// and granted the scope `user/hl7-messages.read`.
 struct AdministratorsOnly(Arc<auth::Authority>);
 
 impl server::message_log::AdminGate for AdministratorsOnly {
-    fn check(&self, bearer: Option<&str>) -> Result<(), server::message_log::Refusal> {
+    fn check(&self, bearer: Option<&str>) -> Result<store::Actor, server::message_log::Refusal> {
         use server::message_log::Refusal;
         let bearer = bearer.ok_or(Refusal::Unauthenticated)?;
         // A blocking store call from an async handler (the runtime is multi-threaded).
         let principal =
             tokio::task::block_in_place(|| self.0.validate_bearer(bearer)).map_err(|_| Refusal::Unauthenticated)?;
-        match principal.actor {
-            auth::Actor::User { identity: auth::Identity::Staff { roles, .. }, .. }
-                if roles.contains(&auth::Role::Administrator) =>
-            {
-                Ok(())
-            }
-            _ => Err(Refusal::Forbidden),
+        let name = match &principal.actor {
+            auth::Actor::User { username, .. } => username.clone(),
+            auth::Actor::Service { client_id } => client_id.clone(),
+        };
+        let actor = store::Actor {
+            who: principal.fhir_user(),
+            name,
+            client_id: principal.client_id.clone(),
+            ..store::Actor::default()
+        };
+        let administrator = principal.roles().contains(&auth::Role::Administrator)
+            && matches!(&principal.actor, auth::Actor::User { identity: auth::Identity::Staff { .. }, .. });
+        if administrator && principal.scopes.contains(server::message_log::SCOPE) {
+            Ok(actor)
+        } else {
+            Err(Refusal::Forbidden(actor))
         }
     }
 }
@@ -363,5 +411,33 @@ async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn mllp(args: &[&str]) -> Option<SocketAddr> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).unwrap().serve.mllp
+    }
+
+    #[test]
+    fn the_mllp_listener_is_on_loopback_unless_an_address_is_named() {
+        assert_eq!(mllp(&[]), None);
+        assert_eq!(mllp(&["--mllp"]), Some("127.0.0.1:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "--no-auth"]), Some("127.0.0.1:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "2600"]), Some("127.0.0.1:2600".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "0.0.0.0:2575"]), Some("0.0.0.0:2575".parse().unwrap()));
+        assert_eq!(mllp(&["--mllp", "[::1]:2575"]), Some("[::1]:2575".parse().unwrap()));
+        assert!(Cli::try_parse_from(["serve", "--mllp", "somewhere"]).is_err());
+        assert!(Cli::try_parse_from(["serve", "--mllp", "--mllp-tls-cert", "c.pem"]).is_err(), "needs the key");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{BINARY, continuum, start};
+use common::{BINARY, continuum, start, start_secured};
 
 fn exchange(stream: &mut TcpStream, message: &str) -> String {
     stream.write_all(&hl7v2::mllp::frame(message.as_bytes()).unwrap()).unwrap();
@@ -40,6 +40,9 @@ fn hl7(data: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn an_ack_survives_sigkill_and_failed_messages_replay() {
     let dir = tempfile::tempdir().unwrap();
+    // This machine is the partner, allowed to merge.
+    let (ok, out) = hl7(dir.path(), &["inbound", "add", "local", "--from", "127.0.0.1", "--allow-events", "A40"]);
+    assert!(ok, "{out}");
     for round in 0..3 {
         let mut server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
         let mut stream = TcpStream::connect(server.mllp()).unwrap();
@@ -196,6 +199,36 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
 }
 
 #[test]
+fn inbound_partners_are_checked_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (ok, _) = hl7(data, &["inbound", "add", "lab", "--from", "10.1.2.3,10.9.0.0/16", "--allow-events", "a40,S15"]);
+    assert!(ok);
+    for bad in [
+        &["inbound", "add", "lab", "--from", "10.1.2.300"][..],
+        &["inbound", "add", "lab", "--from", "10.1.2.3", "--allow-events", "A01"],
+        &["inbound", "add", "(loopback)", "--from", "127.0.0.1"],
+        &["inbound", "add", "lab"],
+    ] {
+        assert!(!hl7(data, bad).0, "{bad:?} is refused");
+    }
+    let (_, list) = hl7(data, &["inbound", "list"]);
+    assert!(list.contains("lab") && list.contains("10.1.2.3,10.9.0.0/16") && list.contains("A40,S15"), "{list}");
+    // With a partner registered, loopback peers are refused: the connection closes unanswered.
+    let server = start(data, &["--mllp", "127.0.0.1:0"]);
+    let mut stream = TcpStream::connect(server.mllp()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = stream.write_all(&hl7v2::mllp::frame(a01(1).as_bytes()).unwrap());
+    let mut buffer = [0u8; 64];
+    assert!(matches!(stream.read(&mut buffer), Ok(0) | Err(_)), "no ACK for a peer off the allow-list");
+    drop(server);
+    let (_, messages) = hl7(data, &["list"]);
+    assert!(messages.trim().is_empty(), "nothing stored: {messages}");
+    assert!(hl7(data, &["inbound", "remove", "lab"]).0);
+    assert!(!hl7(data, &["inbound", "remove", "lab"]).0);
+}
+
+#[test]
 fn the_message_log_is_served_to_administrators_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
@@ -206,20 +239,23 @@ fn the_message_log_is_served_to_administrators_only() {
         Some(password),
     );
     continuum(data, &["user", "add", "doc", "--role", "physician", "--org", "o1", "--password-stdin"], Some(password));
-    let token = |user: &str| {
-        let minted = continuum(data, &["token", "--user", user, "--scope", "user/*.rs"], None);
+    let token = |user: &str, scope: &str| {
+        let minted = continuum(data, &["token", "--user", user, "--scope", scope], None);
         String::from_utf8(minted.stdout).unwrap().trim().to_string()
     };
-    let (ops, doc) = (token("ops"), token("doc"));
+    let scoped = "user/*.rs user/hl7-messages.read";
+    let (ops, doc) = (token("ops", scoped), token("doc", scoped));
+    let unscoped = token("ops", "user/*.rs");
 
-    let server = start(data, &["--mllp", "127.0.0.1:0"]);
+    let server = start_secured(data, &["--mllp", "127.0.0.1:0"]);
     let mut stream = TcpStream::connect(server.mllp()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(exchange(&mut stream, &a01(1)).contains("MSA|AA|CRASH-1"));
     assert!(exchange(&mut stream, &a01(2)).contains("MSA|AA|CRASH-2"));
     let a40 = "MSH|^~\\&|ADT1|GHH|CONT|CONT|20240301120000+0100||ADT^A40^ADT_A39|MERGE-1|P|2.5.1\r\
                EVN|A40\rPID|1||M1^^^GHH&1.2.3.4&ISO^MR||Crash^Test1\rMRG|M9^^^GHH&1.2.3.4&ISO^MR\r";
-    assert!(exchange(&mut stream, a40).contains("MSA|AE|MERGE-1"));
+    // From a peer not allowed to merge (loopback, while no partner is registered): refused.
+    assert!(exchange(&mut stream, a40).contains("MSA|AR|MERGE-1"));
 
     let origin = server.base.trim_end_matches("/fhir").to_string();
     let client = reqwest::blocking::Client::new();
@@ -242,6 +278,13 @@ fn the_message_log_is_served_to_administrators_only() {
         (403, Some("OperationOutcome")),
         "a physician is not an administrator"
     );
+    let (status, body) = get("/admin/hl7/messages", Some(&unscoped));
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (403, Some("OperationOutcome")),
+        "an administrator's token needs the scope user/hl7-messages.read"
+    );
+    assert_eq!(get("/admin/hl7/messages/1", Some(&unscoped)).0, 403);
 
     let (status, all) = get("/admin/hl7/messages", Some(&ops));
     assert_eq!(status, 200, "{all}");
@@ -276,6 +319,34 @@ fn the_message_log_is_served_to_administrators_only() {
     assert_eq!(get("/admin/hl7/messages?status=lost", Some(&ops)).0, 400);
     assert_eq!(get("/admin/hl7/messages?since=yesterday", Some(&ops)).0, 400);
     assert_eq!(get("/admin/hl7/messages?colour=red", Some(&ops)).0, 400);
+    assert_eq!(all[0]["partner"], "(loopback)");
+
+    // Every access is in the audit trail: the reads, and the refusals.
+    let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let mut server = server;
+    assert!(server.child.wait().unwrap().success(), "a graceful stop appends what is queued");
+    let backend = store_sqlite::SqliteBackend::open(data).unwrap();
+    let log: &dyn store::AuditLog = &backend;
+    let entries = log.search(&store::audit::AuditQuery { count: 1000, ..Default::default() }).unwrap();
+    let events: Vec<serde_json::Value> =
+        entries.iter().map(|e| serde_json::from_str(&e.entry.event).unwrap()).collect();
+    let reads: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["subtype"][0]["code"] == "hl7-message-log").collect();
+    let by = |name: &str, outcome: &str| {
+        reads.iter().filter(|e| e["agent"][0]["name"] == name && e["outcome"] == outcome).count()
+    };
+    assert!(by("ops", "0") >= 10, "each allowed read is audited: {reads:#?}");
+    assert_eq!(by("ops", "4"), 2 + 4, "refusals of the unscoped token, 404 and the bad queries: {reads:#?}");
+    assert_eq!(by("doc", "4"), 2, "{reads:#?}");
+    assert!(reads.iter().all(|e| e["action"] == "R"));
+    use base64::Engine;
+    let asked = base64::engine::general_purpose::STANDARD.encode(format!("id={id}"));
+    let shown = reads
+        .iter()
+        .find(|e| e["outcome"] == "0" && e["entity"].to_string().contains(&asked))
+        .expect("the read of one message names it");
+    assert_eq!(shown["agent"][0]["network"]["address"], "127.0.0.1", "{shown}");
 }
 
 /// An admission of patient `P{tag}` for visit `V{tag}`, control id `K-{tag}`.

@@ -1,12 +1,20 @@
 //! One received message, from bytes to ACK: parse, log verbatim, recognise duplicates, map,
 //! commit the one transaction Bundle, record the outcome, acknowledge.
 //!
+//! Every message comes from a [`Peer`], the partner the listener recognised by the connection's
+//! address: the message is logged under that partner, a duplicate is a message with the same
+//! MSH-3/MSH-4 and MSH-10 *from the same partner* (so that no other peer can make a partner's
+//! messages be dropped as duplicates), and a destructive event
+//! ([`crate::partners::DESTRUCTIVE_EVENTS`]) is refused with `AR`, changing nothing, unless the
+//! partner is allowed it.
+//!
 //! The ACK is built only after the commit has returned (and the store answers only once a
 //! commit is durable), so `AA` means the effects are in the record. Exactly-once: each message's
 //! Bundle writes `Provenance/hl7v2-message-<log id>`; a logged message whose outcome was lost
 //! in a crash is settled at start-up by whether that Provenance exists ([`Interface::recover`]).
 
 use crate::map::{self, Context, Kind, MapError, provenance_id};
+use crate::partners::{AllowList, Peer};
 use hl7v2::{AckCode, AckError, AckHeader, ErrorCode, ErrorLocation, Message};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -49,15 +57,26 @@ impl Interface {
         &self.log
     }
 
-    /// Handles one received message (the content of one MLLP frame). Blocking: call it from a
-    /// blocking thread.
-    pub fn handle(&self, raw: &[u8]) -> Handled {
+    /// The listener's allow-list, from the inbound partners registered now.
+    pub fn allow_list(&self) -> store::Result<AllowList> {
+        Ok(AllowList::new(self.log.inbound_partners()?))
+    }
+
+    /// Handles one received message (the content of one MLLP frame) from `peer`. Blocking:
+    /// call it from a blocking thread.
+    pub fn handle(&self, raw: &[u8], peer: &Peer) -> Handled {
         let message = Message::parse_bytes(raw);
         let (sender, control_id, message_type) = match &message {
             Ok(m) => header_keys(m),
             Err(_) => (String::new(), String::new(), String::new()),
         };
-        let new = NewMessage { sender: &sender, control_id: &control_id, message_type: &message_type, raw };
+        let new = NewMessage {
+            partner: &peer.partner,
+            sender: &sender,
+            control_id: &control_id,
+            message_type: &message_type,
+            raw,
+        };
         let log_id = match self.log.receive(&new) {
             Ok(id) => id,
             Err(e) => {
@@ -66,7 +85,7 @@ impl Interface {
             }
         };
         let (status, ack) = match message {
-            Ok(message) => self.process(log_id, &message, &sender, &control_id),
+            Ok(message) => self.process(log_id, &message, peer, &sender, &control_id),
             Err(e) => {
                 let error = AckError::from_parse_error(&e);
                 self.finish(log_id, MessageStatus::Rejected, outcome("AR", Some(e.to_string())));
@@ -76,16 +95,18 @@ impl Interface {
         Handled { log_id: Some(log_id), status: Some(status), ack: Some(ack) }
     }
 
-    /// Runs a logged message again (after a fix): a failed, rejected or unfinished one.
+    /// Runs a logged message again (after a fix): a failed, rejected or unfinished one, as
+    /// the partner it came from, with that partner's permissions now.
     pub fn replay(&self, log_id: i64) -> Result<Handled, ReplayError> {
         let stored = self.log.get(log_id).map_err(|_| ReplayError::Storage)?.ok_or(ReplayError::NotFound)?;
         if matches!(stored.status, MessageStatus::Processed | MessageStatus::Duplicate) {
             return Err(ReplayError::AlreadyApplied);
         }
+        let peer = self.allow_list().map_err(|_| ReplayError::Storage)?.named(&stored.partner);
         let (status, ack) = match Message::parse_bytes(&stored.raw) {
             Ok(message) => {
                 let (sender, control_id, _) = header_keys(&message);
-                self.process(log_id, &message, &sender, &control_id)
+                self.process(log_id, &message, &peer, &sender, &control_id)
             }
             Err(e) => {
                 let error = AckError::from_parse_error(&e);
@@ -138,7 +159,14 @@ impl Interface {
     }
 
     /// Processes a parsed, logged message and returns its status and encoded ACK.
-    fn process(&self, log_id: i64, message: &Message, sender: &str, control_id: &str) -> (MessageStatus, String) {
+    fn process(
+        &self,
+        log_id: i64,
+        message: &Message,
+        peer: &Peer,
+        sender: &str,
+        control_id: &str,
+    ) -> (MessageStatus, String) {
         let header = ack_header(log_id);
         let reject = |code: AckCode, error: MapError| {
             let status = if code == AckCode::AR { MessageStatus::Rejected } else { MessageStatus::Failed };
@@ -158,8 +186,20 @@ impl Interface {
             Ok(kind) => kind,
             Err(error) => return reject(AckCode::AR, error),
         };
-        let _guard = self.in_flight.lock(format!("{sender}\u{1f}{control_id}"));
-        match self.log.find_processed(sender, control_id, log_id) {
+        if let Some(event) = kind.destructive()
+            && !peer.may_send(event)
+        {
+            // Nothing is read or written: the partner is not trusted with this event.
+            tracing::warn!(log_id, trigger = event, partner = %peer.partner, "HL7 destructive event refused: the partner is not allowed it");
+            let error = MapError::new(
+                ErrorCode::UnsupportedEventCode,
+                format!("this partner is not allowed to send {event} (a destructive event)"),
+            )
+            .at(ErrorLocation::field("MSH", 1, 9));
+            return reject(AckCode::AR, error);
+        }
+        let _guard = self.in_flight.lock(format!("{}\u{1f}{sender}\u{1f}{control_id}", peer.partner));
+        match self.log.find_processed(&peer.partner, sender, control_id, log_id) {
             Ok(Some(original)) => {
                 let done = MessageOutcome { ack_code: "AA".into(), duplicate_of: Some(original), ..Default::default() };
                 self.finish(log_id, MessageStatus::Duplicate, done);
@@ -307,7 +347,7 @@ pub enum ReplayError {
     Storage,
 }
 
-/// Mutual exclusion per key (sender and control id), so that two copies of one message sent
+/// Mutual exclusion per key (partner, sender and control id), so that two copies of one message sent
 /// at once on two connections are not both applied.
 #[derive(Default)]
 struct KeyLocks {

@@ -2,9 +2,13 @@
 //! written through the one write path ([`store::Records`]) as one transaction Bundle each, and
 //! acknowledged only once that commit is durable.
 //!
-//! - [`listener::serve`] — the MLLP listener (tokio), with per-connection limits.
-//! - [`Interface`] — one message from bytes to ACK: log, duplicate check (same MSH-10 from the
-//!   same MSH-3/MSH-4), mapping, commit, outcome; [`Interface::replay`] re-runs a dead-letter
+//! - [`listener::serve`] — the MLLP listener (tokio), with per-connection limits; it admits
+//!   only peers on the allow-list ([`partners`]: registered inbound partners by address, or
+//!   loopback while none is registered), over plain TCP or TLS ([`tls`]: mutual when given a
+//!   client CA).
+//! - [`Interface`] — one message from bytes to ACK: log under its partner, duplicate check
+//!   (same MSH-10 from the same MSH-3/MSH-4 *and the same partner*), destructive events only
+//!   from partners allowed them, mapping, commit, outcome; [`Interface::replay`] re-runs a dead-letter
 //!   message and [`Interface::recover`] settles messages a crash left unfinished.
 //! - `map` — ADT, ORU^R01, VXU^V04 and SIU^S12–S15 to Patient, Encounter, Location,
 //!   Practitioner, DiagnosticReport, Observation, Specimen, Immunization and Appointment, each
@@ -21,7 +25,10 @@ mod ingest;
 pub mod listener;
 mod map;
 pub mod outbound;
+pub mod partners;
+pub mod tls;
 
 pub use ingest::{Handled, Interface, ReplayError};
 pub use listener::{ListenerConfig, serve};
 pub use map::{MESSAGE_LOG_SYSTEM, MapError, provenance_id};
+pub use partners::{AllowList, Peer};

@@ -24,6 +24,13 @@ async fn start(max_frame_len: usize) -> Harness {
     let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
     let log: Arc<dyn MessageLog> = Arc::new(backend.message_log().unwrap());
     let records = Records::new(backend);
+    // This machine is the one partner, allowed every destructive event.
+    let local = store::InboundPartner {
+        name: "local".into(),
+        addresses: vec!["127.0.0.1".into()],
+        allowed_events: interface::partners::DESTRUCTIVE_EVENTS.iter().map(|e| e.to_string()).collect(),
+    };
+    log.put_inbound_partner(&local).unwrap();
     let interface = Arc::new(Interface::new(records.clone(), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -9,34 +9,47 @@
 //! - `GET /admin/hl7/messages/{id}` — one message with its raw content.
 //!
 //! Who may look is decided by the binary's [`AdminGate`] (the authorization server knows who is
-//! an administrator); without a bearer token the answer is 401, with one that is not an
-//! administrator's 403, both as an `OperationOutcome`.
+//! an administrator and what a token's scopes are: `continuum serve` asks for an administrator's
+//! token carrying the scope [`SCOPE`]); without a bearer token the answer is 401, with one that
+//! may not look 403, both as an `OperationOutcome`.
+//!
+//! Every request is audited when the routes are given an [`Auditor`]: an `AuditEvent` (subtype
+//! `hl7-message-log` of `urn:continuum:audit`) naming who asked, from where, the query or the
+//! message's patient, and the outcome (refusals included).
 
+use crate::audit::Auditor;
 use crate::error::ApiError;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use fhir::IssueCode;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use store::audit::{Actor, Happening};
 use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// The scope a token needs, besides its user's administrator role, to read the message log:
+/// the log holds whole messages, so reading it is granted on purpose, never with the role alone.
+pub const SCOPE: &str = "user/hl7-messages.read";
+
 /// Why a request for the log was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
     /// No valid bearer token (401).
     Unauthenticated,
-    /// A valid token, but not an administrator's (403).
-    Forbidden,
+    /// A valid token that may not read the log (403); the caller, for the audit trail.
+    Forbidden(Actor),
 }
 
-/// Decides whether the bearer token of a request belongs to an administrator.
+/// Decides whether the bearer token of a request may read the message log.
 pub trait AdminGate: Send + Sync + 'static {
-    /// `Ok` when `bearer` (the token after `Bearer `, if any) may read the message log.
-    fn check(&self, bearer: Option<&str>) -> Result<(), Refusal>;
+    /// The caller (for the audit trail) when `bearer` (the token after `Bearer `, if any) may
+    /// read the message log.
+    fn check(&self, bearer: Option<&str>) -> Result<Actor, Refusal>;
 }
 
 /// Largest page of the message list.
@@ -46,36 +59,60 @@ const MAX_COUNT: usize = 1000;
 struct LogState {
     log: Arc<dyn MessageLog>,
     gate: Arc<dyn AdminGate>,
+    auditor: Option<Arc<Auditor>>,
 }
 
-/// The routes of the message log.
-pub fn routes(log: Arc<dyn MessageLog>, gate: Arc<dyn AdminGate>) -> Router {
+/// The routes of the message log; every request is audited through `auditor` when given.
+pub fn routes(log: Arc<dyn MessageLog>, gate: Arc<dyn AdminGate>, auditor: Option<Arc<Auditor>>) -> Router {
     Router::new()
         .route("/admin/hl7/messages", get(list))
         .route("/admin/hl7/messages/{id}", get(show))
-        .with_state(LogState { log, gate })
+        .with_state(LogState { log, gate, auditor })
 }
 
-/// The answer refusing the request, or `None` when the gate lets it through.
-fn refusal(state: &LogState, headers: &HeaderMap) -> Option<Response> {
+/// The caller when the gate lets the request through, else the answer refusing it (audited).
+async fn admit(
+    state: &LogState,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    query: Option<&str>,
+) -> Result<Actor, Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let refused = state.gate.check(bearer).err()?;
-    Some(match refused {
+    let address = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let refused = match state.gate.check(bearer) {
+        Ok(mut actor) => {
+            actor.address = address;
+            return Ok(actor);
+        }
+        Err(refused) => refused,
+    };
+    let (actor, response) = match refused {
         Refusal::Unauthenticated => {
             let mut response =
                 ApiError::new(StatusCode::UNAUTHORIZED, IssueCode::Login, "a bearer token is required").into_response();
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
-            response
+            (Actor { name: "unauthenticated".into(), ..Actor::default() }, response)
         }
-        Refusal::Forbidden => {
-            ApiError::new(StatusCode::FORBIDDEN, IssueCode::Forbidden, "only administrators may read the message log")
-                .into_response()
+        Refusal::Forbidden(actor) => {
+            let text = "reading the message log needs an administrator's token with the scope user/hl7-messages.read";
+            (actor, ApiError::new(StatusCode::FORBIDDEN, IssueCode::Forbidden, text).into_response())
         }
-    })
+    };
+    let actor = Actor { address, ..actor };
+    audit(state, &actor, "4", query, None).await;
+    Err(response)
+}
+
+/// Appends the access to the audit trail (when the routes have an auditor).
+async fn audit(state: &LogState, actor: &Actor, outcome: &str, query: Option<&str>, patient: Option<&str>) {
+    let Some(auditor) = &state.auditor else { return };
+    let happening =
+        Happening { action: "R", subtype: "hl7-message-log", outcome, entities: &[], query, patient, reason: None };
+    auditor.record(vec![store::audit::event(actor, &happening, OffsetDateTime::now_utc())]).await;
 }
 
 /// Parses `since`: an RFC 3339 instant or a date (midnight UTC).
@@ -124,25 +161,42 @@ fn query_of(pairs: &[(String, String)]) -> Result<MessageQuery, ApiError> {
     Ok(query)
 }
 
-async fn list(State(state): State<LogState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
-        return refused;
-    }
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .map(|(n, v)| (n.into_owned(), v.into_owned()))
-        .collect();
+async fn list(
+    State(state): State<LogState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let raw = raw.unwrap_or_default();
+    let actor = match admit(&state, &headers, &extensions, Some(&raw)).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused,
+    };
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw.as_bytes()).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
     let query = match query_of(&pairs) {
         Ok(query) => query,
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            audit(&state, &actor, "4", Some(&raw), None).await;
+            return error.into_response();
+        }
     };
+    let patient = query.patient.clone();
     let limit = query.limit;
     let log = Arc::clone(&state.log);
     let listed = tokio::task::spawn_blocking(move || log.list(&query)).await;
     let messages = match listed {
         Ok(Ok(messages)) => messages,
-        Ok(Err(error)) => return ApiError::from(error).into_response(),
-        Err(_) => return ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
+        Ok(Err(error)) => {
+            audit(&state, &actor, "8", Some(&raw), patient.as_deref()).await;
+            return ApiError::from(error).into_response();
+        }
+        Err(_) => {
+            audit(&state, &actor, "8", Some(&raw), patient.as_deref()).await;
+            return ApiError::from(store::Error::Storage("the message log task failed".into())).into_response();
+        }
     };
+    audit(&state, &actor, "0", Some(&raw), patient.as_deref()).await;
     let mut body = serde_json::json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()});
     if messages.len() == limit
         && let Some(last) = messages.last()
@@ -156,21 +210,42 @@ async fn list(State(state): State<LogState>, headers: HeaderMap, RawQuery(raw): 
     Json(body).into_response()
 }
 
-async fn show(State(state): State<LogState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<i64>() else { return ApiError::bad_request("a message id is a number").into_response() };
+async fn show(
+    State(state): State<LogState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Path(id): Path<String>,
+) -> Response {
+    // The audit names the message asked for in its query text.
+    let asked = format!("id={}", form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+    let actor = match admit(&state, &headers, &extensions, Some(&asked)).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        audit(&state, &actor, "4", Some(&asked), None).await;
+        return ApiError::bad_request("a message id is a number").into_response();
+    };
     let log = Arc::clone(&state.log);
     match tokio::task::spawn_blocking(move || log.get(id)).await {
         Ok(Ok(Some(message))) => {
+            audit(&state, &actor, "0", Some(&asked), message.outcome.patient.as_deref()).await;
             let mut body = message_json(&message);
             body["raw"] = serde_json::json!(String::from_utf8_lossy(&message.raw));
             Json(body).into_response()
         }
-        Ok(Ok(None)) => ApiError::not_found("no such message in the log").into_response(),
-        Ok(Err(error)) => ApiError::from(error).into_response(),
-        Err(_) => ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
+        Ok(Ok(None)) => {
+            audit(&state, &actor, "4", Some(&asked), None).await;
+            ApiError::not_found("no such message in the log").into_response()
+        }
+        Ok(Err(error)) => {
+            audit(&state, &actor, "8", Some(&asked), None).await;
+            ApiError::from(error).into_response()
+        }
+        Err(_) => {
+            audit(&state, &actor, "8", Some(&asked), None).await;
+            ApiError::from(store::Error::Storage("the message log task failed".into())).into_response()
+        }
     }
 }
 
@@ -183,6 +258,7 @@ pub fn time_text(t: OffsetDateTime) -> String {
 pub fn message_json(m: &StoredMessage) -> serde_json::Value {
     serde_json::json!({
         "id": m.id,
+        "partner": m.partner,
         "receivedAt": time_text(m.received_at),
         "updatedAt": time_text(m.updated_at),
         "sender": m.sender,

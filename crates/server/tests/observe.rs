@@ -21,7 +21,13 @@ async fn start_with(
     let outbox: Arc<dyn store::Outbox> = Arc::new(backend.outbox().unwrap());
     // One HL7 message received and not yet processed, for the queue gauges.
     let raw = b"MSH|^~\\&|LAB|NORTH|||20240101||ADT^A01|C1|P|2.5\r";
-    let message = store::messages::NewMessage { sender: "LAB|NORTH", control_id: "C1", message_type: "ADT^A01", raw };
+    let message = store::messages::NewMessage {
+        partner: "lab",
+        sender: "LAB|NORTH",
+        control_id: "C1",
+        message_type: "ADT^A01",
+        raw,
+    };
     message_log.receive(&message).unwrap();
     let records = Records::new(backend);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,13 +5,13 @@
 use crate::records::{create, patient};
 use serde_json::json;
 use std::sync::Arc;
-use store::messages::{MessageOutcome, MessageQuery, MessageStatus, NewMessage};
+use store::messages::{InboundPartner, MessageOutcome, MessageQuery, MessageStatus, NewMessage};
 use store::outbox::{NewOutbound, OutboundQuery, OutboundStatus, Partner, WriteHook};
 use store::{MessageLog, NewVersion, Outbox, Records, ResourceVersion, Transaction};
 use time::{Duration, OffsetDateTime};
 
 fn new_message<'a>(control_id: &'a str, message_type: &'a str, raw: &'a [u8]) -> NewMessage<'a> {
-    NewMessage { sender: "LAB|NORTH", control_id, message_type, raw }
+    NewMessage { partner: "lab", sender: "LAB|NORTH", control_id, message_type, raw }
 }
 
 /// Received messages are kept verbatim with their state; outcomes, duplicates, filters and
@@ -22,7 +22,7 @@ pub fn message_log_keeps_messages_and_their_outcomes(log: &dyn MessageLog) {
     let second = log.receive(&new_message("C1", "ADT^A01", &raw)).unwrap();
     let third = log.receive(&new_message("C2", "ORU^R01", b"x")).unwrap();
     assert!(first < second && second < third, "ids increase: {first} {second} {third}");
-    assert_eq!(log.find_processed("LAB|NORTH", "C1", second).unwrap(), None, "nothing processed yet");
+    assert_eq!(log.find_processed("lab", "LAB|NORTH", "C1", second).unwrap(), None, "nothing processed yet");
     let done = MessageOutcome {
         ack_code: "AA".into(),
         patient: Some("p1".into()),
@@ -30,9 +30,14 @@ pub fn message_log_keeps_messages_and_their_outcomes(log: &dyn MessageLog) {
         ..MessageOutcome::default()
     };
     log.finish(first, MessageStatus::Processed, &done).unwrap();
-    assert_eq!(log.find_processed("LAB|NORTH", "C1", second).unwrap(), Some(first));
-    assert_eq!(log.find_processed("LAB|NORTH", "C1", first).unwrap(), None, "except excludes itself");
-    assert_eq!(log.find_processed("OTHER", "C1", second).unwrap(), None);
+    assert_eq!(log.find_processed("lab", "LAB|NORTH", "C1", second).unwrap(), Some(first));
+    assert_eq!(log.find_processed("lab", "LAB|NORTH", "C1", first).unwrap(), None, "except excludes itself");
+    assert_eq!(log.find_processed("lab", "OTHER", "C1", second).unwrap(), None);
+    assert_eq!(
+        log.find_processed("another-partner", "LAB|NORTH", "C1", second).unwrap(),
+        None,
+        "another partner's messages never make a duplicate"
+    );
     let duplicate = MessageOutcome { ack_code: "AA".into(), duplicate_of: Some(first), ..MessageOutcome::default() };
     log.finish(second, MessageStatus::Duplicate, &duplicate).unwrap();
     let failed = MessageOutcome { ack_code: "AE".into(), error: Some("bad OBX".into()), ..MessageOutcome::default() };
@@ -49,6 +54,7 @@ pub fn message_log_keeps_messages_and_their_outcomes(log: &dyn MessageLog) {
 
     let stored = log.get(first).unwrap().expect("the first message");
     assert_eq!(stored.raw, raw, "kept byte for byte");
+    assert_eq!(stored.partner, "lab");
     assert_eq!((stored.status, stored.attempts), (MessageStatus::Processed, 1));
     assert_eq!(stored.outcome.patient.as_deref(), Some("p1"));
     assert_eq!(stored.outcome.resources, ["Patient/p1", "Encounter/e1"]);
@@ -68,6 +74,31 @@ pub fn message_log_keeps_messages_and_their_outcomes(log: &dyn MessageLog) {
     let listed = log.list(&MessageQuery { with_raw: true, ..MessageQuery::default() }).unwrap();
     assert_eq!(listed[2].raw, raw);
     assert!(log.list(&MessageQuery::default()).unwrap()[2].raw.is_empty(), "raw only when asked");
+}
+
+/// Inbound partners (the listener's allow-list) are kept by name with their addresses and
+/// allowed destructive events; adding one again replaces it.
+pub fn inbound_partners_are_kept_by_name(log: &dyn MessageLog) {
+    assert!(log.inbound_partners().unwrap().is_empty());
+    let lab = InboundPartner {
+        name: "lab".into(),
+        addresses: vec!["10.1.2.3".into(), "10.9.0.0/16".into()],
+        allowed_events: Vec::new(),
+    };
+    let adt = InboundPartner {
+        name: "adt".into(),
+        addresses: vec!["fd00::/8".into()],
+        allowed_events: vec!["A40".into(), "A11".into()],
+    };
+    log.put_inbound_partner(&lab).unwrap();
+    log.put_inbound_partner(&adt).unwrap();
+    assert_eq!(log.inbound_partners().unwrap(), [adt.clone(), lab.clone()], "by name");
+    let moved = InboundPartner { addresses: vec!["10.1.2.4".into()], allowed_events: vec!["A40".into()], ..lab };
+    log.put_inbound_partner(&moved).unwrap();
+    assert_eq!(log.inbound_partners().unwrap(), [adt.clone(), moved]);
+    assert!(log.remove_inbound_partner("lab").unwrap());
+    assert!(!log.remove_inbound_partner("lab").unwrap());
+    assert_eq!(log.inbound_partners().unwrap(), [adt]);
 }
 
 /// Queues a message announcing every Patient written to the partners that take `A08`, the

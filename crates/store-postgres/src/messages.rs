@@ -6,7 +6,9 @@
 use crate::queries::{Value, params, to_micros};
 use crate::{Connection, PostgresBackend, storage};
 use postgres::Row;
-use store::messages::{MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage};
+use store::messages::{
+    InboundPartner, MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage,
+};
 use store::{Error, Result};
 use time::OffsetDateTime;
 
@@ -38,7 +40,7 @@ pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
 }
 
 const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
-                       ack_code, error, patient, resources, duplicate_of";
+                       ack_code, error, patient, resources, duplicate_of, partner";
 
 fn row_to_message(row: &Row, with_raw: bool) -> std::result::Result<StoredMessage, postgres::Error> {
     let status: String = row.try_get(6)?;
@@ -61,7 +63,8 @@ fn row_to_message(row: &Row, with_raw: bool) -> std::result::Result<StoredMessag
             resources,
             duplicate_of: row.try_get(12)?,
         },
-        raw: if with_raw { row.try_get(13)? } else { Vec::new() },
+        partner: row.try_get(13)?,
+        raw: if with_raw { row.try_get(14)? } else { Vec::new() },
     })
 }
 
@@ -72,21 +75,28 @@ impl MessageLog for PostgresMessageLog {
             let row = conn
                 .query_one(
                     "INSERT INTO interface_message (received_at, updated_at, sender, control_id, message_type, \
-                     status, raw) VALUES ($1, $1, $2, $3, $4, 'received', $5) RETURNING id",
-                    &[&now, &message.sender, &message.control_id, &message.message_type, &message.raw],
+                     status, raw, partner) VALUES ($1, $1, $2, $3, $4, 'received', $5, $6) RETURNING id",
+                    &[
+                        &now,
+                        &message.sender,
+                        &message.control_id,
+                        &message.message_type,
+                        &message.raw,
+                        &message.partner,
+                    ],
                 )
                 .map_err(storage("log message"))?;
             row.try_get(0).map_err(storage("log message"))
         })
     }
 
-    fn find_processed(&self, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
+    fn find_processed(&self, partner: &str, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
         self.with(|conn| {
             let row = conn
                 .query_opt(
-                    "SELECT id FROM interface_message WHERE sender = $1 AND control_id = $2 \
-                     AND status = 'processed' AND id <> $3 ORDER BY id LIMIT 1",
-                    &[&sender, &control_id, &except],
+                    "SELECT id FROM interface_message WHERE partner = $1 AND sender = $2 AND control_id = $3 \
+                     AND status = 'processed' AND id <> $4 ORDER BY id LIMIT 1",
+                    &[&partner, &sender, &control_id, &except],
                 )
                 .map_err(storage("find message"))?;
             row.map(|r| r.try_get(0)).transpose().map_err(storage("find message"))
@@ -123,6 +133,49 @@ impl MessageLog for PostgresMessageLog {
 
     fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
         self.with(|conn| count_by_status(conn, "interface_message", MessageStatus::parse))
+    }
+
+    fn put_inbound_partner(&self, partner: &InboundPartner) -> Result<()> {
+        let addresses = serde_json::to_string(&partner.addresses).map_err(|_| Error::Storage("add partner".into()))?;
+        let events =
+            serde_json::to_string(&partner.allowed_events).map_err(|_| Error::Storage("add partner".into()))?;
+        let now = to_micros(OffsetDateTime::now_utc());
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO interface_inbound_partner (name, addresses, allowed_events, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses, \
+                 allowed_events = excluded.allowed_events",
+                &[&partner.name, &addresses, &events, &now],
+            )
+            .map(drop)
+            .map_err(storage("add inbound partner"))
+        })
+    }
+
+    fn inbound_partners(&self) -> Result<Vec<InboundPartner>> {
+        self.with(|conn| {
+            let rows = conn
+                .query("SELECT name, addresses, allowed_events FROM interface_inbound_partner ORDER BY name", &[])
+                .map_err(storage("list inbound partners"))?;
+            let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+            let mut partners = Vec::with_capacity(rows.len());
+            for row in rows {
+                let name: String = row.try_get(0).map_err(storage("list inbound partners"))?;
+                let addresses: String = row.try_get(1).map_err(storage("list inbound partners"))?;
+                let events: String = row.try_get(2).map_err(storage("list inbound partners"))?;
+                partners.push(InboundPartner { name, addresses: list(&addresses), allowed_events: list(&events) });
+            }
+            Ok(partners)
+        })
+    }
+
+    fn remove_inbound_partner(&self, name: &str) -> Result<bool> {
+        self.with(|conn| {
+            let removed = conn
+                .execute("DELETE FROM interface_inbound_partner WHERE name = $1", &[&name])
+                .map_err(storage("remove inbound partner"))?;
+            Ok(removed > 0)
+        })
     }
 
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {

@@ -192,6 +192,23 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Code(crate::layout::rebuild),
     // 5: the audit trail, chained by hash (`audit`), in the database's layout.
     Migration::Code(crate::audit::create),
+    // 6: inbound interface partners (the MLLP listener's allow-list: the peer addresses each
+    // connects from, and the destructive events it may send), and the partner each logged
+    // message came from, which keys duplicate detection (a message's own header does not).
+    // Configuration like `interface_partner`; not patient-owned.
+    Migration::Sql(
+        r#"
+    CREATE TABLE interface_inbound_partner (
+        name           TEXT COLLATE "C" PRIMARY KEY,
+        addresses      TEXT NOT NULL,     -- JSON array of IP addresses or CIDR blocks
+        allowed_events TEXT NOT NULL,     -- JSON array of destructive trigger events allowed
+        created_at     BIGINT NOT NULL
+    );
+    ALTER TABLE interface_message ADD COLUMN partner TEXT COLLATE "C" NOT NULL DEFAULT '';
+    DROP INDEX interface_message_key;
+    CREATE INDEX interface_message_key ON interface_message (partner, sender, control_id, status);
+    "#,
+    ),
 ];
 
 /// One schema migration.

@@ -27,6 +27,7 @@ fn message_log_keeps_messages_and_their_outcomes() {
     let database = scratch::Database::create();
     let backend = PostgresBackend::connect(&database.url).unwrap();
     store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log());
+    store_behaviour::interface::inbound_partners_are_kept_by_name(&backend.message_log());
 }
 
 #[test]

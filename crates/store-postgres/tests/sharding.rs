@@ -22,6 +22,7 @@ const NOT_PATIENT_OWNED: &[&str] = &[
     "continuum_layout",
     "interface_message",
     "interface_partner",
+    "interface_inbound_partner",
     "shared_resource_current",
     "shared_resource_version",
     "shared_identifier_index",

@@ -12,7 +12,9 @@ use crate::{BUSY_TIMEOUT, SqliteBackend, storage};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use std::sync::Mutex;
-use store::messages::{MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage};
+use store::messages::{
+    InboundPartner, MessageLog, MessageOutcome, MessageQuery, MessageStatus, NewMessage, StoredMessage,
+};
 use store::{Error, Result};
 use time::OffsetDateTime;
 
@@ -59,7 +61,7 @@ fn from_micros(us: i64) -> OffsetDateTime {
 }
 
 const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
-                       ack_code, error, patient, resources, duplicate_of";
+                       ack_code, error, patient, resources, duplicate_of, partner";
 
 fn row_to_message(row: &Row<'_>, with_raw: bool) -> rusqlite::Result<StoredMessage> {
     let status: String = row.get(6)?;
@@ -81,7 +83,8 @@ fn row_to_message(row: &Row<'_>, with_raw: bool) -> rusqlite::Result<StoredMessa
             resources,
             duplicate_of: row.get(12)?,
         },
-        raw: if with_raw { row.get(13)? } else { Vec::new() },
+        partner: row.get(13)?,
+        raw: if with_raw { row.get(14)? } else { Vec::new() },
     })
 }
 
@@ -92,24 +95,31 @@ impl MessageLog for SqliteMessageLog {
             let mut stmt = conn
                 .prepare_cached(
                     "INSERT INTO interface_message (received_at, updated_at, sender, control_id, message_type, \
-                     status, raw) VALUES (?1, ?1, ?2, ?3, ?4, 'received', ?5)",
+                     status, raw, partner) VALUES (?1, ?1, ?2, ?3, ?4, 'received', ?5, ?6)",
                 )
                 .map_err(storage("log message"))?;
-            stmt.execute(params![now, message.sender, message.control_id, message.message_type, message.raw])
-                .map_err(storage("log message"))?;
+            stmt.execute(params![
+                now,
+                message.sender,
+                message.control_id,
+                message.message_type,
+                message.raw,
+                message.partner
+            ])
+            .map_err(storage("log message"))?;
             Ok(conn.last_insert_rowid())
         })
     }
 
-    fn find_processed(&self, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
+    fn find_processed(&self, partner: &str, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>> {
         self.with(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id FROM interface_message WHERE sender = ?1 AND control_id = ?2 \
-                     AND status = 'processed' AND id <> ?3 ORDER BY id LIMIT 1",
+                    "SELECT id FROM interface_message WHERE partner = ?1 AND sender = ?2 AND control_id = ?3 \
+                     AND status = 'processed' AND id <> ?4 ORDER BY id LIMIT 1",
                 )
                 .map_err(storage("find message"))?;
-            stmt.query_row(params![sender, control_id, except], |r| r.get(0))
+            stmt.query_row(params![partner, sender, control_id, except], |r| r.get(0))
                 .optional()
                 .map_err(storage("find message"))
         })
@@ -147,6 +157,45 @@ impl MessageLog for SqliteMessageLog {
 
     fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>> {
         self.with(|conn| count_by_status(conn, "interface_message", MessageStatus::parse))
+    }
+
+    fn put_inbound_partner(&self, partner: &InboundPartner) -> Result<()> {
+        let addresses = serde_json::to_string(&partner.addresses).map_err(|_| Error::Storage("add partner".into()))?;
+        let events =
+            serde_json::to_string(&partner.allowed_events).map_err(|_| Error::Storage("add partner".into()))?;
+        let now = micros(OffsetDateTime::now_utc());
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO interface_inbound_partner (name, addresses, allowed_events, created_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses, \
+                 allowed_events = excluded.allowed_events",
+                params![partner.name, addresses, events, now],
+            )
+            .map(drop)
+            .map_err(storage("add inbound partner"))
+        })
+    }
+
+    fn inbound_partners(&self) -> Result<Vec<InboundPartner>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, addresses, allowed_events FROM interface_inbound_partner ORDER BY name")
+                .map_err(storage("list inbound partners"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(storage("list inbound partners"))?;
+            Ok(rows.into_iter().map(|(name, addresses, events)| inbound_partner(name, &addresses, &events)).collect())
+        })
+    }
+
+    fn remove_inbound_partner(&self, name: &str) -> Result<bool> {
+        self.with(|conn| {
+            let removed = conn
+                .execute("DELETE FROM interface_inbound_partner WHERE name = ?1", [name])
+                .map_err(storage("remove inbound partner"))?;
+            Ok(removed > 0)
+        })
     }
 
     fn get(&self, id: i64) -> Result<Option<StoredMessage>> {
@@ -198,6 +247,13 @@ impl MessageLog for SqliteMessageLog {
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(storage("list messages"))
         })
     }
+}
+
+/// An inbound partner from its stored columns (JSON arrays; unreadable ones are empty, which
+/// allows nothing).
+fn inbound_partner(name: String, addresses: &str, events: &str) -> InboundPartner {
+    let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+    InboundPartner { name, addresses: list(addresses), allowed_events: list(events) }
 }
 
 /// Rows of `table` (the message log or the outbox) per `status`, as `parse` reads the status.

@@ -202,6 +202,20 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO audit_chain VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
     "#,
+    // 6: inbound interface partners (the MLLP listener's allow-list: the peer addresses each
+    // connects from, and the destructive events it may send), and the partner each logged
+    // message came from, which keys duplicate detection (a message's own header does not).
+    r#"
+    CREATE TABLE interface_inbound_partner (
+        name           TEXT PRIMARY KEY,
+        addresses      TEXT NOT NULL,     -- JSON array of IP addresses or CIDR blocks
+        allowed_events TEXT NOT NULL,     -- JSON array of destructive trigger events allowed
+        created_at     INTEGER NOT NULL
+    );
+    ALTER TABLE interface_message ADD COLUMN partner TEXT NOT NULL DEFAULT '';
+    DROP INDEX interface_message_key;
+    CREATE INDEX interface_message_key ON interface_message (partner, sender, control_id, status);
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

@@ -24,6 +24,7 @@ fn message_log_keeps_messages_and_their_outcomes() {
     let dir = tempfile::tempdir().unwrap();
     let backend = SqliteBackend::open(dir.path()).unwrap();
     store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log().unwrap());
+    store_behaviour::interface::inbound_partners_are_kept_by_name(&backend.message_log().unwrap());
 }
 
 #[test]

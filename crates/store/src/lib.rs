@@ -26,7 +26,7 @@ pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Tr
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
 pub use guard::AccessGuard;
-pub use messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
+pub use messages::{InboundPartner, MessageLog, MessageQuery, MessageStatus, StoredMessage};
 pub use outbox::{Outbox, WriteHook};
 pub use records::{Records, WriteKind, WriteOutcome};
 pub use resource::format_instant;

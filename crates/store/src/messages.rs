@@ -56,6 +56,10 @@ impl MessageStatus {
 /// A message as received, before processing.
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
+    /// The partner the message came from, as the listener established it from the connection
+    /// (the inbound partner whose addresses the peer matched), never from the message's own
+    /// header. Duplicates are recognised within one partner only.
+    pub partner: &'a str,
     /// The sender: MSH-3 and MSH-4 as sent (empty when the header could not be read).
     pub sender: &'a str,
     /// MSH-10 (empty when unreadable).
@@ -90,6 +94,8 @@ pub struct StoredMessage {
     pub received_at: OffsetDateTime,
     /// When its status last changed.
     pub updated_at: OffsetDateTime,
+    /// See [`NewMessage::partner`] (empty for messages logged before partners were recorded).
+    pub partner: String,
     /// See [`NewMessage::sender`].
     pub sender: String,
     /// See [`NewMessage::control_id`].
@@ -130,9 +136,9 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Stores a received message, status [`MessageStatus::Received`], and returns its log id.
     /// Called before processing starts.
     fn receive(&self, message: &NewMessage<'_>) -> Result<i64>;
-    /// The log id of a processed (or duplicate-acknowledged original) message from `sender`
-    /// with `control_id`, other than `except`, if any.
-    fn find_processed(&self, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>>;
+    /// The log id of a processed message received from `partner` with `sender` (MSH-3|MSH-4)
+    /// and `control_id`, other than `except`, if any. Messages of other partners never count.
+    fn find_processed(&self, partner: &str, sender: &str, control_id: &str, except: i64) -> Result<Option<i64>>;
     /// Records the end of an attempt: the new status and its outcome; counts the attempt.
     fn finish(&self, id: i64, status: MessageStatus, outcome: &MessageOutcome) -> Result<()>;
     /// One message with its raw bytes.
@@ -141,4 +147,24 @@ pub trait MessageLog: Send + Sync + 'static {
     fn list(&self, query: &MessageQuery) -> Result<Vec<StoredMessage>>;
     /// How many messages are in each status, for monitoring.
     fn count_by_status(&self) -> Result<Vec<(MessageStatus, u64)>>;
+    /// Adds an inbound partner, or replaces the one of that name.
+    fn put_inbound_partner(&self, partner: &InboundPartner) -> Result<()>;
+    /// The inbound partners, by name.
+    fn inbound_partners(&self) -> Result<Vec<InboundPartner>>;
+    /// Removes an inbound partner; `false` when there was none of that name.
+    fn remove_inbound_partner(&self, name: &str) -> Result<bool>;
+}
+
+/// A partner allowed to send messages to the MLLP listener: the peer addresses it connects
+/// from (the listener's allow-list) and the destructive events it may send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InboundPartner {
+    /// Its name (unique): the identity its messages are logged and de-duplicated under.
+    pub name: String,
+    /// The peer addresses it connects from: IP addresses or CIDR blocks (`10.1.2.3`,
+    /// `10.1.0.0/16`, `fd00::/8`), as text.
+    pub addresses: Vec<String>,
+    /// The destructive trigger events it may send (`A40`, `A11`, `A13`, `S15`); others of
+    /// those are refused with `AR`.
+    pub allowed_events: Vec<String>,
 }

@@ -172,6 +172,7 @@ fn describe(scope: &Scope) -> String {
         }
         ScopeKind::OfflineAccess => "keep access after you sign out".into(),
         ScopeKind::OnlineAccess => "keep access while you are signed in".into(),
+        ScopeKind::Hl7MessageLog => "read the HL7 v2 messages received, with their content".into(),
         ScopeKind::Other => "other access".into(),
     }
 }

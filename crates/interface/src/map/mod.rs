@@ -90,6 +90,20 @@ pub(crate) enum Kind {
     Siu(siu::Trigger),
 }
 
+impl Kind {
+    /// The trigger event when it removes or moves data (one of
+    /// [`crate::partners::DESTRUCTIVE_EVENTS`]): applied only for partners allowed it.
+    pub(crate) fn destructive(self) -> Option<&'static str> {
+        match self {
+            Kind::Adt(adt::Trigger::A40) => Some("A40"),
+            Kind::Adt(adt::Trigger::A11) => Some("A11"),
+            Kind::Adt(adt::Trigger::A13) => Some("A13"),
+            Kind::Siu(siu::Trigger::S15) => Some("S15"),
+            Kind::Adt(_) | Kind::Oru | Kind::Vxu | Kind::Siu(_) => None,
+        }
+    }
+}
+
 /// Whether the message type (MSH-9) is one this interface takes; the error says which part is
 /// not.
 pub(crate) fn kind_of(message: &Message) -> Result<Kind, MapError> {
