@@ -291,7 +291,9 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     assert_eq!(String::from_utf8(launch.stdout).unwrap().trim().len(), 43);
 
     let mint = |user: &str| {
-        let minted = continuum(&data("f"), &["token", "--database", url, "--user", user, "--scope", "user/*.rs"], None);
+        // The message-log API also needs its own scope.
+        let scope = "user/*.rs user/hl7-messages.read";
+        let minted = continuum(&data("f"), &["token", "--database", url, "--user", user, "--scope", scope], None);
         let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
         assert_eq!(token.len(), 43, "only the token is printed");
         token
