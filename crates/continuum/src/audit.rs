@@ -120,8 +120,10 @@ fn create_key(path: &Path) -> Result<AuditKey> {
 }
 
 /// The records keyed with `key`, after checking that the chain's newest entry was written with
-/// it; on a chain from before keys, the entry that marks where keying begins is appended
-/// first, as `door`.
+/// it. On an empty chain, or one from before keys, an entry that marks where keying begins is
+/// appended first, as `door`: the trail's newest entry then always names its key, so that a
+/// second server sharing the database with another key refuses to start rather than break
+/// the chain.
 pub(crate) fn keyed(
     records: store::Records,
     log: &dyn store::AuditLog,
@@ -130,8 +132,8 @@ pub(crate) fn keyed(
 ) -> Result<store::Records> {
     let records = records.with_audit_key(key.clone());
     match store::audit::check_key(log, &key).context("cannot read the audit trail's head")? {
-        KeyCheck::Empty | KeyCheck::Matches => {}
-        KeyCheck::Plain => {
+        KeyCheck::Matches => {}
+        KeyCheck::Empty | KeyCheck::Plain => {
             let entry = store::audit::keying_began(&store::Actor::system(door), time::OffsetDateTime::now_utc());
             records.append_audit(vec![entry]).context("cannot mark where the audit trail's keying begins")?;
             tracing::info!("the audit trail is keyed from this entry on");

@@ -348,7 +348,7 @@ fn a_trail_rewritten_without_the_key_is_found_on_postgres() {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
     };
     let (ok, said) = verify_with(&key_file);
-    assert!(ok && said.contains("intact: 3 entries"), "{said}");
+    assert!(ok && said.contains("intact: 4 entries"), "{said}");
 
     // An agent edited, then every entry's hash recomputed (plain: there is no key to use).
     let backend = store_postgres::PostgresBackend::connect(&database.url).unwrap();
@@ -450,8 +450,10 @@ fn token_mints_are_audited_and_capped() {
     assert!(ok && !token.is_empty());
     let backend = store_sqlite::SqliteBackend::open(&data).unwrap();
     let entries = all_entries(&backend);
-    assert_eq!(entries.len(), 1, "one entry per mint");
-    let event: Value = serde_json::from_str(&entries[0].entry.event).unwrap();
+    assert_eq!(entries.len(), 2, "the entry where keying begins, then one per mint");
+    let marker: Value = serde_json::from_str(&entries[0].entry.event).unwrap();
+    assert_eq!(marker["subtype"][0]["code"], "audit-keyed");
+    let event: Value = serde_json::from_str(&entries[1].entry.event).unwrap();
     assert_eq!(event["subtype"][0]["code"], "token-mint", "{event}");
     assert_eq!(event["agent"][0]["name"], "os:operator-ann", "who minted");
     let minted_for = &event["entity"][0];
@@ -459,7 +461,7 @@ fn token_mints_are_audited_and_capped() {
     assert_eq!(minted_for["what"]["reference"], "Practitioner/prac-1");
     assert_eq!(minted_for["detail"][0]["valueString"], "user/*.rs");
     assert_eq!(minted_for["detail"][1]["valueString"], "5400");
-    assert!(!entries[0].entry.event.contains(&token), "the token itself is never in the trail");
+    assert!(!entries[1].entry.event.contains(&token), "the token itself is never in the trail");
 
     // Above the cap, system scopes without --allow-system, unknown scopes: refused, nothing minted.
     let (ok, out, stderr) = mint(&["--scope", "user/*.rs", "--lifetime-minutes", "600"]);
@@ -468,15 +470,15 @@ fn token_mints_are_audited_and_capped() {
     assert!(!ok && String::from_utf8_lossy(&stderr).contains("--allow-system"));
     let (ok, _, _) = mint(&["--scope", "user/*.rs made-up"]);
     assert!(!ok);
-    assert_eq!(all_entries(&backend).len(), 1, "refused mints mint nothing");
+    assert_eq!(all_entries(&backend).len(), 2, "refused mints mint nothing");
     // A raised cap, and system scopes when allowed.
     let (ok, _, _) = mint(&["--scope", "user/*.rs", "--lifetime-minutes", "600", "--max-lifetime-minutes", "720"]);
     assert!(ok);
     let (ok, _, _) = mint(&["--scope", "system/Patient.rs", "--allow-system"]);
     assert!(ok);
-    assert_eq!(all_entries(&backend).len(), 3);
+    assert_eq!(all_entries(&backend).len(), 4);
     let (ok, said) = verify(&data, None);
-    assert!(ok && said.contains("intact: 3 entries"), "{said}");
+    assert!(ok && said.contains("intact: 4 entries"), "{said}");
 }
 
 /// Makes the audit table refuse inserts, or lets it accept them again.

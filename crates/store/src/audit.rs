@@ -317,8 +317,8 @@ pub fn check_key(log: &dyn AuditLog, key: &AuditKey) -> Result<KeyCheck> {
     })
 }
 
-/// The entry that marks where keying begins on a chain from before keys (appended by a
-/// server that starts with a key on a plain chain), by `actor`.
+/// The entry that marks where keying begins (appended by a server that starts with a key on
+/// an empty chain or one from before keys), by `actor`.
 pub fn keying_began(actor: &Actor, recorded: OffsetDateTime) -> NewAuditEntry {
     let happening = Happening {
         action: "E",
