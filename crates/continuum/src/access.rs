@@ -375,28 +375,131 @@ pub(crate) fn run_launch(args: LaunchArgs) -> Result<()> {
 pub(crate) struct TokenArgs {
     #[command(flatten)]
     place: Place,
+    #[command(flatten)]
+    audit_key: crate::audit::AuditKeyArg,
     /// The user the token acts for.
     #[arg(long)]
     user: String,
-    /// Scopes, space-separated (e.g. 'user/*.rs').
+    /// Scopes, space-separated (e.g. 'user/*.rs'): resource scopes (`patient/`, `user/`;
+    /// `system/` only with --allow-system), `openid` and `fhirUser`.
     #[arg(long)]
     scope: String,
     /// Patient in context (defaults to a patient user's own).
     #[arg(long)]
     patient: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
-    expires_in: i64,
+    /// Lifetime in minutes.
+    #[arg(long, default_value_t = 60)]
+    lifetime_minutes: u32,
+    /// The longest lifetime this command mints; longer requests are refused.
+    #[arg(long, env = "CONTINUUM_TOKEN_MAX_MINUTES", default_value_t = 480)]
+    max_lifetime_minutes: u32,
+    /// Also allow `system/` scopes (access to every patient's records, beyond the user's
+    /// reach); refused otherwise.
+    #[arg(long)]
+    allow_system: bool,
 }
 
-/// `continuum token`: prints a bearer token (only the token, for `$(...)` in scripts).
-pub(crate) fn run_token(args: TokenArgs) -> Result<()> {
-    if args.expires_in <= 0 {
-        bail!("--expires-in must be positive");
+/// Why `scope` may not be minted by `continuum token` (`None`: it may).
+fn refused_scope(scope: &auth::scope::Scope, allow_system: bool) -> Option<String> {
+    use auth::scope::ScopeKind;
+    match scope.kind() {
+        ScopeKind::Resource(resource) if resource.context == auth::Context::System && !allow_system => {
+            Some(format!("`{}` is a system scope (it reaches every patient); add --allow-system", scope.as_str()))
+        }
+        ScopeKind::Resource(_) | ScopeKind::OpenId | ScopeKind::FhirUser => None,
+        ScopeKind::Launch | ScopeKind::LaunchPatient | ScopeKind::LaunchEncounter => {
+            Some(format!("`{}` belongs to an app's launch, not to a minted token", scope.as_str()))
+        }
+        ScopeKind::OfflineAccess | ScopeKind::OnlineAccess => {
+            Some(format!("`{}`: a minted token has no refresh token", scope.as_str()))
+        }
+        ScopeKind::Other => Some(format!("`{}` is not a scope this server knows", scope.as_str())),
     }
-    let minted = open(&args.place)?
-        .mint_token(&args.user, &args.scope, args.patient.as_deref(), args.expires_in)
+}
+
+/// `continuum token`: prints a bearer token (only the token, for `$(...)` in scripts). The
+/// lifetime is capped and `system/` scopes need --allow-system; every mint is audited (who ran
+/// the command, for which user, which scopes and lifetime; never the token), and a token
+/// whose mint could not be audited is revoked at once.
+pub(crate) fn run_token(args: TokenArgs) -> Result<()> {
+    if args.lifetime_minutes == 0 {
+        bail!("--lifetime-minutes must be at least 1");
+    }
+    if args.lifetime_minutes > args.max_lifetime_minutes {
+        bail!(
+            "--lifetime-minutes {} is above the cap of {} minutes (--max-lifetime-minutes, CONTINUUM_TOKEN_MAX_MINUTES)",
+            args.lifetime_minutes,
+            args.max_lifetime_minutes
+        );
+    }
+    let scopes = auth::ScopeSet::parse(&args.scope);
+    if let Some(why) = scopes.iter().find_map(|s| refused_scope(s, args.allow_system)) {
+        bail!("refused: {why}");
+    }
+    let authority = open(&args.place)?;
+    let user = authority
+        .store()
+        .user_by_username(&args.user)
+        .context("cannot read the users")?
+        .with_context(|| format!("there is no user '{}'", args.user))?;
+    let store = crate::open_store(&args.place.data, &args.place.database)?;
+    let key = args.audit_key.load_or_create(&args.place.data)?;
+    let records = crate::audit::keyed(store.records, &*store.audit, key, "continuum-token")?;
+    let seconds = i64::from(args.lifetime_minutes) * 60;
+    let minted = authority
+        .mint_token(&args.user, &args.scope, args.patient.as_deref(), seconds)
         .context("cannot mint the token")?;
+    let entry = mint_entry(&user, &minted, seconds)?;
+    if let Err(error) = records.append_audit(vec![entry]) {
+        let revoked = authority.revoke(None, &minted.access_token);
+        tracing::error!(%error, revoked = revoked.is_ok(), "a minted token could not be audited");
+        bail!("the audit trail is unavailable, so the token was revoked; nothing was printed");
+    }
     println!("{}", minted.access_token);
     Ok(())
+}
+
+/// The operating-system account running this command (who minted), as far as it says.
+fn operator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The audit entry of a mint: the operator as agent, the user the token acts for as entity,
+/// with its scopes and lifetime as details (never the token itself).
+fn mint_entry(user: &auth::User, minted: &auth::TokenResponse, seconds: i64) -> Result<store::audit::NewAuditEntry> {
+    let actor = store::Actor { name: format!("os:{}", operator()), ..store::Actor::default() };
+    let happening = store::audit::Happening {
+        action: "E",
+        subtype: "token-mint",
+        outcome: "0",
+        entities: &[],
+        query: None,
+        patient: minted.patient.as_deref(),
+        reason: None,
+    };
+    let mut entry = store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc());
+    let mut event: serde_json::Value = serde_json::from_str(&entry.event).context("the audit event is not JSON")?;
+    let mut what = serde_json::json!({"identifier": {"system": "urn:continuum:user", "value": user.username}});
+    if let Some(who) = user.identity.fhir_user() {
+        what["reference"] = who.into();
+    }
+    let minted_for = serde_json::json!({
+        "what": what,
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"},
+        "description": "the user the minted token acts for",
+        "detail": [
+            {"type": "scope", "valueString": minted.scope},
+            {"type": "expires-in-seconds", "valueString": seconds.to_string()},
+        ],
+    });
+    match event.get_mut("entity").and_then(serde_json::Value::as_array_mut) {
+        Some(entities) => entities.insert(0, minted_for),
+        None => event["entity"] = serde_json::Value::Array(vec![minted_for]),
+    }
+    entry.event = event.to_string();
+    Ok(entry)
 }

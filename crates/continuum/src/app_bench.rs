@@ -63,7 +63,9 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
     drop(records);
     println!("{} patients, {resources} resources", args.patients);
     let store = crate::open_store(&dir, &crate::DatabaseArg::default())?;
-    let (records, trail) = (store.records, store.audit);
+    let key = crate::audit::AuditKeyArg::default().load_or_create(&dir)?;
+    let records = crate::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
+    let trail = store.audit;
 
     let organizations: Vec<String> = stored(&records, "Organization", 100_000)?.into_iter().map(|v| v.id).collect();
     // (id, family name) of every patient: the name is searched for on the patient search page.

@@ -60,8 +60,12 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
     let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
     let scaler = Scaler::new(&roots, args.seed)?;
     let scratch = tempfile::tempdir()?;
-    let store = crate::open_store(&scratch.path().join("data"), &crate::DatabaseArg::default())?;
-    let (records, trail) = (store.records, store.audit);
+    let data = scratch.path().join("data");
+    let store = crate::open_store(&data, &crate::DatabaseArg::default())?;
+    // Audited as a server audits: keyed entries, each response sent once its entry is durable.
+    let key = crate::audit::AuditKeyArg::default().load_or_create(&data)?;
+    let records = crate::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
+    let trail = store.audit;
     let started = Instant::now();
     let resources = crate::search_bench::ingest(&records, &scaler, args.patients)?;
     println!("{} patients, {resources} resources loaded in {:.1} s", args.patients, started.elapsed().as_secs_f64());

@@ -14,6 +14,8 @@ pub(crate) struct ServeArgs {
     data: PathBuf,
     #[command(flatten)]
     database: crate::DatabaseArg,
+    #[command(flatten)]
+    audit_key: crate::audit::AuditKeyArg,
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -102,6 +104,10 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let crate::Store { records, message_log, outbox, sqlite, audit } = crate::open_store(&args.data, &args.database)?;
+    // Every audit entry this server appends is keyed (a rewrite of the trail without the key
+    // is found by `continuum audit verify`).
+    let key = args.audit_key.load_or_create(&args.data)?;
+    let records = crate::audit::keyed(records, &*audit, key, "continuum-serve")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::config_from_pem(cert, key).with_context(|| {
             format!("cannot use the TLS certificate {} with the key {}", cert.display(), key.display())

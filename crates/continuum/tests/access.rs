@@ -290,10 +290,17 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     let launch = continuum(&data("e"), &["launch", "--patient", "pat-1", "--database", url], None);
     assert_eq!(String::from_utf8(launch.stdout).unwrap().trim().len(), 43);
 
+    // The audit trail's key is not in the database: nodes sharing it share the key file.
+    let audit_key = dir.path().join("shared-audit.key");
+    let audit_key = audit_key.to_str().unwrap();
     let mint = |user: &str| {
         // The message-log API also needs its own scope.
         let scope = "user/*.rs user/hl7-messages.read";
-        let minted = continuum(&data("f"), &["token", "--database", url, "--user", user, "--scope", scope], None);
+        let minted = continuum(
+            &data("f"),
+            &["token", "--database", url, "--audit-key", audit_key, "--user", user, "--scope", scope],
+            None,
+        );
         let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
         assert_eq!(token.len(), 43, "only the token is printed");
         token
@@ -304,7 +311,7 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     }
 
     let served = data("served");
-    let server = serve(&served, &["--database", url]);
+    let server = serve(&served, &["--database", url, "--audit-key", audit_key]);
     let base = server.base.clone();
     let origin = base.trim_end_matches("/fhir").to_string();
     let seen: serde_json::Value = introspect(&origin, &doc_token, &doc_token).json().unwrap();
@@ -329,12 +336,23 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
 fn first_serve_on_an_empty_database_creates_the_administrator_once_for_every_node() {
     let database = scratch::Database::create();
     let dir = tempfile::tempdir().unwrap();
-    let mut first = serve(&dir.path().join("one"), &["--database", &database.url]);
+    // Nodes share the audit trail's key file (the database does not hold it).
+    let audit_key = dir.path().join("audit.key");
+    let audit_key = audit_key.to_str().unwrap();
+    let mut first = serve(&dir.path().join("one"), &["--database", &database.url, "--audit-key", audit_key]);
     let mut line = String::new();
     first.stdout.read_line(&mut line).unwrap();
     assert!(line.starts_with("Administrator 'admin' created with the one-time password: "), "{line}");
 
-    let second = serve(&dir.path().join("two"), &["--database", &database.url]);
+    let second = serve(&dir.path().join("two"), &["--database", &database.url, "--audit-key", audit_key]);
+    // A node with a key of its own would break the chain: it refuses to start.
+    let refused = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database.url, "--data"])
+        .arg(dir.path().join("three"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("same key file"));
     let jwks = |base: &str| -> serde_json::Value {
         let origin = base.trim_end_matches("/fhir");
         reqwest::blocking::get(format!("{origin}/auth/jwks")).unwrap().json().unwrap()

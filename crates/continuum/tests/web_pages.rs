@@ -627,3 +627,27 @@ fn without_access_control_there_is_no_app() {
     assert_eq!(visitor.get("/app/sign-in").status, 404);
     assert_eq!(visitor.get("/app/patients").status, 404);
 }
+
+#[test]
+fn chart_pages_are_not_shown_unaudited() {
+    let clinic = clinic();
+    let mut doc = Visitor::signed_in(&clinic.origin, "doc");
+    let chart = format!("/app/patients/{}", clinic.rosie);
+    assert_eq!(doc.get(&chart).status, 200);
+    // The audit table refuses inserts: the chart is not shown (its view could not be recorded).
+    let db = rusqlite::Connection::open(clinic.data.join(store_sqlite::DATABASE_FILE)).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER audit_blocked BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'blocked'); END",
+    )
+    .unwrap();
+    let refused = doc.get(&chart);
+    assert_eq!(refused.status, 503);
+    refused.assert_has("audit trail is unavailable");
+    refused.assert_lacks("Gutmann970");
+    assert_eq!(doc.get(&format!("{chart}/timeline")).status, 503);
+    db.execute_batch("DROP TRIGGER audit_blocked").unwrap();
+    let shown = doc.get(&chart);
+    assert_eq!(shown.status, 200, "recovered");
+    shown.assert_has("Gutmann970");
+}

@@ -3,69 +3,123 @@
 //! patient, when, and the outcome (refusals included).
 //!
 //! Writes are audited by the store inside their own transaction ([`store::Records::as_actor`]);
-//! everything else (reads, searches, history, operations, refusals) is appended here by one
-//! task, in batches (one unit of work per batch, so that auditing a read costs a share of a
-//! group commit rather than a commit of its own). Entries queued when the process dies
-//! before their batch commits are lost: at most one batch, a few milliseconds of reads.
+//! everything else (reads, searches, history, operations, refusals) is appended here, in
+//! batches (group commit: one unit of work per batch, so that auditing a read costs a share of
+//! a commit rather than a commit of its own). A response is sent only once its entries are
+//! durably appended: the middleware waits for its batch to commit, and when the append fails
+//! every request of that batch is answered 503 (`transient`, "the audit trail is unavailable")
+//! instead of what it would have shown. Nothing is served unaudited.
 
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use store::audit::{Actor, Happening, NewAuditEntry};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Most entries queued before requests wait for the auditor.
+/// Most requests waiting for a batch before more wait to queue.
 const QUEUE: usize = 16_384;
 /// Most entries in one batch.
 const BATCH: usize = 2_048;
+/// Batches being appended at once (each its own unit of work; the store's writer groups
+/// them into commits).
+const IN_FLIGHT: usize = 4;
 
-/// Appends queued audit entries in batches.
+/// Why entries were not appended: the request they describe must not be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", store::audit::UNAVAILABLE)]
+pub struct AuditUnavailable;
+
+impl AuditUnavailable {
+    /// The answer instead of a response that could not be audited: 503, `transient`.
+    pub fn response(self) -> Response {
+        crate::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            fhir::IssueCode::Transient,
+            format!("{}; the request was not served", store::audit::UNAVAILABLE),
+        )
+        .into_response()
+    }
+}
+
+/// One request's entries and where the batch's outcome goes.
+struct Pending {
+    entries: Vec<NewAuditEntry>,
+    done: oneshot::Sender<Result<(), AuditUnavailable>>,
+}
+
+/// Appends audit entries in batches and tells each request when its entries are durable.
 pub struct Auditor {
-    queue: mpsc::Sender<NewAuditEntry>,
+    queue: mpsc::Sender<Pending>,
     log: Arc<dyn store::AuditLog>,
 }
 
 impl Auditor {
-    /// Starts the task appending to `records`' audit trail; it ends (after appending what is
-    /// queued) when the last handle to the auditor is dropped.
-    /// `log` is the same trail, read for `GET /fhir/AuditEvent`.
+    /// Starts the task appending to `records`' audit trail (keyed with `records`' audit key,
+    /// if any); it ends, after appending what is queued, when the last handle to the auditor
+    /// is dropped. `log` is the same trail, read for `GET /fhir/AuditEvent`.
     pub fn start(
         records: store::Records,
         log: Arc<dyn store::AuditLog>,
     ) -> (Arc<Auditor>, tokio::task::JoinHandle<()>) {
-        let (queue, mut entries) = mpsc::channel::<NewAuditEntry>(QUEUE);
+        let (queue, mut pending) = mpsc::channel::<Pending>(QUEUE);
         let task = tokio::spawn(async move {
-            while let Some(first) = entries.recv().await {
+            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+            while let Some(first) = pending.recv().await {
+                let mut count = first.entries.len();
                 let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match entries.try_recv() {
-                        Ok(entry) => batch.push(entry),
+                while count < BATCH {
+                    match pending.try_recv() {
+                        Ok(more) => {
+                            count += more.entries.len();
+                            batch.push(more);
+                        }
                         Err(_) => break,
                     }
                 }
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 let records = records.clone();
-                let count = batch.len();
-                match tokio::task::spawn_blocking(move || records.append_audit(batch)).await {
-                    Ok(Ok(())) => {}
-                    // No entry content in the log: it names patients.
-                    Ok(Err(error)) => tracing::error!(%error, count, "audit entries could not be appended"),
-                    Err(_) => tracing::error!(count, "the audit append panicked"),
-                }
+                tokio::spawn(async move {
+                    let entries: Vec<NewAuditEntry> =
+                        batch.iter_mut().flat_map(|p| std::mem::take(&mut p.entries)).collect();
+                    let outcome = match tokio::task::spawn_blocking(move || records.append_audit(entries)).await {
+                        Ok(Ok(())) => Ok(()),
+                        // No entry content in the log: it names patients.
+                        Ok(Err(error)) => {
+                            tracing::error!(%error, count, "audit entries could not be appended; their requests get 503");
+                            Err(AuditUnavailable)
+                        }
+                        Err(_) => {
+                            tracing::error!(count, "the audit append panicked; its requests get 503");
+                            Err(AuditUnavailable)
+                        }
+                    };
+                    for request in batch {
+                        let _ = request.done.send(outcome);
+                    }
+                    drop(slot);
+                });
             }
+            // Every batch in flight is answered before the task ends.
+            let _ = slots.acquire_many(IN_FLIGHT as u32).await;
         });
         (Arc::new(Auditor { queue, log }), task)
     }
 
-    /// Queues entries for the trail (they are appended in the next batch).
-    pub async fn record(&self, entries: Vec<NewAuditEntry>) {
-        for entry in entries {
-            if self.queue.send(entry).await.is_err() {
-                tracing::error!("the auditor has stopped; an audit entry was dropped");
-            }
+    /// Appends entries to the trail in the next batch and waits until that batch is durable.
+    /// `Err`: they could not be appended, and what they describe must not be served.
+    pub async fn record(&self, entries: Vec<NewAuditEntry>) -> Result<(), AuditUnavailable> {
+        if entries.is_empty() {
+            return Ok(());
         }
+        let (done, outcome) = oneshot::channel();
+        if self.queue.send(Pending { entries, done }).await.is_err() {
+            tracing::error!("the auditor has stopped; a request is refused rather than served unaudited");
+            return Err(AuditUnavailable);
+        }
+        outcome.await.unwrap_or(Err(AuditUnavailable))
     }
 }
 
@@ -271,8 +325,10 @@ pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, n
             store::audit::event(&actor, &happening, now)
         })
         .collect();
-    auditor.record(entries).await;
-    response
+    match auditor.record(entries).await {
+        Ok(()) => response,
+        Err(unavailable) => unavailable.response(),
+    }
 }
 
 /// The FHIR action and RESTful interaction of a request, from its method and path's shape.

@@ -7,7 +7,7 @@
 //! `audit_chain` is a one-row shared table.
 
 use crate::{Connection, PostgresBackend, storage};
-use store::audit::{AuditEntry, AuditLog, AuditQuery, NewAuditEntry, entry_hash, from_micros, micros};
+use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, from_micros, micros};
 use store::{Backend, Result, Work};
 
 /// The audit tables (schema version 5), in the layout of the database.
@@ -51,8 +51,9 @@ pub(crate) fn create(conn: &mut Connection) -> Result<()> {
     conn.batch(&sql).map_err(&fail)
 }
 
-/// Appends `entries` after the head, inside the caller's transaction.
-pub(crate) fn append(conn: &mut Connection, entries: &[NewAuditEntry]) -> Result<()> {
+/// Appends `entries` after the head, inside the caller's transaction, keyed with `key` when
+/// given.
+pub(crate) fn append(conn: &mut Connection, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -69,7 +70,7 @@ pub(crate) fn append(conn: &mut Connection, entries: &[NewAuditEntry]) -> Result
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     for entry in entries {
         sequence += 1;
-        let hash = entry_hash(&previous, sequence, entry);
+        let hash = chain_hash(key, &previous, sequence, entry);
         let key = entry.patient.clone().unwrap_or_default();
         conn.execute(
             insert,
@@ -112,9 +113,10 @@ fn entry(row: &postgres::Row) -> Result<AuditEntry> {
 }
 
 impl AuditLog for PostgresBackend {
-    fn append(&self, entries: &[NewAuditEntry]) -> Result<()> {
+    fn append(&self, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()> {
         let entries = entries.to_vec();
-        let work: Work = Box::new(move |tx| tx.append_audit(&entries));
+        let key = key.cloned();
+        let work: Work = Box::new(move |tx| tx.append_audit(&entries, key.as_ref()));
         self.execute(work)
     }
 

@@ -127,8 +127,12 @@ impl Transaction for WriteTx<'_> {
         crate::outbox::partners_for(self.conn, event)
     }
 
-    fn append_audit(&mut self, entries: &[store::audit::NewAuditEntry]) -> Result<()> {
-        crate::audit::append(self.conn, entries)
+    fn append_audit(
+        &mut self,
+        entries: &[store::audit::NewAuditEntry],
+        key: Option<&store::audit::AuditKey>,
+    ) -> Result<()> {
+        crate::audit::append(self.conn, entries, key)
     }
 
     fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {

@@ -4,11 +4,12 @@
 
 use crate::{SqliteBackend, storage};
 use rusqlite::{Connection, Row, params};
-use store::audit::{AuditEntry, AuditLog, AuditQuery, NewAuditEntry, entry_hash, from_micros, micros};
+use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, from_micros, micros};
 use store::{Backend, Result, Work};
 
-/// Appends `entries` after the head, inside the caller's transaction.
-pub(crate) fn append(conn: &Connection, entries: &[NewAuditEntry]) -> Result<()> {
+/// Appends `entries` after the head, inside the caller's transaction, keyed with `key` when
+/// given.
+pub(crate) fn append(conn: &Connection, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()> {
     let (mut sequence, mut previous): (i64, String) = conn
         .prepare_cached("SELECT sequence, hash FROM audit_chain WHERE id = 1")
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
@@ -21,7 +22,7 @@ pub(crate) fn append(conn: &Connection, entries: &[NewAuditEntry]) -> Result<()>
         .map_err(storage("audit append"))?;
     for entry in entries {
         sequence += 1;
-        let hash = entry_hash(&previous, sequence, entry);
+        let hash = chain_hash(key, &previous, sequence, entry);
         insert
             .execute(params![
                 sequence,
@@ -88,9 +89,10 @@ fn entry((sequence, recorded, p): (i64, i64, NewAuditEntryParts)) -> Result<Audi
 }
 
 impl AuditLog for SqliteBackend {
-    fn append(&self, entries: &[NewAuditEntry]) -> Result<()> {
+    fn append(&self, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()> {
         let entries = entries.to_vec();
-        let work: Work = Box::new(move |tx| tx.append_audit(&entries));
+        let key = key.cloned();
+        let work: Work = Box::new(move |tx| tx.append_audit(&entries, key.as_ref()));
         self.execute(work)
     }
 

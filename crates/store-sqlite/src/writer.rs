@@ -256,7 +256,11 @@ impl Transaction for WriterTx<'_> {
         crate::outbox::enqueue(self.conn, message)
     }
 
-    fn append_audit(&mut self, entries: &[store::audit::NewAuditEntry]) -> Result<()> {
-        crate::audit::append(self.conn, entries)
+    fn append_audit(
+        &mut self,
+        entries: &[store::audit::NewAuditEntry],
+        key: Option<&store::audit::AuditKey>,
+    ) -> Result<()> {
+        crate::audit::append(self.conn, entries, key)
     }
 }

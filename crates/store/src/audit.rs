@@ -2,22 +2,74 @@
 //! edited, inserted or removed in the database is found by [`verify`].
 //!
 //! Each entry holds its position (`sequence`, gapless from 1), the hash of the entry before it
-//! and its own hash: SHA-256 over the previous hash and every stored field ([`entry_hash`]).
-//! A one-row head keeps the last position and hash, so that removing the newest entries is
-//! found too. Backends append under a lock on the head (SQLite's single writer; a row lock on
+//! and its own hash over the previous hash and every stored field ([`chain_hash`]). A one-row
+//! head keeps the last position and hash, so that removing the newest entries is found too.
+//! Backends append under a lock on the head (SQLite's single writer; a row lock on
 //! PostgreSQL), which orders the chain.
 //!
+//! # Keyed chains
+//!
+//! A plain SHA-256 chain shows edits, but whoever can write the table can also recompute
+//! every hash after an edit. Entries are therefore appended with an HMAC-SHA256 under an
+//! [`AuditKey`] kept outside the database (the binary keeps it in a file): without the key a
+//! consistent rewrite cannot be made. Each entry says which scheme it uses: a keyed entry's
+//! hash is `hmac-sha256:` and 64 hex digits ([`KEYED`]); a plain entry's is 64 hex digits.
+//! Chains written before keys existed stay valid: their plain entries are checked as before,
+//! and the first keyed entry (the server appends one at start when the head is plain) marks
+//! where keying began. From there on every entry must be keyed, and with a key [`verify`]
+//! requires at least one keyed entry, so that downgrading the whole chain to plain hashes is
+//! found as well.
+//!
 //! Writes are audited inside their own transaction ([`crate::Records::as_actor`]); reads and
-//! searches are appended by the server in batches. The entries are FHIR `AuditEvent`s
-//! ([`event`]), searchable by patient, agent and time.
+//! searches are appended by the server in batches, before their responses are sent. The
+//! entries are FHIR `AuditEvent`s ([`event`]), searchable by patient, agent and time.
 
 use crate::{Error, Result};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The prefix of a keyed entry's hash (HMAC-SHA256 under the [`AuditKey`]).
+pub const KEYED: &str = "hmac-sha256:";
+
+/// What an append that could not be made answers (the request is refused, not served
+/// unaudited).
+pub const UNAVAILABLE: &str = "the audit trail is unavailable";
+
+/// The audit chain's secret key: 32 bytes kept outside the database (held here as the HMAC
+/// state keyed with it).
+#[derive(Clone)]
+pub struct AuditKey(Arc<Hmac<Sha256>>);
+
+impl AuditKey {
+    /// Its length in bytes.
+    pub const LEN: usize = 32;
+
+    /// The key of exactly [`AuditKey::LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<AuditKey> {
+        let wrong = || Error::invalid(format!("an audit key is exactly {} bytes", AuditKey::LEN));
+        if bytes.len() != AuditKey::LEN {
+            return Err(wrong());
+        }
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).map_err(|_| wrong())?;
+        Ok(AuditKey(Arc::new(mac)))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        (*self.0).clone()
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(…)")
+    }
+}
 
 /// An entry to append (its position and hashes are the backend's to assign).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,8 +116,8 @@ pub struct AuditQuery {
 
 /// The stored audit trail.
 pub trait AuditLog: Send + Sync {
-    /// Appends entries in their own transaction.
-    fn append(&self, entries: &[NewAuditEntry]) -> Result<()>;
+    /// Appends entries in their own transaction, keyed with `key` when given.
+    fn append(&self, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()>;
     /// Entries matching `query`, newest first.
     fn search(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
     /// Entries with a position above `after`, in order, at most `count` (for [`verify`]).
@@ -74,9 +126,8 @@ pub trait AuditLog: Send + Sync {
     fn head(&self) -> Result<Option<(i64, String)>>;
 }
 
-/// The hash of an entry at `sequence` after `previous`.
-pub fn entry_hash(previous: &str, sequence: i64, entry: &NewAuditEntry) -> String {
-    let mut hasher = Sha256::new();
+/// The fields an entry's hash covers, each length-prefixed.
+fn feed(previous: &str, sequence: i64, entry: &NewAuditEntry, mut update: impl FnMut(&[u8])) {
     for part in [
         previous,
         &sequence.to_string(),
@@ -87,10 +138,48 @@ pub fn entry_hash(previous: &str, sequence: i64, entry: &NewAuditEntry) -> Strin
         &entry.outcome,
         &entry.event,
     ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+        update(&(part.len() as u64).to_be_bytes());
+        update(part.as_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+    text
+}
+
+/// The plain hash of an entry at `sequence` after `previous` (SHA-256; chains written before
+/// keys, and stores opened without one).
+pub fn entry_hash(previous: &str, sequence: i64, entry: &NewAuditEntry) -> String {
+    let mut hasher = Sha256::new();
+    feed(previous, sequence, entry, |bytes| hasher.update(bytes));
+    hex(&hasher.finalize())
+}
+
+/// The keyed hash of an entry at `sequence` after `previous`: [`KEYED`] and the hex of an
+/// HMAC-SHA256 under `key` over the same fields as [`entry_hash`], after a domain label.
+pub fn keyed_hash(key: &AuditKey, previous: &str, sequence: i64, entry: &NewAuditEntry) -> String {
+    let mut mac = key.mac();
+    mac.update(b"continuum audit chain v2\n");
+    feed(previous, sequence, entry, |bytes| mac.update(bytes));
+    format!("{KEYED}{}", hex(&mac.finalize().into_bytes()))
+}
+
+/// The hash a backend stores for an entry: keyed when it was given a key, else plain.
+pub fn chain_hash(key: Option<&AuditKey>, previous: &str, sequence: i64, entry: &NewAuditEntry) -> String {
+    match key {
+        Some(key) => keyed_hash(key, previous, sequence, entry),
+        None => entry_hash(previous, sequence, entry),
+    }
+}
+
+/// Whether a stored hash is keyed.
+pub fn is_keyed(hash: &str) -> bool {
+    hash.starts_with(KEYED)
 }
 
 /// Unix microseconds (what backends store).
@@ -107,17 +196,22 @@ pub fn from_micros(micros: i64) -> Result<OffsetDateTime> {
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    /// Every entry is in place and unchanged.
-    Intact { entries: u64 },
+    /// Every entry is in place and unchanged; `keyed` of them carry an HMAC checked with the
+    /// key (the others, before keying began, a plain hash).
+    Intact { entries: u64, keyed: u64 },
     /// The first entry found wrong, and how.
     Broken { sequence: i64, problem: String },
 }
 
-/// Checks the whole chain from the first entry to the head.
-pub fn verify(log: &dyn AuditLog) -> Result<Verification> {
+/// Checks the whole chain from the first entry to the head: every link, every hash, and, with
+/// `key`, every keyed entry's HMAC. Without a key a keyed entry cannot be checked and is
+/// reported as such; with one, a plain entry after a keyed one, or a chain without any keyed
+/// entry, is a rewrite.
+pub fn verify(log: &dyn AuditLog, key: Option<&AuditKey>) -> Result<Verification> {
     let mut previous_hash = GENESIS.to_string();
     let mut previous_sequence = 0i64;
     let mut entries = 0u64;
+    let mut keyed = 0u64;
     loop {
         let batch = log.entries_after(previous_sequence, 1000)?;
         if batch.is_empty() {
@@ -137,8 +231,30 @@ pub fn verify(log: &dyn AuditLog) -> Result<Verification> {
                     problem: "it does not follow the entry before it (inserted, or the one before was replaced)".into(),
                 });
             }
-            if entry_hash(&previous_hash, sequence, &stored.entry) != stored.hash {
-                return Ok(Verification::Broken { sequence, problem: "its content was edited".into() });
+            if is_keyed(&stored.hash) {
+                let Some(key) = key else {
+                    return Ok(Verification::Broken {
+                        sequence,
+                        problem: "it is keyed (HMAC-SHA256) and no key was given to check it with".into(),
+                    });
+                };
+                if keyed_hash(key, &previous_hash, sequence, &stored.entry) != stored.hash {
+                    return Ok(Verification::Broken {
+                        sequence,
+                        problem: "its content was edited, or it was not written with this key".into(),
+                    });
+                }
+                keyed += 1;
+            } else {
+                if keyed > 0 {
+                    return Ok(Verification::Broken {
+                        sequence,
+                        problem: "it has a plain hash after keyed entries: it was rewritten without the key".into(),
+                    });
+                }
+                if entry_hash(&previous_hash, sequence, &stored.entry) != stored.hash {
+                    return Ok(Verification::Broken { sequence, problem: "its content was edited".into() });
+                }
             }
             previous_hash = stored.hash;
             previous_sequence = sequence;
@@ -146,19 +262,74 @@ pub fn verify(log: &dyn AuditLog) -> Result<Verification> {
         }
     }
     match log.head()? {
-        None if entries == 0 => Ok(Verification::Intact { entries }),
-        Some((sequence, hash)) if sequence == previous_sequence && hash == previous_hash => {
-            Ok(Verification::Intact { entries })
+        None if entries == 0 => {}
+        Some((sequence, hash)) if sequence == previous_sequence && hash == previous_hash => {}
+        Some((sequence, _)) if sequence > previous_sequence => {
+            return Ok(Verification::Broken {
+                sequence: previous_sequence + 1,
+                problem: format!("entries {} to {sequence} are missing (removed)", previous_sequence + 1),
+            });
         }
-        Some((sequence, _)) if sequence > previous_sequence => Ok(Verification::Broken {
-            sequence: previous_sequence + 1,
-            problem: format!("entries {} to {sequence} are missing (removed)", previous_sequence + 1),
-        }),
-        _ => Ok(Verification::Broken {
-            sequence: previous_sequence,
-            problem: "the chain's head does not match its last entry".into(),
-        }),
+        _ => {
+            return Ok(Verification::Broken {
+                sequence: previous_sequence,
+                problem: "the chain's head does not match its last entry".into(),
+            });
+        }
     }
+    if key.is_some() && entries > 0 && keyed == 0 {
+        // A server with a key appends a keyed entry as soon as it starts on a plain chain, so
+        // a chain without one was rewritten with plain hashes (or the key is not its key).
+        return Ok(Verification::Broken {
+            sequence: previous_sequence,
+            problem: "no entry is keyed: the trail was rewritten without the key, or was never written with it".into(),
+        });
+    }
+    Ok(Verification::Intact { entries, keyed })
+}
+
+/// How a key stands to a chain, before a server appends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No entry yet: the first will be keyed.
+    Empty,
+    /// The newest entry has a plain hash (a chain from before keys): keying begins with the
+    /// next entry.
+    Plain,
+    /// The newest entry is keyed with this key.
+    Matches,
+    /// The newest entry is keyed with another key (or was rewritten): appending with this key
+    /// would break the chain.
+    Other,
+}
+
+/// How `key` stands to the chain's newest entry.
+pub fn check_key(log: &dyn AuditLog, key: &AuditKey) -> Result<KeyCheck> {
+    let Some((sequence, _)) = log.head()? else { return Ok(KeyCheck::Empty) };
+    let Some(newest) = log.entries_after(sequence - 1, 1)?.into_iter().next() else { return Ok(KeyCheck::Other) };
+    if !is_keyed(&newest.hash) {
+        return Ok(KeyCheck::Plain);
+    }
+    Ok(if keyed_hash(key, &newest.previous_hash, newest.sequence, &newest.entry) == newest.hash {
+        KeyCheck::Matches
+    } else {
+        KeyCheck::Other
+    })
+}
+
+/// The entry that marks where keying begins (appended by a server that starts with a key on
+/// an empty chain or one from before keys), by `actor`.
+pub fn keying_began(actor: &Actor, recorded: OffsetDateTime) -> NewAuditEntry {
+    let happening = Happening {
+        action: "E",
+        subtype: "audit-keyed",
+        outcome: "0",
+        entities: &[],
+        query: None,
+        patient: None,
+        reason: None,
+    };
+    event(actor, &happening, recorded)
 }
 
 /// Who acts, for the audit trail.
@@ -326,12 +497,12 @@ mod tests {
     struct Chain(Mutex<Vec<AuditEntry>>);
 
     impl AuditLog for Chain {
-        fn append(&self, entries: &[NewAuditEntry]) -> Result<()> {
+        fn append(&self, entries: &[NewAuditEntry], key: Option<&AuditKey>) -> Result<()> {
             let mut chain = self.0.lock().unwrap();
             for entry in entries {
                 let (sequence, previous) =
                     chain.last().map_or((1, GENESIS.to_string()), |e| (e.sequence + 1, e.hash.clone()));
-                let hash = entry_hash(&previous, sequence, entry);
+                let hash = chain_hash(key, &previous, sequence, entry);
                 chain.push(AuditEntry { sequence, entry: entry.clone(), previous_hash: previous, hash });
             }
             Ok(())
@@ -368,16 +539,16 @@ mod tests {
     #[test]
     fn verify_finds_edits_insertions_and_removals() {
         let chain = Chain::default();
-        chain.append(&(0..5).map(entry).collect::<Vec<_>>()).unwrap();
-        assert_eq!(verify(&chain).unwrap(), Verification::Intact { entries: 5 });
+        chain.append(&(0..5).map(entry).collect::<Vec<_>>(), None).unwrap();
+        assert_eq!(verify(&chain, None).unwrap(), Verification::Intact { entries: 5, keyed: 0 });
 
         let edited = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
         edited.0.lock().unwrap()[2].entry.agent = "someone-else".into();
-        assert!(matches!(verify(&edited).unwrap(), Verification::Broken { sequence: 3, .. }));
+        assert!(matches!(verify(&edited, None).unwrap(), Verification::Broken { sequence: 3, .. }));
 
         let removed = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
         removed.0.lock().unwrap().remove(1);
-        assert!(matches!(verify(&removed).unwrap(), Verification::Broken { sequence: 2, .. }));
+        assert!(matches!(verify(&removed, None).unwrap(), Verification::Broken { sequence: 2, .. }));
 
         // An entry slipped in with a recomputed hash still breaks the next one's link.
         let inserted = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
@@ -391,10 +562,78 @@ mod tests {
                 e.sequence += 1;
             }
         }
-        assert!(matches!(verify(&inserted).unwrap(), Verification::Broken { sequence: 4, .. }));
+        assert!(matches!(verify(&inserted, None).unwrap(), Verification::Broken { sequence: 4, .. }));
 
         let event: Value = serde_json::from_str(&entry(1).event).unwrap();
         assert_eq!(event["resourceType"], "AuditEvent");
         assert_eq!(event["entity"][1]["what"]["reference"], "Patient/p");
+    }
+
+    fn key(byte: u8) -> AuditKey {
+        AuditKey::from_bytes(&[byte; AuditKey::LEN]).unwrap()
+    }
+
+    /// Recomputes every entry's plain hash from the first: what a consistent rewrite without
+    /// the key produces.
+    fn rewrite_plain(chain: &Chain) {
+        let mut entries = chain.0.lock().unwrap();
+        let mut previous = GENESIS.to_string();
+        for e in entries.iter_mut() {
+            e.previous_hash = previous.clone();
+            e.hash = entry_hash(&previous, e.sequence, &e.entry);
+            previous = e.hash.clone();
+        }
+    }
+
+    #[test]
+    fn keyed_chains_find_consistent_rewrites_and_keep_plain_beginnings() {
+        let k = key(7);
+        assert!(AuditKey::from_bytes(&[1; 31]).is_err());
+        assert_eq!(format!("{k:?}"), "AuditKey(…)", "the key is never printed");
+
+        // A chain from before keys, then keyed from a marked point on.
+        let chain = Chain::default();
+        chain.append(&(0..3).map(entry).collect::<Vec<_>>(), None).unwrap();
+        assert_eq!(check_key(&chain, &k).unwrap(), KeyCheck::Plain);
+        chain.append(&[keying_began(&Actor::system("test"), OffsetDateTime::now_utc())], Some(&k)).unwrap();
+        chain.append(&(3..6).map(entry).collect::<Vec<_>>(), Some(&k)).unwrap();
+        assert_eq!(check_key(&chain, &k).unwrap(), KeyCheck::Matches);
+        assert_eq!(check_key(&chain, &key(8)).unwrap(), KeyCheck::Other);
+        assert!(is_keyed(&chain.0.lock().unwrap()[3].hash) && !is_keyed(&chain.0.lock().unwrap()[2].hash));
+        assert_eq!(verify(&chain, Some(&k)).unwrap(), Verification::Intact { entries: 7, keyed: 4 });
+        assert!(matches!(verify(&chain, None).unwrap(), Verification::Broken { sequence: 4, .. }), "no key to check");
+        assert!(matches!(verify(&chain, Some(&key(8))).unwrap(), Verification::Broken { sequence: 4, .. }));
+
+        // An edit with every later hash recomputed without the key: plain after keyed.
+        let edited = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
+        edited.0.lock().unwrap()[5].entry.agent = "someone-else".into();
+        rewrite_plain(&edited);
+        assert!(matches!(verify(&edited, None).unwrap(), Verification::Intact { .. }), "a plain check is fooled");
+        match verify(&edited, Some(&k)).unwrap() {
+            Verification::Broken { problem, .. } => assert!(problem.contains("no entry is keyed"), "{problem}"),
+            other => panic!("{other:?}"),
+        }
+        // Rewritten from a keyed entry on (the plain beginning kept): named at that entry.
+        let tail = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
+        {
+            let mut entries = tail.0.lock().unwrap();
+            entries[5].entry.agent = "someone-else".into();
+            let mut previous = entries[4].hash.clone();
+            for e in entries.iter_mut().skip(5) {
+                e.previous_hash = previous.clone();
+                e.hash = entry_hash(&previous, e.sequence, &e.entry);
+                previous = e.hash.clone();
+            }
+        }
+        assert!(matches!(verify(&tail, Some(&k)).unwrap(), Verification::Broken { sequence: 6, .. }));
+        // A keyed entry edited and its HMAC left as it was.
+        let forged = Chain(Mutex::new(chain.0.lock().unwrap().clone()));
+        forged.0.lock().unwrap()[4].entry.outcome = "4".into();
+        assert!(matches!(verify(&forged, Some(&k)).unwrap(), Verification::Broken { sequence: 5, .. }));
+        // A plain chain checked with a key that was never used on it.
+        let plain = Chain::default();
+        plain.append(&(0..2).map(entry).collect::<Vec<_>>(), None).unwrap();
+        assert!(matches!(verify(&plain, Some(&k)).unwrap(), Verification::Broken { .. }));
+        assert_eq!(check_key(&Chain::default(), &k).unwrap(), KeyCheck::Empty);
     }
 }

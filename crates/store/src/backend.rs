@@ -129,9 +129,14 @@ pub trait Transaction {
         Ok(Vec::new())
     }
     /// Appends audit entries to the chain, committed with this transaction (called once, at
-    /// the end of a unit of work, so that the chain's lock is the last one it takes).
-    fn append_audit(&mut self, entries: &[crate::audit::NewAuditEntry]) -> Result<()> {
-        let _ = entries;
+    /// the end of a unit of work, so that the chain's lock is the last one it takes); their
+    /// hashes are keyed with `key` when given ([`crate::audit::chain_hash`]).
+    fn append_audit(
+        &mut self,
+        entries: &[crate::audit::NewAuditEntry],
+        key: Option<&crate::audit::AuditKey>,
+    ) -> Result<()> {
+        let _ = (entries, key);
         Err(crate::Error::NotSupported("an audit trail on this backend".into()))
     }
     /// Queues an outbound message for its partners, committed with this transaction.

@@ -99,6 +99,15 @@ impl Error {
         Error::Invalid(vec![Issue::error(IssueCode::Invalid, diagnostics)])
     }
 
+    /// Whether this is a write refused because its audit entry could not be appended.
+    pub fn is_audit_unavailable(&self) -> bool {
+        match self {
+            Error::Unavailable(why) => why == crate::audit::UNAVAILABLE,
+            Error::InEntry { error, .. } => error.is_audit_unavailable(),
+            _ => false,
+        }
+    }
+
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

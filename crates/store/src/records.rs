@@ -47,12 +47,22 @@ pub struct Records {
     actor: Option<Arc<crate::Actor>>,
     /// The actor's access rules, checked on every version written and every conditional match.
     guard: Option<Arc<dyn crate::guard::AccessGuard>>,
+    /// The audit chain's key: entries appended through these records are keyed with it.
+    audit_key: Option<crate::audit::AuditKey>,
 }
 
 impl Records {
     /// Records stored in `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Records { backend, base: None, snapshots: Arc::default(), hook: None, actor: None, guard: None }
+        Records {
+            backend,
+            base: None,
+            snapshots: Arc::default(),
+            hook: None,
+            actor: None,
+            guard: None,
+            audit_key: None,
+        }
     }
 
     /// The same records, treating absolute references that start with `base` (e.g.
@@ -87,10 +97,24 @@ impl Records {
         records
     }
 
+    /// The same records, keying the audit entries they append with `key` (see
+    /// [`crate::audit`]: a chain rewritten without the key is then found).
+    pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Records {
+        self.audit_key = Some(key);
+        self
+    }
+
+    /// The audit chain's key, if these records have one.
+    pub fn audit_key(&self) -> Option<&crate::audit::AuditKey> {
+        self.audit_key.as_ref()
+    }
+
     /// Appends entries to the audit trail as a unit of work of their own (reads, searches,
-    /// refusals: what has no write to ride with).
+    /// refusals: what has no write to ride with). The caller must not serve what it could
+    /// not audit.
     pub fn append_audit(&self, entries: Vec<crate::audit::NewAuditEntry>) -> Result<()> {
-        let work: Work = Box::new(move |tx| tx.append_audit(&entries));
+        let key = self.audit_key.clone();
+        let work: Work = Box::new(move |tx| tx.append_audit(&entries, key.as_ref()));
         self.backend.execute(work)
     }
 
@@ -304,6 +328,7 @@ impl Records {
         let actor = self.actor.clone();
         let hook = self.hook.clone();
         let guard = self.guard.clone();
+        let key = self.audit_key.clone();
         capture(move |tx| {
             let mut audited = AuditedTx { inner: tx, actor: actor.as_deref(), entries: Vec::new() };
             let value = match (&hook, &guard) {
@@ -317,11 +342,18 @@ impl Records {
             };
             let entries = std::mem::take(&mut audited.entries);
             if !entries.is_empty() {
-                tx.append_audit(&entries)?;
+                // The write fails with its audit entry: nothing is written unaudited.
+                tx.append_audit(&entries, key.as_ref()).map_err(audit_unavailable)?;
             }
             Ok(value)
         })
     }
+}
+
+/// The error of a write whose audit entry could not be appended: the trail is unavailable
+/// (503), whatever the backend said (its detail is not passed on to the caller).
+fn audit_unavailable(_: Error) -> Error {
+    Error::Unavailable(crate::audit::UNAVAILABLE.into())
 }
 
 /// A transaction that notes an audit entry for each version put, when an actor is set (the

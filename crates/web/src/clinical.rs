@@ -182,10 +182,12 @@ impl Reader {
     }
 }
 
-/// Appends a page view to the audit trail (when the app has one).
-pub(crate) async fn audit(app: &WebApp, entry: store::audit::NewAuditEntry) {
-    if let Some(auditor) = &app.inner.auditor {
-        auditor.record(vec![entry]).await;
+/// Appends a page view to the audit trail (when the app has one) and waits until it is
+/// durable; when it cannot be appended the page is not shown (503).
+pub(crate) async fn audit(app: &WebApp, entry: store::audit::NewAuditEntry) -> Result<(), WebError> {
+    match &app.inner.auditor {
+        Some(auditor) => auditor.record(vec![entry]).await.map_err(|_| WebError::AuditUnavailable),
+        None => Ok(()),
     }
 }
 

@@ -20,6 +20,12 @@ pub enum WebError {
     /// The store failed (500; details go to the log without health data).
     #[error("the record could not be read or written")]
     Internal,
+    /// The audit trail could not record the request, so it was not served (503).
+    #[error("the audit trail is unavailable, so nothing was shown or changed; try again shortly")]
+    AuditUnavailable,
+    /// The store is busy or shutting down (503).
+    #[error("the record is unavailable just now; try again shortly")]
+    Unavailable,
 }
 
 impl From<Refusal> for WebError {
@@ -40,6 +46,10 @@ impl From<store::Error> for WebError {
             store::ErrorKind::Invalid | store::ErrorKind::Unprocessable | store::ErrorKind::NotSupported => {
                 WebError::BadRequest(error.to_string())
             }
+            store::ErrorKind::Unavailable => {
+                tracing::warn!("web app: the store is unavailable");
+                if error.is_audit_unavailable() { WebError::AuditUnavailable } else { WebError::Unavailable }
+            }
             _ => {
                 // The kind only: store errors can quote resource content.
                 tracing::error!(kind = ?error.kind(), "web app: store error");
@@ -56,6 +66,9 @@ impl IntoResponse for WebError {
             WebError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             WebError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Cannot do that"),
             WebError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+            WebError::AuditUnavailable | WebError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly")
+            }
         };
         let body = crate::layout::bare_page(
             title,

@@ -193,7 +193,7 @@ pub(crate) async fn open_chart<T: Send + 'static>(
     })
     .await?;
     let (loaded, entry) = answer;
-    audit(app, entry).await;
+    audit(app, entry).await?;
     Ok(match loaded {
         Ok(loaded) => {
             app.remember_recent(&session.user_id(), patient);
@@ -419,6 +419,6 @@ pub(crate) async fn break_glass(
     };
     let mut actor = actor;
     actor.emergency = true;
-    audit(&app, store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc())).await;
+    audit(&app, store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc())).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}")).into_response())
 }
