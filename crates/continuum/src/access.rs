@@ -406,7 +406,7 @@ fn refused_scope(scope: &auth::scope::Scope, allow_system: bool) -> Option<Strin
         ScopeKind::Resource(resource) if resource.context == auth::Context::System && !allow_system => {
             Some(format!("`{}` is a system scope (it reaches every patient); add --allow-system", scope.as_str()))
         }
-        ScopeKind::Resource(_) | ScopeKind::OpenId | ScopeKind::FhirUser => None,
+        ScopeKind::Resource(_) | ScopeKind::OpenId | ScopeKind::FhirUser | ScopeKind::Hl7MessageLog => None,
         ScopeKind::Launch | ScopeKind::LaunchPatient | ScopeKind::LaunchEncounter => {
             Some(format!("`{}` belongs to an app's launch, not to a minted token", scope.as_str()))
         }

@@ -49,12 +49,16 @@ impl CallerGuard {
         if restriction.reach == Reach::All && restriction.pairs.is_empty() {
             return Ok(ids.to_vec());
         }
-        let mut query = SearchQuery::default();
-        query.types = vec![resource_type.to_string()];
-        query.filters.push(Filter::Id(ids.to_vec()));
-        query.filters.extend(narrowing(&[(resource_type.to_string(), restriction)], false).map_err(to_store)?);
+        let query = by_id(resource_type, ids, restriction)?;
         tx.search_ids(&query, ids.len().max(1))
     }
+}
+
+/// A search for `ids` of `resource_type`, narrowed by `restriction`.
+fn by_id(resource_type: &str, ids: &[String], restriction: crate::Restriction) -> store::Result<SearchQuery> {
+    let mut filters = vec![Filter::Id(ids.to_vec())];
+    filters.extend(narrowing(&[(resource_type.to_string(), restriction)], false).map_err(to_store)?);
+    Ok(SearchQuery { types: vec![resource_type.to_string()], filters, ..SearchQuery::default() })
 }
 
 fn to_store(refusal: Refusal) -> store::Error {
@@ -84,11 +88,10 @@ impl store::AccessGuard for CallerGuard {
         match &previous {
             // The version replaced must be one the caller may see (else it does not exist
             // for them).
-            Some(p) if !p.is_deleted() => {
-                if self.seen(tx, interaction, resource_type, &ids, &[])?.is_empty() {
-                    return Err(hidden(resource_type, id));
-                }
+            Some(p) if !p.is_deleted() && self.seen(tx, interaction, resource_type, &ids, &[])?.is_empty() => {
+                return Err(hidden(resource_type, id));
             }
+            Some(p) if !p.is_deleted() => {}
             // A deleted Patient comes back only for those who may open it: reviving it would
             // bring back every record still pointing at it.
             Some(_) if resource_type == "Patient" => {
@@ -133,11 +136,8 @@ impl store::AccessGuard for CallerGuard {
             return Ok(());
         }
         // Scope constraints and hidden categories, checked on the version as stored.
-        let mut query = SearchQuery::default();
-        query.types = vec![resource_type.to_string()];
-        query.filters.push(Filter::Id(vec![id.to_string()]));
         let only_pairs = crate::Restriction { pairs: restriction.pairs, reach: Reach::All };
-        query.filters.extend(narrowing(&[(resource_type.to_string(), only_pairs)], false).map_err(to_store)?);
+        let query = by_id(resource_type, &[id.to_string()], only_pairs)?;
         if tx.search_ids(&query, 1)?.is_empty() {
             return Err(store::Error::Forbidden(
                 "the resource is outside what your token's scopes and your access let you write".into(),

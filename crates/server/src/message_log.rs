@@ -103,16 +103,26 @@ async fn admit(
         }
     };
     let actor = Actor { address, ..actor };
-    audit(state, &actor, "4", query, None).await;
-    Err(response)
+    Err(answered(state, &actor, "4", query, None, response).await)
 }
 
-/// Appends the access to the audit trail (when the routes have an auditor).
-async fn audit(state: &LogState, actor: &Actor, outcome: &str, query: Option<&str>, patient: Option<&str>) {
-    let Some(auditor) = &state.auditor else { return };
+/// Appends the access to the audit trail (when the routes have an auditor), then answers with
+/// `response` — or 503 when the entry could not be appended: nothing is served unaudited.
+async fn answered(
+    state: &LogState,
+    actor: &Actor,
+    outcome: &str,
+    query: Option<&str>,
+    patient: Option<&str>,
+    response: Response,
+) -> Response {
+    let Some(auditor) = &state.auditor else { return response };
     let happening =
         Happening { action: "R", subtype: "hl7-message-log", outcome, entities: &[], query, patient, reason: None };
-    auditor.record(vec![store::audit::event(actor, &happening, OffsetDateTime::now_utc())]).await;
+    match auditor.record(vec![store::audit::event(actor, &happening, OffsetDateTime::now_utc())]).await {
+        Ok(()) => response,
+        Err(unavailable) => unavailable.response(),
+    }
 }
 
 /// Parses `since`: an RFC 3339 instant or a date (midnight UTC).
@@ -177,8 +187,7 @@ async fn list(
     let query = match query_of(&pairs) {
         Ok(query) => query,
         Err(error) => {
-            audit(&state, &actor, "4", Some(&raw), None).await;
-            return error.into_response();
+            return answered(&state, &actor, "4", Some(&raw), None, error.into_response()).await;
         }
     };
     let patient = query.patient.clone();
@@ -188,15 +197,28 @@ async fn list(
     let messages = match listed {
         Ok(Ok(messages)) => messages,
         Ok(Err(error)) => {
-            audit(&state, &actor, "8", Some(&raw), patient.as_deref()).await;
-            return ApiError::from(error).into_response();
+            return answered(
+                &state,
+                &actor,
+                "8",
+                Some(&raw),
+                patient.as_deref(),
+                ApiError::from(error).into_response(),
+            )
+            .await;
         }
         Err(_) => {
-            audit(&state, &actor, "8", Some(&raw), patient.as_deref()).await;
-            return ApiError::from(store::Error::Storage("the message log task failed".into())).into_response();
+            return answered(
+                &state,
+                &actor,
+                "8",
+                Some(&raw),
+                patient.as_deref(),
+                ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
+            )
+            .await;
         }
     };
-    audit(&state, &actor, "0", Some(&raw), patient.as_deref()).await;
     let mut body = serde_json::json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()});
     if messages.len() == limit
         && let Some(last) = messages.last()
@@ -207,7 +229,7 @@ async fn list(
         next.append_pair("before", &last.id.to_string());
         body["next"] = serde_json::json!(format!("/admin/hl7/messages?{}", next.finish()));
     }
-    Json(body).into_response()
+    answered(&state, &actor, "0", Some(&raw), patient.as_deref(), Json(body).into_response()).await
 }
 
 async fn show(
@@ -223,28 +245,48 @@ async fn show(
         Err(refused) => return refused,
     };
     let Ok(id) = id.parse::<i64>() else {
-        audit(&state, &actor, "4", Some(&asked), None).await;
-        return ApiError::bad_request("a message id is a number").into_response();
+        return answered(
+            &state,
+            &actor,
+            "4",
+            Some(&asked),
+            None,
+            ApiError::bad_request("a message id is a number").into_response(),
+        )
+        .await;
     };
     let log = Arc::clone(&state.log);
     match tokio::task::spawn_blocking(move || log.get(id)).await {
         Ok(Ok(Some(message))) => {
-            audit(&state, &actor, "0", Some(&asked), message.outcome.patient.as_deref()).await;
             let mut body = message_json(&message);
             body["raw"] = serde_json::json!(String::from_utf8_lossy(&message.raw));
-            Json(body).into_response()
+            let patient = message.outcome.patient.as_deref();
+            answered(&state, &actor, "0", Some(&asked), patient, Json(body).into_response()).await
         }
         Ok(Ok(None)) => {
-            audit(&state, &actor, "4", Some(&asked), None).await;
-            ApiError::not_found("no such message in the log").into_response()
+            answered(
+                &state,
+                &actor,
+                "4",
+                Some(&asked),
+                None,
+                ApiError::not_found("no such message in the log").into_response(),
+            )
+            .await
         }
         Ok(Err(error)) => {
-            audit(&state, &actor, "8", Some(&asked), None).await;
-            ApiError::from(error).into_response()
+            answered(&state, &actor, "8", Some(&asked), None, ApiError::from(error).into_response()).await
         }
         Err(_) => {
-            audit(&state, &actor, "8", Some(&asked), None).await;
-            ApiError::from(store::Error::Storage("the message log task failed".into())).into_response()
+            answered(
+                &state,
+                &actor,
+                "8",
+                Some(&asked),
+                None,
+                ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
+            )
+            .await
         }
     }
 }

@@ -542,7 +542,7 @@ fn probes_of(p: &Probed) -> Vec<Probe> {
         // The victim's practitioner, found through the victim's records: an association.
         probes.push(get(format!("Practitioner?_has:{t}:{pp}:{}={VICTIM}", p.linked_by), Expect::Empty));
         probes.push(get(format!("Practitioner?_id=v-doc&_revinclude={t}:{pp}"), Expect::Clean));
-        probes.push(get(format!("Practitioner?_id=v-doc&_revinclude=*&_revinclude:iterate=*"), Expect::Clean));
+        probes.push(get("Practitioner?_id=v-doc&_revinclude=*&_revinclude:iterate=*".into(), Expect::Clean));
     }
     probes
 }
@@ -612,7 +612,7 @@ fn conditional_bundle(kind: &str) -> String {
     json!({"resourceType": "Bundle", "type": kind, "entry": [
         {"fullUrl": "urn:uuid:2b1c5c53-9a0e-4d7e-8f3c-0a1b2c3d4e5f", "resource": body,
          "request": {"method": "POST", "url": "Observation", "ifNoneExist": format!("patient={VICTIM}")}},
-        {"resource": body, "request": {"method": "PUT", "url": format!("Observation?_id=v-observation")}}
+        {"resource": body, "request": {"method": "PUT", "url": "Observation?_id=v-observation"}}
     ]})
     .to_string()
 }

@@ -73,8 +73,12 @@ impl Transaction for GuardedTx<'_, '_> {
         self.inner.outbound_partners(event)
     }
 
-    fn append_audit(&mut self, entries: &[crate::audit::NewAuditEntry]) -> Result<()> {
-        self.inner.append_audit(entries)
+    fn append_audit(
+        &mut self,
+        entries: &[crate::audit::NewAuditEntry],
+        key: Option<&crate::audit::AuditKey>,
+    ) -> Result<()> {
+        self.inner.append_audit(entries, key)
     }
 
     fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
