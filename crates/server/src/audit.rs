@@ -68,6 +68,8 @@ impl Auditor {
         let task = tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(first) = pending.recv().await {
+                // A slot first, then the batch: what queued while every slot was busy joins it.
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 let mut count = first.entries.len();
                 let mut batch = vec![first];
                 while count < BATCH {
@@ -79,7 +81,6 @@ impl Auditor {
                         Err(_) => break,
                     }
                 }
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 let records = records.clone();
                 tokio::spawn(async move {
                     let entries: Vec<NewAuditEntry> =
