@@ -46,12 +46,22 @@ impl CallerGuard {
             Err(Refusal::Forbidden(_)) | Err(Refusal::Hidden) => return Ok(Vec::new()),
             Err(e) => return Err(to_store(e)),
         };
-        if restriction.reach == Reach::All && restriction.pairs.is_empty() {
-            return Ok(ids.to_vec());
-        }
-        let query = by_id(resource_type, ids, restriction)?;
-        tx.search_ids(&query, ids.len().max(1))
+        seen_under(tx, resource_type, ids, restriction)
     }
+}
+
+/// `ids` of `resource_type` that `restriction` lets through, as seen inside `tx`.
+fn seen_under(
+    tx: &mut dyn Transaction,
+    resource_type: &str,
+    ids: &[String],
+    restriction: crate::Restriction,
+) -> store::Result<Vec<String>> {
+    if restriction.reach == Reach::All && restriction.pairs.is_empty() {
+        return Ok(ids.to_vec());
+    }
+    let query = by_id(resource_type, ids, restriction)?;
+    tx.search_ids(&query, ids.len().max(1))
 }
 
 /// A search for `ids` of `resource_type`, narrowed by `restriction`.
@@ -88,7 +98,7 @@ impl store::AccessGuard for CallerGuard {
         match &previous {
             // The version replaced must be one the caller may see (else it does not exist
             // for them).
-            Some(p) if !p.is_deleted() && self.seen(tx, interaction, resource_type, &ids, &[])?.is_empty() => {
+            Some(p) if !p.is_deleted() && seen_under(tx, resource_type, &ids, restriction.clone())?.is_empty() => {
                 return Err(hidden(resource_type, id));
             }
             Some(p) if !p.is_deleted() => {}

@@ -125,6 +125,11 @@ async fn answered(
     }
 }
 
+/// The error of a message-log lookup whose blocking task failed.
+fn task_failed() -> store::Error {
+    store::Error::Storage("the message log task failed".into())
+}
+
 /// Parses `since`: an RFC 3339 instant or a date (midnight UTC).
 pub fn parse_since(text: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
@@ -193,30 +198,12 @@ async fn list(
     let patient = query.patient.clone();
     let limit = query.limit;
     let log = Arc::clone(&state.log);
-    let listed = tokio::task::spawn_blocking(move || log.list(&query)).await;
+    let listed = tokio::task::spawn_blocking(move || log.list(&query)).await.unwrap_or_else(|_| Err(task_failed()));
     let messages = match listed {
-        Ok(Ok(messages)) => messages,
-        Ok(Err(error)) => {
-            return answered(
-                &state,
-                &actor,
-                "8",
-                Some(&raw),
-                patient.as_deref(),
-                ApiError::from(error).into_response(),
-            )
-            .await;
-        }
-        Err(_) => {
-            return answered(
-                &state,
-                &actor,
-                "8",
-                Some(&raw),
-                patient.as_deref(),
-                ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
-            )
-            .await;
+        Ok(messages) => messages,
+        Err(error) => {
+            let refused = ApiError::from(error).into_response();
+            return answered(&state, &actor, "8", Some(&raw), patient.as_deref(), refused).await;
         }
     };
     let mut body = serde_json::json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()});
@@ -256,14 +243,14 @@ async fn show(
         .await;
     };
     let log = Arc::clone(&state.log);
-    match tokio::task::spawn_blocking(move || log.get(id)).await {
-        Ok(Ok(Some(message))) => {
+    match tokio::task::spawn_blocking(move || log.get(id)).await.unwrap_or_else(|_| Err(task_failed())) {
+        Ok(Some(message)) => {
             let mut body = message_json(&message);
             body["raw"] = serde_json::json!(String::from_utf8_lossy(&message.raw));
             let patient = message.outcome.patient.as_deref();
             answered(&state, &actor, "0", Some(&asked), patient, Json(body).into_response()).await
         }
-        Ok(Ok(None)) => {
+        Ok(None) => {
             answered(
                 &state,
                 &actor,
@@ -274,20 +261,7 @@ async fn show(
             )
             .await
         }
-        Ok(Err(error)) => {
-            answered(&state, &actor, "8", Some(&asked), None, ApiError::from(error).into_response()).await
-        }
-        Err(_) => {
-            answered(
-                &state,
-                &actor,
-                "8",
-                Some(&asked),
-                None,
-                ApiError::from(store::Error::Storage("the message log task failed".into())).into_response(),
-            )
-            .await
-        }
+        Err(error) => answered(&state, &actor, "8", Some(&asked), None, ApiError::from(error).into_response()).await,
     }
 }
 

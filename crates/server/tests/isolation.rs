@@ -23,6 +23,7 @@
 //! with real bearer tokens.
 
 use auth::{AuthConfig, Authority, ClientKind, Identity, NewClient, NewUser, Role};
+use base64::Engine;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -453,28 +454,12 @@ fn batch(requests: &[(&str, String)], kind: &str) -> String {
             if *method == "PATCH" {
                 let patch = json!([{"op": "add", "path": "/language", "value": "fr"}]).to_string();
                 entry["resource"] = json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
-                    "data": base64_encode(patch.as_bytes())});
+                    "data": base64::engine::general_purpose::STANDARD.encode(patch.as_bytes())});
             }
             entry
         })
         .collect();
     json!({"resourceType": "Bundle", "type": kind, "entry": entries}).to_string()
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Every probe of one type.
