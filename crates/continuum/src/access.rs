@@ -472,9 +472,9 @@ fn operator() -> String {
 fn mint_entry(user: &auth::User, minted: &auth::TokenResponse, seconds: i64) -> Result<store::audit::NewAuditEntry> {
     let actor = store::Actor { name: format!("os:{}", operator()), ..store::Actor::default() };
     let happening = store::audit::Happening {
-        action: "E",
-        subtype: "token-mint",
-        outcome: "0",
+        action: store::audit::Action::Execute,
+        subtype: store::audit::Subtype::Continuum("token-mint"),
+        outcome: store::audit::Outcome::Success,
         entities: &[],
         query: None,
         patient: minted.patient.as_deref(),

@@ -309,9 +309,13 @@ impl auth::SignInAudit for SignInTrail {
             ..store::Actor::default()
         };
         let happening = store::audit::Happening {
-            action: "E",
-            subtype: "login",
-            outcome: if attempt.succeeded { "0" } else { "4" },
+            action: store::audit::Action::Execute,
+            subtype: store::audit::Subtype::Login,
+            outcome: if attempt.succeeded {
+                store::audit::Outcome::Success
+            } else {
+                store::audit::Outcome::MinorFailure
+            },
             entities: &[],
             query: None,
             patient: patient.as_deref(),

@@ -385,9 +385,9 @@ fn a_trail_from_before_keys_still_verifies_and_is_keyed_from_a_marked_entry() {
             .map(|n| {
                 let what = [format!("Patient/p{n}")];
                 let happening = store::audit::Happening {
-                    action: "R",
-                    subtype: "read",
-                    outcome: "0",
+                    action: store::audit::Action::Read,
+                    subtype: store::audit::Subtype::Read,
+                    outcome: store::audit::Outcome::Success,
                     entities: &what,
                     query: None,
                     patient: Some("p1"),

@@ -8,6 +8,6 @@ pub mod reference;
 pub mod validation;
 
 pub use definitions::{Definitions, SearchParamDef, definitions};
-pub use outcome::{Issue, IssueCode, Severity, operation_outcome};
+pub use outcome::{ErrorClass, Issue, IssueCode, Severity, operation_outcome};
 pub use reference::ReferenceTarget;
 pub use validation::validate;

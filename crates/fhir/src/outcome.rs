@@ -145,3 +145,134 @@ pub fn operation_outcome(issues: &[Issue]) -> Value {
     };
     json!({ "resourceType": "OperationOutcome", "issue": issues })
 }
+
+/// The classes every error of Continuum falls into, and **the one table** from a class to
+/// the HTTP status it answers with and the `OperationOutcome.issue.code` it carries. The
+/// store's, the policy's, the authorization server's and the services' errors each name
+/// their class; every edge (the FHIR API, the web app, the authorization server's endpoints,
+/// Bundle entry responses) answers from this table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// A malformed request or resource: 400, `invalid`.
+    Invalid,
+    /// Something the server does not support: 400, `not-supported`.
+    NotSupported,
+    /// No credentials, or credentials that are not valid: 401, `login`.
+    Unauthenticated,
+    /// Authenticated but not allowed: 403, `forbidden`.
+    Forbidden,
+    /// Does not exist, or is not the caller's to know of: 404, `not-found`.
+    NotFound,
+    /// The request conflicts with the current state: 409, `conflict`.
+    Conflict,
+    /// Was deleted: 410, `deleted`.
+    Gone,
+    /// A version precondition (`If-Match`) failed, or a conditional operation matched several:
+    /// 412, `conflict`.
+    PreconditionFailed,
+    /// Too large to take: 413, `too-costly`.
+    TooLarge,
+    /// Well formed, but against a business rule: 422, `business-rule`.
+    BusinessRule,
+    /// Too many requests from this client: 429, `throttled`.
+    Throttled,
+    /// The server failed: 500, `exception`.
+    Internal,
+    /// Busy, shutting down, or a dependency (the audit trail) unavailable: 503, `transient`.
+    Unavailable,
+}
+
+impl ErrorClass {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorClass::Invalid | ErrorClass::NotSupported => 400,
+            ErrorClass::Unauthenticated => 401,
+            ErrorClass::Forbidden => 403,
+            ErrorClass::NotFound => 404,
+            ErrorClass::Conflict => 409,
+            ErrorClass::Gone => 410,
+            ErrorClass::PreconditionFailed => 412,
+            ErrorClass::TooLarge => 413,
+            ErrorClass::BusinessRule => 422,
+            ErrorClass::Throttled => 429,
+            ErrorClass::Internal => 500,
+            ErrorClass::Unavailable => 503,
+        }
+    }
+
+    /// The issue code of an `OperationOutcome` answering an error of this class.
+    pub fn issue_code(self) -> IssueCode {
+        match self {
+            ErrorClass::Invalid => IssueCode::Invalid,
+            ErrorClass::NotSupported => IssueCode::NotSupported,
+            ErrorClass::Unauthenticated => IssueCode::Login,
+            ErrorClass::Forbidden => IssueCode::Forbidden,
+            ErrorClass::NotFound => IssueCode::NotFound,
+            ErrorClass::Conflict | ErrorClass::PreconditionFailed => IssueCode::Conflict,
+            ErrorClass::Gone => IssueCode::Deleted,
+            ErrorClass::TooLarge => IssueCode::TooCostly,
+            ErrorClass::BusinessRule => IssueCode::BusinessRule,
+            ErrorClass::Throttled => IssueCode::Throttled,
+            ErrorClass::Internal => IssueCode::Exception,
+            ErrorClass::Unavailable => IssueCode::Transient,
+        }
+    }
+
+    /// The status line, as `Bundle.entry.response.status` writes it (`412 Precondition Failed`).
+    pub fn status_line(self) -> &'static str {
+        match self {
+            ErrorClass::Invalid | ErrorClass::NotSupported => "400 Bad Request",
+            ErrorClass::Unauthenticated => "401 Unauthorized",
+            ErrorClass::Forbidden => "403 Forbidden",
+            ErrorClass::NotFound => "404 Not Found",
+            ErrorClass::Conflict => "409 Conflict",
+            ErrorClass::Gone => "410 Gone",
+            ErrorClass::PreconditionFailed => "412 Precondition Failed",
+            ErrorClass::TooLarge => "413 Content Too Large",
+            ErrorClass::BusinessRule => "422 Unprocessable Entity",
+            ErrorClass::Throttled => "429 Too Many Requests",
+            ErrorClass::Internal => "500 Internal Server Error",
+            ErrorClass::Unavailable => "503 Service Unavailable",
+        }
+    }
+
+    /// Whether the client may retry the same request later (409, 412 after re-reading, 429,
+    /// 503) rather than change it.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Conflict | ErrorClass::PreconditionFailed | ErrorClass::Throttled | ErrorClass::Unavailable
+        )
+    }
+}
+
+#[cfg(test)]
+mod error_class_tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_one_status_its_line_agrees_with() {
+        use ErrorClass::*;
+        let all = [
+            Invalid,
+            NotSupported,
+            Unauthenticated,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Gone,
+            PreconditionFailed,
+            TooLarge,
+            BusinessRule,
+            Throttled,
+            Internal,
+            Unavailable,
+        ];
+        for class in all {
+            assert!(class.status_line().starts_with(&class.status().to_string()), "{class:?}");
+        }
+        assert_eq!(PreconditionFailed.status(), 412);
+        assert_eq!(Unauthenticated.issue_code(), IssueCode::Login);
+    }
+}

@@ -148,19 +148,45 @@ impl Caller {
 use store::compartment::compartment_keys;
 pub use store::compartment::{patient_owned, patients_of};
 
+/// Staff reaches computed recently, by user id.
+#[derive(Default)]
+struct Reaches {
+    cached: Mutex<HashMap<String, (Instant, Arc<StaffReach>)>>,
+}
+
+impl Reaches {
+    fn forget(&self) {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl store::CommitListener for Reaches {
+    fn committed(&self, changes: &[store::Committed]) {
+        if changes.iter().any(|c| Policy::changes_reach(&c.resource_type)) {
+            self.forget();
+        }
+    }
+}
+
 /// The access decision, shared by every door.
 pub struct Policy {
     authority: Arc<Authority>,
     records: Records,
-    reaches: Mutex<HashMap<String, (Instant, Arc<StaffReach>)>>,
+    reaches: Arc<Reaches>,
     /// Break-the-glass grants: (user id, patient id) -> until.
     glass: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Policy {
     /// The policy over `records`, accepting tokens issued by `authority`.
+    ///
+    /// Computed reaches are forgotten after every committed write that may change them,
+    /// whatever wrote it (the REST API, the web app, HL7 v2, an import): the policy listens to
+    /// `records`' feed of committed changes.
     pub fn new(authority: Arc<Authority>, records: Records) -> Policy {
-        Policy { authority, records, reaches: Mutex::default(), glass: Mutex::default() }
+        let reaches = Arc::new(Reaches::default());
+        records.changes().listen(reaches.clone());
+        Policy { authority, records, reaches, glass: Mutex::default() }
     }
 
     /// The authorization server behind it.
@@ -199,13 +225,14 @@ impl Policy {
     }
 
     fn reach_of(&self, user: &str, orgs: &[String], practitioner: Option<&str>) -> Result<Arc<StaffReach>, Refusal> {
-        if let Some((at, reach)) = self.reaches.lock().unwrap_or_else(|e| e.into_inner()).get(user)
+        if let Some((at, reach)) = self.reaches.cached.lock().unwrap_or_else(|e| e.into_inner()).get(user)
             && at.elapsed() < REACH_TTL
         {
             return Ok(reach.clone());
         }
         let reach = Arc::new(reach::compute(&self.records, orgs, practitioner)?);
         self.reaches
+            .cached
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(user.to_string(), (Instant::now(), reach.clone()));
@@ -226,7 +253,7 @@ impl Policy {
 
     /// Forgets computed reaches (after a write that may change a relationship or a Consent).
     pub fn forget_reaches(&self) {
-        self.reaches.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.reaches.forget();
     }
 
     /// Whether a write of `resource_type` may change who sees what.

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use store::audit::{Actor, Happening, NewAuditEntry};
+use store::audit::{Action, Actor, Happening, NewAuditEntry, Subtype};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most requests waiting for a batch before more wait to queue.
@@ -284,14 +284,8 @@ pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, n
         return response;
     }
     let status = response.status();
-    let outcome = if status.is_success() || status.is_redirection() {
-        "0"
-    } else if status.is_client_error() {
-        "4"
-    } else {
-        "8"
-    };
-    let (action, subtype) = if note.read { ("R", "read") } else { interaction(&method, &path) };
+    let outcome = store::audit::Outcome::of_status(status.as_u16());
+    let (action, subtype) = if note.read { (Action::Read, Subtype::Read) } else { interaction(&method, &path) };
     if path.ends_with("/metadata") || path.contains("/.well-known/") {
         return response;
     }
@@ -333,28 +327,28 @@ pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, n
 }
 
 /// The FHIR action and RESTful interaction of a request, from its method and path's shape.
-fn interaction(method: &axum::http::Method, path: &str) -> (&'static str, &'static str) {
+fn interaction(method: &axum::http::Method, path: &str) -> (Action, Subtype) {
     let parts: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|p| !p.is_empty()).collect();
     let history = parts.contains(&"_history");
     let operation = parts.last().is_some_and(|p| p.starts_with('$'));
     match (method.as_str(), parts.len()) {
-        _ if operation => ("E", "operation"),
-        ("GET", 0) => ("E", "search-system"),
-        ("GET", _) if history && parts.len() == 4 => ("R", "vread"),
-        ("GET", _) if history && parts.len() == 3 => ("R", "history-instance"),
-        ("GET", _) if history && parts.len() == 2 => ("R", "history-type"),
-        ("GET", _) if history => ("R", "history-system"),
-        ("GET", 1) => ("E", "search-type"),
-        ("GET", 2) => ("R", "read"),
-        ("GET", 3) => ("E", "search"),
-        ("POST", 0) => ("E", "transaction"),
-        ("POST", 2) if parts[1] == "_search" => ("E", "search-type"),
-        ("POST", 1) if parts[0] == "_search" => ("E", "search-system"),
-        ("POST", _) => ("C", "create"),
-        ("PUT", _) => ("U", "update"),
-        ("PATCH", _) => ("U", "patch"),
-        ("DELETE", _) => ("D", "delete"),
-        _ => ("E", "operation"),
+        _ if operation => (Action::Execute, Subtype::Operation),
+        ("GET", 0) => (Action::Execute, Subtype::SearchSystem),
+        ("GET", _) if history && parts.len() == 4 => (Action::Read, Subtype::Vread),
+        ("GET", _) if history && parts.len() == 3 => (Action::Read, Subtype::HistoryInstance),
+        ("GET", _) if history && parts.len() == 2 => (Action::Read, Subtype::HistoryType),
+        ("GET", _) if history => (Action::Read, Subtype::HistorySystem),
+        ("GET", 1) => (Action::Execute, Subtype::SearchType),
+        ("GET", 2) => (Action::Read, Subtype::Read),
+        ("GET", 3) => (Action::Execute, Subtype::Search),
+        ("POST", 0) => (Action::Execute, Subtype::Transaction),
+        ("POST", 2) if parts[1] == "_search" => (Action::Execute, Subtype::SearchType),
+        ("POST", 1) if parts[0] == "_search" => (Action::Execute, Subtype::SearchSystem),
+        ("POST", _) => (Action::Create, Subtype::Create),
+        ("PUT", _) => (Action::Update, Subtype::Update),
+        ("PATCH", _) => (Action::Update, Subtype::Patch),
+        ("DELETE", _) => (Action::Delete, Subtype::Delete),
+        _ => (Action::Execute, Subtype::Operation),
     }
 }
 

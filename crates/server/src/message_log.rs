@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use fhir::IssueCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use store::audit::{Actor, Happening};
+use store::audit::{Action, Actor, Happening, Outcome, Subtype};
 use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -103,7 +103,7 @@ async fn admit(
         }
     };
     let actor = Actor { address, ..actor };
-    Err(answered(state, &actor, "4", query, None, response).await)
+    Err(answered(state, &actor, Outcome::MinorFailure, query, None, response).await)
 }
 
 /// Appends the access to the audit trail (when the routes have an auditor), then answers with
@@ -111,14 +111,21 @@ async fn admit(
 async fn answered(
     state: &LogState,
     actor: &Actor,
-    outcome: &str,
+    outcome: Outcome,
     query: Option<&str>,
     patient: Option<&str>,
     response: Response,
 ) -> Response {
     let Some(auditor) = &state.auditor else { return response };
-    let happening =
-        Happening { action: "R", subtype: "hl7-message-log", outcome, entities: &[], query, patient, reason: None };
+    let happening = Happening {
+        action: Action::Read,
+        subtype: Subtype::Continuum("hl7-message-log"),
+        outcome,
+        entities: &[],
+        query,
+        patient,
+        reason: None,
+    };
     match auditor.record(vec![store::audit::event(actor, &happening, OffsetDateTime::now_utc())]).await {
         Ok(()) => response,
         Err(unavailable) => unavailable.response(),
@@ -192,7 +199,7 @@ async fn list(
     let query = match query_of(&pairs) {
         Ok(query) => query,
         Err(error) => {
-            return answered(&state, &actor, "4", Some(&raw), None, error.into_response()).await;
+            return answered(&state, &actor, Outcome::MinorFailure, Some(&raw), None, error.into_response()).await;
         }
     };
     let patient = query.patient.clone();
@@ -203,7 +210,7 @@ async fn list(
         Ok(messages) => messages,
         Err(error) => {
             let refused = ApiError::from(error).into_response();
-            return answered(&state, &actor, "8", Some(&raw), patient.as_deref(), refused).await;
+            return answered(&state, &actor, Outcome::SeriousFailure, Some(&raw), patient.as_deref(), refused).await;
         }
     };
     let mut body = serde_json::json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()});
@@ -216,7 +223,7 @@ async fn list(
         next.append_pair("before", &last.id.to_string());
         body["next"] = serde_json::json!(format!("/admin/hl7/messages?{}", next.finish()));
     }
-    answered(&state, &actor, "0", Some(&raw), patient.as_deref(), Json(body).into_response()).await
+    answered(&state, &actor, Outcome::Success, Some(&raw), patient.as_deref(), Json(body).into_response()).await
 }
 
 async fn show(
@@ -235,7 +242,7 @@ async fn show(
         return answered(
             &state,
             &actor,
-            "4",
+            Outcome::MinorFailure,
             Some(&asked),
             None,
             ApiError::bad_request("a message id is a number").into_response(),
@@ -248,20 +255,23 @@ async fn show(
             let mut body = message_json(&message);
             body["raw"] = serde_json::json!(String::from_utf8_lossy(&message.raw));
             let patient = message.outcome.patient.as_deref();
-            answered(&state, &actor, "0", Some(&asked), patient, Json(body).into_response()).await
+            answered(&state, &actor, Outcome::Success, Some(&asked), patient, Json(body).into_response()).await
         }
         Ok(None) => {
             answered(
                 &state,
                 &actor,
-                "4",
+                Outcome::MinorFailure,
                 Some(&asked),
                 None,
                 ApiError::not_found("no such message in the log").into_response(),
             )
             .await
         }
-        Err(error) => answered(&state, &actor, "8", Some(&asked), None, ApiError::from(error).into_response()).await,
+        Err(error) => {
+            answered(&state, &actor, Outcome::SeriousFailure, Some(&asked), None, ApiError::from(error).into_response())
+                .await
+        }
     }
 }
 

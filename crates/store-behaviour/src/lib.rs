@@ -3,6 +3,7 @@
 //! `#[test]`s of a backend's test crate, given a function that makes an empty store.
 //! (As `sqlx-test` serves sqlx's drivers.)
 
+pub mod hooks;
 pub mod interface;
 pub mod records;
 

@@ -39,6 +39,23 @@ fn outbox_queues_with_the_write_and_delivers_in_order() {
 }
 
 #[test]
+fn hooks_run_as_a_list_inside_the_write_and_a_failing_hook_rolls_it_back() {
+    let database = scratch::Database::create();
+    let backend = Arc::new(PostgresBackend::connect(&database.url).unwrap());
+    let outbox = backend.outbox();
+    store_behaviour::hooks::hooks_run_as_a_list_inside_the_write_and_a_failing_hook_rolls_it_back(
+        &Records::new(backend),
+        &outbox,
+    );
+}
+
+#[test]
+fn the_commit_feed_announces_committed_versions_in_order() {
+    let (_database, records) = store();
+    store_behaviour::hooks::the_commit_feed_announces_committed_versions_in_order(&records);
+}
+
+#[test]
 fn durable_across_reconnect() {
     let database = scratch::Database::create();
     let id = {

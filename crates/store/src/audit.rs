@@ -321,9 +321,9 @@ pub fn check_key(log: &dyn AuditLog, key: &AuditKey) -> Result<KeyCheck> {
 /// an empty chain or one from before keys), by `actor`.
 pub fn keying_began(actor: &Actor, recorded: OffsetDateTime) -> NewAuditEntry {
     let happening = Happening {
-        action: "E",
-        subtype: "audit-keyed",
-        outcome: "0",
+        action: Action::Execute,
+        subtype: Subtype::Continuum("audit-keyed"),
+        outcome: Outcome::Success,
         entities: &[],
         query: None,
         patient: None,
@@ -359,15 +359,167 @@ impl Actor {
     }
 }
 
+/// The FHIR `AuditEvent.action` code of what was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `C`: something was created.
+    Create,
+    /// `R`: something was read (or handed out).
+    Read,
+    /// `U`: something was updated.
+    Update,
+    /// `D`: something was deleted.
+    Delete,
+    /// `E`: something was executed (searches, operations, sign-in).
+    Execute,
+}
+
+impl Action {
+    /// The code as FHIR writes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::Create => "C",
+            Action::Read => "R",
+            Action::Update => "U",
+            Action::Delete => "D",
+            Action::Execute => "E",
+        }
+    }
+
+    /// The action of writing a version with `change`.
+    pub fn of(change: crate::Change) -> Action {
+        match change {
+            crate::Change::Created => Action::Create,
+            crate::Change::Updated => Action::Update,
+            crate::Change::Deleted => Action::Delete,
+        }
+    }
+}
+
+/// The FHIR `AuditEvent.outcome` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `0`: it succeeded.
+    Success,
+    /// `4`: a minor failure: the request was refused or could not be done as asked.
+    MinorFailure,
+    /// `8`: a serious failure: the server failed.
+    SeriousFailure,
+}
+
+impl Outcome {
+    /// The code as FHIR writes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Success => "0",
+            Outcome::MinorFailure => "4",
+            Outcome::SeriousFailure => "8",
+        }
+    }
+
+    /// The outcome of an answer with HTTP status `status`.
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            0..400 => Outcome::Success,
+            400..500 => Outcome::MinorFailure,
+            _ => Outcome::SeriousFailure,
+        }
+    }
+}
+
+/// The `AuditEvent.subtype`: a FHIR RESTful interaction, a sign-in, or one of Continuum's own
+/// events (coded in `urn:continuum:audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subtype {
+    /// `read`.
+    Read,
+    /// `vread`.
+    Vread,
+    /// `update`.
+    Update,
+    /// `patch`.
+    Patch,
+    /// `delete`.
+    Delete,
+    /// `history-instance`.
+    HistoryInstance,
+    /// `history-type`.
+    HistoryType,
+    /// `history-system`.
+    HistorySystem,
+    /// `create`.
+    Create,
+    /// `search-type`.
+    SearchType,
+    /// `search-system`.
+    SearchSystem,
+    /// `search` (a compartment search).
+    Search,
+    /// `batch`.
+    Batch,
+    /// `transaction`.
+    Transaction,
+    /// `operation` (`$everything`, `$break-the-glass`…).
+    Operation,
+    /// A sign-in (DICOM 110122 "Login").
+    Login,
+    /// One of Continuum's own events, by its code (`hl7-message-log`, `audit-keyed`…).
+    Continuum(&'static str),
+}
+
+impl Subtype {
+    /// The code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Subtype::Read => "read",
+            Subtype::Vread => "vread",
+            Subtype::Update => "update",
+            Subtype::Patch => "patch",
+            Subtype::Delete => "delete",
+            Subtype::HistoryInstance => "history-instance",
+            Subtype::HistoryType => "history-type",
+            Subtype::HistorySystem => "history-system",
+            Subtype::Create => "create",
+            Subtype::SearchType => "search-type",
+            Subtype::SearchSystem => "search-system",
+            Subtype::Search => "search",
+            Subtype::Batch => "batch",
+            Subtype::Transaction => "transaction",
+            Subtype::Operation => "operation",
+            Subtype::Login => "login",
+            Subtype::Continuum(code) => code,
+        }
+    }
+
+    /// The interaction of writing a version with `change`.
+    pub fn of(change: crate::Change) -> Subtype {
+        match change {
+            crate::Change::Created => Subtype::Create,
+            crate::Change::Updated => Subtype::Update,
+            crate::Change::Deleted => Subtype::Delete,
+        }
+    }
+
+    fn coding(self) -> Value {
+        match self {
+            Subtype::Login => {
+                json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"})
+            }
+            Subtype::Continuum(code) => json!({"system": "urn:continuum:audit", "code": code}),
+            restful => json!({"system": "http://hl7.org/fhir/restful-interaction", "code": restful.code()}),
+        }
+    }
+}
+
 /// What happened, for [`event`].
 #[derive(Debug, Clone)]
 pub struct Happening<'a> {
-    /// `C`, `R`, `U`, `D` or `E`.
-    pub action: &'a str,
-    /// The RESTful interaction (`read`, `search-type`, `create`…) or operation.
-    pub subtype: &'a str,
-    /// `0`, `4` or `8`.
-    pub outcome: &'a str,
+    /// What kind of thing was done.
+    pub action: Action,
+    /// The RESTful interaction, sign-in or Continuum event.
+    pub subtype: Subtype,
+    /// How it went.
+    pub outcome: Outcome,
     /// What was touched: `Type/id[/_history/v]` references.
     pub entities: &'a [String],
     /// The search's query string (for searches).
@@ -380,32 +532,8 @@ pub struct Happening<'a> {
 
 /// The `AuditEvent` of a happening by `actor`, and the entry that stores it.
 pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime) -> NewAuditEntry {
-    let restful = matches!(
-        happening.subtype,
-        "read"
-            | "vread"
-            | "update"
-            | "patch"
-            | "delete"
-            | "history-instance"
-            | "history-type"
-            | "history-system"
-            | "create"
-            | "search-type"
-            | "search-system"
-            | "search"
-            | "batch"
-            | "transaction"
-            | "operation"
-    );
-    let login = happening.subtype == "login";
-    let subtype = if login {
-        json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"})
-    } else if restful {
-        json!({"system": "http://hl7.org/fhir/restful-interaction", "code": happening.subtype})
-    } else {
-        json!({"system": "urn:continuum:audit", "code": happening.subtype})
-    };
+    let login = happening.subtype == Subtype::Login;
+    let subtype = happening.subtype.coding();
     let mut person = json!({"requestor": true, "name": actor.name});
     if let Some(who) = &actor.who {
         person["who"] = json!({"reference": who});
@@ -446,9 +574,9 @@ pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime)
         "resourceType": "AuditEvent",
         "type": kind,
         "subtype": [subtype],
-        "action": happening.action,
+        "action": happening.action.code(),
         "recorded": recorded_text,
-        "outcome": happening.outcome,
+        "outcome": happening.outcome.code(),
         "agent": agents,
         "source": {"observer": {"display": "continuum"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "3"}]},
     });
@@ -465,8 +593,8 @@ pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime)
         recorded,
         patient: happening.patient.map(str::to_string),
         agent: actor.agent(),
-        action: happening.action.to_string(),
-        outcome: happening.outcome.to_string(),
+        action: happening.action.code().to_string(),
+        outcome: happening.outcome.code().to_string(),
         event: event.to_string(),
     }
 }
@@ -524,9 +652,9 @@ mod tests {
         event(
             &actor,
             &Happening {
-                action: "R",
-                subtype: "read",
-                outcome: "0",
+                action: Action::Read,
+                subtype: Subtype::Read,
+                outcome: Outcome::Success,
                 entities: &what,
                 query: None,
                 patient: Some("p"),

@@ -136,15 +136,21 @@ fn batch(records: &Records, raw: Vec<Value>) -> Result<Value> {
     }
     let base = records.base().map(Into::<std::sync::Arc<str>>::into);
     let mut indexes = Vec::with_capacity(writes.len());
-    let (works, slots): (Vec<_>, Vec<_>) = writes
-        .into_iter()
-        .map(|entry| {
-            indexes.push(entry.index);
-            let base = base.clone();
-            records.capture(move |tx| execute(tx, vec![entry], base.as_deref()))
-        })
-        .unzip();
+    let mut works = Vec::with_capacity(writes.len());
+    let mut slots = Vec::with_capacity(writes.len());
+    let mut announcements = Vec::with_capacity(writes.len());
+    for entry in writes {
+        indexes.push(entry.index);
+        let base = base.clone();
+        let (work, slot, announcement) = records.capture(move |tx| execute(tx, vec![entry], base.as_deref()));
+        works.push(work);
+        slots.push(slot);
+        announcements.push(announcement);
+    }
     let results = records.backend().execute_all(works);
+    for (announcement, result) in announcements.into_iter().zip(&results) {
+        announcement.settle(result.is_ok());
+    }
     for ((index, slot), result) in indexes.into_iter().zip(slots).zip(results) {
         responses[index] = match result.and_then(|()| take(&slot)) {
             Ok(mut one) => one.pop().unwrap_or(Value::Null),

@@ -28,34 +28,31 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The HTTP status code of this class (the table Bundle responses use too).
-    pub fn http_status(self) -> u16 {
+    /// The class of this kind in the one error table ([`fhir::ErrorClass`]).
+    pub fn class(self) -> fhir::ErrorClass {
+        use fhir::ErrorClass;
         match self {
-            ErrorKind::Invalid | ErrorKind::NotSupported => 400,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::NotFound => 404,
-            ErrorKind::Conflict => 409,
-            ErrorKind::Gone => 410,
-            ErrorKind::PreconditionFailed => 412,
-            ErrorKind::Unprocessable => 422,
-            ErrorKind::Storage => 500,
-            ErrorKind::Unavailable => 503,
+            ErrorKind::Invalid => ErrorClass::Invalid,
+            ErrorKind::NotSupported => ErrorClass::NotSupported,
+            ErrorKind::Forbidden => ErrorClass::Forbidden,
+            ErrorKind::NotFound => ErrorClass::NotFound,
+            ErrorKind::Conflict => ErrorClass::Conflict,
+            ErrorKind::Gone => ErrorClass::Gone,
+            ErrorKind::PreconditionFailed => ErrorClass::PreconditionFailed,
+            ErrorKind::Unprocessable => ErrorClass::BusinessRule,
+            ErrorKind::Storage => ErrorClass::Internal,
+            ErrorKind::Unavailable => ErrorClass::Unavailable,
         }
+    }
+
+    /// The HTTP status code of this class (from the one table).
+    pub fn http_status(self) -> u16 {
+        self.class().status()
     }
 
     /// The status line of this class as `Bundle.entry.response.status` shows it, e.g. `412 Precondition Failed`.
     pub fn status_line(self) -> &'static str {
-        match self {
-            ErrorKind::Invalid | ErrorKind::NotSupported => "400 Bad Request",
-            ErrorKind::Forbidden => "403 Forbidden",
-            ErrorKind::NotFound => "404 Not Found",
-            ErrorKind::Conflict => "409 Conflict",
-            ErrorKind::Gone => "410 Gone",
-            ErrorKind::PreconditionFailed => "412 Precondition Failed",
-            ErrorKind::Unprocessable => "422 Unprocessable Entity",
-            ErrorKind::Storage => "500 Internal Server Error",
-            ErrorKind::Unavailable => "503 Service Unavailable",
-        }
+        self.class().status_line()
     }
 }
 
@@ -130,15 +127,14 @@ impl Error {
     pub fn issues(&self) -> Vec<Issue> {
         match self {
             Error::Invalid(issues) | Error::Unprocessable(issues) => issues.clone(),
-            Error::NotFound { .. } => vec![Issue::error(IssueCode::NotFound, self.to_string())],
-            Error::Gone { .. } => vec![Issue::error(IssueCode::Deleted, self.to_string())],
-            Error::PreconditionFailed(_) | Error::Conflict(_) => {
-                vec![Issue::error(IssueCode::Conflict, self.to_string())]
-            }
-            Error::NotSupported(_) => vec![Issue::error(IssueCode::NotSupported, self.to_string())],
-            Error::Forbidden(_) => vec![Issue::error(IssueCode::Forbidden, self.to_string())],
-            Error::Storage(_) => vec![Issue::error(IssueCode::Exception, "internal storage error")],
-            Error::Unavailable(_) => vec![Issue::error(IssueCode::Transient, self.to_string())],
+            Error::Storage(_) => vec![Issue::error(self.kind().class().issue_code(), "internal storage error")],
+            Error::NotFound { .. }
+            | Error::Gone { .. }
+            | Error::PreconditionFailed(_)
+            | Error::Conflict(_)
+            | Error::NotSupported(_)
+            | Error::Forbidden(_)
+            | Error::Unavailable(_) => vec![Issue::error(self.kind().class().issue_code(), self.to_string())],
             Error::InEntry { index, error } => {
                 let entry = format!("Bundle.entry[{index}]");
                 let storage = matches!(**error, Error::Storage(_));

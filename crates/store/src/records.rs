@@ -1,11 +1,10 @@
 //! [`Records`]: the one write path and the reads beside it.
 
+use crate::recording::RecordingTx;
 use crate::refs::RefChecker;
 use crate::resource::{body_id, check_id, check_issues, check_valid, new_id, resource_type, validate_all};
 use crate::write::{self, Written};
-use crate::{
-    Backend, Criteria, Error, HistoryQuery, NewVersion, ResourceVersion, Result, Transaction, Work, WriteHook,
-};
+use crate::{Backend, Criteria, Error, HistoryQuery, ResourceVersion, Result, Transaction, Work, WriteHook};
 use fhir::{Issue, IssueCode};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -42,7 +41,10 @@ pub struct Records {
     backend: Arc<dyn Backend>,
     base: Option<Arc<str>>,
     snapshots: Arc<crate::searches::Snapshots>,
-    hook: Option<Arc<dyn WriteHook>>,
+    /// Run inside the unit of work of every write of the types they want, in this order.
+    hooks: Arc<[Arc<dyn WriteHook>]>,
+    /// Told of every commit, after it is durable, in commit order.
+    feed: Arc<crate::feed::ChangeFeed>,
     /// Who acts: each version written is audited in its own transaction.
     actor: Option<Arc<crate::Actor>>,
     /// The actor's access rules, checked on every version written and every conditional match.
@@ -58,7 +60,8 @@ impl Records {
             backend,
             base: None,
             snapshots: Arc::default(),
-            hook: None,
+            hooks: Arc::new([]),
+            feed: Arc::default(),
             actor: None,
             guard: None,
             audit_key: None,
@@ -73,11 +76,21 @@ impl Records {
         self
     }
 
-    /// The same records, running `hook` inside the unit of work of every write it wants
-    /// (outbound notifications queued in the write's own transaction).
+    /// The same records, also running `hook` inside the unit of work of every write it wants
+    /// (outbound notifications queued in the write's own transaction, rules a resource's
+    /// lifecycle imposes), after the hooks added before it. Any hook's error rolls the write
+    /// back.
     pub fn with_hook(mut self, hook: Arc<dyn WriteHook>) -> Self {
-        self.hook = Some(hook);
+        let mut hooks = self.hooks.to_vec();
+        hooks.push(hook);
+        self.hooks = hooks.into();
         self
+    }
+
+    /// The feed of committed changes, shared by these records and every clone of them: see
+    /// [`crate::feed`].
+    pub fn changes(&self) -> &crate::feed::ChangeFeed {
+        &self.feed
     }
 
     /// The same records, writing as `actor`: every version written is recorded in the audit
@@ -314,39 +327,70 @@ impl Records {
         T: Send + 'static,
         F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
     {
-        let (work, slot) = self.capture(f);
-        self.backend.execute(work)?;
+        let (work, slot, announce) = self.capture(f);
+        let executed = self.backend.execute(work);
+        announce.settle(executed.is_ok());
+        executed?;
         take(&slot)
     }
 
-    /// [`capture`], with the write hook (if any) around the transaction.
-    pub(crate) fn capture<T, F>(&self, f: F) -> (Work, Arc<Mutex<Option<T>>>)
+    /// [`capture`], through the records' [`RecordingTx`] (guard, hooks, audit, feed), and what
+    /// announces its changes to the feed once the backend has answered.
+    pub(crate) fn capture<T, F>(&self, f: F) -> (Work, Arc<Mutex<Option<T>>>, Announcement)
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
     {
         let actor = self.actor.clone();
-        let hook = self.hook.clone();
+        let hooks = self.hooks.clone();
         let guard = self.guard.clone();
         let key = self.audit_key.clone();
-        capture(move |tx| {
-            let mut audited = AuditedTx { inner: tx, actor: actor.as_deref(), entries: Vec::new() };
-            let value = match (&hook, &guard) {
-                (None, None) => f(&mut audited)?,
-                (Some(hook), None) => f(&mut HookedTx { inner: &mut audited, hook: &**hook })?,
-                (None, Some(guard)) => f(&mut crate::guard::GuardedTx { inner: &mut audited, guard: &**guard })?,
-                (Some(hook), Some(guard)) => {
-                    let mut hooked = HookedTx { inner: &mut audited, hook: &**hook };
-                    f(&mut crate::guard::GuardedTx { inner: &mut hooked, guard: &**guard })?
-                }
+        let feed = self.feed.wanted().then(|| self.feed.clone());
+        let announcement = Announcement(Arc::new(Mutex::new(None)));
+        let pending = Arc::clone(&announcement.0);
+        let (work, slot) = capture(move |tx| {
+            let mut recording = RecordingTx {
+                inner: tx,
+                actor: actor.as_deref(),
+                hooks: &hooks,
+                guard: guard.as_deref(),
+                entries: Vec::new(),
+                changes: feed.is_some().then(Vec::new),
             };
-            let entries = std::mem::take(&mut audited.entries);
+            let value = f(&mut recording)?;
+            let entries = std::mem::take(&mut recording.entries);
+            let changes = recording.changes.take();
             if !entries.is_empty() {
                 // The write fails with its audit entry: nothing is written unaudited.
                 tx.append_audit(&entries, key.as_ref()).map_err(audit_unavailable)?;
             }
+            if let (Some(feed), Some(changes)) = (feed, changes)
+                && !changes.is_empty()
+            {
+                // The ticket is taken last, inside the transaction: see `feed`.
+                *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some((feed.ticket(), changes));
+            }
             Ok(value)
-        })
+        });
+        (work, slot, announcement)
+    }
+}
+
+/// The changes a unit of work will announce to the feed once the backend has answered.
+pub(crate) struct Announcement(Arc<Mutex<Option<Pending>>>);
+
+/// A unit of work's place in the feed and the changes it made.
+type Pending = (crate::feed::Ticket, Vec<crate::feed::Committed>);
+
+impl Announcement {
+    /// Announces the changes when the work committed, else cancels its place in the feed.
+    pub(crate) fn settle(self, committed: bool) {
+        let pending = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((ticket, changes)) = pending
+            && committed
+        {
+            ticket.announce(changes);
+        }
     }
 }
 
@@ -354,149 +398,6 @@ impl Records {
 /// (503), whatever the backend said (its detail is not passed on to the caller).
 fn audit_unavailable(_: Error) -> Error {
     Error::Unavailable(crate::audit::UNAVAILABLE.into())
-}
-
-/// A transaction that notes an audit entry for each version put, when an actor is set (the
-/// entries are appended once the work is done).
-struct AuditedTx<'t, 'a> {
-    inner: &'t mut dyn Transaction,
-    actor: Option<&'a crate::Actor>,
-    entries: Vec<crate::audit::NewAuditEntry>,
-}
-
-impl AuditedTx<'_, '_> {
-    fn note(&mut self, version: &NewVersion<'_>) {
-        let Some(actor) = self.actor else { return };
-        let (action, subtype) = match version.change {
-            crate::Change::Created => ("C", "create"),
-            crate::Change::Updated => ("U", "update"),
-            crate::Change::Deleted => ("D", "delete"),
-        };
-        let patient = if version.resource_type == "Patient" {
-            Some(version.id.to_string())
-        } else {
-            crate::compartment::patients_in_index(version.resource_type, version.index).into_iter().next()
-        };
-        let what = [format!("{}/{}/_history/{}", version.resource_type, version.id, version.version)];
-        let happening = crate::audit::Happening {
-            action,
-            subtype,
-            outcome: "0",
-            entities: &what,
-            query: None,
-            patient: patient.as_deref(),
-            reason: None,
-        };
-        self.entries.push(crate::audit::event(actor, &happening, time::OffsetDateTime::now_utc()));
-    }
-}
-
-/// A transaction that runs a [`WriteHook`] after each version put of a type it wants.
-struct HookedTx<'t, 'h> {
-    inner: &'t mut dyn Transaction,
-    hook: &'h dyn WriteHook,
-}
-
-impl Transaction for HookedTx<'_, '_> {
-    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
-        self.inner.current(resource_type, id)
-    }
-
-    fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
-        self.inner.find_by_identifier(resource_type, system, value)
-    }
-
-    fn find_by_identifier_to_read(
-        &mut self,
-        resource_type: &str,
-        system: Option<&str>,
-        value: &str,
-    ) -> Result<Vec<String>> {
-        self.inner.find_by_identifier_to_read(resource_type, system, value)
-    }
-
-    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
-        self.inner.version(resource_type, id, version)
-    }
-
-    fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        self.inner.current_version(resource_type, id)
-    }
-
-    fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
-        self.inner.search_ids(query, limit)
-    }
-
-    fn visible(&mut self, resource_type: &str, ids: Vec<String>) -> Result<Vec<String>> {
-        self.inner.visible(resource_type, ids)
-    }
-
-    fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
-        if !self.hook.wants(version.resource_type) {
-            return self.inner.put(version);
-        }
-        let previous = self.inner.current(version.resource_type, version.id)?;
-        let sequence = self.inner.put(version)?;
-        self.hook.written(self.inner, previous.as_ref(), version, sequence)?;
-        Ok(sequence)
-    }
-
-    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
-        self.inner.outbound_partners(event)
-    }
-
-    fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
-        self.inner.enqueue_outbound(message)
-    }
-}
-
-impl Transaction for AuditedTx<'_, '_> {
-    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<ResourceVersion>> {
-        self.inner.current(resource_type, id)
-    }
-
-    fn find_by_identifier(&mut self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>> {
-        self.inner.find_by_identifier(resource_type, system, value)
-    }
-
-    fn find_by_identifier_to_read(
-        &mut self,
-        resource_type: &str,
-        system: Option<&str>,
-        value: &str,
-    ) -> Result<Vec<String>> {
-        self.inner.find_by_identifier_to_read(resource_type, system, value)
-    }
-
-    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<ResourceVersion>> {
-        self.inner.version(resource_type, id, version)
-    }
-
-    fn current_version(&mut self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        self.inner.current_version(resource_type, id)
-    }
-
-    fn search_ids(&mut self, query: &search::query::SearchQuery, limit: usize) -> Result<Vec<String>> {
-        self.inner.search_ids(query, limit)
-    }
-
-    fn visible(&mut self, resource_type: &str, ids: Vec<String>) -> Result<Vec<String>> {
-        self.inner.visible(resource_type, ids)
-    }
-
-    fn put(&mut self, version: &NewVersion<'_>) -> Result<i64> {
-        let sequence = self.inner.put(version)?;
-        self.note(version);
-        Ok(sequence)
-    }
-
-    fn outbound_partners(&mut self, event: &str) -> Result<Vec<String>> {
-        self.inner.outbound_partners(event)
-    }
-
-    fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
-        self.inner.enqueue_outbound(message)
-    }
 }
 
 /// Refuses, as if it did not exist, a live resource the acting caller may not see (before

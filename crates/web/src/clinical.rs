@@ -165,13 +165,18 @@ impl Reader {
     }
 
     /// The audit entry of a page that showed (part of) `patient`'s chart.
-    pub(crate) fn viewed(&self, patient: &str, page: &str, outcome: &'static str) -> store::audit::NewAuditEntry {
+    pub(crate) fn viewed(
+        &self,
+        patient: &str,
+        page: &str,
+        outcome: store::audit::Outcome,
+    ) -> store::audit::NewAuditEntry {
         let actor = server::audit::actor(&self.caller, self.address, Some(patient));
         let entities = [format!("Patient/{patient}")];
         let query = format!("app={page}");
         let happening = Happening {
-            action: "R",
-            subtype: "read",
+            action: store::audit::Action::Read,
+            subtype: store::audit::Subtype::Read,
             outcome,
             entities: &entities,
             query: Some(&query),

@@ -185,11 +185,11 @@ pub(crate) async fn open_chart<T: Send + 'static>(
         // staff need to know to break the glass.)
         if !reader.may_open(&id)? {
             reader.app.inner.records.read("Patient", &id)?;
-            return Ok((Err(()), reader.viewed(&id, page, "4")));
+            return Ok((Err(()), reader.viewed(&id, page, store::audit::Outcome::MinorFailure)));
         }
         let banner = Banner::load(&reader, &id)?;
         let loaded = load(&reader, banner)?;
-        Ok((Ok(loaded), reader.viewed(&id, page, "0")))
+        Ok((Ok(loaded), reader.viewed(&id, page, store::audit::Outcome::Success)))
     })
     .await?;
     let (loaded, entry) = answer;
@@ -409,9 +409,9 @@ pub(crate) async fn break_glass(
     let actor = session.actor(Some(&patient));
     let entities = [format!("Patient/{patient}")];
     let happening = store::audit::Happening {
-        action: "E",
-        subtype: "break-the-glass",
-        outcome: "0",
+        action: store::audit::Action::Execute,
+        subtype: store::audit::Subtype::Continuum("break-the-glass"),
+        outcome: store::audit::Outcome::Success,
         entities: &entities,
         query: None,
         patient: Some(&patient),
