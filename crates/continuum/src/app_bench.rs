@@ -107,12 +107,8 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
                 server::AppState::new(records.clone(), format!("http://{address}/fhir"), crate::bench::bench_limits())
                     .with_policy(Arc::clone(&policy))
                     .with_auditor(Arc::clone(&auditor));
-            let app = web::WebApp::new(
-                records.clone(),
-                policy,
-                Some(auditor),
-                web::WebConfig { secure_cookies: false, sign_in_attempts_per_minute: 0 },
-            );
+            let config = web::WebConfig { secure_cookies: false, sign_in_attempts_per_minute: 0 };
+            let app = web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(server::serve_with(listener, state, web::router(app), async {
                 let _ = stopped.await;

@@ -131,9 +131,12 @@ struct Store {
 /// Opens the store: PostgreSQL at `database` when given (migrated to the current schema), else
 /// the embedded store in `data` (created if absent).
 fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
-    // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
-    // notifications in the outbox inside the write's own transaction.
-    let notifier = Arc::new(interface::outbound::AdtNotifier);
+    // The write hooks, run inside every write's own transaction whatever the door (API,
+    // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
+    // the outbox; a signed note is changed only by an amendment.
+    let hooks = |records: Records| {
+        records.with_hook(Arc::new(interface::outbound::AdtNotifier)).with_hook(Arc::new(chart::NoteLifecycle))
+    };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {
             if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -145,7 +148,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
                 .context("cannot open the PostgreSQL database")?,
         );
         return Ok(Store {
-            records: Records::new(backend.clone()).with_hook(notifier),
+            records: hooks(Records::new(backend.clone())),
             message_log: Arc::new(backend.message_log()),
             outbox: Arc::new(backend.outbox()),
             audit: backend.clone(),
@@ -158,7 +161,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
     Ok(Store {
-        records: Records::new(backend.clone()).with_hook(notifier),
+        records: hooks(Records::new(backend.clone())),
         message_log: Arc::new(backend.message_log().context("cannot open the HL7 message log")?),
         outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
         audit: backend.clone(),

@@ -180,16 +180,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             state = state.with_auditor(Arc::clone(&auditor));
             log_auditor = Some(Arc::clone(&auditor));
             audit_task = Some(task);
-            web_app = Some(web::WebApp::new(
-                records.clone(),
-                policy,
-                Some(auditor),
-                web::WebConfig {
-                    // Over HTTPS, ours (--tls-cert) or a proxy's (--base-url https://…).
-                    secure_cookies: base_url.starts_with("https://"),
-                    sign_in_attempts_per_minute: args.sign_in_per_minute,
-                },
-            ));
+            drop((policy, auditor));
+            // The web app goes through the same door as the FHIR API.
+            let config = web::WebConfig {
+                // Over HTTPS, ours (--tls-cert) or a proxy's (--base-url https://…).
+                secure_cookies: base_url.starts_with("https://"),
+                sign_in_attempts_per_minute: args.sign_in_per_minute,
+            };
+            web_app = Some(web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?);
             // What the HL7 interface writes is audited as its own.
             records.as_actor(store::Actor::system("hl7-interface"))
         };

@@ -2,13 +2,12 @@
 //! `AuditEvent` — who (user, app, address), what (interaction, resources, query), which
 //! patient, when, and the outcome (refusals included).
 //!
-//! Writes are audited by the store inside their own transaction ([`store::Records::as_actor`]);
-//! everything else (reads, searches, history, operations, refusals) is appended here, in
-//! batches (group commit: one unit of work per batch, so that auditing a read costs a share of
-//! a commit rather than a commit of its own). A response is sent only once its entries are
-//! durably appended: the middleware waits for its batch to commit, and when the append fails
-//! every request of that batch is answered 503 (`transient`, "the audit trail is unavailable")
-//! instead of what it would have shown. Nothing is served unaudited.
+//! What goes through the door ([`access::Access`]) is audited by it: writes inside their own
+//! transaction, everything else noted on the request's handle, which this middleware settles
+//! (waits until its entries are durable) before the response leaves — 503 instead when they
+//! could not be appended. A request that never reached the door (refused before it: no or a
+//! bad token, a malformed body) is audited here from its method, path and status. Nothing is
+//! served unaudited.
 
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
@@ -16,313 +15,57 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use store::audit::{Action, Actor, Happening, NewAuditEntry, Subtype};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use store::audit::{Action, Actor, Happening, NewAuditEntry, Outcome, Subtype};
 
-/// Most requests waiting for a batch before more wait to queue.
-const QUEUE: usize = 16_384;
-/// Most entries in one batch.
-const BATCH: usize = 2_048;
-/// Batches being appended at once (each its own unit of work; the store's writer groups
-/// them into commits).
-const IN_FLIGHT: usize = 4;
+pub use access::{AuditUnavailable, Auditor, actor};
 
-/// Why entries were not appended: the request they describe must not be served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{}", store::audit::UNAVAILABLE)]
-pub struct AuditUnavailable;
-
-impl AuditUnavailable {
-    /// The answer instead of a response that could not be audited: 503, `transient`.
-    pub fn response(self) -> Response {
-        crate::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            fhir::IssueCode::Transient,
-            format!("{}; the request was not served", store::audit::UNAVAILABLE),
-        )
-        .into_response()
-    }
-}
-
-/// One request's entries and where the batch's outcome goes.
-struct Pending {
-    entries: Vec<NewAuditEntry>,
-    done: oneshot::Sender<Result<(), AuditUnavailable>>,
-}
-
-/// Appends audit entries in batches and tells each request when its entries are durable.
-pub struct Auditor {
-    queue: mpsc::Sender<Pending>,
-    log: Arc<dyn store::AuditLog>,
-}
-
-impl Auditor {
-    /// Starts the task appending to `records`' audit trail (keyed with `records`' audit key,
-    /// if any); it ends, after appending what is queued, when the last handle to the auditor
-    /// is dropped. `log` is the same trail, read for `GET /fhir/AuditEvent`.
-    pub fn start(
-        records: store::Records,
-        log: Arc<dyn store::AuditLog>,
-    ) -> (Arc<Auditor>, tokio::task::JoinHandle<()>) {
-        let (queue, mut pending) = mpsc::channel::<Pending>(QUEUE);
-        let task = tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-            while let Some(first) = pending.recv().await {
-                // A slot first, then the batch: what queued while every slot was busy joins it.
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-                let mut count = first.entries.len();
-                let mut batch = vec![first];
-                while count < BATCH {
-                    match pending.try_recv() {
-                        Ok(more) => {
-                            count += more.entries.len();
-                            batch.push(more);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let records = records.clone();
-                tokio::spawn(async move {
-                    let entries: Vec<NewAuditEntry> =
-                        batch.iter_mut().flat_map(|p| std::mem::take(&mut p.entries)).collect();
-                    let outcome = match tokio::task::spawn_blocking(move || records.append_audit(entries)).await {
-                        Ok(Ok(())) => Ok(()),
-                        // No entry content in the log: it names patients.
-                        Ok(Err(error)) => {
-                            tracing::error!(%error, count, "audit entries could not be appended; their requests get 503");
-                            Err(AuditUnavailable)
-                        }
-                        Err(_) => {
-                            tracing::error!(count, "the audit append panicked; its requests get 503");
-                            Err(AuditUnavailable)
-                        }
-                    };
-                    for request in batch {
-                        let _ = request.done.send(outcome);
-                    }
-                    drop(slot);
-                });
-            }
-            // Every batch in flight is answered before the task ends.
-            let _ = slots.acquire_many(IN_FLIGHT as u32).await;
-        });
-        (Arc::new(Auditor { queue, log }), task)
-    }
-
-    /// Appends entries to the trail in the next batch and waits until that batch is durable.
-    /// `Err`: they could not be appended, and what they describe must not be served.
-    pub async fn record(&self, entries: Vec<NewAuditEntry>) -> Result<(), AuditUnavailable> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let (done, outcome) = oneshot::channel();
-        if self.queue.send(Pending { entries, done }).await.is_err() {
-            tracing::error!("the auditor has stopped; a request is refused rather than served unaudited");
-            return Err(AuditUnavailable);
-        }
-        outcome.await.unwrap_or(Err(AuditUnavailable))
-    }
-}
-
-/// What a handler tells the audit about its request (in the response's extensions).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AuditNote {
-    /// Resources handed out or touched, per patient (`None`: not a patient's).
-    pub touched: Vec<(Option<String>, Vec<String>)>,
-    /// The store already audited it (a write, inside its transaction).
-    pub written: bool,
-    /// A stated reason (break-the-glass).
-    pub reason: Option<String>,
-    /// What was handed out is audited as a read whatever the request's method (a
-    /// conditional create that matched, a Bundle's reads).
-    pub read: bool,
-}
-
-impl AuditNote {
-    /// The note of resources handed out: `(patient, Type/id)` pairs grouped by patient.
-    pub(crate) fn of(pairs: impl IntoIterator<Item = (Option<String>, String)>) -> AuditNote {
-        let mut touched: Vec<(Option<String>, Vec<String>)> = Vec::new();
-        for (patient, reference) in pairs {
-            match touched.iter_mut().find(|(p, _)| *p == patient) {
-                Some((_, refs)) => refs.push(reference),
-                None => touched.push((patient, vec![reference])),
-            }
-        }
-        AuditNote { touched, ..AuditNote::default() }
-    }
-}
-
-/// The note of versions handed out (each attributed to its first patient).
-pub(crate) fn note_of<'a>(versions: impl IntoIterator<Item = &'a store::ResourceVersion>) -> AuditNote {
-    AuditNote::of(versions.into_iter().map(|v| {
-        let patient = if v.resource_type == "Patient" {
-            Some(v.id.clone())
-        } else {
-            v.body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                .and_then(|json| store::compartment::patients_of(&v.resource_type, &json).into_iter().next())
-        };
-        (patient, format!("{}/{}/_history/{}", v.resource_type, v.id, v.version))
-    }))
-}
-
-/// The note of what a Bundle's reads and matching conditional creates handed out (`reads`:
-/// which entries of the request were such), audited as reads.
-pub(crate) fn bundle_reads(reads: &[bool], response: &serde_json::Value) -> AuditNote {
-    let entries = response.get("entry").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let mut pairs = Vec::new();
-    for (entry, _) in entries.iter().zip(reads).filter(|(_, read)| **read) {
-        let status = entry.pointer("/response/status").and_then(serde_json::Value::as_str).unwrap_or_default();
-        if !status.starts_with("200") {
-            continue;
-        }
-        let Some(resource) = entry.get("resource") else {
-            // A match answered by its location only.
-            if let Some(location) = entry.pointer("/response/location").and_then(serde_json::Value::as_str) {
-                pairs.push((None, location.to_string()));
-            }
-            continue;
-        };
-        let (Some(t), Some(id)) = (
-            resource.get("resourceType").and_then(serde_json::Value::as_str),
-            resource.get("id").and_then(serde_json::Value::as_str),
-        ) else {
-            continue;
-        };
-        if t == "Bundle" {
-            // A search entry's searchset: each match in it.
-            for inner in resource.get("entry").and_then(serde_json::Value::as_array).into_iter().flatten() {
-                if let Some(r) = inner.get("resource") {
-                    pairs.push(handed_out(r));
-                }
-            }
-            continue;
-        }
-        let patient = if t == "Patient" {
-            Some(id.to_string())
-        } else {
-            store::compartment::patients_of(t, resource).into_iter().next()
-        };
-        pairs.push((patient, format!("{t}/{id}")));
-    }
-    let mut note = AuditNote::of(pairs.into_iter().filter(|(_, r)| !r.is_empty()));
-    note.read = true;
-    note
-}
-
-fn handed_out(resource: &serde_json::Value) -> (Option<String>, String) {
-    let t = resource.get("resourceType").and_then(serde_json::Value::as_str).unwrap_or_default();
-    let id = resource.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
-    if t.is_empty() || id.is_empty() {
-        return (None, String::new());
-    }
-    let patient = if t == "Patient" {
-        Some(id.to_string())
-    } else {
-        store::compartment::patients_of(t, resource).into_iter().next()
-    };
-    (patient, format!("{t}/{id}"))
-}
-
-/// Notes the versions a response hands out, when the server audits.
-pub(crate) fn noted_versions<'a>(
-    state: &AppState,
-    response: Response,
-    versions: impl IntoIterator<Item = &'a store::ResourceVersion>,
-) -> Response {
-    if state.auditor().is_none() {
-        return response;
-    }
-    noted(response, note_of(versions))
-}
-
-/// Marks a response whose write the store audited.
-pub(crate) fn written(mut response: Response) -> Response {
-    response.extensions_mut().insert(AuditNote { written: true, ..AuditNote::default() });
-    response
-}
-
-/// Adds `note` to a response.
-pub(crate) fn noted(mut response: Response, note: AuditNote) -> Response {
-    response.extensions_mut().insert(note);
-    response
-}
-
-/// Where the request's caller is left by the `Access` extractor for the audit to read.
+/// Where the `Caller` extractor leaves the request's door handle for the middleware.
 #[derive(Clone, Default)]
-pub(crate) struct CallerSlot(pub Arc<OnceLock<Arc<policy::Caller>>>);
+pub(crate) struct HandleSlot(pub Arc<OnceLock<access::Access>>);
 
-/// The agent of the audit trail for a caller.
-pub fn actor(caller: &policy::Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Actor {
-    let principal = &caller.principal;
-    let name = match &principal.actor {
-        auth::Actor::User { username, .. } => username.clone(),
-        auth::Actor::Service { client_id } => client_id.clone(),
-    };
-    Actor {
-        who: principal.fhir_user(),
-        name,
-        client_id: principal.client_id.clone(),
-        address: address.map(|a| a.ip().to_string()),
-        emergency: patient.is_some_and(|p| caller.under_glass(p)),
-    }
-}
-
-/// The middleware: runs the request, then audits it.
+/// The middleware: runs the request, then settles its audit.
 pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(auditor) = state.auditor().cloned() else { return next.run(request).await };
-    let slot = CallerSlot::default();
+    let Some(auditor) = state.door().auditor().cloned() else { return next.run(request).await };
+    let slot = HandleSlot::default();
     request.extensions_mut().insert(slot.clone());
     let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
     let response = next.run(request).await;
-    let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();
-    if note.written {
-        return response;
+    let handle = slot.0.get().cloned();
+    if let Some(handle) = handle.as_ref().filter(|h| h.used()) {
+        return match handle.settle().await {
+            Ok(()) => response,
+            Err(unavailable) => crate::ApiError::from(unavailable).into_response(),
+        };
     }
-    let status = response.status();
-    let outcome = store::audit::Outcome::of_status(status.as_u16());
-    let (action, subtype) = if note.read { (Action::Read, Subtype::Read) } else { interaction(&method, &path) };
     if path.ends_with("/metadata") || path.contains("/.well-known/") {
         return response;
     }
-    let caller = slot.0.get().cloned();
-    let path_entity = path_entity(&path);
-    let mut touched = note.touched.clone();
-    if touched.is_empty() {
-        let patient = path_patient(&path, query.as_deref());
-        touched.push((patient, path_entity.into_iter().collect()));
-    }
-    let now = time::OffsetDateTime::now_utc();
-    let entries: Vec<NewAuditEntry> = touched
-        .iter()
-        .map(|(patient, refs)| {
-            let actor = match &caller {
-                Some(caller) => actor(caller, address, patient.as_deref()),
-                None => Actor {
-                    name: "unauthenticated".into(),
-                    address: address.map(|a| a.ip().to_string()),
-                    ..Actor::default()
-                },
-            };
-            let happening = Happening {
-                action,
-                subtype,
-                outcome,
-                entities: refs,
-                query: query.as_deref(),
-                patient: patient.as_deref(),
-                reason: note.reason.as_deref(),
-            };
-            store::audit::event(&actor, &happening, now)
-        })
-        .collect();
+    let outcome = Outcome::of_status(response.status().as_u16());
+    let (action, subtype) = interaction(&method, &path);
+    let patient = path_patient(&path, query.as_deref());
+    let actor = match handle.as_ref().and_then(|h| h.caller()) {
+        Some(caller) => actor(caller, address, patient.as_deref()),
+        None => {
+            Actor { name: "unauthenticated".into(), address: address.map(|a| a.ip().to_string()), ..Actor::default() }
+        }
+    };
+    let entities: Vec<String> = path_entity(&path).into_iter().collect();
+    let happening = Happening {
+        action,
+        subtype,
+        outcome,
+        entities: &entities,
+        query: query.as_deref(),
+        patient: patient.as_deref(),
+        reason: None,
+    };
+    let entries: Vec<NewAuditEntry> = vec![store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc())];
     match auditor.record(entries).await {
         Ok(()) => response,
-        Err(unavailable) => unavailable.response(),
+        Err(unavailable) => crate::ApiError::from(unavailable).into_response(),
     }
 }
 
@@ -378,18 +121,13 @@ fn path_patient(path: &str, query: Option<&str>) -> Option<String> {
 
 /// `GET /fhir/AuditEvent?patient=&agent=&date=&_count=&_page=`: the trail, newest first, as
 /// a `searchset` of AuditEvents (their position as id). Administrators search all of it; a
-/// patient sees who opened their own record (the policy limits them to it).
+/// patient sees who opened their own record (the door limits them to it).
 pub(crate) async fn search(
     state: AppState,
-    access: crate::access::Access,
+    access: access::Access,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, crate::ApiError> {
     use crate::ApiError;
-    use auth::Interaction;
-    let Some(auditor) = state.auditor().cloned() else {
-        return Err(ApiError::not_found("this server keeps no audit trail (it runs without access control)"));
-    };
-    let gate = access.gate(Interaction::Search, "AuditEvent", &pairs)?;
     let mut query = store::audit::AuditQuery { count: 50, ..Default::default() };
     for (name, value) in &pairs {
         let bad = || ApiError::bad_request(format!("AuditEvent search: `{name}` has a value this server cannot read"));
@@ -420,23 +158,9 @@ pub(crate) async fn search(
             _ => return Err(ApiError::bad_request(format!("AuditEvent search does not take `{name}`"))),
         }
     }
-    if gate.restricted() {
-        // A patient: their own record's trail only.
-        let own = access.own_patient().ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                fhir::IssueCode::Forbidden,
-                "the audit trail is for administrators",
-            )
-        })?;
-        match &query.patient {
-            Some(p) if p != &own => return Err(ApiError::not_found("resource not found")),
-            _ => query.patient = Some(own),
-        }
-    }
-    let log = auditor.log.clone();
     let asked = query.clone();
-    let entries = crate::rest::blocking(move || log.search(&asked)).await?;
+    let params = pairs.clone();
+    let entries = crate::rest::blocking_checked(move || Ok(access.audit_trail(asked, &params)?)).await?;
     let mut bundle = serde_json::json!({
         "resourceType": "Bundle",
         "type": "searchset",

@@ -3,7 +3,7 @@
 use crate::format::fhir_json_response;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fhir::{Issue, IssueCode, operation_outcome};
+use fhir::{ErrorClass, Issue, IssueCode, operation_outcome};
 use store::ErrorKind;
 
 /// An error answered as an `OperationOutcome` with a status code.
@@ -30,19 +30,9 @@ impl ApiError {
     }
 }
 
-/// The status code for each class of store error.
-pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::Invalid | ErrorKind::NotSupported => StatusCode::BAD_REQUEST,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Gone => StatusCode::GONE,
-        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::Storage => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-    }
+/// The status code of a class in the one error table ([`fhir::ErrorClass`]).
+pub(crate) fn status_of(class: ErrorClass) -> StatusCode {
+    StatusCode::from_u16(class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl From<store::Error> for ApiError {
@@ -51,7 +41,22 @@ impl From<store::Error> for ApiError {
             // The detail may name data; it goes to the log, not to the client.
             tracing::error!(error = %error, "storage failure");
         }
-        ApiError { status: status_of(error.kind()), issues: error.issues() }
+        ApiError { status: status_of(error.kind().class()), issues: error.issues() }
+    }
+}
+
+impl From<access::Error> for ApiError {
+    fn from(error: access::Error) -> Self {
+        match error {
+            access::Error::Store(e) => e.into(),
+            other => ApiError { status: status_of(other.class()), issues: other.issues() },
+        }
+    }
+}
+
+impl From<access::AuditUnavailable> for ApiError {
+    fn from(unavailable: access::AuditUnavailable) -> Self {
+        access::Error::from(unavailable).into()
     }
 }
 

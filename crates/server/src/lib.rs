@@ -2,8 +2,8 @@
 //! Handlers parse the request, call the one write path (or a read) on a blocking thread, and
 //! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
-mod access;
 pub mod audit;
+mod caller;
 mod capability;
 mod error;
 mod extract;
@@ -68,6 +68,8 @@ pub struct AppState {
 
 struct StateInner {
     records: Records,
+    /// The one door every FHIR interaction goes through.
+    door: access::Door,
     base_url: String,
     limits: Limits,
     metrics: observe::Metrics,
@@ -76,11 +78,22 @@ struct StateInner {
     /// The access decision; `None`: an open server (tests of the REST layer, benchmarks).
     policy: Option<Arc<policy::Policy>>,
     /// Appends the audit entries of reads, searches and refusals.
-    auditor: Option<Arc<audit::Auditor>>,
+    auditor: Option<Arc<access::Auditor>>,
     /// The bearer token `/metrics` asks for, once set.
     metrics_token: std::sync::OnceLock<Vec<u8>>,
     /// Whether `/metrics` is served beside the API (else on a listener of its own).
     metrics_here: std::sync::atomic::AtomicBool,
+}
+
+impl StateInner {
+    /// The door, once the policy or the auditor changed (a policy without an auditor still
+    /// decides; an auditor without a policy has nobody to audit).
+    fn rebuild_door(&mut self) {
+        self.door = match &self.policy {
+            Some(policy) => access::Door::secured(self.records.clone(), policy.clone(), self.auditor.clone()),
+            None => access::Door::open(self.records.clone()),
+        };
+    }
 }
 
 /// The interface's queues, for monitoring.
@@ -98,6 +111,7 @@ impl AppState {
         let records = records.with_base(base_url.clone());
         AppState {
             inner: Arc::new(StateInner {
+                door: access::Door::open(records.clone()),
                 records,
                 base_url,
                 limits,
@@ -124,14 +138,16 @@ impl AppState {
     pub fn with_policy(mut self, policy: Arc<policy::Policy>) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("with_policy is called before the state is shared");
         inner.policy = Some(policy);
+        inner.rebuild_door();
         self
     }
 
     /// Audits every FHIR request through `auditor` (writes are audited by the store, as the
     /// caller). Call before the state is shared.
-    pub fn with_auditor(mut self, auditor: Arc<audit::Auditor>) -> Self {
+    pub fn with_auditor(mut self, auditor: Arc<access::Auditor>) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("with_auditor is called before the state is shared");
         inner.auditor = Some(auditor);
+        inner.rebuild_door();
         self
     }
 
@@ -153,12 +169,9 @@ impl AppState {
         self.inner.metrics_token.get().map(Vec::as_slice)
     }
 
-    fn auditor(&self) -> Option<&Arc<audit::Auditor>> {
-        self.inner.auditor.as_ref()
-    }
-
-    fn policy(&self) -> Option<&Arc<policy::Policy>> {
-        self.inner.policy.as_ref()
+    /// The door every FHIR interaction of this server goes through (the web app shares it).
+    pub fn door(&self) -> &access::Door {
+        &self.inner.door
     }
 
     fn records(&self) -> &Records {

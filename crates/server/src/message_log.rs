@@ -17,8 +17,8 @@
 //! `hl7-message-log` of `urn:continuum:audit`) naming who asked, from where, the query or the
 //! message's patient, and the outcome (refusals included).
 
-use crate::audit::Auditor;
 use crate::error::ApiError;
+use access::Auditor;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -128,7 +128,7 @@ async fn answered(
     };
     match auditor.record(vec![store::audit::event(actor, &happening, OffsetDateTime::now_utc())]).await {
         Ok(()) => response,
-        Err(unavailable) => unavailable.response(),
+        Err(unavailable) => crate::ApiError::from(unavailable).into_response(),
     }
 }
 

@@ -1,12 +1,10 @@
 //! The FHIR RESTful interactions: routes and handlers.
 
-use crate::access::{Access, check_bundle};
-use crate::audit::{noted, noted_versions, written};
+use crate::caller::Caller;
 use crate::extract::{FhirJson, Instance, Negotiated, TypeName};
 use crate::format::{fhir_json_response, raw_fhir_response};
 use crate::search::{self, Scope};
 use crate::{ApiError, AppState, capability, history};
-use auth::Interaction;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -67,18 +65,18 @@ pub(crate) async fn blocking_checked<T: Send + 'static>(
     }
 }
 
-/// Like [`blocking`], for a search: abandoned with 503 after the search timeout. The backend
-/// interrupts its own statements after the same time (see `store-sqlite`), so the thread left
-/// behind stops soon after too.
-pub(crate) async fn searching<T: Send + 'static>(
+/// Like [`blocking_checked`], for a search through the door: abandoned with 503 after the
+/// search timeout. The backend interrupts its own statements after the same time (see
+/// `store-sqlite`), so the thread left behind stops soon after too.
+pub(crate) async fn searching_checked<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce() -> store::Result<T> + Send + 'static,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let limit = state.limits().search_timeout;
     if limit == std::time::Duration::MAX {
-        return blocking(work).await;
+        return blocking_checked(work).await;
     }
-    match tokio::time::timeout(limit, blocking(work)).await {
+    match tokio::time::timeout(limit, blocking_checked(work)).await {
         Ok(result) => result,
         Err(_) => Err(crate::limits::search_timed_out()),
     }
@@ -213,27 +211,21 @@ async fn metadata(State(state): State<AppState>, _: Negotiated) -> Response {
 
 async fn read(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let gate = access.gate(Interaction::Read, &at.resource_type, &[])?;
     // On the blocking pool like all store work: a backend may block (PostgreSQL's synchronous
     // client even refuses to run on an async worker thread).
-    let records = state.records().clone();
-    let version = blocking_checked(move || {
-        let version = records.read(&at.resource_type, &at.id).map_err(|e| gate.hide_gone(&records, e))?;
-        gate.check_version(&version)?;
-        Ok(version)
-    })
-    .await?;
+    let version = blocking_checked(move || Ok(access.read(&at.resource_type, &at.id)?)).await?;
+    drop(state);
     if not_modified(&headers, &version) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_version_headers(&mut response, &version);
-        return Ok(noted_versions(&state, response, [&version]));
+        return Ok(response);
     }
-    Ok(noted_versions(&state, resource_response(StatusCode::OK, &version), [&version]))
+    Ok(resource_response(StatusCode::OK, &version))
 }
 
 /// Whether `If-None-Match` or `If-Modified-Since` say the client's copy is current.
@@ -256,51 +248,34 @@ fn not_modified(headers: &HeaderMap, version: &ResourceVersion) -> bool {
 
 async fn vread(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     at: Instance,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let gate = access.gate(Interaction::Read, &at.resource_type, &[])?;
     let version = params.get("version").and_then(|v| v.parse::<u64>().ok());
     let version = version.ok_or_else(|| ApiError::not_found("no such version"))?;
-    let records = state.records().clone();
-    let found = blocking_checked(move || {
-        let found = records.vread(&at.resource_type, &at.id, version).map_err(|e| gate.hide_gone(&records, e))?;
-        gate.check_version(&found)?;
-        Ok(found)
-    })
-    .await?;
-    Ok(noted_versions(&state, resource_response(StatusCode::OK, &found), [&found]))
+    let found = blocking_checked(move || Ok(access.vread(&at.resource_type, &at.id, version)?)).await?;
+    drop(state);
+    Ok(resource_response(StatusCode::OK, &found))
 }
 
 async fn create(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
     FhirJson(resource): FhirJson,
 ) -> Result<Response, ApiError> {
     check_body_type(&resource, &resource_type)?;
-    // The type-level decision here; what is written (and what `If-None-Exist` may match) is
-    // checked by the policy's guard inside the write.
-    access.gate(Interaction::Create, &resource_type, &[])?;
     let if_none_exist = headers
         .get("if-none-exist")
         .map(|v| v.to_str().map(|s| conditional_query(s, &resource_type)))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?;
-    let records = access.records(state.records());
-    let outcome = blocking(move || records.create(resource, if_none_exist.as_deref())).await?;
-    if outcome.kind == WriteKind::Matched {
-        // Nothing was written: the existing match is handed out, a read to audit as one.
-        let mut note = crate::audit::note_of(outcome.version.iter());
-        note.read = true;
-        return Ok(noted(write_response(&state, outcome, prefer_return(&headers)), note));
-    }
-    access.written(&resource_type);
-    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
+    let outcome = blocking_checked(move || Ok(access.create(resource, if_none_exist.as_deref())?)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 /// `If-None-Exist` may be `a=b` or `Type?a=b` (some clients send the latter).
@@ -312,7 +287,7 @@ fn conditional_query(value: &str, resource_type: &str) -> String {
 
 async fn update(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
@@ -320,17 +295,13 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     check_body_type(&resource, &at.resource_type)?;
-    access.gate(Interaction::Update, &at.resource_type, &[])?;
-    let records = access.records(state.records());
-    let resource_type = at.resource_type.clone();
-    let outcome = blocking(move || records.update(&at.resource_type, &at.id, resource, expected)).await?;
-    access.written(&resource_type);
-    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
+    let outcome = blocking_checked(move || Ok(access.update(&at.resource_type, &at.id, resource, expected)?)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -341,17 +312,13 @@ async fn conditional_update(
         return Err(ApiError::bad_request("PUT needs an id in the URL or search criteria"));
     }
     check_body_type(&resource, &resource_type)?;
-    access.gate(Interaction::Update, &resource_type, &[])?;
-    let records = access.records(state.records());
-    let written_type = resource_type.clone();
-    let outcome = blocking(move || records.conditional_update(&resource_type, &criteria, resource)).await?;
-    access.written(&written_type);
-    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
+    let outcome = blocking_checked(move || Ok(access.conditional_update(&resource_type, &criteria, resource)?)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn patch(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
@@ -366,38 +333,25 @@ async fn patch(
         ));
     }
     let expected = if_match(&headers)?;
-    // The patched result is checked by the policy's guard inside the write.
-    access.gate(Interaction::Update, &at.resource_type, &[])?;
-    let records = access.records(state.records());
-    let written_type = at.resource_type.clone();
-    let outcome = blocking(move || records.patch(&at.resource_type, &at.id, &patch, expected)).await?;
-    access.written(&written_type);
-    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
+    let outcome = blocking_checked(move || Ok(access.patch(&at.resource_type, &at.id, &patch, expected)?)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     at: Instance,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    access.gate(Interaction::Delete, &at.resource_type, &[])?;
-    let records = access.records(state.records());
-    let written_type = at.resource_type.clone();
-    let outcome = match blocking(move || records.delete(&at.resource_type, &at.id, expected)).await {
-        // A resource the caller may not see is, for them, one that does not exist.
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(StatusCode::NO_CONTENT.into_response()),
-        other => other?,
-    };
-    access.written(&written_type);
-    Ok(written(write_response(&state, outcome, prefer_return(&headers))))
+    let outcome = blocking_checked(move || Ok(access.delete(&at.resource_type, &at.id, expected)?)).await?;
+    Ok(write_response(&state, outcome, prefer_return(&headers)))
 }
 
 async fn conditional_delete(
-    State(state): State<AppState>,
-    access: Access,
+    State(_): State<AppState>,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -406,27 +360,23 @@ async fn conditional_delete(
     if criteria.is_empty() {
         return Err(ApiError::bad_request("DELETE needs an id in the URL or search criteria"));
     }
-    access.gate(Interaction::Delete, &resource_type, &[])?;
-    let records = access.records(state.records());
-    let written_type = resource_type.clone();
-    let outcomes = blocking(move || records.conditional_delete(&resource_type, &criteria)).await?;
-    access.written(&written_type);
+    let outcomes = blocking_checked(move || Ok(access.conditional_delete(&resource_type, &criteria)?)).await?;
     let deleted = outcomes.iter().filter(|o| o.kind == WriteKind::Deleted).count();
     if prefer_return(&headers) == Return::Minimal || deleted == 0 {
-        return Ok(written(StatusCode::NO_CONTENT.into_response()));
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let note = Issue::information(format!("{deleted} resource(s) deleted"));
-    Ok(written(fhir_json_response(StatusCode::OK, &operation_outcome(&[note]))))
+    Ok(fhir_json_response(StatusCode::OK, &operation_outcome(&[note])))
 }
 
 async fn search_type(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if resource_type == "AuditEvent" && state.auditor().is_some() {
+    if resource_type == "AuditEvent" && state.door().auditor().is_some() {
         return crate::audit::search(state, access, search::query_pairs(&query)).await;
     }
     search::respond(state, access, Scope::Type(resource_type), search::query_pairs(&query), &headers).await
@@ -435,7 +385,7 @@ async fn search_type(
 /// `POST [type]/_search`: parameters in the query and in a form-encoded body.
 async fn search_type_post(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
     headers: HeaderMap,
@@ -474,7 +424,7 @@ fn search_form(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<(St
 
 pub(crate) async fn search_system(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -483,7 +433,7 @@ pub(crate) async fn search_system(
 
 async fn search_system_post(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     headers: HeaderMap,
     body: Bytes,
@@ -496,7 +446,7 @@ async fn search_system_post(
 /// `GET [compartment]/[id]/[type]`.
 async fn search_compartment(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
@@ -528,7 +478,7 @@ async fn search_compartment(
 /// patient outside the caller's reach, for the reason given in a `reason` parameter; time-
 /// limited and audited).
 async fn instance_operation(
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     Path(params): Path<HashMap<String, String>>,
     FhirJson(body): FhirJson,
@@ -550,10 +500,8 @@ async fn instance_operation(
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ApiError::bad_request("$break-the-glass takes a Parameters with a `reason` valueString"))?;
-    let opening = access.clone();
     let patient = id.clone();
-    let stated = reason.clone();
-    let lasts = blocking_checked(move || opening.break_glass(&patient, &stated)).await?;
+    let lasts = blocking_checked(move || Ok(access.break_glass(&patient, &reason)?)).await?;
     let until = time::OffsetDateTime::now_utc() + lasts;
     let answer = serde_json::json!({
         "resourceType": "Parameters",
@@ -562,14 +510,12 @@ async fn instance_operation(
             {"name": "expires", "valueInstant": store::format_instant(until)},
         ]
     });
-    let mut note = crate::audit::AuditNote::of([(Some(id.clone()), format!("Patient/{id}"))]);
-    note.reason = Some(reason);
-    Ok(noted(fhir_json_response(StatusCode::OK, &answer), note))
+    Ok(fhir_json_response(StatusCode::OK, &answer))
 }
 
 async fn validate(
     State(state): State<AppState>,
-    _authenticated: Access,
+    _authenticated: Caller,
     _: Negotiated,
     TypeName(resource_type): TypeName,
     FhirJson(body): FhirJson,
@@ -596,7 +542,7 @@ fn resource_to_validate(body: Value) -> Result<Value, ApiError> {
 
 pub(crate) async fn system_bundle(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     _: Negotiated,
     FhirJson(bundle): FhirJson,
 ) -> Result<Response, ApiError> {
@@ -610,38 +556,13 @@ pub(crate) async fn system_bundle(
             format!("the Bundle has {entries} entries; this server takes at most {max} in one Bundle"),
         ));
     }
-    let records = access.records(state.records());
-    let checking = access.clone();
-    // Entries that may hand out what exists: reads, and creates that may match instead.
-    let reads: Vec<bool> = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|e| match e.pointer("/request/method").and_then(Value::as_str) {
-            Some("GET") | Some("HEAD") => true,
-            Some("POST") => e.pointer("/request/ifNoneExist").is_some(),
-            _ => false,
-        })
-        .collect();
-    let response = blocking_checked(move || {
-        check_bundle(&checking, &bundle)?;
-        Ok(records.process_bundle(bundle)?)
-    })
-    .await?;
-    access.bundle_written();
-    // What the Bundle's reads and conditional creates handed out (nothing written for them).
-    let handed_out = crate::audit::bundle_reads(&reads, &response);
-    let mut answer = written(fhir_json_response(StatusCode::OK, &response));
-    if !handed_out.touched.is_empty() {
-        answer = noted(answer, handed_out);
-    }
-    Ok(answer)
+    let response = blocking_checked(move || Ok(access.transaction(bundle)?)).await?;
+    Ok(fhir_json_response(StatusCode::OK, &response))
 }
 
 async fn system_history(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
 ) -> Result<Response, ApiError> {
     history::respond(state, access, query, HistoryQuery::default()).await
@@ -649,7 +570,7 @@ async fn system_history(
 
 async fn type_history(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     TypeName(resource_type): TypeName,
 ) -> Result<Response, ApiError> {
@@ -659,7 +580,7 @@ async fn type_history(
 
 async fn instance_history(
     State(state): State<AppState>,
-    access: Access,
+    Caller(access): Caller,
     Negotiated(query): Negotiated,
     at: Instance,
 ) -> Result<Response, ApiError> {

@@ -1,16 +1,16 @@
 //! Search: `GET [type]`, `POST [type]/_search`, system-level `GET /fhir?…`, compartments
 //! (`GET Patient/123/Observation`), answered as `searchset` Bundles.
 
-use crate::access::Access;
 use crate::format::{Query, raw_fhir_response};
-use crate::rest::{blocking, searching};
+use crate::rest::searching_checked;
 use crate::{ApiError, AppState};
-use auth::Interaction;
+use access::Access;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fhir::{IssueCode, operation_outcome};
 use search::query::{Filter, QueryError, SearchQuery, Summary};
 use serde_json::{Map, Value, json};
+use store::audit::Subtype;
 use store::{ResourceVersion, SearchPage};
 
 /// `_count` when the client names none.
@@ -63,130 +63,47 @@ pub(crate) async fn respond(
     if let Scope::Compartment { compartment, id, resource_type } = &scope {
         query.filters.push(compartment_filter(compartment, id, resource_type)?);
     }
-    // The access decision: each searched type must be allowed, and the search is narrowed
-    // to what the caller may see before it runs.
+    // The door allows each searched type and narrows the search to what the caller may see
+    // before it runs (a search without `_type` by a caller names no type and is refused).
     let mut params = pairs.clone();
     if let Scope::Compartment { compartment, id, .. } = &scope
         && compartment == "Patient"
     {
         params.push(("patient".into(), id.clone()));
     }
-    // (A search without `_type` by a caller is refused by the narrowing: it names no type.)
-    access.narrow(Interaction::Search, &mut query, &params)?;
+    let subtype = match &scope {
+        Scope::System => Subtype::SearchSystem,
+        Scope::Type(_) => Subtype::SearchType,
+        Scope::Compartment { .. } => Subtype::Search,
+    };
     let count = query.count.unwrap_or(DEFAULT_COUNT).min(state.limits().max_count);
-    let records = state.records().clone();
     let run = query.clone();
-    let checking = access.clone();
-    let mut page = searching(&state, move || {
-        let mut page = records.search(&run, count)?;
-        visible_included(&checking, &mut page)?;
-        Ok(page)
-    })
-    .await?;
+    let mut page = searching_checked(&state, move || Ok(access.search(run, &params, count, subtype)?)).await?;
     if query.count.is_some_and(|asked| asked > count) {
         let note = format!("_count was lowered to {count}, the most this server returns in one page");
         page.ignored.push(fhir::Issue::warning(IssueCode::TooCostly, note));
     }
     let bundle = searchset(&state, &scope, &query, count, &page);
-    let response = raw_fhir_response(StatusCode::OK, bundle.into());
-    Ok(crate::audit::noted_versions(&state, response, page.matches.iter().chain(&page.included)))
+    Ok(raw_fhir_response(StatusCode::OK, bundle.into()))
 }
 
-/// Keeps only the included resources the caller may see (the matches were narrowed before
-/// the search ran).
-fn visible_included(access: &Access, page: &mut SearchPage) -> store::Result<()> {
-    if let Access::Open = access {
-        return Ok(());
-    }
-    let mut kept = Vec::with_capacity(page.included.len());
-    for version in std::mem::take(&mut page.included) {
-        match access.may_read(&version) {
-            Ok(true) => kept.push(version),
-            Ok(false) => {}
-            Err(_) => return Err(store::Error::Storage("an access check failed".into())),
-        }
-    }
-    page.included = kept;
-    Ok(())
-}
-
-/// `Patient/[id]/$everything` with `_since`, `_type`, `_count` and paging.
+/// `Patient/[id]/$everything` with `_since`, `_type`, `_count` and paging: read by the
+/// export service, run through the door.
 pub(crate) async fn everything(
     state: AppState,
     access: Access,
     id: String,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
-    access.gate(Interaction::Read, "Patient", &[("patient".into(), id.clone())])?;
-    let opening = access.clone();
+    let max = state.limits().max_count;
     let patient = id.clone();
-    if !crate::rest::blocking_checked(move || opening.may_open_patient(&patient)).await? {
-        return Err(ApiError::not_found("resource not found"));
-    }
-    let mut since = None;
-    let mut types = None;
-    let mut count = None;
-    let mut page = None;
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "_since" => {
-                since = Some(
-                    search::values::DateRange::parse(value)
-                        .ok_or_else(|| ApiError::bad_request("_since must be an instant"))?,
-                )
-            }
-            "_type" => types = Some(value.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>()),
-            "_count" => {
-                count = Some(
-                    value
-                        .parse::<usize>()
-                        .map_err(|_| ApiError::bad_request("_count must be a non-negative integer"))?,
-                )
-            }
-            "_page" => page = Some(value.clone()),
-            "_format" | "_pretty" => {}
-            other => return Err(ApiError::bad_request(format!("$everything does not take `{other}`"))),
-        }
-    }
-    let records = state.records().clone();
-    let exists_id = id.clone();
-    let patient = blocking(move || records.read("Patient", &exists_id)).await?;
-    drop(patient);
-    // Only the types the caller may read (a front desk's $everything holds no results).
-    if let Access::Caller { .. } = access {
-        let asked = match types.take() {
-            Some(asked) => asked,
-            None => SearchQuery::everything(&id, None, None)?.types,
-        };
-        let readable: Vec<String> =
-            asked.into_iter().filter(|t| access.gate(Interaction::Read, t, &[]).is_ok()).collect();
-        if readable.is_empty() {
-            // (An empty type list would mean every type.)
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                IssueCode::Forbidden,
-                "nothing of $everything is readable by you",
-            ));
-        }
-        types = Some(readable);
-    }
-    let mut query = SearchQuery::everything(&id, types.as_deref(), since)?;
-    query.page = page;
-    query.echo = pairs.into_iter().filter(|(n, _)| n != "_page" && n != "_count").collect();
-    access.narrow(Interaction::Read, &mut query, &[("patient".into(), id.clone())])?;
-    let count = count.unwrap_or(state.limits().max_count).min(state.limits().max_count);
-    let records = state.records().clone();
-    let run = query.clone();
-    let checking = access.clone();
-    let result = searching(&state, move || {
-        let mut page = records.search(&run, count)?;
-        visible_included(&checking, &mut page)?;
-        Ok(page)
+    let (query, result, count) = searching_checked(&state, move || {
+        let (query, page, count) = export::everything(&access, &patient, &pairs, max)?;
+        Ok((query, page, count))
     })
     .await?;
     let scope = Scope::Compartment { compartment: "Patient".into(), id, resource_type: "$everything".into() };
-    let response = raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into());
-    Ok(crate::audit::noted_versions(&state, response, result.matches.iter().chain(&result.included)))
+    Ok(raw_fhir_response(StatusCode::OK, searchset(&state, &scope, &query, count, &result).into()))
 }
 
 /// The filter of a compartment search: any of the type's linking parameters points at the

@@ -10,9 +10,9 @@
 //! labelled `PSY`, so the policy hides them from those who may not see them.
 
 use crate::WebApp;
-use crate::clinical::Reader;
+use crate::clinical::{Reader, as_user};
 use crate::display;
-use crate::error::{WebError, blocking};
+use crate::error::WebError;
 use crate::forms::{FormProblems, plain_text};
 use crate::layout::{self, Banner, Tab};
 use crate::pages::open_chart;
@@ -408,7 +408,7 @@ pub(crate) async fn create_note(
     let note = document(template, &patient, &title, &text, signed, &session, &link);
     let visit = new_visit.then(|| new_encounter(&patient, &session));
     let p = patient.clone();
-    let note_id = blocking(move || {
+    let note_id = as_user(reader, move |reader| {
         if let Some(visit) = visit {
             let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"fullUrl": link, "resource": visit, "request": {"method": "POST", "url": "Encounter"}},
@@ -563,9 +563,14 @@ pub(crate) async fn update_note(
     let mut updated =
         document(template, &patient, &title, &compose(template, &sections), signed, &session, &form.encounter);
     updated["id"] = json!(note_id);
+    // Saved only if the draft is still the version read (If-Match): an edit made meanwhile,
+    // in another tab say, is not silently overwritten.
+    if let Some(version) = note.pointer("/meta/versionId") {
+        updated["meta"] = json!({"versionId": version});
+    }
     let reader = Reader::new(&app, &session);
     let p = patient.clone();
-    blocking(move || reader.write(updated, &p).map(|_| ())).await?;
+    as_user(reader, move |reader| reader.write(updated, &p).map(|_| ())).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/notes/{note_id}")).into_response())
 }
 
@@ -621,26 +626,13 @@ pub(crate) async fn amend(
     let encounter = display::reference(note.pointer("/context/encounter/0")).unwrap_or_default().to_string();
     let text = format!("{}\n\n## Amendment reason\n{reason}", compose(template, &sections));
     let mut amendment = document(template, &patient, &title, &text, true, &session, &encounter);
-    amendment["docStatus"] = json!("amended");
-    amendment["relatesTo"] =
-        json!([{"code": "replaces", "target": {"reference": format!("DocumentReference/{note_id}")}}]);
     if encounter.is_empty() {
         amendment.as_object_mut().map(|o| o.remove("context"));
     }
-    let mut original = note.clone();
-    original["status"] = json!("superseded");
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        crate::clinical::update_entry(original),
-        {"resource": amendment, "request": {"method": "POST", "url": "DocumentReference"}},
-    ]});
+    // The chart service writes it: the original superseded only if still the version read.
     let reader = Reader::new(&app, &session);
     let p = patient.clone();
-    let new_id = blocking(move || {
-        let answer = reader.transaction(bundle, &p)?;
-        let location = answer.pointer("/entry/1/response/location").and_then(Value::as_str).unwrap_or_default();
-        Ok(location.split('/').nth(1).unwrap_or_default().to_string())
-    })
-    .await?;
+    let new_id = as_user(reader, move |reader| Ok(chart::notes::amend(&reader.access, &p, &note, amendment)?)).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/notes/{new_id}")).into_response())
 }
 

@@ -17,6 +17,11 @@ pub enum WebError {
     /// A request the app cannot read (400).
     #[error("{0}")]
     BadRequest(String),
+    /// Someone changed the record since the page was shown (409/412): reload and redo.
+    #[error(
+        "the record changed while you were working on it; reload the page to see the latest version, then try again"
+    )]
+    Changed,
     /// The store failed (500; details go to the log without health data).
     #[error("the record could not be read or written")]
     Internal,
@@ -38,19 +43,39 @@ impl From<Refusal> for WebError {
     }
 }
 
+impl From<access::Error> for WebError {
+    fn from(error: access::Error) -> Self {
+        use fhir::ErrorClass;
+        match error {
+            access::Error::Store(e) => e.into(),
+            access::Error::AuditUnavailable => WebError::AuditUnavailable,
+            other => match other.class() {
+                ErrorClass::NotFound | ErrorClass::Gone => WebError::NotFound,
+                ErrorClass::Unauthenticated | ErrorClass::Forbidden => WebError::Forbidden(other.to_string()),
+                _ => WebError::BadRequest(other.to_string()),
+            },
+        }
+    }
+}
+
 impl From<store::Error> for WebError {
     fn from(error: store::Error) -> Self {
-        match error.kind() {
-            store::ErrorKind::NotFound | store::ErrorKind::Gone => WebError::NotFound,
-            store::ErrorKind::Forbidden => WebError::Forbidden(error.to_string()),
-            store::ErrorKind::Invalid | store::ErrorKind::Unprocessable | store::ErrorKind::NotSupported => {
-                WebError::BadRequest(error.to_string())
-            }
-            store::ErrorKind::Unavailable => {
+        // The class from the one error table decides the page.
+        use fhir::ErrorClass;
+        match error.kind().class() {
+            ErrorClass::NotFound | ErrorClass::Gone => WebError::NotFound,
+            ErrorClass::Forbidden | ErrorClass::Unauthenticated => WebError::Forbidden(error.to_string()),
+            ErrorClass::Conflict | ErrorClass::PreconditionFailed => WebError::Changed,
+            ErrorClass::Invalid
+            | ErrorClass::NotSupported
+            | ErrorClass::BusinessRule
+            | ErrorClass::TooLarge
+            | ErrorClass::Throttled => WebError::BadRequest(error.to_string()),
+            ErrorClass::Unavailable => {
                 tracing::warn!("web app: the store is unavailable");
                 if error.is_audit_unavailable() { WebError::AuditUnavailable } else { WebError::Unavailable }
             }
-            _ => {
+            ErrorClass::Internal => {
                 // The kind only: store errors can quote resource content.
                 tracing::error!(kind = ?error.kind(), "web app: store error");
                 WebError::Internal
@@ -65,6 +90,7 @@ impl IntoResponse for WebError {
             WebError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
             WebError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             WebError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Cannot do that"),
+            WebError::Changed => (StatusCode::CONFLICT, "The record changed meanwhile"),
             WebError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
             WebError::AuditUnavailable | WebError::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly")
@@ -75,6 +101,10 @@ impl IntoResponse for WebError {
             maud::html! {
                 h1 { (title) }
                 p { (self.to_string()) }
+                @if matches!(self, WebError::Changed) {
+                    // An empty href is this same address: the page as it is now.
+                    p { a href="" { "Reload the latest version" } }
+                }
                 p { a href="/app/patients" { "Back to patient search" } }
             },
         );

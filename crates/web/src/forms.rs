@@ -3,9 +3,9 @@
 //! form with what to fix, and nothing is stored.
 
 use crate::WebApp;
-use crate::clinical::Reader;
+use crate::clinical::{Reader, as_user};
 use crate::display;
-use crate::error::{WebError, blocking};
+use crate::error::WebError;
 use crate::layout::{self, Banner, Tab};
 use crate::pages::{medication_name, open_chart};
 use crate::session::Session;
@@ -339,7 +339,7 @@ pub(crate) async fn record_vitals(
         .map(|r| json!({"resource": r, "request": {"method": "POST", "url": "Observation"}})).collect::<Vec<_>>()});
     let reader = Reader::new(&app, &session);
     let p = patient.clone();
-    blocking(move || reader.transaction(bundle, &p).map(|_| ())).await?;
+    as_user(reader, move |reader| reader.transaction(bundle, &p).map(|_| ())).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/vitals?saved=1")).into_response())
 }
 
@@ -504,7 +504,7 @@ async fn write_or_show(
     let reader = Reader::new(app, session);
     let resource = resource();
     let p = patient.to_string();
-    blocking(move || {
+    as_user(reader, move |reader| {
         if !reader.may_open(&p)? {
             return Err(WebError::Forbidden("you may not write to this patient's record".into()));
         }
@@ -576,7 +576,7 @@ async fn change_item(
 ) -> Result<Response, WebError> {
     let reader = Reader::new(app, session);
     let (p, id) = (patient.to_string(), item.to_string());
-    blocking(move || {
+    as_user(reader, move |reader| {
         if !reader.may_open(&p)? {
             return Err(WebError::Forbidden("you may not write to this patient's record".into()));
         }
@@ -586,7 +586,7 @@ async fn change_item(
             return Err(WebError::NotFound);
         }
         change(&mut resource)?;
-        crate::clinical::forget_version(&mut resource);
+        // Written back with If-Match on the version read: a change made meanwhile is not lost.
         reader.write(resource, &p).map(|_| ())
     })
     .await?;
@@ -636,7 +636,7 @@ pub(crate) async fn add_allergy(
     if problems.is_empty() {
         let reader = Reader::new(&app, &session);
         let p = patient.clone();
-        let active = blocking(move || {
+        let active = as_user(reader, move |reader| {
             reader.search("AllergyIntolerance", &[("patient", p), ("clinical-status", "active".into())], 100)
         })
         .await?;

@@ -9,10 +9,11 @@
 //!   lock-out, TOTP) and holds an ordinary access token of the first-party client
 //!   `continuum-web` in an `HttpOnly`, `SameSite=Strict` cookie; each request turns it into a
 //!   [`policy::Caller`] exactly as a bearer token of the API is, so idle sessions end alike;
-//! - **what**: every read goes through [`policy::Policy`] (type-level decision, searches
-//!   narrowed to the caller's reach and hidden categories, each resource checked), every write
-//!   through [`store::Records`] acting as the caller (validation, the write's audit entry in
-//!   its own transaction), and every chart page leaves an audit entry of its own;
+//! - **what**: every read and write goes through the one door, [`access::Access`], as the
+//!   API's do (type-level decision, searches narrowed to the caller's reach and hidden
+//!   categories, each resource checked, each write checked and audited in its own
+//!   transaction); what a page read is audited before the page is shown, with an entry of
+//!   its own for the page;
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
@@ -35,7 +36,6 @@ use axum::routing::{get, post};
 use policy::Policy;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use store::Records;
 
 /// How many recently opened patients are remembered per user.
 const RECENT: usize = 8;
@@ -47,9 +47,10 @@ pub struct WebApp {
 }
 
 struct Inner {
-    records: Records,
+    /// The one door to the record, shared with the FHIR API.
+    door: access::Door,
+    /// The door's policy (the app has no open mode): sign-in and sessions.
     policy: Arc<Policy>,
-    auditor: Option<Arc<server::audit::Auditor>>,
     /// Cookies get `Secure` (the server speaks HTTPS).
     secure_cookies: bool,
     throttle: Option<session::Throttle>,
@@ -67,24 +68,20 @@ pub struct WebConfig {
 }
 
 impl WebApp {
-    /// The app over `records`, deciding access with `policy` and auditing page views through
-    /// `auditor` (`None`: page views are not audited; writes still are, by the store).
-    pub fn new(
-        records: Records,
-        policy: Arc<Policy>,
-        auditor: Option<Arc<server::audit::Auditor>>,
-        config: WebConfig,
-    ) -> WebApp {
-        WebApp {
+    /// The app reaching the record through `door` (which must have a policy: `None`
+    /// otherwise, as the app has no open mode). What it reads is audited through the door's
+    /// auditor (none: only writes are, by the store).
+    pub fn new(door: access::Door, config: WebConfig) -> Option<WebApp> {
+        let policy = door.policy()?.clone();
+        Some(WebApp {
             inner: Arc::new(Inner {
-                records,
+                door,
                 policy,
-                auditor,
                 secure_cookies: config.secure_cookies,
                 throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
                 recent: Mutex::default(),
             }),
-        }
+        })
     }
 
     fn remember_recent(&self, user_id: &str, patient: &str) {

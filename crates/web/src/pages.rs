@@ -1,7 +1,7 @@
 //! Patient search, the chart summary, and break-the-glass.
 
 use crate::WebApp;
-use crate::clinical::{Reader, audit};
+use crate::clinical::{Reader, as_user, settle};
 use crate::display;
 use crate::error::{WebError, blocking};
 use crate::layout::{self, Banner, Tab};
@@ -73,7 +73,7 @@ pub(crate) async fn patient_search(
     let recent_ids = app.recent(&session.user_id());
     let (n, b, i) = (name.clone(), birthdate.clone(), identifier.clone());
     let run = searched && problems.is_empty();
-    let (found, recent) = blocking(move || {
+    let (found, recent) = as_user(reader, move |reader| {
         let mut found = Vec::new();
         if run {
             let mut pairs = Vec::new();
@@ -176,6 +176,7 @@ pub(crate) async fn open_chart<T: Send + 'static>(
     load: impl FnOnce(&Reader, Banner) -> Result<T, WebError> + Send + 'static,
 ) -> Result<Result<T, Markup>, WebError> {
     let reader = Reader::new(app, session);
+    let access = reader.access.clone();
     let id = patient.to_string();
     let answer = blocking(move || {
         if !fhir::reference::is_id(&id) {
@@ -184,16 +185,19 @@ pub(crate) async fn open_chart<T: Send + 'static>(
         // Does the patient exist at all? (Outside the reach the page says so, unlike the API:
         // staff need to know to break the glass.)
         if !reader.may_open(&id)? {
-            reader.app.inner.records.read("Patient", &id)?;
-            return Ok((Err(()), reader.viewed(&id, page, store::audit::Outcome::MinorFailure)));
+            reader.access.exists("Patient", &id)?;
+            reader.viewed(&id, page, store::audit::Outcome::MinorFailure);
+            return Ok(Err(()));
         }
         let banner = Banner::load(&reader, &id)?;
         let loaded = load(&reader, banner)?;
-        Ok((Ok(loaded), reader.viewed(&id, page, store::audit::Outcome::Success)))
-    })
-    .await?;
-    let (loaded, entry) = answer;
-    audit(app, entry).await?;
+        reader.viewed(&id, page, store::audit::Outcome::Success);
+        Ok(Ok(loaded))
+    });
+    // What the page read is audited before anything of it is shown, even when it failed.
+    let answer = answer.await;
+    settle(&access).await?;
+    let loaded = answer?;
     Ok(match loaded {
         Ok(loaded) => {
             app.remember_recent(&session.user_id(), patient);
@@ -401,24 +405,11 @@ pub(crate) async fn break_glass(
     if reason.len() < 4 {
         return Ok((axum::http::StatusCode::BAD_REQUEST, closed_chart(&session, &patient)).into_response());
     }
-    let policy = app.inner.policy.clone();
-    let caller = session.caller.clone();
+    let reader = Reader::new(&app, &session);
+    let access = reader.access.clone();
     let id = patient.clone();
-    let why = reason.clone();
-    blocking(move || Ok(policy.break_glass(&caller, &id, &why)?)).await?;
-    let actor = session.actor(Some(&patient));
-    let entities = [format!("Patient/{patient}")];
-    let happening = store::audit::Happening {
-        action: store::audit::Action::Execute,
-        subtype: store::audit::Subtype::Continuum("break-the-glass"),
-        outcome: store::audit::Outcome::Success,
-        entities: &entities,
-        query: None,
-        patient: Some(&patient),
-        reason: Some(&reason),
-    };
-    let mut actor = actor;
-    actor.emergency = true;
-    audit(&app, store::audit::event(&actor, &happening, time::OffsetDateTime::now_utc())).await?;
+    let opened = blocking(move || Ok(reader.access.break_glass(&id, &reason)?)).await;
+    settle(&access).await?;
+    opened?;
     Ok(Redirect::to(&format!("/app/patients/{patient}")).into_response())
 }

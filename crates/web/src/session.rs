@@ -57,11 +57,6 @@ impl Session {
             _ => Err(WebError::Forbidden("this form has expired or was not sent by this app; reload the page".into())),
         }
     }
-
-    /// The audit trail's agent for this user.
-    pub(crate) fn actor(&self, patient: Option<&str>) -> store::Actor {
-        server::audit::actor(&self.caller, self.address, patient)
-    }
 }
 
 /// The CSRF value of a session: derived from its token, so that only a page of the session
