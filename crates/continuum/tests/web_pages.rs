@@ -214,6 +214,20 @@ fn documentation_goes_through_the_record_write_path() {
     // A signed note is not edited in place.
     let tamper = doc.submit(&shown, &note_path, &sign_fields);
     assert_eq!(tamper.status, 403);
+    // Nor through the FHIR API, whatever token: the chart's rule runs inside every write.
+    let mut rewritten = note.clone();
+    rewritten["description"] = json!("quietly rewritten");
+    let (status, answer) =
+        fhir_send(&clinic, reqwest::Method::PUT, &format!("DocumentReference/{note_id}"), &rewritten);
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["resourceType"], "OperationOutcome");
+    assert_eq!(answer["issue"][0]["code"], "business-rule");
+    let mut retired = note.clone();
+    retired["status"] = json!("superseded");
+    let (status, answer) = fhir_send(&clinic, reqwest::Method::PUT, &format!("DocumentReference/{note_id}"), &retired);
+    assert_eq!(status, 422, "superseded only by an amendment: {answer}");
+    let unchanged: Value = fhir_get(&clinic.server.base, &clinic.doc, &format!("DocumentReference/{note_id}"));
+    assert_eq!((unchanged["docStatus"].as_str(), unchanged["status"].as_str()), (Some("final"), Some("current")));
 
     // The amendment replaces it; the original is kept, superseded.
     let amend_form = doc.get(&format!("{note_path}/amend"));
@@ -248,6 +262,40 @@ fn documentation_goes_through_the_record_write_path() {
     let entries = timeline.body.split("<ol class=\"timeline\" id=\"timeline\">").nth(1).unwrap();
     let first = entries.split("<li>").nth(1).unwrap().to_string();
     assert!(first.contains("Note: ") && first.contains(&amendment_id), "{first}");
+    // Two clients amending the amendment at once through the API, each from the version it
+    // read: exactly one wins, the other is told the note changed (412).
+    let read_at = amendment["meta"]["versionId"].as_str().unwrap().to_string();
+    let attempts: Vec<_> = (0..2)
+        .map(|n| {
+            let (base, token, amendment_id, read_at) =
+                (clinic.server.base.clone(), clinic.doc.clone(), amendment_id.clone(), read_at.clone());
+            let mut original = amendment.clone();
+            std::thread::spawn(move || {
+                original["status"] = json!("superseded");
+                original.as_object_mut().unwrap().remove("meta");
+                let mut again = original.clone();
+                again.as_object_mut().unwrap().remove("id");
+                again["status"] = json!("current");
+                again["description"] = json!(format!("second amendment {n}"));
+                again["relatesTo"] = json!([{"code": "replaces", "target": {"reference": format!("DocumentReference/{amendment_id}")}}]);
+                let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                    {"resource": original, "request": {"method": "PUT", "url": format!("DocumentReference/{amendment_id}"), "ifMatch": format!("W/\"{read_at}\"")}},
+                    {"resource": again, "request": {"method": "POST", "url": "DocumentReference"}},
+                ]});
+                let response = reqwest::blocking::Client::new()
+                    .post(format!("{base}/"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/fhir+json")
+                    .body(bundle.to_string())
+                    .send()
+                    .unwrap();
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = attempts.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    assert!(statuses[0] == 200 && matches!(statuses[1], 409 | 412), "one wins, one is told: {statuses:?}");
 
     // A behavioral-health progress note is labelled sensitive: written by a behavioral-health
     // clinician (in a new visit), not by a physician, who does not see such records.
@@ -463,6 +511,19 @@ fn bad_form_input_is_answered_on_the_form_and_nothing_is_stored() {
     let summary = doc.get(&chart);
     summary.assert_has("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;");
     summary.assert_lacks("<img src=x");
+}
+
+/// Sends `resource` to `path` of the API as the clinic's physician: the status and the answer.
+fn fhir_send(clinic: &clinic::Clinic, method: reqwest::Method, path: &str, resource: &Value) -> (u16, Value) {
+    let response = reqwest::blocking::Client::new()
+        .request(method, format!("{}/{path}", clinic.server.base))
+        .bearer_auth(&clinic.doc)
+        .header("content-type", "application/fhir+json")
+        .body(resource.to_string())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
