@@ -1,7 +1,8 @@
 //! The store's behaviour, written once and proven on every backend: each check is a
 //! function over a fresh [`store::Records`], and [`records_tests!`] turns the whole list into
 //! `#[test]`s of a backend's test crate, given a function that makes an empty store.
-//! (As `sqlx-test` serves sqlx's drivers.)
+//! (As `sqlx-test` serves sqlx's drivers.) The authorization server's store is proven the same
+//! way: the checks of [`auth`], listed by [`auth_store_tests!`].
 
 pub mod auth;
 pub mod interface;
