@@ -3,15 +3,12 @@
 
 use crate::crypto::{self, ServerKey};
 use crate::model::{Client, ClientKind, Identity, LaunchContext, Role, TokenKind, TokenRecord, User};
-use crate::postgres::PostgresAuthStore;
 use crate::scope::{ScopeKind, ScopeSet};
 use crate::seal::{self, SecretsKey};
-use crate::sqlite::SqliteAuthStore;
 use crate::store::AuthStore;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -350,44 +347,12 @@ impl Authority {
         }
     }
 
-    /// Opens the authority of data directory `dir` (`auth.db`, the signing key, the secrets
-    /// key `secrets.key`, each created at first start). On first start it creates the
-    /// administrator `admin` and returns its one-time password, which the caller prints once.
-    pub fn open(dir: &Path, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
-        Authority::open_with_secrets_key(dir, &dir.join(seal::SECRETS_KEY_FILE), config)
-    }
-
-    /// [`Authority::open`] with the secrets key in the file `secrets_key` (created if absent)
-    /// rather than in the data directory.
-    pub fn open_with_secrets_key(
-        dir: &Path,
-        secrets_key: &Path,
-        config: AuthConfig,
-    ) -> Result<(Authority, Option<OneTimePassword>)> {
-        let store = Arc::new(SqliteAuthStore::open(dir)?);
-        let key = ServerKey::load_or_create(dir)?;
-        let secrets = SecretsKey::load_or_create(secrets_key)?;
-        Authority::start(store, key, secrets, config)
-    }
-
-    /// Opens the authority kept in the PostgreSQL database at `url` (the `auth_` tables, the
-    /// signing key among them), for servers that share one database: they share users,
-    /// clients, tokens and the key. The secrets kept recoverably are sealed with the key file
-    /// `secrets_key` (created if absent): every server sharing the database must be given the
-    /// same file. The first start of an empty database creates `admin` and returns its
-    /// one-time password, as [`Authority::open`] does.
-    pub fn open_postgres(
-        url: &str,
-        secrets_key: &Path,
-        config: AuthConfig,
-    ) -> Result<(Authority, Option<OneTimePassword>)> {
-        let secrets = SecretsKey::load_or_create(secrets_key)?;
-        let store = PostgresAuthStore::connect(url)?;
-        let key = ServerKey::from_pkcs8(&store.signing_key_or_insert(&crypto::new_signing_key_pkcs8()?)?)?;
-        Authority::start(Arc::new(store), key, secrets, config)
-    }
-
-    fn start(
+    /// Starts the authority over an opened store (see `store_sqlite::auth` and
+    /// `store_postgres::auth` for opening one with its key files): seals the TOTP secrets an
+    /// earlier version kept in clear, purges expired records, and on the first start of an
+    /// empty store creates the administrator `admin`, whose one-time password it returns for
+    /// the caller to print once.
+    pub fn start(
         store: Arc<dyn AuthStore>,
         key: ServerKey,
         secrets: SecretsKey,

@@ -43,7 +43,8 @@ pub(crate) fn secret_hash(secret: &str) -> String {
 
 /// Constant-time equality of two strings (lengths may leak, contents do not).
 pub(crate) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// Whether `verifier` matches the S256 `challenge` (RFC 7636 §4.6).
@@ -74,7 +75,7 @@ pub const SIGNING_KEY_FILE: &str = "auth-signing-key.p8";
 
 /// The server's key for signing `id_token`s: ECDSA P-256 (ES256), generated at first start and
 /// kept as PKCS#8 DER in the data directory, readable by its owner only, or, for servers
-/// sharing a PostgreSQL database, in that database (see [`crate::PostgresAuthStore`]).
+/// sharing a PostgreSQL database, in that database (`store_postgres::auth`).
 pub struct ServerKey {
     encoding: jsonwebtoken::EncodingKey,
     kid: String,
@@ -102,7 +103,14 @@ impl ServerKey {
         ServerKey::from_pkcs8(&new_signing_key_pkcs8()?)
     }
 
-    pub(crate) fn from_pkcs8(der: &[u8]) -> Result<ServerKey> {
+    /// A new random P-256 signing key as PKCS#8 DER, for a store that keeps the key itself
+    /// (the first of several servers sharing a database proposes it; see [`ServerKey::from_pkcs8`]).
+    pub fn new_pkcs8() -> Result<Vec<u8>> {
+        new_signing_key_pkcs8()
+    }
+
+    /// The key kept as PKCS#8 DER (see [`ServerKey::new_pkcs8`]).
+    pub fn from_pkcs8(der: &[u8]) -> Result<ServerKey> {
         let key =
             SigningKey::from_pkcs8_der(der).map_err(|_| Error::Key("the stored signing key is damaged".into()))?;
         let point = key.verifying_key().to_encoded_point(false);

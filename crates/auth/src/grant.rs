@@ -28,7 +28,8 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    pub(crate) fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+    /// An error with its RFC 6749 code and a description free of submitted values.
+    pub fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
         OAuthError { error, description: description.into() }
     }
 }
@@ -44,39 +45,57 @@ type OAuthResult<T> = std::result::Result<T, OAuthError>;
 
 /// An authorization request waiting for sign-in and consent.
 #[derive(Debug, Clone)]
-pub(crate) struct Pending {
+pub struct Pending {
+    /// The client asking.
     pub client_id: String,
+    /// The client's name, shown on the forms.
     pub client_name: String,
+    /// Where the answer goes.
     pub redirect_uri: String,
+    /// The app's `state`, sent back with the answer.
     pub state: Option<String>,
+    /// The scopes asked for (and grantable to the client).
     pub scopes: ScopeSet,
+    /// The PKCE challenge (S256).
     pub code_challenge: String,
+    /// The OpenID Connect `nonce`.
     pub nonce: Option<String>,
+    /// The EHR launch context, if the request named one.
     pub launch: Option<LaunchContext>,
     /// Bound to a cookie: the form posts must carry the same value (CSRF).
     pub csrf: String,
     /// How far the sign-in has come.
     pub stage: Stage,
+    /// When the request was made (Unix seconds).
     pub created_at: i64,
 }
 
 /// The steps of a sign-in, in order: password, code (TOTP users), new password (one-time
 /// passwords), consent. Each form is accepted only at its own step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stage {
+pub enum Stage {
     /// Waiting for the username and password.
     Password,
     /// The password was right; waiting for the user's TOTP code.
-    Code { user_id: String },
+    Code {
+        /// The user whose password was right.
+        user_id: String,
+    },
     /// Signed in with a one-time password, which must be replaced first.
-    NewPassword { user_id: String },
+    NewPassword {
+        /// The user signed in.
+        user_id: String,
+    },
     /// Signed in; waiting for consent.
-    Consent { user_id: String },
+    Consent {
+        /// The user signed in.
+        user_id: String,
+    },
 }
 
 impl Stage {
     /// Where a user goes once their credentials (password, and code if any) are accepted.
-    pub(crate) fn after_credentials(user: &User) -> Stage {
+    pub fn after_credentials(user: &User) -> Stage {
         if user.must_change_password {
             Stage::NewPassword { user_id: user.id.clone() }
         } else {
@@ -119,7 +138,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 
 /// The outcome of the password form.
 #[derive(Debug)]
-pub(crate) enum SignIn {
+pub enum SignIn {
     /// Signed in (no second factor).
     Ok(User),
     /// The password was right; the user's TOTP code comes next.
@@ -134,7 +153,7 @@ pub(crate) enum SignIn {
 impl Authority {
     /// Validates an authorization request (RFC 6749 §4.1.1, RFC 7636, SMART) and keeps it
     /// pending; returns its form key.
-    pub(crate) fn start_authorization(
+    pub fn start_authorization(
         &self,
         params: &HashMap<String, String>,
     ) -> std::result::Result<(String, Pending), AuthorizeError> {
@@ -219,7 +238,7 @@ impl Authority {
     }
 
     /// The pending request with form key `key`, if the CSRF values match and it is still fresh.
-    pub(crate) fn pending(&self, key: &str, form_csrf: &str, cookie_csrf: Option<&str>) -> Option<Pending> {
+    pub fn pending(&self, key: &str, form_csrf: &str, cookie_csrf: Option<&str>) -> Option<Pending> {
         let all = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let pending = all.get(key)?;
         let fresh = pending.created_at > now() - self.config.sign_in_form_seconds;
@@ -227,21 +246,23 @@ impl Authority {
         (fresh && csrf_ok).then(|| pending.clone())
     }
 
-    pub(crate) fn update_pending(&self, key: &str, update: impl FnOnce(&mut Pending)) {
+    /// Moves the pending request with form key `key` on (its stage), if it is still there.
+    pub fn update_pending(&self, key: &str, update: impl FnOnce(&mut Pending)) {
         let mut all = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pending) = all.get_mut(key) {
             update(pending);
         }
     }
 
-    pub(crate) fn finish_pending(&self, key: &str) {
+    /// Forgets the pending request with form key `key` (answered, or denied).
+    pub fn finish_pending(&self, key: &str) {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
     }
 
     /// Checks a username and password (argon2: call on a blocking thread). A wrong password
     /// counts towards the lock-out; a locked account is refused without its password being
     /// checked.
-    pub(crate) fn sign_in(&self, username: &str, password: &str) -> Result<SignIn> {
+    pub fn sign_in(&self, username: &str, password: &str) -> Result<SignIn> {
         let answer = self.check_sign_in(username, password)?;
         let (user, succeeded) = match &answer {
             SignIn::Ok(user) | SignIn::NeedsCode(user) => (Some(user.clone()), true),
@@ -284,7 +305,7 @@ impl Authority {
 
     /// Checks the TOTP code of a user whose password was right. A wrong code, or one already
     /// used (a replay), counts as a failed sign-in; a locked account is refused unchecked.
-    pub(crate) fn second_factor(&self, user_id: &str, code: &str) -> Result<Option<User>> {
+    pub fn second_factor(&self, user_id: &str, code: &str) -> Result<Option<User>> {
         let answer = self.check_second_factor(user_id, code)?;
         let user = match &answer {
             Some(user) => Some(user.clone()),
@@ -340,7 +361,7 @@ impl Authority {
     }
 
     /// The user's consent: issues the authorization code for the scopes kept.
-    pub(crate) fn approve(
+    pub fn approve(
         &self,
         pending: &Pending,
         user: &User,
@@ -445,35 +466,27 @@ impl Authority {
         }
     }
 
-    /// Fetches (or reuses) the JWK Set of the client named by an assertion, if it publishes
-    /// one at a `jwks_uri`.
-    pub async fn prefetch_jwks(&self, assertion: &str, client_id: Option<&str>) {
-        let Some(client_id) = client_id.map(str::to_string).or_else(|| assertion_issuer(assertion)) else { return };
-        // A blocking store call: off the async threads (the PostgreSQL client blocks on a
-        // runtime of its own, which cannot run inside this one).
-        let store = std::sync::Arc::clone(&self.store);
-        let id = client_id.clone();
-        let Ok(Ok(Some(client))) = tokio::task::spawn_blocking(move || store.client(&id)).await else { return };
-        let Some(uri) = client.jwks_uri else { return };
+    /// Where the JWK Set of the client named by an assertion is to be fetched from, as
+    /// `(client id, jwks_uri)`: when the client publishes its keys at a `jwks_uri` and no copy
+    /// fetched in the last minutes is kept. A blocking store call; the HTTP edge fetches the
+    /// document and hands it to [`Authority::remember_jwks`] before the assertion is checked.
+    pub fn jwks_to_fetch(&self, assertion: &str, client_id: Option<&str>) -> Result<Option<(String, String)>> {
+        let Some(client_id) = client_id.map(str::to_string).or_else(|| assertion_issuer(assertion)) else {
+            return Ok(None);
+        };
+        let Some(uri) = self.store.client(&client_id)?.and_then(|client| client.jwks_uri) else { return Ok(None) };
         let cached =
             self.fetched_jwks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&client_id).cloned();
         if cached.is_some_and(|(_, at)| at > now() - JWKS_CACHE_SECONDS) {
-            return;
+            return Ok(None);
         }
-        let fetched = async {
-            let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().ok()?;
-            http.get(&uri).send().await.ok()?.error_for_status().ok()?.json::<serde_json::Value>().await.ok()
-        }
-        .await;
-        match fetched {
-            Some(jwks) => {
-                self.fetched_jwks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(client_id, (jwks, now()));
-            }
-            None => tracing::warn!("cannot fetch a client's jwks_uri"),
-        }
+        Ok(Some((client_id, uri)))
+    }
+
+    /// Keeps the JWK Set fetched from a client's `jwks_uri` (see [`Authority::jwks_to_fetch`])
+    /// for checking its assertions during the next minutes.
+    pub fn remember_jwks(&self, client_id: String, jwks: serde_json::Value) {
+        self.fetched_jwks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(client_id, (jwks, now()));
     }
 
     /// SMART backend services / RFC 7523: the assertion is signed (RS384 or ES384) by a key in

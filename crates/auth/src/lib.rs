@@ -1,4 +1,7 @@
-//! Identities and the OAuth 2.0 / SMART App Launch 2.x authorization server.
+//! Identities and the OAuth 2.0 / SMART App Launch 2.x authorization server: the domain, with
+//! neither HTTP nor SQL. Its HTTP edge (the endpoints and the sign-in and consent pages) is the
+//! `auth-http` crate; its SQLite and PostgreSQL stores live beside the other backend code
+//! (`store_sqlite::auth`, `store_postgres::auth`).
 //!
 //! - **Identities** ([`model`]): staff users with roles and Organizations, linked to their
 //!   Practitioner/PractitionerRole; patient users linked to their Patient; proxies linked to a
@@ -9,9 +12,11 @@
 //!   standalone and EHR launch, refresh with rotation, client credentials with
 //!   `private_key_jwt` (RS384/ES384) for backend services, introspection and revocation, and
 //!   [`Authority::validate_bearer`] turning a bearer token into a [`Principal`].
-//! - **HTTP** ([`router`]): the endpoints as an axum `Router` the server merges into its own.
+//! - **The steps of a sign-in** ([`Pending`], [`Stage`], [`SignIn`]): what the forms of the HTTP
+//!   edge drive, from the authorization request through password, code and consent.
 //! - **Sign-in safety**: failed sign-ins counted per user in the store and a lock-out after
-//!   [`AuthConfig::max_failed_sign_ins`], a per-address throttle of the sign-in forms, a TOTP
+//!   [`AuthConfig::max_failed_sign_ins`], a per-address throttle of the sign-in forms (kept by
+//!   the HTTP edge, set by [`AuthConfig::sign_in_attempts_per_minute`]), a TOTP
 //!   second factor for staff (`totp`), and idle user sessions ending after
 //!   [`AuthConfig::session_idle_seconds`].
 //!
@@ -21,10 +26,11 @@
 //! for forging tokens. Only `id_token`s are signed JWTs (ES256, the key generated at first start
 //! and kept beside the rest of the authorization data), because OpenID Connect requires it.
 //!
-//! Storage is behind [`AuthStore`]; [`SqliteAuthStore`] keeps it in `auth.db` in the data
+//! Storage is behind [`AuthStore`]; `store_sqlite::auth` keeps it in `auth.db` in the data
 //! directory (the signing key in `auth-signing-key.p8` beside it), apart from the record
-//! database; [`PostgresAuthStore`] keeps it in `auth_` tables of a PostgreSQL database, the
+//! database; `store_postgres::auth` keeps it in `auth_` tables of a PostgreSQL database, the
 //! signing key included, so that servers sharing the database share users, tokens and key.
+//! Each opens its store and calls [`Authority::start`].
 //!
 //! Staff TOTP secrets, the one secret the server must keep recoverably, are sealed at rest
 //! (ChaCha20-Poly1305, [`SecretsKey`]) under a key file of the server's: `secrets.key` in the
@@ -34,28 +40,22 @@
 mod authority;
 mod crypto;
 mod grant;
-mod http;
 pub mod model;
-mod postgres;
 pub mod scope;
 mod seal;
-mod sqlite;
 mod store;
 mod totp;
 mod web;
 
-pub use self::postgres::PostgresAuthStore;
 pub use authority::{
     Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, SignInAttempt,
     SignInAudit, TokenResponse, TotpEnrolment,
 };
 pub use crypto::{SIGNING_KEY_FILE, ServerKey};
-pub use grant::{AuthorizeError, ClientCredentials, OAuthError};
-pub use http::router;
+pub use grant::{AuthorizeError, ClientCredentials, OAuthError, Pending, SignIn, Stage};
 pub use model::{Client, ClientKind, Identity, Role, User};
 pub use scope::{Context, Decision, Interaction, ScopeSet};
 pub use seal::{SECRETS_KEY_FILE, SecretsKey};
-pub use sqlite::{AUTH_DATABASE_FILE, SqliteAuthStore};
 pub use store::{AuthStore, Reseal};
 pub use web::{WEB_APP_CLIENT_ID, WEB_APP_SCOPE, WEB_SESSION_SECONDS, WebSignIn};
 

@@ -48,10 +48,10 @@ pub(crate) fn open_authority(
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database takes a postgres://USER@HOST:PORT/DB URL");
         }
-        return Authority::open_postgres(url, &secrets_key, config)
+        return store_postgres::auth::open_authority(url, &secrets_key, config)
             .context("cannot open the authorization data in the PostgreSQL database");
     }
-    Authority::open_with_secrets_key(data, &secrets_key, config)
+    store_sqlite::auth::open_authority_with_secrets_key(data, &secrets_key, config)
         .with_context(|| format!("cannot open the authorization data in {}", data.display()))
 }
 

@@ -158,7 +158,7 @@ pub(crate) const BENCH_PASSWORD: &str = "bench password, only in this scratch st
 /// `organizations`.
 pub(crate) fn bench_physician(dir: &std::path::Path, organizations: Vec<String>) -> Result<auth::Authority> {
     std::fs::create_dir_all(dir)?;
-    let (authority, _) = auth::Authority::open(dir, auth::AuthConfig::new("http://127.0.0.1/fhir"))?;
+    let (authority, _) = store_sqlite::auth::open_authority(dir, auth::AuthConfig::new("http://127.0.0.1/fhir"))?;
     authority.add_user(auth::NewUser {
         username: "bench-physician".into(),
         identity: auth::Identity::Staff {

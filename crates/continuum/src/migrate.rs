@@ -123,12 +123,12 @@ fn copy_identities(from: &str, to: &str) -> Result<()> {
 fn open_auth(name: &str, create: bool) -> Result<Option<Box<dyn auth::AuthStore>>> {
     if let Some(dir) = name.strip_prefix("sqlite:") {
         let dir = PathBuf::from(dir);
-        if !create && !dir.join(auth::AUTH_DATABASE_FILE).exists() {
+        if !create && !dir.join(store_sqlite::auth::AUTH_DATABASE_FILE).exists() {
             return Ok(None);
         }
-        return Ok(Some(Box::new(auth::SqliteAuthStore::open(&dir)?)));
+        return Ok(Some(Box::new(store_sqlite::auth::SqliteAuthStore::open(&dir)?)));
     }
-    Ok(Some(Box::new(auth::PostgresAuthStore::connect(name)?)))
+    Ok(Some(Box::new(store_postgres::auth::PostgresAuthStore::connect(name)?)))
 }
 
 /// Without `--from`: opens the store named by `--database` (or `--data`), which applies the

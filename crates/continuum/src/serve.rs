@@ -197,7 +197,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             Arc::new(AdministratorsOnly(Arc::clone(&authority))),
             log_auditor,
         );
-        let mut auth_routes = auth::router(authority).merge(admin_routes);
+        let mut auth_routes = auth_http::router(authority).merge(admin_routes);
         if let Some(app) = web_app {
             auth_routes = auth_routes.merge(web::router(app));
         }

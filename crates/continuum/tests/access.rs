@@ -189,7 +189,7 @@ impl Running {
 
 /// No authorization file was written in `dir`.
 fn no_auth_files(dir: &Path) {
-    for file in [auth::AUTH_DATABASE_FILE, auth::SIGNING_KEY_FILE] {
+    for file in [store_sqlite::auth::AUTH_DATABASE_FILE, auth::SIGNING_KEY_FILE] {
         assert!(!dir.join(file).exists(), "{} in {}", file, dir.display());
     }
 }
@@ -265,7 +265,7 @@ fn users_and_tokens_live_in_the_postgres_database_not_the_data_directory() {
     );
     assert!(String::from_utf8(registered.stdout).unwrap().contains("client_id: app"));
     // That one went to data directory c: without --database nothing changes.
-    assert!(data("c").join(auth::AUTH_DATABASE_FILE).exists());
+    assert!(data("c").join(store_sqlite::auth::AUTH_DATABASE_FILE).exists());
     continuum(
         &data("d"),
         &[
@@ -407,7 +407,7 @@ fn user_totp_enrols_staff_once_and_unlock_lifts_a_lock_out() {
 
     // Five failed sign-ins (as the sign-in form counts them) lock doc; unlock lifts it.
     {
-        let store = auth::SqliteAuthStore::open(&data).unwrap();
+        let store = store_sqlite::auth::SqliteAuthStore::open(&data).unwrap();
         let doc = auth::AuthStore::user_by_username(&store, "doc").unwrap().unwrap();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         for _ in 0..5 {

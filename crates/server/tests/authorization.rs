@@ -94,10 +94,10 @@ impl Rig {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/fhir", listener.local_addr().unwrap());
-        let (authority, _) = Authority::open(&dir.path().join("auth"), AuthConfig::new(&base))
+        let (authority, _) = store_sqlite::auth::open_authority(&dir.path().join("auth"), AuthConfig::new(&base))
             .or_else(|_| {
                 std::fs::create_dir_all(dir.path().join("auth")).unwrap();
-                Authority::open(&dir.path().join("auth"), AuthConfig::new(&base))
+                store_sqlite::auth::open_authority(&dir.path().join("auth"), AuthConfig::new(&base))
             })
             .unwrap();
         let authority = Arc::new(authority);
@@ -412,7 +412,8 @@ async fn bad_tokens_get_401_or_403_and_never_data() {
     check(status, &body, StatusCode::UNAUTHORIZED);
     // Issued by another server (another audience): unknown here.
     let elsewhere = tempfile::tempdir().unwrap();
-    let (other, _) = Authority::open(elsewhere.path(), AuthConfig::new("http://elsewhere.example/fhir")).unwrap();
+    let (other, _) =
+        store_sqlite::auth::open_authority(elsewhere.path(), AuthConfig::new("http://elsewhere.example/fhir")).unwrap();
     other
         .add_user(NewUser {
             username: "doctor".into(),

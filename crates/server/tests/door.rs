@@ -3,7 +3,7 @@
 //! as the clinician web app makes them (`access::Access` entered as the same caller) — a table
 //! of reads, searches and writes with 0 differences.
 
-use auth::{AuthConfig, Authority, Identity, NewUser, Role};
+use auth::{AuthConfig, Identity, NewUser, Role};
 use reqwest::Client;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -158,7 +158,7 @@ async fn the_api_and_the_web_apps_service_calls_give_the_same_answers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/fhir", listener.local_addr().unwrap());
     std::fs::create_dir_all(dir.path().join("auth")).unwrap();
-    let (authority, _) = Authority::open(&dir.path().join("auth"), AuthConfig::new(&base)).unwrap();
+    let (authority, _) = store_sqlite::auth::open_authority(&dir.path().join("auth"), AuthConfig::new(&base)).unwrap();
     let authority = Arc::new(authority);
     let identity = Identity::Staff {
         roles: vec![Role::Physician],

@@ -256,7 +256,8 @@ impl Rig {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/fhir", listener.local_addr().unwrap());
         std::fs::create_dir_all(dir.path().join("auth")).unwrap();
-        let (authority, _) = Authority::open(&dir.path().join("auth"), AuthConfig::new(&base)).unwrap();
+        let (authority, _) =
+            store_sqlite::auth::open_authority(&dir.path().join("auth"), AuthConfig::new(&base)).unwrap();
         let authority = Arc::new(authority);
         let policy = Arc::new(policy::Policy::new(authority.clone(), records.clone()));
         // No rate limit: the matrix sends thousands of requests from one address.

@@ -1,8 +1,10 @@
 //! The store's behaviour, written once and proven on every backend: each check is a
 //! function over a fresh [`store::Records`], and [`records_tests!`] turns the whole list into
 //! `#[test]`s of a backend's test crate, given a function that makes an empty store.
-//! (As `sqlx-test` serves sqlx's drivers.)
+//! (As `sqlx-test` serves sqlx's drivers.) The authorization server's store is proven the same
+//! way: the checks of [`auth`], listed by [`auth_store_tests!`].
 
+pub mod auth;
 pub mod hooks;
 pub mod interface;
 pub mod records;
@@ -42,6 +44,38 @@ macro_rules! records_tests {
             fn $name() {
                 let (_guard, records) = $store();
                 $crate::records::$name(&records);
+            }
+        )*
+    };
+}
+
+/// Defines one `#[test]` per check of [`auth`] (the authorization server's store). `$store` is
+/// a function returning `(guard, store)` over a fresh, empty `auth::AuthStore`; the guard (a
+/// temporary directory, a scratch database) is dropped when the test ends.
+#[macro_export]
+macro_rules! auth_store_tests {
+    ($store:path) => {
+        $crate::auth_store_tests!(@each $store;
+            users_are_kept_and_usernames_unique,
+            clients_are_kept_and_ids_unique,
+            codes_are_redeemed_once,
+            tokens_are_kept_and_revoked,
+            launches_and_assertion_ids,
+            expired_records_are_purged,
+            concurrent_redemptions_and_replays_have_one_winner,
+            failed_sign_ins_lock_the_account_and_success_clears_them,
+            totp_secrets_are_kept_and_each_step_used_once,
+            totp_secrets_are_resealed_in_one_go_and_tokens_retired_once,
+            token_uses_are_noted_for_idle_sessions,
+            concurrent_failures_and_code_uses_are_counted_once_each,
+        );
+    };
+    (@each $store:path; $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let (_guard, store) = $store();
+                $crate::auth::$name(&store);
             }
         )*
     };

@@ -21,6 +21,7 @@
 //! that follows a lock is a new statement, so it sees everything committed before the lock.
 
 mod audit;
+pub mod auth;
 mod conn;
 mod index_rows;
 mod layout;

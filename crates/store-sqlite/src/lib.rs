@@ -4,6 +4,7 @@
 //! connections for reads.
 
 mod audit;
+pub mod auth;
 mod checkpoint;
 mod index_rows;
 mod messages;

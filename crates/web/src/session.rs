@@ -68,7 +68,8 @@ fn csrf_for(token: &str) -> String {
 
 /// Compares without stopping at the first difference.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -76,17 +77,22 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }
 
 fn set_cookie(app: &WebApp, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let secure = if app.inner.secure_cookies { "; Secure" } else { "" };
-    let age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
-    HeaderValue::from_str(&format!("{name}={value}; Path=/app; HttpOnly; SameSite=Strict{secure}{age}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+    let mut cookie = cookie::Cookie::build((name, value))
+        .path("/app")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(app.inner.secure_cookies);
+    if let Some(seconds) = max_age {
+        cookie = cookie.max_age(time::Duration::seconds(seconds));
+    }
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
 /// Where a visitor without a session goes: the sign-in page, then back to where they were.

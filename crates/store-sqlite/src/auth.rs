@@ -1,17 +1,36 @@
-//! [`AuthStore`] on its own SQLite file, `auth.db` in the data directory, with its own
-//! migrations. A separate file keeps credentials out of the record database (and out of its
-//! backups and exports) and lets the two schemas evolve independently.
+//! The authorization server's [`AuthStore`] on its own SQLite file, `auth.db` in the data
+//! directory, with its own migrations. A separate file keeps credentials out of the record
+//! database (and out of its backups and exports) and lets the two schemas evolve independently.
 
-use crate::model::{Client, ClientKind, CodeRecord, Identity, LaunchContext, TokenKind, TokenRecord, User};
-use crate::store::AuthStore;
-use crate::{Error, Result};
+use ::auth::model::{Client, ClientKind, CodeRecord, Identity, LaunchContext, TokenKind, TokenRecord, User};
+use ::auth::{AuthConfig, AuthStore, Authority, Error, OneTimePassword, Reseal, Result, SecretsKey, ServerKey};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Name of the database file inside the data directory.
 pub const AUTH_DATABASE_FILE: &str = "auth.db";
+
+/// Opens the authority of data directory `dir` (`auth.db`, the signing key, the secrets key
+/// `secrets.key`, each created at first start). On first start it creates the administrator
+/// `admin` and returns its one-time password, which the caller prints once.
+pub fn open_authority(dir: &Path, config: AuthConfig) -> Result<(Authority, Option<OneTimePassword>)> {
+    open_authority_with_secrets_key(dir, &dir.join(::auth::SECRETS_KEY_FILE), config)
+}
+
+/// [`open_authority`] with the secrets key in the file `secrets_key` (created if absent) rather
+/// than in the data directory.
+pub fn open_authority_with_secrets_key(
+    dir: &Path,
+    secrets_key: &Path,
+    config: AuthConfig,
+) -> Result<(Authority, Option<OneTimePassword>)> {
+    let store = Arc::new(SqliteAuthStore::open(dir)?);
+    let key = ServerKey::load_or_create(dir)?;
+    let secrets = SecretsKey::load_or_create(secrets_key)?;
+    Authority::start(store, key, secrets, config)
+}
 
 /// Each entry brings the schema from version `i` to `i + 1`; append only.
 const MIGRATIONS: &[&str] = &[
@@ -368,7 +387,7 @@ impl AuthStore for SqliteAuthStore {
             .map_err(storage("read TOTP secret"))
     }
 
-    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
+    fn reseal_totp_secrets(&self, reseal: Reseal<'_>) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(storage("reseal"))?;
         let rows: Vec<(String, Vec<u8>)> = {

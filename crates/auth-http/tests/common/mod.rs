@@ -61,14 +61,16 @@ pub async fn serve(place: Place, configure: impl FnOnce(&mut AuthConfig) + Send 
     let opened = place.clone();
     // Off the async threads: the PostgreSQL client blocks on a runtime of its own.
     let (authority, admin) = tokio::task::spawn_blocking(move || match &opened {
-        Place::Dir(dir) => Authority::open(dir.path(), config),
-        Place::Postgres(url, keys) => Authority::open_postgres(url, &keys.path().join("secrets.key"), config),
+        Place::Dir(dir) => store_sqlite::auth::open_authority(dir.path(), config),
+        Place::Postgres(url, keys) => {
+            store_postgres::auth::open_authority(url, &keys.path().join("secrets.key"), config)
+        }
     })
     .await
     .unwrap()
     .unwrap();
     let authority = Arc::new(authority);
-    let app = auth::router(Arc::clone(&authority));
+    let app = auth_http::router(Arc::clone(&authority));
     tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
     });

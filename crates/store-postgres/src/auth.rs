@@ -12,12 +12,13 @@
 //! Errors carry only the SQLSTATE: the server's messages can quote values, and values here are
 //! usernames, password hashes and token hashes.
 
-use crate::model::{Client, ClientKind, CodeRecord, Identity, LaunchContext, TokenKind, TokenRecord, User};
-use crate::store::AuthStore;
-use crate::{Error, Result};
+use ::auth::model::{Client, ClientKind, CodeRecord, Identity, LaunchContext, TokenKind, TokenRecord, User};
+use ::auth::{AuthConfig, AuthStore, Authority, Error, OneTimePassword, Reseal, Result, SecretsKey, ServerKey};
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement};
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most connections the pool opens: authorization traffic is light.
@@ -136,7 +137,7 @@ fn is_unique_violation(e: &postgres::Error) -> bool {
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// One database session with its prepared statements (all SQL here is static).
-pub struct Conn {
+pub(crate) struct Conn {
     /// `None` only while being dropped.
     client: Option<postgres::Client>,
     statements: HashMap<&'static str, Statement>,
@@ -206,7 +207,7 @@ impl Drop for Conn {
 }
 
 /// Opens connections for the pool.
-pub struct Manager {
+pub(crate) struct Manager {
     config: postgres::Config,
 }
 
@@ -225,6 +226,23 @@ impl r2d2::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.client.as_ref().is_none_or(postgres::Client::is_closed)
     }
+}
+
+/// Opens the authority kept in the PostgreSQL database at `url` (the `auth_` tables, the
+/// signing key among them), for servers that share one database: they share users, clients,
+/// tokens and the key. The secrets kept recoverably are sealed with the key file `secrets_key`
+/// (created if absent): every server sharing the database must be given the same file. The
+/// first start of an empty database creates `admin` and returns its one-time password, as
+/// `store_sqlite::auth::open_authority` does.
+pub fn open_authority(
+    url: &str,
+    secrets_key: &Path,
+    config: AuthConfig,
+) -> Result<(Authority, Option<OneTimePassword>)> {
+    let secrets = SecretsKey::load_or_create(secrets_key)?;
+    let store = PostgresAuthStore::connect(url)?;
+    let key = ServerKey::from_pkcs8(&store.signing_key_or_insert(&ServerKey::new_pkcs8()?)?)?;
+    Authority::start(Arc::new(store), key, secrets, config)
 }
 
 /// The PostgreSQL [`AuthStore`]: a pool of connections, each statement its own transaction
@@ -271,7 +289,7 @@ impl PostgresAuthStore {
         let mut conn = self.conn()?;
         conn.execute(
             "INSERT INTO auth_signing_key (id, pkcs8, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-            &[&candidate, &crate::authority::now()],
+            &[&candidate, &time::OffsetDateTime::now_utc().unix_timestamp()],
         )
         .map_err(&fail)?;
         let row = conn.query_one("SELECT pkcs8 FROM auth_signing_key WHERE id = 1", &[]).map_err(&fail)?;
@@ -552,7 +570,7 @@ impl AuthStore for PostgresAuthStore {
     }
 
     /// Locks the rows it reads (`FOR UPDATE`): servers starting at once seal each secret once.
-    fn reseal_totp_secrets(&self, reseal: crate::store::Reseal<'_>) -> Result<usize> {
+    fn reseal_totp_secrets(&self, reseal: Reseal<'_>) -> Result<usize> {
         let fail = storage("reseal");
         let mut conn = self.conn()?;
         conn.batch("BEGIN").map_err(&fail)?;

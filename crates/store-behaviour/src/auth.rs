@@ -1,21 +1,18 @@
-//! The behaviour every [`AuthStore`] must have, run on SQLite (a temporary directory) and on
-//! PostgreSQL (a scratch database per test on the server named by `CONTINUUM_TEST_POSTGRES`;
-//! the PostgreSQL tests fail when it is unreachable). Then what only the shared database
-//! gives: several authorities on one database share users, tokens and the signing key.
+//! The behaviour every `auth::AuthStore` must have, each check a function over a fresh, empty
+//! store; [`auth_store_tests!`](crate::auth_store_tests) turns the list into `#[test]`s of a
+//! backend's test crate. Plus the records the checks and the backends' own tests build.
 
 use auth::model::{CodeRecord, LaunchContext, TokenKind, TokenRecord};
-use auth::{AuthConfig, AuthStore, Authority, Client, ClientKind, Error, Identity, Role, User};
+use auth::{AuthStore, Client, ClientKind, Error, Identity, Role, User};
 use std::sync::Barrier;
 
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
-
 /// Threads racing in the concurrency checks (the PostgreSQL pool opens up to 8 connections).
-const RACERS: usize = 8;
+pub const RACERS: usize = 8;
 /// Rounds of each race, each on a fresh code or jti.
-const ROUNDS: usize = 10;
+pub const ROUNDS: usize = 10;
 
-fn user(id: &str, username: &str, identity: Identity) -> User {
+/// A user with no failed sign-ins, lock or TOTP.
+pub fn user(id: &str, username: &str, identity: Identity) -> User {
     User {
         id: id.into(),
         username: username.into(),
@@ -30,7 +27,8 @@ fn user(id: &str, username: &str, identity: Identity) -> User {
     }
 }
 
-fn staff() -> Identity {
+/// A physician of one organization.
+pub fn staff() -> Identity {
     Identity::Staff {
         roles: vec![Role::Physician, Role::Administrator],
         organizations: vec!["org-1".into(), "org-2".into()],
@@ -39,7 +37,8 @@ fn staff() -> Identity {
     }
 }
 
-fn client(id: &str) -> Client {
+/// A public client with one redirect URI.
+pub fn client(id: &str) -> Client {
     Client {
         id: id.into(),
         name: format!("App {id}"),
@@ -54,7 +53,8 @@ fn client(id: &str) -> Client {
     }
 }
 
-fn code(hash: &str, expires_at: i64) -> CodeRecord {
+/// An unused authorization code with hash `hash`, of grant `grant-{hash}`.
+pub fn code(hash: &str, expires_at: i64) -> CodeRecord {
     CodeRecord {
         hash: hash.into(),
         grant_id: format!("grant-{hash}"),
@@ -71,7 +71,8 @@ fn code(hash: &str, expires_at: i64) -> CodeRecord {
     }
 }
 
-fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenRecord {
+/// An active token of `grant_id`.
+pub fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenRecord {
     TokenRecord {
         hash: hash.into(),
         kind,
@@ -88,7 +89,8 @@ fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenR
     }
 }
 
-fn users_are_kept_and_usernames_unique(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn users_are_kept_and_usernames_unique(store: &dyn AuthStore) {
     assert_eq!(store.count_users().unwrap(), 0);
     assert_eq!(store.user_by_username("doc").unwrap(), None);
     let doc = user("u1", "doc", staff());
@@ -139,7 +141,8 @@ fn users_are_kept_and_usernames_unique(store: &dyn AuthStore) {
     assert_eq!(store.user_by_id("u1").unwrap().unwrap().password_hash, "$argon2id$new", "only that user changed");
 }
 
-fn clients_are_kept_and_ids_unique(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn clients_are_kept_and_ids_unique(store: &dyn AuthStore) {
     assert_eq!(store.client("app").unwrap(), None);
     let app = client("app");
     store.insert_client(&app).unwrap();
@@ -163,7 +166,8 @@ fn clients_are_kept_and_ids_unique(store: &dyn AuthStore) {
     assert_eq!(ids, ["Backend", "app"]);
 }
 
-fn codes_are_redeemed_once(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn codes_are_redeemed_once(store: &dyn AuthStore) {
     let issued = code("c1", 2_000_000_000);
     store.insert_code(&issued).unwrap();
     assert_eq!(store.redeem_code("c1").unwrap().as_ref(), Some(&issued), "the first redemption sees it unused");
@@ -178,7 +182,8 @@ fn codes_are_redeemed_once(store: &dyn AuthStore) {
     }
 }
 
-fn tokens_are_kept_and_revoked(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn tokens_are_kept_and_revoked(store: &dyn AuthStore) {
     let access = token("t1", TokenKind::Access, "g1", 2_000_000_000);
     let refresh = TokenRecord {
         client_id: None,
@@ -206,7 +211,8 @@ fn tokens_are_kept_and_revoked(store: &dyn AuthStore) {
     store.revoke_grant("no-such-grant").unwrap();
 }
 
-fn launches_and_assertion_ids(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn launches_and_assertion_ids(store: &dyn AuthStore) {
     let launch = LaunchContext {
         id: "l1".into(),
         patient: Some("pat-1".into()),
@@ -225,7 +231,8 @@ fn launches_and_assertion_ids(store: &dyn AuthStore) {
     assert!(store.record_assertion_id("other", "jti-1", 2_000_000_000).unwrap(), "jti are per client");
 }
 
-fn expired_records_are_purged(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn expired_records_are_purged(store: &dyn AuthStore) {
     let now = 1_800_000_000;
     store.insert_user(&user("u1", "doc", staff())).unwrap();
     store.insert_client(&client("app")).unwrap();
@@ -254,7 +261,8 @@ fn expired_records_are_purged(store: &dyn AuthStore) {
     assert!(store.client("app").unwrap().is_some(), "clients stay");
 }
 
-fn failed_sign_ins_lock_the_account_and_success_clears_them(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn failed_sign_ins_lock_the_account_and_success_clears_them(store: &dyn AuthStore) {
     let now = 1_800_000_000;
     store.insert_user(&user("u1", "doc", staff())).unwrap();
     store.insert_user(&user("u2", "nurse", staff())).unwrap();
@@ -275,7 +283,8 @@ fn failed_sign_ins_lock_the_account_and_success_clears_them(store: &dyn AuthStor
     assert_eq!(store.record_failed_sign_in("nobody", now, 5, 900).unwrap(), None);
 }
 
-fn totp_secrets_are_kept_and_each_step_used_once(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn totp_secrets_are_kept_and_each_step_used_once(store: &dyn AuthStore) {
     store.insert_user(&user("u1", "doc", staff())).unwrap();
     assert_eq!(store.totp_secret("u1").unwrap(), None);
     store.set_totp_secret("u1", Some(b"first secret bytes!!"), 1_700_000_000).unwrap();
@@ -293,7 +302,8 @@ fn totp_secrets_are_kept_and_each_step_used_once(store: &dyn AuthStore) {
     assert!(!store.use_totp_step("u1", 600).unwrap());
 }
 
-fn totp_secrets_are_resealed_in_one_go_and_tokens_retired_once(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn totp_secrets_are_resealed_in_one_go_and_tokens_retired_once(store: &dyn AuthStore) {
     store.insert_user(&user("u1", "doc", staff())).unwrap();
     store.insert_user(&user("u2", "nurse", staff())).unwrap();
     store.set_totp_secret("u1", Some(b"clear secret one!!!!"), 1_700_000_000).unwrap();
@@ -319,7 +329,8 @@ fn totp_secrets_are_resealed_in_one_go_and_tokens_retired_once(store: &dyn AuthS
     assert!(!store.retire_token("unknown").unwrap());
 }
 
-fn token_uses_are_noted_for_idle_sessions(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn token_uses_are_noted_for_idle_sessions(store: &dyn AuthStore) {
     store
         .insert_token(&TokenRecord { issued_at: 1_700_000_000, ..token("t1", TokenKind::Access, "g1", 2_000_000_000) })
         .unwrap();
@@ -341,7 +352,7 @@ fn token_uses_are_noted_for_idle_sessions(store: &dyn AuthStore) {
 }
 
 /// `RACERS` threads released at once each run `attempt`; the results.
-fn race<T: Send>(attempt: impl Fn() -> T + Sync) -> Vec<T> {
+pub fn race<T: Send>(attempt: impl Fn() -> T + Sync) -> Vec<T> {
     let barrier = Barrier::new(RACERS);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..RACERS)
@@ -356,7 +367,8 @@ fn race<T: Send>(attempt: impl Fn() -> T + Sync) -> Vec<T> {
     })
 }
 
-fn concurrent_redemptions_and_replays_have_one_winner(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn concurrent_redemptions_and_replays_have_one_winner(store: &dyn AuthStore) {
     for round in 0..ROUNDS {
         let hash = format!("code-{round}");
         store.insert_code(&code(&hash, 2_000_000_000)).unwrap();
@@ -371,7 +383,8 @@ fn concurrent_redemptions_and_replays_have_one_winner(store: &dyn AuthStore) {
     }
 }
 
-fn concurrent_failures_and_code_uses_are_counted_once_each(store: &dyn AuthStore) {
+/// One behaviour check (its name says what it proves).
+pub fn concurrent_failures_and_code_uses_are_counted_once_each(store: &dyn AuthStore) {
     store.insert_user(&user("u1", "doc", staff())).unwrap();
     store.set_totp_secret("u1", Some(b"a secret of 20 bytes"), 1_700_000_000).unwrap();
     let limit = u32::try_from(RACERS).unwrap();
@@ -385,146 +398,4 @@ fn concurrent_failures_and_code_uses_are_counted_once_each(store: &dyn AuthStore
         let used = race(|| store.use_totp_step("u1", step).unwrap());
         assert_eq!(used.iter().filter(|u| **u).count(), 1, "round {round}: exactly one use of a code is accepted");
     }
-}
-
-/// Runs each behaviour on a fresh SQLite store and on a fresh PostgreSQL store.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = auth::SqliteAuthStore::open(dir.path()).unwrap();
-                    super::$name(&store);
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[test]
-                fn $name() {
-                    let database = crate::scratch::Database::create();
-                    let store = auth::PostgresAuthStore::connect(&database.url).unwrap();
-                    super::$name(&store);
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
-    users_are_kept_and_usernames_unique,
-    clients_are_kept_and_ids_unique,
-    codes_are_redeemed_once,
-    tokens_are_kept_and_revoked,
-    launches_and_assertion_ids,
-    expired_records_are_purged,
-    concurrent_redemptions_and_replays_have_one_winner,
-    failed_sign_ins_lock_the_account_and_success_clears_them,
-    totp_secrets_are_kept_and_each_step_used_once,
-    totp_secrets_are_resealed_in_one_go_and_tokens_retired_once,
-    token_uses_are_noted_for_idle_sessions,
-    concurrent_failures_and_code_uses_are_counted_once_each,
-);
-
-#[test]
-fn postgres_migrations_are_recorded_apart_and_reapplied_idempotently() {
-    let database = scratch::Database::create();
-    let first = auth::PostgresAuthStore::connect(&database.url).unwrap();
-    let latest = auth::PostgresAuthStore::latest_schema_version();
-    assert!(latest >= 1);
-    assert_eq!(first.schema_version().unwrap(), latest);
-    first.insert_user(&user("u1", "doc", staff())).unwrap();
-    let again = auth::PostgresAuthStore::connect(&database.url).unwrap();
-    assert_eq!(again.schema_version().unwrap(), latest);
-    assert_eq!(again.count_users().unwrap(), 1, "reconnecting keeps the data");
-
-    let mut admin = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
-    let tables: Vec<String> = admin
-        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(tables.iter().all(|t| t.starts_with("auth_")), "own prefix, no continuum_migration: {tables:?}");
-    assert!(tables.contains(&"auth_migration".to_string()));
-}
-
-#[test]
-fn postgres_errors_name_the_sqlstate_not_the_values() {
-    let database = scratch::Database::create();
-    let store = auth::PostgresAuthStore::connect(&database.url).unwrap();
-    let secret = "hash-of-a-very-secret-token";
-    store.insert_token(&token(secret, TokenKind::Access, "g", 2_000_000_000)).unwrap();
-    let message = store.insert_token(&token(secret, TokenKind::Access, "g", 2_000_000_000)).unwrap_err().to_string();
-    assert!(message.contains("23505"), "{message}");
-    assert!(!message.contains(secret) && !message.contains("auth_token_pkey"), "{message}");
-
-    let unreachable = auth::PostgresAuthStore::connect("postgres://nobody:hunter2-password@127.0.0.1:1/db");
-    let message = unreachable.err().expect("port 1 does not answer").to_string();
-    assert!(!message.contains("hunter2"), "{message}");
-}
-
-#[test]
-fn authorities_sharing_a_database_share_users_tokens_and_the_signing_key() {
-    let database = scratch::Database::create();
-    let config = || AuthConfig::new("http://127.0.0.1:8080/fhir");
-    let keys = tempfile::tempdir().unwrap();
-    let secrets_key = keys.path().join(auth::SECRETS_KEY_FILE);
-    // Nodes starting at once on an empty database: one administrator, one key.
-    let opened = race(|| Authority::open_postgres(&database.url, &secrets_key, config()).unwrap());
-    let passwords = opened.iter().filter(|(_, first)| first.is_some()).count();
-    assert_eq!(passwords, 1, "exactly one node creates the administrator and prints its password");
-    let jwks = opened[0].0.jwks();
-    assert!(opened.iter().all(|(a, _)| a.jwks() == jwks), "every node signs with the same key");
-    let (one, two) = (&opened[1].0, &opened[2].0);
-
-    let (doc, _) = one
-        .add_user(auth::NewUser {
-            username: "doc".into(),
-            identity: staff(),
-            password: Some("a long enough password".into()),
-        })
-        .unwrap();
-    let minted = two.mint_token("doc", "user/*.rs", None, 600).unwrap();
-    let principal = one.validate_bearer(&minted.access_token).unwrap();
-    assert_eq!(principal.actor, auth::Actor::User { id: doc.id, username: "doc".into(), identity: staff() });
-    one.disable_user("doc").unwrap();
-    assert!(two.validate_bearer(&minted.access_token).is_err(), "disabling on one node takes effect on the other");
-    drop(opened);
-
-    let (reopened, first) = Authority::open_postgres(&database.url, &secrets_key, config()).unwrap();
-    assert!(first.is_none(), "no second administrator");
-    assert_eq!(reopened.jwks(), jwks, "the key outlives the processes");
-}
-
-#[test]
-fn an_auth_db_of_schema_1_is_upgraded_with_its_users_and_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        // The tables of schema 1 that schema 2 changes, as they shipped.
-        let conn = rusqlite::Connection::open(dir.path().join(auth::AUTH_DATABASE_FILE)).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, identity TEXT NOT NULL,
-                 password_hash TEXT NOT NULL, must_change_password INTEGER NOT NULL, password_expires_at INTEGER,
-                 disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
-             CREATE TABLE tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, grant_id TEXT NOT NULL, client_id TEXT,
-                 user_id TEXT, scope TEXT NOT NULL, patient TEXT, encounter TEXT, issued_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-             INSERT INTO users VALUES ('u1', 'doc', '{\"kind\":\"patient\",\"patient\":\"p-1\"}', '$argon2id$x', 0,
-                 NULL, 0, 1700000000);
-             INSERT INTO tokens VALUES ('t1', 'access_token', 'g1', NULL, 'u1', 'patient/*.rs', NULL, NULL,
-                 1700000000, 2000000000, 0);
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
-    let store = auth::SqliteAuthStore::open(dir.path()).unwrap();
-    let doc = store.user_by_username("doc").unwrap().unwrap();
-    assert_eq!((doc.failed_sign_ins, doc.locked_until), (0, None));
-    assert_eq!(store.token("t1").unwrap().unwrap().last_used_at, None);
-    assert_eq!(store.record_failed_sign_in("u1", 1_800_000_000, 5, 900).unwrap(), None);
-    store.set_totp_secret("u1", Some(b"a secret of 20 bytes"), 1_800_000_000).unwrap();
-    assert!(store.totp_secret("u1").unwrap().is_some());
 }

@@ -1,13 +1,15 @@
-//! The OAuth 2.0 / SMART endpoints as an axum `Router` that the server mounts beside the FHIR
-//! API: discovery under the FHIR base, `/auth/authorize` (with its sign-in, code, password and
-//! consent forms), `/auth/token`, `/auth/introspect`, `/auth/revoke`, `/auth/jwks`.
+//! The HTTP edge of the authorization server (`auth`): the OAuth 2.0 / SMART endpoints as an
+//! axum `Router` that the server mounts beside the FHIR API: discovery under the FHIR base,
+//! `/auth/authorize` (with its sign-in, code, password and consent forms, [`pages`]),
+//! `/auth/token`, `/auth/introspect`, `/auth/revoke`, `/auth/jwks`. What each refusal is
+//! answered with is decided in one place, [`errors`].
 
+mod client_keys;
+mod errors;
 mod pages;
 
-use crate::authority::Authority;
-use crate::grant::{AuthorizeError, ClientCredentials, OAuthError, Pending, SignIn, Stage};
-use crate::model::User;
-use crate::scope::{ScopeKind, ScopeSet};
+use auth::scope::{ScopeKind, ScopeSet};
+use auth::{Authority, AuthorizeError, ClientCredentials, OAuthError, Pending, SignIn, Stage, User};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
@@ -16,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use errors::PageError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::collections::HashMap;
@@ -74,7 +77,7 @@ async fn throttle_sign_in(State(throttle): State<Arc<SignInThrottle>>, request: 
         throttle.limiter.retain_recent();
     }
     if let Err(not_until) = throttle.limiter.check_key(&address) {
-        return pages::too_many_attempts(not_until.wait_time_from(throttle.clock.now()));
+        return PageError::TooManyAttempts(not_until.wait_time_from(throttle.clock.now())).into_response();
     }
     next.run(request).await
 }
@@ -85,31 +88,14 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce(&Authority) -> T + Send + 'static,
 ) -> Result<T, Response> {
     let authority = Arc::clone(authority);
-    tokio::task::spawn_blocking(move || work(&authority)).await.map_err(|_| {
-        tracing::error!("authorization work panicked");
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
-    })
+    tokio::task::spawn_blocking(move || work(&authority)).await.map_err(|_| errors::work_panicked())
 }
 
+/// A JSON answer that no cache keeps (tokens, introspection, OAuth errors).
 fn json_no_store(status: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
-fn oauth_error(error: &OAuthError) -> Response {
-    let status = match error.error {
-        "invalid_client" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut response =
-        json_no_store(status, serde_json::json!({ "error": error.error, "error_description": error.description }));
-    if status == StatusCode::UNAUTHORIZED {
-        // RFC 6749 §5.2: a 401 names the authentication scheme.
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"continuum\""));
-    }
     response
 }
 
@@ -128,15 +114,16 @@ fn single(fields: &[(String, String)]) -> Result<HashMap<String, String>, OAuthE
     Ok(map)
 }
 
+/// The value of the request's cookie `name`.
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }
 
 fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
@@ -213,14 +200,14 @@ async fn authorize(State(authority): Shared, RawQuery(query): RawQuery) -> Respo
     let fields = form(query.unwrap_or_default().as_bytes());
     let params = match single(&fields) {
         Ok(params) => params,
-        Err(_) => return pages::error(StatusCode::BAD_REQUEST, "a parameter is repeated"),
+        Err(_) => return PageError::RepeatedParameter.into_response(),
     };
     let secure = is_https(&authority);
     let max_age = authority.config().sign_in_form_seconds;
     match blocking(&authority, move |a| a.start_authorization(&params)).await {
         Err(response) => response,
         Ok(Ok((key, pending))) => pages::login(&key, &pending, false, secure, max_age),
-        Ok(Err(AuthorizeError::Page(message))) => pages::error(StatusCode::BAD_REQUEST, &message),
+        Ok(Err(AuthorizeError::Page(message))) => PageError::Request(message).into_response(),
         Ok(Err(AuthorizeError::Redirect { redirect_uri, state, error })) => {
             redirect_error(&redirect_uri, state.as_deref(), &error)
         }
@@ -239,14 +226,11 @@ fn pending_of(
 }
 
 fn expired_form() -> Response {
-    pages::error(
-        StatusCode::FORBIDDEN,
-        "This form has expired or did not come from this server. Start again from the app.",
-    )
+    PageError::ExpiredForm.into_response()
 }
 
 fn repeated_field() -> Response {
-    pages::error(StatusCode::BAD_REQUEST, "a field is repeated")
+    PageError::RepeatedField.into_response()
 }
 
 /// Whether the consent page must ask a staff member which patient to launch with.
@@ -256,13 +240,12 @@ fn asks_patient(authority: &Authority, pending: &Pending, user_id: &str) -> bool
     wants && authority.store().user_by_id(user_id).ok().flatten().is_some_and(|u| u.identity.patient().is_none())
 }
 
-fn server_failed(e: &crate::Error) -> Response {
-    tracing::error!(error = %e, "sign-in failed");
-    pages::error(StatusCode::INTERNAL_SERVER_ERROR, "the authorization server failed")
+fn server_failed(e: &auth::Error) -> Response {
+    PageError::failed("sign-in", e).into_response()
 }
 
 fn sign_in_first() -> Response {
-    pages::error(StatusCode::FORBIDDEN, "Sign in first.")
+    PageError::SignInFirst.into_response()
 }
 
 async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
@@ -282,11 +265,7 @@ async fn login(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Res
         }
         SignIn::NotEnrolled => {
             authority.update_pending(&key, |p| p.stage = Stage::Password);
-            pages::error(
-                StatusCode::FORBIDDEN,
-                "This account must sign in with a code from an authenticator app, and none is set up for it yet. \
-                 Ask an administrator to enrol it.",
-            )
+            PageError::NotEnrolled.into_response()
         }
         SignIn::NeedsCode(user) => {
             authority.update_pending(&key, |p| p.stage = Stage::Code { user_id: user.id });
@@ -348,11 +327,8 @@ async fn password(State(authority): Shared, headers: HeaderMap, body: Bytes) -> 
             authority.update_pending(&key, |p| p.stage = Stage::Consent { user_id: user_id.clone() });
             consent_page(&authority, &key, &pending, &user_id).await
         }
-        Ok(Err(crate::Error::Invalid(message))) => pages::change_password(&key, &pending, Some(&message)),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "password change failed");
-            pages::error(StatusCode::INTERNAL_SERVER_ERROR, "the authorization server failed")
-        }
+        Ok(Err(auth::Error::Invalid(message))) => pages::change_password(&key, &pending, Some(&message)),
+        Ok(Err(e)) => PageError::failed("password change", &e).into_response(),
         Err(response) => response,
     }
 }
@@ -391,7 +367,7 @@ async fn consent(State(authority): Shared, headers: HeaderMap, body: Bytes) -> R
             Redirect::to(&with_params(&pending.redirect_uri, &params)).into_response()
         }
         Ok(Ok(Err(error))) => redirect_error(&pending.redirect_uri, state.as_deref(), &error),
-        Ok(Err::<_, crate::Error>(e)) => {
+        Ok(Err::<_, auth::Error>(e)) => {
             tracing::error!(error = %e, "consent failed");
             redirect_error(
                 &pending.redirect_uri,
@@ -439,14 +415,14 @@ fn has_client_credentials(credentials: &ClientCredentials) -> bool {
 async fn token(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
     let fields = match single(&form(&body)) {
         Ok(fields) => fields,
-        Err(error) => return oauth_error(&error),
+        Err(error) => return errors::oauth_error(&error),
     };
     let credentials = match client_credentials(&headers, &fields) {
         Ok(credentials) => credentials,
-        Err(error) => return oauth_error(&error),
+        Err(error) => return errors::oauth_error(&error),
     };
     if let Some(assertion) = &credentials.assertion {
-        authority.prefetch_jwks(assertion, credentials.client_id.as_deref()).await;
+        client_keys::prefetch(&authority, assertion, credentials.client_id.as_deref()).await;
     }
     let outcome = blocking(&authority, move |a| {
         let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
@@ -467,7 +443,7 @@ async fn token(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Res
     .await;
     match outcome {
         Ok(Ok(tokens)) => json_no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()),
-        Ok(Err(error)) => oauth_error(&error),
+        Ok(Err(error)) => errors::oauth_error(&error),
         Err(response) => response,
     }
 }
@@ -481,7 +457,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 async fn introspect(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
     let fields = match single(&form(&body)) {
         Ok(fields) => fields,
-        Err(error) => return oauth_error(&error),
+        Err(error) => return errors::oauth_error(&error),
     };
     let caller_token = bearer(&headers);
     let credentials = if caller_token.is_some() {
@@ -489,12 +465,12 @@ async fn introspect(State(authority): Shared, headers: HeaderMap, body: Bytes) -
     } else {
         match client_credentials(&headers, &fields) {
             Ok(c) if has_client_credentials(&c) => Some(c),
-            Ok(_) => return oauth_error(&OAuthError::new("invalid_client", "authenticate to introspect")),
-            Err(error) => return oauth_error(&error),
+            Ok(_) => return errors::oauth_error(&OAuthError::new("invalid_client", "authenticate to introspect")),
+            Err(error) => return errors::oauth_error(&error),
         }
     };
     if let Some(assertion) = credentials.as_ref().and_then(|c| c.assertion.clone()) {
-        authority.prefetch_jwks(&assertion, credentials.as_ref().and_then(|c| c.client_id.as_deref())).await;
+        client_keys::prefetch(&authority, &assertion, credentials.as_ref().and_then(|c| c.client_id.as_deref())).await;
     }
     let outcome = blocking(&authority, move |a| {
         // RFC 7662 §2.1: the caller must be authorized, by a bearer token or client credentials.
@@ -513,7 +489,7 @@ async fn introspect(State(authority): Shared, headers: HeaderMap, body: Bytes) -
     .await;
     match outcome {
         Ok(Ok(answer)) => json_no_store(StatusCode::OK, answer),
-        Ok(Err(error)) => oauth_error(&error),
+        Ok(Err(error)) => errors::oauth_error(&error),
         Err(response) => response,
     }
 }
@@ -521,14 +497,14 @@ async fn introspect(State(authority): Shared, headers: HeaderMap, body: Bytes) -
 async fn revoke(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Response {
     let fields = match single(&form(&body)) {
         Ok(fields) => fields,
-        Err(error) => return oauth_error(&error),
+        Err(error) => return errors::oauth_error(&error),
     };
     let credentials = match client_credentials(&headers, &fields) {
         Ok(credentials) => credentials,
-        Err(error) => return oauth_error(&error),
+        Err(error) => return errors::oauth_error(&error),
     };
     if let Some(assertion) = &credentials.assertion {
-        authority.prefetch_jwks(assertion, credentials.client_id.as_deref()).await;
+        client_keys::prefetch(&authority, assertion, credentials.client_id.as_deref()).await;
     }
     let outcome = blocking(&authority, move |a| {
         let client = if credentials.client_id.is_some() || credentials.assertion.is_some() {
@@ -542,7 +518,7 @@ async fn revoke(State(authority): Shared, headers: HeaderMap, body: Bytes) -> Re
     .await;
     match outcome {
         Ok(Ok(())) => json_no_store(StatusCode::OK, serde_json::json!({})),
-        Ok(Err(error)) => oauth_error(&error),
+        Ok(Err(error)) => errors::oauth_error(&error),
         Err(response) => response,
     }
 }
