@@ -133,7 +133,7 @@ struct Store {
 fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // Encounter changes from every door (API, Bundles, HL7, import) queue their ADT
     // notifications in the outbox inside the write's own transaction.
-    let notifier = Arc::new(interface::outbound::AdtNotifier);
+    let notifier = Arc::new(hl7_interface::outbound::AdtNotifier);
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {
             if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
