@@ -97,7 +97,7 @@ fn open_postgres(url: &str, replicas: &[String]) -> Result<(Records, Arc<store_p
     let backend = Arc::new(
         store_postgres::PostgresBackend::connect_with_replicas(url, replicas).context("cannot open PostgreSQL")?,
     );
-    let records = Records::new(backend.clone()).with_hook(Arc::new(interface::outbound::AdtNotifier));
+    let records = Records::new(backend.clone()).with_hook(Arc::new(hl7_interface::outbound::AdtNotifier));
     Ok((records, backend))
 }
 

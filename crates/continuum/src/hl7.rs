@@ -177,13 +177,13 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
             Ok(())
         }
         Hl7Command::Oru { report } => {
-            let message = interface::outbound::oru_r01(&records, &report)
+            let message = hl7_interface::outbound::oru_r01(&records, &report)
                 .with_context(|| format!("no ORU for DiagnosticReport/{report}"))?;
             println!("{}", message.replace('\r', "\n"));
             Ok(())
         }
         Hl7Command::Replay { id } => {
-            let interface = interface::Interface::new(records, message_log.clone());
+            let interface = hl7_interface::Interface::new(records, message_log.clone());
             let handled = interface.replay(id)?;
             let message = log.get(id)?.context("the message disappeared from the log")?;
             println!("{}", summary(&message));
@@ -203,12 +203,15 @@ fn partner(outbox: &dyn Outbox, command: PartnerCommand) -> Result<()> {
                 bail!("--address wants HOST:PORT of the partner's MLLP listener");
             }
             let events: Vec<String> = if events.is_empty() {
-                interface::outbound::ADT_EVENTS.iter().map(|e| e.to_string()).collect()
+                hl7_interface::outbound::ADT_EVENTS.iter().map(|e| e.to_string()).collect()
             } else {
                 events.iter().map(|e| e.trim().to_ascii_uppercase()).collect()
             };
-            if let Some(unknown) = events.iter().find(|e| !interface::outbound::ADT_EVENTS.contains(&e.as_str())) {
-                bail!("unknown event `{unknown}`: outbound events are {}", interface::outbound::ADT_EVENTS.join(", "));
+            if let Some(unknown) = events.iter().find(|e| !hl7_interface::outbound::ADT_EVENTS.contains(&e.as_str())) {
+                bail!(
+                    "unknown event `{unknown}`: outbound events are {}",
+                    hl7_interface::outbound::ADT_EVENTS.join(", ")
+                );
             }
             outbox.put_partner(&Partner { name: name.clone(), address, events })?;
             println!("partner {name} added");
@@ -239,7 +242,7 @@ fn inbound(log: &dyn MessageLog, command: InboundCommand) -> Result<()> {
             if partner.addresses.is_empty() {
                 bail!("--from wants the partner's IP addresses or CIDR blocks");
             }
-            interface::partners::check_partner(&partner)?;
+            hl7_interface::partners::check_partner(&partner)?;
             log.put_inbound_partner(&partner)?;
             println!("inbound partner {name} added");
         }

@@ -135,7 +135,7 @@ fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
     // the outbox; a signed note is changed only by an amendment.
     let hooks = |records: Records| {
-        records.with_hook(Arc::new(interface::outbound::AdtNotifier)).with_hook(Arc::new(chart::NoteLifecycle))
+        records.with_hook(Arc::new(hl7_interface::outbound::AdtNotifier)).with_hook(Arc::new(chart::NoteLifecycle))
     };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {

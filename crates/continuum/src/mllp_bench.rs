@@ -67,15 +67,16 @@ pub(crate) fn run(args: MllpBenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
     let crate::Store { records, message_log: log, .. } = crate::open_store(&data, &crate::DatabaseArg::default())?;
-    let interface = Arc::new(interface::Interface::new(records, log));
+    let interface = Arc::new(hl7_interface::Interface::new(records, log));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(interface::serve(listener, interface, interface::ListenerConfig::default(), async {
-            let _ = stopped.await;
-        }));
+        let server =
+            tokio::spawn(hl7_interface::serve(listener, interface, hl7_interface::ListenerConfig::default(), async {
+                let _ = stopped.await;
+            }));
         println!("MLLP ingest, ACK after commit, ADT^A01 and ORU^R01 (3 OBX) alternating, embedded store:");
         for (run, &connections) in args.connections.iter().enumerate() {
             if connections == 0 {

@@ -128,7 +128,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     };
     let mllp_tls = match (&args.mllp_tls_cert, &args.mllp_tls_key) {
         (Some(cert), Some(key)) => Some(
-            interface::tls::server_config(cert, key, args.mllp_tls_client_ca.as_deref())
+            hl7_interface::tls::server_config(cert, key, args.mllp_tls_client_ca.as_deref())
                 .context("cannot use the MLLP TLS files (--mllp-tls-cert, --mllp-tls-key, --mllp-tls-client-ca)")?,
         ),
         _ => None,
@@ -210,14 +210,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         };
         // Outbound ADT notifications queued by any write are delivered to the partners
         // (`continuum hl7 partner add`) while the server runs.
-        let sender = tokio::spawn(interface::outbound::deliver(
+        let sender = tokio::spawn(hl7_interface::outbound::deliver(
             outbox,
-            interface::outbound::SenderConfig::default(),
+            hl7_interface::outbound::SenderConfig::default(),
             until_stopped(),
         ));
         let mllp = match args.mllp {
             Some(at) => {
-                let interface = Arc::new(interface::Interface::new(records, message_log));
+                let interface = Arc::new(hl7_interface::Interface::new(records, message_log));
                 let recovering = Arc::clone(&interface);
                 let settled = tokio::task::spawn_blocking(move || recovering.recover())
                     .await
@@ -232,12 +232,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 if !mllp_address.ip().is_loopback() {
                     tracing::info!(listener = %mllp_address, "the MLLP listener is reachable from other machines; only registered inbound partners are served");
                 }
-                let config = interface::ListenerConfig {
+                let config = hl7_interface::ListenerConfig {
                     max_frame_len: args.mllp_max_frame_kib * 1024,
                     tls: mllp_tls,
-                    ..interface::ListenerConfig::default()
+                    ..hl7_interface::ListenerConfig::default()
                 };
-                Some((mllp_address, interface::serve(listener, interface, config, until_stopped())))
+                Some((mllp_address, hl7_interface::serve(listener, interface, config, until_stopped())))
             }
             None => None,
         };

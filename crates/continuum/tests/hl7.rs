@@ -179,7 +179,7 @@ fn admissions_from_hl7_and_fhir_are_sent_to_partners() {
     assert!(received.try_recv().is_err(), "nothing else was sent");
 
     // A lab result received over HL7 comes back out as an ORU^R01 of its DiagnosticReport.
-    let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interface/tests/data");
+    let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hl7-interface/tests/data");
     let oru =
         std::fs::read_to_string(samples.join("ORU-R01-RMGEAD.hl7")).unwrap().replace("\r\n", "\r").replace('\n', "\r");
     let mut stream = TcpStream::connect(server.mllp()).unwrap();

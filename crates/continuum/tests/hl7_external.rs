@@ -34,7 +34,7 @@ fn python_hl7_client_gets_correct_acks() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--mllp", "127.0.0.1:0"]);
     let (host, port) = server.mllp().rsplit_once(':').unwrap();
-    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interface/tests/data");
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hl7-interface/tests/data");
     let files = ["ADT-A01-01.hl7", "ADT-A03-01.hl7", "ORU-R01-RMGEAD.hl7", "VXU-V04-01.hl7", "SIU-S12-01.hl7"];
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/external/mllp_client.py");
     let output = Command::new("python3")

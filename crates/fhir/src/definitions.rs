@@ -74,6 +74,8 @@ pub struct Definitions {
     resource_types: Vec<String>,
     search_params: FastMap<Box<str>, Vec<SearchParamDef>>,
     compartments: Vec<CompartmentDef>,
+    /// Index of the Patient compartment in `compartments` (checked present on load).
+    patient_compartment: usize,
     value_sets: FastMap<Box<str>, ValueSet>,
     code_systems: FastMap<Box<str>, CodeSystem>,
     /// The `Extension` type, which carries the ext-1 rule.
@@ -114,7 +116,7 @@ impl Definitions {
 
     /// The Patient compartment: resource type -> parameters that link it to the patient.
     pub fn patient_compartment(&self) -> &CompartmentDef {
-        self.compartment("Patient").expect("the R4 definitions include the Patient compartment")
+        &self.compartments[self.patient_compartment]
     }
 
     /// A resource type or data type by name (`Patient`, `HumanName`, `date`...).
@@ -184,13 +186,27 @@ impl Definitions {
             &domain_resources,
         );
         let compartments = search::compartments(parse("compartments.json", COMPARTMENTS));
+        #[allow(clippy::expect_used, reason = "embedded data, part of the build: checked by every test that loads it")]
+        let patient_compartment = compartments
+            .iter()
+            .position(|c| c.code == "Patient")
+            .expect("embedded definitions compartments.json: the Patient compartment");
         let terminology: Vec<raw::Terminology> = parse("valuesets-required.json", VALUESETS);
         let value_sets = terminology::expand_all(&terminology);
         let code_systems = terminology::code_systems(&terminology);
 
         let root_of = |name: &str| model.types[model.type_index[name] as usize].root;
         let extension_root = root_of("Extension");
-        Definitions { model, resource_types, search_params, compartments, value_sets, code_systems, extension_root }
+        Definitions {
+            model,
+            resource_types,
+            search_params,
+            compartments,
+            patient_compartment,
+            value_sets,
+            code_systems,
+            extension_root,
+        }
     }
 }
 

@@ -5,9 +5,13 @@ use serde_json::{Value, json};
 /// How bad an issue is (`OperationOutcome.issue.severity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
+    /// The issue stopped the processing of the whole request.
     Fatal,
+    /// The request or resource is wrong and was not acted on.
     Error,
+    /// Acted on, but something looks wrong.
     Warning,
+    /// Nothing wrong: a note about how the request was handled.
     Information,
 }
 
@@ -26,24 +30,43 @@ impl Severity {
 /// The kind of an issue (a subset of the FHIR `issue-type` value set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueCode {
+    /// Content is invalid in general (`invalid`).
     Invalid,
+    /// The content does not have the structure of a FHIR resource, e.g. an unknown element or the wrong JSON type (`structure`).
     Structure,
+    /// A required element is missing (`required`).
     Required,
+    /// An element's value is wrong for its type or format (`value`).
     Value,
+    /// A constraint (invariant) of the definitions is not met (`invariant`).
     Invariant,
+    /// A code is not in the value set of its required binding (`code-invalid`).
     CodeInvalid,
+    /// The request asks for something this server does not do (`not-supported`).
     NotSupported,
+    /// The resource or version asked for does not exist, or may not be known to exist (`not-found`).
     NotFound,
+    /// The resource existed but has been deleted (`deleted`).
     Deleted,
+    /// The write conflicts with the resource's current state, e.g. a version conflict (`conflict`).
     Conflict,
+    /// The content would duplicate a resource already held (`duplicate`).
     Duplicate,
+    /// The request is well formed but cannot be carried out, e.g. a JSON Patch that does not apply (`processing`).
     Processing,
+    /// A rule of the record was broken, e.g. a reference to a resource that does not exist (`business-rule`).
     BusinessRule,
+    /// The operation would cost too much to run, e.g. too many results (`too-costly`).
     TooCostly,
+    /// The request or resource is larger than the server accepts (`too-long`).
     TooLong,
+    /// An unexpected failure inside the server (`exception`).
     Exception,
+    /// A passing failure (storage busy or unavailable): the same request may succeed later (`transient`).
     Transient,
+    /// The caller sent too many requests and must slow down (`throttled`).
     Throttled,
+    /// Not a problem: a note carried in the outcome (`informational`).
     Informational,
     /// Authentication needed or failed (`login`).
     Login,
@@ -83,8 +106,11 @@ impl IssueCode {
 /// One problem found in a request or resource, with its FHIRPath-style location.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Issue {
+    /// How bad it is (`issue.severity`).
     pub severity: Severity,
+    /// What kind of problem it is (`issue.code`).
     pub code: IssueCode,
+    /// The human-readable explanation (`issue.diagnostics`).
     pub diagnostics: String,
     /// Where, e.g. `Patient.birthDate` or `Bundle.entry[2].resource`.
     pub expression: Option<String>,

@@ -4,13 +4,25 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReferenceTarget<'a> {
     /// `Type/id` or `Type/id/_history/vid` (relative to this server, or absolute to `base`).
-    Local { resource_type: &'a str, id: &'a str, version: Option<&'a str> },
+    Local {
+        /// The resource type named before the id (`Patient`).
+        resource_type: &'a str,
+        /// The logical id of the resource pointed at.
+        id: &'a str,
+        /// The version id after `_history/`, when the reference pins one version.
+        version: Option<&'a str>,
+    },
     /// `#id`: a contained resource (`#` alone is the container).
     Contained(&'a str),
     /// `urn:uuid:…` or `urn:oid:…`: an entry of the enclosing Bundle.
     Urn(&'a str),
     /// `Type?params`: a conditional reference, resolved by search inside a transaction.
-    Conditional { resource_type: &'a str, query: &'a str },
+    Conditional {
+        /// The resource type searched (`Patient` in `Patient?identifier=…`).
+        resource_type: &'a str,
+        /// The search parameters after `?`, still URL-encoded.
+        query: &'a str,
+    },
     /// An absolute URL on another server.
     External(&'a str),
     /// Anything else (not a valid reference form).

@@ -148,21 +148,31 @@ impl<'a> Validator<'a> {
         match contained {
             Some(slot) => {
                 self.contained_rules(obj);
-                self.scopes.last_mut().expect("registered above").current = Some(slot);
+                self.walking_contained(Some(slot));
                 self.object(obj, type_def.root, ObjectKind::Resource);
-                self.scopes.last_mut().expect("scope still open").current = None;
+                self.walking_contained(None);
             }
             None => {
                 // A resource inside a contained one breaks dom-2 (reported there); walk it as
                 // a resource of its own so that its content is still checked.
                 self.scopes.push(Scope::default());
                 self.object(obj, type_def.root, ObjectKind::Resource);
-                let scope = self.scopes.pop().expect("pushed above");
+                // Every push has its pop, so this is the scope pushed above.
+                let scope = self.scopes.pop().unwrap_or_default();
                 self.check_local_references(scope);
             }
         }
         if nesting == Nesting::Root {
             self.path.pop();
+        }
+    }
+
+    /// Notes which contained resource of the innermost scope is being walked (`None` when
+    /// none is), so that its `#` references are known to point at the container. A slot exists
+    /// only where its scope does.
+    fn walking_contained(&mut self, slot: Option<usize>) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.current = slot;
         }
     }
 

@@ -14,6 +14,7 @@ pub struct IndexEntry {
     pub param: i64,
     /// For the components of a composite parameter: which composite value they belong to.
     pub group: Option<i64>,
+    /// The value the row holds, typed by the parameter's kind.
     pub value: IndexValue,
 }
 
@@ -22,34 +23,53 @@ pub struct IndexEntry {
 pub enum IndexValue {
     /// `normalized` is what searches compare; `exact` serves `:exact`.
     String {
+        /// Accents removed and case folded ([`crate::values::normalize`]): what searches
+        /// compare.
         normalized: String,
+        /// The text as written in the resource.
         exact: String,
     },
     /// A code with its system, or (system and code empty) only a text for `:text`.
     Token {
+        /// The code system (Coding.system, Identifier.system, ContactPoint.system), if given.
         system: Option<String>,
+        /// The code, identifier value, contact value or `true`/`false`.
         code: Option<String>,
+        /// The display or text that `:text` searches, normalised.
         text: Option<String>,
     },
     /// A reference: to a local resource (type and id, maybe a version), to an absolute URL,
     /// or by identifier only (`identifier` as `(system, value)`).
     Reference {
+        /// The resource type of a local reference.
         target_type: Option<String>,
+        /// The id of a local reference.
         target_id: Option<String>,
+        /// The version of a local reference that pins one (`Type/id/_history/v`).
         version: Option<String>,
+        /// The reference's text when it is not local: an absolute URL or a canonical.
         url: Option<String>,
+        /// `Reference.identifier` as `(system, value)`.
         identifier: Option<(Option<String>, String)>,
     },
+    /// A date, dateTime, instant or Period as the range of instants it covers.
     Date(DateRange),
+    /// A number as the range its significant digits imply.
     Number(NumberRange),
     /// A quantity as given and, where its unit is known UCUM, in canonical units.
     Quantity {
+        /// The value as the range its significant digits imply.
         value: NumberRange,
+        /// The unit's code system (UCUM, or ISO 4217 for Money).
         system: Option<String>,
+        /// The unit's code in that system.
         code: Option<String>,
+        /// The unit as written for people (`Quantity.unit`).
         unit: Option<String>,
+        /// The canonical UCUM unit and the value converted to it.
         canonical: Option<(String, NumberRange)>,
     },
+    /// A uri, url or canonical, as written.
     Uri(String),
 }
 
@@ -57,6 +77,7 @@ pub enum IndexValue {
 /// absolute references to this server index as local ones.
 #[derive(Debug, Clone, Default)]
 pub struct IndexContext {
+    /// The server's base URL (`http://host/fhir`); `None` indexes absolute URLs as external.
     pub base_url: Option<String>,
 }
 
@@ -452,7 +473,10 @@ pub fn canonical_quantity(
 /// value of the resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FullText {
+    /// The text of `Resource.text.div` with its tags stripped: what `_text` searches.
     pub narrative: String,
+    /// Every other string value of the resource (not ids or references): what `_content`
+    /// searches.
     pub content: String,
 }
 

@@ -4,6 +4,11 @@
 //! semantics both share ([`values`]: string normalisation, date and number ranges, UCUM).
 //! Backends turn a [`query::SearchQuery`] into their own SQL.
 
+// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
+// crate meets them.
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod index;
 pub mod query;
 pub mod registry;

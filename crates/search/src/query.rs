@@ -18,14 +18,23 @@ fn invalid(message: impl Into<String>) -> QueryError {
 /// A comparison prefix of number, date and quantity values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefix {
+    /// `eq`, the default: the stored value lies within the range the search value implies.
     Eq,
+    /// `ne`: the stored value lies outside that range.
     Ne,
+    /// `gt`: greater than the search value.
     Gt,
+    /// `lt`: less than the search value.
     Lt,
+    /// `ge`: greater than or equal to the search value.
     Ge,
+    /// `le`: less than or equal to the search value.
     Le,
+    /// `sa`, starts after: the stored range begins after the search range ends.
     Sa,
+    /// `eb`, ends before: the stored range ends before the search range begins.
     Eb,
+    /// `ap`: approximately equal (a margin of about 10%).
     Ap,
 }
 
@@ -68,6 +77,7 @@ pub enum StringMatch {
 /// How a uri value matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UriMatch {
+    /// The stored uri equals the value (the default).
     Exact,
     /// The stored uri is a prefix of the value (`:above`).
     Above,
@@ -78,14 +88,19 @@ pub enum UriMatch {
 /// One value of a parameter (the values of one parameter are OR-ed).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
+    /// A string value: normalised unless `mode` is [`StringMatch::Exact`].
     String {
+        /// The value searched for.
         value: String,
+        /// How it matches the stored strings.
         mode: StringMatch,
     },
     /// `system: None` is any system, `Some(None)` no system (`|code`); `code: None` any code
     /// (`system|`).
     Token {
+        /// The system asked for: `None` any, `Some(None)` none.
         system: Option<Option<String>>,
+        /// The code asked for: `None` any.
         code: Option<String>,
     },
     /// `:text`: the normalised text starts with `value`.
@@ -93,41 +108,62 @@ pub enum Condition {
     /// `:below` / `:above`: any of `codes` in `system` (the code and what it subsumes, or
     /// what subsumes it, from the embedded CodeSystem's hierarchy).
     TokenIn {
+        /// The CodeSystem the codes belong to.
         system: String,
+        /// The code given and the codes it subsumes or is subsumed by.
         codes: Vec<String>,
     },
     /// A local reference (`Patient/1`, or `1` with the type chosen by the parameter's targets
     /// or a `:Type` modifier; `target_type: None` means any type).
     Reference {
+        /// The resource type referenced, `None` for any.
         target_type: Option<String>,
+        /// The id of the resource referenced.
         id: String,
+        /// The version, when the value pins one (`Patient/1/_history/2`).
         version: Option<String>,
     },
     /// An absolute URL or canonical not on this server.
     ReferenceUrl(String),
     /// `:identifier`.
     ReferenceIdentifier {
+        /// The identifier's system, as for [`Condition::Token`].
         system: Option<Option<String>>,
+        /// The identifier's value.
         value: String,
     },
+    /// A date value compared by `prefix` with the stored date ranges.
     Date {
+        /// How the ranges compare.
         prefix: Prefix,
+        /// The range the value covers at its precision.
         range: DateRange,
     },
+    /// A number compared by `prefix` with the stored numbers.
     Number {
+        /// How the ranges compare.
         prefix: Prefix,
+        /// The range the value implies at its precision.
         range: NumberRange,
     },
+    /// A quantity (`[prefix]number|system|code`) compared by `prefix`.
     Quantity {
+        /// How the ranges compare.
         prefix: Prefix,
+        /// The range the number implies at its precision, in the unit given.
         range: NumberRange,
+        /// The unit's system, `None` for any.
         system: Option<String>,
+        /// The unit's code (or unit text), `None` for any.
         code: Option<String>,
         /// The value in canonical UCUM units, when the unit is known.
         canonical: Option<(String, NumberRange)>,
     },
+    /// A uri value.
     Uri {
+        /// The uri searched for.
         value: String,
+        /// How it matches the stored uris.
         mode: UriMatch,
     },
     /// A composite value: one condition per component, all on the same composite value.
@@ -143,27 +179,79 @@ pub enum Filter {
     LastUpdated(Vec<(Prefix, DateRange)>),
     /// A parameter whose index rows carry one of `keys` (one key per resource type searched),
     /// matching any of `conditions`.
-    Param { keys: Vec<i64>, kind: ParamKind, conditions: Vec<Condition> },
+    Param {
+        /// The parameter's key on each type searched.
+        keys: Vec<i64>,
+        /// The parameter's type, which says which index rows hold it.
+        kind: ParamKind,
+        /// The values, OR-ed.
+        conditions: Vec<Condition>,
+    },
     /// `:not`: no index row of the parameter matches any of the conditions.
-    Not { keys: Vec<i64>, kind: ParamKind, conditions: Vec<Condition> },
+    Not {
+        /// The parameter's key on each type searched.
+        keys: Vec<i64>,
+        /// The parameter's type.
+        kind: ParamKind,
+        /// The values none of which may match.
+        conditions: Vec<Condition>,
+    },
     /// `:missing=true|false`.
-    Missing { keys: Vec<i64>, kind: ParamKind, missing: bool },
+    Missing {
+        /// The parameter's key on each type searched.
+        keys: Vec<i64>,
+        /// The parameter's type.
+        kind: ParamKind,
+        /// `true`: the resource has no value for it; `false`: it has one.
+        missing: bool,
+    },
     /// A chain: a reference parameter (`keys`) pointing at a `target_type` resource that
     /// matches `inner`.
-    Chain { keys: Vec<i64>, target_type: String, inner: Box<Filter> },
+    Chain {
+        /// The reference parameter's key on each type searched.
+        keys: Vec<i64>,
+        /// The type of the resources referenced.
+        target_type: String,
+        /// What a referenced resource must match.
+        inner: Box<Filter>,
+    },
     /// `_has`: some `source_type` resource whose reference parameter `key` points here
     /// matches `inner`.
-    Has { source_type: String, key: i64, inner: Box<Filter> },
+    Has {
+        /// The type of the resources that point here.
+        source_type: String,
+        /// Their reference parameter's key.
+        key: i64,
+        /// What such a resource must match.
+        inner: Box<Filter>,
+    },
     /// `_text` / `_content`: full-text search of the narrative or of the whole resource.
-    Text { content: bool, query: String },
+    Text {
+        /// `true` for `_content` (every string), `false` for `_text` (the narrative).
+        content: bool,
+        /// The words searched for, as given.
+        query: String,
+    },
     /// `_list`: the resource is an item of one of these Lists.
     List(Vec<String>),
     /// Compartment search: any of the linking parameters `keys` points at `target_type/id`
     /// for one of `ids` (several: the union of those compartments, e.g. the patients a user
     /// may see).
-    Compartment { keys: Vec<i64>, target_type: String, ids: Vec<String> },
+    Compartment {
+        /// The linking parameters' keys.
+        keys: Vec<i64>,
+        /// The compartment's type (`Patient`).
+        target_type: String,
+        /// The ids of the compartments' owners.
+        ids: Vec<String>,
+    },
     /// Exactly the resource `resource_type/id`.
-    Is { resource_type: String, id: String },
+    Is {
+        /// Its type.
+        resource_type: String,
+        /// Its id.
+        id: String,
+    },
     /// Any of the filters holds.
     AnyOf(Vec<Filter>),
     /// Every one of the filters holds (access narrowing nests these inside `AnyOf`, chains
@@ -179,20 +267,28 @@ pub enum Filter {
 /// `_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Total {
+    /// No total in the result Bundle.
     None,
+    /// A total that may be approximate (the default).
     #[default]
     Estimate,
+    /// The exact number of matches.
     Accurate,
 }
 
 /// `_summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Summary {
+    /// The whole resources (the default).
     #[default]
     False,
+    /// Only the elements marked as summary in the definitions.
     True,
+    /// Only the narrative, with id, meta and mandatory elements.
     Text,
+    /// Everything except the narrative.
     Data,
+    /// Only the total, no resources.
     Count,
 }
 
@@ -200,28 +296,42 @@ pub enum Summary {
 /// containers, `_containedType=container`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Contained {
+    /// Only resources that stand on their own (the default, `_contained=false`).
     #[default]
     No,
+    /// Only contained resources (`_contained=true`).
     Only,
+    /// Both kinds (`_contained=both`).
     Both,
 }
 
 /// A sort key of `_sort`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortKey {
+    /// `_id`.
     Id,
+    /// `_lastUpdated`.
     LastUpdated,
-    Param { keys: Vec<i64>, kind: ParamKind },
+    /// A search parameter.
+    Param {
+        /// The parameter's key on each type searched.
+        keys: Vec<i64>,
+        /// The parameter's type, which says how its values order.
+        kind: ParamKind,
+    },
 }
 
 /// `_include` / `_revinclude`: `source_type:param[:target_type]`, `*` for every reference
 /// parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Include {
+    /// The type of the resources whose references are followed.
     pub source_type: String,
     /// Keys of the reference parameters followed (all of the source type's for `*`).
     pub keys: Vec<i64>,
+    /// Only references to this type are followed, when given.
     pub target_type: Option<String>,
+    /// `:iterate` (or the older `:recurse`): also followed from the resources included.
     pub iterate: bool,
     /// The text as given, for links.
     pub text: String,
@@ -233,13 +343,21 @@ pub struct SearchQuery {
     /// The types searched: one for a type-level search; for a system-level search the `_type`
     /// list, or empty for every type.
     pub types: Vec<String>,
+    /// What a match must satisfy, AND-ed.
     pub filters: Vec<Filter>,
+    /// `_sort`: keys in order, each with `true` when descending.
     pub sort: Vec<(SortKey, bool)>,
+    /// `_count`: the page size asked for.
     pub count: Option<usize>,
+    /// `_total`.
     pub total: Total,
+    /// `_summary`.
     pub summary: Summary,
+    /// `_elements`: the only elements to return (empty: all).
     pub elements: Vec<String>,
+    /// `_include`: resources the matches reference, added to the result.
     pub include: Vec<Include>,
+    /// `_revinclude`: resources that reference the matches, added to the result.
     pub revinclude: Vec<Include>,
     /// Parameters ignored (unknown or unsupported), reported as warnings.
     pub ignored: Vec<Issue>,
@@ -330,10 +448,10 @@ fn decode(text: &str) -> Result<String, QueryError> {
 
 /// Splits on `separator` where it is not escaped by a backslash; escapes are kept.
 pub fn split_unescaped(text: &str, separator: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut current = String::new();
     let mut escaped = false;
     for c in text.chars() {
-        let current = parts.last_mut().expect("parts is never empty");
         if escaped {
             current.push('\\');
             current.push(c);
@@ -341,14 +459,15 @@ pub fn split_unescaped(text: &str, separator: char) -> Vec<String> {
         } else if c == '\\' {
             escaped = true;
         } else if c == separator {
-            parts.push(String::new());
+            parts.push(std::mem::take(&mut current));
         } else {
             current.push(c);
         }
     }
     if escaped {
-        parts.last_mut().expect("parts is never empty").push('\\');
+        current.push('\\');
     }
+    parts.push(current);
     parts
 }
 

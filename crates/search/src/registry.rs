@@ -8,14 +8,24 @@ use std::sync::LazyLock;
 /// A search parameter's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamKind {
+    /// Decimal and integer values, matched with their precision.
     Number,
+    /// Dates, times and periods, matched as ranges of instants.
     Date,
+    /// Text, matched normalised from its start (or exactly, or anywhere).
     String,
+    /// Codes and identifiers, with an optional system.
     Token,
+    /// References to other resources.
     Reference,
+    /// Several parameters' values taken together from one element (e.g. code and value).
     Composite,
+    /// Quantities with a unit, converted to canonical UCUM where known.
     Quantity,
+    /// URIs, URLs and canonicals.
     Uri,
+    /// Parameters with search rules of their own (e.g. `Location.near`): neither indexed nor
+    /// searchable here.
     Special,
 }
 
@@ -38,20 +48,30 @@ impl ParamKind {
 /// One part of a composite parameter.
 #[derive(Debug, Clone)]
 pub struct CompiledComponent {
+    /// The key of this component's index rows (the composite's name with `#` and the
+    /// component's position, see [`param_key`]).
     pub key: i64,
+    /// The type of the parameter the component uses.
     pub kind: ParamKind,
+    /// Where its value is, relative to each element the composite's expression selects.
     pub expression: Expression,
 }
 
 /// A search parameter of one resource type, ready to index and to query.
 #[derive(Debug, Clone)]
 pub struct CompiledParam {
+    /// The name used in search URLs (`birthdate`).
     pub name: String,
+    /// The key of its index rows ([`param_key`] of the type and name).
     pub key: i64,
+    /// The parameter's type.
     pub kind: ParamKind,
+    /// The official FHIRPath expression that selects its values; `None` when the definition
+    /// has none or it does not compile (such a parameter yields no index rows).
     pub expression: Option<Expression>,
     /// Resource types a reference parameter may point at.
     pub targets: Vec<String>,
+    /// The parts of a composite parameter (empty for the other types).
     pub components: Vec<CompiledComponent>,
     /// For token parameters: the key of their `:of-type` rows (Identifier type + value).
     pub of_type_key: Option<i64>,

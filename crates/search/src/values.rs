@@ -28,7 +28,9 @@ pub fn normalize(text: &str) -> String {
 /// open end (a Period without a start or an end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateRange {
+    /// The first instant covered.
     pub low: i64,
+    /// The last instant covered.
     pub high: i64,
 }
 
@@ -158,8 +160,11 @@ fn micros(at: OffsetDateTime) -> i64 {
 /// is `[50, 150)`, `100.00` is `[99.995, 100.005)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NumberRange {
+    /// The value as written.
     pub value: f64,
+    /// The lower end of the range (the value itself when it is exact).
     pub low: f64,
+    /// The upper end of the range (the value itself when it is exact).
     pub high: f64,
 }
 

@@ -2,7 +2,7 @@
 //! write's own transaction (what they do commits or rolls back with it), and the feed
 //! announces each committed version once, after commit, in order per resource.
 
-use crate::interface::announcing;
+use crate::hl7_interface::announcing;
 use crate::records::{create, patient};
 use serde_json::json;
 use std::sync::{Arc, Mutex};

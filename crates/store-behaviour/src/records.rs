@@ -5,14 +5,17 @@
 use serde_json::{Value, json};
 use store::{ErrorKind, HistoryQuery, Records, WriteKind};
 
+/// A minimal valid Patient with the family name `family`.
 pub fn patient(family: &str) -> Value {
     json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female"})
 }
 
+/// A minimal valid Patient with one identifier, for conditional operations.
 pub fn patient_with_identifier(system: &str, value: &str) -> Value {
     json!({"resourceType": "Patient", "identifier": [{"system": system, "value": value}], "active": true})
 }
 
+/// A final weight Observation of `subject` (a reference such as `Patient/1`).
 pub fn observation(subject: &str) -> Value {
     json!({
         "resourceType": "Observation",
@@ -23,21 +26,25 @@ pub fn observation(subject: &str) -> Value {
     })
 }
 
+/// The JSON of a stored version (which must not be a deletion).
 pub fn body(v: &store::ResourceVersion) -> Value {
     serde_json::from_str(v.body.as_deref().expect("a body")).unwrap()
 }
 
+/// Creates `resource`, checks that it was created, and returns its id.
 pub fn create(records: &Records, resource: Value) -> String {
     let outcome = records.create(resource, None).unwrap();
     assert_eq!(outcome.kind, WriteKind::Created);
     outcome.version.unwrap().id
 }
 
+/// How many current resources of `resource_type` the backend holds.
 pub fn count(records: &Records, resource_type: &str) -> u64 {
     let counts = records.backend().count_by_type().unwrap();
     counts.into_iter().find(|(t, _)| t == resource_type).map_or(0, |(_, n)| n)
 }
 
+/// How many versions the whole history holds.
 pub fn total_history(records: &Records) -> u64 {
     records.history_total(&HistoryQuery::default()).unwrap()
 }
@@ -391,6 +398,7 @@ pub fn load_stores_resources_with_their_ids_without_reference_checks(records: &R
     assert_eq!(err.kind(), ErrorKind::Invalid);
 }
 
+/// A Bundle entry with a request `method url`, and a `fullUrl` and resource when given.
 pub fn entry(method: &str, url: &str, full_url: Option<&str>, resource: Option<Value>) -> Value {
     let mut e = json!({"request": {"method": method, "url": url}});
     if let Some(full_url) = full_url {
@@ -402,10 +410,12 @@ pub fn entry(method: &str, url: &str, full_url: Option<&str>, resource: Option<V
     e
 }
 
+/// A Bundle of type `kind` (`transaction`, `batch`) with `entries`.
 pub fn bundle(kind: &str, entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": kind, "entry": entries})
 }
 
+/// The `response.status` of each entry of a transaction or batch response.
 pub fn statuses(response: &Value) -> Vec<String> {
     let entries = response["entry"].as_array().unwrap();
     entries.iter().map(|e| e["response"]["status"].as_str().unwrap().to_string()).collect()
@@ -417,6 +427,7 @@ pub fn located(response: &Value, i: usize) -> String {
     location.split("/_history/").next().unwrap().to_string()
 }
 
+/// The current JSON of the resource `Type/id` names.
 pub fn read_ref(records: &Records, reference: &str) -> Value {
     let (t, id) = reference.split_once('/').unwrap();
     body(&records.read(t, id).unwrap())

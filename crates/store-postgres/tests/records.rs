@@ -26,8 +26,8 @@ store_behaviour::records_tests!(store);
 fn message_log_keeps_messages_and_their_outcomes() {
     let database = scratch::Database::create();
     let backend = PostgresBackend::connect(&database.url).unwrap();
-    store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log());
-    store_behaviour::interface::inbound_partners_are_kept_by_name(&backend.message_log());
+    store_behaviour::hl7_interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log());
+    store_behaviour::hl7_interface::inbound_partners_are_kept_by_name(&backend.message_log());
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn outbox_queues_with_the_write_and_delivers_in_order() {
     let database = scratch::Database::create();
     let backend = Arc::new(PostgresBackend::connect(&database.url).unwrap());
     let outbox = backend.outbox();
-    store_behaviour::interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
+    store_behaviour::hl7_interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
 }
 
 #[test]

@@ -23,8 +23,8 @@ store_behaviour::records_tests!(store);
 fn message_log_keeps_messages_and_their_outcomes() {
     let dir = tempfile::tempdir().unwrap();
     let backend = SqliteBackend::open(dir.path()).unwrap();
-    store_behaviour::interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log().unwrap());
-    store_behaviour::interface::inbound_partners_are_kept_by_name(&backend.message_log().unwrap());
+    store_behaviour::hl7_interface::message_log_keeps_messages_and_their_outcomes(&backend.message_log().unwrap());
+    store_behaviour::hl7_interface::inbound_partners_are_kept_by_name(&backend.message_log().unwrap());
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn outbox_queues_with_the_write_and_delivers_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
     let outbox = backend.outbox().unwrap();
-    store_behaviour::interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
+    store_behaviour::hl7_interface::outbox_queues_with_the_write_and_delivers_in_order(&Records::new(backend), &outbox);
 }
 
 #[test]

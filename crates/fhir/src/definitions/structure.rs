@@ -433,6 +433,10 @@ fn primitive_rules(model: &Model, sources: &FastMap<TypeId, PrimitiveSource>, ti
     Primitive {
         json,
         regex: source.regex.as_deref().map(|r| {
+            #[allow(
+                clippy::expect_used,
+                reason = "embedded data, part of the build: checked by every test that loads it"
+            )]
             Regex::new(&format!("^(?:{})$", ascii_classes(r))).expect("regex from the R4 definitions compiles")
         }),
         integer: chain.iter().any(|t| system_of(t) == "Integer"),

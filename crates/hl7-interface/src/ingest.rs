@@ -88,7 +88,7 @@ impl Interface {
             Ok(message) => self.process(log_id, &message, peer, &sender, &control_id),
             Err(e) => {
                 let error = AckError::from_parse_error(&e);
-                self.finish(log_id, MessageStatus::Rejected, outcome("AR", Some(e.to_string())));
+                self.finish(log_id, MessageStatus::Rejected, outcome(AckCode::AR, Some(e.to_string())));
                 (MessageStatus::Rejected, hl7v2::ack_unparseable(raw, &error, &ack_header(log_id).as_header()).encode())
             }
         };
@@ -110,7 +110,7 @@ impl Interface {
             }
             Err(e) => {
                 let error = AckError::from_parse_error(&e);
-                self.finish(log_id, MessageStatus::Rejected, outcome("AR", Some(e.to_string())));
+                self.finish(log_id, MessageStatus::Rejected, outcome(AckCode::AR, Some(e.to_string())));
                 (
                     MessageStatus::Rejected,
                     hl7v2::ack_unparseable(&stored.raw, &error, &ack_header(log_id).as_header()).encode(),
@@ -140,7 +140,7 @@ impl Interface {
                         .filter_map(|t| t.get("reference").and_then(Value::as_str).map(str::to_string))
                         .collect::<Vec<_>>();
                     let patient = resources.iter().find_map(|r| r.strip_prefix("Patient/").map(str::to_string));
-                    let done = MessageOutcome { ack_code: "AA".into(), patient, resources, ..Default::default() };
+                    let done = MessageOutcome { patient, resources, ..outcome(AckCode::AA, None) };
                     self.finish(message.id, MessageStatus::Processed, done);
                 }
                 Err(_) => {
@@ -170,7 +170,7 @@ impl Interface {
         let header = ack_header(log_id);
         let reject = |code: AckCode, error: MapError| {
             let status = if code == AckCode::AR { MessageStatus::Rejected } else { MessageStatus::Failed };
-            self.finish(log_id, status, outcome(code.as_str(), Some(error.message.clone())));
+            self.finish(log_id, status, outcome(code, Some(error.message.clone())));
             (status, hl7v2::ack(message, code, Some(&error.to_ack_error()), &header.as_header()).encode())
         };
         if control_id.is_empty() {
@@ -201,7 +201,7 @@ impl Interface {
         let _guard = self.in_flight.lock(format!("{}\u{1f}{sender}\u{1f}{control_id}", peer.partner));
         match self.log.find_processed(&peer.partner, sender, control_id, log_id) {
             Ok(Some(original)) => {
-                let done = MessageOutcome { ack_code: "AA".into(), duplicate_of: Some(original), ..Default::default() };
+                let done = MessageOutcome { duplicate_of: Some(original), ..outcome(AckCode::AA, None) };
                 self.finish(log_id, MessageStatus::Duplicate, done);
                 return (
                     MessageStatus::Duplicate,
@@ -278,8 +278,9 @@ fn store_error(error: &store::Error) -> MapError {
     }
 }
 
-fn outcome(ack_code: &str, error: Option<String>) -> MessageOutcome {
-    MessageOutcome { ack_code: ack_code.into(), error, ..Default::default() }
+/// The log outcome answered with `ack_code` (and, for AE or AR, the error given).
+fn outcome(ack_code: AckCode, error: Option<String>) -> MessageOutcome {
+    MessageOutcome { ack_code: ack_code.as_str().into(), error, ..Default::default() }
 }
 
 /// The log outcome of a committed Bundle: what it wrote, and the Patient.
@@ -296,7 +297,7 @@ fn outcome_of(response: &Value, patient_entry: Option<usize>, known: Option<Stri
         .and_then(location)
         .and_then(|l| l.strip_prefix("Patient/").map(str::to_string))
         .or(known);
-    MessageOutcome { ack_code: "AA".into(), patient, resources, ..Default::default() }
+    MessageOutcome { patient, resources, ..outcome(AckCode::AA, None) }
 }
 
 /// Sender (MSH-3|MSH-4 as sent), control id (MSH-10) and type (`ADT^A01`) of a message.

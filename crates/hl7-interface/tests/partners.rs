@@ -2,7 +2,7 @@
 //! from distinct loopback addresses (127.0.0.2, 127.0.0.3, …), each registered as a partner
 //! or not, and the effects are checked through the message log and `Records`.
 
-use interface::{Interface, ListenerConfig};
+use hl7_interface::{Interface, ListenerConfig};
 use serde_json::Value;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -74,7 +74,7 @@ async fn start() -> Harness {
     let interface = Arc::new(Interface::new(records.clone(), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(interface::serve(listener, interface, ListenerConfig::default(), std::future::pending()));
+    tokio::spawn(hl7_interface::serve(listener, interface, ListenerConfig::default(), std::future::pending()));
     Harness { _dir: dir, records, log, address }
 }
 

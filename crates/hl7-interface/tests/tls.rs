@@ -2,7 +2,7 @@
 //! a certificate, or with one from another CA, is refused in the handshake and nothing is
 //! logged; the allow-list still applies.
 
-use interface::{Interface, ListenerConfig};
+use hl7_interface::{Interface, ListenerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -94,8 +94,8 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_the_client_ca() {
     let cert = write(dir.path(), "server.pem", &format!("{}{}", server_cert.pem(), server_ca.issuer.pem()));
     let key = write(dir.path(), "server.key", &server_key.serialize_pem());
     let ca = write(dir.path(), "clients.pem", &client_ca.issuer.pem());
-    let tls = interface::tls::server_config(&cert, &key, Some(&ca)).unwrap();
-    assert!(interface::tls::server_config(&cert, &ca, Some(&ca)).is_err(), "a certificate is not a key");
+    let tls = hl7_interface::tls::server_config(&cert, &key, Some(&ca)).unwrap();
+    assert!(hl7_interface::tls::server_config(&cert, &ca, Some(&ca)).is_err(), "a certificate is not a key");
 
     let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
     let log: Arc<dyn MessageLog> = Arc::new(backend.message_log().unwrap());
@@ -103,7 +103,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_the_client_ca() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = ListenerConfig { tls: Some(tls), ..ListenerConfig::default() };
-    tokio::spawn(interface::serve(listener, interface, config, std::future::pending()));
+    tokio::spawn(hl7_interface::serve(listener, interface, config, std::future::pending()));
 
     assert_eq!(send(address, &server_ca, None).await, None, "no client certificate");
     assert_eq!(send(address, &server_ca, Some(&other_ca.issue("lab"))).await, None, "another CA's certificate");

@@ -1,6 +1,6 @@
-//! The behaviour of a backend's interface tables that every backend must show: the HL7 message
-//! log ([`store::MessageLog`]) and the outbox ([`store::Outbox`]) with its rows queued inside
-//! the write's own transaction.
+//! The behaviour of a backend's HL7 v2 interface tables (those the `hl7-interface` crate runs
+//! on) that every backend must show: the message log ([`store::MessageLog`]) and the outbox
+//! ([`store::Outbox`]) with its rows queued inside the write's own transaction.
 
 use crate::records::{create, patient};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! delivers them over MLLP to a fake partner, which first answers AE (retried) and then AA
 //! (delivered). Also the ORU^R01 of a DiagnosticReport.
 
-use interface::outbound::{AdtNotifier, SenderConfig};
+use hl7_interface::outbound::{AdtNotifier, SenderConfig};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,7 +80,7 @@ async fn admissions_and_discharges_reach_the_partner_after_retries() {
         first_backoff: Duration::from_millis(50),
         ..SenderConfig::default()
     };
-    tokio::spawn(interface::outbound::deliver(Arc::clone(&outbox), config, std::future::pending()));
+    tokio::spawn(hl7_interface::outbound::deliver(Arc::clone(&outbox), config, std::future::pending()));
 
     let (r, p) = (records.clone(), patient());
     let patient_id = tokio::task::spawn_blocking(move || r.create(p, None).unwrap().version.unwrap().id).await.unwrap();
@@ -159,7 +159,7 @@ async fn a_partner_that_always_refuses_ends_dead_and_writes_without_partners_que
         max_attempts: 3,
         ..SenderConfig::default()
     };
-    tokio::spawn(interface::outbound::deliver(Arc::clone(&outbox), config, std::future::pending()));
+    tokio::spawn(hl7_interface::outbound::deliver(Arc::clone(&outbox), config, std::future::pending()));
     let r = records.clone();
     tokio::task::spawn_blocking(move || r.create(emergency(), None).unwrap()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -196,7 +196,7 @@ fn an_oru_is_produced_for_a_diagnostic_report() {
         "effectiveDateTime": "2024-03-01T08:00:00Z", "issued": "2024-03-01T09:00:00Z",
         "result": [{"reference": format!("Observation/{obs_id}")}]});
     let report_id = records.create(report, None).unwrap().version.unwrap().id;
-    let oru = interface::outbound::oru_r01(&records, &report_id).unwrap();
+    let oru = hl7_interface::outbound::oru_r01(&records, &report_id).unwrap();
     let message = hl7v2::Message::parse(&oru).unwrap();
     assert_eq!(message.get("MSH-9").as_deref(), Some("ORU"));
     assert_eq!(message.get("MSH-9.2").as_deref(), Some("R01"));
@@ -213,7 +213,7 @@ fn an_oru_is_produced_for_a_diagnostic_report() {
     assert_eq!(message.get("OBX-8").as_deref(), Some("H"));
     assert_eq!(message.get("OBX-14").as_deref(), Some("20240301080000+0000"));
     assert!(matches!(
-        interface::outbound::oru_r01(&records, "nope"),
-        Err(interface::outbound::OutboundError::NotFound(_))
+        hl7_interface::outbound::oru_r01(&records, "nope"),
+        Err(hl7_interface::outbound::OutboundError::NotFound(_))
     ));
 }

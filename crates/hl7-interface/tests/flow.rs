@@ -2,7 +2,7 @@
 //! store; messages sent framed, ACKs read back, and the resulting resources checked through
 //! `Records`, field by field.
 
-use interface::{Interface, ListenerConfig};
+use hl7_interface::{Interface, ListenerConfig};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +28,14 @@ async fn start(max_frame_len: usize) -> Harness {
     let local = store::InboundPartner {
         name: "local".into(),
         addresses: vec!["127.0.0.1".into()],
-        allowed_events: interface::partners::DESTRUCTIVE_EVENTS.iter().map(|e| e.to_string()).collect(),
+        allowed_events: hl7_interface::partners::DESTRUCTIVE_EVENTS.iter().map(|e| e.to_string()).collect(),
     };
     log.put_inbound_partner(&local).unwrap();
     let interface = Arc::new(Interface::new(records.clone(), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = ListenerConfig { max_frame_len, ..ListenerConfig::default() };
-    tokio::spawn(interface::serve(listener, Arc::clone(&interface), config, std::future::pending()));
+    tokio::spawn(hl7_interface::serve(listener, Arc::clone(&interface), config, std::future::pending()));
     Harness { _dir: dir, records, log, interface, address }
 }
 
@@ -183,7 +183,7 @@ async fn adt_flow_duplicates_errors_and_merge() {
     let first = &logged[0];
     assert_eq!(first.status, MessageStatus::Processed);
     assert_eq!(first.outcome.patient.as_deref(), Some(patient_id.as_str()));
-    let provenance = h.records.read("Provenance", &interface::provenance_id(first.id)).unwrap();
+    let provenance = h.records.read("Provenance", &hl7_interface::provenance_id(first.id)).unwrap();
     let provenance: Value = serde_json::from_str(provenance.body.as_deref().unwrap()).unwrap();
     assert_eq!(provenance["entity"][0]["what"]["identifier"]["value"], first.id.to_string());
     let targets = provenance["target"].to_string();
@@ -269,7 +269,7 @@ async fn adt_flow_duplicates_errors_and_merge() {
     assert!(survivor.body.as_deref().unwrap().contains("\"replaces\""));
     let moved = find(&h.records, "Encounter", GHH, "V200");
     assert_eq!(moved["subject"]["reference"], format!("Patient/{patient_id}"));
-    assert!(matches!(h.interface.replay(a40_id), Err(interface::ReplayError::AlreadyApplied)));
+    assert!(matches!(h.interface.replay(a40_id), Err(hl7_interface::ReplayError::AlreadyApplied)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
