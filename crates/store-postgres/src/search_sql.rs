@@ -155,3 +155,44 @@ pub(crate) fn revinclude(conn: &mut Connection, keys: &[i64], include: &Include)
         None => Ok(Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Postgres, SearchQuery, Value};
+    use search::query::parse_pairs;
+
+    /// `sql`'s words, with one space between them.
+    fn words(sql: &str) -> String {
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn searches_read_the_family_tables_pinned_to_the_patients_shard() {
+        let pairs = parse_pairs("subject=Patient/p1&category=laboratory&_sort=-date").expect("pairs");
+        let query = SearchQuery::parse(Some("Observation"), &pairs, true).expect("query");
+        let statement = store_sql::search(&Postgres, &query, 20);
+        assert_eq!(
+            words(&statement.sql),
+            "SELECT r.rid FROM patient_resource_current r WHERE NOT r.deleted AND TRUE AND r.resource_type = $2::text \
+             AND r.rid IN (SELECT t1.rid FROM patient_search_reference t1 WHERE t1.param = $3::int8 AND ((t1.target_id = $4::text AND t1.target_type = $5::text)) AND t1.shard_key = $1::text) \
+             AND EXISTS (SELECT 1 FROM patient_search_token t2 WHERE t2.rid = r.rid AND t2.param = $6::int8 AND ((t2.code = $7::text)) AND t2.shard_key = $1::text) \
+             AND r.shard_key = $1::text \
+             ORDER BY (SELECT MAX(s.high) FROM patient_search_date s WHERE s.rid = r.rid AND s.param = $8::int8 AND s.shard_key = $1::text) IS NULL, \
+             (SELECT MAX(s.high) FROM patient_search_date s WHERE s.rid = r.rid AND s.param = $8::int8 AND s.shard_key = $1::text) DESC, r.rid ASC LIMIT $9::int8"
+        );
+        assert_eq!(statement.values[0], Value::Text("p1".into()));
+        assert_eq!(statement.values.len(), 9);
+    }
+
+    #[test]
+    fn several_keys_are_one_array_and_shared_types_their_own_tables() {
+        let pairs = parse_pairs("_type=Practitioner,Organization&name=kim").expect("pairs");
+        let query = SearchQuery::parse(None, &pairs, true).expect("query");
+        let statement = store_sql::count(&Postgres, &query);
+        let sql = words(&statement.sql);
+        assert!(sql.starts_with("SELECT count(*) FROM shared_resource_current r WHERE NOT r.deleted"), "{sql}");
+        assert!(sql.contains("FROM shared_search_string t1 WHERE t1.param = ANY($3::int8[])"), "{sql}");
+        assert!(!sql.contains("shard_key"), "{sql}");
+        assert!(matches!(&statement.values[2], Value::Ints(keys) if keys.len() == 2));
+    }
+}

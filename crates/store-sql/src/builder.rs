@@ -10,7 +10,7 @@ pub struct Params {
 
 impl Params {
     /// No values yet, placeholders written by `placeholder` (see [`Dialect::placeholder`]).
-    pub fn new(placeholder: fn(usize, &Value) -> String) -> Params {
+    pub(crate) fn new(placeholder: fn(usize, &Value) -> String) -> Params {
         Params { values: Vec::new(), placeholder }
     }
 
@@ -23,7 +23,7 @@ impl Params {
     }
 
     /// The bound values, in placeholder order.
-    pub fn into_values(self) -> Vec<Value> {
+    pub(crate) fn into_values(self) -> Vec<Value> {
         self.values
     }
 }

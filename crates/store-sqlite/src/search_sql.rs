@@ -136,3 +136,45 @@ pub(crate) fn revinclude(conn: &Connection, keys: &[i64], include: &Include) -> 
         None => Ok(Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use search::query::{parse_include, parse_pairs};
+
+    /// `statement`'s text with runs of white space as one space (nested selects are indented).
+    fn one_line(statement: &Statement) -> String {
+        statement.sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn searches_read_sqlite_with_its_hints() {
+        let text = "subject=Patient/p1&category=laboratory&_sort=-date";
+        let query = SearchQuery::parse(Some("Observation"), &parse_pairs(text).expect("pairs"), true).expect("query");
+        let statement = store_sql::search(&Sqlite, &query, 20);
+        assert_eq!(
+            one_line(&statement),
+            "SELECT r.rowid FROM resource_current r WHERE r.deleted = 0 AND 1 AND r.resource_type = ?1 \
+             AND r.rowid IN (SELECT t1.rid FROM search_reference t1 WHERE t1.param = ?2 AND ((t1.target_id = ?3 AND t1.target_type = ?4))) \
+             AND EXISTS (SELECT 1 FROM search_token t2 INDEXED BY search_token_rid WHERE t2.rid = r.rowid AND t2.param = ?5 AND ((t2.code = ?6))) \
+             ORDER BY (SELECT MAX(s.high) FROM search_date s INDEXED BY search_date_rid WHERE s.rid = r.rowid AND s.param = ?7) IS NULL, \
+             (SELECT MAX(s.high) FROM search_date s INDEXED BY search_date_rid WHERE s.rid = r.rowid AND s.param = ?7) DESC, r.rowid ASC LIMIT ?8"
+        );
+        assert_eq!(statement.values.len(), 8);
+
+        let include = parse_include("Observation:subject:Patient", false, "Observation").expect("include");
+        let statement = store_sql::include(&Sqlite, &[7, 8], &include).expect("statement");
+        assert_eq!(
+            one_line(&statement),
+            "SELECT DISTINCT c.rowid FROM search_reference t CROSS JOIN resource_current c \
+             ON c.resource_type = t.target_type AND c.id = t.target_id \
+             WHERE t.rid IN (?1, ?2) AND +t.param = ?3 AND c.deleted = 0 AND t.target_type = ?4"
+        );
+    }
+
+    #[test]
+    fn full_text_words_are_quoted_prefixes() {
+        assert_eq!(fts_query("cough \"dry"), "\"cough\" AND \"\"\"dry\"");
+        assert_eq!(fts_query("  "), "\"\"");
+    }
+}
