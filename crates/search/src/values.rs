@@ -152,8 +152,16 @@ fn day_start(year: i32, month: i32, day: u8) -> Option<i64> {
     Some(micros(Date::from_calendar_date(year, month, day).ok()?.midnight().assume_utc()))
 }
 
-fn micros(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000) as i64
+/// `at` in Unix microseconds: how dates are indexed and how the stores keep every time.
+pub fn micros(at: OffsetDateTime) -> i64 {
+    let micros = at.unix_timestamp_nanos() / 1_000;
+    // Every `OffsetDateTime` (years ±9999) fits; saturate rather than wrap all the same.
+    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The instant of `micros` Unix microseconds (an error when it is beyond the years ±9999).
+pub fn from_micros(micros: i64) -> Result<OffsetDateTime, time::error::ComponentRange> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
 }
 
 /// A decimal value with the range its precision implies: `100` is `[99.5, 100.5)`, `1e2`
@@ -305,6 +313,15 @@ mod tests {
         assert_eq!(normalize("  Zoë  O'Brien\tMÜLLER "), "zoe o'brien muller");
         assert_eq!(normalize("Ångström"), "angstrom");
         assert_eq!(normalize(""), "");
+    }
+
+    #[test]
+    fn times_round_trip_through_microseconds() {
+        let at = time::macros::datetime!(2025-11-25 09:01:02.123456789 UTC);
+        assert_eq!(micros(at), 1_764_061_262_123_456);
+        assert_eq!(from_micros(micros(at)).unwrap(), time::macros::datetime!(2025-11-25 09:01:02.123456 UTC));
+        assert_eq!(micros(OffsetDateTime::UNIX_EPOCH - time::Duration::microseconds(1)), -1);
+        assert!(from_micros(i64::MAX).is_err());
     }
 
     #[test]

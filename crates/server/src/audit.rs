@@ -139,10 +139,8 @@ pub(crate) async fn search(
                 let (prefix, date) =
                     if matches!(prefix, "ge" | "gt" | "lt" | "le") { (prefix, date) } else { ("eq", value.as_str()) };
                 let range = search::values::DateRange::parse(date).ok_or_else(bad)?;
-                let low =
-                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(range.low) * 1000).map_err(|_| bad())?;
-                let high = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(range.high) * 1000)
-                    .map_err(|_| bad())?;
+                let low = search::from_micros(range.low).map_err(|_| bad())?;
+                let high = search::from_micros(range.high).map_err(|_| bad())?;
                 match prefix {
                     "ge" | "gt" => query.since = Some(if prefix == "gt" { high } else { low }),
                     "lt" | "le" => query.until = Some(if prefix == "lt" { low } else { high }),

@@ -7,7 +7,7 @@
 //! `audit_chain` is a one-row shared table.
 
 use crate::{Connection, PostgresBackend, storage};
-use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, from_micros, micros};
+use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, recorded_at};
 use store::{Backend, Result, Work};
 
 /// The audit tables (schema version 5), in the layout of the database.
@@ -77,7 +77,7 @@ pub(crate) fn append(conn: &mut Connection, entries: &[NewAuditEntry], key: Opti
             &[
                 &key,
                 &sequence,
-                &micros(entry.recorded),
+                &search::micros(entry.recorded),
                 &entry.patient,
                 &entry.agent,
                 &entry.action,
@@ -100,7 +100,7 @@ fn entry(row: &postgres::Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
         sequence: row.get(0),
         entry: NewAuditEntry {
-            recorded: from_micros(row.get(1))?,
+            recorded: recorded_at(row.get(1))?,
             patient: row.get(2),
             agent: row.get(3),
             action: row.get(4),
@@ -134,11 +134,11 @@ impl AuditLog for PostgresBackend {
             sql.push_str(&format!(" AND agent = ${}", values.len()));
         }
         if let Some(since) = query.since {
-            values.push(Box::new(micros(since)));
+            values.push(Box::new(search::micros(since)));
             sql.push_str(&format!(" AND recorded >= ${}", values.len()));
         }
         if let Some(until) = query.until {
-            values.push(Box::new(micros(until)));
+            values.push(Box::new(search::micros(until)));
             sql.push_str(&format!(" AND recorded < ${}", values.len()));
         }
         if let Some(before) = query.before_sequence {

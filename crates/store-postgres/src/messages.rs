@@ -3,7 +3,7 @@
 //! `synchronous_commit = on`): a message is logged before its effects are written, and the
 //! interface's recovery settles rows left `received` by a crash.
 
-use crate::queries::{Value, params, to_micros};
+use crate::queries::{Value, params};
 use crate::{Connection, PostgresBackend, storage};
 use postgres::Row;
 use store::messages::{
@@ -35,10 +35,6 @@ impl PostgresMessageLog {
     }
 }
 
-pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
                        ack_code, error, patient, resources, duplicate_of, partner";
 
@@ -49,8 +45,8 @@ fn row_to_message(row: &Row, with_raw: bool) -> std::result::Result<StoredMessag
     let attempts: i32 = row.try_get(7)?;
     Ok(StoredMessage {
         id: row.try_get(0)?,
-        received_at: from_micros(row.try_get(1)?),
-        updated_at: from_micros(row.try_get(2)?),
+        received_at: search::from_micros(row.try_get(1)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        updated_at: search::from_micros(row.try_get(2)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         sender: row.try_get(3)?,
         control_id: row.try_get(4)?,
         message_type: row.try_get(5)?,
@@ -70,7 +66,7 @@ fn row_to_message(row: &Row, with_raw: bool) -> std::result::Result<StoredMessag
 
 impl MessageLog for PostgresMessageLog {
     fn receive(&self, message: &NewMessage<'_>) -> Result<i64> {
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             let row = conn
                 .query_one(
@@ -104,7 +100,7 @@ impl MessageLog for PostgresMessageLog {
     }
 
     fn finish(&self, id: i64, status: MessageStatus, outcome: &MessageOutcome) -> Result<()> {
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         let resources = serde_json::to_string(&outcome.resources).map_err(|_| Error::Storage("log outcome".into()))?;
         self.with(|conn| {
             let changed = conn
@@ -139,7 +135,7 @@ impl MessageLog for PostgresMessageLog {
         let addresses = serde_json::to_string(&partner.addresses).map_err(|_| Error::Storage("add partner".into()))?;
         let events =
             serde_json::to_string(&partner.allowed_events).map_err(|_| Error::Storage("add partner".into()))?;
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO interface_inbound_partner (name, addresses, allowed_events, created_at) \
@@ -210,7 +206,7 @@ impl MessageLog for PostgresMessageLog {
             }
         }
         if let Some(since) = query.since {
-            conditions.push(format!("received_at >= {}", bind(Box::new(to_micros(since)))));
+            conditions.push(format!("received_at >= {}", bind(Box::new(search::micros(since)))));
         }
         if let Some(before) = query.before_id {
             conditions.push(format!("id < {}", bind(Box::new(before))));

@@ -4,8 +4,7 @@
 //! one autocommitted statement each. A delivery mark lost in a crash only means the message is
 //! sent once more (at-least-once).
 
-use crate::messages::from_micros;
-use crate::queries::{Value, params, to_micros};
+use crate::queries::{Value, params};
 use crate::{Connection, PostgresBackend, storage};
 use postgres::Row;
 use store::Result;
@@ -29,7 +28,7 @@ pub(crate) fn partners_for(conn: &mut Connection, event: &str) -> Result<Vec<Str
 /// Queues `message` for each of its partners (inside the write's transaction), in the shard of
 /// the patient it announces (`''` for none).
 pub(crate) fn enqueue(conn: &mut Connection, message: &NewOutbound<'_>) -> Result<()> {
-    let now = to_micros(OffsetDateTime::now_utc());
+    let now = search::micros(OffsetDateTime::now_utc());
     let partners: Vec<&str> = message.partners.iter().map(String::as_str).collect();
     conn.execute(
         "INSERT INTO interface_outbox (shard_key, partner, created_at, event, message_type, control_id, resource, \
@@ -78,7 +77,7 @@ fn row_to_message(row: &Row, with_payload: bool) -> std::result::Result<Outbound
     Ok(OutboundMessage {
         id: row.try_get(0)?,
         partner: row.try_get(1)?,
-        created_at: from_micros(row.try_get(2)?),
+        created_at: search::from_micros(row.try_get(2)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         event: row.try_get(3)?,
         message_type: row.try_get(4)?,
         control_id: row.try_get(5)?,
@@ -86,7 +85,7 @@ fn row_to_message(row: &Row, with_payload: bool) -> std::result::Result<Outbound
         patient: row.try_get(7)?,
         status: OutboundStatus::parse(&status).unwrap_or(OutboundStatus::Pending),
         attempts: u32::try_from(attempts).unwrap_or(0),
-        next_attempt_at: from_micros(row.try_get(10)?),
+        next_attempt_at: search::from_micros(row.try_get(10)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         last_error: row.try_get(11)?,
         payload: if with_payload { row.try_get(12)? } else { String::new() },
     })
@@ -102,7 +101,7 @@ fn rows_to_messages(rows: &[Row], with_payload: bool, operation: &'static str) -
 impl Outbox for PostgresOutbox {
     fn put_partner(&self, partner: &Partner) -> Result<()> {
         let events = format!(",{},", partner.events.join(","));
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO interface_partner (name, address, events, created_at) VALUES ($1, $2, $3, $4) \
@@ -165,13 +164,13 @@ impl Outbox for PostgresOutbox {
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|conn| {
-            let rows = conn.query(&sql, &[&to_micros(now), &limit]).map_err(storage("due outbound"))?;
+            let rows = conn.query(&sql, &[&search::micros(now), &limit]).map_err(storage("due outbound"))?;
             rows_to_messages(&rows, true, "due outbound")
         })
     }
 
     fn delivered(&self, id: i64) -> Result<()> {
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.execute(
                 "UPDATE interface_outbox SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
@@ -184,9 +183,9 @@ impl Outbox for PostgresOutbox {
     }
 
     fn attempt_failed(&self, id: i64, error: &str, retry_at: Option<OffsetDateTime>) -> Result<()> {
-        let now = to_micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         let (status, next) = match retry_at {
-            Some(at) => ("pending", to_micros(at)),
+            Some(at) => ("pending", search::micros(at)),
             None => ("dead", now),
         };
         self.with(|conn| {

@@ -6,7 +6,6 @@ use postgres::Row;
 use postgres::types::ToSql;
 use std::sync::Arc;
 use store::{Change, Error, HistoryQuery, NewVersion, ResourceVersion, Result};
-use time::OffsetDateTime;
 
 const VERSION_COLUMNS: &str = "resource_type, id, version, last_updated, change, body, sequence";
 
@@ -19,16 +18,6 @@ pub(crate) enum Lock {
     Write,
     /// The resource is referenced: keep it from being removed until commit.
     Reference,
-}
-
-/// Unix microseconds of `t` (what the tables keep).
-pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
-}
-
-fn from_micros(micros: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .map_err(|_| Error::Storage("a stored time is out of range".into()))
 }
 
 fn change_code(change: Change) -> &'static str {
@@ -82,7 +71,8 @@ fn version_row(row: &Row) -> Result<ResourceVersion> {
         resource_type: row.try_get(0).map_err(&fail)?,
         id: row.try_get(1).map_err(&fail)?,
         version: to_u64(row.try_get(2).map_err(&fail)?)?,
-        last_updated: from_micros(row.try_get(3).map_err(&fail)?)?,
+        last_updated: search::from_micros(row.try_get(3).map_err(&fail)?)
+            .map_err(|_| Error::Storage("a stored time is out of range".into()))?,
         change: change_of(change)?,
         body: body.map(Arc::from),
         sequence: row.try_get(6).map_err(&fail)?,
@@ -213,7 +203,7 @@ pub(crate) fn shard_key_of(conn: &mut Connection, resource_type: &str, id: &str)
 /// move the row between partitions, which concurrent lockers see as a serialization failure).
 /// History rows keep the key they were written with. A deletion keeps the key it had.
 pub(crate) fn put(conn: &mut Connection, v: &NewVersion<'_>, old_key: &str) -> Result<(i64, i64, String)> {
-    let last_updated = to_micros(v.last_updated);
+    let last_updated = search::micros(v.last_updated);
     let version = to_sql(v.version)?;
     let change = change_code(v.change);
     let deleted = v.change == Change::Deleted;
@@ -336,7 +326,7 @@ fn history_filter(query: &HistoryQuery, paged: bool) -> (String, Vec<Value>) {
         }
     }
     if let Some(since) = query.since {
-        values.push(Box::new(to_micros(since)));
+        values.push(Box::new(search::micros(since)));
         conditions.push(format!("last_updated >= ${}", values.len()));
     }
     if let (true, Some(before)) = (paged, query.before_sequence) {

@@ -4,7 +4,7 @@
 
 use crate::{SqliteBackend, storage};
 use rusqlite::{Connection, Row, params};
-use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, from_micros, micros};
+use store::audit::{AuditEntry, AuditKey, AuditLog, AuditQuery, NewAuditEntry, chain_hash, recorded_at};
 use store::{Backend, Result, Work};
 
 /// Appends `entries` after the head, inside the caller's transaction, keyed with `key` when
@@ -26,7 +26,7 @@ pub(crate) fn append(conn: &Connection, entries: &[NewAuditEntry], key: Option<&
         insert
             .execute(params![
                 sequence,
-                micros(entry.recorded),
+                search::micros(entry.recorded),
                 entry.patient,
                 entry.agent,
                 entry.action,
@@ -76,7 +76,7 @@ fn entry((sequence, recorded, p): (i64, i64, NewAuditEntryParts)) -> Result<Audi
     Ok(AuditEntry {
         sequence,
         entry: NewAuditEntry {
-            recorded: from_micros(recorded)?,
+            recorded: recorded_at(recorded)?,
             patient: p.patient,
             agent: p.agent,
             action: p.action,
@@ -109,11 +109,11 @@ impl AuditLog for SqliteBackend {
             sql.push_str(&format!(" AND agent = ?{}", values.len()));
         }
         if let Some(since) = query.since {
-            values.push(micros(since).into());
+            values.push(search::micros(since).into());
             sql.push_str(&format!(" AND recorded >= ?{}", values.len()));
         }
         if let Some(until) = query.until {
-            values.push(micros(until).into());
+            values.push(search::micros(until).into());
             sql.push_str(&format!(" AND recorded < ?{}", values.len()));
         }
         if let Some(before) = query.before_sequence {

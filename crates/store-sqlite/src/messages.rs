@@ -52,14 +52,6 @@ impl SqliteMessageLog {
     }
 }
 
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 const COLUMNS: &str = "id, received_at, updated_at, sender, control_id, message_type, status, attempts, \
                        ack_code, error, patient, resources, duplicate_of, partner";
 
@@ -69,8 +61,8 @@ fn row_to_message(row: &Row<'_>, with_raw: bool) -> rusqlite::Result<StoredMessa
     let resources = resources.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok()).unwrap_or_default();
     Ok(StoredMessage {
         id: row.get(0)?,
-        received_at: from_micros(row.get(1)?),
-        updated_at: from_micros(row.get(2)?),
+        received_at: search::from_micros(row.get(1)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        updated_at: search::from_micros(row.get(2)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         sender: row.get(3)?,
         control_id: row.get(4)?,
         message_type: row.get(5)?,
@@ -90,7 +82,7 @@ fn row_to_message(row: &Row<'_>, with_raw: bool) -> rusqlite::Result<StoredMessa
 
 impl MessageLog for SqliteMessageLog {
     fn receive(&self, message: &NewMessage<'_>) -> Result<i64> {
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -126,7 +118,7 @@ impl MessageLog for SqliteMessageLog {
     }
 
     fn finish(&self, id: i64, status: MessageStatus, outcome: &MessageOutcome) -> Result<()> {
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         let resources = serde_json::to_string(&outcome.resources).map_err(|_| Error::Storage("log outcome".into()))?;
         self.with(|conn| {
             let mut stmt = conn
@@ -163,7 +155,7 @@ impl MessageLog for SqliteMessageLog {
         let addresses = serde_json::to_string(&partner.addresses).map_err(|_| Error::Storage("add partner".into()))?;
         let events =
             serde_json::to_string(&partner.allowed_events).map_err(|_| Error::Storage("add partner".into()))?;
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO interface_inbound_partner (name, addresses, allowed_events, created_at) \
@@ -230,7 +222,7 @@ impl MessageLog for SqliteMessageLog {
             }
         }
         if let Some(since) = query.since {
-            conditions.push(format!("received_at >= {}", bind(micros(since).into())));
+            conditions.push(format!("received_at >= {}", bind(search::micros(since).into())));
         }
         if let Some(before) = query.before_id {
             conditions.push(format!("id < {}", bind(before.into())));

@@ -17,14 +17,6 @@ const DEFAULT_LIMIT: usize = 100;
 /// Most messages a listing returns.
 const MAX_LIMIT: usize = 10_000;
 
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 /// Partners that take `event` (inside the writer's transaction).
 pub(crate) fn partners_for(conn: &Connection, event: &str) -> Result<Vec<String>> {
     let mut stmt = conn
@@ -36,7 +28,7 @@ pub(crate) fn partners_for(conn: &Connection, event: &str) -> Result<Vec<String>
 
 /// Queues `message` for each of its partners (inside the writer's transaction).
 pub(crate) fn enqueue(conn: &Connection, message: &NewOutbound<'_>) -> Result<()> {
-    let now = micros(OffsetDateTime::now_utc());
+    let now = search::micros(OffsetDateTime::now_utc());
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO interface_outbox (partner, created_at, event, message_type, control_id, resource, patient, \
@@ -96,7 +88,7 @@ fn row_to_message(row: &Row<'_>, with_payload: bool) -> rusqlite::Result<Outboun
     Ok(OutboundMessage {
         id: row.get(0)?,
         partner: row.get(1)?,
-        created_at: from_micros(row.get(2)?),
+        created_at: search::from_micros(row.get(2)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         event: row.get(3)?,
         message_type: row.get(4)?,
         control_id: row.get(5)?,
@@ -104,7 +96,7 @@ fn row_to_message(row: &Row<'_>, with_payload: bool) -> rusqlite::Result<Outboun
         patient: row.get(7)?,
         status: OutboundStatus::parse(&status).unwrap_or(OutboundStatus::Pending),
         attempts: row.get(9)?,
-        next_attempt_at: from_micros(row.get(10)?),
+        next_attempt_at: search::from_micros(row.get(10)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         last_error: row.get(11)?,
         payload: if with_payload { row.get(12)? } else { String::new() },
     })
@@ -113,7 +105,7 @@ fn row_to_message(row: &Row<'_>, with_payload: bool) -> rusqlite::Result<Outboun
 impl Outbox for SqliteOutbox {
     fn put_partner(&self, partner: &Partner) -> Result<()> {
         let events = format!(",{},", partner.events.join(","));
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO interface_partner (name, address, events, created_at) VALUES (?1, ?2, ?3, ?4) \
@@ -169,14 +161,14 @@ impl Outbox for SqliteOutbox {
             let mut stmt = conn.prepare_cached(&sql).map_err(storage("due outbound"))?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = stmt
-                .query_map(params![micros(now), limit], |r| row_to_message(r, true))
+                .query_map(params![search::micros(now), limit], |r| row_to_message(r, true))
                 .map_err(storage("due outbound"))?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(storage("due outbound"))
         })
     }
 
     fn delivered(&self, id: i64) -> Result<()> {
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         self.with(|conn| {
             conn.prepare_cached(
                 "UPDATE interface_outbox SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
@@ -189,9 +181,9 @@ impl Outbox for SqliteOutbox {
     }
 
     fn attempt_failed(&self, id: i64, error: &str, retry_at: Option<OffsetDateTime>) -> Result<()> {
-        let now = micros(OffsetDateTime::now_utc());
+        let now = search::micros(OffsetDateTime::now_utc());
         let (status, next) = match retry_at {
-            Some(at) => ("pending", micros(at)),
+            Some(at) => ("pending", search::micros(at)),
             None => ("dead", now),
         };
         self.with(|conn| {

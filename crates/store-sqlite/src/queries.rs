@@ -10,14 +10,10 @@ use time::OffsetDateTime;
 
 const VERSION_COLUMNS: &str = "resource_type, id, version, last_updated, change, body, sequence";
 
-/// Unix microseconds of `t` (what the tables keep).
-pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
-}
-
-fn from_micros(micros: i64) -> rusqlite::Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Integer, Box::new(e)))
+/// The time `row` keeps in `column` as Unix microseconds ([`search::micros`]).
+fn time_at(row: &Row<'_>, column: usize) -> rusqlite::Result<OffsetDateTime> {
+    search::from_micros(row.get(column)?)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Integer, Box::new(e)))
 }
 
 fn change_code(change: Change) -> &'static str {
@@ -54,7 +50,7 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<ResourceVersion> {
         resource_type: row.get(0)?,
         id: row.get(1)?,
         version: get_u64(row, 2)?,
-        last_updated: from_micros(row.get(3)?)?,
+        last_updated: time_at(row, 3)?,
         change: change_of(row.get_ref(4)?.as_str()?)?,
         body: row.get_ref(5)?.as_str_or_null()?.map(Arc::from),
         sequence: row.get(6)?,
@@ -74,7 +70,7 @@ pub(crate) fn current(conn: &Connection, resource_type: &str, id: &str) -> Resul
             resource_type: resource_type.to_string(),
             id: id.to_string(),
             version: get_u64(row, 0)?,
-            last_updated: from_micros(row.get(1)?)?,
+            last_updated: time_at(row, 1)?,
             change: change_of(row.get_ref(2)?.as_str()?)?,
             body: row.get_ref(3)?.as_str_or_null()?.map(Arc::from),
             sequence: row.get(4)?,
@@ -135,7 +131,7 @@ pub(crate) fn find_by_identifier(
 /// Writes a version: history row, current row, identifier and index rows. Returns its
 /// sequence and the resource's row key. (`OR FAIL`: see [`crate::index_rows::replace`].)
 pub(crate) fn put(conn: &Connection, v: &NewVersion<'_>) -> Result<(i64, i64)> {
-    let last_updated = to_micros(v.last_updated);
+    let last_updated = search::micros(v.last_updated);
     let version = to_sql(v.version)?;
     let change = change_code(v.change);
     let deleted = v.change == Change::Deleted;
@@ -204,7 +200,7 @@ fn history_filter(query: &HistoryQuery, paged: bool) -> (String, Vec<SqlValue>) 
         }
     }
     if let Some(since) = query.since {
-        values.push(SqlValue::Integer(to_micros(since)));
+        values.push(SqlValue::Integer(search::micros(since)));
         conditions.push(format!("last_updated >= ?{}", values.len()));
     }
     if let (true, Some(before)) = (paged, query.before_sequence) {

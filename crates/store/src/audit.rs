@@ -131,7 +131,7 @@ fn feed(previous: &str, sequence: i64, entry: &NewAuditEntry, mut update: impl F
     for part in [
         previous,
         &sequence.to_string(),
-        &micros(entry.recorded).to_string(),
+        &search::micros(entry.recorded).to_string(),
         entry.patient.as_deref().unwrap_or(""),
         &entry.agent,
         &entry.action,
@@ -182,15 +182,9 @@ pub fn is_keyed(hash: &str) -> bool {
     hash.starts_with(KEYED)
 }
 
-/// Unix microseconds (what backends store).
-pub fn micros(time: OffsetDateTime) -> i64 {
-    (time.unix_timestamp_nanos() / 1000) as i64
-}
-
-/// The time of unix microseconds.
-pub fn from_micros(micros: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .map_err(|_| Error::Storage("an audit entry's time is out of range".into()))
+/// The time of an audit entry stored as Unix microseconds ([`search::micros`]).
+pub fn recorded_at(micros: i64) -> Result<OffsetDateTime> {
+    search::from_micros(micros).map_err(|_| Error::Storage("an audit entry's time is out of range".into()))
 }
 
 /// What [`verify`] found.
