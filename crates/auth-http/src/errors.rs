@@ -1,9 +1,11 @@
 //! Every refusal and failure of the authorization server's HTTP edge and the status it is
 //! answered with, in one place: the OAuth errors of the JSON endpoints (RFC 6749 §5.2), the
-//! pages shown when sign-in cannot continue, and failures of the server itself.
+//! pages shown when sign-in cannot continue, and failures of the server itself. Each is given
+//! its class in the workspace's one error table ([`fhir::ErrorClass`]), which decides its status.
 
 use crate::{json_no_store, pages};
 use auth::OAuthError;
+use fhir::ErrorClass;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -31,14 +33,19 @@ pub(crate) enum PageError {
 }
 
 impl PageError {
-    /// The status each refusal is answered with.
-    fn status(&self) -> StatusCode {
+    /// The class of each refusal in the one error table ([`fhir::ErrorClass`]).
+    fn class(&self) -> ErrorClass {
         match self {
-            PageError::RepeatedParameter | PageError::RepeatedField | PageError::Request(_) => StatusCode::BAD_REQUEST,
-            PageError::ExpiredForm | PageError::SignInFirst | PageError::NotEnrolled => StatusCode::FORBIDDEN,
-            PageError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            PageError::ServerFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            PageError::RepeatedParameter | PageError::RepeatedField | PageError::Request(_) => ErrorClass::Invalid,
+            PageError::ExpiredForm | PageError::SignInFirst | PageError::NotEnrolled => ErrorClass::Forbidden,
+            PageError::TooManyAttempts(_) => ErrorClass::Throttled,
+            PageError::ServerFailed => ErrorClass::Internal,
         }
+    }
+
+    /// The status each refusal is answered with (from the one table).
+    fn status(&self) -> StatusCode {
+        status_of(self.class())
     }
 
     fn message(&self) -> &str {
@@ -76,18 +83,23 @@ impl IntoResponse for PageError {
     }
 }
 
-/// The status of an OAuth error at the token, introspection and revocation endpoints.
-fn oauth_status(error: &OAuthError) -> StatusCode {
+/// The class of an OAuth error at the token, introspection and revocation endpoints (RFC 6749
+/// §5.2: 401 for a client that failed to authenticate, 400 for the rest).
+fn oauth_class(error: &OAuthError) -> ErrorClass {
     match error.error {
-        "invalid_client" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        "invalid_client" => ErrorClass::Unauthenticated,
+        "server_error" => ErrorClass::Internal,
+        _ => ErrorClass::Invalid,
     }
+}
+
+fn status_of(class: ErrorClass) -> StatusCode {
+    StatusCode::from_u16(class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// An OAuth error as JSON (RFC 6749 §5.2), not cached.
 pub(crate) fn oauth_error(error: &OAuthError) -> Response {
-    let status = oauth_status(error);
+    let status = status_of(oauth_class(error));
     let mut response =
         json_no_store(status, serde_json::json!({ "error": error.error, "error_description": error.description }));
     if status == StatusCode::UNAUTHORIZED {
