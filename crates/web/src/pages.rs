@@ -341,18 +341,7 @@ pub(crate) async fn summary(
     Ok(layout::chart_page(&session, &s.banner, Tab::Summary, "Summary", content).into_response())
 }
 
-/// The drug of a MedicationRequest.
-pub(crate) fn medication_name(request: &Value) -> String {
-    if let Some(concept) = request.get("medicationCodeableConcept") {
-        return display::concept(Some(concept));
-    }
-    request
-        .pointer("/medicationReference/display")
-        .and_then(Value::as_str)
-        .or_else(|| request.pointer("/medicationReference/reference").and_then(Value::as_str))
-        .unwrap_or("(medication)")
-        .to_string()
-}
+pub(crate) use chart::lists::medication_name;
 
 /// What an abnormal flag means, spelled out for the flag's tooltip and screen readers.
 fn flag_meaning(flag: &str) -> &'static str {
