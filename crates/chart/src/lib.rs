@@ -9,6 +9,7 @@
 //!   transaction; [`notes::amend`] writes an amendment with `If-Match` on the version read.
 //! - [`vitals`]: vital signs entered, recorded as vital-sign Observations with a BMI.
 //! - [`lists`]: the problem, allergy and medication lists and their edits.
+//! - [`summary`] and [`trends`]: the views of the summary page and of one measure over time.
 //! - [`elements`] and [`read`]: reading FHIR elements as a chart shows them, and the record
 //!   through the door.
 
@@ -17,6 +18,8 @@ mod error;
 pub mod lists;
 pub mod notes;
 pub mod read;
+pub mod summary;
+pub mod trends;
 pub mod vitals;
 
 pub use error::{Error, Result};
