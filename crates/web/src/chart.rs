@@ -4,26 +4,7 @@
 use plotters::prelude::*;
 use time::OffsetDateTime;
 
-/// One value at one time.
-pub struct Point {
-    pub at: OffsetDateTime,
-    pub value: f64,
-    /// Shown on hover, e.g. `7.2 %`.
-    pub label: String,
-}
-
-/// A named line.
-pub struct Series {
-    pub name: String,
-    pub points: Vec<Point>,
-}
-
-/// The band drawn behind the lines.
-pub struct ReferenceRange {
-    pub low: Option<f64>,
-    pub high: Option<f64>,
-    pub text: String,
-}
+pub use ::chart::trends::{Point, ReferenceRange, Series};
 
 /// What to draw.
 pub struct Chart<'a> {

@@ -7,33 +7,21 @@
 use crate::WebApp;
 use crate::error::WebError;
 use auth::Interaction;
+use chart::read::forget_version;
 use policy::Caller;
 use search::query::SearchQuery;
 use serde_json::Value;
 use std::sync::Arc;
 use store::audit::{Outcome, Subtype};
 
-/// Drops the version and time the store gave a resource read back (it sets them again on
-/// the next write), and the `meta` left empty by that (FHIR's ele-1 forbids empty elements).
-pub(crate) fn forget_version(resource: &mut Value) {
-    if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
-        meta.remove("versionId");
-        meta.remove("lastUpdated");
-        if meta.is_empty() {
-            resource.as_object_mut().map(|r| r.remove("meta"));
+impl From<chart::Error> for WebError {
+    fn from(error: chart::Error) -> Self {
+        match error {
+            chart::Error::Access(e) => e.into(),
+            chart::Error::NotOnChart => WebError::NotFound,
+            other => WebError::BadRequest(other.to_string()),
         }
     }
-}
-
-/// A transaction entry that writes `resource` (read earlier) back as its next version, only
-/// if nobody changed it meanwhile (`If-Match` on the version it was read at).
-pub(crate) fn update_entry(mut resource: Value) -> Value {
-    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-    let version = resource.pointer("/meta/versionId").and_then(Value::as_str).unwrap_or("1").to_string();
-    forget_version(&mut resource);
-    serde_json::json!({"resource": resource, "request": {
-        "method": "PUT", "url": format!("{resource_type}/{id}"), "ifMatch": format!("W/\"{version}\"")}})
 }
 
 /// The user's view of the record.

@@ -7,13 +7,14 @@ use crate::clinical::{Reader, as_user};
 use crate::display;
 use crate::error::WebError;
 use crate::layout::{self, Banner, Tab};
-use crate::pages::{medication_name, open_chart};
+use crate::pages::open_chart;
 use crate::session::Session;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use chart::lists::{Criticality, NewAllergy};
+use chart::vitals::{BloodPressure, Vital, VitalSigns};
 use maud::{Markup, html};
-use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// What is wrong with a submitted form, field by field.
@@ -134,87 +135,16 @@ fn field(form: &HashMap<String, String>, name: &str) -> String {
     form.get(name).cloned().unwrap_or_default()
 }
 
-fn now_text() -> String {
-    store::format_instant(time::OffsetDateTime::now_utc())
-}
-
-/// One vital sign the form records.
-struct Vital {
-    field: &'static str,
-    label: &'static str,
-    loinc: &'static str,
-    display: &'static str,
-    unit: &'static str,
-    ucum: &'static str,
-    range: (f64, f64),
-}
-
-const VITALS: &[Vital] = &[
-    Vital {
-        field: "weight",
-        label: "Weight (kg)",
-        loinc: "29463-7",
-        display: "Body weight",
-        unit: "kg",
-        ucum: "kg",
-        range: (0.2, 500.0),
-    },
-    Vital {
-        field: "height",
-        label: "Height (cm)",
-        loinc: "8302-2",
-        display: "Body height",
-        unit: "cm",
-        ucum: "cm",
-        range: (20.0, 272.0),
-    },
-    Vital {
-        field: "heart_rate",
-        label: "Heart rate (/min)",
-        loinc: "8867-4",
-        display: "Heart rate",
-        unit: "/min",
-        ucum: "/min",
-        range: (10.0, 300.0),
-    },
-    Vital {
-        field: "resp_rate",
-        label: "Respiratory rate (/min)",
-        loinc: "9279-1",
-        display: "Respiratory rate",
-        unit: "/min",
-        ucum: "/min",
-        range: (2.0, 80.0),
-    },
-    Vital {
-        field: "temperature",
-        label: "Temperature (°C)",
-        loinc: "8310-5",
-        display: "Body temperature",
-        unit: "Cel",
-        ucum: "Cel",
-        range: (25.0, 45.0),
-    },
-    Vital {
-        field: "spo2",
-        label: "Oxygen saturation (%)",
-        loinc: "2708-6",
-        display: "Oxygen saturation in Arterial blood",
-        unit: "%",
-        ucum: "%",
-        range: (40.0, 100.0),
-    },
-];
-
-fn vital_signs_category() -> Value {
-    json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs", "display": "Vital Signs"}]}])
-}
-
-fn quantity(value: f64, unit: &str, ucum: &str) -> Value {
-    // Whole numbers are kept whole (128, not 128.0); others to two decimals.
-    let rounded = (value * 100.0).round() / 100.0;
-    let value = if rounded.fract() == 0.0 && rounded.abs() < 1e9 { json!(rounded as i64) } else { json!(rounded) };
-    json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum})
+/// The form's field name and label of a vital sign.
+fn vital_field(vital: Vital) -> (&'static str, &'static str) {
+    match vital {
+        Vital::Weight => ("weight", "Weight (kg)"),
+        Vital::Height => ("height", "Height (cm)"),
+        Vital::HeartRate => ("heart_rate", "Heart rate (/min)"),
+        Vital::RespiratoryRate => ("resp_rate", "Respiratory rate (/min)"),
+        Vital::Temperature => ("temperature", "Temperature (°C)"),
+        Vital::OxygenSaturation => ("spo2", "Oxygen saturation (%)"),
+    }
 }
 
 fn vitals_page(
@@ -235,8 +165,8 @@ fn vitals_page(
                 div class="field" { label for="systolic" { "Systolic" } br; input id="systolic" name="systolic" inputmode="decimal" value=(field(form, "systolic")); }
                 div class="field" { label for="diastolic" { "Diastolic" } br; input id="diastolic" name="diastolic" inputmode="decimal" value=(field(form, "diastolic")); }
             }
-            @for v in VITALS {
-                div class="field" { label for=(v.field) { (v.label) } br; input id=(v.field) name=(v.field) inputmode="decimal" value=(field(form, v.field)); }
+            @for (name, label) in Vital::ALL.map(vital_field) {
+                div class="field" { label for=(name) { (label) } br; input id=(name) name=(name) inputmode="decimal" value=(field(form, name)); }
             }
             button type="submit" { "Save vitals" }
         }
@@ -282,9 +212,22 @@ pub(crate) async fn record_vitals(
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
     let mut problems = FormProblems::default();
-    let systolic = number_field(&mut problems, "systolic", "Systolic", &field(&form, "systolic"), (40.0, 300.0), false);
-    let diastolic =
-        number_field(&mut problems, "diastolic", "Diastolic", &field(&form, "diastolic"), (20.0, 200.0), false);
+    let systolic = number_field(
+        &mut problems,
+        "systolic",
+        "Systolic",
+        &field(&form, "systolic"),
+        BloodPressure::SYSTOLIC_RANGE,
+        false,
+    );
+    let diastolic = number_field(
+        &mut problems,
+        "diastolic",
+        "Diastolic",
+        &field(&form, "diastolic"),
+        BloodPressure::DIASTOLIC_RANGE,
+        false,
+    );
     if systolic.is_some() != diastolic.is_some() {
         problems.add("systolic", "Blood pressure needs both systolic and diastolic.");
     }
@@ -293,11 +236,19 @@ pub(crate) async fn record_vitals(
     {
         problems.add("diastolic", "Diastolic must be lower than systolic.");
     }
-    let values: Vec<(&Vital, Option<f64>)> = VITALS
-        .iter()
-        .map(|v| (v, number_field(&mut problems, v.field, v.label, &field(&form, v.field), v.range, false)))
+    let measured: Vec<(Vital, f64)> = Vital::ALL
+        .into_iter()
+        .filter_map(|v| {
+            let (name, label) = vital_field(v);
+            number_field(&mut problems, name, label, &field(&form, name), v.plausible_range(), false).map(|n| (v, n))
+        })
         .collect();
-    if problems.is_empty() && systolic.is_none() && values.iter().all(|(_, n)| n.is_none()) {
+    let blood_pressure = match (systolic, diastolic) {
+        (Some(systolic), Some(diastolic)) => Some(BloodPressure { systolic, diastolic }),
+        _ => None,
+    };
+    let signs = VitalSigns { blood_pressure, measured };
+    if problems.is_empty() && signs.is_empty() {
         problems.add("systolic", "Enter at least one vital sign.");
     }
     if !problems.is_empty() {
@@ -305,59 +256,21 @@ pub(crate) async fn record_vitals(
             (StatusCode::UNPROCESSABLE_ENTITY, vitals_page(&session, &banner, &form, &problems, false)).into_response()
         );
     }
-    let now = now_text();
-    let subject = json!({"reference": format!("Patient/{patient}")});
-    let observation = |code: &str, display: &str| {
-        json!({"resourceType": "Observation", "status": "final", "category": vital_signs_category(),
-            "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}], "text": display},
-            "subject": subject, "effectiveDateTime": now, "issued": now})
-    };
-    let mut resources = Vec::new();
-    if let (Some(s), Some(d)) = (systolic, diastolic) {
-        let mut bp = observation("85354-9", "Blood pressure panel with all children optional");
-        bp["component"] = json!([
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]}, "valueQuantity": quantity(s, "mm[Hg]", "mm[Hg]")},
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"}]}, "valueQuantity": quantity(d, "mm[Hg]", "mm[Hg]")},
-        ]);
-        resources.push(bp);
-    }
-    for (vital, value) in &values {
-        if let Some(value) = value {
-            let mut o = observation(vital.loinc, vital.display);
-            o["valueQuantity"] = quantity(*value, vital.unit, vital.ucum);
-            resources.push(o);
-        }
-    }
-    let weight = values.iter().find(|(v, _)| v.field == "weight").and_then(|(_, n)| *n);
-    let height = values.iter().find(|(v, _)| v.field == "height").and_then(|(_, n)| *n);
-    if let (Some(w), Some(h)) = (weight, height) {
-        let mut bmi = observation("39156-5", "Body mass index (BMI) [Ratio]");
-        bmi["valueQuantity"] = quantity(w / (h / 100.0).powi(2), "kg/m2", "kg/m2");
-        resources.push(bmi);
-    }
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": resources.into_iter()
-        .map(|r| json!({"resource": r, "request": {"method": "POST", "url": "Observation"}})).collect::<Vec<_>>()});
     let reader = Reader::new(&app, &session);
     let p = patient.clone();
-    as_user(reader, move |reader| reader.transaction(bundle, &p).map(|_| ())).await?;
+    as_user(reader, move |reader| Ok(chart::vitals::record(&reader.access, &p, &signs)?)).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/vitals?saved=1")).into_response())
 }
 
 /// The lists page's data.
-struct Lists {
+struct ListsPage {
     banner: Banner,
-    problems: Vec<Value>,
-    allergies: Vec<Value>,
-    medications: Vec<Value>,
-}
-
-fn id_of(resource: &Value) -> &str {
-    resource.get("id").and_then(Value::as_str).unwrap_or_default()
+    lists: chart::lists::Lists,
 }
 
 fn lists_page(
     session: &Session,
-    lists: &Lists,
+    lists: &ListsPage,
     form: &HashMap<String, String>,
     problems: &FormProblems,
     which: &str,
@@ -374,11 +287,10 @@ fn lists_page(
         div class="grid" {
             section class="card" aria-labelledby="h-problem-list" {
                 h2 id="h-problem-list" { "Problem list" }
-                table { tbody { @for c in &lists.problems {
-                    @let status = display::first_code(c.get("clinicalStatus")).unwrap_or("");
-                    tr { td { (display::concept(c.get("code"))) } td class="muted" { (status) }
-                        td { @if matches!(status, "active" | "recurrence" | "relapse") {
-                            form method="post" action={ (base) "/problems/" (id_of(c)) "/resolve" } {
+                table { tbody { @for c in &lists.lists.problems {
+                    tr { td { (c.name) } td class="muted" { (c.status) }
+                        td { @if c.is_active() {
+                            form method="post" action={ (base) "/problems/" (c.id) "/resolve" } {
                                 input type="hidden" name="csrf" value=(session.csrf);
                                 button type="submit" class="secondary" { "Resolve" }
                             }
@@ -397,11 +309,10 @@ fn lists_page(
             }
             section class="card" aria-labelledby="h-allergy-list" {
                 h2 id="h-allergy-list" { "Allergies and intolerances" }
-                table { tbody { @for a in &lists.allergies {
-                    @let status = display::first_code(a.get("clinicalStatus")).unwrap_or("active");
-                    tr { td { (display::concept(a.get("code"))) } td class="muted" { (status) " " (a.get("criticality").and_then(Value::as_str).unwrap_or("")) }
-                        td { @if status == "active" {
-                            form method="post" action={ (base) "/allergies/" (id_of(a)) "/inactivate" } {
+                table { tbody { @for a in &lists.lists.allergies {
+                    tr { td { (a.substance) } td class="muted" { (a.status) " " (a.criticality) }
+                        td { @if a.is_active() {
+                            form method="post" action={ (base) "/allergies/" (a.id) "/inactivate" } {
                                 input type="hidden" name="csrf" value=(session.csrf);
                                 button type="submit" class="secondary" { "Mark inactive" }
                             }
@@ -427,15 +338,14 @@ fn lists_page(
             section class="card" aria-labelledby="h-med-list" {
                 h2 id="h-med-list" { "Medications" }
                 (problems_for("discontinue"))
-                table { tbody { @for m in &lists.medications {
-                    @let status = m.get("status").and_then(Value::as_str).unwrap_or("");
-                    tr { td { (medication_name(m)) br; span class="muted" { (m.pointer("/dosageInstruction/0/text").and_then(Value::as_str).unwrap_or("")) } }
-                        td class="muted" { (status) " " (display::concept(m.get("statusReason"))) }
-                        td { @if status == "active" {
-                            form method="post" action={ (base) "/medications/" (id_of(m)) "/discontinue" } novalidate {
+                table { tbody { @for m in &lists.lists.medications {
+                    tr { td { (m.name) br; span class="muted" { (m.instructions.as_deref().unwrap_or("")) } }
+                        td class="muted" { (m.status) " " (m.status_reason) }
+                        td { @if m.is_active() {
+                            form method="post" action={ (base) "/medications/" (m.id) "/discontinue" } novalidate {
                                 input type="hidden" name="csrf" value=(session.csrf);
-                                label for={ "reason-" (id_of(m)) } { "Reason" } " "
-                                input id={ "reason-" (id_of(m)) } name="reason" size="14";
+                                label for={ "reason-" (m.id) } { "Reason" } " "
+                                input id={ "reason-" (m.id) } name="reason" size="14";
                                 button type="submit" class="secondary" { "Discontinue" }
                             }
                         } }
@@ -456,16 +366,10 @@ fn lists_page(
     layout::chart_page(session, &lists.banner, Tab::Lists, "Lists", content)
 }
 
-async fn load_lists(app: &WebApp, session: &Session, patient: &str) -> Result<Result<Lists, Markup>, WebError> {
+async fn load_lists(app: &WebApp, session: &Session, patient: &str) -> Result<Result<ListsPage, Markup>, WebError> {
     let id = patient.to_string();
     open_chart(app, session, patient, "lists", move |reader, banner| {
-        let p = || ("patient", id.clone());
-        Ok(Lists {
-            problems: reader.search("Condition", &[p(), ("_sort", "-onset-date".into())], 200)?,
-            allergies: reader.search("AllergyIntolerance", &[p()], 200)?,
-            medications: reader.search("MedicationRequest", &[p(), ("_sort", "-authoredon".into())], 200)?,
-            banner,
-        })
+        Ok(ListsPage { lists: chart::lists::lists(&reader.access, &id)?, banner })
     })
     .await
 }
@@ -482,39 +386,33 @@ pub(crate) async fn lists(
     })
 }
 
-/// Writes `resource` (or a transaction Bundle of the patient's resources) after the form's
-/// checks passed, or shows the lists with the problems.
-async fn write_or_show(
+/// The lists again with the form's problems (422), nothing written.
+async fn show_problems(
     app: &WebApp,
     session: &Session,
     patient: &str,
     form: &HashMap<String, String>,
-    problems: FormProblems,
+    problems: &FormProblems,
     which: &str,
-    resource: impl FnOnce() -> Value,
 ) -> Result<Response, WebError> {
-    if !problems.is_empty() {
-        return Ok(match load_lists(app, session, patient).await? {
-            Ok(lists) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, lists_page(session, &lists, form, &problems, which)).into_response()
-            }
-            Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
-        });
-    }
-    let reader = Reader::new(app, session);
-    let resource = resource();
-    let p = patient.to_string();
-    as_user(reader, move |reader| {
-        if !reader.may_open(&p)? {
-            return Err(WebError::Forbidden("you may not write to this patient's record".into()));
+    Ok(match load_lists(app, session, patient).await? {
+        Ok(lists) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, lists_page(session, &lists, form, problems, which)).into_response()
         }
-        if resource.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-            reader.transaction(resource, &p).map(|_| ())
-        } else {
-            reader.write(resource, &p).map(|_| ())
-        }
+        Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
     })
-    .await?;
+}
+
+/// Runs a list edit as the user, then shows the lists.
+async fn edit_list(
+    app: &WebApp,
+    session: &Session,
+    patient: &str,
+    edit: impl FnOnce(&access::Access, &str) -> chart::Result<()> + Send + 'static,
+) -> Result<Response, WebError> {
+    let reader = Reader::new(app, session);
+    let p = patient.to_string();
+    as_user(reader, move |reader| Ok(edit(&reader.access, &p)?)).await?;
     Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response())
 }
 
@@ -530,6 +428,11 @@ fn optional_code(problems: &mut FormProblems, field_name: &str, label: &str, val
     Some(value.to_string())
 }
 
+/// Some text, unless empty.
+fn unless_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
 /// `POST /app/patients/{id}/problems`: adds an active problem-list item.
 pub(crate) async fn add_problem(
     State(app): State<WebApp>,
@@ -540,57 +443,13 @@ pub(crate) async fn add_problem(
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
     let text = plain_text(&mut problems, "problem", "The problem", &field(&form, "problem"), true, 200);
-    let code = optional_code(&mut problems, "snomed", "The SNOMED CT code", &field(&form, "snomed"));
+    let snomed = optional_code(&mut problems, "snomed", "The SNOMED CT code", &field(&form, "snomed"));
     let onset = date_field(&mut problems, "onset", "The onset date", &field(&form, "onset"), false);
-    let p = patient.clone();
-    write_or_show(&app, &session, &patient, &form, problems, "problem", move || {
-        let mut concept = json!({"text": text});
-        if let Some(code) = code {
-            concept["coding"] = json!([{"system": "http://snomed.info/sct", "code": code, "display": text}]);
-        }
-        let mut condition = json!({
-            "resourceType": "Condition",
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item", "display": "Problem List Item"}]}],
-            "code": concept,
-            "subject": {"reference": format!("Patient/{p}")},
-            "recordedDate": now_text(),
-        });
-        if let Some(onset) = onset {
-            condition["onsetDateTime"] = json!(onset);
-        }
-        condition
-    })
-    .await
-}
-
-/// Changes one list item of the patient: read it (through the policy), change, write it back.
-async fn change_item(
-    app: &WebApp,
-    session: &Session,
-    patient: &str,
-    resource_type: &'static str,
-    item: &str,
-    change: impl FnOnce(&mut Value) -> Result<(), WebError> + Send + 'static,
-) -> Result<Response, WebError> {
-    let reader = Reader::new(app, session);
-    let (p, id) = (patient.to_string(), item.to_string());
-    as_user(reader, move |reader| {
-        if !reader.may_open(&p)? {
-            return Err(WebError::Forbidden("you may not write to this patient's record".into()));
-        }
-        let mut resource = reader.read(resource_type, &id)?;
-        let owners = policy::patients_of(resource_type, &resource);
-        if !owners.contains(&p) {
-            return Err(WebError::NotFound);
-        }
-        change(&mut resource)?;
-        // Written back with If-Match on the version read: a change made meanwhile is not lost.
-        reader.write(resource, &p).map(|_| ())
-    })
-    .await?;
-    Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response())
+    if !problems.is_empty() {
+        return show_problems(&app, &session, &patient, &form, &problems, "problem").await;
+    }
+    let problem = chart::lists::NewProblem { text, snomed, onset };
+    edit_list(&app, &session, &patient, move |access, p| chart::lists::add_problem(access, p, &problem)).await
 }
 
 /// `POST /app/patients/{id}/problems/{item}/resolve`.
@@ -601,13 +460,7 @@ pub(crate) async fn resolve_problem(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
-    change_item(&app, &session, &patient, "Condition", &item, |condition| {
-        condition["clinicalStatus"] =
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]});
-        condition["abatementDateTime"] = json!(now_text());
-        Ok(())
-    })
-    .await
+    edit_list(&app, &session, &patient, move |access, p| chart::lists::resolve_problem(access, p, &item)).await
 }
 
 /// `POST /app/patients/{id}/allergies`: adds an allergy, or records "no known allergies".
@@ -619,79 +472,39 @@ pub(crate) async fn add_allergy(
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
-    let no_known = form.contains_key("no_known");
-    let substance = if no_known {
-        String::new()
+    let entry = if form.contains_key("no_known") {
+        plain_text(&mut problems, "reaction", "The reaction", &field(&form, "reaction"), false, 200);
+        NewAllergy::NoneKnown
     } else {
-        plain_text(&mut problems, "substance", "The substance", &field(&form, "substance"), true, 200)
+        let substance = plain_text(&mut problems, "substance", "The substance", &field(&form, "substance"), true, 200);
+        let reaction = plain_text(&mut problems, "reaction", "The reaction", &field(&form, "reaction"), false, 200);
+        let criticality = Criticality::from_code(&field(&form, "criticality"));
+        if criticality.is_none() {
+            problems.add("criticality", "Choose a criticality.");
+        }
+        NewAllergy::Substance {
+            substance,
+            reaction: unless_empty(reaction),
+            criticality: criticality.unwrap_or(Criticality::UnableToAssess),
+        }
     };
-    let reaction = plain_text(&mut problems, "reaction", "The reaction", &field(&form, "reaction"), false, 200);
-    let criticality = field(&form, "criticality");
-    if !no_known && !matches!(criticality.as_str(), "low" | "high" | "unable-to-assess") {
-        problems.add("criticality", "Choose a criticality.");
-    }
-    // "No known allergies" and an active allergy contradict each other: the first is refused
-    // while allergies are active, and recording an allergy retires it (in one transaction).
-    let mut retire = Vec::new();
     if problems.is_empty() {
         let reader = Reader::new(&app, &session);
         let p = patient.clone();
-        let active = as_user(reader, move |reader| {
-            reader.search("AllergyIntolerance", &[("patient", p), ("clinical-status", "active".into())], 100)
+        let added = as_user(reader, move |reader| match chart::lists::add_allergy(&reader.access, &p, &entry) {
+            Err(chart::Error::AllergiesActive) => Ok(false),
+            other => other.map(|()| true).map_err(WebError::from),
         })
         .await?;
-        let (none_known, allergies): (Vec<Value>, Vec<Value>) =
-            active.into_iter().partition(crate::layout::is_no_known_allergy);
-        if no_known && !allergies.is_empty() {
-            problems.add(
-                "substance",
-                "Allergies are recorded as active: inactivate them before recording “No known allergies”.",
-            );
-        } else if !no_known {
-            retire = none_known;
+        if added {
+            return Ok(Redirect::to(&format!("/app/patients/{patient}/lists")).into_response());
         }
+        problems.add(
+            "substance",
+            "Allergies are recorded as active: inactivate them before recording “No known allergies”.",
+        );
     }
-    let p = patient.clone();
-    let allergy = move || {
-        let code = if no_known {
-            json!({"coding": [{"system": "http://snomed.info/sct", "code": "716186003", "display": "No known allergy"}], "text": "No known allergies"})
-        } else {
-            json!({"text": substance})
-        };
-        let mut allergy = json!({
-            "resourceType": "AllergyIntolerance",
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
-            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed"}]},
-            "code": code,
-            "patient": {"reference": format!("Patient/{p}")},
-            "recordedDate": now_text(),
-        });
-        if !no_known {
-            allergy["criticality"] = json!(criticality);
-            if !reaction.is_empty() {
-                allergy["reaction"] = json!([{"manifestation": [{"text": reaction}]}]);
-            }
-        }
-        allergy
-    };
-    let write = move || {
-        if retire.is_empty() {
-            return allergy();
-        }
-        let mut entries =
-            vec![json!({"resource": allergy(), "request": {"method": "POST", "url": "AllergyIntolerance"}})];
-        for mut old in retire {
-            old["clinicalStatus"] = inactive_allergy_status();
-            entries.push(crate::clinical::update_entry(old));
-        }
-        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
-    };
-    write_or_show(&app, &session, &patient, &form, problems, "allergy", write).await
-}
-
-/// An AllergyIntolerance's `clinicalStatus` once it no longer applies.
-fn inactive_allergy_status() -> Value {
-    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "inactive"}]})
+    show_problems(&app, &session, &patient, &form, &problems, "allergy").await
 }
 
 /// `POST /app/patients/{id}/allergies/{item}/inactivate`.
@@ -702,11 +515,7 @@ pub(crate) async fn inactivate_allergy(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     session.check_form(&form)?;
-    change_item(&app, &session, &patient, "AllergyIntolerance", &item, |allergy| {
-        allergy["clinicalStatus"] = inactive_allergy_status();
-        Ok(())
-    })
-    .await
+    edit_list(&app, &session, &patient, move |access, p| chart::lists::inactivate_allergy(access, p, &item)).await
 }
 
 /// `POST /app/patients/{id}/medications`: adds an active medication (a MedicationRequest
@@ -720,33 +529,18 @@ pub(crate) async fn add_medication(
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
     let name = plain_text(&mut problems, "medication", "The medication", &field(&form, "medication"), true, 200);
-    let code = optional_code(&mut problems, "rxnorm", "The RxNorm code", &field(&form, "rxnorm"));
+    let rxnorm = optional_code(&mut problems, "rxnorm", "The RxNorm code", &field(&form, "rxnorm"));
     let dosage = plain_text(&mut problems, "dosage", "The instructions", &field(&form, "dosage"), false, 500);
-    let p = patient.clone();
-    let requester = session.caller.principal.fhir_user();
-    write_or_show(&app, &session, &patient, &form, problems, "medication", move || {
-        let mut concept = json!({"text": name});
-        if let Some(code) = code {
-            concept["coding"] =
-                json!([{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": name}]);
-        }
-        let mut request = json!({
-            "resourceType": "MedicationRequest",
-            "status": "active",
-            "intent": "order",
-            "medicationCodeableConcept": concept,
-            "subject": {"reference": format!("Patient/{p}")},
-            "authoredOn": now_text(),
-        });
-        if !dosage.is_empty() {
-            request["dosageInstruction"] = json!([{"text": dosage}]);
-        }
-        if let Some(requester) = requester {
-            request["requester"] = json!({"reference": requester});
-        }
-        request
-    })
-    .await
+    if !problems.is_empty() {
+        return show_problems(&app, &session, &patient, &form, &problems, "medication").await;
+    }
+    let medication = chart::lists::NewMedication {
+        name,
+        rxnorm,
+        instructions: unless_empty(dosage),
+        requester: session.caller.principal.fhir_user(),
+    };
+    edit_list(&app, &session, &patient, move |access, p| chart::lists::add_medication(access, p, &medication)).await
 }
 
 /// `POST /app/patients/{id}/medications/{item}/discontinue`: stopped, with the reason.
@@ -761,15 +555,10 @@ pub(crate) async fn discontinue_medication(
     let reason =
         plain_text(&mut problems, "reason", "The reason for discontinuing", &field(&form, "reason"), true, 200);
     if !problems.is_empty() {
-        return write_or_show(&app, &session, &patient, &form, problems, "discontinue", || Value::Null).await;
+        return show_problems(&app, &session, &patient, &form, &problems, "discontinue").await;
     }
-    change_item(&app, &session, &patient, "MedicationRequest", &item, move |request| {
-        if request.get("status").and_then(Value::as_str) != Some("active") {
-            return Err(WebError::BadRequest("only an active medication can be discontinued".into()));
-        }
-        request["status"] = json!("stopped");
-        request["statusReason"] = json!({"text": reason});
-        Ok(())
+    edit_list(&app, &session, &patient, move |access, p| {
+        chart::lists::discontinue_medication(access, p, &item, &reason)
     })
     .await
 }

@@ -75,14 +75,6 @@ pub(crate) struct Banner {
     pub glass: bool,
 }
 
-/// SNOMED CT "no known allergy" and its narrower "no known drug/food/… allergy" findings.
-const NO_KNOWN_ALLERGY: [&str; 5] = ["716186003", "409137002", "429625007", "428607008", "428197003"];
-
-/// Whether an AllergyIntolerance records "no known allergies" rather than an allergy.
-pub(crate) fn is_no_known_allergy(allergy: &Value) -> bool {
-    NO_KNOWN_ALLERGY.iter().any(|code| display::has_code(allergy.get("code"), "http://snomed.info/sct", code))
-}
-
 impl Banner {
     /// Reads the banner's facts (through the policy, like every read).
     pub(crate) fn load(reader: &Reader, patient_id: &str) -> Result<Banner, WebError> {
@@ -97,7 +89,7 @@ impl Banner {
             if status != "active" || matches!(verification, "refuted" | "entered-in-error") {
                 continue;
             }
-            if is_no_known_allergy(allergy) {
+            if chart::lists::is_no_known_allergy(allergy) {
                 none_known = true;
                 continue;
             }

@@ -120,22 +120,8 @@ pub(crate) async fn patient_search(
     ))
 }
 
-/// What the summary shows, read in one blocking call; a section is `None` when the user's role
-/// does not read its type.
-struct Summary {
-    banner: Banner,
-    problems: Option<Vec<Value>>,
-    medications: Option<Vec<Value>>,
-    immunizations: Option<Vec<Value>>,
-    vitals: Option<Vec<Value>>,
-    results: Option<Vec<Value>>,
-    appointments: Option<Vec<Value>>,
-    tasks: Option<Vec<Value>>,
-    referrals: Option<Vec<Value>>,
-}
-
 /// What a section says when it has nothing to show.
-fn empty_section(found: &Option<Vec<Value>>, none: &str) -> Markup {
+fn empty_section<T>(found: &Option<Vec<T>>, none: &str) -> Markup {
     html! {
         @match found {
             None => { p class="muted" { "Not shown to your role." } }
@@ -215,62 +201,10 @@ pub(crate) async fn summary(
 ) -> Result<Response, WebError> {
     let id = patient.clone();
     let loaded = open_chart(&app, &session, &patient, "summary", move |reader, banner| {
-        let p = || ("patient", id.clone());
-        let today = display::today().to_string();
-        let vitals = reader.search_if_allowed(
-            "Observation",
-            &[p(), ("category", "vital-signs".into()), ("_sort", "-date".into())],
-            60,
-        )?;
-        let mut latest: Vec<Value> = Vec::new();
-        // The newest of each measurement, told apart by its first code (displays differ by source).
-        let key = |o: &Value| {
-            o.pointer("/code/coding/0/code")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| display::concept(o.get("code")))
-        };
-        let shown = vitals.is_some();
-        for v in vitals.into_iter().flatten() {
-            if !latest.iter().any(|l| key(l) == key(&v)) {
-                latest.push(v);
-            }
-        }
-        let latest = shown.then_some(latest);
-        Ok(Summary {
-            problems: reader.search_if_allowed(
-                "Condition",
-                &[p(), ("clinical-status", "active".into()), ("_sort", "-onset-date".into())],
-                100,
-            )?,
-            medications: reader.search_if_allowed(
-                "MedicationRequest",
-                &[p(), ("status", "active".into()), ("_sort", "-authoredon".into())],
-                100,
-            )?,
-            immunizations: reader.search_if_allowed("Immunization", &[p(), ("_sort", "-date".into())], 10)?,
-            vitals: latest,
-            results: reader.search_if_allowed(
-                "Observation",
-                &[p(), ("category", "laboratory".into()), ("_sort", "-date".into())],
-                15,
-            )?,
-            appointments: reader.search_if_allowed(
-                "Appointment",
-                &[p(), ("date", format!("ge{today}")), ("_sort", "date".into())],
-                10,
-            )?,
-            tasks: reader.search_if_allowed(
-                "Task",
-                &[p(), ("status", "draft,requested,received,accepted,ready,in-progress,on-hold".into())],
-                20,
-            )?,
-            referrals: reader.search_if_allowed("ServiceRequest", &[p(), ("status", "active,on-hold".into())], 20)?,
-            banner,
-        })
+        Ok((banner, chart::summary::summary(&reader.access, &id, display::today())?))
     })
     .await?;
-    let s = match loaded {
+    let (banner, s) = match loaded {
         Ok(s) => s,
         Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
     };
@@ -279,48 +213,47 @@ pub(crate) async fn summary(
             section class="card" aria-labelledby="h-problems" {
                 h2 id="h-problems" { "Active problems" }
                 (empty_section(&s.problems, "None recorded."))
-                ul { @for c in s.problems.iter().flatten() { li { (display::concept(c.get("code")))
-                    @if let Some(onset) = c.get("onsetDateTime").and_then(Value::as_str) { span class="muted" { " since " (display::day(onset)) } } } } }
+                ul { @for c in s.problems.iter().flatten() { li { (c.name)
+                    @if let Some(onset) = &c.onset { span class="muted" { " since " (display::day(onset)) } } } } }
             }
             section class="card" aria-labelledby="h-meds" {
                 h2 id="h-meds" { "Active medications" }
                 (empty_section(&s.medications, "None recorded."))
-                ul { @for m in s.medications.iter().flatten() { li { (medication_name(m))
-                    @if let Some(dose) = m.pointer("/dosageInstruction/0/text").and_then(Value::as_str) { span class="muted" { " — " (dose) } } } } }
+                ul { @for m in s.medications.iter().flatten() { li { (m.name)
+                    @if let Some(dose) = &m.instructions { span class="muted" { " — " (dose) } } } } }
             }
             section class="card" aria-labelledby="h-vitals" {
                 h2 id="h-vitals" { "Latest vitals" }
                 (empty_section(&s.vitals, "None recorded."))
                 table { tbody { @for v in s.vitals.iter().flatten() { tr {
-                    th scope="row" { (display::concept(v.get("code"))) }
-                    td { (display::observation_value(v)) }
-                    td class="muted" { (display::when(v).map(display::day).unwrap_or_default()) }
+                    th scope="row" { (v.name) }
+                    td { (v.value) }
+                    td class="muted" { (v.when.as_deref().map(display::day).unwrap_or_default()) }
                 } } } }
             }
             section class="card" aria-labelledby="h-results" {
                 h2 id="h-results" { "Recent results" }
                 (empty_section(&s.results, "None recorded."))
                 table { tbody { @for r in s.results.iter().flatten() {
-                    @let flag = abnormal_flag(r);
                     tr {
-                        th scope="row" { (display::concept(r.get("code"))) }
-                        td class=[flag.map(|_| "abnormal")] { (display::observation_value(r)) @if let Some(f) = flag { " " abbr title=(flag_meaning(f)) { "(" (f) ")" } } }
-                        td class="muted" { (display::when(r).map(display::day).unwrap_or_default()) }
+                        th scope="row" { (r.name) }
+                        td class=[r.flag.map(|_| "abnormal")] { (r.value) @if let Some(f) = r.flag { " " abbr title=(flag_meaning(f)) { "(" (f.code()) ")" } } }
+                        td class="muted" { (r.when.as_deref().map(display::day).unwrap_or_default()) }
                     }
                 } } }
             }
             section class="card" aria-labelledby="h-imm" {
                 h2 id="h-imm" { "Immunizations" }
                 (empty_section(&s.immunizations, "None recorded."))
-                ul { @for i in s.immunizations.iter().flatten() { li { (display::concept(i.get("vaccineCode")))
-                    span class="muted" { " " (display::when(i).map(display::day).unwrap_or_default()) } } } }
+                ul { @for i in s.immunizations.iter().flatten() { li { (i.vaccine)
+                    span class="muted" { " " (i.when.as_deref().map(display::day).unwrap_or_default()) } } } }
             }
             section class="card" aria-labelledby="h-appt" {
                 h2 id="h-appt" { "Upcoming appointments" }
                 (empty_section(&s.appointments, "None booked."))
                 ul { @for a in s.appointments.iter().flatten() { li {
-                    (a.get("start").and_then(Value::as_str).map(display::day).unwrap_or_default()) " "
-                    (a.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(a.get("serviceType").and_then(|t| t.get(0))))) } } }
+                    (a.start.as_deref().map(display::day).unwrap_or_default()) " "
+                    (a.description) } } }
             }
             section class="card" aria-labelledby="h-tasks" {
                 h2 id="h-tasks" { "Open tasks and referrals" }
@@ -330,66 +263,26 @@ pub(crate) async fn summary(
                     _ => {}
                 }
                 ul {
-                    @for t in s.tasks.iter().flatten() { li { "Task: " (t.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| display::concept(t.get("code"))))
-                        span class="muted" { " (" (t.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
-                    @for r in s.referrals.iter().flatten() { li { "Referral / order: " (display::concept(r.get("code")))
-                        span class="muted" { " (" (r.get("status").and_then(Value::as_str).unwrap_or("")) ")" } } }
+                    @for t in s.tasks.iter().flatten() { li { "Task: " (t.description)
+                        span class="muted" { " (" (t.status) ")" } } }
+                    @for r in s.referrals.iter().flatten() { li { "Referral / order: " (r.description)
+                        span class="muted" { " (" (r.status) ")" } } }
                 }
             }
         }
     };
-    Ok(layout::chart_page(&session, &s.banner, Tab::Summary, "Summary", content).into_response())
+    Ok(layout::chart_page(&session, &banner, Tab::Summary, "Summary", content).into_response())
 }
 
-/// The drug of a MedicationRequest.
-pub(crate) fn medication_name(request: &Value) -> String {
-    if let Some(concept) = request.get("medicationCodeableConcept") {
-        return display::concept(Some(concept));
-    }
-    request
-        .pointer("/medicationReference/display")
-        .and_then(Value::as_str)
-        .or_else(|| request.pointer("/medicationReference/reference").and_then(Value::as_str))
-        .unwrap_or("(medication)")
-        .to_string()
-}
+pub(crate) use chart::lists::medication_name;
+use chart::summary::AbnormalFlag;
 
 /// What an abnormal flag means, spelled out for the flag's tooltip and screen readers.
-fn flag_meaning(flag: &str) -> &'static str {
+fn flag_meaning(flag: AbnormalFlag) -> &'static str {
     match flag {
-        "H" => "high: above the reference range",
-        "L" => "low: below the reference range",
-        _ => "abnormal",
-    }
-}
-
-/// `H`, `L` or `A` when a result is outside its reference range or flagged so.
-pub(crate) fn abnormal_flag(observation: &Value) -> Option<&'static str> {
-    let interpretation = display::first_code(observation.get("interpretation").and_then(|i| i.get(0)));
-    match interpretation {
-        Some("H" | "HH" | "HU") => return Some("H"),
-        Some("L" | "LL" | "LU") => return Some("L"),
-        Some("A" | "AA") => return Some("A"),
-        _ => {}
-    }
-    let value = observation.get("valueQuantity").and_then(display::quantity_number)?;
-    let range = observation.pointer("/referenceRange/0");
-    let (low, high) = match range {
-        Some(range) => {
-            (range.get("low").and_then(display::quantity_number), range.get("high").and_then(display::quantity_number))
-        }
-        None => {
-            let code = observation.pointer("/code/coding/0/code").and_then(Value::as_str)?;
-            let known = crate::trends::typical_range(code)?;
-            (known.low, known.high)
-        }
-    };
-    if high.is_some_and(|h| value > h) {
-        Some("H")
-    } else if low.is_some_and(|l| value < l) {
-        Some("L")
-    } else {
-        None
+        AbnormalFlag::High => "high: above the reference range",
+        AbnormalFlag::Low => "low: below the reference range",
+        AbnormalFlag::Abnormal => "abnormal",
     }
 }
 
