@@ -7,8 +7,7 @@ use auth::model::{CodeRecord, LaunchContext, TokenKind, TokenRecord};
 use auth::{AuthConfig, AuthStore, Authority, Client, ClientKind, Error, Identity, Role, User};
 use std::sync::Barrier;
 
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
+use test_support::scratch;
 
 /// Threads racing in the concurrency checks (the PostgreSQL pool opens up to 8 connections).
 const RACERS: usize = 8;
@@ -404,7 +403,7 @@ macro_rules! on_both_stores {
             $(
                 #[test]
                 fn $name() {
-                    let database = crate::scratch::Database::create();
+                    let database = test_support::scratch::Database::create();
                     let store = auth::PostgresAuthStore::connect(&database.url).unwrap();
                     super::$name(&store);
                 }
