@@ -1,7 +1,7 @@
 //! `continuum-bench backends`: issue 4's figures side by side in one run — Synthea ingest
-//! (resources/s) and the search benchmark of `bench search` on the embedded SQLite store, on
-//! PostgreSQL, and on PostgreSQL with one streaming-replication standby answering the reads
-//! (a throwaway primary + standby made with `initdb`/`pg_basebackup`), in one table.
+//! (resources/s) and the search benchmark of `continuum-bench search` on the embedded SQLite
+//! store, on PostgreSQL, and on PostgreSQL with one streaming-replication standby answering the
+//! reads (a throwaway primary + standby made with `initdb`/`pg_basebackup`), in one table.
 
 use crate::searches::{SearchBenchArgs, SizeResult};
 use anyhow::{Context, Result, anyhow};

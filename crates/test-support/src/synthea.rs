@@ -60,7 +60,7 @@ pub fn is_shared_reference_data(path: &Path) -> bool {
     name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation")
 }
 
-/// The seed `bench search` builds its stores with.
+/// The seed `continuum-bench search` builds its stores with.
 pub const DEFAULT_SEED: u64 = 2019;
 
 /// Copies `k` with `k % HEAVY_EVERY == HEAVY_AT` get `HEAVY_LIFETIMES` lifetimes of records.
