@@ -5,9 +5,9 @@
 
 use crate::{json_no_store, pages};
 use auth::OAuthError;
-use fhir::ErrorClass;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use fhir::ErrorClass;
 
 /// Why a sign-in page cannot go on. Shown as a page, never sent back to the app (its redirect
 /// URI may not be trusted yet, or the form is not one of this server's).

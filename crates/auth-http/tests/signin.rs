@@ -10,8 +10,7 @@ use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use std::time::Duration;
 
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
+use test_support::scratch;
 
 const WRONG: &str = "not the password at all";
 const SCOPE: &str = "launch/patient patient/*.rs";

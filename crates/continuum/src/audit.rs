@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use store::audit::{AuditKey, KeyCheck, Verification};
 
 /// The name of the audit key file in the data directory.
-pub(crate) const KEY_FILE: &str = "audit.key";
+const KEY_FILE: &str = "audit.key";
 
 /// Where the audit chain's key is kept.
 #[derive(Debug, Clone, Default, Args)]
-pub(crate) struct AuditKeyArg {
+pub struct AuditKeyArg {
     /// The audit trail's key file: 32 random bytes, created with mode 0600 when absent
     /// (default: DATA/audit.key). Servers sharing a PostgreSQL database must use the same key.
     #[arg(long = "audit-key", env = "CONTINUUM_AUDIT_KEY_FILE", value_name = "FILE")]
@@ -26,12 +26,12 @@ pub(crate) struct AuditKeyArg {
 
 impl AuditKeyArg {
     /// The key file: the one named, else the data directory's.
-    pub(crate) fn path(&self, data: &Path) -> PathBuf {
+    pub fn path(&self, data: &Path) -> PathBuf {
         self.file.clone().unwrap_or_else(|| data.join(KEY_FILE))
     }
 
     /// Loads the key, creating the file (and its directory) with a fresh key when absent.
-    pub(crate) fn load_or_create(&self, data: &Path) -> Result<AuditKey> {
+    pub fn load_or_create(&self, data: &Path) -> Result<AuditKey> {
         let path = self.path(data);
         match read_key(&path)? {
             Some(key) => Ok(key),
@@ -124,12 +124,7 @@ fn create_key(path: &Path) -> Result<AuditKey> {
 /// appended first, as `door`: the trail's newest entry then always names its key, so that a
 /// second server sharing the database with another key refuses to start rather than break
 /// the chain.
-pub(crate) fn keyed(
-    records: store::Records,
-    log: &dyn store::AuditLog,
-    key: AuditKey,
-    door: &str,
-) -> Result<store::Records> {
+pub fn keyed(records: store::Records, log: &dyn store::AuditLog, key: AuditKey, door: &str) -> Result<store::Records> {
     let records = records.with_audit_key(key.clone());
     match store::audit::check_key(log, &key).context("cannot read the audit trail's head")? {
         KeyCheck::Matches => {}
@@ -147,7 +142,7 @@ pub(crate) fn keyed(
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct AuditArgs {
+pub struct AuditArgs {
     #[command(subcommand)]
     command: AuditCommand,
 }
@@ -167,7 +162,8 @@ enum AuditCommand {
     },
 }
 
-pub(crate) fn run(args: AuditArgs) -> Result<()> {
+/// `continuum audit`: verifies the trail's hash chain.
+pub fn run(args: AuditArgs) -> Result<()> {
     match args.command {
         AuditCommand::Verify { data, database, key } => {
             let path = key.path(&data);

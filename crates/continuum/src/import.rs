@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use store::{ErrorKind, Records};
 
 #[derive(Debug, Args)]
-pub(crate) struct ImportArgs {
+pub struct ImportArgs {
     /// Data directory of the embedded store.
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data: PathBuf,
@@ -23,7 +23,8 @@ pub(crate) struct ImportArgs {
     paths: Vec<PathBuf>,
 }
 
-pub(crate) fn run(args: ImportArgs) -> Result<()> {
+/// `continuum import`: loads the files and reports what was stored and what failed.
+pub fn run(args: ImportArgs) -> Result<()> {
     let records = crate::open_store(&args.data, &args.database)?.records;
     let report = import_paths(&records, &args.paths, true)?;
     for (path, error) in &report.failures {
@@ -44,10 +45,14 @@ pub(crate) fn run(args: ImportArgs) -> Result<()> {
 
 /// What an import did.
 #[derive(Debug, Default)]
-pub(crate) struct ImportReport {
+pub struct ImportReport {
+    /// Resources stored.
     pub resources: u64,
+    /// Files read.
     pub files: usize,
+    /// The files that failed, with why.
     pub failures: Vec<(PathBuf, String)>,
+    /// How long it took.
     pub elapsed: Duration,
 }
 
@@ -61,7 +66,7 @@ impl ImportReport {
 /// Imports every file under `paths`. Files run in parallel; a file that fails because what
 /// it references is not there yet (e.g. a patient bundle before its practitioners) is retried
 /// once after all others.
-pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: bool) -> Result<ImportReport> {
+pub fn import_paths(records: &Records, paths: &[PathBuf], show_progress: bool) -> Result<ImportReport> {
     let files = collect_files(paths)?;
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let progress = if show_progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
@@ -97,7 +102,7 @@ pub(crate) fn import_paths(records: &Records, paths: &[PathBuf], show_progress: 
 
 /// Synthea writes the organizations and practitioners its patient bundles point at into
 /// these two files; they must be loaded first.
-pub(crate) fn is_shared_reference_data(path: &Path) -> bool {
+fn is_shared_reference_data(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation")
 }
@@ -230,7 +235,7 @@ fn count_batch_response(response: &Value, bundle_type: &str) -> Result<u64, File
 }
 
 /// Loads one parsed Bundle or resource, as `import` loads a file; the resources stored.
-pub(crate) fn import_parsed(records: &Records, value: Value) -> Result<u64> {
+pub fn import_parsed(records: &Records, value: Value) -> Result<u64> {
     import_value(records, value).map_err(|error| match error {
         FileError::MaybeOrder(message) | FileError::Fatal(message) => anyhow::anyhow!(message),
     })

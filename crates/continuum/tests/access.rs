@@ -7,11 +7,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
-
-use common::{BINARY, continuum};
+use test_support::process::{binary, continuum};
+use test_support::scratch;
 
 fn introspect(origin: &str, bearer: &str, token: &str) -> reqwest::blocking::Response {
     reqwest::blocking::Client::new()
@@ -74,7 +71,7 @@ fn minted_tokens_are_accepted_by_the_running_server() {
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
     assert_eq!(token.len(), 43, "only the token is printed");
 
-    let mut server = Command::new(BINARY)
+    let mut server = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
         .stdout(Stdio::piped())
@@ -118,7 +115,7 @@ fn minted_tokens_are_accepted_by_the_running_server() {
 fn first_serve_prints_the_administrators_one_time_password_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Command::new(BINARY)
+    let mut server = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
         .stdout(Stdio::piped())
@@ -157,7 +154,7 @@ impl Drop for Running {
 
 /// `continuum serve --listen 127.0.0.1:0 --data DATA EXTRA…`.
 fn serve(data: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
@@ -346,7 +343,7 @@ fn first_serve_on_an_empty_database_creates_the_administrator_once_for_every_nod
 
     let second = serve(&dir.path().join("two"), &["--database", &database.url, "--audit-key", audit_key]);
     // A node with a key of its own would break the chain: it refuses to start.
-    let refused = Command::new(BINARY)
+    let refused = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &database.url, "--data"])
         .arg(dir.path().join("three"))
         .output()
@@ -397,7 +394,7 @@ fn user_totp_enrols_staff_once_and_unlock_lifts_a_lock_out() {
     assert!(!line("pat").contains("[totp]"), "{listed}");
     assert_ne!(enrol(), first, "enrolling again replaces the secret");
 
-    let refused = Command::new(BINARY).args(["user", "totp", "pat", "--data"]).arg(&data).output().unwrap();
+    let refused = Command::new(binary()).args(["user", "totp", "pat", "--data"]).arg(&data).output().unwrap();
     assert!(!refused.status.success(), "patients are not enrolled");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("staff users only"));
 

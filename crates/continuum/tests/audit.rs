@@ -11,15 +11,12 @@ use std::process::Command;
 use store::AuditLog;
 use store::audit::AuditEntry;
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
-
-use common::{BINARY, continuum, start_secured};
+use test_support::process::{Server, binary, continuum, start_secured};
+use test_support::scratch;
 
 /// `continuum audit verify` on the store: (succeeded, what it printed).
 fn verify(data: &Path, database: Option<&str>) -> (bool, String) {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(binary());
     command.args(["audit", "verify", "--data"]).arg(data);
     if let Some(url) = database {
         command.args(["--database", url]);
@@ -116,7 +113,7 @@ fn exercise(data: &Path, database: Option<&str>) {
     stop(server);
 }
 
-fn stop(mut server: common::Server) {
+fn stop(mut server: Server) {
     let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
     assert!(status.success());
     assert!(server.child.wait().unwrap().success(), "a graceful stop appends what is queued");
@@ -283,7 +280,7 @@ fn a_trail_rewritten_without_the_key_is_found_on_the_embedded_store() {
     let (ok, said) = verify(&data, None);
     assert!(!ok && said.contains("no key was given"), "{said}");
     // With the key named on the command line (as PostgreSQL deployments do).
-    let output = Command::new(BINARY)
+    let output = Command::new(binary())
         .args(["audit", "verify", "--data"])
         .arg(&data)
         .arg("--audit-key")
@@ -294,7 +291,7 @@ fn a_trail_rewritten_without_the_key_is_found_on_the_embedded_store() {
     // A server refuses to start with another key than the trail's.
     let other = dir.path().join("other.key");
     std::fs::write(&other, [7u8; 32]).unwrap();
-    let output = Command::new(BINARY)
+    let output = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
         .env("CONTINUUM_AUDIT_KEY_FILE", &other)
@@ -328,7 +325,7 @@ fn a_trail_rewritten_without_the_key_is_found_on_postgres() {
         Some("a long enough password\n"),
     );
     for _ in 0..3 {
-        let output = Command::new(BINARY)
+        let output = Command::new(binary())
             .args(["token", "--user", "doc", "--scope", "user/*.rs", "--database", &database.url, "--data"])
             .arg(&data)
             .env("CONTINUUM_AUDIT_KEY_FILE", &key_file)
@@ -338,7 +335,7 @@ fn a_trail_rewritten_without_the_key_is_found_on_postgres() {
     }
     assert!(!data.join("audit.key").exists() && key_file.exists());
     let verify_with = |key: &Path| {
-        let output = Command::new(BINARY)
+        let output = Command::new(binary())
             .args(["audit", "verify", "--database", &database.url, "--data"])
             .arg(&data)
             .arg("--audit-key")
@@ -435,7 +432,7 @@ fn token_mints_are_audited_and_capped() {
         Some("a long enough password\n"),
     );
     let mint = |args: &[&str]| {
-        let output = Command::new(BINARY)
+        let output = Command::new(binary())
             .args(["token", "--data"])
             .arg(&data)
             .args(["--user", "doc"])

@@ -6,8 +6,7 @@
 //!
 //! The test fails, never skips, when `chromedriver` is missing.
 
-mod clinic;
-mod common;
+use test_support::clinic;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

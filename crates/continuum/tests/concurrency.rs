@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
+use test_support::process::start;
+use test_support::scratch;
 
 const CLIENTS: usize = 32;
 /// Few resources, so that most attempts collide.
@@ -97,7 +96,7 @@ fn client_loop(base: &str, ids: &[String], worker: usize, stop: &AtomicBool) -> 
 fn no_lost_updates(backend: &str, data: &Path, extra: &[&str]) {
     let mut args = vec!["--rate-limit", "0"];
     args.extend_from_slice(extra);
-    let server = common::start(data, &args);
+    let server = start(data, &args);
     let http = reqwest::blocking::Client::new();
     let ids: Vec<String> = (0..RESOURCES)
         .map(|i| {

@@ -13,11 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
-
-use common::{BINARY, Server};
+use test_support::process::{Server, binary, start};
+use test_support::scratch;
 
 /// Where the server keeps its records.
 enum Target {
@@ -30,8 +27,8 @@ impl Target {
     /// checks share one address.
     fn start(&self, data: &Path) -> Server {
         match self {
-            Target::Sqlite => common::start(data, &["--rate-limit", "0"]),
-            Target::Postgres(db) => common::start(data, &["--rate-limit", "0", "--database", &db.url]),
+            Target::Sqlite => start(data, &["--rate-limit", "0"]),
+            Target::Postgres(db) => start(data, &["--rate-limit", "0", "--database", &db.url]),
         }
     }
 
@@ -248,7 +245,7 @@ fn import_killed_midway_leaves_whole_bundles_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let bundles = synthea_bundles();
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .arg("import")
         .arg("--data")
         .arg(&data)

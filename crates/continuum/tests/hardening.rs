@@ -3,9 +3,8 @@
 //! `auth.db` in clear; pages and FHIR answers carry the security headers; `/metrics` can ask
 //! for a token and move to a listener of its own.
 
-mod common;
+use test_support::process::{binary, continuum, start, start_secured};
 
-use common::{BINARY, continuum, start, start_secured};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -202,7 +201,7 @@ fn metrics_ask_for_their_token_and_can_move_to_a_listener_of_their_own() {
     drop(server);
 
     // On a listener of its own: not on the main one.
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("two"))
         .stdout(Stdio::piped())

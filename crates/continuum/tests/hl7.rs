@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-mod common;
-
-use common::{BINARY, continuum, start, start_secured};
+use test_support::process::{binary, continuum, start, start_secured};
 
 fn exchange(stream: &mut TcpStream, message: &str) -> String {
     stream.write_all(&hl7v2::mllp::frame(message.as_bytes()).unwrap()).unwrap();
@@ -33,7 +31,7 @@ fn a01(n: usize) -> String {
 }
 
 fn hl7(data: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BINARY).arg("hl7").args(args).arg("--data").arg(data).output().unwrap();
+    let out = Command::new(binary()).arg("hl7").args(args).arg("--data").arg(data).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-mod common;
-
-use common::{BINARY, start};
+use test_support::process::{binary, start};
 
 /// The python-hl7 release the client is written against.
 const PYTHON_HL7: &str = "hl7==0.4.5";
@@ -59,7 +57,7 @@ fn python_hl7_client_gets_correct_acks() {
     assert_eq!((no_pid[2], no_pid[3]), ("AE", "PY-NOPID"), "a message without PID is an error");
 
     // What the client sent is in the log, and the records it implies exist.
-    let listed = Command::new(BINARY).args(["hl7", "list", "--json", "--data"]).arg(dir.path()).output().unwrap();
+    let listed = Command::new(binary()).args(["hl7", "list", "--json", "--data"]).arg(dir.path()).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
     let statuses: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(statuses.len(), files.len() + 2);

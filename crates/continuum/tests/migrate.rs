@@ -9,9 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 use store::{Backend, HistoryQuery, Records};
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
+use test_support::process::{binary, continuum};
+use test_support::scratch;
 
 fn synthea_bundle(n: usize) -> Value {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/synthea/smart-2019");
@@ -39,7 +38,7 @@ fn total(records: &Records, resource_type: &str, query: &str) -> u64 {
 }
 
 fn migrate(args: &[&str]) -> std::process::Output {
-    Command::new(common::BINARY).arg("migrate").args(args).output().unwrap()
+    Command::new(binary()).arg("migrate").args(args).output().unwrap()
 }
 
 #[test]
@@ -65,12 +64,12 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
         records.delete("Patient", &gone.version.unwrap().id, None).unwrap();
     }
     // A user of the clinic (its administrator is created with the authorization data).
-    common::continuum(
+    continuum(
         data.path(),
         &["user", "add", "doc", "--role", "physician", "--org", "org-1", "--password-stdin"],
         Some("a long enough password\n"),
     );
-    common::continuum(data.path(), &["user", "totp", "doc"], None);
+    continuum(data.path(), &["user", "totp", "doc"], None);
     let source = store_sqlite::SqliteBackend::open(data.path()).unwrap();
     let expected = all_versions(&source);
     assert!(expected.len() > 500, "the copy spans several batches' worth ({} versions)", expected.len());
@@ -86,7 +85,7 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     assert!(printed.contains("1 TOTP enrolments are sealed with the source's secrets key"), "{printed}");
     let elsewhere = tempfile::tempdir().unwrap();
     // The TOTP secrets were copied sealed: they open with the source's key file only.
-    let without_key = std::process::Command::new(common::BINARY)
+    let without_key = std::process::Command::new(binary())
         .args(["user", "list", "--database", &database.url, "--data"])
         .arg(elsewhere.path())
         .output()
@@ -94,7 +93,7 @@ fn an_embedded_store_moves_to_postgres_with_its_whole_history() {
     assert!(!without_key.status.success(), "another key than the secrets' own is refused");
     assert!(String::from_utf8_lossy(&without_key.stderr).contains("secrets key"));
     let key = data.path().join("secrets.key");
-    let listed = common::continuum(
+    let listed = continuum(
         elsewhere.path(),
         &["user", "list", "--database", &database.url, "--secrets-key", key.to_str().unwrap()],
         None,

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use store::Records;
 use store_postgres::PostgresBackend;
 
-mod common;
-#[path = "../src/pg_cluster.rs"]
-mod pg_cluster;
+use test_support::cluster;
+use test_support::process::{continuum, start};
 
 fn synthea_files(n: usize) -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/synthea/smart-2019");
@@ -57,12 +56,12 @@ fn answer(records: &Records, search: &str) -> (Vec<String>, Vec<String>, Option<
 fn standbys_answer_reads_and_writers_read_their_writes() {
     // The whole suite runs once with the patient-owned tables partitioned (see .ci/run).
     let partitions = std::env::var("CONTINUUM_TEST_POSTGRES_PARTITIONS").ok().and_then(|n| n.parse().ok());
-    let cluster = pg_cluster::Cluster::start(partitions).unwrap();
+    let cluster = cluster::Cluster::start(partitions).unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut import = vec!["import".to_string(), "--database".into(), cluster.primary()];
     import.extend(synthea_files(4).iter().map(|p| p.to_string_lossy().into_owned()));
     let import: Vec<&str> = import.iter().map(String::as_str).collect();
-    common::continuum(data.path(), &import, None);
+    continuum(data.path(), &import, None);
     cluster.wait_for_replay().unwrap();
 
     // Every search is answered by the standby, with the primary's answers.
@@ -98,7 +97,7 @@ fn standbys_answer_reads_and_writers_read_their_writes() {
 
     // The server: reads and searches keep being answered with the primary stopped, so by the
     // standby; writes, once it is back, are visible to their writer at once.
-    let server = common::start(
+    let server = start(
         data.path(),
         &["--rate-limit", "0", "--database", &cluster.primary(), "--database-replica", &cluster.standby()],
     );

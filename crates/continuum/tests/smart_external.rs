@@ -20,11 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-mod common;
-#[path = "../../store-postgres/tests/scratch/mod.rs"]
-mod scratch;
-
-use common::{continuum, start_secured};
+use test_support::process::{continuum, start_secured};
+use test_support::scratch;
 
 /// The releases the clients are written against, with every dependency pinned (installed
 /// with `--no-deps`, so nothing unpinned comes along). Wheels only: nothing is compiled.

@@ -2,7 +2,7 @@
 //! (rcgen), trusted by the client; plain HTTP to the same port fails; the base URL it prints
 //! and serves is https (so the sign-in cookie is `Secure`); SIGTERM still stops it cleanly.
 
-mod common;
+use test_support::process::{binary, start, start_secured};
 
 use std::process::Command;
 
@@ -27,7 +27,7 @@ fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
     let dir = tempfile::tempdir().unwrap();
     let (args, trusting) = self_signed(dir.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = common::start(&dir.path().join("data"), &args);
+    let mut server = start(&dir.path().join("data"), &args);
     let base = server.base.clone();
     assert!(base.starts_with("https://127.0.0.1:") && base.ends_with("/fhir"), "{base}");
 
@@ -55,7 +55,7 @@ fn the_web_apps_cookies_are_secure_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let (args, trusting) = self_signed(dir.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = common::start_secured(&dir.path().join("data"), &args);
+    let server = start_secured(&dir.path().join("data"), &args);
     let origin = server.base.trim_end_matches("/fhir");
     let form = trusting.get(format!("{origin}/app/sign-in")).send().unwrap();
     assert_eq!(form.status(), 200);
@@ -71,7 +71,7 @@ fn a_key_that_is_not_pem_is_refused_without_showing_it() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, "secret-looking-content-that-must-not-be-echoed").unwrap();
-    let output = Command::new(common::BINARY)
+    let output = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(&cert)
         .arg("--tls-key")

@@ -3,11 +3,11 @@
 //! who is turned away, and documentation (notes, vitals, problem/allergy/medication lists)
 //! landing in the record through the API's write path.
 
-mod clinic;
-mod common;
+use test_support::clinic;
+use test_support::process::{continuum, start};
 
-use clinic::{Visitor, clinic, count, fhir_get, fhir_post, resources, token};
 use serde_json::{Value, json};
+use test_support::clinic::{Visitor, clinic, count, fhir_get, fhir_post, resources, token};
 
 #[test]
 fn sign_in_search_and_the_chart() {
@@ -560,7 +560,7 @@ fn roles_second_factor_and_what_the_summary_gathers() {
 
     // A second factor: the password, then the code of the authenticator app.
     clinic::add_user(&clinic.data, "nurse", "nurse", &[&clinic.rosie_org]);
-    let printed = String::from_utf8(common::continuum(&clinic.data, &["user", "totp", "nurse"], None).stdout).unwrap();
+    let printed = String::from_utf8(continuum(&clinic.data, &["user", "totp", "nurse"], None).stdout).unwrap();
     let secret = printed.lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
     let mut nurse = Visitor::new(&clinic.origin);
     let step = nurse.sign_in("nurse", clinic::PASSWORD);
@@ -682,7 +682,7 @@ fn roles_second_factor_and_what_the_summary_gathers() {
 fn without_access_control_there_is_no_app() {
     // `serve --no-auth` (benchmarks, test rigs) has no users to sign in: it serves no app.
     let dir = tempfile::tempdir().unwrap();
-    let server = common::start(&dir.path().join("data"), &[]);
+    let server = start(&dir.path().join("data"), &[]);
     let origin = server.base.trim_end_matches("/fhir");
     let mut visitor = Visitor::new(origin);
     assert_eq!(visitor.get("/app/sign-in").status, 404);

@@ -4,7 +4,7 @@
 //! shared database gives: several authorities on one database share users, tokens and the
 //! signing key.
 
-mod scratch;
+use test_support::scratch;
 
 use auth::model::TokenKind;
 use auth::{AuthConfig, AuthStore};

@@ -5,7 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) names a database on it through which the
 //! scratch databases are created and dropped. An unreachable server fails the tests.
 
-mod scratch;
+use test_support::scratch;
 
 use serde_json::json;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! answer the same matches in the same order, the same totals and the same included
 //! resources. Data: hand-made resources (the server's modifier tests) and Synthea bundles.
 
-mod scratch;
+use test_support::scratch;
 
 use serde_json::{Value, json};
 use std::path::Path;

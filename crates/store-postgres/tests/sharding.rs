@@ -4,14 +4,13 @@
 //! suite runs in: plain tables, and (with `CONTINUUM_TEST_POSTGRES_PARTITIONS=N`) patient-owned
 //! tables hash-partitioned by shard key.
 
-mod scratch;
-
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use store::{HistoryQuery, Records};
 use store_behaviour::records::body;
 use store_postgres::PostgresBackend;
+use test_support::scratch;
 
 /// Tables that are not patient-owned, and must not carry a shard key: Citus reference tables
 /// (`shared_*`, `interface_partner`) and node-local ones. Any other table must be

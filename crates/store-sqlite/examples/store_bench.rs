@@ -1,6 +1,6 @@
 //! Store-level throughput, without HTTP: `cargo run --release -p store-sqlite --example
 //! store_bench -- [threads] [seconds]`. Each thread alternates creating an Observation and
-//! updating its own Patient (what `continuum bench` does over HTTP), then reads by id.
+//! updating its own Patient (what `continuum-bench` does over HTTP), then reads by id.
 
 use serde_json::json;
 use std::sync::Arc;

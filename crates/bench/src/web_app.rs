@@ -1,13 +1,12 @@
-//! `continuum bench app`: the clinician web app's page times (issue 7's figure: every page in
+//! `continuum-bench app`: the clinician web app's page times (issue 7's figure: every page in
 //! under 100 ms of server time on the 1,000-patient data set). A scratch store of scaled
 //! Synthea patients is served with access control and audit on, as `continuum serve` does;
 //! a physician of every organization signs in, and each chart page of a sample of patients
 //! is fetched in turn by one keep-alive client, so each time is one page's server time plus
 //! a loopback round trip. The table gives p50, p95 and the slowest per page.
 
-use crate::auth_bench::stored;
-use crate::bench::{connect, exchange, percentile_ms};
-use crate::scale::Scaler;
+use crate::access_control::stored;
+use crate::client::{connect, exchange, percentile_ms};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -16,6 +15,7 @@ use hyper::{Method, Request};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::synthea::Scaler;
 
 #[derive(Debug, Args)]
 pub(crate) struct AppBenchArgs {
@@ -52,19 +52,19 @@ const PAGES: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
-    let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
+    let roots = test_support::synthea::sample_or(&args.synthea)?;
     let scaler = Scaler::new(&roots, args.seed)?;
     let scratch = tempfile::tempdir()?;
     let root = args.data.clone().unwrap_or_else(|| scratch.path().to_path_buf());
     let dir = root.join(format!("app-{}-seed{}", args.patients, args.seed));
     // Built (or found complete) as the search benchmark builds its stores, then reopened with
     // the audit trail that the secured server writes to.
-    let (records, resources) = crate::search_bench::build_store(&scaler, args.patients, &dir)?;
+    let (records, resources) = crate::searches::build_store(&scaler, args.patients, &dir)?;
     drop(records);
     println!("{} patients, {resources} resources", args.patients);
-    let store = crate::open_store(&dir, &crate::DatabaseArg::default())?;
-    let key = crate::audit::AuditKeyArg::default().load_or_create(&dir)?;
-    let records = crate::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
+    let store = continuum::open_store(&dir, &continuum::DatabaseArg::default())?;
+    let key = continuum::audit::AuditKeyArg::default().load_or_create(&dir)?;
+    let records = continuum::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
     let trail = store.audit;
 
     let organizations: Vec<String> = stored(&records, "Organization", 100_000)?.into_iter().map(|v| v.id).collect();
@@ -89,8 +89,8 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
 
     // A physician of every organization: every chart opens, each decision still made.
     // (The audit trail of the timed views grows a kept store a little each run; harmless.)
-    let authority = crate::auth_bench::bench_physician(&scratch.path().join("auth"), organizations)?;
-    let token = match authority.web_sign_in("bench-physician", crate::auth_bench::BENCH_PASSWORD)? {
+    let authority = crate::access_control::bench_physician(&scratch.path().join("auth"), organizations)?;
+    let token = match authority.web_sign_in("bench-physician", crate::access_control::BENCH_PASSWORD)? {
         auth::WebSignIn::Session { token, .. } => token,
         _ => bail!("the bench physician could not sign in to the web app"),
     };
@@ -104,7 +104,7 @@ pub(crate) fn run(args: AppBenchArgs) -> Result<()> {
             let policy = Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone()));
             let (auditor, _task) = server::audit::Auditor::start(records.clone(), trail);
             let state =
-                server::AppState::new(records.clone(), format!("http://{address}/fhir"), crate::bench::bench_limits())
+                server::AppState::new(records.clone(), format!("http://{address}/fhir"), crate::client::bench_limits())
                     .with_policy(Arc::clone(&policy))
                     .with_auditor(Arc::clone(&auditor));
             let config = web::WebConfig { secure_cookies: false, sign_in_attempts_per_minute: 0 };

@@ -1,13 +1,12 @@
-//! `continuum bench auth`: what access control and audit cost (issue 5's figure). One scratch
+//! `continuum-bench auth`: what access control and audit cost (issue 5's figure). One scratch
 //! store of scaled Synthea patients is served twice in this process: open (no policy, no
 //! audit: `serve --no-auth`) and secured (bearer token checked, the physician's reach
 //! computed and cached, searches narrowed, each resource checked, every request audited).
 //! The same reads by id and searches run against both from N keep-alive clients; the table
 //! gives throughput, p50 and p99 side by side and the change.
 
-use crate::bench::{connect, exchange, percentile_ms};
-use crate::scale::Scaler;
-use anyhow::{Context, Result, bail};
+use crate::client::{Measured, connect, exchange, run_clients};
+use anyhow::{Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::Full;
@@ -17,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::Records;
+use test_support::synthea::Scaler;
 
 #[derive(Debug, Args)]
 pub(crate) struct AuthBenchArgs {
@@ -40,34 +40,18 @@ pub(crate) struct AuthBenchArgs {
 /// The goal: at most this much slower with both on.
 const GOAL_SLOWER_PERCENT: f64 = 15.0;
 
-struct Measured {
-    ok: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-}
-
-impl Measured {
-    fn per_second(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
-    }
-    fn p(&self, q: f64) -> f64 {
-        percentile_ms(&self.latencies_us, q).unwrap_or(f64::NAN)
-    }
-}
-
 pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
-    let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
+    let roots = test_support::synthea::sample_or(&args.synthea)?;
     let scaler = Scaler::new(&roots, args.seed)?;
     let scratch = tempfile::tempdir()?;
     let data = scratch.path().join("data");
-    let store = crate::open_store(&data, &crate::DatabaseArg::default())?;
+    let store = continuum::open_store(&data, &continuum::DatabaseArg::default())?;
     // Audited as a server audits: keyed entries, each response sent once its entry is durable.
-    let key = crate::audit::AuditKeyArg::default().load_or_create(&data)?;
-    let records = crate::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
+    let key = continuum::audit::AuditKeyArg::default().load_or_create(&data)?;
+    let records = continuum::audit::keyed(store.records, &*store.audit, key, "continuum-bench")?;
     let trail = store.audit;
     let started = Instant::now();
-    let resources = crate::search_bench::ingest(&records, &scaler, args.patients)?;
+    let resources = crate::searches::ingest(&records, &scaler, args.patients)?;
     println!("{} patients, {resources} resources loaded in {:.1} s", args.patients, started.elapsed().as_secs_f64());
 
     let ids =
@@ -120,15 +104,16 @@ pub(crate) fn run(args: AuthBenchArgs) -> Result<()> {
         for (name, paths) in [("read by id", reads.clone()), ("search by patient", searches.clone())] {
             let off = load(open.0, args.clients, duration, paths.clone(), None).await?;
             let on = load(secured.0, args.clients, duration, paths, Some(token.clone())).await?;
+            let p = |measured: &Measured, q| measured.percentile(q).unwrap_or(f64::NAN);
             let change = (on.per_second() / off.per_second() - 1.0) * 100.0;
             println!(
                 "{name:<22} {:>10.0} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>8.2} | {:>+8.1}%  (errors {}/{}; goal ≥ -{GOAL_SLOWER_PERCENT:.0}%)",
                 off.per_second(),
-                off.p(0.5),
-                off.p(0.99),
+                p(&off, 0.5),
+                p(&off, 0.99),
                 on.per_second(),
-                on.p(0.5),
-                on.p(0.99),
+                p(&on, 0.5),
+                p(&on, 0.99),
                 change,
                 off.errors,
                 on.errors
@@ -178,7 +163,7 @@ async fn start(records: Records, policy: Option<(Arc<policy::Policy>, Arc<dyn st
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let mut state =
-        server::AppState::new(records.clone(), format!("http://{address}/fhir"), crate::bench::bench_limits());
+        server::AppState::new(records.clone(), format!("http://{address}/fhir"), crate::client::bench_limits());
     if let Some((policy, trail)) = policy {
         let (auditor, _task) = server::audit::Auditor::start(records, trail);
         state = state.with_policy(policy).with_auditor(auditor);
@@ -198,6 +183,8 @@ fn get(path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
     builder.body(Full::new(Bytes::new())).unwrap_or_default()
 }
 
+/// `clients` connections getting `paths` in turn (each from its own place in the list), with
+/// `token` when given.
 async fn load(
     address: SocketAddr,
     clients: usize,
@@ -205,42 +192,8 @@ async fn load(
     paths: Arc<Vec<String>>,
     token: Option<String>,
 ) -> Result<Measured> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for worker in 0..clients {
-        let (paths, token) = (paths.clone(), token.clone());
-        let mut sender = connect(address).await.context("connect")?;
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
-            let mut i = worker * 7;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                match exchange(&mut sender, get(&paths[i % paths.len()], token.as_deref())).await {
-                    Ok((200, _)) => ok += 1,
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        match connect(address).await {
-                            Ok(fresh) => sender = fresh,
-                            Err(_) => break,
-                        }
-                    }
-                }
-                latencies.push(sent.elapsed().as_micros() as u64);
-                i += 1;
-            }
-            (ok, errors, latencies)
-        }));
-    }
-    let mut measured = Measured { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
-    for task in tasks {
-        let (ok, errors, latencies) = task.await?;
-        measured.ok += ok;
-        measured.errors += errors;
-        measured.latencies_us.extend(latencies);
-    }
-    measured.elapsed = started.elapsed();
-    measured.latencies_us.sort_unstable();
-    Ok(measured)
+    run_clients(address, clients, duration, move |worker, i| {
+        get(&paths[(worker * 7 + i) % paths.len()], token.as_deref())
+    })
+    .await
 }

@@ -2,8 +2,7 @@
 //! made with the machine's own `initdb`, `pg_ctl` and `pg_basebackup` (Debian's PostgreSQL
 //! packages), for the replica benchmark and test. Both servers stop and their files go when
 //! the value is dropped. As root, the programs run as the `postgres` user (PostgreSQL refuses
-//! root). This file uses only std, `postgres` and `tempfile`, so that the replica test
-//! includes it as it is.
+//! root).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -74,7 +73,6 @@ impl Cluster {
     }
 
     /// Stops `primary` or `standby` (`fast` shutdown).
-    #[allow(dead_code)] // the replica test stops the primary; the benchmark does not
     pub fn stop_node(&self, node: &str) -> Result<(), String> {
         self.run("pg_ctl", &["-D", &self.path(node), "-w", "-m", "fast", "stop"])
     }

@@ -1,10 +1,9 @@
-//! `continuum bench search`: the search figures of issue 3. For each population size it builds
+//! `continuum-bench search`: the search figures of issue 3. For each population size it builds
 //! (or reuses) a store of scaled Synthea patients, serves it on a loopback port, picks query
 //! values from the stored data, checks every query once, then measures each query and a mixed
 //! run at N keep-alive clients and compares the sizes against the goals.
 
-use crate::bench::{connect, exchange, request};
-use crate::scale::{self, Scaler};
+use crate::client::{connect, exchange, request};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -20,6 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::Records;
+use test_support::synthea::{self, Scaler};
 
 #[derive(Debug, Args)]
 pub(crate) struct SearchBenchArgs {
@@ -40,7 +40,7 @@ pub(crate) struct SearchBenchArgs {
     #[arg(long)]
     pub synthea: Vec<PathBuf>,
     /// Seed of the scaled population.
-    #[arg(long, default_value_t = scale::DEFAULT_SEED)]
+    #[arg(long, default_value_t = synthea::DEFAULT_SEED)]
     pub seed: u64,
 }
 
@@ -53,7 +53,7 @@ const GOAL_RATIO: f64 = 1.5;
 const EVERYTHING: &str = "Patient/ID/$everything";
 
 pub(crate) fn run(args: SearchBenchArgs) -> Result<()> {
-    let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
+    let roots = test_support::synthea::sample_or(&args.synthea)?;
     let scaler = Scaler::new(&roots, args.seed)?;
     let scratch = tempfile::tempdir()?;
     let root = args.data.clone().unwrap_or_else(|| scratch.path().to_path_buf());
@@ -78,12 +78,12 @@ pub(crate) fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Resul
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let resources = text.trim().parse().context("bad bench-complete marker")?;
         println!("reusing the store of {patients} patients in {} ({resources} resources)", dir.display());
-        return Ok((crate::open_records(dir)?, resources));
+        return Ok((continuum::open_records(dir)?, resources));
     }
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear the partial store {}", dir.display()))?;
     }
-    let records = crate::open_records(dir)?;
+    let records = continuum::open_records(dir)?;
     let started = Instant::now();
     let stored = ingest(&records, scaler, patients)?;
     std::fs::write(&marker, stored.to_string())?;
@@ -99,7 +99,7 @@ pub(crate) fn build_store(scaler: &Scaler, patients: usize, dir: &Path) -> Resul
 /// Loads the shared resources and `patients` scaled patients into `records`, four loaders at
 /// a time; the number of resources stored.
 pub(crate) fn ingest(records: &Records, scaler: &Scaler, patients: usize) -> Result<u64> {
-    let shared = crate::import::import_paths(records, scaler.shared(), false)?;
+    let shared = continuum::import::import_paths(records, scaler.shared(), false)?;
     if let Some((path, error)) = shared.failures.first() {
         bail!("loading {} failed: {error}", path.display());
     }
@@ -120,7 +120,11 @@ pub(crate) fn ingest(records: &Records, scaler: &Scaler, patients: usize) -> Res
                     if k >= patients {
                         break;
                     }
-                    match scaler.bundle(k).and_then(|bundle| crate::import::import_parsed(records, bundle)) {
+                    match scaler
+                        .bundle(k)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|bundle| continuum::import::import_parsed(records, bundle))
+                    {
                         Ok(n) => {
                             stored.fetch_add(n, Ordering::Relaxed);
                         }
@@ -163,7 +167,7 @@ pub(crate) struct Measured {
 
 impl Measured {
     pub fn percentile(&self, p: f64) -> f64 {
-        crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(f64::NAN)
+        crate::client::percentile_ms(&self.latencies_us, p).unwrap_or(f64::NAN)
     }
 
     pub fn per_second(&self) -> f64 {
@@ -200,7 +204,7 @@ pub(crate) async fn measure(
 ) -> Result<SizeResult> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let state = server::AppState::new(records, format!("http://{address}/fhir"), crate::bench::bench_limits());
+    let state = server::AppState::new(records, format!("http://{address}/fhir"), crate::client::bench_limits());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async {
         let _ = stopped.await;
@@ -376,7 +380,7 @@ async fn pick_queries(sender: &mut SendRequest<Full<Bytes>>) -> Result<Vec<Query
         .iter()
         .filter(|p| {
             let digits = p.family.trim_start_matches(|c: char| !c.is_ascii_digit());
-            digits.parse::<usize>().is_ok_and(scale::is_heavy)
+            digits.parse::<usize>().is_ok_and(synthea::is_heavy)
         })
         .collect();
     let everything = if heavy.is_empty() {

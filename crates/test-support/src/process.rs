@@ -1,15 +1,25 @@
-//! What the binary's whole-flow tests share: the binary, a `continuum serve` child that is
-//! killed when dropped, and running a command with input.
-#![allow(dead_code)] // each test file uses its own part of this
+//! The `continuum` binary run as a child process, for whole-flow tests: a `continuum serve`
+//! that is killed when dropped, and a command run with input.
+//!
+//! The binary is the one cargo built for the `continuum` package's integration tests: cargo
+//! names it in `CARGO_BIN_EXE_continuum` while such a test runs, so only those tests can use
+//! this module.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_continuum");
+/// The `continuum` binary under test; panics outside the `continuum` package's integration
+/// tests.
+pub fn binary() -> PathBuf {
+    std::env::var_os("CARGO_BIN_EXE_continuum")
+        .map(PathBuf::from)
+        .expect("CARGO_BIN_EXE_continuum is set by cargo for the continuum package's integration tests only")
+}
 
 /// A running `continuum serve`.
 pub struct Server {
+    /// The `continuum serve` process.
     pub child: Child,
     /// The FHIR base URL.
     pub base: String,
@@ -43,7 +53,7 @@ pub fn start(data: &Path, extra: &[&str]) -> Server {
 
 /// Starts `continuum serve --listen 127.0.0.1:0 EXTRA… --data DATA` with access control on.
 pub fn start_secured(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
         .arg("--data")
@@ -71,7 +81,7 @@ pub fn start_secured(data: &Path, extra: &[&str]) -> Server {
 
 /// Runs `continuum ARGS --data DATA` with `stdin` (if any) and checks that it succeeds.
 pub fn continuum(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary())
         .args(args)
         .arg("--data")
         .arg(data)

@@ -1,41 +1,67 @@
-//! `continuum synthea-scale`: a larger population made from the Synthea sample bundles. Patient
-//! `k` is template `k mod T` replicated with fresh ids (every `urn:uuid:` of the bundle, and
-//! the identifiers that repeat it), unique Patient identifiers, a numbered family name and all
+//! The Synthea sample in `testdata/synthea`, and larger populations made from it. Patient `k`
+//! is template `k mod T` replicated with fresh ids (every `urn:uuid:` of the bundle, and the
+//! identifiers that repeat it), unique Patient identifiers, a numbered family name and all
 //! dates shifted back by a per-copy number of days. Deterministic for a seed; one bundle is
 //! built at a time, from the templates' text.
 //!
 //! Every hundredth patient (copy 20, 120, …) carries three lifetimes of its template's records
 //! under one Patient, so that any set of 100 or more has patients with 2,000+ resources.
 
-use anyhow::{Context, Result, bail};
-use clap::Args;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+use std::sync::LazyLock;
 
-#[derive(Debug, Args)]
-pub(crate) struct ScaleArgs {
-    /// How many patient bundles to write.
-    #[arg(long)]
-    patients: usize,
-    /// Folder to write them to (created; the shared practitioner and hospital files are copied).
-    #[arg(long)]
-    out: PathBuf,
-    /// Template folders (default: the repository's testdata/synthea/smart-2019 and synthea-v3).
-    #[arg(long)]
-    synthea: Vec<PathBuf>,
-    /// Seed of ids, identifiers and date shifts.
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
+/// The repository's Synthea sample.
+pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/synthea");
+
+/// Why a population cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScaleError {
+    /// The sample is not where the repository keeps it.
+    #[error("no Synthea data at {0}; pass --synthea DIR")]
+    NoSample(PathBuf),
+    /// A template folder or file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No file under the folders holds a Patient.
+    #[error("no Synthea patient bundles found")]
+    NoTemplates,
+    /// A template is not JSON.
+    #[error("a Synthea template is not JSON")]
+    Json(#[from] serde_json::Error),
 }
 
-/// The seed `bench search` builds its stores with.
-pub(crate) const DEFAULT_SEED: u64 = 2019;
+/// The sample's two folders (SMART's 2019 sample and Synthea v3's), to scale from.
+pub fn sample_folders() -> Result<Vec<PathBuf>, ScaleError> {
+    let root = PathBuf::from(SAMPLE);
+    if !root.is_dir() {
+        return Err(ScaleError::NoSample(root));
+    }
+    Ok(vec![root.join("smart-2019"), root.join("synthea-v3")])
+}
+
+/// `folders` when any are given, else the sample's.
+pub fn sample_or(folders: &[PathBuf]) -> Result<Vec<PathBuf>, ScaleError> {
+    if folders.is_empty() { sample_folders() } else { Ok(folders.to_vec()) }
+}
+
+/// Synthea writes the organizations and practitioners its patient bundles point at into
+/// these two files; they must be loaded first.
+pub fn is_shared_reference_data(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation")
+}
+
+/// The seed `continuum-bench search` builds its stores with.
+pub const DEFAULT_SEED: u64 = 2019;
 
 /// Copies `k` with `k % HEAVY_EVERY == HEAVY_AT` get `HEAVY_LIFETIMES` lifetimes of records.
 const HEAVY_EVERY: usize = 100;
@@ -43,62 +69,12 @@ const HEAVY_AT: usize = 20;
 const HEAVY_LIFETIMES: usize = 3;
 
 /// Whether patient `k` carries several lifetimes of records.
-pub(crate) fn is_heavy(k: usize) -> bool {
+pub fn is_heavy(k: usize) -> bool {
     k % HEAVY_EVERY == HEAVY_AT
 }
 
-pub(crate) fn run(args: ScaleArgs) -> Result<()> {
-    let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
-    let scaler = Scaler::new(&roots, args.seed)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    for shared in scaler.shared() {
-        let name = shared.file_name().context("shared file without a name")?;
-        std::fs::copy(shared, args.out.join(name)).with_context(|| format!("cannot copy {}", shared.display()))?;
-    }
-    let started = Instant::now();
-    let next = AtomicUsize::new(0);
-    let failure = Mutex::new(None);
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= args.patients {
-                        break;
-                    }
-                    if let Err(error) = write_bundle(&scaler, k, &args.out) {
-                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-                        next.store(args.patients, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(error) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(error);
-    }
-    println!(
-        "Wrote {} patient bundles to {} in {:.1} s (seed {}); load them with `continuum import {}`",
-        args.patients,
-        args.out.display(),
-        started.elapsed().as_secs_f64(),
-        args.seed,
-        args.out.display()
-    );
-    Ok(())
-}
-
-fn write_bundle(scaler: &Scaler, k: usize, out: &Path) -> Result<()> {
-    let bundle = scaler.bundle(k)?;
-    let path = out.join(format!("patient-{k:05}.json"));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    serde_json::to_writer(&mut file, &bundle)?;
-    file.flush().with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// The templates and the rules that turn them into copies.
-pub(crate) struct Scaler {
+pub struct Scaler {
     templates: Vec<String>,
     shared: Vec<PathBuf>,
     seed: u64,
@@ -107,11 +83,13 @@ pub(crate) struct Scaler {
 impl Scaler {
     /// Reads the patient bundles under `roots` (their text only); Synthea's shared
     /// `practitionerInformation` / `hospitalInformation` files are set apart, to load first.
-    pub(crate) fn new(roots: &[PathBuf], seed: u64) -> Result<Self> {
+    pub fn new(roots: &[PathBuf], seed: u64) -> Result<Self, ScaleError> {
         let mut files = Vec::new();
         for root in roots {
             if root.is_dir() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(root)?
+                let unreadable = |source| ScaleError::Read { path: root.clone(), source };
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
+                    .map_err(unreadable)?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|e| e == "json"))
                     .collect();
@@ -122,27 +100,28 @@ impl Scaler {
             }
         }
         let (shared, patients): (Vec<PathBuf>, Vec<PathBuf>) =
-            files.into_iter().partition(|f| crate::import::is_shared_reference_data(f));
+            files.into_iter().partition(|f| is_shared_reference_data(f));
         let mut templates = Vec::new();
         for path in &patients {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ScaleError::Read { path: path.clone(), source })?;
             if text.contains("\"Patient\"") {
                 templates.push(text);
             }
         }
         if templates.is_empty() {
-            bail!("no Synthea patient bundles found");
+            return Err(ScaleError::NoTemplates);
         }
         Ok(Scaler { templates, shared, seed })
     }
 
     /// The files every copy may reference, unchanged.
-    pub(crate) fn shared(&self) -> &[PathBuf] {
+    pub fn shared(&self) -> &[PathBuf] {
         &self.shared
     }
 
     /// The transaction Bundle of patient `k`.
-    pub(crate) fn bundle(&self, k: usize) -> Result<Value> {
+    pub fn bundle(&self, k: usize) -> Result<Value, ScaleError> {
         let template: Value = serde_json::from_str(&self.templates[k % self.templates.len()])?;
         let lifetimes = if is_heavy(k) { HEAVY_LIFETIMES } else { 1 };
         let mut entries = Vec::new();
@@ -337,7 +316,7 @@ mod tests {
 
     #[test]
     fn copies_are_fresh_consistent_and_deterministic() {
-        let roots = crate::bench::default_synthea().unwrap();
+        let roots = sample_folders().unwrap();
         let scaler = Scaler::new(&roots, 1).unwrap();
         let a = scaler.bundle(3).unwrap();
         assert_eq!(a, scaler.bundle(3).unwrap());

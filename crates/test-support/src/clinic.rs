@@ -1,16 +1,17 @@
 //! What the web app's tests share: a clinic (Synthea patients imported, staff users, a
 //! secured `continuum serve`) and a cookie-keeping client that signs in through the app's
-//! own form.
-#![allow(dead_code)] // each test file uses its own part of this
+//! own form. Spawns the `continuum` binary (see `process`).
 
-use crate::common::{Server, continuum, start_secured};
+use crate::process::{Server, continuum, start_secured};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// Every user's password.
 pub const PASSWORD: &str = "a long enough password";
-const SYNTHEA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/synthea");
+const SYNTHEA: &str = crate::synthea::SAMPLE;
 /// Rosie394 Gutmann970 (Synthea v3): four active allergies, 64 encounters.
 pub const ROSIE: &str = "synthea-v3/Rosie394_Tiny880_Gutmann970_0815aec4-d24d-d388-63bd-eada54ce5ff9.json";
+/// Rosie's medical record number.
 pub const ROSIE_MRN: &str = "0815aec4-d24d-d388-63bd-eada54ce5ff9";
 /// Rosie's encounters are provided by this Synthea organization.
 const ROSIE_PROVIDER: &str = "https://github.com/synthetichealth/synthea|2836d9ac-c6a6-39d1-8f13-fdf0fc8928f4";
@@ -22,11 +23,15 @@ const BARRY_PROVIDER: &str = "ANNA JAQUES HOSPITAL";
 /// A clinic: the Synthea patients, users and a running server.
 pub struct Clinic {
     _dir: tempfile::TempDir,
+    /// The data directory.
     pub data: PathBuf,
+    /// The secured `continuum serve`.
     pub server: Server,
     /// `http://HOST:PORT`.
     pub origin: String,
+    /// Rosie's Patient id.
     pub rosie: String,
+    /// Barry's Patient id.
     pub barry: String,
     /// A physician of both patients' organizations.
     pub doc: String,
@@ -67,6 +72,7 @@ pub fn clinic() -> Clinic {
     Clinic { _dir: dir, data, server, origin, rosie, barry, doc, rosie_org }
 }
 
+/// Adds the staff user `name` with `role` in the organizations `orgs` (password [`PASSWORD`]).
 pub fn add_user(data: &Path, name: &str, role: &str, orgs: &[&str]) {
     let mut args = vec!["user", "add", name, "--role", role, "--password-stdin"];
     for org in orgs {
@@ -81,12 +87,14 @@ pub fn token(data: &Path, user: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `GET {base}/{path}` with `token`; panics unless it succeeds.
 pub fn fhir_get(base: &str, token: &str, path: &str) -> Value {
     let response = reqwest::blocking::Client::new().get(format!("{base}/{path}")).bearer_auth(token).send().unwrap();
     assert!(response.status().is_success(), "GET {path}: {}", response.status());
     response.json().unwrap()
 }
 
+/// Creates `resource` with `token`; panics unless it succeeds.
 pub fn fhir_post(base: &str, token: &str, resource: &Value) -> Value {
     let kind = resource["resourceType"].as_str().unwrap();
     let response = reqwest::blocking::Client::new()
@@ -119,8 +127,11 @@ pub fn count(clinic: &Clinic, path: &str) -> u64 {
 
 /// A page as the app answered it.
 pub struct Page {
+    /// The status code.
     pub status: u16,
+    /// The `Location` header.
     pub location: Option<String>,
+    /// The HTML.
     pub body: String,
 }
 
@@ -136,10 +147,12 @@ impl Page {
         self.body.split("<time datetime=\"").skip(1).map(|t| &t[..20]).collect()
     }
 
+    /// Panics unless the page shows `text`.
     pub fn assert_has(&self, text: &str) {
         assert!(self.body.contains(text), "the page (status {}) lacks {text:?}:\n{}", self.status, self.body);
     }
 
+    /// Panics if the page shows `text`.
     pub fn assert_lacks(&self, text: &str) {
         assert!(!self.body.contains(text), "the page (status {}) has {text:?}:\n{}", self.status, self.body);
     }
@@ -153,6 +166,7 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// A visitor of the app at `origin` without a session.
     pub fn new(origin: &str) -> Visitor {
         let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Visitor { http, origin: origin.to_string(), cookies: Vec::new() }
@@ -166,6 +180,7 @@ impl Visitor {
         visitor
     }
 
+    /// Posts the sign-in form (after fetching it for its CSRF value); the app's answer.
     pub fn sign_in(&mut self, user: &str, password: &str) -> Page {
         let form = self.get("/app/sign-in");
         assert_eq!(form.status, 200);
@@ -176,11 +191,13 @@ impl Visitor {
         )
     }
 
+    /// `GET {origin}{path}`.
     pub fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.origin));
         self.send(request)
     }
 
+    /// Posts `form` to `{origin}{path}`.
     pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.origin)).form(form);
         self.send(request)

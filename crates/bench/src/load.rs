@@ -1,4 +1,4 @@
-//! `continuum bench load`: a sustained mixed workload against a running `continuum serve`
+//! `continuum-bench load`: a sustained mixed workload against a running `continuum serve`
 //! (issue 8's figure): reads by id, searches and writes from N keep-alive clients for M
 //! minutes, reported per interval (throughput, p50/p99 latency, errors, the server's RSS) so
 //! that drift shows: the goal is 0 errors, every interval's p99 within 2× of the first one's,
@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::{connect, exchange, percentile_ms, request};
+use crate::client::{connect, exchange, percentile_ms, request};
 
 #[derive(Debug, Args)]
 pub(crate) struct LoadBenchArgs {

@@ -1,4 +1,4 @@
-//! `continuum bench mllp`: sustained HL7 v2 ingest over MLLP with ACK-after-commit (issue 6's
+//! `continuum-bench mllp`: sustained HL7 v2 ingest over MLLP with ACK-after-commit (issue 6's
 //! figure). A scratch store is served by the real listener on a loopback port; each client
 //! connection sends messages one after another, each waiting for its ACK (an ACK is sent only
 //! once the message's effects are committed, so one message is in flight per connection),
@@ -59,14 +59,15 @@ struct RunResult {
 
 impl RunResult {
     fn percentile(&self, p: f64) -> f64 {
-        crate::bench::percentile_ms(&self.latencies_us, p).unwrap_or(0.0)
+        crate::client::percentile_ms(&self.latencies_us, p).unwrap_or(0.0)
     }
 }
 
 pub(crate) fn run(args: MllpBenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
-    let crate::Store { records, message_log: log, .. } = crate::open_store(&data, &crate::DatabaseArg::default())?;
+    let continuum::Store { records, message_log: log, .. } =
+        continuum::open_store(&data, &continuum::DatabaseArg::default())?;
     let interface = Arc::new(hl7_interface::Interface::new(records, log));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -1,17 +1,18 @@
-//! `continuum bench backends`: issue 4's figures side by side in one run — Synthea ingest
-//! (resources/s) and the search benchmark of `bench search` on the embedded SQLite store, on
-//! PostgreSQL, and on PostgreSQL with one streaming-replication standby answering the reads
-//! (a throwaway primary + standby made with `initdb`/`pg_basebackup`), in one table.
+//! `continuum-bench backends`: issue 4's figures side by side in one run — Synthea ingest
+//! (resources/s) and the search benchmark of `continuum-bench search` on the embedded SQLite
+//! store, on PostgreSQL, and on PostgreSQL with one streaming-replication standby answering the
+//! reads (a throwaway primary + standby made with `initdb`/`pg_basebackup`), in one table.
 
-use crate::pg_cluster::Cluster;
-use crate::scale::{self, Scaler};
-use crate::search_bench::{SearchBenchArgs, SizeResult};
+use crate::searches::{SearchBenchArgs, SizeResult};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use store::Records;
+use test_support::cluster::Cluster;
+use test_support::scratch;
+use test_support::synthea::{self, Scaler};
 
 /// Goals of issue 4 (PostgreSQL).
 const GOAL_INGEST_PER_S: f64 = 10_000.0;
@@ -39,7 +40,7 @@ pub(crate) struct BackendBenchArgs {
     #[arg(long)]
     synthea: Vec<PathBuf>,
     /// Seed of the scaled population.
-    #[arg(long, default_value_t = scale::DEFAULT_SEED)]
+    #[arg(long, default_value_t = synthea::DEFAULT_SEED)]
     seed: u64,
 }
 
@@ -54,7 +55,7 @@ struct Row {
 }
 
 pub(crate) fn run(args: BackendBenchArgs) -> Result<()> {
-    let roots = if args.synthea.is_empty() { crate::bench::default_synthea()? } else { args.synthea.clone() };
+    let roots = test_support::synthea::sample_or(&args.synthea)?;
     let scaler = Scaler::new(&roots, args.seed)?;
     let search_args = SearchBenchArgs {
         patients: vec![args.patients],
@@ -67,11 +68,12 @@ pub(crate) fn run(args: BackendBenchArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
 
-    let scratch = tempfile::tempdir()?;
-    let records = crate::open_records(scratch.path())?;
+    let sqlite_dir = tempfile::tempdir()?;
+    let records = continuum::open_records(sqlite_dir.path())?;
     rows.push(measure("SQLite (embedded)", records, None, &scaler, &search_args, &runtime)?);
 
-    let database = ScratchDatabase::create(&args.postgres)?;
+    let database = scratch::Database::create_on(&args.postgres, "continuum_bench", None)
+        .context("cannot make a scratch database on the PostgreSQL server given with --postgres")?;
     let records = open_postgres(&database.url, &[])?;
     rows.push(measure("PostgreSQL", records.0, None, &scaler, &search_args, &runtime)?);
     drop(database);
@@ -114,7 +116,7 @@ fn measure(
     let patients = search_args.patients[0];
     println!("\n#### {backend}: ingesting {patients} patients");
     let started = Instant::now();
-    let resources = crate::search_bench::ingest(&records, scaler, patients)?;
+    let resources = crate::searches::ingest(&records, scaler, patients)?;
     let ingest_per_s = resources as f64 / started.elapsed().as_secs_f64();
     println!(
         "{backend}: {resources} resources in {:.1} s ({ingest_per_s:.0} resources/s)",
@@ -127,7 +129,7 @@ fn measure(
         }
         None => None,
     };
-    let search = runtime.block_on(crate::search_bench::measure(records, patients, resources, search_args))?;
+    let search = runtime.block_on(crate::searches::measure(records, patients, resources, search_args))?;
     let routing = match (&standby, before) {
         (Some((routed, _)), Some(before)) => {
             let after = routed.read_routing();
@@ -193,33 +195,5 @@ fn print_table(rows: &[Row], args: &BackendBenchArgs) {
             row.ingest_per_s,
             if p99 < GOAL_P99_MS { "meets the goal" } else { "misses the goal" },
         );
-    }
-}
-
-/// A database created for the run on a PostgreSQL server, dropped at the end.
-struct ScratchDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    fn create(admin: &str) -> Result<ScratchDatabase> {
-        let name = format!("continuum_bench_{}", std::process::id());
-        let mut client = postgres::Client::connect(admin, postgres::NoTls)
-            .with_context(|| "cannot reach the PostgreSQL server given with --postgres")?;
-        // Two statements: CREATE DATABASE refuses to run inside a multi-statement batch.
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).context("cannot create the scratch database")?;
-        let (base, _) = admin.rsplit_once('/').ok_or_else(|| anyhow!("--postgres needs a database in its URL"))?;
-        Ok(ScratchDatabase { admin: admin.to_string(), url: format!("{base}/{name}"), name })
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
     }
 }

@@ -1,0 +1,15 @@
+//! What the workspace's tests and benchmarks share, instead of including each other's sources:
+//! scratch PostgreSQL databases (`scratch`), a throwaway primary with a streaming-replication
+//! standby (`cluster`), the `continuum` binary run as a child process (`process`), a clinic of
+//! Synthea patients served with access control on and a browser without JavaScript (`clinic`),
+//! and larger populations made from the Synthea sample (`synthea`).
+//!
+//! A dev-dependency of the crates whose tests use it (and a dependency of `continuum-bench`);
+//! never of a shipping crate. It depends on no workspace crate, so that any crate's tests may
+//! use it without a cycle, and it hands out URLs and `postgres::Client`s, never a store's types.
+
+pub mod clinic;
+pub mod cluster;
+pub mod process;
+pub mod scratch;
+pub mod synthea;
