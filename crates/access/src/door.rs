@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use store::audit::{Action, Actor, Happening, NewAuditEntry, Outcome, Subtype};
+use store::audit::{Action, Agent, Happening, NewAuditEntry, Outcome, Subtype};
 use store::{HistoryQuery, Records, ResourceVersion, SearchPage, WriteKind, WriteOutcome};
 
 /// The door to one store: the records, the policy that decides (none: an open door, for the
@@ -251,7 +251,7 @@ impl Access {
             (Some(policy), Who::Caller { caller, address }) => {
                 records.as_actor(actor(caller, *address, patient)).guarded(policy.guard(caller.clone()))
             }
-            (Some(_), Who::Job(name)) => records.as_actor(Actor::system(name)),
+            (Some(_), Who::Job(name)) => records.as_actor(Agent::system(name)),
             _ => records.clone(),
         }
     }
@@ -736,8 +736,8 @@ impl Access {
         }
         let who = match &self.inner.who {
             Who::Caller { caller, address } => actor(caller, *address, patient),
-            Who::Job(name) => Actor::system(name),
-            Who::Anyone => Actor { name: "anyone".into(), ..Actor::default() },
+            Who::Job(name) => Agent::system(name),
+            Who::Anyone => Agent { name: "anyone".into(), ..Agent::default() },
         };
         let happening = Happening { action, subtype, outcome, entities: &entities, query, patient, reason };
         let entry = store::audit::event(&who, &happening, time::OffsetDateTime::now_utc());
@@ -815,13 +815,13 @@ impl Access {
 
 /// The agent of the audit trail for a caller (`patient`: the patient concerned, for the
 /// break-the-glass flag).
-pub fn actor(caller: &Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Actor {
+pub fn actor(caller: &Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Agent {
     let principal = &caller.principal;
-    let name = match &principal.actor {
-        auth::Actor::User { username, .. } => username.clone(),
-        auth::Actor::Service { client_id } => client_id.clone(),
+    let name = match &principal.subject {
+        auth::Subject::User { username, .. } => username.clone(),
+        auth::Subject::Service { client_id } => client_id.clone(),
     };
-    Actor {
+    Agent {
         who: principal.fhir_user(),
         name,
         client_id: principal.client_id.clone(),

@@ -390,7 +390,7 @@ async fn backend_services(backend: Backend) {
     assert!(tokens.get("refresh_token").is_none());
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let principal = server.authority.validate_bearer(&access).unwrap();
-    assert_eq!(principal.actor, auth::Actor::Service { client_id: "bulk".into() });
+    assert_eq!(principal.subject, auth::Subject::Service { client_id: "bulk".into() });
     assert!(principal.scopes.decide(auth::Interaction::Search, "Patient", &[]).unconditional_in(auth::Context::System));
 
     let (status, body) = grant(backend.assertion("bulk", &aud, 240, "jti-1")).await;

@@ -152,7 +152,7 @@ pub struct NewClient {
 
 /// Who acts with a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Actor {
+pub enum Subject {
     /// A signed-in person (staff, patient, proxy).
     User {
         /// The user's id.
@@ -173,7 +173,7 @@ pub enum Actor {
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Who acts.
-    pub actor: Actor,
+    pub subject: Subject,
     /// The app acting (`None` for tokens minted on the command line).
     pub client_id: Option<String>,
     /// Scopes granted.
@@ -189,25 +189,25 @@ pub struct Principal {
 impl Principal {
     /// Staff roles of the user (empty for patients, proxies and services).
     pub fn roles(&self) -> &[Role] {
-        match &self.actor {
-            Actor::User { identity, .. } => identity.roles(),
-            Actor::Service { .. } => &[],
+        match &self.subject {
+            Subject::User { identity, .. } => identity.roles(),
+            Subject::Service { .. } => &[],
         }
     }
 
     /// Organizations of the user (empty for patients, proxies and services).
     pub fn organizations(&self) -> &[String] {
-        match &self.actor {
-            Actor::User { identity, .. } => identity.organizations(),
-            Actor::Service { .. } => &[],
+        match &self.subject {
+            Subject::User { identity, .. } => identity.organizations(),
+            Subject::Service { .. } => &[],
         }
     }
 
     /// The user's FHIR resource, relative (`Practitioner/123`).
     pub fn fhir_user(&self) -> Option<String> {
-        match &self.actor {
-            Actor::User { identity, .. } => identity.fhir_user(),
-            Actor::Service { .. } => None,
+        match &self.subject {
+            Subject::User { identity, .. } => identity.fhir_user(),
+            Subject::Service { .. } => None,
         }
     }
 }
@@ -717,9 +717,9 @@ impl Authority {
                 if user.disabled {
                     return Err(BearerError::Disabled);
                 }
-                Actor::User { id: user.id, username: user.username, identity: user.identity }
+                Subject::User { id: user.id, username: user.username, identity: user.identity }
             }
-            None => Actor::Service { client_id: record.client_id.clone().ok_or(BearerError::Unknown)? },
+            None => Subject::Service { client_id: record.client_id.clone().ok_or(BearerError::Unknown)? },
         };
         if let Some(client_id) = &record.client_id {
             let client = self.store.client(client_id)?.ok_or(BearerError::Disabled)?;
@@ -728,7 +728,7 @@ impl Authority {
             }
         }
         Ok(Principal {
-            actor,
+            subject: actor,
             client_id: record.client_id,
             scopes: ScopeSet::parse(&record.scope),
             patient: record.patient,

@@ -48,8 +48,8 @@ mod totp;
 mod web;
 
 pub use authority::{
-    Actor, AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, SignInAttempt,
-    SignInAudit, TokenResponse, TotpEnrolment,
+    AuthConfig, Authority, BearerError, NewClient, NewUser, OneTimePassword, Principal, SignInAttempt, SignInAudit,
+    Subject, TokenResponse, TotpEnrolment,
 };
 pub use crypto::{SIGNING_KEY_FILE, ServerKey};
 pub use grant::{AuthorizeError, ClientCredentials, OAuthError, Pending, SignIn, Stage};

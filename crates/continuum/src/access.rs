@@ -470,7 +470,7 @@ fn operator() -> String {
 /// The audit entry of a mint: the operator as agent, the user the token acts for as entity,
 /// with its scopes and lifetime as details (never the token itself).
 fn mint_entry(user: &auth::User, minted: &auth::TokenResponse, seconds: i64) -> Result<store::audit::NewAuditEntry> {
-    let actor = store::Actor { name: format!("os:{}", operator()), ..store::Actor::default() };
+    let actor = store::Agent { name: format!("os:{}", operator()), ..store::Agent::default() };
     let happening = store::audit::Happening {
         action: store::audit::Action::Execute,
         subtype: store::audit::Subtype::Continuum("token-mint"),

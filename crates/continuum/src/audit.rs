@@ -129,7 +129,7 @@ pub fn keyed(records: store::Records, log: &dyn store::AuditLog, key: AuditKey, 
     match store::audit::check_key(log, &key).context("cannot read the audit trail's head")? {
         KeyCheck::Matches => {}
         KeyCheck::Empty | KeyCheck::Plain => {
-            let entry = store::audit::keying_began(&store::Actor::system(door), time::OffsetDateTime::now_utc());
+            let entry = store::audit::keying_began(&store::Agent::system(door), time::OffsetDateTime::now_utc());
             records.append_audit(vec![entry]).context("cannot mark where the audit trail's keying begins")?;
             tracing::info!("the audit trail is keyed from this entry on");
         }

@@ -189,7 +189,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             };
             web_app = Some(web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?);
             // What the HL7 interface writes is audited as its own.
-            records.as_actor(store::Actor::system("hl7-interface"))
+            records.as_actor(store::Agent::system("hl7-interface"))
         };
         // Reading the message log is audited like any access to the record.
         let admin_routes = server::message_log::routes(
@@ -301,10 +301,10 @@ impl auth::SignInAudit for SignInTrail {
     fn attempted(&self, attempt: &auth::SignInAttempt<'_>) {
         let identity = attempt.user.map(|u| &u.identity);
         let patient = identity.and_then(|i| i.patient().map(str::to_string));
-        let actor = store::Actor {
+        let actor = store::Agent {
             who: identity.and_then(|i| i.fhir_user()),
             name: attempt.username.to_string(),
-            ..store::Actor::default()
+            ..store::Agent::default()
         };
         let happening = store::audit::Happening {
             action: store::audit::Action::Execute,
@@ -348,24 +348,24 @@ fn mllp_address(text: &str) -> Result<SocketAddr, String> {
 struct AdministratorsOnly(Arc<auth::Authority>);
 
 impl server::message_log::AdminGate for AdministratorsOnly {
-    fn check(&self, bearer: Option<&str>) -> Result<store::Actor, server::message_log::Refusal> {
+    fn check(&self, bearer: Option<&str>) -> Result<store::Agent, server::message_log::Refusal> {
         use server::message_log::Refusal;
         let bearer = bearer.ok_or(Refusal::Unauthenticated)?;
         // A blocking store call from an async handler (the runtime is multi-threaded).
         let principal =
             tokio::task::block_in_place(|| self.0.validate_bearer(bearer)).map_err(|_| Refusal::Unauthenticated)?;
-        let name = match &principal.actor {
-            auth::Actor::User { username, .. } => username.clone(),
-            auth::Actor::Service { client_id } => client_id.clone(),
+        let name = match &principal.subject {
+            auth::Subject::User { username, .. } => username.clone(),
+            auth::Subject::Service { client_id } => client_id.clone(),
         };
-        let actor = store::Actor {
+        let actor = store::Agent {
             who: principal.fhir_user(),
             name,
             client_id: principal.client_id.clone(),
-            ..store::Actor::default()
+            ..store::Agent::default()
         };
         let administrator = principal.roles().contains(&auth::Role::Administrator)
-            && matches!(&principal.actor, auth::Actor::User { identity: auth::Identity::Staff { .. }, .. });
+            && matches!(&principal.subject, auth::Subject::User { identity: auth::Identity::Staff { .. }, .. });
         if administrator && principal.scopes.contains(server::message_log::SCOPE) {
             Ok(actor)
         } else {

@@ -377,7 +377,7 @@ fn a_trail_from_before_keys_still_verifies_and_is_keyed_from_a_marked_entry() {
     {
         // Entries appended as a server did before keys: plain hashes.
         let backend = store_sqlite::SqliteBackend::open(&data).unwrap();
-        let actor = store::Actor::system("old-server");
+        let actor = store::Agent::system("old-server");
         let entries: Vec<_> = (0..3)
             .map(|n| {
                 let what = [format!("Patient/p{n}")];

@@ -30,7 +30,7 @@ mod guard;
 pub mod reach;
 mod roles;
 
-use auth::{Actor, Authority, BearerError, Context, Identity, Interaction, Principal, Role};
+use auth::{Authority, BearerError, Context, Identity, Interaction, Principal, Role, Subject};
 use consent::Sensitivity;
 pub use guard::CallerGuard;
 use reach::StaffReach;
@@ -210,13 +210,13 @@ impl Policy {
             Err(BearerError::Store(e)) => return Err(Refusal::Store(store::Error::Storage(e.to_string()))),
             Err(e) => return Err(Refusal::Unauthenticated(e.to_string())),
         };
-        let kind = match &principal.actor {
-            Actor::Service { .. } => CallerKind::Service,
-            Actor::User { identity: Identity::Patient { patient }, .. }
-            | Actor::User { identity: Identity::Proxy { patient, .. }, .. } => {
+        let kind = match &principal.subject {
+            Subject::Service { .. } => CallerKind::Service,
+            Subject::User { identity: Identity::Patient { patient }, .. }
+            | Subject::User { identity: Identity::Proxy { patient, .. }, .. } => {
                 CallerKind::Patient { patient: patient.clone() }
             }
-            Actor::User { id, identity: Identity::Staff { roles, organizations, practitioner, .. }, .. } => {
+            Subject::User { id, identity: Identity::Staff { roles, organizations, practitioner, .. }, .. } => {
                 let reach = self.reach_of(id, organizations, practitioner.as_deref())?;
                 CallerKind::Staff { user_id: id.clone(), roles: roles.clone(), reach, glass: self.open_glass(id) }
             }

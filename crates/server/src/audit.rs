@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use store::audit::{Action, Actor, Happening, NewAuditEntry, Outcome, Subtype};
+use store::audit::{Action, Agent, Happening, NewAuditEntry, Outcome, Subtype};
 
 pub use access::{AuditUnavailable, Auditor, actor};
 
@@ -49,7 +49,7 @@ pub(crate) async fn audit(State(state): State<AppState>, mut request: Request, n
     let actor = match handle.as_ref().and_then(|h| h.caller()) {
         Some(caller) => actor(caller, address, patient.as_deref()),
         None => {
-            Actor { name: "unauthenticated".into(), address: address.map(|a| a.ip().to_string()), ..Actor::default() }
+            Agent { name: "unauthenticated".into(), address: address.map(|a| a.ip().to_string()), ..Agent::default() }
         }
     };
     let entities: Vec<String> = path_entity(&path).into_iter().collect();

@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use fhir::IssueCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use store::audit::{Action, Actor, Happening, Outcome, Subtype};
+use store::audit::{Action, Agent, Happening, Outcome, Subtype};
 use store::messages::{MessageLog, MessageQuery, MessageStatus, StoredMessage};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -42,14 +42,14 @@ pub enum Refusal {
     /// No valid bearer token (401).
     Unauthenticated,
     /// A valid token that may not read the log (403); the caller, for the audit trail.
-    Forbidden(Actor),
+    Forbidden(Agent),
 }
 
 /// Decides whether the bearer token of a request may read the message log.
 pub trait AdminGate: Send + Sync + 'static {
     /// The caller (for the audit trail) when `bearer` (the token after `Bearer `, if any) may
     /// read the message log.
-    fn check(&self, bearer: Option<&str>) -> Result<Actor, Refusal>;
+    fn check(&self, bearer: Option<&str>) -> Result<Agent, Refusal>;
 }
 
 /// Largest page of the message list.
@@ -76,7 +76,7 @@ async fn admit(
     headers: &HeaderMap,
     extensions: &Extensions,
     query: Option<&str>,
-) -> Result<Actor, Response> {
+) -> Result<Agent, Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -95,14 +95,14 @@ async fn admit(
             let mut response =
                 ApiError::new(StatusCode::UNAUTHORIZED, IssueCode::Login, "a bearer token is required").into_response();
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
-            (Actor { name: "unauthenticated".into(), ..Actor::default() }, response)
+            (Agent { name: "unauthenticated".into(), ..Agent::default() }, response)
         }
         Refusal::Forbidden(actor) => {
             let text = "reading the message log needs an administrator's token with the scope user/hl7-messages.read";
             (actor, ApiError::new(StatusCode::FORBIDDEN, IssueCode::Forbidden, text).into_response())
         }
     };
-    let actor = Actor { address, ..actor };
+    let actor = Agent { address, ..actor };
     Err(answered(state, &actor, Outcome::MinorFailure, query, None, response).await)
 }
 
@@ -110,7 +110,7 @@ async fn admit(
 /// `response` — or 503 when the entry could not be appended: nothing is served unaudited.
 async fn answered(
     state: &LogState,
-    actor: &Actor,
+    actor: &Agent,
     outcome: Outcome,
     query: Option<&str>,
     patient: Option<&str>,

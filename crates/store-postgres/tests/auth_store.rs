@@ -81,7 +81,7 @@ fn authorities_sharing_a_database_share_users_tokens_and_the_signing_key() {
         .unwrap();
     let minted = two.mint_token("doc", "user/*.rs", None, 600).unwrap();
     let principal = one.validate_bearer(&minted.access_token).unwrap();
-    assert_eq!(principal.actor, auth::Actor::User { id: doc.id, username: "doc".into(), identity: staff() });
+    assert_eq!(principal.subject, auth::Subject::User { id: doc.id, username: "doc".into(), identity: staff() });
     one.disable_user("doc").unwrap();
     assert!(two.validate_bearer(&minted.access_token).is_err(), "disabling on one node takes effect on the other");
     drop(opened);

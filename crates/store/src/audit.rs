@@ -313,7 +313,7 @@ pub fn check_key(log: &dyn AuditLog, key: &AuditKey) -> Result<KeyCheck> {
 
 /// The entry that marks where keying begins (appended by a server that starts with a key on
 /// an empty chain or one from before keys), by `actor`.
-pub fn keying_began(actor: &Actor, recorded: OffsetDateTime) -> NewAuditEntry {
+pub fn keying_began(actor: &Agent, recorded: OffsetDateTime) -> NewAuditEntry {
     let happening = Happening {
         action: Action::Execute,
         subtype: Subtype::Continuum("audit-keyed"),
@@ -328,7 +328,7 @@ pub fn keying_began(actor: &Actor, recorded: OffsetDateTime) -> NewAuditEntry {
 
 /// Who acts, for the audit trail.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Actor {
+pub struct Agent {
     /// The FHIR resource of the person (`Practitioner/x`, `Patient/y`, `RelatedPerson/z`).
     pub who: Option<String>,
     /// Sign-in name, or the client id of a backend service, or the name of a system door.
@@ -341,10 +341,10 @@ pub struct Actor {
     pub emergency: bool,
 }
 
-impl Actor {
+impl Agent {
     /// A door of the server itself (the HL7 interface), acting for no person.
-    pub fn system(name: &str) -> Actor {
-        Actor { name: name.to_string(), ..Actor::default() }
+    pub fn system(name: &str) -> Agent {
+        Agent { name: name.to_string(), ..Agent::default() }
     }
 
     /// The agent text kept beside the event for searching.
@@ -525,7 +525,7 @@ pub struct Happening<'a> {
 }
 
 /// The `AuditEvent` of a happening by `actor`, and the entry that stores it.
-pub fn event(actor: &Actor, happening: &Happening<'_>, recorded: OffsetDateTime) -> NewAuditEntry {
+pub fn event(actor: &Agent, happening: &Happening<'_>, recorded: OffsetDateTime) -> NewAuditEntry {
     let login = happening.subtype == Subtype::Login;
     let subtype = happening.subtype.coding();
     let mut person = json!({"requestor": true, "name": actor.name});
@@ -641,7 +641,7 @@ mod tests {
     }
 
     fn entry(n: usize) -> NewAuditEntry {
-        let actor = Actor { who: Some("Practitioner/1".into()), name: "doc".into(), ..Actor::default() };
+        let actor = Agent { who: Some("Practitioner/1".into()), name: "doc".into(), ..Agent::default() };
         let what = [format!("Observation/{n}")];
         event(
             &actor,
@@ -717,7 +717,7 @@ mod tests {
         let chain = Chain::default();
         chain.append(&(0..3).map(entry).collect::<Vec<_>>(), None).unwrap();
         assert_eq!(check_key(&chain, &k).unwrap(), KeyCheck::Plain);
-        chain.append(&[keying_began(&Actor::system("test"), OffsetDateTime::now_utc())], Some(&k)).unwrap();
+        chain.append(&[keying_began(&Agent::system("test"), OffsetDateTime::now_utc())], Some(&k)).unwrap();
         chain.append(&(3..6).map(entry).collect::<Vec<_>>(), Some(&k)).unwrap();
         assert_eq!(check_key(&chain, &k).unwrap(), KeyCheck::Matches);
         assert_eq!(check_key(&chain, &key(8)).unwrap(), KeyCheck::Other);

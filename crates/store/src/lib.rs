@@ -23,7 +23,7 @@ pub mod searches;
 mod transaction;
 mod write;
 
-pub use audit::{Actor, AuditLog};
+pub use audit::{Agent, AuditLog};
 pub use backend::{Backend, Change, HistoryQuery, NewVersion, ResourceVersion, Transaction, Work};
 pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub(crate) struct RecordingTx<'t, 'r> {
     pub(crate) inner: &'t mut dyn Transaction,
-    pub(crate) actor: Option<&'r crate::Actor>,
+    pub(crate) actor: Option<&'r crate::Agent>,
     pub(crate) hooks: &'r [Arc<dyn WriteHook>],
     pub(crate) guard: Option<&'r dyn AccessGuard>,
     /// Audit entries of the versions put (appended once the work is done).

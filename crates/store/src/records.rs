@@ -46,7 +46,7 @@ pub struct Records {
     /// Told of every commit, after it is durable, in commit order.
     feed: Arc<crate::feed::ChangeFeed>,
     /// Who acts: each version written is audited in its own transaction.
-    actor: Option<Arc<crate::Actor>>,
+    actor: Option<Arc<crate::Agent>>,
     /// The actor's access rules, checked on every version written and every conditional match.
     guard: Option<Arc<dyn crate::guard::AccessGuard>>,
     /// The audit chain's key: entries appended through these records are keyed with it.
@@ -96,7 +96,7 @@ impl Records {
     /// The same records, writing as `actor`: every version written is recorded in the audit
     /// trail inside the write's own transaction (a write that fails leaves no entry, and no
     /// committed write lacks one).
-    pub fn as_actor(&self, actor: crate::Actor) -> Records {
+    pub fn as_actor(&self, actor: crate::Agent) -> Records {
         let mut records = self.clone();
         records.actor = Some(Arc::new(actor));
         records

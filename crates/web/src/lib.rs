@@ -17,14 +17,14 @@
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
-mod chart;
 mod clinical;
 mod display;
-mod documents;
 mod error;
 mod forms;
 mod layout;
+mod notes;
 mod pages;
+mod plots;
 mod session;
 mod timeline;
 mod trends;
@@ -113,10 +113,10 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/break-glass", post(pages::break_glass))
         .route("/app/patients/{id}/timeline", get(timeline::page))
         .route("/app/patients/{id}/trends", get(trends::page))
-        .route("/app/patients/{id}/notes/new", get(documents::new_note))
-        .route("/app/patients/{id}/notes", post(documents::create_note))
-        .route("/app/patients/{id}/notes/{note}", get(documents::show_note).post(documents::update_note))
-        .route("/app/patients/{id}/notes/{note}/amend", get(documents::amend_form).post(documents::amend))
+        .route("/app/patients/{id}/notes/new", get(notes::new_note))
+        .route("/app/patients/{id}/notes", post(notes::create_note))
+        .route("/app/patients/{id}/notes/{note}", get(notes::show_note).post(notes::update_note))
+        .route("/app/patients/{id}/notes/{note}/amend", get(notes::amend_form).post(notes::amend))
         .route("/app/patients/{id}/vitals", get(forms::vitals_form).post(forms::record_vitals))
         .route("/app/patients/{id}/lists", get(forms::lists))
         .route("/app/patients/{id}/problems", post(forms::add_problem))

@@ -36,17 +36,17 @@ pub(crate) struct Session {
 impl Session {
     /// The user's id (for recent patients).
     pub(crate) fn user_id(&self) -> String {
-        match &self.caller.principal.actor {
-            auth::Actor::User { id, .. } => id.clone(),
-            auth::Actor::Service { client_id } => client_id.clone(),
+        match &self.caller.principal.subject {
+            auth::Subject::User { id, .. } => id.clone(),
+            auth::Subject::Service { client_id } => client_id.clone(),
         }
     }
 
     /// The name shown in the header.
     pub(crate) fn username(&self) -> String {
-        match &self.caller.principal.actor {
-            auth::Actor::User { username, .. } => username.clone(),
-            auth::Actor::Service { client_id } => client_id.clone(),
+        match &self.caller.principal.subject {
+            auth::Subject::User { username, .. } => username.clone(),
+            auth::Subject::Service { client_id } => client_id.clone(),
         }
     }
 

@@ -2,11 +2,11 @@
 //! and, for accessibility, the same values as a table.
 
 use crate::WebApp;
-use crate::chart::{self, Point};
 use crate::display;
 use crate::error::WebError;
 use crate::layout::{self, Tab};
 use crate::pages::open_chart;
+use crate::plots::{self, Point};
 use crate::session::Session;
 use ::chart::trends::MEASURES;
 use axum::extract::{Path, Query, State};
@@ -45,7 +45,7 @@ pub(crate) async fn page(
         Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
     };
     let title = format!("{} ({})", measure.label, measure.unit);
-    let svg = chart::draw(&chart::Chart {
+    let svg = plots::draw(&plots::Chart {
         title: &title,
         unit: measure.unit,
         series: &series,
@@ -55,7 +55,7 @@ pub(crate) async fn page(
     });
     let svg = match svg {
         Ok(svg) => Some(svg),
-        Err(chart::ChartError::Empty) => None,
+        Err(plots::ChartError::Empty) => None,
         Err(e) => {
             tracing::error!(error = %e, "trend chart could not be drawn");
             None
