@@ -151,6 +151,14 @@ pub(crate) fn new_signing_key_pkcs8() -> Result<Vec<u8>> {
 /// Writes a new file readable and writable by its owner only (mode 0600); fails if it exists.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Written whole under a name of its own, then linked into place: the link fails if the file
+    // exists (no clobbering) and is atomic, so a process or thread racing to create the same
+    // file never reads it half written.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{}.partial", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let partial = path.with_file_name(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -158,10 +166,14 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    let written = (|| -> std::io::Result<()> {
+        let mut file = options.open(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::hard_link(&partial, path)
+    })();
+    let _ = std::fs::remove_file(&partial);
+    Ok(written?)
 }
 
 #[cfg(test)]
