@@ -544,7 +544,7 @@ pub(crate) async fn update_note(
         Ok(l) => l,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
-    if note.get("docStatus").and_then(Value::as_str) != Some("preliminary") || !is_author(&session, &note) {
+    if chart::notes::stage(&note) != chart::notes::Stage::Draft || !is_author(&session, &note) {
         return Err(WebError::Forbidden("only its author can change a draft; signed notes are amended".into()));
     }
     let template = template_of(&note);
@@ -609,8 +609,8 @@ pub(crate) async fn amend(
         Ok(l) => l,
         Err(closed) => return Ok((StatusCode::FORBIDDEN, closed).into_response()),
     };
-    let doc_status = note.get("docStatus").and_then(Value::as_str).unwrap_or("");
-    if note.get("status").and_then(Value::as_str) != Some("current") || !matches!(doc_status, "final" | "amended") {
+    // The lifecycle's own reading of the note (the chart service enforces it on the write too).
+    if chart::notes::stage(&note) != chart::notes::Stage::Signed {
         return Err(WebError::Forbidden("only a current, signed note can be amended".into()));
     }
     let template = template_of(&note);
