@@ -10,6 +10,7 @@
 //! - [`vitals`]: vital signs entered, recorded as vital-sign Observations with a BMI.
 //! - [`lists`]: the problem, allergy and medication lists and their edits.
 //! - [`summary`] and [`trends`]: the views of the summary page and of one measure over time.
+//! - [`timeline`]: the longitudinal timeline across organizations, a page at a time.
 //! - [`elements`] and [`read`]: reading FHIR elements as a chart shows them, and the record
 //!   through the door.
 
@@ -19,6 +20,7 @@ pub mod lists;
 pub mod notes;
 pub mod read;
 pub mod summary;
+pub mod timeline;
 pub mod trends;
 pub mod vitals;
 

@@ -12,10 +12,23 @@
 //!
 //! Any other write of a signed note is refused with 422 (`business-rule`) and rolls back with
 //! everything else its transaction did.
+//!
+//! The notes themselves are written here too, once for every edge: from a [`Template`] (the
+//! text one `## Section` heading per section), a new note on a recorded or a new visit
+//! ([`write`]), a draft saved or signed by its author only ([`save_draft`]), an amendment
+//! ([`amend_note`]), each with `If-Match` on the version read.
 
 use access::{Access, Error};
 use serde_json::{Value, json};
 use store::{NewVersion, ResourceVersion, Transaction, WriteHook};
+
+mod templates;
+mod writing;
+
+pub use templates::{
+    FREE_TEXT, TEMPLATES, Template, compose, decompose, note_text, sections_of, template, template_of,
+};
+pub use writing::{NoteContent, Visit, amend_note, is_author, may_use, save_draft, write};
 
 /// The rule, as a write hook: install it on the records every door writes through
 /// ([`store::Records::with_hook`]).

@@ -7,7 +7,6 @@
 use crate::WebApp;
 use crate::error::WebError;
 use auth::Interaction;
-use chart::read::forget_version;
 use policy::Caller;
 use search::query::SearchQuery;
 use serde_json::Value;
@@ -19,6 +18,7 @@ impl From<chart::Error> for WebError {
         match error {
             chart::Error::Access(e) => e.into(),
             chart::Error::NotOnChart => WebError::NotFound,
+            other if other.class() == fhir::ErrorClass::Forbidden => WebError::Forbidden(other.to_string()),
             other => WebError::BadRequest(other.to_string()),
         }
     }
@@ -85,28 +85,6 @@ impl Reader {
     /// Whether the user may open this patient's chart at all.
     pub(crate) fn may_open(&self, patient: &str) -> Result<bool, WebError> {
         Ok(self.access.may_open_patient(patient)?)
-    }
-
-    /// Writes a new resource, or a new version of one read earlier (only if nobody changed it
-    /// since: `If-Match` on the version it was read at), as the user.
-    pub(crate) fn write(&self, mut resource: Value, patient: &str) -> Result<Value, WebError> {
-        let _ = patient;
-        let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-        let outcome = match resource.get("id").and_then(Value::as_str).map(str::to_string) {
-            Some(id) => {
-                let read_at = resource.pointer("/meta/versionId").and_then(Value::as_str).and_then(|v| v.parse().ok());
-                forget_version(&mut resource);
-                self.access.update(&resource_type, &id, resource, read_at)?
-            }
-            None => self.access.create(resource, None)?,
-        };
-        let body = outcome.version.as_ref().and_then(|v| v.body.as_deref()).ok_or(WebError::Internal)?;
-        serde_json::from_str(body).map_err(|_| WebError::Internal)
-    }
-
-    /// Writes a transaction Bundle as the user, for `patient`'s chart.
-    pub(crate) fn transaction(&self, bundle: Value, patient: &str) -> Result<Value, WebError> {
-        Ok(self.access.transaction_for(bundle, Some(patient))?)
     }
 
     /// Notes, for the audit, that the page `page` showed (part of) `patient`'s chart.

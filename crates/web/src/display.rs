@@ -1,6 +1,6 @@
 //! How FHIR values read on a page: names, codes, dates, quantities, references.
 
-pub(crate) use chart::elements::{concept, first_code, has_code, instant, observation_value, reference, when};
+pub(crate) use chart::elements::{concept, first_code, has_code, instant, reference, when};
 use serde_json::Value;
 use time::{Date, OffsetDateTime};
 

@@ -274,7 +274,6 @@ pub(crate) async fn summary(
     Ok(layout::chart_page(&session, &banner, Tab::Summary, "Summary", content).into_response())
 }
 
-pub(crate) use chart::lists::medication_name;
 use chart::summary::AbnormalFlag;
 
 /// What an abnormal flag means, spelled out for the flag's tooltip and screen readers.
