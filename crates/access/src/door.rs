@@ -184,6 +184,24 @@ impl Access {
         }
     }
 
+    /// Hands what this handle noted to the auditor's next batch without waiting for it to be
+    /// durable: for a job whose reads serve nobody a page (an interface matching what it
+    /// receives), from blocking code. `false` when the auditor's queue is full or it stopped
+    /// (the entries are then lost, and the error logged).
+    pub fn settle_queued(&self) -> bool {
+        let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        match &self.inner.door.inner.auditor {
+            Some(auditor) if !pending.is_empty() => {
+                let queued = auditor.queue_without_waiting(pending);
+                if !queued {
+                    tracing::error!("audit entries of a job could not be queued");
+                }
+                queued
+            }
+            _ => true,
+        }
+    }
+
     /// The patient a patient or proxy caller acts for.
     pub fn own_patient(&self) -> Option<String> {
         self.caller().and_then(|c| c.own_patient().map(str::to_string))
@@ -340,6 +358,39 @@ impl Access {
             |page: &SearchPage| page.matches.iter().chain(&page.included).collect(),
             None,
             Some((text.as_deref(), patient.as_deref())),
+        );
+        result
+    }
+
+    /// The live resources of `resource_type` carrying the identifier `system|value` (`system`
+    /// `None`: any system) that the caller may see, by the store's identifier index (an
+    /// interface matching what it receives to what is recorded). Audited as a search.
+    pub fn by_identifier(
+        &self,
+        resource_type: &str,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<ResourceVersion>, Error> {
+        let result = (|| {
+            let restriction = self.allow(Interaction::Search, resource_type, &[])?;
+            let mut found = Vec::new();
+            for id in self.records().backend().find_by_identifier(resource_type, system, value)? {
+                // Deleted meanwhile: not there any more.
+                let Ok(version) = self.records().read(resource_type, &id) else { continue };
+                if restriction.is_none() || self.check(&restriction, &version).is_ok() {
+                    found.push(version);
+                }
+            }
+            Ok(found)
+        })();
+        let text = self.inner.door.inner.auditor.as_ref().map(|_| format!("{resource_type}?identifier"));
+        self.note_result(
+            Action::Execute,
+            Subtype::SearchType,
+            &result,
+            |found: &Vec<ResourceVersion>| found.iter().collect(),
+            None,
+            Some((text.as_deref(), None)),
         );
         result
     }

@@ -68,7 +68,7 @@ pub(crate) fn run(args: MllpBenchArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| scratch.path().join("data"));
     let continuum::Store { records, message_log: log, .. } =
         continuum::open_store(&data, &continuum::DatabaseArg::default())?;
-    let interface = Arc::new(hl7_interface::Interface::new(records, log));
+    let interface = Arc::new(hl7_interface::Interface::new(access::Door::open(records), log));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -183,7 +183,10 @@ pub(crate) fn run(args: Hl7Args) -> Result<()> {
             Ok(())
         }
         Hl7Command::Replay { id } => {
-            let interface = hl7_interface::Interface::new(records, message_log.clone());
+            // No server runs here, so no policy or auditor: the replay's writes are still
+            // audited in their own transaction under the interface's name.
+            let door = ::access::Door::open(records.as_actor(store::Agent::system(hl7_interface::JOB)));
+            let interface = hl7_interface::Interface::new(door, message_log.clone());
             let handled = interface.replay(id)?;
             let message = log.get(id)?.context("the message disappeared from the log")?;
             println!("{}", summary(&message));

@@ -168,10 +168,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let mut audit_task = None;
         let mut web_app = None;
         let mut log_auditor = None;
-        let records = if args.no_auth {
+        if args.no_auth {
             tracing::warn!("the FHIR API is served without access control or audit (--no-auth)");
             tracing::warn!("the clinician web app (/app) is not served: it needs access control");
-            records
         } else {
             let policy = Arc::new(policy::Policy::new(Arc::clone(&authority), records.clone()));
             state = state.with_policy(Arc::clone(&policy));
@@ -188,9 +187,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 sign_in_attempts_per_minute: args.sign_in_per_minute,
             };
             web_app = Some(web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?);
-            // What the HL7 interface writes is audited as its own.
-            records.as_actor(store::Agent::system("hl7-interface"))
-        };
+        }
         // Reading the message log is audited like any access to the record.
         let admin_routes = server::message_log::routes(
             Arc::clone(&message_log),
@@ -217,7 +214,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         ));
         let mllp = match args.mllp {
             Some(at) => {
-                let interface = Arc::new(hl7_interface::Interface::new(records, message_log));
+                // The interface goes through the same door, as a job of its own: what it reads
+                // and writes is audited under its name.
+                let interface = Arc::new(hl7_interface::Interface::new(state.door().clone(), message_log));
                 let recovering = Arc::clone(&interface);
                 let settled = tokio::task::spawn_blocking(move || recovering.recover())
                     .await

@@ -345,6 +345,16 @@ fn the_message_log_is_served_to_administrators_only() {
         .find(|e| e["outcome"] == "0" && e["entity"].to_string().contains(&asked))
         .expect("the read of one message names it");
     assert_eq!(shown["agent"][0]["network"]["address"], "127.0.0.1", "{shown}");
+
+    // The interface goes through the door as a job: what it wrote, and the lookups that
+    // matched what it received to the record, are audited under its name.
+    let by_interface: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["agent"][0]["name"] == hl7_interface::JOB).collect();
+    assert!(by_interface.iter().any(|e| e["action"] == "C"), "its writes: {by_interface:#?}");
+    assert!(
+        by_interface.iter().any(|e| e["action"] == "E" && e["subtype"][0]["code"] == "search-type"),
+        "its lookups: {by_interface:#?}"
+    );
 }
 
 /// An admission of patient `P{tag}` for visit `V{tag}`, control id `K-{tag}`.

@@ -13,14 +13,16 @@
 //! Bundle writes `Provenance/hl7v2-message-<log id>`; a logged message whose outcome was lost
 //! in a crash is settled at start-up by whether that Provenance exists ([`Interface::recover`]).
 
+use crate::JOB;
 use crate::map::{self, Context, Kind, MapError, provenance_id};
 use crate::partners::{AllowList, Peer};
+use access::{Access, Door, Who};
 use hl7v2::{AckCode, AckError, AckHeader, ErrorCode, ErrorLocation, Message};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+use store::ErrorKind;
 use store::messages::{MessageLog, MessageOutcome, MessageStatus, NewMessage};
-use store::{ErrorKind, Records};
 
 /// HL7 versions taken (MSH-12).
 const VERSIONS: &[&str] = &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
@@ -41,15 +43,22 @@ pub struct Handled {
 
 /// The HL7 v2 interface over one record and its message log.
 pub struct Interface {
-    records: Records,
+    door: Door,
     log: Arc<dyn MessageLog>,
     in_flight: KeyLocks,
 }
 
 impl Interface {
-    /// An interface writing into `records` and logging into `log`.
-    pub fn new(records: Records, log: Arc<dyn MessageLog>) -> Self {
-        Interface { records, log, in_flight: KeyLocks::default() }
+    /// An interface reaching the record through `door` (as the job [`JOB`]) and logging into
+    /// `log`.
+    pub fn new(door: Door, log: Arc<dyn MessageLog>) -> Self {
+        Interface { door, log, in_flight: KeyLocks::default() }
+    }
+
+    /// The door entered as the interface: what it reads is audited under its name, what it
+    /// writes in the write's own transaction.
+    fn enter(&self) -> Access {
+        self.door.enter(Who::Job(JOB))
     }
 
     /// The message log.
@@ -128,7 +137,10 @@ impl Interface {
             store::MessageQuery { statuses: vec![MessageStatus::Received], limit: 10_000, ..Default::default() };
         let pending = self.log.list(&query).map_err(|_| ReplayError::Storage)?;
         for message in pending.iter().rev() {
-            match self.records.read("Provenance", &provenance_id(message.id)) {
+            let access = self.enter();
+            let applied = access.read("Provenance", &provenance_id(message.id));
+            access.settle_queued();
+            match applied {
                 Ok(version) => {
                     let resources = version
                         .body
@@ -229,6 +241,23 @@ impl Interface {
         sender: &str,
         control_id: &str,
     ) -> Result<MessageOutcome, MapError> {
+        let access = self.enter();
+        let applied = self.apply_as(&access, log_id, message, kind, sender, control_id);
+        // What matching read goes to the trail with the next batch; the message's writes
+        // were audited in their own transaction.
+        access.settle_queued();
+        applied
+    }
+
+    fn apply_as(
+        &self,
+        access: &Access,
+        log_id: i64,
+        message: &Message,
+        kind: Kind,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<MessageOutcome, MapError> {
         let msh4 = message.msh().field(4).and_then(|f| f.repetition(1));
         let local_system = msh4
             .as_ref()
@@ -236,7 +265,7 @@ impl Interface {
             .unwrap_or_else(|| format!("{}unknown", map::datatypes::AUTHORITY_PREFIX));
         let offset = message.timestamp().and_then(|t| map::datatypes::offset_of(&t)).unwrap_or_else(|| "Z".to_string());
         let ctx = Context {
-            records: &self.records,
+            access,
             log_id,
             local_system,
             offset,
@@ -247,12 +276,18 @@ impl Interface {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let (bundle, patient_entry, known_patient) = map::map(message, kind, &ctx)?;
-            match self.records.process_bundle(bundle) {
+            match access.transaction(bundle) {
                 Ok(response) => return Ok(outcome_of(&response, patient_entry, known_patient)),
-                Err(e) if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::Conflict) => {
+                Err(access::Error::Store(e))
+                    if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::Conflict) =>
+                {
                     last = Some(e);
                 }
-                Err(e) => return Err(store_error(&e)),
+                Err(access::Error::Store(e)) => return Err(store_error(&e)),
+                Err(e) => {
+                    tracing::error!(class = ?e.class(), "the door refused the HL7 interface's write");
+                    return Err(MapError::storage());
+                }
             }
         }
         Err(last.map(|e| store_error(&e)).unwrap_or_else(MapError::storage))

@@ -1,6 +1,7 @@
 //! The HL7 v2 interface: messages received over MLLP are logged verbatim, mapped to FHIR and
-//! written through the one write path ([`store::Records`]) as one transaction Bundle each, and
-//! acknowledged only once that commit is durable.
+//! written through the access-checked door ([`access::Door`], entered as the job [`JOB`]: its
+//! reads audited under that name, its writes in their own transaction) as one transaction
+//! Bundle each, and acknowledged only once that commit is durable.
 //!
 //! - [`listener::serve`] — the MLLP listener (tokio), with per-connection limits; it admits
 //!   only peers on the allow-list ([`partners`]: registered inbound partners by address, or
@@ -34,6 +35,9 @@ pub mod partners;
 pub mod tls;
 
 pub use ingest::{Handled, Interface, ReplayError};
+
+/// The name the interface goes through the door under (its audit agent).
+pub const JOB: &str = "hl7-interface";
 pub use listener::{ListenerConfig, serve};
 pub use map::{MESSAGE_LOG_SYSTEM, MapError, provenance_id};
 pub use partners::{AllowList, Peer};

@@ -31,7 +31,7 @@ async fn start(max_frame_len: usize) -> Harness {
         allowed_events: hl7_interface::partners::DESTRUCTIVE_EVENTS.iter().map(|e| e.to_string()).collect(),
     };
     log.put_inbound_partner(&local).unwrap();
-    let interface = Arc::new(Interface::new(records.clone(), Arc::clone(&log)));
+    let interface = Arc::new(Interface::new(access::Door::open(records.clone()), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = ListenerConfig { max_frame_len, ..ListenerConfig::default() };

@@ -71,7 +71,7 @@ async fn start() -> Harness {
     log.put_inbound_partner(&partner("x", "127.0.0.2", &[])).unwrap();
     log.put_inbound_partner(&partner("y", "127.0.0.3/32", &["A40"])).unwrap();
     let records = Records::new(backend);
-    let interface = Arc::new(Interface::new(records.clone(), Arc::clone(&log)));
+    let interface = Arc::new(Interface::new(access::Door::open(records.clone()), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(hl7_interface::serve(listener, interface, ListenerConfig::default(), std::future::pending()));

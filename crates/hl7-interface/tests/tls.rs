@@ -99,7 +99,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_the_client_ca() {
 
     let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
     let log: Arc<dyn MessageLog> = Arc::new(backend.message_log().unwrap());
-    let interface = Arc::new(Interface::new(Records::new(backend), Arc::clone(&log)));
+    let interface = Arc::new(Interface::new(access::Door::open(Records::new(backend)), Arc::clone(&log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = ListenerConfig { tls: Some(tls), ..ListenerConfig::default() };

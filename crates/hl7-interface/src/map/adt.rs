@@ -250,7 +250,10 @@ fn move_references(prior_ref: &str, survivor_ref: &str, ctx: &Context<'_>, plan:
     for (resource_type, param) in MOVED {
         let pairs = vec![(param.to_string(), prior_ref.to_string())];
         let Ok(query) = search::query::SearchQuery::parse(Some(resource_type), &pairs, false) else { continue };
-        let page = ctx.records.search(&query, MOVE_LIMIT).map_err(|_| MapError::storage())?;
+        let page = ctx
+            .access
+            .search(query, &pairs, MOVE_LIMIT, store::audit::Subtype::SearchType)
+            .map_err(|_| MapError::storage())?;
         if page.matches.len() >= MOVE_LIMIT {
             return Err(MapError::new(ErrorCode::ApplicationInternalError, "too many resources to move in one merge"));
         }

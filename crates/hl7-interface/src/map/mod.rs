@@ -14,11 +14,11 @@ mod patient;
 mod siu;
 mod vxu;
 
+use access::Access;
 use datatypes::Key;
 use hl7v2::{AckError, ErrorCode, ErrorLocation, Message, Segment};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use store::Records;
 
 /// The system of `Provenance.entity.what.identifier`: the message's log id.
 pub const MESSAGE_LOG_SYSTEM: &str = "urn:continuum:hl7v2:message-log";
@@ -127,7 +127,8 @@ pub(crate) fn kind_of(message: &Message) -> Result<Kind, MapError> {
 /// What mapping needs besides the message: the record (to find existing resources), the log
 /// id, and defaults.
 pub(crate) struct Context<'a> {
-    pub records: &'a Records,
+    /// The door, entered as the interface.
+    pub access: &'a Access,
     /// The message's id in the log.
     pub log_id: i64,
     /// The system for identifiers without an assigning authority: the sending facility's.
@@ -146,19 +147,14 @@ impl Context<'_> {
     /// The live resource of `resource_type` with identifier `key`; an error when several
     /// resources carry it (the record would be ambiguous).
     pub(crate) fn find(&self, resource_type: &str, key: &Key) -> Result<Option<Existing>, MapError> {
-        let backend = self.records.backend();
-        let ids = backend
-            .find_by_identifier(resource_type, Some(&key.system), &key.value)
-            .map_err(|_| MapError::storage())?;
-        match ids.as_slice() {
+        let found =
+            self.access.by_identifier(resource_type, Some(&key.system), &key.value).map_err(|_| MapError::storage())?;
+        match found.as_slice() {
             [] => Ok(None),
-            [id] => match self.records.read(resource_type, id) {
-                Ok(v) => {
-                    let body = v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
-                    Ok(Some(Existing { id: id.clone(), version: v.version, body }))
-                }
-                Err(_) => Ok(None),
-            },
+            [version] => {
+                let body = version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+                Ok(Some(Existing { id: version.id.clone(), version: version.version, body }))
+            }
             _ => Err(MapError::new(
                 ErrorCode::DuplicateKeyIdentifier,
                 format!("several {resource_type} resources carry the same identifier"),
