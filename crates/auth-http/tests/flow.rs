@@ -2,6 +2,8 @@
 //! launch with PKCE through the sign-in and consent forms, refresh, revocation, introspection,
 //! and backend services with RS384 and ES384 client assertions. Keys are generated here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use auth::{ClientKind, Identity, NewClient, NewUser, Role};

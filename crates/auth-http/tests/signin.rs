@@ -3,6 +3,8 @@
 //! second factor (codes computed here from the enrolled secret, independently of the server's
 //! TOTP code), idle sessions ending, the forms expiring, and the CSRF cookie's attributes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use auth::NewUser;

@@ -25,9 +25,17 @@ const TICKET_SECONDS: i64 = 5 * 60;
 #[derive(Debug)]
 pub enum WebSignIn {
     /// Signed in: the session token (kept in a cookie) and its user.
-    Session { token: String, user: Box<User> },
+    Session {
+        /// The session token, the cookie's value.
+        token: String,
+        /// The signed-in user.
+        user: Box<User>,
+    },
     /// The password was right; the TOTP code is next, posted with this ticket.
-    NeedsCode { ticket: String },
+    NeedsCode {
+        /// Proof of the password step, sent back with the code (it expires after a few minutes).
+        ticket: String,
+    },
     /// Staff must use a second factor and this user has none enrolled.
     NotEnrolled,
     /// The app is for staff; patients use their own apps.

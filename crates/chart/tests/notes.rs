@@ -1,6 +1,8 @@
 //! The note lifecycle on a real store: a signed note is changed only by an amendment, whoever
 //! writes; of two concurrent amendments of one note exactly one wins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::sync::Arc;
 use store::Records;

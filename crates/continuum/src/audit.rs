@@ -141,6 +141,7 @@ pub fn keyed(records: store::Records, log: &dyn store::AuditLog, key: AuditKey, 
     Ok(records)
 }
 
+/// The arguments of `continuum audit`: its subcommand (`verify`).
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     #[command(subcommand)]

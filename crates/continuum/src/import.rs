@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use store::{ErrorKind, Records};
 
+/// The arguments of `continuum import`: the store, and the files to load.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Data directory of the embedded store.

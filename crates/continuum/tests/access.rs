@@ -3,6 +3,8 @@
 //! being accepted once its user is disabled. With `--database postgres://…` all of it lives in
 //! that database: commands and servers in different data directories share users and tokens.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

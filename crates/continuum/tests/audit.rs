@@ -5,6 +5,8 @@
 //! are refused (503) rather than served unaudited, and recover once it is writable again;
 //! `continuum token` mints are audited and capped — on the embedded store and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;

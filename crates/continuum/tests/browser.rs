@@ -6,6 +6,8 @@
 //!
 //! The test fails, never skips, when `chromedriver` is missing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::clinic;
 
 use std::net::TcpListener;

@@ -5,6 +5,8 @@
 //! version and counter must account for exactly the writes that were answered `200`, with
 //! every version in its history one step after the one before.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,6 +5,8 @@
 //! and on PostgreSQL (`CONTINUUM_TEST_POSTGRES`), `CONTINUUM_CRASH_ROUNDS` rounds each (3 by
 //! default; `reliability/crash.sh` runs 20).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 
 use std::path::{Path, PathBuf};

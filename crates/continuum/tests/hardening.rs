@@ -3,6 +3,8 @@
 //! `auth.db` in clear; pages and FHIR answers carry the security headers; `/metrics` can ask
 //! for a token and move to a listener of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::process::{binary, continuum, start, start_secured};
 
 use serde_json::json;

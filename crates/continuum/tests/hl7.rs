@@ -1,6 +1,8 @@
 //! The HL7 v2 door of the real binary: `serve --mllp`, ACK implies durable (SIGKILL right after
 //! each ACK, restart, the effect is there and nothing is doubled), and `hl7 list` / `hl7 replay`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! fails, never skips, without them) sends the interface's sample messages to `continuum serve
 //! --mllp` and parses the ACKs with its own parser (`tests/external/mllp_client.py`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

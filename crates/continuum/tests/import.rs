@@ -1,5 +1,7 @@
 //! `continuum import` from the command line: Bundles, single resources and NDJSON.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;

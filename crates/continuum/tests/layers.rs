@@ -3,6 +3,8 @@
 //! backend nor on each other — they reach the record through the door (`access`) and the
 //! services; only the binary wires backends and edges together.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 

@@ -3,6 +3,8 @@
 //! arrives with its version number, `lastUpdated` and exact stored text, searches answer the
 //! same on the copy, and a second copy into the same database is refused unless resumed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,6 +4,8 @@
 //! same answers as the primary's, and still answered with the primary stopped), and a write is
 //! visible to its writer at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;

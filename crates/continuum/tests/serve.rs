@@ -1,5 +1,7 @@
 //! `continuum serve`: prints its base URL, answers, and stops cleanly on SIGTERM and SIGINT.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 

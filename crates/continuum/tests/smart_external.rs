@@ -15,6 +15,8 @@
 //! Both run on the embedded store and on PostgreSQL (`--database`, users, clients and tokens in
 //! that database too).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

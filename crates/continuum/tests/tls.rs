@@ -2,6 +2,8 @@
 //! (rcgen), trusted by the client; plain HTTP to the same port fails; the base URL it prints
 //! and serves is https (so the sign-in cookie is `Secure`); SIGTERM still stops it cleanly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::process::{binary, start, start_secured};
 
 use std::process::Command;

@@ -3,6 +3,8 @@
 //! who is turned away, and documentation (notes, vitals, problem/allergy/medication lists)
 //! landing in the record through the API's write path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::clinic;
 use test_support::process::{continuum, start};
 

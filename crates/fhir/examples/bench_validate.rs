@@ -1,6 +1,8 @@
 //! Measures definition load time and validation throughput on the Synthea test bundles.
 //! Usage: `cargo run --release -p fhir --example bench_validate -- testdata/synthea`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "example run by hand: a failure stops it with its message")]
+
 use std::time::Instant;
 
 fn json_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -1,6 +1,8 @@
 //! Validates FHIR JSON files given on the command line and prints every issue.
 //! Usage: `cargo run -p fhir --example validate_files -- FILE...`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "example run by hand: a failure stops it with its message")]
+
 fn main() {
     let mut failed = 0;
     let files: Vec<String> = std::env::args().skip(1).collect();

@@ -1,6 +1,8 @@
 //! Every official R4 example resource validates without errors, except a short list of
 //! examples that really break a rule of the specification.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use std::path::{Path, PathBuf};
 
 /// Examples of the R4 spec that are invalid, with the rule each one breaks.

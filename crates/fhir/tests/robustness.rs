@@ -1,6 +1,8 @@
 //! Validation never panics, whatever the input: official examples with random damage, and
 //! hostile shapes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Map, Value, json};
 use std::path::Path;
 

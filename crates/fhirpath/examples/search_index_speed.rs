@@ -3,6 +3,8 @@
 //!
 //! `cargo run -p fhirpath --release --example search_index_speed [rounds]`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "example run by hand: a failure stops it with its message")]
+
 use fhirpath::{Environment, Expression};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -4,6 +4,8 @@
 //! `tests/data/known-failures.txt` fails, or when a listed case passes (remove it from the list).
 //! `FHIRPATH_WRITE_KNOWN_FAILURES=1` rewrites the list from the current results.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use fhirpath::{Environment, Expression, Item, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

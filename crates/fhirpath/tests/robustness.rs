@@ -1,6 +1,8 @@
 //! No input makes the engine panic: every expression of the official suite, every prefix of
 //! each (mostly invalid), evaluated against every suite input, plus hostile inputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use fhirpath::{Environment, Expression};
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! Every official R4 SearchParameter expression compiles, and evaluates without error against
 //! every official example resource of its base type (and the resources inside example Bundles).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use fhirpath::{Environment, Expression};
 use serde_json::Value;
 use std::collections::HashMap;

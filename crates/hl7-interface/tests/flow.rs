@@ -2,6 +2,8 @@
 //! store; messages sent framed, ACKs read back, and the resulting resources checked through
 //! `Records`, field by field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use hl7_interface::{Interface, ListenerConfig};
 use serde_json::Value;
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! delivers them over MLLP to a fake partner, which first answers AE (retried) and then AA
 //! (delivered). Also the ORU^R01 of a DiagnosticReport.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use hl7_interface::outbound::{AdtNotifier, SenderConfig};
 use serde_json::json;
 use std::sync::{Arc, Mutex};

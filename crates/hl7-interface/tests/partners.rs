@@ -2,6 +2,8 @@
 //! from distinct loopback addresses (127.0.0.2, 127.0.0.3, …), each registered as a partner
 //! or not, and the effects are checked through the message log and `Records`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use hl7_interface::{Interface, ListenerConfig};
 use serde_json::Value;
 use std::io::Write;

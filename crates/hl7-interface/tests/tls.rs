@@ -2,6 +2,8 @@
 //! a certificate, or with one from another CA, is refused in the handshake and nothing is
 //! logged; the allow-list still applies.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use hl7_interface::{Interface, ListenerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
 //! ACKs: accept, error and reject, each re-read and checked field by field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use hl7v2::{

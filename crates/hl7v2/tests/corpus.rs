@@ -1,6 +1,8 @@
 //! Every corpus file: read as a message (or a batch), encoded back to the same bytes with
 //! segment terminators normalised to CR, or refused with the error expected for it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use hl7v2::{Batch, Error, Message, Warning};

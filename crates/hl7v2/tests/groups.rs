@@ -1,5 +1,7 @@
 //! Segment groups on the corpus: the nesting of real ADT, ORU, VXU and SIU messages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use hl7v2::{Error, Message, group, group_lenient, structure_for};

@@ -2,6 +2,8 @@
 //! go through every reader, the accessors, grouping, ACKs and the MLLP decoder. Whatever
 //! reads also re-reads identically after encoding.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 mod common;
 
 use hl7v2::{AckCode, AckError, AckHeader, Batch, Message, ack, ack_unparseable, group_lenient, mllp};

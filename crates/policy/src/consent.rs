@@ -64,13 +64,16 @@ pub fn labels(resource: &Value) -> Vec<Sensitivity> {
 /// Permit or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleKind {
+    /// The provision permits access (`provision.type` `permit`).
     Permit,
+    /// The provision denies access (`provision.type` `deny`).
     Deny,
 }
 
 /// One provision of a Consent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// Whether the provision permits or denies (its own `type`, or its parent's).
     pub kind: RuleKind,
     /// Organization ids named as actors (empty: anyone).
     pub organizations: Vec<String>,

@@ -9,7 +9,9 @@ use store::ErrorKind;
 /// An error answered as an `OperationOutcome` with a status code.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status code answered.
     pub status: StatusCode,
+    /// The issues of the `OperationOutcome` answered.
     pub issues: Vec<Issue>,
 }
 

@@ -2,6 +2,9 @@
 //! Handlers parse the request, call the one write path (or a read) on a blocking thread, and
 //! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod audit;
 mod caller;
 mod capability;
@@ -127,6 +130,7 @@ impl AppState {
 
     /// Also reports the sizes of the HL7 message log and of the outbound queue (the backlog
     /// of undelivered messages) on `/metrics`. Call before the state is shared.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
     pub fn with_queues(mut self, message_log: Arc<dyn store::MessageLog>, outbox: Arc<dyn store::Outbox>) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("with_queues is called before the state is shared");
         inner.queues = Some(Queues { message_log, outbox });
@@ -135,6 +139,7 @@ impl AppState {
 
     /// Puts every FHIR interaction behind `policy`: a bearer token is required, and what it
     /// may reach is checked on every request. Call before the state is shared.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
     pub fn with_policy(mut self, policy: Arc<policy::Policy>) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("with_policy is called before the state is shared");
         inner.policy = Some(policy);
@@ -144,6 +149,7 @@ impl AppState {
 
     /// Audits every FHIR request through `auditor` (writes are audited by the store, as the
     /// caller). Call before the state is shared.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
     pub fn with_auditor(mut self, auditor: Arc<access::Auditor>) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("with_auditor is called before the state is shared");
         inner.auditor = Some(auditor);

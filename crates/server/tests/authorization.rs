@@ -10,6 +10,8 @@
 //! The server runs in-process with the policy over a SQLite store and an authorization
 //! server in a temporary directory, and is spoken to over real HTTP with real bearer tokens.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use auth::{AuthConfig, Authority, Identity, NewUser, Role};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};

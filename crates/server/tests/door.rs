@@ -3,6 +3,8 @@
 //! as the clinician web app makes them (`access::Access` entered as the same caller) — a table
 //! of reads, searches and writes with 0 differences.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use auth::{AuthConfig, Identity, NewUser, Role};
 use reqwest::Client;
 use serde_json::{Value, json};

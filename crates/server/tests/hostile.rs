@@ -3,6 +3,8 @@
 //! must be exactly as it was afterwards. A case that once found a server bug stays here as its
 //! regression test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

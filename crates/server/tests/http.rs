@@ -1,6 +1,8 @@
 //! Whole-flow tests: the server runs in-process on an ephemeral port over a SQLite store in a
 //! temporary directory, and is spoken to over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -22,6 +22,8 @@
 //! The server runs in-process with the policy over a SQLite store, spoken to over real HTTP
 //! with real bearer tokens.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use auth::{AuthConfig, Authority, ClientKind, Identity, NewClient, NewUser, Role};
 use base64::Engine;
 use reqwest::{Client, StatusCode};

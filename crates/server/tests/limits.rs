@@ -2,6 +2,8 @@
 //! and Bundles, 429 for a client over its rate, 503 when too many requests are in flight or a
 //! search runs too long (both with `Retry-After`), and `_count` lowered with a warning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use std::io::Write;

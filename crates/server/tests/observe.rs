@@ -3,6 +3,8 @@
 //! the HL7 message log and outbound queue — with no ids or values in any label; it can ask for
 //! a bearer token.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::Client;
 use serde_json::{Value, json};
 use std::sync::Arc;

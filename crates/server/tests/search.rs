@@ -2,6 +2,8 @@
 //! the source bundles themselves (with the server-assigned ids the transaction reported) and
 //! checks that exactly that comes back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};

@@ -1,6 +1,8 @@
 //! Search semantics on small hand-made resources: every modifier, prefix and special
 //! parameter of the issue, each checked for exactly the resources that should match.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

@@ -27,6 +27,7 @@ impl Conn {
         Conn { client: Some(client), statements: HashMap::new() }
     }
 
+    #[allow(clippy::expect_used, reason = "`client` is taken only by `drop`: present until then")]
     fn client(&mut self) -> &mut Client {
         self.client.as_mut().expect("the client lives as long as the connection")
     }

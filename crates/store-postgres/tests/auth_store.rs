@@ -4,6 +4,8 @@
 //! shared database gives: several authorities on one database share users, tokens and the
 //! signing key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::scratch;
 
 use auth::model::TokenKind;

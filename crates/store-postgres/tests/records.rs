@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) names a database on it through which the
 //! scratch databases are created and dropped. An unreachable server fails the tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::scratch;
 
 use serde_json::json;

@@ -4,6 +4,8 @@
 //! answer the same matches in the same order, the same totals and the same included
 //! resources. Data: hand-made resources (the server's modifier tests) and Synthea bundles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use test_support::scratch;
 
 use serde_json::{Value, json};

@@ -4,6 +4,8 @@
 //! suite runs in: plain tables, and (with `CONTINUUM_TEST_POSTGRES_PARTITIONS=N`) patient-owned
 //! tables hash-partitioned by shard key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

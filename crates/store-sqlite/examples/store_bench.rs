@@ -2,6 +2,8 @@
 //! store_bench -- [threads] [seconds]`. Each thread alternates creating an Observation and
 //! updating its own Patient (what `continuum-bench` does over HTTP), then reads by id.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "example run by hand: a failure stops it with its message")]
+
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,6 +3,9 @@
 //! the WAL) before its callers are answered, a checkpointer, and a small pool of read-only
 //! connections for reads.
 
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod audit;
 pub mod auth;
 mod checkpoint;
@@ -103,12 +106,12 @@ impl SqliteBackend {
         self.readers.search_timeout_ms.store(millis, Ordering::Relaxed);
     }
 
-    /// The schema version this program creates.
     /// A read connection of the pool.
     pub(crate) fn reader(&self) -> Result<Pooled<'_>> {
         self.readers.get()
     }
 
+    /// The schema version this program creates.
     pub fn latest_schema_version() -> usize {
         schema::latest()
     }
@@ -323,6 +326,7 @@ struct Pooled<'a> {
 impl Deref for Pooled<'_> {
     type Target = Connection;
 
+    #[allow(clippy::expect_used, reason = "`conn` is taken only by `drop`: present until then")]
     fn deref(&self) -> &Connection {
         self.conn.as_ref().expect("present until dropped")
     }

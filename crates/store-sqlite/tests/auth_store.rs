@@ -2,6 +2,8 @@
 //! `store-behaviour` every `AuthStore` passes, then the upgrade of an `auth.db` of an earlier
 //! schema.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use auth::AuthStore;
 use store_sqlite::auth::{AUTH_DATABASE_FILE, SqliteAuthStore};
 use tempfile::TempDir;

@@ -3,6 +3,8 @@
 //! integrity, Bundles, concurrent writers), then what only this backend has (durability
 //! across reopening the file).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::json;
 use std::sync::Arc;
 use store::Records;

@@ -4,6 +4,8 @@
 //! references to those). Every entry must succeed, the stored counts must match the bundles,
 //! and every stored reference must resolve.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

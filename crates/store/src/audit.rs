@@ -93,6 +93,7 @@ pub struct NewAuditEntry {
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub sequence: i64,
+    /// What was recorded: when, who, which patient, the action, its outcome and the event.
     pub entry: NewAuditEntry,
     /// The hash of the entry before (or [`GENESIS`]).
     pub previous_hash: String,
@@ -103,7 +104,9 @@ pub struct AuditEntry {
 /// Which entries to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
+    /// Only entries about this patient (as [`NewAuditEntry::patient`] names them).
     pub patient: Option<String>,
+    /// Only entries of this agent (as [`NewAuditEntry::agent`] names them).
     pub agent: Option<String>,
     /// Recorded at or after.
     pub since: Option<OffsetDateTime>,
@@ -111,6 +114,7 @@ pub struct AuditQuery {
     pub until: Option<OffsetDateTime>,
     /// Only entries below this position (paging).
     pub before_sequence: Option<i64>,
+    /// At most this many entries.
     pub count: usize,
 }
 
@@ -192,9 +196,19 @@ pub fn recorded_at(micros: i64) -> Result<OffsetDateTime> {
 pub enum Verification {
     /// Every entry is in place and unchanged; `keyed` of them carry an HMAC checked with the
     /// key (the others, before keying began, a plain hash).
-    Intact { entries: u64, keyed: u64 },
+    Intact {
+        /// How many entries the chain holds.
+        entries: u64,
+        /// How many of them carry an HMAC.
+        keyed: u64,
+    },
     /// The first entry found wrong, and how.
-    Broken { sequence: i64, problem: String },
+    Broken {
+        /// The position of the entry found wrong (or where an entry is missing).
+        sequence: i64,
+        /// What is wrong with it, in words.
+        problem: String,
+    },
 }
 
 /// Checks the whole chain from the first entry to the head: every link, every hash, and, with

@@ -8,8 +8,11 @@ use time::OffsetDateTime;
 /// What a version did to its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// The version created the resource (first written, or written again after a deletion).
     Created,
+    /// The version replaced the live resource's content.
     Updated,
+    /// The version deleted the resource (it has no body).
     Deleted,
 }
 
@@ -27,12 +30,15 @@ impl Change {
 /// One stored version of a resource.
 #[derive(Debug, Clone)]
 pub struct ResourceVersion {
+    /// The resource's type, e.g. `Patient`.
     pub resource_type: String,
+    /// The resource's logical id.
     pub id: String,
     /// `meta.versionId`, from 1 upwards.
     pub version: u64,
     /// `meta.lastUpdated`.
     pub last_updated: OffsetDateTime,
+    /// What this version did to the resource.
     pub change: Change,
     /// The resource as stored (compact JSON with `id` and `meta` filled in); `None` when deleted.
     pub body: Option<Arc<str>>,
@@ -50,10 +56,15 @@ impl ResourceVersion {
 /// A version about to be written inside a [`Transaction`].
 #[derive(Debug)]
 pub struct NewVersion<'a> {
+    /// The resource's type, e.g. `Patient`.
     pub resource_type: &'a str,
+    /// The resource's logical id.
     pub id: &'a str,
+    /// `meta.versionId` of the new version: one more than the current one, or 1.
     pub version: u64,
+    /// `meta.lastUpdated` of the new version.
     pub last_updated: OffsetDateTime,
+    /// What the new version does to the resource.
     pub change: Change,
     /// The JSON to store (already carrying `id` and `meta`); `None` for a deletion.
     pub body: Option<&'a str>,
@@ -76,6 +87,7 @@ pub struct HistoryQuery {
     pub since: Option<OffsetDateTime>,
     /// Only versions with a sequence below this (paging cursor).
     pub before_sequence: Option<i64>,
+    /// At most this many versions.
     pub count: usize,
 }
 

@@ -60,30 +60,56 @@ impl ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A malformed request or resource; the issues say what is wrong (400).
     #[error("invalid: {}", summary(.0))]
     Invalid(Vec<Issue>),
+    /// The resource (or version) does not exist (404).
     #[error("{resource_type}/{id} not found")]
-    NotFound { resource_type: String, id: String },
+    NotFound {
+        /// The type asked for.
+        resource_type: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// The resource was deleted (410).
     #[error("{resource_type}/{id} was deleted")]
-    Gone { resource_type: String, id: String, version: u64 },
+    Gone {
+        /// The deleted resource's type.
+        resource_type: String,
+        /// The deleted resource's id.
+        id: String,
+        /// The version number of its deletion.
+        version: u64,
+    },
+    /// An `If-Match` or version check failed, or a conditional operation matched several (412).
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
+    /// The request conflicts with the current state (409).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Well-formed but breaks a business rule, e.g. a reference to nothing (422).
     #[error("unprocessable: {}", summary(.0))]
     Unprocessable(Vec<Issue>),
+    /// A feature the server does not support (400 with `not-supported`).
     #[error("not supported: {0}")]
     NotSupported(String),
     /// The caller may not do this; the text says why (it names no data).
     #[error("{0}")]
     Forbidden(String),
+    /// The storage engine failed (500).
     #[error("storage error: {0}")]
     Storage(String),
+    /// The store is shutting down or overloaded (503).
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// The error of one entry of a Bundle; its issues are located at `Bundle.entry[index]`.
     #[error("Bundle.entry[{index}]: {error}")]
-    InEntry { index: usize, error: Box<Error> },
+    InEntry {
+        /// The entry's position in `Bundle.entry`, from 0.
+        index: usize,
+        /// What went wrong with it.
+        error: Box<Error>,
+    },
 }
 
 fn summary(issues: &[Issue]) -> String {

@@ -30,6 +30,7 @@ pub enum WriteKind {
 /// The result of a write: what happened and the version now current.
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
+    /// What the write did.
     pub kind: WriteKind,
     /// The version written (or matched); `None` only for `NothingToDelete`.
     pub version: Option<ResourceVersion>,

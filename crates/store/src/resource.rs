@@ -12,11 +12,16 @@ const INSTANT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// Formats `t` as a FHIR instant in UTC (`2026-11-25T09:01:02.123456Z`).
+#[allow(
+    clippy::expect_used,
+    reason = "an OffsetDateTime has every component INSTANT names, and a String cannot fail to write"
+)]
 pub fn format_instant(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(INSTANT).expect("a UTC instant always formats")
 }
 
 /// Now, truncated to whole microseconds (what backends keep).
+#[allow(clippy::expect_used, reason = "whole microseconds are fewer than 10^9 nanoseconds, always in range")]
 pub(crate) fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).expect("truncated nanoseconds are in range")
@@ -89,7 +94,7 @@ pub(crate) fn validate_all(resources: &[&Value]) -> Vec<Vec<Issue>> {
             .chunks(chunk)
             .map(|part| scope.spawn(move || part.iter().map(|r| fhir::validate(r)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("validation does not panic")).collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
 
@@ -120,10 +125,11 @@ pub(crate) fn stamp(resource: &mut Value, id: &str, version: u64, last_updated: 
         meta.insert("lastUpdated".into(), Value::String(format_instant(last_updated)));
         Value::Object(meta)
     };
-    if object.contains_key("id") && object.contains_key("meta") {
-        object.insert("id".into(), Value::String(id.to_string()));
-        let meta = object.get_mut("meta").expect("checked above");
+    if object.contains_key("id")
+        && let Some(meta) = object.get_mut("meta")
+    {
         *meta = stamped_meta(Some(meta.take()));
+        object.insert("id".into(), Value::String(id.to_string()));
         return;
     }
     let old = std::mem::take(object);

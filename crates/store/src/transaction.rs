@@ -243,17 +243,18 @@ fn resolve_conditional(
         return Ok(local.clone());
     }
     let criteria = conditional_criteria(query, resource_type)?;
-    let mut found = criteria.find_to_read(tx, resource_type)?;
-    let local = match found.len() {
-        1 => format!("{resource_type}/{}", found.pop().expect("one match")),
-        0 => {
+    let found = criteria.find_to_read(tx, resource_type)?;
+    let local = match found.as_slice() {
+        [one] => format!("{resource_type}/{one}"),
+        [] => {
             let issue = Issue::error(
                 IssueCode::BusinessRule,
                 format!("the conditional reference to {resource_type} matches no resource"),
             );
             return Err(Error::Unprocessable(vec![issue]));
         }
-        n => {
+        many => {
+            let n = many.len();
             return Err(Error::PreconditionFailed(format!(
                 "the conditional reference to {resource_type} matches {n} resources, not one"
             )));
