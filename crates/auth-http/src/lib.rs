@@ -4,9 +4,6 @@
 //! `/auth/token`, `/auth/introspect`, `/auth/revoke`, `/auth/jwks`. What each refusal is
 //! answered with is decided in one place, [`errors`].
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod client_keys;
 mod errors;
 mod pages;

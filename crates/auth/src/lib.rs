@@ -37,9 +37,6 @@
 //! data directory, or a file named by the operator for PostgreSQL (servers sharing the database
 //! share that file; the database alone does not open them).
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod authority;
 mod crypto;
 mod grant;

@@ -2,9 +2,6 @@
 //! (or, for `load`, against a running server), printing the figures the issues set goals for.
 //! With no subcommand: Synthea ingest rate, read-by-id and durable write throughput.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod access_control;
 mod backends;
 mod client;

@@ -14,9 +14,6 @@
 //! - [`elements`] and [`read`]: reading FHIR elements as a chart shows them, and the record
 //!   through the door.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod elements;
 mod error;
 pub mod lists;

@@ -2,6 +2,8 @@
 //! newest first, even where a laboratory panel's results share one instant across a page
 //! boundary; the filters narrow it; sources come from the resource, its Provenance or its visit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
 use access::{Door, Who};
 use chart::timeline::{self, Cursor, Filters};
 use serde_json::{Value, json};

@@ -2,9 +2,6 @@
 //! opening the configured store (`open_store`, `DatabaseArg`), the data directory kept private,
 //! importing FHIR files (`import`), and the audit trail's key (`audit`).
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod audit;
 pub mod import;
 

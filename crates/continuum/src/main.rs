@@ -2,9 +2,6 @@
 //! migrate stores, administer users, clients, HL7 partners and the audit trail). Benchmarks
 //! are `continuum-bench`'s (crates/bench).
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod access;
 mod hl7;
 mod migrate;

@@ -3,9 +3,6 @@
 //! ([`access::Access::everything`]), which allows, narrows and audits it; edges render the
 //! page it returns (a `searchset` Bundle for the FHIR API).
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 use access::{Access, Error, Everything};
 use search::query::SearchQuery;
 use store::SearchPage;

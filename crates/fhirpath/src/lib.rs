@@ -40,11 +40,6 @@
 //!   the `fhir` crate embeds and expands (others are an error); `conformsTo()` knows the core
 //!   type URLs (others are an error); `htmlChecks()` is always true.
 
-// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
-// crate meets them.
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod eval;
 mod functions;
 mod item;

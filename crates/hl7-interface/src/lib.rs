@@ -22,11 +22,6 @@
 //! The message log lives behind [`store::MessageLog`], so every backend can keep it. Errors
 //! sent back in ACKs and written to logs never carry message content.
 
-// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
-// crate meets them.
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod ingest;
 pub mod listener;
 mod map;

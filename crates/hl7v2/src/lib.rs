@@ -14,11 +14,6 @@
 //!
 //! Reading never panics, whatever the input; error texts never carry message content.
 
-// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
-// crate meets them.
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod ack;
 mod batch;
 mod delimiters;

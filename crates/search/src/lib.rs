@@ -5,11 +5,6 @@
 //! times as Unix microseconds, [`micros`], which the stores keep too). `store-sql` turns a
 //! [`query::SearchQuery`] into SQL for the backends.
 
-// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
-// crate meets them.
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod index;
 pub mod query;
 pub mod registry;

@@ -4,9 +4,6 @@
 //! (As `sqlx-test` serves sqlx's drivers.) The authorization server's store is proven the same
 //! way: the checks of [`auth`], listed by [`auth_store_tests!`].
 
-// Lints met by this crate ahead of the workspace; they move to `[workspace.lints]` once every
-// crate meets them.
-#![warn(missing_docs)]
 // Not `clippy::unwrap_used`/`expect_used`: this whole crate is test code, compiled as a library
 // only so that every backend's tests can run it; a check reports a failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]

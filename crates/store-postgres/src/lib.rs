@@ -20,9 +20,6 @@
 //! advisory lock on the resource type, against which every write takes it shared. Each read
 //! that follows a lock is a new statement, so it sees everything committed before the lock.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod audit;
 pub mod auth;
 mod conn;

@@ -10,9 +10,6 @@
 //! parameter ([`Value`]); only table and column names, chosen here or by the dialect, are
 //! spliced into the text.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod builder;
 mod conditions;
 mod dialect;

@@ -3,9 +3,6 @@
 //! the WAL) before its callers are answered, a checkpointer, and a small pool of read-only
 //! connections for reads.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod audit;
 pub mod auth;
 mod checkpoint;

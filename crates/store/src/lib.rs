@@ -3,9 +3,6 @@
 //! history row, index rows) in one database transaction → commit. Backends implement
 //! [`Backend`] and [`Transaction`]; only backend crates know SQL.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod audit;
 pub mod backend;
 pub mod bundle;

@@ -8,7 +8,6 @@
 //! never of a shipping crate. It depends on no workspace crate, so that any crate's tests may
 //! use it without a cycle, and it hands out URLs and `postgres::Client`s, never a store's types.
 
-#![warn(missing_docs)]
 // Not `clippy::unwrap_used`/`expect_used`: this whole crate is test scaffolding, a library only
 // so that the tests and benchmarks of every crate can share it; a failure panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test scaffolding: a failure panics, like assert!")]

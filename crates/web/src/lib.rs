@@ -17,9 +17,6 @@
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
-#![warn(missing_docs)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod clinical;
 mod display;
 mod error;
