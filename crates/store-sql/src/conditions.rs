@@ -20,7 +20,7 @@ fn like_escape(text: &str) -> String {
 /// SQL comparing a stored range `[low, high]` (columns) with a search range per `prefix`.
 /// Only the bounds a prefix uses are bound: PostgreSQL refuses a parameter it cannot type.
 pub(crate) fn date_condition<D: Dialect>(
-    b: &mut Builder<D>,
+    b: &mut Builder<'_, D>,
     low: &str,
     high: &str,
     prefix: Prefix,
@@ -54,7 +54,7 @@ pub(crate) fn date_condition<D: Dialect>(
 
 /// SQL comparing a stored number column with a search value and its precision range.
 fn number_condition<D: Dialect>(
-    b: &mut Builder<D>,
+    b: &mut Builder<'_, D>,
     col: &str,
     prefix: Prefix,
     value: f64,
@@ -76,7 +76,7 @@ fn number_condition<D: Dialect>(
 }
 
 /// SQL for one condition on the index row alias `t`.
-pub(crate) fn condition_sql<D: Dialect>(b: &mut Builder<D>, condition: &Condition, t: &str) -> String {
+pub(crate) fn condition_sql<D: Dialect>(b: &mut Builder<'_, D>, condition: &Condition, t: &str) -> String {
     match condition {
         Condition::String { value, mode } => match mode {
             StringMatch::Start => {
@@ -172,7 +172,7 @@ pub(crate) fn condition_sql<D: Dialect>(b: &mut Builder<D>, condition: &Conditio
 
 /// `SELECT rid …` of the resources with one composite value whose components match `parts`
 /// (rows of one rid and one grp).
-pub(crate) fn composite_rids<D: Dialect>(b: &mut Builder<D>, parts: &[(i64, ParamKind, Condition)]) -> String {
+pub(crate) fn composite_rids<D: Dialect>(b: &mut Builder<'_, D>, parts: &[(i64, ParamKind, Condition)]) -> String {
     let first = b.alias("k");
     let mut sql = String::new();
     let mut joins = Vec::new();

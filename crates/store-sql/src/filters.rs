@@ -21,7 +21,7 @@ pub(crate) fn table(kind: ParamKind) -> &'static str {
 }
 
 /// The `WHERE` of the resource rows a search matches, for the row alias `r`.
-pub(crate) fn where_clause<D: Dialect>(b: &mut Builder<D>, query: &SearchQuery, r: &str) -> String {
+pub(crate) fn where_clause<D: Dialect>(b: &mut Builder<'_, D>, query: &SearchQuery, r: &str) -> String {
     let live = b.dialect.live(r);
     // Containers are of any type: what is searched is what they contain.
     if query.contained == Contained::Only {
@@ -40,7 +40,7 @@ pub(crate) fn where_clause<D: Dialect>(b: &mut Builder<D>, query: &SearchQuery, 
 }
 
 /// The type constraint and filters of a search on the searched types themselves.
-fn typed_clause<D: Dialect>(b: &mut Builder<D>, query: &SearchQuery, r: &str) -> String {
+fn typed_clause<D: Dialect>(b: &mut Builder<'_, D>, query: &SearchQuery, r: &str) -> String {
     let mut parts = vec![D::TRUE.to_string()];
     match query.types.as_slice() {
         [] => {}
@@ -93,7 +93,7 @@ pub(crate) fn selectivity(filter: &Filter, only_type: Option<&str>) -> Option<u8
 }
 
 /// `SELECT` of the row keys a driving filter matches, through the index of its values.
-fn rid_set<D: Dialect>(b: &mut Builder<D>, filter: &Filter, only_type: Option<&str>) -> Option<String> {
+fn rid_set<D: Dialect>(b: &mut Builder<'_, D>, filter: &Filter, only_type: Option<&str>) -> Option<String> {
     let row_key = D::ROW_KEY;
     match filter {
         Filter::Is { resource_type, id } => {
@@ -123,7 +123,7 @@ fn rid_set<D: Dialect>(b: &mut Builder<D>, filter: &Filter, only_type: Option<&s
 }
 
 /// SQL checking one non-driving filter on row `r`: index rows are looked up by `rid`.
-fn check_sql<D: Dialect>(b: &mut Builder<D>, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
+fn check_sql<D: Dialect>(b: &mut Builder<'_, D>, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
     let row_key = D::ROW_KEY;
     match filter {
         Filter::Param { keys, kind, conditions } if *kind != ParamKind::Composite => {
@@ -156,7 +156,7 @@ fn check_sql<D: Dialect>(b: &mut Builder<D>, filter: &Filter, r: &str, single_ty
 }
 
 /// `SELECT rid …` of the index rows of `keys` meeting any of `conditions`.
-fn param_rids<D: Dialect>(b: &mut Builder<D>, keys: &[i64], kind: ParamKind, conditions: &[Condition]) -> String {
+fn param_rids<D: Dialect>(b: &mut Builder<'_, D>, keys: &[i64], kind: ParamKind, conditions: &[Condition]) -> String {
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
     let seek = if b.dialect.seeks_reference_ids() { reference_seek(b, conditions, &t) } else { String::new() };
@@ -168,7 +168,7 @@ fn param_rids<D: Dialect>(b: &mut Builder<D>, keys: &[i64], kind: ParamKind, con
 /// For several references by id (`target=Observation/1,Observation/2,…`): ` AND t.target_id
 /// IN (…)`, so that the ids are sought in the `(param, target_id, …)` index (see
 /// [`Dialect::seeks_reference_ids`]). The pairs still decide; this only narrows.
-fn reference_seek<D: Dialect>(b: &mut Builder<D>, conditions: &[Condition], t: &str) -> String {
+fn reference_seek<D: Dialect>(b: &mut Builder<'_, D>, conditions: &[Condition], t: &str) -> String {
     let ids: Option<Vec<String>> = conditions
         .iter()
         .map(|c| match c {
@@ -183,7 +183,7 @@ fn reference_seek<D: Dialect>(b: &mut Builder<D>, conditions: &[Condition], t: &
 }
 
 /// `= $n` for one id, `IN ($n, …)` for several.
-fn target_ids<D: Dialect>(b: &mut Builder<D>, ids: &[String]) -> String {
+fn target_ids<D: Dialect>(b: &mut Builder<'_, D>, ids: &[String]) -> String {
     match ids {
         [one] => format!("= {}", b.bind(one.as_str())),
         _ => format!("IN ({})", b.bind_list(ids)),
@@ -191,7 +191,7 @@ fn target_ids<D: Dialect>(b: &mut Builder<D>, ids: &[String]) -> String {
 }
 
 /// `SELECT rid …` of the resources in the compartment of `target_type/id` for one of `ids`.
-fn compartment_rids<D: Dialect>(b: &mut Builder<D>, keys: &[i64], target_type: &str, ids: &[String]) -> String {
+fn compartment_rids<D: Dialect>(b: &mut Builder<'_, D>, keys: &[i64], target_type: &str, ids: &[String]) -> String {
     let t = b.alias("t");
     let keys = b.bind_keys(keys);
     let ty = b.bind(target_type);
@@ -203,7 +203,7 @@ fn compartment_rids<D: Dialect>(b: &mut Builder<D>, keys: &[i64], target_type: &
 }
 
 /// SQL for one filter on row alias `r` (`single_type`: the type of `r` when known).
-fn filter_sql<D: Dialect>(b: &mut Builder<D>, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
+fn filter_sql<D: Dialect>(b: &mut Builder<'_, D>, filter: &Filter, r: &str, single_type: Option<&str>) -> String {
     let row_key = D::ROW_KEY;
     match filter {
         Filter::Nothing => D::FALSE.into(),
@@ -294,7 +294,7 @@ fn filter_sql<D: Dialect>(b: &mut Builder<D>, filter: &Filter, r: &str, single_t
 }
 
 /// A chain on row `r`: a reference of `keys` to a `target_type` resource matching `inner`.
-fn chain_sql<D: Dialect>(b: &mut Builder<D>, r: &str, keys: &[i64], target_type: &str, inner: &Filter) -> String {
+fn chain_sql<D: Dialect>(b: &mut Builder<'_, D>, r: &str, keys: &[i64], target_type: &str, inner: &Filter) -> String {
     let row_key = D::ROW_KEY;
     let t = b.alias("t");
     let c = b.alias("c");
@@ -314,7 +314,7 @@ fn chain_sql<D: Dialect>(b: &mut Builder<D>, r: &str, keys: &[i64], target_type:
 
 /// `_has` on row `r`: a `source_type` resource matching `inner` refers to it through `key`.
 fn has_sql<D: Dialect>(
-    b: &mut Builder<D>,
+    b: &mut Builder<'_, D>,
     r: &str,
     single_type: Option<&str>,
     source_type: &str,

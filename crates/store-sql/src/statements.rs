@@ -56,7 +56,7 @@ pub fn count<D: Dialect>(dialect: &D, query: &SearchQuery) -> Statement {
 }
 
 /// `ORDER BY` of a search: its sort keys, then the row key.
-fn order_by<D: Dialect>(b: &mut Builder<D>, sort: &[(SortKey, bool)], r: &str) -> String {
+fn order_by<D: Dialect>(b: &mut Builder<'_, D>, sort: &[(SortKey, bool)], r: &str) -> String {
     let row_key = D::ROW_KEY;
     let mut keys = Vec::new();
     for (key, descending) in sort {
