@@ -20,6 +20,7 @@ fn put(records: &Records, resource: Value) {
 
 fn patient(id: &str, org: &str) -> Value {
     json!({"resourceType": "Patient", "id": id, "name": [{"family": format!("Fam{id}")}],
+           "identifier": [{"system": "urn:test:mrn", "value": format!("mrn-{id}")}],
            "managingOrganization": {"reference": format!("Organization/{org}")}})
 }
 
@@ -235,4 +236,18 @@ async fn the_api_and_the_web_apps_service_calls_give_the_same_answers() {
     for expected in [200, 201, 403, 404] {
         assert!(statuses.contains(&expected), "the table has a {expected}: {statuses:?}");
     }
+
+    // Matching by identifier (how an interface finds what it received in the record) is
+    // checked like any read: a caller gets back only the patients in their reach.
+    let bearer = format!("Bearer {token}");
+    let (matched, handle) = tokio::task::block_in_place(|| {
+        let access = door.enter(door.authenticate(Some(&bearer), None).unwrap());
+        let ids = |p: &str| -> Vec<String> {
+            let found = access.by_identifier("Patient", Some("urn:test:mrn"), &format!("mrn-{p}")).unwrap();
+            found.into_iter().map(|v| v.id).collect()
+        };
+        ((ids("mine"), ids("shared"), ids("other")), access)
+    });
+    handle.settle().await.unwrap();
+    assert_eq!(matched, (vec!["mine".to_string()], vec!["shared".to_string()], Vec::<String>::new()));
 }
