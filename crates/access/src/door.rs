@@ -874,10 +874,7 @@ impl Access {
 /// break-the-glass flag).
 pub fn actor(caller: &Caller, address: Option<SocketAddr>, patient: Option<&str>) -> Agent {
     let principal = &caller.principal;
-    let name = match &principal.subject {
-        auth::Subject::User { username, .. } => username.clone(),
-        auth::Subject::Service { client_id } => client_id.clone(),
-    };
+    let name = principal.subject.name().to_string();
     Agent {
         who: principal.fhir_user(),
         name,

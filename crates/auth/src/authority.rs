@@ -169,6 +169,17 @@ pub enum Subject {
     },
 }
 
+impl Subject {
+    /// The name it acts under (in the audit trail, on pages): a user's sign-in name, a
+    /// service's `client_id`.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::User { username, .. } => username,
+            Subject::Service { client_id } => client_id,
+        }
+    }
+}
+
 /// What a valid bearer token stands for: the input of the policy engine.
 #[derive(Debug, Clone)]
 pub struct Principal {

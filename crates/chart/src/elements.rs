@@ -45,6 +45,11 @@ pub fn instant(text: &str) -> Option<OffsetDateTime> {
     Some(date.midnight().assume_utc())
 }
 
+/// An instant written as RFC 3339 (a search value, an HTML `datetime`).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 /// `7.2 %` of a Quantity.
 pub fn quantity(value: &Value) -> Option<String> {
     let number = value.get("value")?;

@@ -9,7 +9,7 @@
 //! after the previous one whatever share one instant (a laboratory panel's results do): no
 //! entry is shown twice and none is skipped.
 
-use crate::elements::{self, concept, observation_value};
+use crate::elements::{self, concept, observation_value, rfc3339};
 use crate::lists::medication_name;
 use crate::read::{search, search_if_allowed};
 use crate::{Error, Result};
@@ -475,10 +475,6 @@ fn provenance_organization(provenance: &Value) -> Option<String> {
             .find(|r| r.starts_with("Organization/"))
             .map(str::to_string)
     })
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The organization a resource names as its source, if any: (reference, display).

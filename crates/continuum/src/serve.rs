@@ -353,10 +353,7 @@ impl server::message_log::AdminGate for AdministratorsOnly {
         // A blocking store call from an async handler (the runtime is multi-threaded).
         let principal =
             tokio::task::block_in_place(|| self.0.validate_bearer(bearer)).map_err(|_| Refusal::Unauthenticated)?;
-        let name = match &principal.subject {
-            auth::Subject::User { username, .. } => username.clone(),
-            auth::Subject::Service { client_id } => client_id.clone(),
-        };
+        let name = principal.subject.name().to_string();
         let actor = store::Agent {
             who: principal.fhir_user(),
             name,

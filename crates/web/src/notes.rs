@@ -72,11 +72,10 @@ fn note_form(
     problems: &FormProblems,
     amending: bool,
 ) -> Markup {
-    let sees_sensitive = session.caller.sees_behavioral_health();
     let content = html! {
         h2 { @if amending { "Amend note" } @else { "New note" } }
         @if !amending {
-            nav aria-label="Templates" class="tabs" { ul { @for t in TEMPLATES.iter().filter(|t| !t.sensitive || sees_sensitive) {
+            nav aria-label="Templates" class="tabs" { ul { @for t in TEMPLATES.iter().filter(|t| chart::notes::may_use(Some(&session.caller), t)) {
                 li { @if t.key == template.key { a href={ "?template=" (t.key) } aria-current="page" { (t.label) } }
                      @else { a href={ "?template=" (t.key) } { (t.label) } } }
             } } }
@@ -122,7 +121,7 @@ pub(crate) async fn new_note(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let template = query.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
-    if template.sensitive && !session.caller.sees_behavioral_health() {
+    if !chart::notes::may_use(Some(&session.caller), template) {
         return Err(chart::Error::BehavioralHealthOnly.into());
     }
     let id = patient.clone();
@@ -170,7 +169,7 @@ pub(crate) async fn create_note(
 ) -> Result<Response, WebError> {
     session.check_form(&raw)?;
     let template = raw.get("template").and_then(|t| template(t)).unwrap_or(&TEMPLATES[0]);
-    if template.sensitive && !session.caller.sees_behavioral_health() {
+    if !chart::notes::may_use(Some(&session.caller), template) {
         return Err(chart::Error::BehavioralHealthOnly.into());
     }
     let form = NoteForm::read(&raw, template);

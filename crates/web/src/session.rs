@@ -44,10 +44,7 @@ impl Session {
 
     /// The name shown in the header.
     pub(crate) fn username(&self) -> String {
-        match &self.caller.principal.subject {
-            auth::Subject::User { username, .. } => username.clone(),
-            auth::Subject::Service { client_id } => client_id.clone(),
-        }
+        self.caller.principal.subject.name().to_string()
     }
 
     /// Refuses a form post without this session's CSRF value.

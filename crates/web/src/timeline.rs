@@ -9,13 +9,9 @@ use crate::pages::open_chart;
 use crate::session::Session;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use chart::elements::rfc3339;
 use chart::timeline::{Filters, KINDS, TimelinePage};
 use maud::html;
-use time::OffsetDateTime;
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
 
 /// `GET /app/patients/{id}/timeline?type=&from=&to=&org=&before=`.
 pub(crate) async fn page(
