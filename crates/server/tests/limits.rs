@@ -178,6 +178,18 @@ impl store::Backend for SlowSearch {
     fn count_by_type(&self) -> store::Result<Vec<(String, u64)>> {
         self.0.count_by_type()
     }
+    fn latest_sequence(&self) -> store::Result<i64> {
+        self.0.latest_sequence()
+    }
+    fn snapshot(
+        &self,
+        t: &str,
+        as_of: i64,
+        after: &str,
+        count: usize,
+    ) -> store::Result<(Vec<store::ResourceVersion>, Option<String>)> {
+        self.0.snapshot(t, as_of, after, count)
+    }
     fn search(&self, q: &search::query::SearchQuery, limit: usize) -> store::Result<Vec<i64>> {
         std::thread::sleep(SLOW_SEARCH);
         self.0.search(q, limit)

@@ -40,6 +40,7 @@ macro_rules! records_tests {
             batch_entries_succeed_or_fail_alone,
             invalid_resources_are_refused_with_their_location,
             searches_with_thousands_of_alternatives,
+            snapshots_show_the_store_as_it_stood_at_the_cut,
         );
     };
     (@each $store:path; $($name:ident,)*) => {

@@ -648,3 +648,71 @@ pub fn searches_with_thousands_of_alternatives(records: &Records) {
     let created = records.create(patient("C"), Some(&many("absent"))).unwrap();
     assert_eq!(created.kind, WriteKind::Created);
 }
+
+/// A snapshot at a cut shows each resource as it stood then, in id order, page by page,
+/// whatever is written after the cut: updated resources in their old version, deleted ones
+/// still there, new ones absent.
+pub fn snapshots_show_the_store_as_it_stood_at_the_cut(records: &Records) {
+    let backend = records.backend();
+    let ids: Vec<String> =
+        ["Ames", "Baker", "Cole", "Dunn", "Ellis"].iter().map(|f| create(records, patient(f))).collect();
+    let observation = create(records, observation(&format!("Patient/{}", ids[0])));
+    let cut = backend.latest_sequence().unwrap();
+    assert!(cut > 0);
+
+    let mut changed = patient("Ames-Changed");
+    changed["id"] = json!(ids[0]);
+    records.update("Patient", &ids[0], changed, None).unwrap();
+    records.delete("Patient", &ids[1], None).unwrap();
+    let added = create(records, patient("Fox"));
+    assert!(backend.latest_sequence().unwrap() > cut);
+
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (page, next) = backend.snapshot("Patient", cut, &after, 2).unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page);
+        match next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), expected, "every patient of the cut, by id");
+    assert!(!seen.iter().any(|v| v.id == added), "written after the cut");
+    let ames = seen.iter().find(|v| v.id == ids[0]).unwrap();
+    assert_eq!((ames.version, body(ames)["name"][0]["family"].clone()), (1, json!("Ames")));
+    assert!(seen.iter().all(|v| v.sequence <= cut && v.body.is_some()));
+
+    // Now, the deletion and the new patient show.
+    let (now, _) = backend.snapshot("Patient", backend.latest_sequence().unwrap(), "", 100).unwrap();
+    assert!(now.iter().any(|v| v.id == added) && !now.iter().any(|v| v.id == ids[1]));
+    let (observations, next) = backend.snapshot("Observation", cut, "", 100).unwrap();
+    assert_eq!((observations.len(), observations[0].id.clone(), next), (1, observation, None));
+}
+
+/// Job states are kept by id, replaced on save, listed by kind and removed.
+pub fn job_states_are_kept(jobs: &dyn store::JobStore) {
+    use store::StoredJob;
+    let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let job = |id: &str, kind: &str, state: &str, offset: i64| StoredJob {
+        id: id.into(),
+        kind: kind.into(),
+        state: state.into(),
+        updated_at: at + time::Duration::seconds(offset),
+    };
+    jobs.save_job(&job("b", "bulk-export", r#"{"step":1}"#, 2)).unwrap();
+    jobs.save_job(&job("a", "bulk-export", r#"{"step":1}"#, 1)).unwrap();
+    jobs.save_job(&job("c", "bulk-import", "{}", 0)).unwrap();
+    jobs.save_job(&job("b", "bulk-export", r#"{"step":2}"#, 3)).unwrap();
+    assert_eq!(jobs.job("b").unwrap(), Some(job("b", "bulk-export", r#"{"step":2}"#, 3)));
+    assert_eq!(jobs.job("nope").unwrap(), None);
+    let listed: Vec<String> = jobs.jobs("bulk-export").unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(listed, ["a", "b"]);
+    assert!(jobs.remove_job("a").unwrap());
+    assert!(!jobs.remove_job("a").unwrap());
+    assert_eq!(jobs.jobs("bulk-export").unwrap().len(), 1);
+    assert_eq!(jobs.jobs("bulk-import").unwrap().len(), 1);
+}

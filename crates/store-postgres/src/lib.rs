@@ -24,6 +24,7 @@ mod audit;
 pub mod auth;
 mod conn;
 mod index_rows;
+mod jobs;
 mod layout;
 mod messages;
 mod outbox;
@@ -35,6 +36,7 @@ mod shard;
 mod writer;
 
 use conn::{Conn, Manager};
+pub use jobs::PostgresJobStore;
 pub use messages::PostgresMessageLog;
 pub use outbox::PostgresOutbox;
 pub use replicas::ReadRouting;
@@ -158,6 +160,21 @@ impl Backend for PostgresBackend {
 
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
         self.read(queries::count_by_type)
+    }
+
+    fn latest_sequence(&self) -> Result<i64> {
+        // From the primary: a standby may not have replayed the latest commits.
+        queries::latest_sequence(&mut *crate::pooled(&self.pool)?)
+    }
+
+    fn snapshot(
+        &self,
+        resource_type: &str,
+        as_of: i64,
+        after_id: &str,
+        count: usize,
+    ) -> Result<(Vec<ResourceVersion>, Option<String>)> {
+        queries::snapshot(&mut *crate::pooled(&self.pool)?, resource_type, as_of, after_id, count)
     }
 
     fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {

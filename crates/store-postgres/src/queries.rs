@@ -385,6 +385,56 @@ pub(crate) fn history_total(conn: &mut Connection, query: &HistoryQuery) -> Resu
     to_u64(row.try_get(0).map_err(storage("history"))?)
 }
 
+/// The sequence of the latest version written (0 in an empty store). Sequences come from a
+/// PostgreSQL sequence, taken when a version is written: a transaction still in flight may
+/// commit a version below this cut after it is read, which a snapshot then includes (the
+/// SQLite backend, with its single writer, has no such window).
+pub(crate) fn latest_sequence(conn: &mut Connection) -> Result<i64> {
+    let row = conn
+        .query_one("SELECT COALESCE(MAX(sequence), 0)::bigint FROM resource_version", &[])
+        .map_err(storage("snapshot"))?;
+    row.try_get(0).map_err(storage("snapshot"))
+}
+
+/// A page of `resource_type` as it stood at sequence `as_of` (see `Backend::snapshot`): the
+/// current rows in id order, and for those written since the cut, the latest version at or
+/// below it from the history.
+pub(crate) fn snapshot(
+    conn: &mut Connection,
+    resource_type: &str,
+    as_of: i64,
+    after_id: &str,
+    count: usize,
+) -> Result<(Vec<ResourceVersion>, Option<String>)> {
+    let (_, current) = table_of(resource_type, "resource_current");
+    let (_, history) = table_of(resource_type, "resource_version");
+    let limit = i64::try_from(count.max(1)).unwrap_or(i64::MAX);
+    let sql =
+        format!("SELECT {VERSION_COLUMNS} FROM {current} WHERE resource_type = $1 AND id > $2 ORDER BY id LIMIT $3");
+    let rows = conn.query(&sql, &[&resource_type, &after_id, &limit]).map_err(storage("snapshot"))?;
+    let rows = rows.iter().map(version_row).collect::<Result<Vec<_>>>()?;
+    let next = if rows.len() < count.max(1) { None } else { rows.last().map(|v| v.id.clone()) };
+    let older = format!(
+        "SELECT {VERSION_COLUMNS} FROM {history}
+         WHERE resource_type = $1 AND id = $2 AND sequence <= $3 ORDER BY sequence DESC LIMIT 1"
+    );
+    let mut out = Vec::with_capacity(rows.len());
+    for version in rows {
+        let version = if version.sequence <= as_of {
+            version
+        } else {
+            match conn.query_opt(&older, &[&resource_type, &version.id, &as_of]).map_err(storage("snapshot"))? {
+                Some(row) => version_row(&row)?,
+                None => continue,
+            }
+        };
+        if !version.is_deleted() {
+            out.push(version);
+        }
+    }
+    Ok((out, next))
+}
+
 /// Number of live resources per type, by type name.
 pub(crate) fn count_by_type(conn: &mut Connection) -> Result<Vec<(String, u64)>> {
     let fail = storage("count");

@@ -209,6 +209,19 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX interface_message_key ON interface_message (partner, sender, control_id, status);
     "#,
     ),
+    // 7: the state of long-running jobs (Bulk Data exports and imports), as JSON text. Not
+    // patient-owned.
+    Migration::Sql(
+        r#"
+    CREATE TABLE job (
+        id         TEXT COLLATE "C" PRIMARY KEY,
+        kind       TEXT COLLATE "C" NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at BIGINT NOT NULL   -- unix microseconds
+    );
+    CREATE INDEX job_kind ON job (kind, updated_at);
+    "#,
+    ),
 ];
 
 /// One schema migration.

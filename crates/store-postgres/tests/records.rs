@@ -25,6 +25,13 @@ fn store() -> (scratch::Database, Records) {
 store_behaviour::records_tests!(store);
 
 #[test]
+fn job_states_are_kept() {
+    let database = scratch::Database::create();
+    let backend = PostgresBackend::connect(&database.url).unwrap();
+    store_behaviour::records::job_states_are_kept(&backend.job_store());
+}
+
+#[test]
 fn message_log_keeps_messages_and_their_outcomes() {
     let database = scratch::Database::create();
     let backend = PostgresBackend::connect(&database.url).unwrap();

@@ -7,6 +7,7 @@ mod audit;
 pub mod auth;
 mod checkpoint;
 mod index_rows;
+mod jobs;
 mod messages;
 mod outbox;
 mod queries;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use store::{Backend, Error, HistoryQuery, ResourceVersion, Result, Work};
 use writer::Job;
 
+pub use jobs::SqliteJobStore;
 pub use messages::SqliteMessageLog;
 pub use outbox::SqliteOutbox;
 
@@ -162,6 +164,20 @@ impl Backend for SqliteBackend {
 
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
         queries::count_by_type(&*self.readers.get()?)
+    }
+
+    fn latest_sequence(&self) -> Result<i64> {
+        queries::latest_sequence(&*self.readers.get()?)
+    }
+
+    fn snapshot(
+        &self,
+        resource_type: &str,
+        as_of: i64,
+        after_id: &str,
+        count: usize,
+    ) -> Result<(Vec<ResourceVersion>, Option<String>)> {
+        queries::snapshot(&*self.readers.get()?, resource_type, as_of, after_id, count)
     }
 
     fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {

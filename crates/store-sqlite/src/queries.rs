@@ -247,6 +247,61 @@ pub(crate) fn history_total(conn: &Connection, query: &HistoryQuery) -> Result<u
     stmt.query_row(params_from_iter(values), |row| get_u64(row, 0)).map_err(storage("history"))
 }
 
+/// The sequence of the latest version written (0 in an empty store). The single writer
+/// assigns sequences in commit order, so every version at or below it is committed.
+pub(crate) fn latest_sequence(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(sequence), 0) FROM resource_version")
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+        .map_err(storage("snapshot"))
+}
+
+/// A page of `resource_type` as it stood at sequence `as_of` (see `Backend::snapshot`): the
+/// current rows in id order (the primary key's), and for those written since the cut, the
+/// latest version at or below it from the history.
+pub(crate) fn snapshot(
+    conn: &Connection,
+    resource_type: &str,
+    as_of: i64,
+    after_id: &str,
+    count: usize,
+) -> Result<(Vec<ResourceVersion>, Option<String>)> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_current WHERE resource_type = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+    );
+    let limit = i64::try_from(count.max(1)).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage("snapshot"))?;
+    let rows = stmt
+        .query_map(rusqlite::params![resource_type, after_id, limit], version_row)
+        .map_err(storage("snapshot"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(storage("snapshot"))?;
+    let next = if rows.len() < count.max(1) { None } else { rows.last().map(|v| v.id.clone()) };
+    let older = format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_version
+         WHERE resource_type = ?1 AND id = ?2 AND sequence <= ?3 ORDER BY sequence DESC LIMIT 1"
+    );
+    let mut out = Vec::with_capacity(rows.len());
+    for version in rows {
+        let version = if version.sequence <= as_of {
+            version
+        } else {
+            let mut stmt = conn.prepare_cached(&older).map_err(storage("snapshot"))?;
+            match stmt
+                .query_row(rusqlite::params![resource_type, version.id, as_of], version_row)
+                .optional()
+                .map_err(storage("snapshot"))?
+            {
+                Some(then) => then,
+                None => continue,
+            }
+        };
+        if !version.is_deleted() {
+            out.push(version);
+        }
+    }
+    Ok((out, next))
+}
+
 /// Number of live resources per type, by type name.
 pub(crate) fn count_by_type(conn: &Connection) -> Result<Vec<(String, u64)>> {
     let mut stmt = conn

@@ -216,6 +216,16 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX interface_message_key;
     CREATE INDEX interface_message_key ON interface_message (partner, sender, control_id, status);
     "#,
+    // 7: the state of long-running jobs (Bulk Data exports and imports), as JSON text.
+    r#"
+    CREATE TABLE job (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL   -- unix microseconds
+    );
+    CREATE INDEX job_kind ON job (kind, updated_at);
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

@@ -30,6 +30,13 @@ fn message_log_keeps_messages_and_their_outcomes() {
 }
 
 #[test]
+fn job_states_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    store_behaviour::records::job_states_are_kept(&backend.job_store().unwrap());
+}
+
+#[test]
 fn outbox_queues_with_the_write_and_delivers_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());

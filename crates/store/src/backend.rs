@@ -184,6 +184,22 @@ pub trait Backend: Send + Sync + 'static {
     fn versions_after(&self, after_sequence: i64, count: usize) -> Result<Vec<ResourceVersion>>;
     /// Ids of live resources of `resource_type` with a matching identifier.
     fn find_by_identifier(&self, resource_type: &str, system: Option<&str>, value: &str) -> Result<Vec<String>>;
+    /// The sequence of the latest committed version (0 in an empty store): the cut of a
+    /// consistent [`snapshot`](Backend::snapshot).
+    fn latest_sequence(&self) -> Result<i64>;
+    /// One page of the resources of `resource_type` as they stood at the cut `as_of` (a
+    /// [`latest_sequence`](Backend::latest_sequence)): those live then, each in its version
+    /// current then, in id order after `after_id` (`""` for the first page), looking at up to
+    /// `count` resources. A resource written since the cut is read from its history, so writes
+    /// going on change nothing a snapshot pages through. Returns the versions and the id to
+    /// page on from (`None`: no resource of the type is left).
+    fn snapshot(
+        &self,
+        resource_type: &str,
+        as_of: i64,
+        after_id: &str,
+        count: usize,
+    ) -> Result<(Vec<ResourceVersion>, Option<String>)>;
     /// Number of live resources per resource type.
     fn count_by_type(&self) -> Result<Vec<(String, u64)>>;
     /// Keys of the live resources matching `query`, in result order (its `_sort`, then

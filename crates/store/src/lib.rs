@@ -11,6 +11,7 @@ pub mod criteria;
 pub mod error;
 pub mod feed;
 pub mod guard;
+pub mod jobs;
 #[cfg(test)]
 mod memory;
 pub mod messages;
@@ -29,6 +30,7 @@ pub use criteria::Criteria;
 pub use error::{Error, ErrorKind, Result};
 pub use feed::{ChangeFeed, CommitListener, Committed};
 pub use guard::AccessGuard;
+pub use jobs::{JobStore, StoredJob};
 pub use messages::{InboundPartner, MessageLog, MessageQuery, MessageStatus, StoredMessage};
 pub use outbox::{Outbox, WriteHook};
 pub use records::{Records, WriteKind, WriteOutcome};
