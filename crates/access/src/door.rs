@@ -566,6 +566,29 @@ impl Access {
         result
     }
 
+    /// How the caller may see the resources of `resource_type` when a service streams many
+    /// of them (a bulk export): `Ok(None)` when it sees every one (nothing to check per
+    /// resource), `Ok(Some(check))` when each must pass [`TypeCheck::sees`], and 403 when
+    /// it may read none.
+    pub fn type_check(&self, resource_type: &str) -> Result<Option<TypeCheck>, Error> {
+        let restriction = self.allow(Interaction::Read, resource_type, &[])?;
+        match (restriction, self.policy_and_caller()) {
+            (Some(restriction), Some((policy, caller))) if is_restricted(&restriction) => Ok(Some(TypeCheck {
+                policy: policy.clone(),
+                caller: caller.clone(),
+                restriction,
+                resource_type: resource_type.to_string(),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Notes an operation over many resources (a bulk export or import, by its job) for the
+    /// audit: `entities` names what it concerned, `query` what was asked.
+    pub fn noted_operation(&self, entities: Vec<String>, query: &str, patient: Option<&str>, outcome: Outcome) {
+        self.note(Action::Execute, Subtype::Operation, outcome, entities, Some(query), patient, None);
+    }
+
     // ----- writes -----
 
     /// Creates `resource` (with `If-None-Exist` criteria, an existing match is handed out
@@ -653,6 +676,24 @@ impl Access {
             }
             _ => self.note_write(Action::Delete, Subtype::Delete, &result, Some(&entity)),
         }
+        result
+    }
+
+    /// Stores resources that carry their own ids (a bulk import) as creates or updates,
+    /// validated, in one transaction, references unchecked; each version checked as stored
+    /// and audited like any write.
+    pub fn load(&self, resources: Vec<Value>) -> Result<usize, Error> {
+        let result = (|| {
+            let mut types: Vec<&str> =
+                resources.iter().filter_map(|r| r.get("resourceType").and_then(Value::as_str)).collect();
+            types.sort_unstable();
+            types.dedup();
+            for resource_type in types {
+                self.allow(Interaction::Update, resource_type, &[])?;
+            }
+            Ok(self.writer(None).load(resources)?)
+        })();
+        self.note_write(Action::Update, Subtype::Update, &result, None);
         result
     }
 
@@ -866,6 +907,26 @@ impl Access {
                 patient.as_deref(),
                 None,
             );
+        }
+    }
+}
+
+/// The check of each resource of one type for a caller who sees only part of it (see
+/// [`Access::type_check`]).
+pub struct TypeCheck {
+    policy: Arc<Policy>,
+    caller: Arc<Caller>,
+    restriction: Restriction,
+    resource_type: String,
+}
+
+impl TypeCheck {
+    /// Whether the caller may see `resource` (of the type checked).
+    pub fn sees(&self, resource: &Value) -> Result<bool, Error> {
+        match self.policy.check_resource(&self.caller, &self.restriction, &self.resource_type, resource) {
+            Ok(()) => Ok(true),
+            Err(policy::Refusal::Hidden) | Err(policy::Refusal::Forbidden(_)) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -25,5 +25,5 @@ mod error;
 pub mod auditor;
 
 pub use auditor::{AuditUnavailable, Auditor};
-pub use door::{Access, Door, Everything, Who, actor};
+pub use door::{Access, Door, Everything, TypeCheck, Who, actor};
 pub use error::Error;

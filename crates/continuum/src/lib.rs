@@ -63,6 +63,8 @@ pub struct Store {
     pub outbox: Arc<dyn store::Outbox>,
     /// The audit trail.
     pub audit: Arc<dyn store::AuditLog>,
+    /// The state of Bulk Data jobs.
+    pub jobs: Arc<dyn store::JobStore>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     pub sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
 }
@@ -91,6 +93,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             message_log: Arc::new(backend.message_log()),
             outbox: Arc::new(backend.outbox()),
             audit: backend.clone(),
+            jobs: Arc::new(backend.job_store()),
             sqlite: None,
         });
     }
@@ -104,6 +107,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         message_log: Arc::new(backend.message_log().context("cannot open the HL7 message log")?),
         outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
         audit: backend.clone(),
+        jobs: Arc::new(backend.job_store().context("cannot open the job states")?),
         sqlite: Some(backend),
     })
 }

@@ -103,7 +103,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, audit } = crate::open_store(&args.data, &args.database)?;
+    let crate::Store { records, message_log, outbox, sqlite, audit, jobs } = crate::open_store(&args.data, &args.database)?;
     // Every audit entry this server appends is keyed (a rewrite of the trail without the key
     // is found by `continuum audit verify`).
     let key = args.audit_key.load_or_create(&args.data)?;
@@ -188,6 +188,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             };
             web_app = Some(web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?);
         }
+        // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
+        // beside the store, in the data directory.
+        let bulk = {
+            let (door, data) = (state.door().clone(), args.data.clone());
+            tokio::task::spawn_blocking(move || {
+                exchange::bulk::Bulk::open(door, jobs, exchange::bulk::BulkConfig::in_data_dir(&data))
+            })
+            .await
+            .context("opening the bulk data jobs panicked")?
+            .context("cannot open the bulk data jobs")?
+        };
+        state = state.with_bulk(bulk);
         // Reading the message log is audited like any access to the record.
         let admin_routes = server::message_log::routes(
             Arc::clone(&message_log),

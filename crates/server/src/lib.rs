@@ -6,6 +6,7 @@ pub mod audit;
 mod caller;
 mod capability;
 mod error;
+mod bulk_data;
 mod extract;
 mod format;
 mod headers;
@@ -83,6 +84,8 @@ struct StateInner {
     metrics_token: std::sync::OnceLock<Vec<u8>>,
     /// Whether `/metrics` is served beside the API (else on a listener of its own).
     metrics_here: std::sync::atomic::AtomicBool,
+    /// The Bulk Data jobs, when the server offers Bulk Data.
+    bulk: Option<exchange::bulk::Bulk>,
 }
 
 impl StateInner {
@@ -121,6 +124,7 @@ impl AppState {
                 auditor: None,
                 metrics_token: std::sync::OnceLock::new(),
                 metrics_here: std::sync::atomic::AtomicBool::new(true),
+                bulk: None,
             }),
         }
     }
@@ -152,6 +156,20 @@ impl AppState {
         inner.auditor = Some(auditor);
         inner.rebuild_door();
         self
+    }
+
+    /// Offers Bulk Data (`$export`, `$import`) through `bulk`, whose jobs must enter this
+    /// state's door ([`AppState::door`]): call after the policy and the auditor are set, and
+    /// before the state is shared.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_bulk(mut self, bulk: exchange::bulk::Bulk) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_bulk is called before the state is shared");
+        inner.bulk = Some(bulk);
+        self
+    }
+
+    fn bulk(&self) -> Option<&exchange::bulk::Bulk> {
+        self.inner.bulk.as_ref()
     }
 
     /// `/metrics` answers only requests with `Authorization: Bearer <token>` (compared in

@@ -1,0 +1,1 @@
+//! C-CDA documents in and out (being written).

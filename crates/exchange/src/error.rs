@@ -1,0 +1,68 @@
+//! Why an exchange operation was refused or failed.
+
+use fhir::{ErrorClass, Issue, IssueCode};
+
+/// Why an exchange operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The door refused or failed (not allowed, hidden, invalid, store, audit).
+    #[error(transparent)]
+    Access(#[from] access::Error),
+    /// The document was refused as a whole (too large, not XML, not a ClinicalDocument).
+    #[error(transparent)]
+    Document(#[from] ccda::Error),
+    /// The request is malformed; the issues say where (an NDJSON line, a parameter).
+    #[error("{}", text(.0))]
+    Invalid(Vec<Issue>),
+    /// No such job (or not the caller's).
+    #[error("no such bulk data job")]
+    NoSuchJob,
+    /// The job's files are gone (expired or cancelled).
+    #[error("the job's files have expired or were deleted")]
+    Expired,
+    /// A file of the server could not be written or read.
+    #[error("the server could not keep the job's files")]
+    Files(#[source] std::io::Error),
+}
+
+fn text(issues: &[Issue]) -> String {
+    issues.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; ")
+}
+
+impl Error {
+    /// A malformed request with one issue.
+    pub fn invalid(diagnostics: impl Into<String>) -> Error {
+        Error::Invalid(vec![Issue::error(IssueCode::Invalid, diagnostics)])
+    }
+
+    /// Its class in the one error table (status code and issue code).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Access(e) => e.class(),
+            Error::Document(ccda::Error::TooLarge { .. }) => ErrorClass::TooLarge,
+            Error::Document(_) | Error::Invalid(_) => ErrorClass::Invalid,
+            Error::NoSuchJob => ErrorClass::NotFound,
+            Error::Expired => ErrorClass::Gone,
+            Error::Files(_) => ErrorClass::Internal,
+        }
+    }
+
+    /// The `OperationOutcome` issues telling the caller about it (never the data involved).
+    pub fn issues(&self) -> Vec<Issue> {
+        match self {
+            Error::Access(e) => e.issues(),
+            Error::Invalid(issues) => issues.clone(),
+            other => vec![Issue::error(other.class().issue_code(), other.to_string())],
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Error {
+        Error::Access(error.into())
+    }
+}
+
+/// An exchange operation's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,260 @@
+//! The exchange edge: FHIR Bulk Data (`$export`, `$import`, the status and file URLs). What
+//! the requests do is the `exchange` service's; this module only reads HTTP and writes it.
+
+use crate::caller::Caller;
+use crate::format::fhir_json_response;
+use crate::rest::blocking_checked;
+use crate::{ApiError, AppState};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use exchange::bulk::{Bulk, ExportRequest, JobStatus, Level};
+use fhir::IssueCode;
+use serde_json::Value;
+
+impl From<exchange::Error> for ApiError {
+    fn from(error: exchange::Error) -> Self {
+        match error {
+            exchange::Error::Access(e) => e.into(),
+            exchange::Error::Files(e) => {
+                tracing::error!(error = %e, "bulk data files");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "the server could not keep the job's files")
+            }
+            other => ApiError { status: crate::error::status_of(other.class()), issues: other.issues() },
+        }
+    }
+}
+
+fn bulk(state: &AppState) -> Result<Bulk, ApiError> {
+    state.bulk().cloned().ok_or_else(|| ApiError::not_found("Bulk Data is not offered by this server"))
+}
+
+/// The Bulk Data kick-off asks for `Prefer: respond-async`.
+fn require_async(headers: &HeaderMap) -> Result<(), ApiError> {
+    let asked = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    if asked { Ok(()) } else { Err(ApiError::bad_request("Bulk Data requests need the header `Prefer: respond-async`")) }
+}
+
+fn pairs_of(query: Option<&str>) -> Vec<(String, String)> {
+    query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// The parameters of a `POST` kick-off's `Parameters` body, as query pairs.
+fn pairs_of_parameters(body: &Value) -> Result<Vec<(String, String)>, ApiError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::bad_request("a POSTed $export takes a Parameters resource"));
+    }
+    let mut pairs = Vec::new();
+    for parameter in body.get("parameter").and_then(Value::as_array).into_iter().flatten() {
+        let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default();
+        let value = parameter
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.starts_with("value")))
+            .and_then(|(_, v)| v.as_str())
+            .ok_or_else(|| ApiError::bad_request(format!("parameter `{name}` needs a value")))?;
+        pairs.push((name.to_string(), value.to_string()));
+    }
+    Ok(pairs)
+}
+
+fn status_url(state: &AppState, id: &str) -> String {
+    format!("{}/bulk-status/{id}", state.base_url())
+}
+
+fn accepted(state: &AppState, id: &str) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Body::empty()).into_response();
+    if let Ok(location) = HeaderValue::from_str(&status_url(state, id)) {
+        response.headers_mut().insert(header::CONTENT_LOCATION, location);
+    }
+    response
+}
+
+async fn kick_off_export(
+    state: AppState,
+    access: access::Access,
+    level: Level,
+    pairs: Vec<(String, String)>,
+    headers: &HeaderMap,
+    request_url: String,
+) -> Result<Response, ApiError> {
+    require_async(headers)?;
+    let bulk = bulk(&state)?;
+    let request = ExportRequest::parse(level, &pairs)?;
+    let id = blocking_checked(move || Ok(bulk.kick_off_export(&access, request, &request_url)?)).await?;
+    Ok(accepted(&state, &id))
+}
+
+fn request_url(state: &AppState, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("{}{path}?{q}", state.base_url()),
+        _ => format!("{}{path}", state.base_url()),
+    }
+}
+
+/// `GET [base]/$export`.
+pub(crate) async fn export_system(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let url = request_url(&state, "/$export", query.as_deref());
+    kick_off_export(state, access, Level::System, pairs_of(query.as_deref()), &headers, url).await
+}
+
+/// `POST [base]/$export` with a `Parameters` body.
+pub(crate) async fn export_system_post(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    headers: HeaderMap,
+    crate::extract::FhirJson(body): crate::extract::FhirJson,
+) -> Result<Response, ApiError> {
+    let url = request_url(&state, "/$export", None);
+    kick_off_export(state, access, Level::System, pairs_of_parameters(&body)?, &headers, url).await
+}
+
+/// `GET [base]/Patient/$export`.
+pub(crate) async fn export_patients(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let url = request_url(&state, "/Patient/$export", query.as_deref());
+    kick_off_export(state, access, Level::Patient, pairs_of(query.as_deref()), &headers, url).await
+}
+
+/// `POST [base]/Patient/$export` with a `Parameters` body.
+pub(crate) async fn export_patients_post(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    headers: HeaderMap,
+    crate::extract::FhirJson(body): crate::extract::FhirJson,
+) -> Result<Response, ApiError> {
+    let url = request_url(&state, "/Patient/$export", None);
+    kick_off_export(state, access, Level::Patient, pairs_of_parameters(&body)?, &headers, url).await
+}
+
+/// `GET [base]/Group/[id]/$export`.
+pub(crate) async fn export_group(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !fhir::reference::is_id(&id) {
+        return Err(ApiError::bad_request("invalid resource id"));
+    }
+    let url = request_url(&state, &format!("/Group/{id}/$export"), query.as_deref());
+    kick_off_export(state, access, Level::Group(id), pairs_of(query.as_deref()), &headers, url).await
+}
+
+/// `POST [base]/$import`: NDJSON in the body (`Content-Type: application/fhir+ndjson`,
+/// `?_type=` to declare the type of every line), or a `Parameters` naming files of the
+/// server's import folder.
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_async(&headers)?;
+    let bulk = bulk(&state)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let pairs = pairs_of(query.as_deref());
+    let mut declared = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "_type" if fhir::definitions().is_resource_type(&value) => declared = Some(value),
+            "_type" => return Err(ApiError::bad_request(format!("_type `{value}` is not a resource type"))),
+            other => return Err(ApiError::bad_request(format!("$import does not take `{other}`"))),
+        }
+    }
+    let url = request_url(&state, "/$import", query.as_deref());
+    let id = match content_type.as_str() {
+        "application/fhir+ndjson" | "application/ndjson" | "application/x-ndjson" => {
+            blocking_checked(move || Ok(bulk.kick_off_import_body(&access, &body, declared.as_deref(), &url)?)).await?
+        }
+        "application/fhir+json" | "application/json" => {
+            let parameters: Value = serde_json::from_slice(&body)
+                .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+            blocking_checked(move || Ok(bulk.kick_off_import_files(&access, &parameters, &url)?)).await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IssueCode::NotSupported,
+                "$import takes application/fhir+ndjson, or a Parameters resource as application/fhir+json",
+            ));
+        }
+    };
+    Ok(accepted(&state, &id))
+}
+
+/// `GET [base]/bulk-status/[id]`: 202 with `X-Progress` while it runs, then the manifest.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let bulk = bulk(&state)?;
+    let files = format!("{}/bulk-files", state.base_url());
+    let status = blocking_checked(move || Ok(bulk.status(&access, &id, &files)?)).await?;
+    Ok(match status {
+        JobStatus::InProgress(progress) => {
+            let mut response = (StatusCode::ACCEPTED, Body::empty()).into_response();
+            if let Ok(progress) = HeaderValue::from_str(&progress) {
+                response.headers_mut().insert("x-progress", progress);
+            }
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        JobStatus::Complete(manifest) => {
+            let mut response = (StatusCode::OK, manifest.to_string()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(header::EXPIRES, HeaderValue::from_static("0"));
+            response
+        }
+        JobStatus::Failed(issues) => {
+            fhir_json_response(StatusCode::INTERNAL_SERVER_ERROR, &fhir::operation_outcome(&issues))
+        }
+    })
+}
+
+/// `DELETE [base]/bulk-status/[id]`: cancels the job and deletes its files.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let bulk = bulk(&state)?;
+    blocking_checked(move || Ok(bulk.cancel(&access, &id)?)).await?;
+    Ok((StatusCode::ACCEPTED, Body::empty()).into_response())
+}
+
+/// `GET [base]/bulk-files/[id]/[file]`: one NDJSON file of a finished job, streamed.
+pub(crate) async fn file(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let bulk = bulk(&state)?;
+    let path = blocking_checked(move || Ok(bulk.file(&access, &id, &name)?)).await?;
+    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::from(exchange::Error::Expired))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    Ok(response)
+}
