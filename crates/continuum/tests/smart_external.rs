@@ -25,23 +25,8 @@ use std::sync::OnceLock;
 use test_support::process::{continuum, start_secured};
 use test_support::scratch;
 
-/// The releases the clients are written against, with every dependency pinned (installed
-/// with `--no-deps`, so nothing unpinned comes along). Wheels only: nothing is compiled.
-const PACKAGES: &[&str] = &[
-    "requests-oauthlib==2.0.0",
-    "oauthlib==3.2.2",
-    "requests==2.32.3",
-    "urllib3==2.2.3",
-    "idna==3.10",
-    "certifi==2024.8.30",
-    "charset-normalizer==3.4.0",
-    // 2.10 or later: older releases export an EC key's x or y without its leading zero bytes
-    // (about one P-384 key in 128), a JWK that RFC 7518 §6.2.1.2 forbids and the server refuses.
-    "PyJWT==2.10.1",
-    "cryptography==43.0.3",
-    "cffi==1.17.1",
-    "pycparser==2.22",
-];
+/// The releases the clients are written against, with every dependency pinned.
+const PACKAGES: &[&str] = test_support::python::SMART_CLIENT_PINS;
 
 /// The app's redirect URI: on the loopback address, never served (the client catches the
 /// redirect to it).
@@ -54,27 +39,7 @@ const NEW_PASSWORD: &str = "the patient's own long password";
 fn python_packages() -> &'static Path {
     static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-smart-clients");
-        let marker = target.join("installed.txt");
-        let wanted = PACKAGES.join("\n");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
-            return target;
-        }
-        // Into a fresh folder, moved into place only once complete.
-        let partial = target.with_extension(format!("partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&partial);
-        let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"])
-            .args(["--only-binary", ":all:", "--target"])
-            .arg(&partial)
-            .args(PACKAGES)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "pip could not install {PACKAGES:?}");
-        std::fs::write(partial.join("installed.txt"), &wanted).unwrap();
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(&partial, &target).unwrap();
-        target
+        test_support::python::packages(Path::new(env!("CARGO_TARGET_TMPDIR")), "python-smart-clients", PACKAGES)
     })
 }
 

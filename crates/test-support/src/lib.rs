@@ -2,7 +2,8 @@
 //! scratch PostgreSQL databases (`scratch`), a throwaway primary with a streaming-replication
 //! standby (`cluster`), the `continuum` binary run as a child process (`process`), a clinic of
 //! Synthea patients served with access control on and a browser without JavaScript (`clinic`),
-//! and larger populations made from the Synthea sample (`synthea`).
+//! larger populations made from the Synthea sample (`synthea`), and pinned third-party Python
+//! packages for the tests' external clients (`python`).
 //!
 //! A dev-dependency of the crates whose tests use it (and a dependency of `continuum-bench`);
 //! never of a shipping crate. It depends on no workspace crate, so that any crate's tests may
@@ -15,5 +16,6 @@
 pub mod clinic;
 pub mod cluster;
 pub mod process;
+pub mod python;
 pub mod scratch;
 pub mod synthea;

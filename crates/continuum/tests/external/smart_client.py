@@ -19,6 +19,10 @@ and PyJWT (https://pypi.org/project/requests-oauthlib/, /requests/, /PyJWT/), no
         assertion (private_key_jwt), grant_type=client_credentials with system scopes, and
         reads with the token; a replayed assertion must be refused.
 
+    smart_client.py service-token FHIR_BASE CLIENT_ID KEY_DIR SCOPES
+        A backend service's access token with SCOPES (client_credentials, ES384 assertion),
+        printed for another test's client (the Bulk Data client) to use.
+
 Every step prints one line `STEP WORD…` (values as `key=value`) that the Rust test checks; any
 deviation exits non-zero with the reason on standard error.
 """
@@ -326,12 +330,27 @@ def backend(base, client_id, key_dir, patient):
         say("replay", alg, f"status={replay.status_code}", f"error={replay.json().get('error')}")
 
 
+def service_token(base, client_id, key_dir, scopes):
+    """A backend service's access token for other tests' clients (the Bulk Data client):
+    client_credentials with an ES384 private_key_jwt assertion, as in `backend`."""
+    allow_loopback_http(base)
+    token_endpoint = discover(base)["token_endpoint"]
+    with open(os.path.join(key_dir, "es384.pem"), "rb") as f:
+        private_key = serialization.load_pem_private_key(f.read(), password=None)
+    response = requests.post(token_endpoint, timeout=TIMEOUT, data={
+        "grant_type": "client_credentials", "scope": scopes, "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion(client_id, token_endpoint, "ES384", private_key)})
+    expect(response.status_code == 200, f"the token request answered {response.status_code}")
+    say("service-token", response.json()["access_token"])
+
+
 def main():
     # Which releases run: the test checks that these are the ones it installed.
     say("libraries", f"requests-oauthlib={requests_oauthlib.__version__}", f"oauthlib={oauthlib.__version__}",
         f"requests={requests.__version__}", f"PyJWT={jwt.__version__}", f"cryptography={cryptography.__version__}")
     args = sys.argv[1:]
-    commands = {"keygen": (keygen, 1), "standalone": (standalone, 6), "backend": (backend, 4)}
+    commands = {"keygen": (keygen, 1), "standalone": (standalone, 6), "backend": (backend, 4),
+                "service-token": (service_token, 4)}
     if not args or args[0] not in commands or len(args) - 1 != commands[args[0]][1]:
         fail(__doc__)
     command, _ = commands[args[0]]

@@ -106,8 +106,14 @@ impl Inner {
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone()
     }
 
+    /// Saves a job's state, unless it was cancelled (under the lock [`Bulk::cancel`] takes,
+    /// so that a cancelled job's state is not written back after its removal).
     pub(crate) fn save(&self, id: &str, state: &JobState) -> Result<()> {
         let text = serde_json::to_string(state).map_err(|_| Error::invalid("a job state could not be written"))?;
+        let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        if cancels.get(id).is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            return Ok(());
+        }
         self.jobs.save_job(&StoredJob {
             id: id.to_string(),
             kind: KIND.into(),
@@ -184,12 +190,21 @@ impl Bulk {
         }
         let backend = self.inner.door.records().backend();
         let cut = backend.latest_sequence()?;
+        // The instant of the cut: the last committed version's `lastUpdated`. Versions are
+        // stamped inside their transaction, in commit order, so every version up to the cut
+        // was modified at or before it and every later one after it.
+        let last = backend.history(&store::HistoryQuery {
+            before_sequence: Some(cut.saturating_add(1)),
+            count: 1,
+            ..Default::default()
+        })?;
+        let transaction_time = last.first().map_or_else(OffsetDateTime::now_utc, |v| v.last_updated);
         let state = JobState {
             operation: Operation::Export(request),
             owner: owner_of(access),
             request: request_url.to_string(),
             phase: Phase::InProgress,
-            transaction_time: store::format_instant(OffsetDateTime::now_utc()),
+            transaction_time: store::format_instant(transaction_time),
             cut,
             progress: "queued".into(),
             output: Vec::new(),
@@ -272,13 +287,13 @@ impl Bulk {
             if !access.settle_queued() {
                 tracing::error!("the audit entries of a bulk job could not be queued");
             }
-            let cancelled = inner.cancel_flag(&id).load(Ordering::Relaxed);
-            inner.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            if cancelled {
-                return;
-            }
             if let Err(e) = bulk.finish(&id, &mut state, outcome) {
                 tracing::error!(error = %e, "a bulk job's end could not be recorded");
+            }
+            let cancelled = inner.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            if cancelled.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+                // Files written after the cancel removed the folder.
+                let _ = std::fs::remove_dir_all(inner.job_dir(&id));
             }
         });
         if spawned.is_err() {
@@ -330,10 +345,16 @@ impl Bulk {
 
     /// Cancels the job: stops it if running, deletes its files and state.
     pub fn cancel(&self, access: &Access, id: &str) -> Result<()> {
-        self.owned(access, id)?;
-        self.inner.cancel_flag(id).store(true, Ordering::Relaxed);
-        let _ = std::fs::remove_dir_all(self.inner.job_dir(id));
+        let state = self.owned(access, id)?;
+        let mut cancels = self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        cancels.entry(id.to_string()).or_default().store(true, Ordering::Relaxed);
         self.inner.jobs.remove_job(id)?;
+        if state.phase != Phase::InProgress {
+            // No thread of it runs to take the flag away.
+            cancels.remove(id);
+        }
+        drop(cancels);
+        let _ = std::fs::remove_dir_all(self.inner.job_dir(id));
         Ok(())
     }
 
