@@ -283,11 +283,11 @@ fn ccd_1_patient_and_people() {
 }
 
 #[test]
-fn codes_keep_their_translations() {
-    // CCD_1's first medication: RxNorm, with its translations; its narrative original text.
+fn vaccine_codes_keep_their_translations() {
+    // CCD_1's first code with translations (a vaccine: CVX and RxNorm), against the XML.
     let doc = read("CCD_1");
     let found = doc.resources.iter().filter(|m| m.section.is_some()).find(|m| {
-        ["code", "medicationCodeableConcept", "vaccineCode"].iter().any(|k| {
+        ["vaccineCode"].iter().any(|k| {
             m.resource.get(*k).and_then(|c| c.get("coding")).and_then(Value::as_array).is_some_and(|c| c.len() > 1)
         })
     });
@@ -297,7 +297,7 @@ fn codes_keep_their_translations() {
     let bytes = example("CCD_1");
     let xml = std::str::from_utf8(&bytes).unwrap();
     let tree = roxmltree::Document::parse(xml).unwrap();
-    let key = ["code", "medicationCodeableConcept", "vaccineCode"]
+    let key = ["vaccineCode"]
         .into_iter()
         .find(|k| {
             found.resource.get(*k).and_then(|c| c.get("coding")).and_then(Value::as_array).is_some_and(|c| c.len() > 1)
@@ -320,20 +320,68 @@ fn codes_keep_their_translations() {
 }
 
 #[test]
-fn problem_codes_keep_their_translations() {
-    // Every mapped problem, medication and allergy keeps all the codes of its XML element.
+fn problem_medication_and_allergy_codes_keep_their_translations() {
+    // History and Physical's medication: an RxNorm code with an RxNorm translation, and the
+    // original text in the narrative.
+    let doc = read("History_and_Physical");
+    let med = doc.resources.iter().find(|m| m.resource["resourceType"] == "MedicationStatement").unwrap();
+    let concept = &med.resource["medicationCodeableConcept"];
+    let codings: Vec<(&str, &str)> = concept["coding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["system"].as_str().unwrap(), c["code"].as_str().unwrap()))
+        .collect();
+    let rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm";
+    assert_eq!(codings, [(rxnorm, "573621"), (rxnorm, "573621")]);
+    assert_eq!(concept["coding"][0]["display"], "albuterol 0.09 MG/ACTUAT [Proventil]");
+    assert_eq!(concept["text"], "Proventil 0.09 MG/ACTUAT inhalant solution");
+
+    // In every example: as many codings in the problems', medications' and allergies' codes as
+    // codes and translations in the XML elements they come from.
     for name in EXAMPLES {
-        let doc = read(name);
-        for m in &doc.resources {
-            let kind = m.resource["resourceType"].as_str().unwrap();
-            let key = match kind {
-                "Condition" | "AllergyIntolerance" => "code",
-                "MedicationStatement" | "MedicationRequest" => "medicationCodeableConcept",
-                _ => continue,
-            };
-            let codings = m.resource[key]["coding"].as_array().map_or(0, Vec::len);
-            assert!(codings > 0 || m.resource[key]["text"].is_string(), "{name}: {}", m.resource);
+        let bytes = example(name);
+        let tree = roxmltree::Document::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        let coded = |n: Node<'_, '_>| {
+            usize::from(n.attribute("code").is_some() && n.attribute("nullFlavor").is_none())
+                + kids(n, "translation").filter(|t| t.attribute("code").is_some()).count()
+        };
+        let mut want = 0;
+        for n in tree.descendants().filter(|n| n.is_element()) {
+            let in_section = |kind| n.ancestors().find(|a| is(*a, "section")).and_then(section_kind) == Some(kind);
+            if tmpl(n, "4") && is(n, "observation") && in_section(SectionKind::Problems) {
+                want += kids(n, "value").map(coded).sum::<usize>();
+            }
+            if tmpl(n, "7") && in_section(SectionKind::Allergies) {
+                let entity = kids(n, "participant")
+                    .flat_map(|p| kids(p, "participantRole"))
+                    .flat_map(|r| kids(r, "playingEntity"));
+                want += entity.flat_map(|e| kids(e, "code")).map(coded).sum::<usize>();
+            }
+            if tmpl(n, "16") && in_section(SectionKind::Medications) {
+                let material = kids(n, "consumable")
+                    .flat_map(|c| kids(c, "manufacturedProduct"))
+                    .flat_map(|p| kids(p, "manufacturedMaterial"));
+                want += material.flat_map(|m| kids(m, "code")).map(coded).sum::<usize>();
+            }
         }
+        let doc = read(name);
+        let got: usize = doc
+            .resources
+            .iter()
+            .filter(|m| {
+                matches!(m.section, Some(SectionKind::Problems | SectionKind::Allergies | SectionKind::Medications))
+            })
+            .map(|m| {
+                let key = if m.resource.get("medicationCodeableConcept").is_some() {
+                    "medicationCodeableConcept"
+                } else {
+                    "code"
+                };
+                m.resource[key]["coding"].as_array().map_or(0, Vec::len)
+            })
+            .sum();
+        assert_eq!(got, want, "{name}");
     }
 }
 

@@ -372,7 +372,7 @@ impl Reader {
                 timing_repeat.insert("boundsPeriod".into(), p);
             }
         } else {
-            bounds.set_choice(&mut r, "effective");
+            bounds.set_choice(&mut r, "effective", false);
         }
         if !timing_repeat.is_empty() {
             dosage.insert("timing".into(), json!({ "repeat": Value::Object(timing_repeat) }));
@@ -494,7 +494,7 @@ impl Reader {
         r.insert("code".into(), code);
         r.insert("subject".into(), self.patient_ref());
         if let Some(et) = child(act, "effectiveTime") {
-            Interval::of(et).set_choice(&mut r, "effective");
+            Interval::of(et).set_choice(&mut r, "effective", true);
         }
         let mut performers = self.performers(act);
         if let (Some(author), _) = self.author(act)
@@ -574,7 +574,7 @@ impl Reader {
         r.insert("code".into(), code);
         r.insert("subject".into(), self.patient_ref());
         if let Some(et) = child(obs, "effectiveTime") {
-            Interval::of(et).set_choice(&mut r, "effective");
+            Interval::of(et).set_choice(&mut r, "effective", true);
         }
         let mut performers = self.performers(obs);
         if let (Some(author), _) = self.author(obs)
@@ -640,7 +640,7 @@ impl Reader {
         r.insert("code".into(), code);
         r.insert("subject".into(), self.patient_ref());
         if let Some(et) = child(act, "effectiveTime") {
-            Interval::of(et).set_choice(&mut r, "performed");
+            Interval::of(et).set_choice(&mut r, "performed", true);
         }
         let performers = self.performers(act);
         let performers: Vec<Value> = self

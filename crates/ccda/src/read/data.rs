@@ -292,14 +292,20 @@ impl Interval {
         (!p.is_empty()).then_some(Value::Object(p))
     }
 
-    /// Sets `{prefix}DateTime` (a point: a value, or a low without high) or `{prefix}Period`
-    /// on `out`.
-    pub(crate) fn set_choice(&self, out: &mut Map<String, Value>, prefix: &str) {
-        match (&self.value, &self.low, &self.high) {
-            (Some(v), None, None) | (None, Some(v), None) => {
+    /// Sets `{prefix}DateTime` for a point in time (a `value`; `low` equal to `high`; or, when
+    /// `open_is_point`, a `low` without `high`), else `{prefix}Period`, on `out`.
+    pub(crate) fn set_choice(&self, out: &mut Map<String, Value>, prefix: &str, open_is_point: bool) {
+        let point = match (&self.value, &self.low, &self.high) {
+            (Some(v), None, None) => Some(v),
+            (None, Some(low), Some(high)) if low == high => Some(low),
+            (None, Some(low), None) if open_is_point => Some(low),
+            _ => None,
+        };
+        match point {
+            Some(v) => {
                 out.insert(format!("{prefix}DateTime"), Value::String(v.clone()));
             }
-            _ => {
+            None => {
                 if let Some(p) = self.period() {
                     out.insert(format!("{prefix}Period"), p);
                 }

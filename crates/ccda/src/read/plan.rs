@@ -81,7 +81,7 @@ impl Reader {
         r.insert("code".into(), code);
         r.insert("subject".into(), self.patient_ref());
         if let Some(et) = child(act, "effectiveTime") {
-            Interval::of(et).set_choice(&mut r, "occurrence");
+            Interval::of(et).set_choice(&mut r, "occurrence", true);
         }
         let (author, time) = self.author(act);
         put(&mut r, "authoredOn", time.map(Value::String));
