@@ -4,6 +4,8 @@ mod clinical;
 mod data;
 mod party;
 mod plan;
+#[cfg(test)]
+mod tests;
 mod xml;
 
 use crate::{CDA_NS, Error};
@@ -128,6 +130,9 @@ pub struct Document {
 
 /// The C-CDA template OID prefix of entries (`2.16.840.1.113883.10.20.22.4.`).
 pub(crate) const ENTRY: &str = "2.16.840.1.113883.10.20.22.4.";
+
+/// How deep subsections are read (sections within sections); deeper ones become a warning.
+pub(crate) const MAX_SECTION_DEPTH: usize = 8;
 
 /// Reads a C-CDA document. Refused as a whole ([`Error`]) when it is too large, not
 /// well-formed, not a `ClinicalDocument`, or has no patient; entries that cannot be mapped
@@ -265,7 +270,7 @@ impl Reader {
         if let Some(body) = path_to(root, &["component", "structuredBody"]) {
             for component in children(body, "component") {
                 if let Some(section) = child(component, "section") {
-                    self.section(section);
+                    self.section(section, 0);
                 }
             }
         }
@@ -294,8 +299,8 @@ impl Reader {
         })
     }
 
-    /// Reads a section (and its subsections).
-    fn section(&mut self, node: El<'_>) {
+    /// Reads a section (and its subsections, up to [`MAX_SECTION_DEPTH`] deep).
+    fn section(&mut self, node: El<'_>, depth: usize) {
         let (kind, diagnoses) = section_kind(node);
         let location = child(node, "code")
             .and_then(|c| attr(c, "code"))
@@ -313,7 +318,14 @@ impl Reader {
         }
         for component in children(node, "component") {
             if let Some(sub) = child(component, "section") {
-                self.section(sub);
+                if depth + 1 >= MAX_SECTION_DEPTH {
+                    self.warnings.push(Warning {
+                        location: section.location.clone(),
+                        message: format!("subsections nested more than {MAX_SECTION_DEPTH} deep are not read"),
+                    });
+                    break;
+                }
+                self.section(sub, depth + 1);
             }
         }
     }
