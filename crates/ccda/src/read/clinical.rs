@@ -473,7 +473,7 @@ impl Reader {
             return;
         };
         let mut results = Vec::new();
-        for obs in children(act, "component").filter_map(|c| child(c, "observation")) {
+        for obs in self.components(section, index, act) {
             if let Some(url) = self.observation(section, index, obs, vec![lab()]) {
                 results.push(reference(&url));
             }
@@ -508,6 +508,22 @@ impl Reader {
         self.add(r, section.kind);
     }
 
+    /// The observations of an organizer's components; a warning for each other component.
+    pub(crate) fn components<'a>(&mut self, section: &Section<'_>, index: usize, organizer: El<'a>) -> Vec<El<'a>> {
+        let mut out = Vec::new();
+        for component in children(organizer, "component") {
+            match elements(component).find(|e| !is(*e, "sequenceNumber") && !is(*e, "seperatableInd")) {
+                Some(obs) if is(obs, "observation") => out.push(obs),
+                Some(other) => {
+                    let what = other.tag_name().name().to_owned();
+                    self.warn(section, index, format!("a component of the organizer (a {what}) is not mapped"));
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
     /// A Vital Signs Organizer (4.26: no resource of its own) or a bare Vital Sign Observation.
     pub(crate) fn vital_signs(&mut self, section: &Section<'_>, index: usize, act: El<'_>) {
         let category =
@@ -517,7 +533,7 @@ impl Reader {
             return;
         }
         let mut any = false;
-        for obs in children(act, "component").filter_map(|c| child(c, "observation")) {
+        for obs in self.components(section, index, act) {
             any = true;
             self.observation(section, index, obs, vec![category()]);
         }

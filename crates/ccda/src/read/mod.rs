@@ -1,4 +1,42 @@
 //! Reading a C-CDA document into FHIR R4 resources.
+//!
+//! The mapping follows the HL7 "C-CDA on FHIR" guidance and US Core where they say something:
+//!
+//! - Header: `recordTarget/patientRole` → Patient (identifiers, names, gender, birthDate,
+//!   addresses, telecoms, marital status, languages, US Core race and ethnicity); each author →
+//!   Practitioner (NPI as `http://hl7.org/fhir/sid/us-npi`) or Device; `representedOrganization`,
+//!   custodian, `providerOrganization`, service delivery locations → Organization / Location.
+//!   People, devices, organizations and locations are made once per document (same type and
+//!   first identifier, else same name).
+//! - Sections are recognised by their templateId (R2.1 or R1.1) else their LOINC code:
+//!
+//!   | Section | Entries | Resources |
+//!   |---|---|---|
+//!   | Problems (also admission / discharge diagnoses, assessment) | Problem Observation 4.4 (in 4.3, 4.33, 4.34) | Condition |
+//!   | Allergies | Allergy-Intolerance Observation 4.7 (in 4.30) | AllergyIntolerance |
+//!   | Medications (also admission / discharge) | Medication Activity 4.16 (in 4.35, 4.36) | MedicationStatement (EVN), MedicationRequest (INT) |
+//!   | Immunizations | Immunization Activity 4.52 | Immunization |
+//!   | Results | Result Organizer 4.1, Result Observation 4.2 | DiagnosticReport, Observation (laboratory) |
+//!   | Vital signs | Vital Sign Observation 4.27 | Observation (vital-signs) |
+//!   | Procedures | Procedure Activity 4.12, 4.13, 4.14 | Procedure |
+//!   | Encounters | Encounter Activity 4.49 | Encounter |
+//!   | Social history | every observation | Observation (social-history) |
+//!   | Plan of treatment (and a Care Plan's interventions) | planned entries; Goal 4.121 | ServiceRequest (intent plan), MedicationRequest (4.42, intent plan), CommunicationRequest (Instruction 4.20), Goal |
+//!   | Goals | Goal Observation 4.121 | Goal |
+//!   | Health concerns | Health Concern Act 4.132 | Condition (health-concern) |
+//!   | Functional / mental status | every observation, and those of organizers | Observation (survey) |
+//!
+//! - An Instruction (4.20) is something to tell the patient, not a service to perform: a
+//!   CommunicationRequest whose payload is its narrative (else its code's text) and whose
+//!   category is its code. Nutrition Recommendations (4.130) and Planned Intervention Acts
+//!   (4.146) are planned acts: ServiceRequests.
+//! - Every other entry, and every entry without what its resource needs (a code, a date…),
+//!   becomes a [`Warning`]; sections without entries make nothing.
+//! - Datatypes: code system OIDs become FHIR system URIs (`urn:oid:` when not known); a code
+//!   keeps all its translations as codings and its original text (narrative references
+//!   followed) as `text`; a time without a zone offset keeps only its date (FHIR requires the
+//!   offset); `administrativeGenderCode` UN (undifferentiated) is `other`, as in FHIR's v3
+//!   ConceptMap; each entry's narrative link becomes the `narrativeLink` extension.
 
 mod clinical;
 mod data;
@@ -358,7 +396,7 @@ impl Reader {
             }
             Some(K::FunctionalStatus | K::MentalStatus) if xml::is(act, "organizer") => {
                 let mut any = false;
-                for obs in children(act, "component").filter_map(|c| child(c, "observation")) {
+                for obs in self.components(section, index, act) {
                     any = true;
                     self.plain_observation(section, index, obs);
                 }
