@@ -9,7 +9,8 @@
 //!   patient (its narrative or code text is the payload, its code the category), not a service
 //!   to be performed.
 //! - A Nutrition Recommendation (4.130) and a Planned Intervention Act (4.146, Care Plan) are
-//!   planned acts too: ServiceRequests.
+//!   planned acts too: ServiceRequests; so are the planned entries a Planned Intervention Act
+//!   groups (in its `entryRelationship`s), each its own ServiceRequest.
 
 use super::clinical::{entry_is, reference, related_of, status_code, title_case};
 use super::data::{self, Interval, concept, fixed, put, put_list};
@@ -103,6 +104,12 @@ impl Reader {
             super::xml::children(act, "targetSiteCode").filter_map(|c| concept(c, narrative)).collect(),
         );
         self.add(r, section.kind);
+        if entry_is(act, "146") {
+            // A Care Plan's planned intervention: the planned entries it groups are requests too.
+            for nested in super::clinical::related(act).filter(|a| is_planned(*a) && !entry_is(*a, "146")) {
+                self.planned(section, index, nested);
+            }
+        }
     }
 
     /// An Instruction (4.20) as a CommunicationRequest (see the module's decisions).
