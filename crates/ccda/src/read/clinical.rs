@@ -74,8 +74,21 @@ impl Reader {
     }
 
     /// One Problem Observation as a Condition.
+    ///
+    /// A negated Problem Observation whose value names no particular problem (no code, or SNOMED
+    /// 55607006 "Problem") says "no known problems": following the same convention as for
+    /// allergies, it is one Condition coded SNOMED 160245001 "No current problems or
+    /// disability", confirmed.
     fn condition(&mut self, section: &Section<'_>, index: usize, obs: El<'_>, concern: Option<El<'_>>) {
-        let Some(code) = child(obs, "value").and_then(|v| concept(v, &section.narrative)) else {
+        let value = child(obs, "value");
+        let generic = value.is_none_or(|v| data::codes(v).next().is_none() || snomed_value(obs) == Some("55607006"));
+        let no_known = negated(obs) && generic;
+        let code = if no_known {
+            Some(fixed("http://snomed.info/sct", "160245001", "No current problems or disability"))
+        } else {
+            value.and_then(|v| concept(v, &section.narrative))
+        };
+        let Some(code) = code else {
             self.warn(section, index, "a Problem Observation without a problem code (value) is not mapped");
             return;
         };
@@ -103,7 +116,7 @@ impl Reader {
         if let Some(c) = clinical {
             r.insert("clinicalStatus".into(), fixed(CONDITION_CLINICAL, c, &title_case(c)));
         }
-        let ver = if negated(obs) { ("refuted", "Refuted") } else { ("confirmed", "Confirmed") };
+        let ver = if negated(obs) && !no_known { ("refuted", "Refuted") } else { ("confirmed", "Confirmed") };
         r.insert("verificationStatus".into(), fixed(CONDITION_VER, ver.0, ver.1));
         let diagnosis = section.diagnoses || concern.is_some_and(|c| entry_is(c, "33") || entry_is(c, "34"));
         let category = if diagnosis {
@@ -152,7 +165,8 @@ impl Reader {
     /// One Allergy-Intolerance Observation as an AllergyIntolerance.
     ///
     /// "No known allergies" — the observation negated (`negationInd="true"`) with no substance
-    /// (a null `playingEntity` code) — follows the FHIR / US Core convention: it is not an
+    /// (a null `playingEntity` code), or its value one of the codes below with no substance —
+    /// follows the FHIR / US Core convention: it is not an
     /// allergy but one AllergyIntolerance whose code is the negation (SNOMED 716186003 "No known
     /// allergy"; 409137002 "No known drug allergy", 429625007 "No known food allergy", 428607008
     /// "No known environmental allergy" when the observation's value says which kind), verified
@@ -178,7 +192,9 @@ impl Reader {
             Some("418038007" | "420134006") => (None, None),
             _ => (None, None),
         };
-        let no_known = negated(obs) && substance.as_ref().is_none_or(|s| s.get("coding").is_none());
+        // "No known allergies" stated as the value itself (not negated), with no substance.
+        let stated = matches!(kind, Some("716186003" | "409137002" | "429625007" | "428607008"));
+        let no_known = (negated(obs) || stated) && substance.as_ref().is_none_or(|s| s.get("coding").is_none());
         let mut r = self.base("AllergyIntolerance", obs);
         let when = child(obs, "effectiveTime").map(Interval::of).unwrap_or_default();
         let status_obs = related_of(obs, "28").next();
@@ -206,9 +222,9 @@ impl Reader {
         r.insert("verificationStatus".into(), fixed(ALLERGY_VER, ver.0, ver.1));
         if no_known {
             let (code, display) = match kind {
-                Some("416098002" | "59037007" | "419511003") => ("409137002", "No known drug allergy"),
-                Some("414285001" | "235719002" | "418471000") => ("429625007", "No known food allergy"),
-                Some("426232007") => ("428607008", "No known environmental allergy"),
+                Some("416098002" | "59037007" | "419511003" | "409137002") => ("409137002", "No known drug allergy"),
+                Some("414285001" | "235719002" | "418471000" | "429625007") => ("429625007", "No known food allergy"),
+                Some("426232007" | "428607008") => ("428607008", "No known environmental allergy"),
                 _ => ("716186003", "No known allergy"),
             };
             r.insert("code".into(), fixed("http://snomed.info/sct", code, display));

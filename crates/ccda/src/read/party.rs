@@ -44,6 +44,15 @@ impl Reader {
             put(&mut p, "gender", gender.map(|g| Value::String(g.into())));
             let birth = child(person, "birthTime").and_then(data::ts_of).map(|t| data::date_only(&t));
             put(&mut p, "birthDate", birth.map(Value::String));
+            let sdtc =
+                |name: &str| person.children().find(|c| c.is_element() && c.has_tag_name((crate::SDTC_NS, name)));
+            if let Some(time) = sdtc("deceasedTime").and_then(data::ts_of) {
+                p.insert("deceasedDateTime".into(), Value::String(time));
+            } else if let Some(flag) = sdtc("deceasedInd").and_then(|d| attr(d, "value"))
+                && let Ok(flag) = flag.parse::<bool>()
+            {
+                p.insert("deceasedBoolean".into(), Value::Bool(flag));
+            }
         }
         put_list(&mut p, "address", children(role, "addr").filter_map(address).collect());
         if let Some(person) = person {

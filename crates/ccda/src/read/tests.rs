@@ -21,6 +21,7 @@ fn doc(sections: &str) -> Document {
       <name use="L"><prefix>Ms</prefix><given>Eve</given><given>E</given><family>Everywoman</family></name>
       <administrativeGenderCode code="F" codeSystem="2.16.840.1.113883.5.1"/>
       <birthTime value="197505011230"/>
+      <sdtc:deceasedInd value="false"/>
       <maritalStatusCode code="M" codeSystem="2.16.840.1.113883.5.2"/>
       <raceCode code="2106-3" displayName="White" codeSystem="2.16.840.1.113883.6.238"/>
       <sdtc:raceCode code="2108-9" displayName="European" codeSystem="2.16.840.1.113883.6.238"/>
@@ -86,6 +87,7 @@ fn header_patient_and_author() {
     assert_eq!(p["name"][0]["prefix"][0], "Ms");
     assert_eq!(p["gender"], "female");
     assert_eq!(p["birthDate"], "1975-05-01");
+    assert_eq!(p["deceasedBoolean"], false);
     assert_eq!(p["telecom"][0]["system"], "phone");
     assert_eq!(p["telecom"][0]["use"], "mobile");
     assert_eq!(p["telecom"][1]["system"], "email");
@@ -505,4 +507,39 @@ fn deeply_nested_sections_stop_with_a_warning() {
     }
     let d = doc(&sections);
     assert_eq!(d.warnings.len(), 1);
+}
+
+#[test]
+fn no_known_problems_and_stated_no_known_allergy() {
+    let problem = r#"<entry><act classCode="ACT" moodCode="EVN">
+  <templateId root="2.16.840.1.113883.10.20.22.4.3" extension="2015-08-01"/>
+  <code code="CONC" codeSystem="2.16.840.1.113883.5.6"/>
+  <statusCode code="active"/>
+  <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN" negationInd="true">
+    <templateId root="2.16.840.1.113883.10.20.22.4.4" extension="2015-08-01"/>
+    <code code="55607006" codeSystem="2.16.840.1.113883.6.96"/>
+    <statusCode code="completed"/>
+    <value xsi:type="CD" code="55607006" codeSystem="2.16.840.1.113883.6.96" displayName="Problem"/>
+  </observation></entryRelationship>
+</act></entry>"#;
+    let allergy = r#"<entry><act classCode="ACT" moodCode="EVN">
+  <templateId root="2.16.840.1.113883.10.20.22.4.30" extension="2015-08-01"/>
+  <code code="CONC" codeSystem="2.16.840.1.113883.5.6"/>
+  <statusCode code="active"/>
+  <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN">
+    <templateId root="2.16.840.1.113883.10.20.22.4.7" extension="2014-06-09"/>
+    <code code="ASSERTION" codeSystem="2.16.840.1.113883.5.4"/>
+    <statusCode code="completed"/>
+    <value xsi:type="CD" code="409137002" codeSystem="2.16.840.1.113883.6.96" displayName="No known drug allergy"/>
+  </observation></entryRelationship>
+</act></entry>"#;
+    let d = doc(&format!("{}{}", section("5.1", "11450-4", "", problem), section("6.1", "48765-2", "", allergy)));
+    valid(&d);
+    let c = of(&d, SectionKind::Problems)[0];
+    assert_eq!(c["code"]["coding"][0]["code"], "160245001");
+    assert_eq!(c["verificationStatus"]["coding"][0]["code"], "confirmed");
+    let a = of(&d, SectionKind::Allergies)[0];
+    assert_eq!(a["code"]["coding"][0]["code"], "409137002");
+    assert_eq!(a["verificationStatus"]["coding"][0]["code"], "confirmed");
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
 }
