@@ -671,3 +671,29 @@ fn odd_attribute_values_never_panic() {
         assert!(read > 30, "{name}: only {read} read");
     }
 }
+
+#[test]
+fn many_entries_pointing_at_a_large_narrative_stay_linear() {
+    // 3,000 immunizations whose vaccine codes all point at one 1 MB narrative element: its text
+    // is computed once, and not taken (too large to be one entry's text).
+    let big = "word ".repeat(200_000);
+    let entry = r##"<entry><substanceAdministration classCode="SBADM" moodCode="EVN">
+  <templateId root="2.16.840.1.113883.10.20.22.4.52"/>
+  <statusCode code="completed"/><effectiveTime value="20100815"/>
+  <consumable><manufacturedProduct><manufacturedMaterial>
+    <code code="88" codeSystem="2.16.840.1.113883.12.292"><originalText><reference value="#big"/></originalText></code>
+  </manufacturedMaterial></manufacturedProduct></consumable>
+</substanceAdministration></entry>"##;
+    let section = format!(
+        r#"<component><section><templateId root="2.16.840.1.113883.10.20.22.2.2.1"/><text><paragraph ID="big">{big}</paragraph></text>{}</section></component>"#,
+        entry.repeat(3000)
+    );
+    let xml = document(&section);
+    let start = std::time::Instant::now();
+    let doc = ccda::read(xml.as_bytes()).unwrap();
+    let took = start.elapsed();
+    eprintln!("{} bytes, {} resources: {took:?}", xml.len(), doc.resources.len());
+    assert_eq!(doc.resources.iter().filter(|m| m.section == Some(SectionKind::Immunizations)).count(), 3000);
+    assert!(doc.resources.iter().all(|m| m.resource.get("vaccineCode").is_none_or(|c| c.get("text").is_none())));
+    assert!(took.as_secs() < 5, "{took:?}");
+}

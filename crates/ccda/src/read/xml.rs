@@ -2,6 +2,7 @@
 
 use crate::CDA_NS;
 use roxmltree::Node;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// The XML Schema instance namespace (`xsi:type`).
@@ -84,10 +85,42 @@ pub(crate) fn text_of(node: El<'_>) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The `ID`s of a section's narrative (`text`), indexed once per section.
+/// The longest narrative text taken into a resource (a code's original text, a sig…), in bytes;
+/// a referenced element with more text is a whole table, not the text of one entry.
+const MAX_NARRATIVE_TEXT: usize = 8 * 1024;
+/// The most nodes walked to get the text of one narrative element.
+const MAX_NARRATIVE_NODES: usize = 4 * 1024;
+
+/// The `ID`s of a section's narrative (`text`), indexed once per section; each one's text is
+/// computed once, within bounds (so that many entries pointing at a large element cost nothing
+/// more than one).
 #[derive(Default)]
 pub(crate) struct Narrative<'a> {
     ids: HashMap<&'a str, El<'a>>,
+    texts: RefCell<HashMap<&'a str, Option<String>>>,
+}
+
+/// The text of `node` (whitespace collapsed), or `None` when blank or beyond the bounds.
+fn bounded_text(node: El<'_>) -> Option<String> {
+    let mut out = String::new();
+    for (visited, t) in node.descendants().enumerate() {
+        if visited > MAX_NARRATIVE_NODES {
+            return None;
+        }
+        if !t.is_text() {
+            continue;
+        }
+        for word in t.text().unwrap_or_default().split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+            if out.len() > MAX_NARRATIVE_TEXT {
+                return None;
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 impl<'a> Narrative<'a> {
@@ -101,13 +134,20 @@ impl<'a> Narrative<'a> {
                 }
             }
         }
-        Narrative { ids }
+        Narrative { ids, texts: RefCell::default() }
     }
 
-    /// The text of the narrative element that `reference` (`#id`) points to.
+    /// The text of the narrative element that `reference` (`#id`) points to (`None` when it is
+    /// blank, or too large to be one entry's text).
     pub(crate) fn resolve(&self, reference: &str) -> Option<String> {
         let id = reference.trim().strip_prefix('#')?;
-        self.ids.get(id).and_then(|n| text_of(*n))
+        let (&key, &node) = self.ids.get_key_value(id)?;
+        if let Some(text) = self.texts.borrow().get(key) {
+            return text.clone();
+        }
+        let text = bounded_text(node);
+        self.texts.borrow_mut().insert(key, text.clone());
+        text
     }
 
     /// The text of an `originalText` or `text` element: its reference resolved, else its content.
