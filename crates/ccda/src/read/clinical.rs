@@ -113,9 +113,9 @@ impl Reader {
                 })
             };
         }
-        if let Some(c) = clinical {
-            r.insert("clinicalStatus".into(), fixed(CONDITION_CLINICAL, c, &title_case(c)));
-        }
+        // con-3: a problem-list item has a clinical status; with nothing saying otherwise, active.
+        let c = clinical.unwrap_or("active");
+        r.insert("clinicalStatus".into(), fixed(CONDITION_CLINICAL, c, &title_case(c)));
         let ver = if negated(obs) && !no_known { ("refuted", "Refuted") } else { ("confirmed", "Confirmed") };
         r.insert("verificationStatus".into(), fixed(CONDITION_VER, ver.0, ver.1));
         let diagnosis = section.diagnoses || concern.is_some_and(|c| entry_is(c, "33") || entry_is(c, "34"));

@@ -405,9 +405,13 @@ impl Reader {
                 }
             }
             _ => {
-                let message = match template_roots(act).find(|r| r.starts_with(ENTRY)) {
-                    Some(root) => format!("{} ({root}) is not mapped", template_name(root)),
-                    None => format!("an entry ({}) of no known template is not mapped", act.tag_name().name()),
+                let what = match template_roots(act).find(|r| r.starts_with(ENTRY)) {
+                    Some(root) => format!("{} ({root})", template_name(root)),
+                    None => format!("an entry ({}) of no known template", act.tag_name().name()),
+                };
+                let message = match section.kind {
+                    None => format!("{what} is not mapped: no resources are made from this section's entries"),
+                    Some(kind) => format!("{what} is not mapped in a {kind:?} section"),
                 };
                 self.warn(section, index, message);
             }
