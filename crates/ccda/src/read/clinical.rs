@@ -166,12 +166,12 @@ impl Reader {
     ///
     /// "No known allergies" — the observation negated (`negationInd="true"`) with no substance
     /// (a null `playingEntity` code), or its value one of the codes below with no substance —
-    /// follows the FHIR / US Core convention: it is not an
-    /// allergy but one AllergyIntolerance whose code is the negation (SNOMED 716186003 "No known
-    /// allergy"; 409137002 "No known drug allergy", 429625007 "No known food allergy", 428607008
-    /// "No known environmental allergy" when the observation's value says which kind), verified
-    /// (`confirmed`), without reactions. A negated observation that names a substance is that
-    /// substance's allergy `refuted`.
+    /// follows the FHIR / US Core convention: it is not an allergy but one AllergyIntolerance
+    /// whose code is the negation (SNOMED 716186003 "No known allergy"; 409137002 "No known drug
+    /// allergy", 429625007 "No known food allergy", 428607008 "No known environmental allergy"
+    /// when the observation's value says which kind), verified (`confirmed`), active, without
+    /// reactions. A negated observation that names a substance is that substance's allergy,
+    /// `refuted`.
     fn allergy(&mut self, section: &Section<'_>, index: usize, obs: El<'_>, concern: Option<El<'_>>) {
         let narrative = &section.narrative;
         let substance = children(obs, "participant")
