@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 shared=${SHARED_CORPUS:-../../shared/corpus}
 [ -d "$shared" ] || shared=../testdata
-mkdir -p corpus/{fhir_json,search_query,fhirpath,bundle,hl7v2_parse,mllp_framing}
+mkdir -p corpus/{fhir_json,search_query,fhirpath,bundle,hl7v2_parse,mllp_framing,ccda_read}
 
 # FHIR JSON: official examples (small ones: libFuzzer mutates better on small inputs).
 find "$shared" ../testdata/fhir-examples -name '*.json' -size -16k 2>/dev/null | head -2000 |
@@ -43,4 +43,7 @@ find "$shared/hl7v2" ../crates -name '*.hl7' 2>/dev/null | head -1000 |
     cp "$f" "corpus/hl7v2_parse/$name"
     { printf '\007\013'; cat "$f"; printf '\034\015\013'; cat "$f"; printf '\034\015'; } > "corpus/mllp_framing/$name"
   done
+# C-CDA: the HL7 C-CDA R2.1 examples.
+find ../testdata/ccda/hl7-c-cda-examples -name '*.xml' 2>/dev/null |
+  while read -r f; do cp "$f" "corpus/ccda_read/$(sha1sum "$f" | cut -c1-16)"; done
 for target in corpus/*; do echo "$target: $(ls "$target" | wc -l) seeds"; done
