@@ -365,6 +365,46 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
             "subject": {"reference": "Patient/p1"}
         }),
         json!({
+            "resourceType": "ServiceRequest", "id": "ref1", "status": "active", "intent": "order",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}]}],
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "183519002", "display": "Referral to cardiology service"}]},
+            "reasonCode": [{"text": "Chest pain on exertion"}],
+            "authoredOn": "2026-11-30",
+            "subject": {"reference": "Patient/p1"}
+        }),
+        json!({
+            "resourceType": "Medication", "id": "med1",
+            "code": {"coding": [
+                {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361", "display": "Amlodipine 5 MG Oral Tablet"},
+                {"system": "http://hl7.org/fhir/sid/ndc", "code": "0093-7180-01"}
+            ]}
+        }),
+        json!({
+            "resourceType": "MedicationStatement", "id": "ms1", "status": "active",
+            "medicationReference": {"reference": "Medication/med1"},
+            "effectivePeriod": {"start": "2025-01-01"},
+            "dosage": [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006", "display": "Oral route"}]},
+                        "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                        "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet", "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm", "code": "TAB"}}]}],
+            "subject": {"reference": "Patient/p1"}
+        }),
+        json!({
+            "resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "plan",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "314076", "display": "Lisinopril 10 MG Oral Tablet"}]},
+            "authoredOn": "2026-12-01T09:00:00Z",
+            "subject": {"reference": "Patient/p1"}
+        }),
+        json!({
+            "resourceType": "Observation", "id": "lab1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+            "effectiveDateTime": "2026-11-30T08:00:00-05:00",
+            "valueQuantity": {"value": 105.5, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+            "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "H"}]}],
+            "referenceRange": [{"low": {"value": 70, "unit": "mg/dL", "code": "mg/dL"}, "high": {"value": 99, "unit": "mg/dL", "code": "mg/dL"}}],
+            "subject": {"reference": "Patient/p1"}
+        }),
+        json!({
             "resourceType": "Condition", "id": "c2",
             "code": {"coding": [{"system": "http://example.org/local", "code": "X2", "display": "Only local"}]},
             "subject": {"reference": "Patient/p1"}
@@ -382,6 +422,26 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
     };
     let xml = write(&chart, DocumentType::Ccd).unwrap();
     check_structure(&xml, DocumentType::Ccd, "synthetic");
+    // The lone lab result in an organizer of its own, with its range and interpretation.
+    assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.1"), 1);
+    assert!(xml.contains("<value xsi:type=\"PQ\" value=\"105.5\" unit=\"mg/dL\"/>"));
+    assert!(xml.contains("<interpretationCode code=\"H\""));
+    assert!(xml.contains("<referenceRange>"));
+    // The statement's Medication resolved, its NDC kept as a translation, the frequency.
+    assert!(xml.contains("code=\"197361\""));
+    assert!(xml.contains("<translation code=\"0093-7180-01\" codeSystem=\"2.16.840.1.113883.6.69\""));
+    assert!(xml.contains("<period value=\"0.5\" unit=\"d\"/>"));
+    assert!(xml.contains("<routeCode code=\"26643006\""));
+    // Planned: the referral request and the planned medication.
+    assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.41"), 1);
+    assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.42"), 1);
+    let referral = write(&chart, DocumentType::Referral).unwrap();
+    check_structure(&referral, DocumentType::Referral, "synthetic");
+    assert!(referral.contains("Chest pain on exertion"));
+    let discharge = write(&chart, DocumentType::Discharge).unwrap();
+    check_structure(&discharge, DocumentType::Discharge, "synthetic");
+    // No encounter: the discharge sections say so.
+    assert!(discharge.contains("No hospital course recorded."));
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let negated =
         doc.descendants().filter(|n| is(n, "observation") && n.attribute("negationInd") == Some("true")).count();
@@ -391,9 +451,13 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
     assert!(!xml.contains("X1") && !xml.contains("X2"));
     assert!(xml.contains("nullFlavor=\"OTH\""));
     let dir = temp_dir("synthetic");
-    let f = dir.join("synthetic.xml");
-    std::fs::write(&f, &xml).unwrap();
-    xmllint(&[f]);
+    let mut files = Vec::new();
+    for (name, doc) in [("ccd", &xml), ("referral", &referral), ("discharge", &discharge)] {
+        let f = dir.join(format!("synthetic-{name}.xml"));
+        std::fs::write(&f, doc).unwrap();
+        files.push(f);
+    }
+    xmllint(&files);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

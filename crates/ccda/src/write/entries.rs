@@ -247,7 +247,9 @@ pub(crate) fn allergy_concern(ctx: &mut Ctx<'_>, a: &Value, row: &str) {
             w.entry_id(&format!("{key}/reaction/{i}/{j}"));
             w.fixed("code", None, &act_code("ASSERTION", "Assertion"));
             w.status("completed");
-            w.ivl("effectiveTime", false, s(reaction, "onset"), None);
+            if let Some(onset) = s(reaction, "onset") {
+                w.ivl("effectiveTime", false, Some(onset), None);
+            }
             w.cd("value", Some("CD"), Some(m), None);
             let severity = match s(reaction, "severity") {
                 Some("mild") => Some(snomed("255604002", "Mild (qualifier value)")),
@@ -770,6 +772,16 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_>, e: &Value, row: &str) {
     w.text_ref(row);
     let period = e.get("period");
     w.ivl("effectiveTime", false, period.and_then(|p| s(p, "start")), period.and_then(|p| s(p, "end")));
+    let key = fhir::key(e);
+    for (i, reason) in arr(e, "reasonCode").iter().enumerate() {
+        w.raw("<entryRelationship typeCode=\"RSON\"><observation classCode=\"OBS\" moodCode=\"EVN\">");
+        w.template("2.16.840.1.113883.10.20.22.4.19", EXT_2014);
+        w.entry_id(&format!("{key}/reason/{i}"));
+        w.fixed("code", None, &snomed("404684003", "Clinical finding (finding)"));
+        w.status("completed");
+        w.cd("value", Some("CD"), Some(reason), None);
+        w.raw("</observation></entryRelationship>");
+    }
     w.raw("</encounter>");
     entry_close(w);
 }
@@ -807,6 +819,26 @@ pub(crate) fn planned_procedure(ctx: &mut Ctx<'_>, r: &Value, row: &str) {
         w.empty("effectiveTime", &[("value", &v)]);
     }
     w.raw("</procedure>");
+    entry_close(w);
+}
+
+/// Planned Medication Activity (V2) for a MedicationRequest of intent `plan` or `proposal`.
+pub(crate) fn planned_medication<'a>(ctx: &mut Ctx<'a>, m: &'a Value, row: &str) {
+    let code = medication_code(ctx, m);
+    let w = &mut ctx.w;
+    entry_open(w);
+    w.raw("<substanceAdministration classCode=\"SBADM\" moodCode=\"INT\">");
+    w.template("2.16.840.1.113883.10.20.22.4.42", EXT_2014);
+    w.entry_id(&format!("{}/planned", fhir::key(m)));
+    w.text_ref(row);
+    w.status("active");
+    let (start, end) = medication_dates(m);
+    w.ivl("effectiveTime", true, start, end);
+    w.raw("<consumable><manufacturedProduct classCode=\"MANU\">");
+    w.template("2.16.840.1.113883.10.20.22.4.23", EXT_2014);
+    w.raw("<manufacturedMaterial>");
+    w.cd("code", None, code, Some(&cell(row)));
+    w.raw("</manufacturedMaterial></manufacturedProduct></consumable></substanceAdministration>");
     entry_close(w);
 }
 

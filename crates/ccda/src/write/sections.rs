@@ -624,6 +624,7 @@ fn encounters(ctx: &mut Ctx<'_>, required: bool) {
 enum Planned<'a> {
     Activity { plan: &'a Value, index: usize, detail: &'a Value },
     Request(&'a Value),
+    Medication(&'a Value),
 }
 
 fn plan_of_treatment(ctx: &mut Ctx<'_>, required: bool) {
@@ -648,12 +649,23 @@ fn plan_of_treatment(ctx: &mut Ctx<'_>, required: bool) {
             items.push(Planned::Request(r));
         }
     }
+    for m in ctx.of_type("MedicationRequest") {
+        if matches!(s(m, "intent"), Some("plan" | "proposal"))
+            && matches!(s(m, "status"), Some("active" | "on-hold" | "draft"))
+        {
+            items.push(Planned::Medication(m));
+        }
+    }
     if items.is_empty() {
         return no_information(ctx, spec, required);
     }
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|p| match p {
+            Planned::Medication(m) => {
+                let r = medication_row(ctx, m);
+                vec![r[0].clone(), "Planned medication".into(), r[4].clone(), r[2].clone()]
+            }
             Planned::Activity { plan, detail, .. } => vec![
                 detail.get("code").map(fhir::cc_text).unwrap_or_default(),
                 arr(plan, "category").first().map(fhir::cc_text).unwrap_or_else(|| "Care plan activity".into()),
@@ -678,6 +690,7 @@ fn plan_of_treatment(ctx: &mut Ctx<'_>, required: bool) {
                 entries::planned_act(ctx, &id, detail.get("code"), when, &row);
             }
             Planned::Request(r) => entries::planned_procedure(ctx, r, &row),
+            Planned::Medication(m) => entries::planned_medication(ctx, m, &row),
         }
     }
     section_close(ctx);

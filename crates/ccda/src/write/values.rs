@@ -80,8 +80,8 @@ impl Xml {
                 (!code.chars().any(char::is_whitespace)).then_some((c, oid, name, code))
             })
             .collect();
-        let text = cc.map(fhir::cc_text).unwrap_or_default();
         let Some(((first, oid, sys_name, code), rest)) = known.split_first() else {
+            let text = cc.map(fhir::cc_text).unwrap_or_default();
             let flavor = if cc.is_some_and(|c| !codings(c).is_empty()) || !text.is_empty() { "OTH" } else { "NI" };
             attrs.push(("nullFlavor", flavor));
             if reference.is_none() && text.is_empty() {
@@ -101,13 +101,16 @@ impl Xml {
         if let Some(d) = s(first, "display") {
             attrs.push(("displayName", d));
         }
+        // The original text is the narrative's (or the concept's own text), never a
+        // display repeated.
+        let text = cc.and_then(|c| s(c, "text")).unwrap_or_default();
         if reference.is_none() && text.is_empty() && rest.is_empty() {
             self.empty(name, &attrs);
             return;
         }
         self.open(name, &attrs);
         if reference.is_some() || !text.is_empty() {
-            self.original_text(reference, &text);
+            self.original_text(reference, text);
         }
         for (c, oid, sys_name, code) in rest {
             let mut t: Vec<(&str, &str)> = vec![("code", code), ("codeSystem", oid)];
