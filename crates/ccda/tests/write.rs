@@ -317,6 +317,11 @@ fn one_entry_per_resource() {
             "{who}: allergies"
         );
         assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.2"), labs, "{who}: results");
+        let smoking = p
+            .of_type("Observation")
+            .filter(|o| o["code"]["coding"].as_array().unwrap().iter().any(|c| c["code"] == "72166-2"))
+            .count();
+        assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.78"), smoking, "{who}: smoking status");
         assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.27"), vitals, "{who}: vital signs");
     }
 }
@@ -542,6 +547,36 @@ fn time_for_the_largest_patient() {
         "largest patient {} ({} resources): CCD of {} bytes, p50 {:?}, max {:?}",
         p.name,
         p.resources.len(),
+        size,
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+
+    // 2,000 resources and more: the largest patient with the others' records added.
+    let mut by_size: Vec<&Patient> = all.iter().collect();
+    by_size.sort_by_key(|p| std::cmp::Reverse(p.resources.len()));
+    let mut resources = by_size[0].resources.clone();
+    for other in &by_size[1..] {
+        if resources.len() >= 2000 {
+            break;
+        }
+        resources.extend(other.resources.iter().filter(|r| r["resourceType"] != "Patient").cloned());
+    }
+    let patient = by_size[0].patient().clone();
+    let big = Chart { patient: &patient, resources: &resources, ..by_size[0].chart() };
+    let mut times = Vec::new();
+    for kind in TYPES {
+        for _ in 0..11 {
+            let t = Instant::now();
+            let xml = write(&big, kind).unwrap();
+            times.push(t.elapsed());
+            size = xml.len();
+        }
+    }
+    times.sort();
+    println!(
+        "{} resources: documents up to {} bytes, p50 {:?}, max {:?} (all three types)",
+        resources.len(),
         size,
         times[times.len() / 2],
         times[times.len() - 1]

@@ -49,6 +49,16 @@ fn concern_status(r: &Value, ended: bool) -> &'static str {
     }
 }
 
+/// A concern's effectiveTime: `low`, and `high` (`UNK` when unknown) once it is completed.
+fn concern_time(w: &mut Xml, low: Option<&str>, status: &str, high: Option<&str>) {
+    w.open("effectiveTime", &[]);
+    w.ts("low", low);
+    if status == "completed" {
+        w.ts("high", high);
+    }
+    w.close("effectiveTime");
+}
+
 /// Problem Concern Act (V3) with its Problem Observation.
 pub(crate) fn problem_concern(ctx: &mut Ctx<'_>, c: &Value, row: &str) {
     let w = &mut ctx.w;
@@ -62,7 +72,7 @@ pub(crate) fn problem_concern(ctx: &mut Ctx<'_>, c: &Value, row: &str) {
     w.fixed("code", None, &CONCERN);
     w.status(status);
     let noted = s(c, "recordedDate").or(onset);
-    w.ivl("effectiveTime", false, noted, if status == "completed" { abated } else { None });
+    concern_time(w, noted, status, abated);
     w.raw("<entryRelationship typeCode=\"SUBJ\">");
     problem_observation(w, c, row);
     w.raw("</entryRelationship></act>");
@@ -185,7 +195,7 @@ pub(crate) fn allergy_concern(ctx: &mut Ctx<'_>, a: &Value, row: &str) {
     w.entry_id(&format!("{key}/concern"));
     w.fixed("code", None, &CONCERN);
     w.status(status);
-    w.ivl("effectiveTime", false, recorded, None);
+    concern_time(w, recorded, status, None);
     w.raw("<entryRelationship typeCode=\"SUBJ\">");
     if negated.is_some() {
         w.raw("<observation classCode=\"OBS\" moodCode=\"EVN\" negationInd=\"true\">");

@@ -505,10 +505,19 @@ fn birth_sex_code(p: &Value) -> Option<&str> {
         .and_then(|e| s(e, "valueCode"))
 }
 
+/// LOINC "Tobacco smoking status" (Synthea files some under the `survey` category).
+const SMOKING_STATUS: &str = "72166-2";
+
 fn social_history(ctx: &mut Ctx<'_>, required: bool) {
     let spec = &SOCIAL_HISTORY;
-    let items: Vec<&Value> =
-        ctx.of_type("Observation").into_iter().filter(|o| fhir::has_category(o, "social-history")).collect();
+    let items: Vec<&Value> = ctx
+        .of_type("Observation")
+        .into_iter()
+        .filter(|o| {
+            fhir::has_category(o, "social-history")
+                || o.get("code").is_some_and(|c| fhir::has_code(c, Some("http://loinc.org"), SMOKING_STATUS))
+        })
+        .collect();
     let sex = birth_sex_code(ctx.chart.patient);
     if items.is_empty() && sex.is_none() {
         return no_information(ctx, spec, required);

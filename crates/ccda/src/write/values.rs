@@ -174,7 +174,9 @@ impl Xml {
         match value.as_deref() {
             Some(v) => {
                 attrs.push(("value", v));
-                attrs.push(("unit", unit.unwrap_or("1")));
+                if let Some(u) = unit {
+                    attrs.push(("unit", u));
+                }
             }
             None => attrs.push(("nullFlavor", "NI")),
         }
