@@ -582,3 +582,58 @@ fn time_for_the_largest_patient() {
         times[times.len() - 1]
     );
 }
+
+#[test]
+fn odd_input_makes_a_valid_document_or_a_refusal() {
+    let patient = json!({"resourceType": "Patient"});
+    let resources = vec![
+        patient.clone(),
+        json!({"resourceType": "Observation", "id": "o1", "category": "vital-signs", "component": 5,
+               "valueQuantity": {"value": "abc", "unit": "has space"}}),
+        json!({"resourceType": "Observation", "id": "o2",
+               "category": [{"coding": [{"code": "vital-signs"}]}],
+               "component": [{"code": {"text": "no coding"}}], "effectiveDateTime": "not a date"}),
+        json!({"resourceType": "Observation", "id": "o3",
+               "category": [{"coding": [{"code": "laboratory"}]}],
+               "code": {"coding": [{"system": "http://loinc.org", "code": "has space"}]},
+               "valueQuantity": {"value": 1e300, "code": "mg"}, "effectivePeriod": {"start": "2020"}}),
+        json!({"resourceType": "Condition", "id": "c1", "code": 7, "onsetDateTime": "2020-13-45T99:99:99Z"}),
+        json!({"resourceType": "AllergyIntolerance", "id": "a1", "reaction": [{"manifestation": [{}], "severity": "extreme"}]}),
+        json!({"resourceType": "MedicationRequest", "id": "m1", "medicationReference": {"reference": "Medication/missing"},
+               "dosageInstruction": [{"timing": {"repeat": {"period": 0, "periodUnit": "h"}}}]}),
+        json!({"resourceType": "Immunization", "id": "i1", "status": "not-done"}),
+        json!({"resourceType": "Encounter", "id": "e1", "class": {"code": "IMP"}}),
+        json!({"resourceType": "Procedure", "id": "p1"}),
+        json!({"resourceType": "DiagnosticReport", "id": "d1", "result": [{"reference": "Observation/o3"}, {"reference": 5}]}),
+        json!({"id": "no type"}),
+        json!("not even an object"),
+    ];
+    let custodian = json!({});
+    let mut chart = Chart {
+        patient: &patient,
+        resources: &resources,
+        custodian: &custodian,
+        author: Some(&custodian),
+        document_id: DOC_ID,
+        now: datetime!(2026-12-07 10:30:00 +5:30),
+        period: (None, None),
+    };
+    let dir = temp_dir("odd");
+    let mut files = Vec::new();
+    for kind in TYPES {
+        let xml = write(&chart, kind).unwrap();
+        check_structure(&xml, kind, "odd");
+        let f = dir.join(format!("odd-{kind:?}.xml"));
+        std::fs::write(&f, &xml).unwrap();
+        files.push(f);
+    }
+    xmllint(&files);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    chart.document_id = "not a uuid";
+    assert!(matches!(write(&chart, DocumentType::Ccd), Err(ccda::Error::CannotWrite(_))));
+    let not_a_patient = json!({"resourceType": "Practitioner"});
+    chart.document_id = DOC_ID;
+    chart.patient = &not_a_patient;
+    assert!(matches!(write(&chart, DocumentType::Ccd), Err(ccda::Error::CannotWrite(_))));
+}

@@ -782,6 +782,16 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_>, e: &Value, row: &str) {
     w.text_ref(row);
     let period = e.get("period");
     w.ivl("effectiveTime", false, period.and_then(|p| s(p, "start")), period.and_then(|p| s(p, "end")));
+    let place = arr(e, "location").iter().find_map(|l| l.get("location").and_then(|r| s(r, "display")));
+    if let Some(name) = place {
+        // Service Delivery Location: the place by name (its type is not known).
+        w.raw("<participant typeCode=\"LOC\"><participantRole classCode=\"SDLOC\">");
+        w.template("2.16.840.1.113883.10.20.22.4.32", None);
+        w.empty("code", &[("nullFlavor", "NI")]);
+        w.raw("<playingEntity classCode=\"PLC\">");
+        w.leaf("name", &[], name);
+        w.raw("</playingEntity></participantRole></participant>");
+    }
     let key = fhir::key(e);
     for (i, reason) in arr(e, "reasonCode").iter().enumerate() {
         w.raw("<entryRelationship typeCode=\"RSON\"><observation classCode=\"OBS\" moodCode=\"EVN\">");

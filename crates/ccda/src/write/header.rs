@@ -119,7 +119,8 @@ fn record_target(ctx: &mut Ctx<'_>) {
         None => w.empty("ethnicGroupCode", &[("nullFlavor", "UNK")]),
     }
     for c in arr(p, "communication") {
-        let Some(lang) = c.get("language").and_then(fhir::first_code) else {
+        let lang = c.get("language").and_then(fhir::first_code);
+        let Some(lang) = lang.filter(|l| !l.chars().any(char::is_whitespace)) else {
             continue;
         };
         w.raw("<languageCommunication>");
