@@ -179,6 +179,20 @@ fn check_structure(xml: &str, kind: DocumentType, who: &str) {
     for t in required(kind) {
         assert!(sections.iter().any(|s| s == t), "{who} {kind:?}: required section {t} missing");
     }
+    // R1.1 compatibility: a versioned template id goes with its R1.1 id (the root alone).
+    for t in doc.descendants().filter(|n| is(n, "templateId") && n.attribute("extension").is_some()) {
+        let root = t.attribute("root").unwrap();
+        if root == "2.16.840.1.113883.10.20.22.4.200" {
+            continue;
+        }
+        let parent = t.parent().unwrap();
+        assert!(
+            parent.children().any(|c| is(&c, "templateId")
+                && c.attribute("root") == Some(root)
+                && c.attribute("extension").is_none()),
+            "{who} {kind:?}: {root} without its R1.1 id"
+        );
+    }
     for section in doc.descendants().filter(|n| is(n, "section")) {
         let ids: HashSet<&str> = section
             .children()
@@ -232,15 +246,16 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// How many entries (not sections) carry the template `root`.
 fn count(xml: &str, root: &str) -> usize {
     let doc = roxmltree::Document::parse(xml).unwrap();
     doc.descendants()
         .filter(|n| is(n, "templateId") && n.attribute("root") == Some(root))
-        .filter(|n| {
-            // Entry templates only, not a section's own.
-            n.parent().is_some_and(|p| !is(&p, "section"))
-        })
-        .count()
+        .filter_map(|n| n.parent())
+        .filter(|p| !is(p, "section"))
+        .map(|p| p.id())
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 #[test]

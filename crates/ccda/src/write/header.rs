@@ -21,9 +21,8 @@ pub(crate) fn write_header(ctx: &mut Ctx<'_>, kind: DocumentType) {
     ));
     w.empty("realmCode", &[("code", "US")]);
     w.empty("typeId", &[("root", "2.16.840.1.113883.1.3"), ("extension", "POCD_HD000040")]);
-    w.template("2.16.840.1.113883.10.20.22.1.1", None);
+    // Both the R1.1 ids (root alone) and the R2.1 ones.
     w.template("2.16.840.1.113883.10.20.22.1.1", Some("2015-08-01"));
-    w.template(kind.template_id(), None);
     w.template(kind.template_id(), Some("2015-08-01"));
     w.empty("id", &[("root", chart.document_id)]);
     let (code, display) = kind.loinc();

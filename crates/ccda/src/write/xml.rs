@@ -39,6 +39,12 @@ pub(crate) fn escape_attr(out: &mut String, s: &str) {
     }
 }
 
+/// Versioned templates written that C-CDA R1.1 did not have.
+const NEW_IN_R21: [&str; 1] = [
+    // Birth Sex Observation.
+    "2.16.840.1.113883.10.20.22.4.200",
+];
+
 /// The document being written.
 pub(crate) struct Xml {
     /// What is written so far.
@@ -101,10 +107,17 @@ impl Xml {
         self.out.push_str(markup);
     }
 
-    /// `<templateId root=… [extension=…]/>`.
+    /// `<templateId root=… [extension=…]/>`; a versioned template that had a C-CDA R1.1
+    /// version is preceded by its R1.1 id (the root alone), as a document asserting the
+    /// R1.1 header and document template ids must do (CONF:1198-32938 and its kin).
     pub(crate) fn template(&mut self, root: &str, extension: Option<&str>) {
         match extension {
-            Some(ext) => self.empty("templateId", &[("root", root), ("extension", ext)]),
+            Some(ext) => {
+                if !NEW_IN_R21.contains(&root) {
+                    self.empty("templateId", &[("root", root)]);
+                }
+                self.empty("templateId", &[("root", root), ("extension", ext)]);
+            }
             None => self.empty("templateId", &[("root", root)]),
         }
     }
