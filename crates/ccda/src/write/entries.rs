@@ -99,7 +99,14 @@ pub(crate) fn problem_observation(w: &mut Xml, c: &Value, row: &str) {
     coded_with_translation(w, "code", &problem, &problem_loinc);
     w.text_ref(row);
     w.status("completed");
-    w.ivl("effectiveTime", false, onset, abated);
+    // A problem no longer active has a high, `UNK` when its end is not known.
+    let ended = abated.is_some() || matches!(clinical_status(c), Some("inactive" | "remission" | "resolved"));
+    w.open("effectiveTime", &[]);
+    w.ts("low", onset);
+    if ended {
+        w.ts("high", abated);
+    }
+    w.close("effectiveTime");
     w.cd("value", Some("CD"), c.get("code"), Some(&cell(row)));
     let status = match clinical_status(c) {
         Some("active" | "recurrence" | "relapse") => Some(snomed("55561003", "Active")),
@@ -109,7 +116,7 @@ pub(crate) fn problem_observation(w: &mut Xml, c: &Value, row: &str) {
     };
     if let Some(st) = status {
         w.raw("<entryRelationship typeCode=\"REFR\"><observation classCode=\"OBS\" moodCode=\"EVN\">");
-        w.template("2.16.840.1.113883.10.20.22.4.6", EXT_2014);
+        w.template("2.16.840.1.113883.10.20.22.4.6", Some("2019-06-20"));
         w.entry_id(&format!("{key}/status"));
         w.fixed("code", None, &loinc("33999-4", "Status"));
         w.status("completed");
