@@ -2,9 +2,36 @@
 //!
 //! The document is one `String` written front to back (no DOM): the US Realm Header, then
 //! the sections the document type requires, each with its narrative table and coded entries
-//! pointing into it. Resources are indexed by `Type/id` once; every entry's id is
-//! [`ENTRY_ID_ROOT`] with the extension `Type/id` of the resource it comes from, so writing
-//! the same chart twice gives the same bytes.
+//! pointing into it (`text/reference` at the row, `originalText/reference` at its first
+//! cell). Resources are indexed by `Type/id` once; every entry's id is [`ENTRY_ID_ROOT`]
+//! with the extension `Type/id` of the resource it comes from, so writing the same chart
+//! twice gives the same bytes.
+//!
+//! What each [`DocumentType`] holds (a required section without data is written with
+//! `nullFlavor="NI"` and a "No … recorded." narrative; an optional one is left out):
+//!
+//! | Section (template)                          | CCD      | Referral | Discharge |
+//! |---------------------------------------------|----------|----------|-----------|
+//! | Reason for Referral (IHE …3.1)              |          | required |           |
+//! | Allergies and Intolerances (2.6.1)          | required | required | required  |
+//! | Hospital Course (IHE …3.5)                  |          |          | required  |
+//! | Discharge Diagnosis (2.24)                  |          |          | required  |
+//! | Discharge Medications (2.11.1)              |          |          | required  |
+//! | Medications (2.1.1)                         | required | required |           |
+//! | Problems (2.5.1)                            | required | required | with data |
+//! | Procedures (2.7.1)                          | with data| with data| with data |
+//! | Results (2.3.1)                             | required | with data| with data |
+//! | Vital Signs (2.4.1)                         | required | with data| with data |
+//! | Social History (2.17)                       | required | with data|           |
+//! | Immunizations (2.2.1)                       | with data| with data|           |
+//! | Encounters (2.22.1)                         | with data|          |           |
+//! | Plan of Treatment (2.10)                    | with data| required | required  |
+//!
+//! Codes: the first coding of a known system (LOINC, SNOMED CT, RxNorm, CVX, ICD-10-CM,
+//! NDC, CPT, UCUM, HL7 v3 systems, `urn:oid:`) is the code, the other known ones its
+//! translations; a concept without any is written `nullFlavor="OTH"` with its text only.
+//! `Chart::period` keeps the dated resources that overlap it (an open one, such as an
+//! active problem, overlaps every period after its start); undated ones are kept.
 
 mod entries;
 mod fhir;
@@ -183,5 +210,42 @@ impl<'a> Ctx<'a> {
     /// The resources of type `ty` in the period, in the order given.
     pub(crate) fn of_type(&self, ty: &str) -> Vec<&'a Value> {
         self.by_type.get(ty).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_period_keeps_what_overlaps_it() {
+        let patient = json!({"resourceType": "Patient", "id": "p"});
+        let resources = vec![
+            json!({"resourceType": "Condition", "id": "open", "onsetDateTime": "2010-01-01"}),
+            json!({"resourceType": "Condition", "id": "over", "onsetDateTime": "2010-01-01",
+                   "abatementDateTime": "2011-01-01"}),
+            json!({"resourceType": "Observation", "id": "old", "effectiveDateTime": "2010-05-05T10:00:00Z"}),
+            json!({"resourceType": "Observation", "id": "in", "effectiveDateTime": "2020-05-05T10:00:00+02:00"}),
+            json!({"resourceType": "Observation", "id": "later", "effectiveDateTime": "2022-05-05"}),
+            json!({"resourceType": "AllergyIntolerance", "id": "undated"}),
+        ];
+        let custodian = json!({"resourceType": "Organization"});
+        let chart = Chart {
+            patient: &patient,
+            resources: &resources,
+            custodian: &custodian,
+            author: None,
+            document_id: "1.2.3",
+            now: datetime!(2026-01-01 0:00 UTC),
+            period: (Some(datetime!(2020-01-01 0:00 UTC)), Some(datetime!(2021-01-01 0:00 UTC))),
+        };
+        let ctx = Ctx::new(&chart);
+        let ids = |ty: &str| -> Vec<&str> { ctx.of_type(ty).iter().filter_map(|r| fhir::s(r, "id")).collect() };
+        assert_eq!(ids("Condition"), ["open"]);
+        assert_eq!(ids("Observation"), ["in"]);
+        assert_eq!(ids("AllergyIntolerance"), ["undated"]);
     }
 }
