@@ -402,6 +402,7 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
         json!({
             "resourceType": "MedicationStatement", "id": "ms1", "status": "active",
             "medicationReference": {"reference": "Medication/med1"},
+            "reasonReference": [{"reference": "Condition/c1"}],
             "effectivePeriod": {"start": "2025-01-01"},
             "dosage": [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006", "display": "Oral route"}]},
                         "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
@@ -452,6 +453,15 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
     assert!(xml.contains("<translation code=\"0093-7180-01\" codeSystem=\"2.16.840.1.113883.6.69\""));
     assert!(xml.contains("<period value=\"0.5\" unit=\"d\"/>"));
     assert!(xml.contains("<routeCode code=\"26643006\""));
+    // Its reason: an Indication with the Condition's entry id.
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let indication = doc
+        .descendants()
+        .find(|n| is(n, "templateId") && n.attribute("root") == Some("2.16.840.1.113883.10.20.22.4.19"))
+        .and_then(|t| t.parent())
+        .unwrap();
+    let id = indication.children().find(|c| is(c, "id")).unwrap();
+    assert_eq!(id.attribute("extension"), Some("Condition/c1"));
     // Planned: the referral request and the planned medication.
     assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.41"), 1);
     assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.42"), 1);

@@ -59,6 +59,30 @@ fn concern_time(w: &mut Xml, low: Option<&str>, status: &str, high: Option<&str>
     w.close("effectiveTime");
 }
 
+/// Indications (V2) of a resource's `reasonCode`s and `reasonReference`s; a reason that is
+/// a resource of the chart gets that resource's entry id (so it points at its entry).
+fn indications(w: &mut Xml, index: &fhir::Index<'_>, r: &Value) {
+    let key = fhir::key(r);
+    for (i, reason) in arr(r, "reasonCode").iter().enumerate() {
+        indication(w, &format!("{key}/reason/{i}"), Some(reason));
+    }
+    for reference in arr(r, "reasonReference") {
+        if let Some(target) = index.resolve(reference) {
+            indication(w, &fhir::key(target), target.get("code"));
+        }
+    }
+}
+
+fn indication(w: &mut Xml, id: &str, value: Option<&Value>) {
+    w.raw("<entryRelationship typeCode=\"RSON\"><observation classCode=\"OBS\" moodCode=\"EVN\">");
+    w.template("2.16.840.1.113883.10.20.22.4.19", EXT_2014);
+    w.entry_id(id);
+    w.fixed("code", None, &snomed("404684003", "Clinical finding (finding)"));
+    w.status("completed");
+    w.cd("value", Some("CD"), value, None);
+    w.raw("</observation></entryRelationship>");
+}
+
 /// Problem Concern Act (V3) with its Problem Observation.
 pub(crate) fn problem_concern(ctx: &mut Ctx<'_>, c: &Value, row: &str) {
     let w = &mut ctx.w;
@@ -364,6 +388,7 @@ pub(crate) fn medication_activity<'a>(ctx: &mut Ctx<'a>, m: &'a Value, row: &str
     w.raw("<manufacturedMaterial>");
     w.cd("code", None, code, Some(&cell(row)));
     w.raw("</manufacturedMaterial></manufacturedProduct></consumable>");
+    indications(w, &ctx.index, m);
     w.close("substanceAdministration");
 }
 
@@ -766,6 +791,7 @@ pub(crate) fn procedure(ctx: &mut Ctx<'_>, p: &Value, row: &str) {
     for site in arr(p, "bodySite") {
         w.cd("targetSiteCode", None, Some(site), None);
     }
+    indications(w, &ctx.index, p);
     w.raw("</procedure>");
     entry_close(w);
 }
@@ -799,16 +825,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_>, e: &Value, row: &str) {
         w.leaf("name", &[], name);
         w.raw("</playingEntity></participantRole></participant>");
     }
-    let key = fhir::key(e);
-    for (i, reason) in arr(e, "reasonCode").iter().enumerate() {
-        w.raw("<entryRelationship typeCode=\"RSON\"><observation classCode=\"OBS\" moodCode=\"EVN\">");
-        w.template("2.16.840.1.113883.10.20.22.4.19", EXT_2014);
-        w.entry_id(&format!("{key}/reason/{i}"));
-        w.fixed("code", None, &snomed("404684003", "Clinical finding (finding)"));
-        w.status("completed");
-        w.cd("value", Some("CD"), Some(reason), None);
-        w.raw("</observation></entryRelationship>");
-    }
+    indications(w, &ctx.index, e);
     w.raw("</encounter>");
     entry_close(w);
 }
