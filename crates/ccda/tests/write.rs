@@ -382,6 +382,8 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
                 {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9", "display": "Type 2 diabetes"}
             ], "text": "Diabetes"},
             "onsetDateTime": "2010-03-04",
+            "recorder": {"reference": "Practitioner?identifier=x|1", "display": "Dr. Who"},
+            "recordedDate": "2010-03-05T10:00:00Z",
             "subject": {"reference": "Patient/p1"}
         }),
         json!({
@@ -403,6 +405,8 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
             "resourceType": "MedicationStatement", "id": "ms1", "status": "active",
             "medicationReference": {"reference": "Medication/med1"},
             "reasonReference": [{"reference": "Condition/c1"}],
+            "informationSource": {"reference": "Organization/continuum"},
+            "dateAsserted": "2025-02-02",
             "effectivePeriod": {"start": "2025-01-01"},
             "dosage": [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006", "display": "Oral route"}]},
                         "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
@@ -432,6 +436,8 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
         }),
     ];
     let custodian = default_custodian();
+    let mut resources = resources;
+    resources.push(custodian.clone());
     let chart = Chart {
         patient: &patient,
         resources: &resources,
@@ -462,6 +468,10 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
         .unwrap();
     let id = indication.children().find(|c| is(c, "id")).unwrap();
     assert_eq!(id.attribute("extension"), Some("Condition/c1"));
+    // Authors: the Organization informing the statement, the Condition's unresolved recorder.
+    assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.119"), 2);
+    assert!(xml.contains("<representedOrganization><name>Continuum Test Clinic</name>"));
+    assert!(xml.contains("<assignedPerson><name>Dr. Who</name></assignedPerson>"));
     // Planned: the referral request and the planned medication.
     assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.41"), 1);
     assert_eq!(count(&xml, "2.16.840.1.113883.10.20.22.4.42"), 1);

@@ -59,6 +59,47 @@ fn concern_time(w: &mut Xml, low: Option<&str>, status: &str, high: Option<&str>
     w.close("effectiveTime");
 }
 
+/// Author Participation: who (a Reference: a Practitioner or Organization of the chart, else
+/// its display) recorded or ordered a thing, and when; nothing when neither is known.
+fn author(w: &mut Xml, index: &fhir::Index<'_>, when: Option<&str>, who: Option<&Value>) {
+    let Some(who) = who else { return };
+    let target = index.resolve(who);
+    let display = s(who, "display");
+    if target.is_none() && display.is_none() {
+        return;
+    }
+    w.raw("<author typeCode=\"AUT\">");
+    w.template("2.16.840.1.113883.10.20.22.4.119", None);
+    w.ts("time", when);
+    w.raw("<assignedAuthor>");
+    match target {
+        Some(t) => w.ids(arr(t, "identifier"), &fhir::key(t)),
+        None => w.empty("id", &[("nullFlavor", "NI")]),
+    }
+    let is_org = target.is_some_and(|t| s(t, "resourceType") == Some("Organization"))
+        || s(who, "reference").is_some_and(|r| r.starts_with("Organization"));
+    let name = target.and_then(|t| {
+        s(t, "name").map(str::to_owned).or_else(|| {
+            let n = super::values::person_name(arr(t, "name"));
+            (!n.is_empty()).then_some(n)
+        })
+    });
+    let name = name.or_else(|| display.map(str::to_owned)).unwrap_or_default();
+    if is_org {
+        w.raw("<representedOrganization>");
+        w.leaf("name", &[], &name);
+        w.raw("</representedOrganization>");
+    } else {
+        w.raw("<assignedPerson>");
+        match target {
+            Some(t) if !arr(t, "name").is_empty() => w.names(arr(t, "name")),
+            _ => w.leaf("name", &[], &name),
+        }
+        w.raw("</assignedPerson>");
+    }
+    w.raw("</assignedAuthor></author>");
+}
+
 /// Indications (V2) of a resource's `reasonCode`s and `reasonReference`s; a reason that is
 /// a resource of the chart gets that resource's entry id (so it points at its entry).
 fn indications(w: &mut Xml, index: &fhir::Index<'_>, r: &Value) {
@@ -98,13 +139,13 @@ pub(crate) fn problem_concern(ctx: &mut Ctx<'_>, c: &Value, row: &str) {
     let noted = s(c, "recordedDate").or(onset);
     concern_time(w, noted, status, abated);
     w.raw("<entryRelationship typeCode=\"SUBJ\">");
-    problem_observation(w, c, row);
+    problem_observation(w, &ctx.index, c, row);
     w.raw("</entryRelationship></act>");
     entry_close(w);
 }
 
 /// Problem Observation (V3) with its Problem Status.
-pub(crate) fn problem_observation(w: &mut Xml, c: &Value, row: &str) {
+pub(crate) fn problem_observation(w: &mut Xml, index: &fhir::Index<'_>, c: &Value, row: &str) {
     let key = fhir::key(c);
     let (onset, abated) = condition_dates(c);
     let refuted = c.get("verificationStatus").and_then(fhir::first_code).is_some_and(|v| v == "refuted");
@@ -132,6 +173,7 @@ pub(crate) fn problem_observation(w: &mut Xml, c: &Value, row: &str) {
     }
     w.close("effectiveTime");
     w.cd("value", Some("CD"), c.get("code"), Some(&cell(row)));
+    author(w, index, s(c, "recordedDate"), c.get("recorder").or_else(|| c.get("asserter")));
     let status = match clinical_status(c) {
         Some("active" | "recurrence" | "relapse") => Some(snomed("55561003", "Active")),
         Some("inactive" | "remission") => Some(snomed("73425007", "Inactive")),
@@ -174,7 +216,7 @@ pub(crate) fn discharge_diagnosis(ctx: &mut Ctx<'_>, c: &Value, row: &str) {
     w.entry_id(&format!("{key}/discharge-diagnosis"));
     w.fixed("code", None, &loinc("11535-2", "Hospital discharge diagnosis"));
     w.raw("<entryRelationship typeCode=\"SUBJ\" inversionInd=\"false\">");
-    problem_observation(w, c, row);
+    problem_observation(w, &ctx.index, c, row);
     w.raw("</entryRelationship></act>");
     entry_close(w);
 }
@@ -241,23 +283,16 @@ pub(crate) fn allergy_concern(ctx: &mut Ctx<'_>, a: &Value, row: &str) {
     w.ivl("effectiveTime", false, onset.or(recorded), None);
     let name_cell = cell(row);
     match &negated {
-        Some(kind) => {
-            w.fixed("value", Some("CD"), kind);
-            w.raw(
-                "<participant typeCode=\"CSM\"><participantRole classCode=\"MANU\"><playingEntity classCode=\"MMAT\">",
-            );
-            w.empty("code", &[("nullFlavor", "NA")]);
-            w.raw("</playingEntity></participantRole></participant>");
-        }
-        None => {
-            w.fixed("value", Some("CD"), &allergy_type(a));
-            w.raw(
-                "<participant typeCode=\"CSM\"><participantRole classCode=\"MANU\"><playingEntity classCode=\"MMAT\">",
-            );
-            w.cd("code", None, a.get("code"), Some(&name_cell));
-            w.raw("</playingEntity></participantRole></participant>");
-        }
+        Some(kind) => w.fixed("value", Some("CD"), kind),
+        None => w.fixed("value", Some("CD"), &allergy_type(a)),
     }
+    author(w, &ctx.index, s(a, "recordedDate"), a.get("recorder").or_else(|| a.get("asserter")));
+    w.raw("<participant typeCode=\"CSM\"><participantRole classCode=\"MANU\"><playingEntity classCode=\"MMAT\">");
+    match &negated {
+        Some(_) => w.empty("code", &[("nullFlavor", "NA")]),
+        None => w.cd("code", None, a.get("code"), Some(&name_cell)),
+    }
+    w.raw("</playingEntity></participantRole></participant>");
     let criticality = match s(a, "criticality") {
         Some("low") => Some(("CRITL", "Low Criticality")),
         Some("high") => Some(("CRITH", "High Criticality")),
@@ -388,6 +423,12 @@ pub(crate) fn medication_activity<'a>(ctx: &mut Ctx<'a>, m: &'a Value, row: &str
     w.raw("<manufacturedMaterial>");
     w.cd("code", None, code, Some(&cell(row)));
     w.raw("</manufacturedMaterial></manufacturedProduct></consumable>");
+    let (when, who) = if statement {
+        (s(m, "dateAsserted"), m.get("informationSource"))
+    } else {
+        (s(m, "authoredOn"), m.get("requester"))
+    };
+    author(w, &ctx.index, when, who);
     indications(w, &ctx.index, m);
     w.close("substanceAdministration");
 }
@@ -460,6 +501,8 @@ pub(crate) fn immunization(ctx: &mut Ctx<'_>, i: &Value, row: &str) {
         w.raw("</manufacturerOrganization>");
     }
     w.raw("</manufacturedProduct></consumable>");
+    let performer = arr(i, "performer").first().and_then(|p| p.get("actor"));
+    author(w, &ctx.index, s(i, "recorded").or(when), performer);
     w.close("substanceAdministration");
     entry_close(w);
 }
@@ -791,6 +834,11 @@ pub(crate) fn procedure(ctx: &mut Ctx<'_>, p: &Value, row: &str) {
     for site in arr(p, "bodySite") {
         w.cd("targetSiteCode", None, Some(site), None);
     }
+    let who = p
+        .get("recorder")
+        .or_else(|| p.get("asserter"))
+        .or_else(|| arr(p, "performer").first().and_then(|x| x.get("actor")));
+    author(w, &ctx.index, procedure_dates(p).0, who);
     indications(w, &ctx.index, p);
     w.raw("</procedure>");
     entry_close(w);
