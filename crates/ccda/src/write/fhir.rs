@@ -80,7 +80,6 @@ pub(crate) fn system_oid(system: &str) -> Option<(&str, Option<&'static str>)> {
         "http://nucc.org/provider-taxonomy" => ("2.16.840.1.113883.6.101", "NUCC"),
         "http://www.nlm.nih.gov/research/umls/hcpcs" => ("2.16.840.1.113883.6.285", "HCPCS"),
         "http://www.cms.gov/Medicare/Coding/ICD10" => ("2.16.840.1.113883.6.4", "ICD-10-PCS"),
-        "urn:oid:2.16.840.1.113883.6.238" => ("2.16.840.1.113883.6.238", "CDC Race and Ethnicity"),
         _ => return None,
     };
     Some((known.0, Some(known.1)))
