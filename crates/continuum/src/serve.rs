@@ -103,7 +103,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, audit, jobs } = crate::open_store(&args.data, &args.database)?;
+    let crate::Store { records, message_log, outbox, sqlite, audit, jobs } =
+        crate::open_store(&args.data, &args.database)?;
     // Every audit entry this server appends is keyed (a rewrite of the trail without the key
     // is found by `continuum audit verify`).
     let key = args.audit_key.load_or_create(&args.data)?;

@@ -141,7 +141,10 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
         ],
         None,
     );
-    let minted = run_client("smart_client.py", &["service-token", base, "bulk-service", keys.to_str().unwrap(), "system/*.read"]);
+    let minted = run_client(
+        "smart_client.py",
+        &["service-token", base, "bulk-service", keys.to_str().unwrap(), "system/*.read"],
+    );
     let service = minted.iter().find(|l| l[0] == "service-token").unwrap()[1].clone();
 
     // System level: every type, each count as `_summary=count` says.
@@ -182,7 +185,8 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     let group_id = group["id"].as_str().unwrap();
     let barry = export(base, &service, &format!("Group/{group_id}/$export"), dir.path());
     assert_eq!(ids_of(&barry.resources, "Patient"), [clinic.barry.clone()]);
-    let barrys_observations = get(base, &service, &format!("Observation?subject=Patient/{}&_summary=count", clinic.barry));
+    let barrys_observations =
+        get(base, &service, &format!("Observation?subject=Patient/{}&_summary=count", clinic.barry));
     assert_eq!(barry.counts["Observation"], barrys_observations["total"].as_u64().unwrap());
     assert!(barry.resources.iter().all(|r| !r.to_string().contains(&format!("Patient/{}", clinic.rosie))));
 
@@ -194,10 +198,14 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     // Refused at kick-off, with an OperationOutcome.
     for path in ["$export?_type=NotAType", "$export?_outputFormat=text/csv", "$export?_since=yesterday"] {
         let refused = run_client("bulk_client.py", &["refused", base, &service, path]);
-        assert_eq!(line(&refused, &["refused"]), BTreeMap::from([
-            ("status".to_string(), "400".to_string()),
-            ("resourceType".to_string(), "OperationOutcome".to_string())
-        ]), "{path}");
+        assert_eq!(
+            line(&refused, &["refused"]),
+            BTreeMap::from([
+                ("status".to_string(), "400".to_string()),
+                ("resourceType".to_string(), "OperationOutcome".to_string())
+            ]),
+            "{path}"
+        );
     }
 
     // A physician of Rosie's organization only: Rosie's record, nothing of Barry's.
@@ -225,13 +233,16 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     // 1,000 writes while an export runs: it holds exactly the versions current at its
     // transactionTime.
     let existing = ids_of(&everything.resources, "Observation");
-    let targets: Vec<String> = existing.iter().take(50).cloned().collect();
     let by_id: HashMap<String, Value> = everything
         .resources
         .iter()
         .filter(|r| r["resourceType"] == "Observation")
         .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
         .collect();
+    // Updated: 50 of them that carry a quantity.
+    let targets: Vec<String> =
+        existing.iter().filter(|id| by_id[*id]["valueQuantity"]["value"].is_number()).take(50).cloned().collect();
+    assert_eq!(targets.len(), 50);
     let writer = {
         let (base, doc, barry, targets, by_id) =
             (base.to_string(), clinic.doc.clone(), clinic.barry.clone(), targets.clone(), by_id.clone());
@@ -254,7 +265,8 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
                     .body(body.to_string())
                     .send()
                     .unwrap();
-                assert!(response.status().is_success(), "write {i}: {}", response.status());
+                let status = response.status();
+                assert!(status.is_success(), "write {i}: {status} {}", response.text().unwrap_or_default());
                 let stored: Value = response.json().unwrap();
                 written.push((
                     stored["id"].as_str().unwrap().to_string(),
@@ -269,7 +281,10 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     let during = export(base, &service, "$export?_type=Observation", dir.path());
     let written = writer.join().unwrap();
     let at = &during.transaction_time;
-    assert!(written.iter().any(|(_, _, t)| t <= at) && written.iter().any(|(_, _, t)| t > at), "the writes straddle the export");
+    assert!(
+        written.iter().any(|(_, _, t)| t <= at) && written.iter().any(|(_, _, t)| t > at),
+        "the writes straddle the export"
+    );
     let exported: HashMap<String, u64> = during
         .resources
         .iter()

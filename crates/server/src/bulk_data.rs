@@ -19,7 +19,11 @@ impl From<exchange::Error> for ApiError {
             exchange::Error::Access(e) => e.into(),
             exchange::Error::Files(e) => {
                 tracing::error!(error = %e, "bulk data files");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, "the server could not keep the job's files")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueCode::Exception,
+                    "the server could not keep the job's files",
+                )
             }
             other => ApiError { status: crate::error::status_of(other.class()), issues: other.issues() },
         }
@@ -38,7 +42,11 @@ fn require_async(headers: &HeaderMap) -> Result<(), ApiError> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-    if asked { Ok(()) } else { Err(ApiError::bad_request("Bulk Data requests need the header `Prefer: respond-async`")) }
+    if asked {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("Bulk Data requests need the header `Prefer: respond-async`"))
+    }
 }
 
 fn pairs_of(query: Option<&str>) -> Vec<(String, String)> {
@@ -188,8 +196,8 @@ pub(crate) async fn import(
             blocking_checked(move || Ok(bulk.kick_off_import_body(&access, &body, declared.as_deref(), &url)?)).await?
         }
         "application/fhir+json" | "application/json" => {
-            let parameters: Value = serde_json::from_slice(&body)
-                .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+            let parameters: Value =
+                serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
             blocking_checked(move || Ok(bulk.kick_off_import_files(&access, &parameters, &url)?)).await?
         }
         _ => {

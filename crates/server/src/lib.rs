@@ -3,10 +3,10 @@
 //! turn the result into a FHIR response; every error leaves as an `OperationOutcome`.
 
 pub mod audit;
+mod bulk_data;
 mod caller;
 mod capability;
 mod error;
-mod bulk_data;
 mod extract;
 mod format;
 mod headers;

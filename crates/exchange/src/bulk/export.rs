@@ -88,7 +88,9 @@ impl ExportRequest {
                             return Err(Error::invalid("_typeFilter wants Type?search-parameters"));
                         };
                         if !definitions.is_resource_type(t) {
-                            return Err(Error::invalid(format!("_typeFilter names `{t}`, which is not a resource type")));
+                            return Err(Error::invalid(format!(
+                                "_typeFilter names `{t}`, which is not a resource type"
+                            )));
                         }
                         // Read now, so that a malformed filter is refused at kick-off.
                         search_query(t, query)?;
@@ -123,10 +125,8 @@ fn in_compartment(resource_type: &str) -> bool {
 }
 
 fn search_query(resource_type: &str, query: &str) -> Result<search::query::SearchQuery> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .filter(|(n, _)| !n.is_empty())
-        .collect();
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(n, _)| !n.is_empty()).collect();
     Ok(search::query::SearchQuery::parse(Some(resource_type), &pairs, false).map_err(access::Error::from)?)
 }
 
@@ -257,7 +257,13 @@ impl Selection {
 }
 
 /// Runs an export job to its end (or its cancellation): every type in turn, page by page.
-pub(crate) fn run(inner: &Inner, access: &Access, id: &str, state: &mut JobState, request: &ExportRequest) -> Result<()> {
+pub(crate) fn run(
+    inner: &Inner,
+    access: &Access,
+    id: &str,
+    state: &mut JobState,
+    request: &ExportRequest,
+) -> Result<()> {
     let cancelled = inner.cancel_flag(id);
     let types = types_to_export(inner, access, request)?;
     let members = match &request.level {

@@ -114,9 +114,12 @@ pub fn plan_from_parameters(parameters: &Value, folder: &Path) -> Result<ImportP
             None => return Err(Error::invalid("a parameter without a name")),
         }
         let part = |name: &str| {
-            parameter.get("part").and_then(Value::as_array).into_iter().flatten().find(|p| {
-                p.get("name").and_then(Value::as_str) == Some(name)
-            })
+            parameter
+                .get("part")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
         };
         let url = part("url")
             .and_then(|p| p.get("valueUri").or_else(|| p.get("valueUrl")).or_else(|| p.get("valueString")))

@@ -162,9 +162,11 @@ impl Bulk {
                     bulk.spawn(access, stored.id.clone(), state);
                 }
                 None => {
-                    bulk.finish(&stored.id, &mut state, Err(Error::invalid(
-                        "the job was interrupted by a restart of the server; start it again",
-                    )))?;
+                    bulk.finish(
+                        &stored.id,
+                        &mut state,
+                        Err(Error::invalid("the job was interrupted by a restart of the server; start it again")),
+                    )?;
                 }
             }
         }
@@ -234,11 +236,7 @@ impl Bulk {
         let path = dir.join(import::BODY_INPUT);
         std::fs::write(&path, body).map_err(Error::Files)?;
         let plan = ImportPlan {
-            inputs: vec![ImportInput {
-                resource_type: declared.map(str::to_string),
-                path,
-                name: "body".into(),
-            }],
+            inputs: vec![ImportInput { resource_type: declared.map(str::to_string), path, name: "body".into() }],
         };
         self.start_import(access, id, plan, request_url)
     }
