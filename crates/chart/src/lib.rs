@@ -19,6 +19,7 @@ mod error;
 pub mod lists;
 pub mod notes;
 pub mod read;
+pub mod reconcile;
 pub mod summary;
 pub mod timeline;
 pub mod trends;

@@ -137,10 +137,12 @@ pub fn lists(access: &Access, patient: &str) -> Result<Lists> {
     let problems = read::search(access, "Condition", &[p(), ("_sort", "-onset-date".into())], 200)?;
     let allergies = read::search(access, "AllergyIntolerance", &[p()], 200)?;
     let medications = read::search(access, "MedicationRequest", &[p(), ("_sort", "-authoredon".into())], 200)?;
+    // Items from outside wait for reconciliation off the lists (see `reconcile`).
+    let kept = |r: &&Value| !crate::reconcile::is_held_back(r);
     Ok(Lists {
-        problems: problems.iter().map(Problem::of).collect(),
-        allergies: allergies.iter().map(Allergy::of).collect(),
-        medications: medications.iter().map(Medication::of).collect(),
+        problems: problems.iter().filter(kept).map(Problem::of).collect(),
+        allergies: allergies.iter().filter(kept).map(Allergy::of).collect(),
+        medications: medications.iter().filter(kept).map(Medication::of).collect(),
     })
 }
 

@@ -6,6 +6,7 @@
 use crate::elements::{concept, first_code, observation_value, quantity_number, when};
 use crate::lists::{Medication, Problem};
 use crate::read::search_if_allowed;
+use crate::reconcile::is_held_back;
 use crate::{Result, trends};
 use access::Access;
 use serde_json::Value;
@@ -191,8 +192,9 @@ pub fn summary(access: &Access, patient: &str, today: time::Date) -> Result<Summ
     let referrals = section("ServiceRequest", &[p(), ("status", "active,on-hold".into())], 20)?;
     let each = |found: Option<Vec<Value>>, view: &dyn Fn(&Value) -> _| found.map(|f| f.iter().map(view).collect());
     Ok(Summary {
-        problems: problems.map(|f| f.iter().map(Problem::of).collect()),
-        medications: medications.map(|f| f.iter().map(Medication::of).collect()),
+        // Items from outside wait for reconciliation off the summary too.
+        problems: problems.map(|f| f.iter().filter(|r| !is_held_back(r)).map(Problem::of).collect()),
+        medications: medications.map(|f| f.iter().filter(|r| !is_held_back(r)).map(Medication::of).collect()),
         immunizations: immunizations.map(|f| {
             f.iter()
                 .map(|i| Immunization {

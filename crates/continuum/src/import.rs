@@ -1,5 +1,7 @@
-//! `continuum import`: loads Bundles, single resources and NDJSON into the store, directly
-//! through the write path (validation and history included), several files at a time.
+//! `continuum import`: loads Bundles, single resources, NDJSON and C-CDA documents into the
+//! store, directly through the write path (validation and history included), several files at
+//! a time. A C-CDA document (`.xml`) is filed as `$ccda-import` files it (`exchange`), through an
+//! open door acting as this command.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -19,7 +21,8 @@ pub struct ImportArgs {
     data: PathBuf,
     #[command(flatten)]
     database: crate::DatabaseArg,
-    /// Files or folders: `.json` (a Bundle or one resource) and `.ndjson` (one resource a line).
+    /// Files or folders: `.json` (a Bundle or one resource), `.ndjson` (one resource a line) and
+    /// `.xml` (a C-CDA document, filed to its patient as `POST /fhir/$ccda-import` does).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -117,7 +120,7 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             files.extend(collect_files(&entries)?);
         } else if path.is_file() {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if matches!(ext, "json" | "ndjson") {
+            if matches!(ext, "json" | "ndjson" | "xml") {
                 files.push(path.clone());
             }
         } else {
@@ -165,6 +168,9 @@ fn import_files(
 const NDJSON_BATCH: usize = 500;
 
 fn import_file(records: &Records, path: &Path) -> Result<u64, FileError> {
+    if path.extension().and_then(|e| e.to_str()) == Some("xml") {
+        return import_document(records, path);
+    }
     let text = std::fs::read_to_string(path).map_err(|e| FileError::Fatal(format!("cannot read: {e}")))?;
     if path.extension().and_then(|e| e.to_str()) == Some("ndjson") {
         return import_ndjson(records, &text);
@@ -213,6 +219,24 @@ fn import_value(records: &Records, value: Value) -> Result<u64, FileError> {
         records.create(value, None).map_err(store_error)?;
         Ok(1)
     }
+}
+
+/// The name this command's document imports act under in the audit trail.
+const DOCUMENT_IMPORT: &str = "continuum-import";
+
+/// Files a C-CDA document; the resources it made (entries, the document and its provenance).
+fn import_document(records: &Records, path: &Path) -> Result<u64, FileError> {
+    let bytes = std::fs::read(path).map_err(|e| FileError::Fatal(format!("cannot read: {e}")))?;
+    let door = access::Door::open(records.as_actor(store::audit::Agent::system(DOCUMENT_IMPORT)));
+    let access = door.enter(access::Who::Anyone);
+    let report = exchange::documents::import_ccda(&access, &bytes, None).map_err(|e| match e.class() {
+        fhir::ErrorClass::BusinessRule | fhir::ErrorClass::PreconditionFailed => FileError::MaybeOrder(e.to_string()),
+        _ => FileError::Fatal(e.to_string()),
+    })?;
+    for warning in &report.warnings {
+        eprintln!("{}: not mapped: {}: {}", path.display(), warning.location, warning.message);
+    }
+    Ok(report.filed.values().sum::<usize>() as u64)
 }
 
 /// Counts the stored entries of a (batch-)response; failed batch entries fail the file.

@@ -1,4 +1,5 @@
-//! The exchange edge: FHIR Bulk Data (`$export`, `$import`, the status and file URLs). What
+//! The exchange edge: FHIR Bulk Data (`$export`, `$import`, the status and file URLs) and C-CDA
+//! documents (`$ccda-import`, `Patient/[id]/$ccda-export`, `DocumentReference/$docref`). What
 //! the requests do is the `exchange` service's; this module only reads HTTP and writes it.
 
 use crate::caller::Caller;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use exchange::bulk::{Bulk, ExportRequest, JobStatus, Level};
 use fhir::IssueCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 impl From<exchange::Error> for ApiError {
     fn from(error: exchange::Error) -> Self {
@@ -265,4 +266,173 @@ pub(crate) async fn file(
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
     Ok(response)
+}
+
+// ----- C-CDA documents -----
+
+/// `POST [base]/$ccda-import[?patient=ID]`: a C-CDA document in the body
+/// (`application/xml`, `application/cda+xml` or `text/xml`), filed to its patient. Answers a
+/// `Parameters` with the patient, the DocumentReference, what was filed per section, the items
+/// pending reconciliation, and an OperationOutcome listing the entries not mapped.
+pub(crate) async fn ccda_import(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !matches!(
+        content_type.as_str(),
+        "application/xml" | "application/cda+xml" | "text/xml" | "application/hl7-cda+xml"
+    ) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueCode::NotSupported,
+            "$ccda-import takes a C-CDA document as application/xml or application/cda+xml",
+        ));
+    }
+    let mut patient = None;
+    for (name, value) in pairs_of(query.as_deref()) {
+        match name.as_str() {
+            "patient" if fhir::reference::is_id(&value) => patient = Some(value),
+            "patient" => return Err(ApiError::bad_request("patient must be a Patient id")),
+            other => return Err(ApiError::bad_request(format!("$ccda-import does not take `{other}`"))),
+        }
+    }
+    let report =
+        blocking_checked(move || Ok(exchange::documents::import_ccda(&access, &body, patient.as_deref())?)).await?;
+    let _ = &state;
+    let mut parameters = vec![
+        json!({"name": "patient", "valueReference": {"reference": format!("Patient/{}", report.patient)}}),
+        json!({"name": "patientCreated", "valueBoolean": report.patient_created}),
+        json!({"name": "documentReference", "valueReference": {"reference": format!("DocumentReference/{}", report.document_reference)}}),
+        json!({"name": "alreadyImported", "valueBoolean": report.already_imported}),
+        json!({"name": "alreadyOnChart", "valueInteger": report.already_on_chart}),
+    ];
+    for (section, count) in &report.filed {
+        parameters.push(json!({"name": "filed", "part": [
+            {"name": "section", "valueCode": section}, {"name": "count", "valueInteger": count}]}));
+    }
+    for item in &report.pending {
+        parameters.push(json!({"name": "pending", "valueReference": {"reference": item}}));
+    }
+    let issues: Vec<fhir::Issue> = report
+        .warnings
+        .iter()
+        .map(|w| fhir::Issue::warning(IssueCode::NotSupported, format!("{}: {}", w.location, w.message)))
+        .collect();
+    parameters.push(json!({"name": "outcome", "resource": fhir::operation_outcome(&issues)}));
+    let status = if report.already_imported { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(fhir_json_response(status, &json!({"resourceType": "Parameters", "parameter": parameters})))
+}
+
+/// `GET [base]/Patient/[id]/$ccda-export?type=ccd|referral|discharge[&start=][&end=]`: a
+/// C-CDA R2.1 document of the patient's record, as `application/xml`.
+pub(crate) async fn ccda_export(
+    state: AppState,
+    access: access::Access,
+    patient: String,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mut kind = ccda::DocumentType::Ccd;
+    let (mut start, mut end) = (None, None);
+    // `start` from the beginning of its day (or instant), `end` to the end of its.
+    let instant = |value: &str, end: bool| {
+        search::values::DateRange::parse(value)
+            .and_then(|range| search::from_micros(if end { range.high } else { range.low }).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("`{value}` is not a date")))
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "type" => {
+                kind = match value.as_str() {
+                    "ccd" => ccda::DocumentType::Ccd,
+                    "referral" => ccda::DocumentType::Referral,
+                    "discharge" => ccda::DocumentType::Discharge,
+                    _ => return Err(ApiError::bad_request("type must be ccd, referral or discharge")),
+                }
+            }
+            "start" => start = Some(instant(&value, false)?),
+            "end" => end = Some(instant(&value, true)?),
+            "_format" => {}
+            other => return Err(ApiError::bad_request(format!("$ccda-export does not take `{other}`"))),
+        }
+    }
+    let custodian = custodian_of(&state);
+    let document = blocking_checked(move || {
+        Ok(exchange::documents::export_ccda(&access, &patient, kind, (start, end), &custodian)?)
+    })
+    .await?;
+    let mut response = (StatusCode::OK, document.xml).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    Ok(response)
+}
+
+/// This installation as the keeper of the documents it makes.
+fn custodian_of(state: &AppState) -> Value {
+    json!({"resourceType": "Organization", "id": "continuum", "name": "Continuum EHR",
+           "telecom": [{"system": "url", "value": state.base_url()}]})
+}
+
+/// `GET|POST [base]/DocumentReference/$docref?patient=ID[&start][&end][&type][&on-demand=true]`
+/// (US Core): the patient's documents as a searchset Bundle; with `on-demand=true`, also a
+/// DocumentReference of a fresh CCD (made when its URL is fetched).
+pub(crate) async fn docref(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut pairs = pairs_of(query.as_deref());
+    if !body.is_empty() {
+        let parameters: Value =
+            serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+        pairs.extend(pairs_of_parameters(&parameters)?);
+    }
+    let (mut patient, mut doc_type, mut start, mut end, mut on_demand) = (None, None, None, None, false);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" => patient = Some(value.trim_start_matches("Patient/").to_string()),
+            "type" => doc_type = Some(value),
+            "start" => start = Some(value),
+            "end" => end = Some(value),
+            "on-demand" => on_demand = value == "true",
+            "_format" => {}
+            other => return Err(ApiError::bad_request(format!("$docref does not take `{other}`"))),
+        }
+    }
+    let patient =
+        patient.filter(|p| fhir::reference::is_id(p)).ok_or_else(|| ApiError::bad_request("$docref needs patient"))?;
+    let ccd_url = on_demand.then(|| format!("{}/Patient/{patient}/$ccda-export?type=ccd", state.base_url()));
+    let found = blocking_checked(move || {
+        Ok(exchange::documents::document_references(
+            &access,
+            &patient,
+            doc_type.as_deref(),
+            start.as_deref(),
+            end.as_deref(),
+            ccd_url.as_deref(),
+        )?)
+    })
+    .await?;
+    let entries: Vec<Value> = found
+        .into_iter()
+        .map(|resource| {
+            let full_url = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|id| format!("{}/DocumentReference/{id}", state.base_url()));
+            match full_url {
+                Some(url) => json!({"fullUrl": url, "resource": resource, "search": {"mode": "match"}}),
+                None => json!({"resource": resource, "search": {"mode": "match"}}),
+            }
+        })
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
+    Ok(fhir_json_response(StatusCode::OK, &bundle))
 }

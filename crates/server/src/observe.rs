@@ -74,6 +74,9 @@ pub(crate) struct Metrics {
     in_flight: Gauge,
     hl7_messages: Family<StatusLabels, Gauge>,
     outbox: Family<StatusLabels, Gauge>,
+    bulk_jobs: Gauge,
+    bulk_exported: Gauge,
+    bulk_imported: Gauge,
     /// When the queues were last counted (`None`: never).
     queues_counted: Mutex<Option<Instant>>,
 }
@@ -101,7 +104,32 @@ impl Metrics {
             "Outbound HL7 v2 messages, by status (pending is the backlog still to deliver)",
             outbox.clone(),
         );
-        Metrics { registry, requests, durations, in_flight, hl7_messages, outbox, queues_counted: Mutex::new(None) }
+        let bulk_jobs = Gauge::default();
+        registry.register("bulk_jobs_running", "Bulk Data export and import jobs running", bulk_jobs.clone());
+        let bulk_exported = Gauge::default();
+        registry.register(
+            "bulk_exported_resources",
+            "Resources written into Bulk Data export files since the server started",
+            bulk_exported.clone(),
+        );
+        let bulk_imported = Gauge::default();
+        registry.register(
+            "bulk_imported_resources",
+            "Resources written by Bulk Data imports since the server started",
+            bulk_imported.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+            in_flight,
+            hl7_messages,
+            outbox,
+            bulk_jobs,
+            bulk_exported,
+            bulk_imported,
+            queues_counted: Mutex::new(None),
+        }
     }
 }
 
@@ -163,6 +191,13 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: axum::http::
                 metrics.outbox.get_or_create(&StatusLabels { status: status.as_str() }).set(clamp(n));
             }
         }
+    }
+    if let Some(bulk) = state.bulk() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (counters, metrics) = (bulk.metrics(), &state.inner.metrics);
+        metrics.bulk_jobs.set(clamp(counters.running.load(Relaxed)));
+        metrics.bulk_exported.set(clamp(counters.exported.load(Relaxed)));
+        metrics.bulk_imported.set(clamp(counters.imported.load(Relaxed)));
     }
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &state.inner.metrics.registry).is_err() {
@@ -236,6 +271,7 @@ pub(crate) fn interaction(method: &Method, path: &str) -> &'static str {
         method == Method::PATCH,
     );
     match parts.as_slice() {
+        ["bulk-status" | "bulk-files", ..] => "operation",
         [] if post => "batch-transaction",
         [] if get => "search-system",
         ["metadata"] if get => "capabilities",

@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Patient/$export", get(crate::bulk_data::export_patients).post(crate::bulk_data::export_patients_post))
         .route("/Group/{id}/$export", get(crate::bulk_data::export_group))
         .route("/$import", post(crate::bulk_data::import))
+        .route("/$ccda-import", post(crate::bulk_data::ccda_import))
+        .route("/DocumentReference/$docref", get(crate::bulk_data::docref).post(crate::bulk_data::docref))
         .route("/bulk-status/{id}", get(crate::bulk_data::status).delete(crate::bulk_data::cancel))
         .route("/bulk-files/{id}/{file}", get(crate::bulk_data::file))
         .route("/_history", get(system_history))
@@ -468,6 +470,15 @@ async fn search_compartment(
             return Err(ApiError::bad_request("invalid resource id"));
         }
         return search::everything(state, access, id, search::query_pairs(&query)).await;
+    }
+    if resource_type == "$ccda-export" {
+        if compartment != "Patient" {
+            return Err(ApiError::not_found("$ccda-export is supported on Patient"));
+        }
+        if !fhir::reference::is_id(&id) {
+            return Err(ApiError::bad_request("invalid resource id"));
+        }
+        return crate::bulk_data::ccda_export(state, access, id, search::query_pairs(&query)).await;
     }
     let defs = fhir::definitions();
     if !defs.is_resource_type(&compartment) || !defs.is_resource_type(&resource_type) {

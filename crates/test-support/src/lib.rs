@@ -2,8 +2,9 @@
 //! scratch PostgreSQL databases (`scratch`), a throwaway primary with a streaming-replication
 //! standby (`cluster`), the `continuum` binary run as a child process (`process`), a clinic of
 //! Synthea patients served with access control on and a browser without JavaScript (`clinic`),
-//! larger populations made from the Synthea sample (`synthea`), and pinned third-party Python
-//! packages for the tests' external clients (`python`).
+//! larger populations made from the Synthea sample (`synthea`), pinned third-party Python
+//! packages for the tests' external clients (`python`), and the coded entries of a C-CDA
+//! document counted from its XML (`ccda`).
 //!
 //! A dev-dependency of the crates whose tests use it (and a dependency of `continuum-bench`);
 //! never of a shipping crate. It depends on no workspace crate, so that any crate's tests may
@@ -13,6 +14,7 @@
 // so that the tests and benchmarks of every crate can share it; a failure panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test scaffolding: a failure panics, like assert!")]
 
+pub mod ccda;
 pub mod clinic;
 pub mod cluster;
 pub mod process;

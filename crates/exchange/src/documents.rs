@@ -1,1 +1,0 @@
-//! C-CDA documents in and out (being written).
