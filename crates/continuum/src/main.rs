@@ -3,6 +3,7 @@
 //! are `continuum-bench`'s (crates/bench).
 
 mod access;
+mod export;
 mod hl7;
 mod migrate;
 mod serve;
@@ -25,8 +26,11 @@ struct Cli {
 enum Command {
     /// Serve the FHIR R4 REST API.
     Serve(serve::ServeArgs),
-    /// Load FHIR Bundles, resources and NDJSON files into the store (the server may be stopped).
+    /// Load FHIR Bundles, resources, NDJSON files and C-CDA documents into the store (the server
+    /// may be stopped).
     Import(import::ImportArgs),
+    /// Write a Bulk Data export of the store (NDJSON per type) into a folder.
+    Export(export::ExportArgs),
     /// Apply schema migrations, or copy a whole store with its history to another backend
     /// (`--from sqlite:DIR --to postgres://…`).
     Migrate(migrate::MigrateArgs),
@@ -55,6 +59,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Hl7(args) => hl7::run(args),
         Command::User(args) => access::run_user(args),

@@ -216,6 +216,18 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     .unwrap()
     .trim()
     .to_string();
+    // Someone else's job is, for them, no job at all.
+    let client = reqwest::blocking::Client::new();
+    let kicked = client
+        .get(format!("{base}/$export?_type=Patient"))
+        .bearer_auth(&service)
+        .header("prefer", "respond-async")
+        .send()
+        .unwrap();
+    assert_eq!(kicked.status().as_u16(), 202);
+    let status_url = kicked.headers()["content-location"].to_str().unwrap().to_string();
+    let peek = client.get(&status_url).bearer_auth(&rosie_doc).send().unwrap();
+    assert_eq!(peek.status().as_u16(), 404, "another caller's job status");
     let restricted = export(base, &rosie_doc, "Patient/$export", dir.path());
     assert_eq!(ids_of(&restricted.resources, "Patient"), [clinic.rosie.clone()]);
     for resource in &restricted.resources {

@@ -7,6 +7,7 @@ use crate::format::fhir_json_response;
 use crate::rest::blocking_checked;
 use crate::{ApiError, AppState};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,22 @@ impl From<exchange::Error> for ApiError {
             other => ApiError { status: crate::error::status_of(other.class()), issues: other.issues() },
         }
     }
+}
+
+/// The request's body, or an OperationOutcome saying why it cannot be read (413 past the
+/// server's body limit).
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueCode::TooCostly,
+                "the request body is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("the request body could not be read")
+        }
+    })
 }
 
 fn bulk(state: &AppState) -> Result<Bulk, ApiError> {
@@ -173,8 +190,9 @@ pub(crate) async fn import(
     Caller(access): Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     require_async(&headers)?;
     let bulk = bulk(&state)?;
     let content_type = headers
@@ -279,8 +297,9 @@ pub(crate) async fn ccda_import(
     Caller(access): Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -386,8 +405,9 @@ pub(crate) async fn docref(
     State(state): State<AppState>,
     Caller(access): Caller,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
     let mut pairs = pairs_of(query.as_deref());
     if !body.is_empty() {
         let parameters: Value =

@@ -278,6 +278,7 @@ pub(crate) fn run(
     std::fs::create_dir_all(inner.job_dir(id)).map_err(Error::Files)?;
     let backend = inner.door.records().backend().clone();
     let mut patients = BTreeSet::new();
+    let mut beat = std::time::Instant::now();
     for (done, resource_type) in types.iter().enumerate() {
         let check: Option<TypeCheck> = access.type_check(resource_type)?;
         let filter = type_filter_ids(inner, request, resource_type)?;
@@ -287,6 +288,7 @@ pub(crate) fn run(
             if cancelled.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            inner.heartbeat(id, state, &mut beat)?;
             let (page, next) = backend.snapshot(resource_type, state.cut, &after, PAGE)?;
             for version in &page {
                 if let Some(since) = selection.since

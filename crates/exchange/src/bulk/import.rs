@@ -197,6 +197,7 @@ pub(crate) fn run(inner: &Inner, access: &Access, id: &str, state: &mut JobState
     std::fs::create_dir_all(inner.job_dir(id)).map_err(Error::Files)?;
     let mut refusals = Refusals { inner, job: id, writer: None, count: 0 };
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let mut beat = std::time::Instant::now();
     for input in &plan.inputs {
         let file = std::fs::File::open(&input.path).map_err(Error::Files)?;
         let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
@@ -227,6 +228,7 @@ pub(crate) fn run(inner: &Inner, access: &Access, id: &str, state: &mut JobState
             }
             batch.push(Pending { number, resource });
             if batch.len() == BATCH {
+                inner.heartbeat(id, state, &mut beat)?;
                 write_batch(access, std::mem::take(&mut batch), &input.name, &mut refusals, &mut written, inner)?;
             }
         }

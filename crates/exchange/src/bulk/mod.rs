@@ -10,10 +10,13 @@
 //! the door: the caller's policy (reach, scopes, consent) decides what is exported, and an
 //! import writes as the caller.
 //!
-//! A job left in progress by a server that stopped is run again from its start when the
-//! server opens the jobs, for owners the server can act for again (its own jobs, an open
-//! server); a person's or an app's job is marked failed instead, saying why, since their
-//! authorization cannot be restored without their token.
+//! A running job saves its state at least every [`HEARTBEAT`]; one left in progress whose state
+//! has not been saved for [`STALE_AFTER`] was interrupted (its server stopped). Servers look
+//! for such jobs when they open the jobs and every [`MAINTENANCE_EVERY`] after (servers
+//! sharing a database each look). It is run again from its start for owners the server can
+//! act for again (the command line's jobs, an open server's); a person's or an app's job is
+//! marked failed instead, saying why, since their authorization cannot be restored without
+//! their token. Expired jobs are deleted on the same rounds.
 
 pub mod export;
 pub mod import;
@@ -123,6 +126,16 @@ impl Inner {
         Ok(())
     }
 
+    /// Saves the state when the last save is [`HEARTBEAT`] old, so that the job is not taken
+    /// for interrupted.
+    pub(crate) fn heartbeat(&self, id: &str, state: &JobState, last: &mut std::time::Instant) -> Result<()> {
+        if last.elapsed() >= HEARTBEAT {
+            self.save(id, state)?;
+            *last = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
     fn load(&self, id: &str) -> Result<Option<JobState>> {
         let Some(stored) = self.jobs.job(id)? else { return Ok(None) };
         if stored.kind != KIND {
@@ -132,13 +145,42 @@ impl Inner {
     }
 }
 
+/// A running job saves its state at least this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A job in progress whose state was not saved for this long was interrupted.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How often a server deletes expired jobs and looks for interrupted ones.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+
 impl Bulk {
-    /// Opens the bulk jobs kept in `jobs`: creates the folders, deletes what expired, and
-    /// settles the jobs a stopped server left in progress (see the module's text).
+    /// Opens the bulk jobs kept in `jobs`: creates the folders, deletes what expired, settles
+    /// the jobs a stopped server left in progress, and keeps doing so on a thread of its own
+    /// while the returned handle (or a clone) lives (see the module's text).
     pub fn open(door: Door, jobs: Arc<dyn JobStore>, config: BulkConfig) -> Result<Bulk> {
+        let bulk = Bulk::open_quietly(door, jobs, config)?;
+        bulk.maintain()?;
+        let weak = Arc::downgrade(&bulk.inner);
+        let spawned = std::thread::Builder::new().name("bulk-maintenance".into()).spawn(move || {
+            loop {
+                std::thread::sleep(MAINTENANCE_EVERY);
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = (Bulk { inner }).maintain() {
+                    tracing::warn!(class = ?e.class(), "bulk job maintenance failed");
+                }
+            }
+        });
+        if spawned.is_err() {
+            tracing::error!("the bulk job maintenance thread could not be started");
+        }
+        Ok(bulk)
+    }
+
+    /// Opens the jobs without looking after the others' (for a command that runs one job and
+    /// exits while servers may be running theirs).
+    pub fn open_quietly(door: Door, jobs: Arc<dyn JobStore>, config: BulkConfig) -> Result<Bulk> {
         std::fs::create_dir_all(&config.dir).map_err(Error::Files)?;
         std::fs::create_dir_all(&config.import_dir).map_err(Error::Files)?;
-        let bulk = Bulk {
+        Ok(Bulk {
             inner: Arc::new(Inner {
                 door,
                 jobs,
@@ -146,31 +188,48 @@ impl Bulk {
                 cancels: Mutex::new(HashMap::new()),
                 metrics: BulkMetrics::default(),
             }),
-        };
-        bulk.sweep()?;
-        for stored in bulk.inner.jobs.jobs(KIND)? {
+        })
+    }
+
+    /// Deletes expired jobs and settles interrupted ones (see the module's text).
+    pub fn maintain(&self) -> Result<()> {
+        self.maintain_silent_for(STALE_AFTER)
+    }
+
+    /// [`Bulk::maintain`], taking jobs silent for `stale` as interrupted (tests).
+    pub fn maintain_silent_for(&self, stale: Duration) -> Result<()> {
+        self.sweep()?;
+        let now = OffsetDateTime::now_utc();
+        for stored in self.inner.jobs.jobs(KIND)? {
             let Ok(mut state) = serde_json::from_str::<JobState>(&stored.state) else { continue };
-            if state.phase != Phase::InProgress {
+            let silent = (now - stored.updated_at).unsigned_abs() >= stale;
+            if state.phase != Phase::InProgress || !silent || self.runs(&stored.id) {
                 continue;
             }
-            let _ = std::fs::remove_dir_all(bulk.inner.job_dir(&stored.id));
-            match resumable(&bulk.inner.door, &state.owner) {
+            let _ = std::fs::remove_dir_all(self.inner.job_dir(&stored.id));
+            match resumable(&self.inner.door, &state.owner) {
                 Some(who) => {
+                    tracing::info!("an interrupted bulk job is run again");
                     state.output.clear();
                     state.error.clear();
-                    let access = bulk.inner.door.enter(who);
-                    bulk.spawn(access, stored.id.clone(), state);
+                    state.progress = "restarted".into();
+                    self.inner.save(&stored.id, &state)?;
+                    let access = self.inner.door.enter(who);
+                    self.spawn(access, stored.id.clone(), state);
                 }
                 None => {
-                    bulk.finish(
-                        &stored.id,
-                        &mut state,
-                        Err(Error::invalid("the job was interrupted by a restart of the server; start it again")),
-                    )?;
+                    let interrupted =
+                        Error::invalid("the job was interrupted by a restart of the server; start it again");
+                    self.finish(&stored.id, &mut state, Err(interrupted))?;
                 }
             }
         }
-        Ok(bulk)
+        Ok(())
+    }
+
+    /// Whether this server runs job `id` now.
+    fn runs(&self, id: &str) -> bool {
+        self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
     }
 
     /// The counters of the jobs.

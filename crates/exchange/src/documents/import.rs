@@ -63,10 +63,10 @@ fn type_of(resource: &Value) -> &str {
 /// Imports the C-CDA document `xml` for `access`, to `patient` when given.
 pub fn import_ccda(access: &Access, xml: &[u8], patient: Option<&str>) -> Result<ImportReport> {
     let document = ccda::read(xml)?;
-    let (id_system, id_value) = identifier_parts(&document.id)
-        .ok_or_else(|| Error::invalid("the document's id cannot be kept as an identifier"))?;
-    // The same document again: nothing to add.
-    if let Some(existing) = access.by_identifier("DocumentReference", Some(&id_system), &id_value)?.first() {
+    // The same document again (the same bytes) adds nothing. Not its id alone: senders reuse
+    // ids (the HL7 examples share theirs), and a corrected document may keep it.
+    let digest = digest_of(xml);
+    if let Some(existing) = access.by_identifier("DocumentReference", Some(DIGEST_SYSTEM), &digest)?.first() {
         let body: Value = existing.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
         let filed_to = body
             .pointer("/subject/reference")
@@ -101,9 +101,19 @@ pub fn import_ccda(access: &Access, xml: &[u8], patient: Option<&str>) -> Result
         Some(id) => chart_codes(access, id)?,
         None => HashMap::new(),
     };
-    let plan = Plan::new(&document, patient.as_deref(), &held, xml);
+    let on_file = already_on_file(access, &document, patient.as_deref())?;
+    let plan = Plan::new(&document, patient.as_deref(), &held, &on_file, xml);
     let response = access.transaction_for(plan.bundle.clone(), patient.as_deref())?;
     plan.report(&response, document.warnings)
+}
+
+/// The identifier system of a document's SHA-256 digest (lower-case hex) on its
+/// DocumentReference.
+pub const DIGEST_SYSTEM: &str = "urn:continuum:document-sha256";
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `system` and `value` of a FHIR Identifier.
@@ -178,9 +188,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(document: &Document, patient: Option<&str>, held: &HashMap<String, String>, xml: &[u8]) -> Plan {
+    fn new(
+        document: &Document,
+        patient: Option<&str>,
+        held: &HashMap<String, String>,
+        on_file: &HashMap<String, String>,
+        xml: &[u8],
+    ) -> Plan {
         // Entries the chart holds are not filed; references to them go to the chart's item.
-        let mut redirect: HashMap<String, String> = HashMap::new();
+        let mut redirect: HashMap<String, String> = on_file.clone();
         if let Some(id) = patient {
             redirect.insert(document.patient_url.clone(), format!("Patient/{id}"));
         }
@@ -214,11 +230,7 @@ impl Plan {
                 targets.push(json!({"reference": mapped.full_url}));
             }
             let resource_type = type_of(&resource).to_string();
-            let mut request = json!({"method": "POST", "url": resource_type});
-            // Not the patient: found by the identifier if the store has it already.
-            if !is_patient && let Some(criteria) = identifier_criteria(&resource) {
-                request["ifNoneExist"] = json!(criteria);
-            }
+            let request = json!({"method": "POST", "url": resource_type});
             entries.push((mapped.section, pending, kind_name(&resource_type)));
             bundle_entries.push(json!({"fullUrl": mapped.full_url, "resource": resource, "request": request}));
         }
@@ -234,9 +246,11 @@ impl Plan {
         entries.push((None, false, "document"));
         let document_url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
         let document_entry = bundle_entries.len();
+        let mut reference = document_reference(document, &subject, &binary_id, xml);
+        rewrite_references(&mut reference, &redirect);
         bundle_entries.push(json!({
             "fullUrl": document_url,
-            "resource": document_reference(document, &subject, &binary_id, xml.len()),
+            "resource": reference,
             "request": {"method": "POST", "url": "DocumentReference"}
         }));
         entries.push((None, false, "document"));
@@ -244,7 +258,7 @@ impl Plan {
         let source = document.author_organization_url.clone().or_else(|| document.custodian_url.clone());
         let mut agents = Vec::new();
         match &source {
-            Some(org) => agents.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]}, "who": {"reference": redirect.get(org).cloned().unwrap_or_else(|| org.clone())}})),
+            Some(org) => agents.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]}, "who": {"reference": org}})),
             None => agents.push(json!({"who": {"display": "the document names no authoring organization"}})),
         }
         if let Some(custodian) = &document.custodian_url
@@ -254,7 +268,7 @@ impl Plan {
         }
         if !targets.is_empty() {
             targets.push(json!({"reference": document_url}));
-            bundle_entries.push(json!({
+            let mut provenance = json!({
                 "resource": {
                     "resourceType": "Provenance",
                     "target": targets,
@@ -264,7 +278,9 @@ impl Plan {
                     "entity": [{"role": "source", "what": {"reference": document_url}}]
                 },
                 "request": {"method": "POST", "url": "Provenance"}
-            }));
+            });
+            rewrite_references(&mut provenance, &redirect);
+            bundle_entries.push(provenance);
             entries.push((None, false, "provenance"));
         }
         Plan {
@@ -326,15 +342,59 @@ fn kind_name(resource_type: &str) -> &'static str {
     }
 }
 
-/// `identifier=system|value` of a resource's first identifier that a search can take as it is.
-fn identifier_criteria(resource: &Value) -> Option<String> {
-    let identifier = resource.get("identifier").and_then(Value::as_array)?.first()?;
-    let (system, value) = identifier_parts(identifier)?;
-    let plain = |s: &str| !s.is_empty() && !s.contains([',', '|', '$', '\\', '&', '#', '%', '+', ' ']);
-    if !plain(&value) || !(system.is_empty() || plain(&system)) {
-        return None;
+/// The resources of the document the store already has, by their `urn:uuid:` name: a
+/// person or organization carrying one of the same identifiers (when exactly one does), an
+/// entry of the same patient carrying one of the same identifiers and one of the same codes
+/// (entry ids are not unique enough alone: senders reuse them, the HL7 examples among them).
+fn already_on_file(access: &Access, document: &Document, patient: Option<&str>) -> Result<HashMap<String, String>> {
+    let mut found = HashMap::new();
+    for mapped in &document.resources {
+        if mapped.full_url == document.patient_url {
+            continue;
+        }
+        let resource_type = type_of(&mapped.resource);
+        let is_party = mapped.section.is_none();
+        if !is_party && patient.is_none() {
+            continue;
+        }
+        let codes = entry_codes(&mapped.resource);
+        for identifier in mapped.resource.get("identifier").and_then(Value::as_array).into_iter().flatten() {
+            let Some((system, value)) = identifier_parts(identifier) else { continue };
+            let system = (!system.is_empty()).then_some(system);
+            let matches = access.by_identifier(resource_type, system.as_deref(), &value)?;
+            let hit = if is_party {
+                (matches.len() == 1).then(|| matches[0].id.clone())
+            } else {
+                matches.iter().find_map(|version| {
+                    let stored: Value = serde_json::from_str(version.body.as_deref()?).ok()?;
+                    let same_patient = store::compartment::patients_of(resource_type, &stored)
+                        .iter()
+                        .any(|p| Some(p.as_str()) == patient);
+                    let stored_codes = entry_codes(&stored);
+                    let same_code =
+                        codes.is_empty() && stored_codes.is_empty() || codes.iter().any(|c| stored_codes.contains(c));
+                    (same_patient && same_code).then(|| version.id.clone())
+                })
+            };
+            if let Some(id) = hit {
+                found.insert(mapped.full_url.clone(), format!("{resource_type}/{id}"));
+                break;
+            }
+        }
     }
-    Some(if system.is_empty() { format!("identifier={value}") } else { format!("identifier={system}|{value}") })
+    Ok(found)
+}
+
+/// Every `system|code` of what an entry is about.
+fn entry_codes(resource: &Value) -> Vec<String> {
+    let mut codes = Vec::new();
+    for field in ["code", "vaccineCode", "medicationCodeableConcept"] {
+        codes.extend(reconcile::codes_of(resource.get(field)));
+    }
+    for concept in resource.get("type").and_then(Value::as_array).into_iter().flatten() {
+        codes.extend(reconcile::codes_of(Some(concept)));
+    }
+    codes
 }
 
 /// Rewrites every `reference` naming a key of `to` to its value.
@@ -357,12 +417,13 @@ fn rewrite_references(value: &mut Value, to: &HashMap<String, String>) {
 }
 
 /// The DocumentReference of an imported document.
-fn document_reference(document: &Document, subject: &str, binary: &str, size: usize) -> Value {
+fn document_reference(document: &Document, subject: &str, binary: &str, xml: &[u8]) -> Value {
+    let size = xml.len();
     let format = if document.r2 { ccda::FORMAT_STRUCTURED_BODY_R21 } else { ccda::FORMAT_STRUCTURED_BODY_R11 };
     let mut reference = json!({
         "resourceType": "DocumentReference",
         "masterIdentifier": document.id,
-        "identifier": [document.id],
+        "identifier": [document.id, {"system": DIGEST_SYSTEM, "value": digest_of(xml)}],
         "status": "current",
         "docStatus": "final",
         "type": document.code,
