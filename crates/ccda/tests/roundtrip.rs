@@ -306,6 +306,16 @@ fn read_types(cat: Cat) -> &'static [&'static str] {
     }
 }
 
+/// The resources of `cat` read back: those the reader made from the category's section.
+fn read_back(doc: &ccda::Document, cat: Cat) -> Vec<&Value> {
+    doc.resources
+        .iter()
+        .filter(|m| m.section == Some(cat.section()))
+        .map(|m| &m.resource)
+        .filter(|r| s(r, "resourceType").is_some_and(|t| read_types(cat).contains(&t)))
+        .collect()
+}
+
 /// `a` less `b`, as a multiset.
 fn minus(a: &Multiset, b: &Multiset) -> Vec<(Item, usize)> {
     a.iter()
@@ -359,14 +369,7 @@ fn every_synthea_patient_round_trips_through_a_ccd() {
         write!(table, "{:<28}", short(&p.name)).unwrap();
         for (i, cat) in CATS.into_iter().enumerate() {
             let expected = items(cat, &original(p, cat), &resolve);
-            let back: Vec<&Value> = doc
-                .resources
-                .iter()
-                .filter(|m| m.section == Some(cat.section()))
-                .map(|m| &m.resource)
-                .filter(|r| s(r, "resourceType").is_some_and(|t| read_types(cat).contains(&t)))
-                .collect();
-            let got = items(cat, &back, &no_resolve);
+            let got = items(cat, &read_back(&doc, cat), &no_resolve);
             let (n, m) = (total(&expected), total(&got));
             sums[i] += n;
             let ok = expected == got;
@@ -406,4 +409,34 @@ fn every_synthea_patient_round_trips_through_a_ccd() {
     assert!(failures.is_empty(), "what did not round trip:\n{failures}");
     // Each category has something to compare across the 25 patients.
     assert!(sums.iter().all(|n| *n > 0), "{sums:?}");
+}
+
+/// Synthea's allergies have no onset: given one (a date, and a dateTime with an offset), it
+/// comes back as the same date and instant; without one, none is invented (the recorded
+/// date is not the onset).
+#[test]
+fn an_allergy_onset_round_trips_and_none_is_invented() {
+    let all = patients();
+    let p = all.iter().find(|p| p.name.starts_with("Rosie394")).unwrap();
+    let mut resources = p.resources.clone();
+    let onsets = ["2001-02-03", "1999-05-06T07:08:09-04:00", "2010-11-12T13:14:15Z"];
+    let mut n = 0;
+    for r in resources.iter_mut().filter(|r| r["resourceType"] == "AllergyIntolerance") {
+        if let Some(onset) = onsets.get(n) {
+            r["onsetDateTime"] = Value::String((*onset).to_owned());
+        }
+        n += 1;
+    }
+    assert!(n > onsets.len(), "one allergy is left without an onset");
+    let changed = Patient { name: p.name.clone(), resources, custodian: p.custodian.clone(), author: p.author.clone() };
+    let xml = write(&changed.chart(), DocumentType::Ccd).unwrap();
+    let doc = read(xml.as_bytes()).unwrap();
+    let resolve = |_: &Value| -> Option<&Value> { None };
+    let want = items(Cat::Allergies, &original(&changed, Cat::Allergies), &resolve);
+    let got = items(Cat::Allergies, &read_back(&doc, Cat::Allergies), &resolve);
+    assert_eq!(want, got);
+    let dates: Vec<&str> = want.keys().map(|i| i.date.as_str()).collect();
+    for d in ["2001-02-03", "1999-05-06T11:08:09Z", "2010-11-12T13:14:15Z", "-"] {
+        assert!(dates.contains(&d), "{d} in {dates:?}");
+    }
 }
