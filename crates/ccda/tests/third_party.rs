@@ -4,14 +4,17 @@
 //! test with npm into `CARGO_TARGET_TMPDIR` once (a marker file says it is there), parses the
 //! CCD of six Synthea patients — among them the one with the most problems and the one with
 //! the most medications, and the one with allergies — through `tests/external/bluebutton_read.js`,
-//! and must find the same codes as the FHIR input, per category, as multisets:
+//! and must find the same codes as the FHIR input, per category, as multisets (and the same
+//! values of the results it can read):
 //!
 //! | blue-button | FHIR |
 //! |---|---|
 //! | `problems[].problem.code` | Conditions on the problem list: `code` |
 //! | `medications[].product.product` | MedicationRequest / MedicationStatement: `medicationCodeableConcept`, else the referenced Medication's `code` (RxNorm) |
 //! | `allergies[].observation.allergen` | AllergyIntolerance `code` |
+//! | `immunizations[].product.product` | Immunization `vaccineCode` (CVX) |
 //! | `results[].results[].result` | Observations of category `laboratory`: `code` (LOINC) |
+//! | `results[].results[]` `value`, `unit` (blue-button reads PQ values only) | those with a `valueQuantity`: code, value and UCUM unit |
 //!
 //! A code is compared as (code system name, code) of the first coding of a known system (the
 //! one the writer makes the code; the others are translations, which blue-button does not
@@ -191,7 +194,7 @@ fn tally(codes: impl IntoIterator<Item = (String, String)>) -> Codes {
     out
 }
 
-const CATEGORIES: [&str; 4] = ["problems", "medications", "allergies", "results"];
+const CATEGORIES: [&str; 6] = ["problems", "medications", "allergies", "immunizations", "results", "result_values"];
 
 /// The codes of the FHIR input, per category.
 fn expected(p: &Patient, what: &str) -> Codes {
@@ -216,17 +219,36 @@ fn expected(p: &Patient, what: &str) -> Codes {
             )
         })),
         "allergies" => tally(p.of_type("AllergyIntolerance").map(|a| code(a.get("code")))),
+        "immunizations" => tally(p.of_type("Immunization").map(|i| code(i.get("vaccineCode")))),
         "results" => tally(p.of_type("Observation").filter(|o| category(o, "laboratory")).map(|o| code(o.get("code")))),
+        // (LOINC code, "value unit") of the results with a quantity; the unit as written in
+        // PQ/@unit: the UCUM code (Synthea's quantities are all UCUM).
+        "result_values" => tally(p.of_type("Observation").filter(|o| category(o, "laboratory")).filter_map(|o| {
+            let q = o.get("valueQuantity")?;
+            let ucum = s(q, "system").is_none_or(|x| x == "http://unitsofmeasure.org");
+            let unit = if ucum { s(q, "code").or_else(|| s(q, "unit")) } else { s(q, "unit") };
+            Some((code(o.get("code")).1, format!("{} {}", number(q.get("value")), unit.unwrap_or(""))))
+        })),
         _ => unreachable!(),
     }
 }
 
 /// What blue-button found, per category.
 fn found(parsed: &Value, what: &str) -> Codes {
+    if what == "result_values" {
+        return tally(parsed[what].as_array().unwrap().iter().map(|v| {
+            let code = v[0].as_str().unwrap_or("(none)").to_owned();
+            (code, format!("{} {}", number(v.get(1)), v[2].as_str().unwrap_or("")))
+        }));
+    }
     tally(parsed[what].as_array().unwrap().iter().map(|pair| {
         let part = |i: usize| pair[i].as_str().unwrap_or("(none)").to_owned();
         (part(0), part(1))
     }))
+}
+
+fn number(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64).map_or_else(|| "?".into(), |x| format!("{x}"))
 }
 
 /// An alert with its numbers as `N`.
