@@ -280,7 +280,9 @@ pub(crate) fn allergy_concern(ctx: &mut Ctx<'_>, a: &Value, row: &str) {
     w.fixed("code", None, &act_code("ASSERTION", "Assertion"));
     w.text_ref(row);
     w.status("completed");
-    w.ivl("effectiveTime", false, onset.or(recorded), None);
+    // The allergy's onset; when it is not known, `low` is UNK (CONF:1098-31538): the date it
+    // was recorded is the concern's, not the onset.
+    w.ivl("effectiveTime", false, onset, None);
     let name_cell = cell(row);
     match &negated {
         Some(kind) => w.fixed("value", Some("CD"), kind),

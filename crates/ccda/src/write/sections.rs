@@ -294,7 +294,14 @@ fn allergies(ctx: &mut Ctx<'_>) {
                 severities.join("; "),
                 s(a, "criticality").unwrap_or("").to_owned(),
                 status_text(a, "clinicalStatus"),
-                shown_date(s(a, "onsetDateTime").or_else(|| s(a, "recordedDate"))),
+                // The onset only: a recorded date is not when the allergy began.
+                match s(a, "onsetDateTime").or_else(|| a.get("onsetPeriod").and_then(|p| s(p, "start"))) {
+                    Some(onset) => shown_date(Some(onset)),
+                    None => match s(a, "recordedDate") {
+                        Some(r) => format!("unknown (recorded {})", shown_date(Some(r))),
+                        None => String::new(),
+                    },
+                },
             ]
         })
         .collect();
