@@ -25,10 +25,22 @@ fn operations(resource_type: &str) -> Vec<Value> {
         "name": "validate",
         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
     })];
-    if resource_type == "Patient" {
-        ops.push(
-            json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
-        );
+    match resource_type {
+        "Patient" => {
+            ops.push(
+                json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+            );
+            // Bulk Data (HL7 FHIR Bulk Data Access 2.0) and the C-CDA document of a patient.
+            ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}));
+            ops.push(json!({"name": "ccda-export", "definition": "urn:continuum:operation:ccda-export"}));
+        }
+        "Group" => {
+            ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}));
+        }
+        "DocumentReference" => {
+            ops.push(json!({"name": "docref", "definition": "http://hl7.org/fhir/us/core/OperationDefinition/docref"}));
+        }
+        _ => {}
     }
     ops
 }
@@ -67,6 +79,7 @@ pub(crate) fn capability_statement(base_url: &str) -> Value {
         "kind": "instance",
         "software": {"name": "Continuum", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Continuum FHIR R4 server", "url": base_url},
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
@@ -80,6 +93,11 @@ pub(crate) fn capability_statement(base_url: &str) -> Value {
                 {"code": "batch"},
                 {"code": "history-system"},
                 {"code": "search-system"}
+            ],
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+                {"name": "import", "definition": "urn:continuum:operation:bulk-import"},
+                {"name": "ccda-import", "definition": "urn:continuum:operation:ccda-import"}
             ],
             "searchParam": [
                 {"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
