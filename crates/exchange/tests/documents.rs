@@ -110,7 +110,11 @@ fn every_example_files_one_resource_per_coded_entry_once() {
         );
         let targets: Vec<&str> =
             provenance["target"].as_array().unwrap().iter().map(|t| t["reference"].as_str().unwrap()).collect();
-        assert_eq!(targets.len(), got.values().sum::<usize>() + 1, "{name}: every resource made, and the document");
+        assert_eq!(
+            targets.len(),
+            got.values().sum::<usize>() + 2,
+            "{name}: every resource made, the document and the patient"
+        );
         for item in &report.pending {
             assert!(targets.contains(&item.as_str()));
         }

@@ -81,6 +81,35 @@ fn to_store(refusal: Refusal) -> store::Error {
 
 const NOT_YOURS: &str = "the resource must belong only to patients whose record you may write";
 
+/// A Binary is a patient's when its `securityContext` names them (see `Policy::authorize`):
+/// a person writes one only for a patient whose record they may write, and replaces or
+/// deletes only such a one.
+fn binary_is_theirs(
+    reach: &Reach,
+    previous: Option<&store::ResourceVersion>,
+    version: &NewVersion<'_>,
+) -> store::Result<()> {
+    let Reach::Patients(patients) = reach else { return Ok(()) };
+    let theirs = |body: Option<&str>| {
+        body.and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()).is_some_and(|binary| {
+            binary
+                .pointer("/securityContext/reference")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|r| r.strip_prefix("Patient/"))
+                .is_some_and(|owner| patients.iter().any(|p| p == owner))
+        })
+    };
+    if let Some(previous) = previous.filter(|p| !p.is_deleted())
+        && !theirs(previous.body.as_deref())
+    {
+        return Err(hidden("Binary", version.id));
+    }
+    if version.body.is_some() && !theirs(version.body) {
+        return Err(store::Error::Forbidden(NOT_YOURS.into()));
+    }
+    Ok(())
+}
+
 fn hidden(resource_type: &str, id: &str) -> store::Error {
     store::Error::NotFound { resource_type: resource_type.to_string(), id: id.to_string() }
 }
@@ -94,6 +123,9 @@ impl store::AccessGuard for CallerGuard {
             return Ok(());
         }
         let previous = tx.current(resource_type, id)?;
+        if resource_type == "Binary" {
+            return binary_is_theirs(&restriction.reach, previous.as_ref(), version);
+        }
         let ids = [id.to_string()];
         match &previous {
             // The version replaced must be one the caller may see (else it does not exist

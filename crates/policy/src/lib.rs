@@ -322,9 +322,13 @@ impl Policy {
                 if owned { Reach::Patients(vec![patient.clone()]) } else { Reach::All }
             }
             CallerKind::Staff { roles: staff_roles, reach, glass, .. } => {
+                // A patient's Binary (the bytes of their document) is written by those who
+                // write their documents.
+                let as_type = if resource_type == "Binary" { "DocumentReference" } else { resource_type };
+                let owned = owned || resource_type == "Binary";
                 let allowed = staff_roles.iter().any(|r| {
                     if owned {
-                        roles::role_allows_patient_data(*r, interaction, resource_type)
+                        roles::role_allows_patient_data(*r, interaction, as_type)
                     } else {
                         roles::role_allows_shared(*r, interaction, resource_type)
                     }
@@ -358,6 +362,22 @@ impl Policy {
                     Reach::Patients(patients)
                 }
             }
+        };
+        // A Binary is shared data in R4, but one whose `securityContext` names a patient (the
+        // exact bytes of a patient's document) is read as that patient's: people see only those
+        // of the patients they reach (`check_resource`), and may not search Binaries at all
+        // (no search parameter links one to its patient to narrow a search by).
+        let reach = match &caller.kind {
+            _ if resource_type != "Binary" => reach,
+            CallerKind::Service => reach,
+            _ if interaction == Interaction::Search => {
+                return Err(Refusal::Forbidden(
+                    "Binary search is not available to you; read a Binary by its id".into(),
+                ));
+            }
+            CallerKind::Patient { patient } => Reach::Patients(vec![patient.clone()]),
+            // Reached as patient data above.
+            CallerKind::Staff { .. } => reach,
         };
         // A search that names its patients needs only their compartments (a smaller filter than
         // every patient the caller may open).
@@ -500,6 +520,19 @@ impl Policy {
         resource_type: &str,
         resource: &Value,
     ) -> Result<(), Refusal> {
+        if resource_type == "Binary"
+            && let Reach::Patients(patients) = &restriction.reach
+        {
+            // Its patient is its `securityContext`; one without a patient's is shared data.
+            let context = resource.pointer("/securityContext/reference").and_then(Value::as_str);
+            return match context {
+                None => Ok(()),
+                Some(reference) => match reference.strip_prefix("Patient/") {
+                    Some(owner) if patients.iter().any(|p| p == owner) => Ok(()),
+                    _ => Err(Refusal::Hidden),
+                },
+            };
+        }
         if let Reach::Patients(patients) = &restriction.reach
             && patient_owned(resource_type)
         {

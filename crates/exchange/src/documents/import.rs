@@ -101,7 +101,8 @@ pub fn import_ccda(access: &Access, xml: &[u8], patient: Option<&str>) -> Result
         Some(id) => chart_codes(access, id)?,
         None => HashMap::new(),
     };
-    let on_file = already_on_file(access, &document, patient.as_deref())?;
+    let mut on_file = already_on_file(access, &document, patient.as_deref())?;
+    file_parties(access, &document, &mut on_file)?;
     let plan = Plan::new(&document, patient.as_deref(), &held, &on_file, xml);
     let response = access.transaction_for(plan.bundle.clone(), patient.as_deref())?;
     plan.report(&response, document.warnings)
@@ -267,7 +268,9 @@ impl Plan {
             agents.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "custodian"}]}, "who": {"reference": custodian}}));
         }
         if !targets.is_empty() {
+            // The document and the patient too: the Provenance is part of their record.
             targets.push(json!({"reference": document_url}));
+            targets.push(json!({"reference": subject}));
             let mut provenance = json!({
                 "resource": {
                     "resourceType": "Provenance",
@@ -383,6 +386,47 @@ fn already_on_file(access: &Access, document: &Document, patient: Option<&str>) 
         }
     }
     Ok(found)
+}
+
+/// The name the service files a document's people and organizations under.
+pub const DIRECTORY_JOB: &str = "exchange-directory";
+
+/// Files the document's people and organizations the store lacks (authors, custodian,
+/// performers) into the directory, as the service's own job: keeping the directory is not the
+/// clinician's work (their role may not write it), and a person or organization made from a
+/// document is shared data, not the patient's. Adds them to `on_file`.
+fn file_parties(access: &Access, document: &Document, on_file: &mut HashMap<String, String>) -> Result<()> {
+    let parties: Vec<&Mapped> = document
+        .resources
+        .iter()
+        .filter(|m| m.section.is_none() && m.full_url != document.patient_url && !on_file.contains_key(&m.full_url))
+        .collect();
+    if parties.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<Value> = parties
+        .iter()
+        .map(|m| {
+            let mut resource = m.resource.clone();
+            rewrite_references(&mut resource, on_file);
+            json!({"fullUrl": m.full_url, "resource": resource, "request": {"method": "POST", "url": type_of(&m.resource)}})
+        })
+        .collect();
+    let directory = access.door().enter(access::Who::Job(DIRECTORY_JOB));
+    let response = directory.transaction(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}));
+    if !directory.settle_queued() {
+        tracing::error!("the directory entries' audit could not be queued");
+    }
+    let response = response?;
+    for (party, answer) in parties.iter().zip(response.get("entry").and_then(Value::as_array).into_iter().flatten()) {
+        if let Some(location) = answer.pointer("/response/location").and_then(Value::as_str) {
+            let mut parts = location.split('/');
+            if let (Some(t), Some(id)) = (parts.next(), parts.next()) {
+                on_file.insert(party.full_url.clone(), format!("{t}/{id}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every `system|code` of what an entry is about.
