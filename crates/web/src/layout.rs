@@ -205,6 +205,8 @@ pub(crate) enum Tab {
     Note,
     Vitals,
     Lists,
+    /// Reconciliation of incoming items (a tab only while open: the summary links to it).
+    Reconcile,
 }
 
 /// A chart page: banner, tabs, content.
@@ -218,6 +220,8 @@ pub(crate) fn chart_page(session: &Session, banner: &Banner, tab: Tab, title: &s
         (Tab::Vitals, "Vitals", format!("{base}/vitals")),
         (Tab::Lists, "Problems, allergies, medications", format!("{base}/lists")),
     ];
+    let extra = (tab == Tab::Reconcile).then(|| (Tab::Reconcile, "Reconcile", format!("{base}/reconcile")));
+    let tabs: Vec<_> = tabs.into_iter().chain(extra).collect();
     page(
         session,
         &format!("{title} — {}", banner.name),
