@@ -3,6 +3,7 @@
 //! filed by the exchange service ([`exchange::documents`]); the app only asks for them.
 
 use crate::WebApp;
+use crate::clinical::Reader;
 use crate::error::WebError;
 use crate::pages::open_chart;
 use crate::session::Session;
@@ -34,6 +35,13 @@ impl From<exchange::Error> for WebError {
 /// This installation as the documents' custodian, as the FHIR API names it.
 fn custodian(app: &WebApp) -> Value {
     exchange::documents::custodian(&app.fhir_base_url())
+}
+
+/// Refuses (403) unless the user may file a document on a record: create its
+/// DocumentReference and write its Binary (`PUT Binary/<id>`). The form is offered only then.
+pub(crate) fn may_file(reader: &Reader) -> Result<(), WebError> {
+    reader.may_create("DocumentReference")?;
+    Ok(reader.access.may(auth::Interaction::Update, "Binary")?)
 }
 
 /// An XML document as a download named `filename`.
@@ -76,7 +84,7 @@ pub(crate) async fn send_referral(
     session.check_form(&form)?;
     let (id, custodian) = (patient.clone(), custodian(&app));
     let filed = open_chart(&app, &session, &patient, "referral-document", move |reader, _banner| {
-        reader.may_create("DocumentReference")?;
+        may_file(reader)?;
         Ok(exchange::documents::file_outgoing(&reader.access, &id, ccda::DocumentType::Referral, &custodian)?)
     })
     .await?;

@@ -86,7 +86,11 @@ impl Banner {
         for allergy in allergies.iter().flatten() {
             let status = display::first_code(allergy.get("clinicalStatus")).unwrap_or("active");
             let verification = display::first_code(allergy.get("verificationStatus")).unwrap_or("confirmed");
-            if status != "active" || matches!(verification, "refuted" | "entered-in-error") {
+            // Allergies from imported documents count once a clinician accepted them.
+            if status != "active"
+                || matches!(verification, "refuted" | "entered-in-error")
+                || chart::reconcile::is_held_back(allergy)
+            {
                 continue;
             }
             if chart::lists::is_no_known_allergy(allergy) {
