@@ -281,5 +281,7 @@ fieldset { border: 1px solid var(--line); margin: 0 0 1em; } .field { margin: .5
 .chart svg { max-width: 100%; height: auto; } .chart .point:focus circle, .chart .point:hover circle { stroke: #111; stroke-width: 2; fill: #fff; }
 .note-text { white-space: pre-wrap; background: #fff; border: 1px solid var(--line); padding: .5em; }
 td.muted { white-space: nowrap; }
+.decisions form { display: inline-block; margin: 0 .25em .25em 0; } ul.codes { margin: 0; padding-left: 1em; } ul.codes code { overflow-wrap: anywhere; }
+.reconcile h3 { font-size: 1.1rem; margin: .25em 0 .5em; } .reconcile h4 { margin: .25em 0; } .reconcile-link a { font-weight: 600; }
 .note-text h3 { font-size: 1em; margin: .6em 0 .2em; } .note-text h3:first-child { margin-top: 0; } .note-text p { margin: 0 0 .4em; }
 "#;
