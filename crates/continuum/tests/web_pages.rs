@@ -714,3 +714,256 @@ fn chart_pages_are_not_shown_unaudited() {
     assert_eq!(shown.status, 200, "recovered");
     shown.assert_has("Gutmann970");
 }
+
+/// The repository's root (for the test documents and the CDA schema).
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The name the reconciliation page gives the incoming item `Type/id` (as the HTML has it).
+fn incoming_name(page: &clinic::Page, patient: &str, item: &str) -> String {
+    let action = format!("action=\"/app/patients/{patient}/reconcile/{item}\"");
+    let at = page.body.find(&action).unwrap_or_else(|| panic!("{item} is on the page:\n{}", page.body));
+    let row = page.body[..at].rfind("<th scope=\"row\">").unwrap() + "<th scope=\"row\">".len();
+    page.body[row..at].split("<br>").next().unwrap().to_string()
+}
+
+/// `GET {origin}{path}` signed in as `user` through the app's form, with the answer's headers
+/// (the test client keeps no headers but `Location`).
+fn download(origin: &str, user: &str, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookies = |response: &reqwest::blocking::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+            .filter(|c| !c.ends_with('='))
+            .collect()
+    };
+    let form = http.get(format!("{origin}/app/sign-in")).send().unwrap();
+    let jar = cookies(&form);
+    let body = form.text().unwrap();
+    let at = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = body[at..at + 32].to_string();
+    let signed = http
+        .post(format!("{origin}/app/sign-in"))
+        .header("cookie", jar.join("; "))
+        .form(&[("csrf", csrf.as_str()), ("next", "/app/patients"), ("username", user), ("password", clinic::PASSWORD)])
+        .send()
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let mut jar = jar;
+    for cookie in cookies(&signed) {
+        let name = cookie.split('=').next().unwrap().to_string();
+        jar.retain(|c| !c.starts_with(&format!("{name}=")));
+        jar.push(cookie);
+    }
+    let answer = http.get(format!("{origin}{path}")).header("cookie", jar.join("; ")).send().unwrap();
+    let (status, headers) = (answer.status().as_u16(), answer.headers().clone());
+    (status, headers, answer.bytes().unwrap().to_vec())
+}
+
+/// Validates `xml` against the CDA R2 + SDTC schema with xmllint (which CI installs: the test
+/// fails without it).
+fn schema_valid(xml: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("document.xml");
+    std::fs::write(&file, xml).unwrap();
+    let schema = repo().join("testdata/ccda/cda-schema-sdtc/infrastructure/cda/CDA_SDTC.xsd");
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("xmllint could not be run ({e}): install it (apt-get install -y libxml2-utils)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim_end().ends_with(" validates"), "schema validation failed:\n{stderr}");
+}
+
+#[test]
+fn imported_items_are_reconciled_and_documents_are_made_from_the_chart() {
+    let clinic = clinic();
+    let (base, origin, barry) = (&clinic.server.base, &clinic.origin, &clinic.barry);
+    let chart = format!("/app/patients/{barry}");
+
+    // A C-CDA document imported for Barry: its problems, allergies and medications wait for
+    // reconciliation. Barry carries the document's patient identifier (his SSN in CCD_1), so
+    // `continuum import` files it to him as `$ccda-import?patient=` would. (Through the API,
+    // a staff user's import is refused as yet: the Provenance the importer writes names no
+    // patient, so the policy cannot place it in a record the user may write.)
+    let (status, mut patient) = fhir_send(&clinic, reqwest::Method::GET, &format!("Patient/{barry}"), &Value::Null);
+    assert_eq!(status, 200);
+    let ssn = json!({"system": "http://hl7.org/fhir/sid/us-ssn", "value": "444222222"});
+    match patient["identifier"].as_array_mut() {
+        Some(identifiers) => identifiers.push(ssn),
+        None => patient["identifier"] = json!([ssn]),
+    }
+    let (status, _) = fhir_send(&clinic, reqwest::Method::PUT, &format!("Patient/{barry}"), &patient);
+    assert_eq!(status, 200);
+    let document = repo().join("testdata/ccda/hl7-c-cda-examples/CCD_1.xml");
+    continuum(&clinic.data, &["import", document.to_str().unwrap()], None);
+    let mut pending = Vec::new();
+    for kind in ["Condition", "AllergyIntolerance", "MedicationStatement", "MedicationRequest"] {
+        let query = format!("{kind}?patient={barry}&_tag=urn:continuum:reconciliation|pending");
+        for item in resources(&fhir_get(base, &clinic.doc, &query)) {
+            pending.push(format!("{kind}/{}", item["id"].as_str().unwrap()));
+        }
+    }
+    let of_type = |t: &str| -> Vec<String> {
+        pending.iter().filter(|p| p.starts_with(&format!("{t}/"))).cloned().collect::<Vec<_>>()
+    };
+    let (conditions, allergies) = (of_type("Condition"), of_type("AllergyIntolerance"));
+    assert!(conditions.len() >= 2 && allergies.len() == 2, "{pending:?}");
+
+    // The chart links to reconciliation with the count; the held items are not on it yet.
+    let mut doc = Visitor::signed_in(origin, "doc");
+    let summary = doc.get(&chart);
+    assert_eq!(summary.status, 200);
+    summary.assert_has(&format!("href=\"{chart}/reconcile\">{} incoming items to reconcile", pending.len()));
+    summary.assert_has("Allergies: </strong><span class=\"warn\">Not recorded</span>");
+
+    // The page: every incoming item with its codes and three actions, beside the chart's lists.
+    let page = doc.get(&format!("{chart}/reconcile"));
+    assert_eq!(page.status, 200);
+    for heading in ["Problems", "Allergies and intolerances", "Medications", "Incoming (", "On the chart ("] {
+        page.assert_has(heading);
+    }
+    for item in &pending {
+        page.assert_has(&format!("action=\"{chart}/reconcile/{item}\""));
+    }
+    page.assert_has("<th scope=\"col\">Codes</th>");
+    page.assert_has("http://snomed.info/sct|");
+    page.assert_has("<label for=\"into-Condition-");
+    let accepted = incoming_name(&page, barry, &conditions[0]);
+    let rejected = incoming_name(&page, barry, &conditions[1]);
+    let lists = doc.get(&format!("{chart}/lists"));
+    lists.assert_lacks(&accepted);
+    lists.assert_lacks(&rejected);
+
+    // Accept one: it joins the problem list.
+    let done = doc.submit(&page, &format!("{chart}/reconcile/{}", conditions[0]), &[("decision", "accept")]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    let location = done.location.unwrap();
+    assert_eq!(location, format!("{chart}/reconcile?done=accepted"));
+    let page = doc.get(&location);
+    page.assert_has("Accepted: the item is now on the chart");
+    page.assert_lacks(&format!("action=\"{chart}/reconcile/{}\"", conditions[0]));
+    // Reject another: it stays off.
+    let done = doc.submit(&page, &format!("{chart}/reconcile/{}", conditions[1]), &[("decision", "reject")]);
+    assert_eq!(done.location.as_deref(), Some(format!("{chart}/reconcile?done=rejected").as_str()));
+    let lists = doc.get(&format!("{chart}/lists"));
+    lists.assert_has(&accepted);
+    lists.assert_lacks(&rejected);
+    let condition = fhir_get(base, &clinic.doc, &conditions[1]);
+    assert_eq!(condition["verificationStatus"]["coding"][0]["code"], "entered-in-error");
+
+    // Merge: the second allergy into the first, once that one is accepted (the select offers
+    // the chart's allergies).
+    let page = doc.get(&format!("{chart}/reconcile"));
+    let done = doc.submit(&page, &format!("{chart}/reconcile/{}", allergies[0]), &[("decision", "accept")]);
+    assert_eq!(done.status, 303);
+    let page = doc.get(&format!("{chart}/reconcile"));
+    let kept_id = allergies[0].trim_start_matches("AllergyIntolerance/");
+    page.assert_has(&format!("<option value=\"{kept_id}\">"));
+    let done =
+        doc.submit(&page, &format!("{chart}/reconcile/{}", allergies[1]), &[("decision", "merge"), ("into", kept_id)]);
+    assert_eq!(done.location.as_deref(), Some(format!("{chart}/reconcile?done=merged").as_str()));
+    doc.get(done.location.as_deref().unwrap()).assert_has("Merged:");
+    let merged = fhir_get(base, &clinic.doc, &allergies[1]);
+    assert_eq!(merged["extension"][0]["valueReference"]["reference"], allergies[0].as_str());
+    // A decision twice, or a made-up one, changes nothing.
+    let again = doc.submit(&page, &format!("{chart}/reconcile/{}", allergies[1]), &[("decision", "accept")]);
+    assert_eq!(again.status, 404);
+    let odd = doc.submit(&page, &format!("{chart}/reconcile/{}", conditions[0]), &[("decision", "maybe")]);
+    assert_eq!(odd.status, 400);
+    let summary = doc.get(&chart);
+    let left = pending.len() - 4;
+    assert!(left > 0, "CCD_1 has medications too: {pending:?}");
+    summary.assert_has(&format!(">{left} incoming item"));
+
+    // Download CCD: an attachment of XML, a ClinicalDocument, valid against the CDA schema.
+    let (status, headers, ccd) = download(origin, "doc", &format!("{chart}/ccd"));
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/xml"));
+    assert_eq!(headers["content-disposition"].to_str().unwrap(), format!("attachment; filename=\"ccd-{barry}.xml\""));
+    let text = String::from_utf8(ccd.clone()).unwrap();
+    let parsed = roxmltree::Document::parse(&text).unwrap();
+    assert_eq!(parsed.root_element().tag_name().name(), "ClinicalDocument");
+    schema_valid(&ccd);
+    summary.assert_has(&format!("href=\"{chart}/ccd\""));
+
+    // Send referral document: a referral note kept on the record as an outgoing document. Its
+    // Binary is a shared resource, which only administrators write as yet: a physician is
+    // not offered the form (and is refused), a physician who is also an administrator is.
+    summary.assert_lacks("referral-document");
+    let refused = doc.submit(&summary, &format!("{chart}/referral-document"), &[]);
+    assert_eq!(refused.status, 403);
+    let barry_org = resources(&fhir_get(base, &clinic.doc, "Organization?name:exact=ANNA JAQUES HOSPITAL"))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add = ["user", "add", "sender", "--role", "physician", "--role", "administrator", "--org", &barry_org];
+    continuum(&clinic.data, &[&add[..], &["--password-stdin"]].concat(), Some(&format!("{}\n", clinic::PASSWORD)));
+    let mut sender = Visitor::signed_in(origin, "sender");
+    let summary = sender.get(&chart);
+    summary.assert_has(&format!("action=\"{chart}/referral-document\""));
+    let sent = sender.submit(&summary, &format!("{chart}/referral-document"), &[]);
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let location = sent.location.unwrap();
+    let reference = location.split("?sent=").nth(1).unwrap().to_string();
+    let shown = sender.get(&location);
+    shown.assert_has("kept on it as an outgoing document");
+    shown.assert_has("not yet built");
+    shown.assert_has(&format!("href=\"{chart}/documents/{reference}\""));
+    let found = resources(&fhir_get(
+        base,
+        &clinic.doc,
+        &format!("DocumentReference?patient={barry}&type=http://loinc.org|57133-1"),
+    ));
+    assert_eq!(found.len(), 1);
+    let document = &found[0];
+    assert_eq!(document["id"], reference.as_str());
+    assert_eq!(document["status"], "current");
+    assert_eq!(document["content"][0]["format"]["code"], "urn:hl7-org:sdwg:ccda-structuredBody:2.1");
+    let binary = document["content"][0]["attachment"]["url"].as_str().unwrap();
+    assert!(binary.starts_with("Binary/"), "{binary}");
+    let (status, headers, note) = download(origin, "doc", &format!("{chart}/documents/{reference}"));
+    assert_eq!(status, 200);
+    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"referral-"));
+    let note = String::from_utf8(note).unwrap();
+    assert_eq!(roxmltree::Document::parse(&note).unwrap().root_element().tag_name().name(), "ClinicalDocument");
+    assert!(note.contains("57133-1"));
+
+    // Who may not open Barry is refused on every new route, and nothing is written.
+    let mut outsider = Visitor::signed_in(origin, "outsider");
+    let closed = outsider.get(&chart);
+    assert_eq!(closed.status, 403);
+    for path in [format!("{chart}/ccd"), format!("{chart}/reconcile"), format!("{chart}/documents/{reference}")] {
+        let refused = outsider.get(&path);
+        assert_eq!(refused.status, 403, "{path}");
+        refused.assert_lacks("Wolf");
+        refused.assert_lacks("ClinicalDocument");
+    }
+    let refused = outsider.submit(&closed, &format!("{chart}/referral-document"), &[]);
+    assert_eq!(refused.status, 403);
+    let decided = [&conditions[0], &conditions[1], &allergies[0], &allergies[1]];
+    let waiting = pending.iter().find(|p| !decided.contains(p)).expect("CCD_1 leaves items waiting");
+    let refused = outsider.submit(&closed, &format!("{chart}/reconcile/{waiting}"), &[("decision", "reject")]);
+    assert_eq!(refused.status, 403, "{waiting}");
+    let tags = fhir_get(base, &clinic.doc, waiting)["meta"]["tag"].clone();
+    assert!(tags.as_array().unwrap().iter().any(|t| t["code"] == "pending"), "{tags}");
+    let refused = outsider.submit(&closed, &format!("{chart}/reconcile/{}", conditions[0]), &[("decision", "reject")]);
+    assert_eq!(refused.status, 403);
+    let (status, _, body) = download(origin, "outsider", &format!("{chart}/ccd"));
+    assert_eq!(status, 403);
+    assert!(!String::from_utf8_lossy(&body).contains("ClinicalDocument"));
+    let found = resources(&fhir_get(
+        base,
+        &clinic.doc,
+        &format!("DocumentReference?patient={barry}&type=http://loinc.org|57133-1"),
+    ));
+    assert_eq!(found.len(), 1, "the outsider's post filed nothing");
+    assert_eq!(fhir_get(base, &clinic.doc, &conditions[0])["verificationStatus"]["coding"][0]["code"], "confirmed");
+}

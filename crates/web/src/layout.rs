@@ -86,7 +86,11 @@ impl Banner {
         for allergy in allergies.iter().flatten() {
             let status = display::first_code(allergy.get("clinicalStatus")).unwrap_or("active");
             let verification = display::first_code(allergy.get("verificationStatus")).unwrap_or("confirmed");
-            if status != "active" || matches!(verification, "refuted" | "entered-in-error") {
+            // Allergies from imported documents count once a clinician accepted them.
+            if status != "active"
+                || matches!(verification, "refuted" | "entered-in-error")
+                || chart::reconcile::is_held_back(allergy)
+            {
                 continue;
             }
             if chart::lists::is_no_known_allergy(allergy) {
@@ -205,6 +209,8 @@ pub(crate) enum Tab {
     Note,
     Vitals,
     Lists,
+    /// Reconciliation of incoming items (a tab only while open: the summary links to it).
+    Reconcile,
 }
 
 /// A chart page: banner, tabs, content.
@@ -218,6 +224,8 @@ pub(crate) fn chart_page(session: &Session, banner: &Banner, tab: Tab, title: &s
         (Tab::Vitals, "Vitals", format!("{base}/vitals")),
         (Tab::Lists, "Problems, allergies, medications", format!("{base}/lists")),
     ];
+    let extra = (tab == Tab::Reconcile).then(|| (Tab::Reconcile, "Reconcile", format!("{base}/reconcile")));
+    let tabs: Vec<_> = tabs.into_iter().chain(extra).collect();
     page(
         session,
         &format!("{title} — {}", banner.name),
@@ -273,5 +281,7 @@ fieldset { border: 1px solid var(--line); margin: 0 0 1em; } .field { margin: .5
 .chart svg { max-width: 100%; height: auto; } .chart .point:focus circle, .chart .point:hover circle { stroke: #111; stroke-width: 2; fill: #fff; }
 .note-text { white-space: pre-wrap; background: #fff; border: 1px solid var(--line); padding: .5em; }
 td.muted { white-space: nowrap; }
+.decisions form { display: inline-block; margin: 0 .25em .25em 0; } ul.codes { margin: 0; padding-left: 1em; } ul.codes code { overflow-wrap: anywhere; }
+.reconcile h3 { font-size: 1.1rem; margin: .25em 0 .5em; } .reconcile h4 { margin: .25em 0; } .reconcile-link a { font-weight: 600; }
 .note-text h3 { font-size: 1em; margin: .6em 0 .2em; } .note-text h3:first-child { margin-top: 0; } .note-text p { margin: 0 0 .4em; }
 "#;

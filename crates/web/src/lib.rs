@@ -1,6 +1,7 @@
 //! The clinician web app, served at `/app` by `continuum serve`: sign-in, patient search, the
-//! chart (banner, summary, longitudinal timeline, trends) and documentation (visit notes,
-//! vitals, problem, allergy and medication lists).
+//! chart (banner, summary, longitudinal timeline, trends), documentation (visit notes,
+//! vitals, problem, allergy and medication lists), documents (the CCD downloaded, a referral
+//! note kept as an outgoing document) and the reconciliation of items from imported documents.
 //!
 //! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
 //! charts are SVG drawn with plotters. The app is one more door into the same record:
@@ -19,12 +20,14 @@
 
 mod clinical;
 mod display;
+mod documents;
 mod error;
 mod forms;
 mod layout;
 mod notes;
 mod pages;
 mod plots;
+mod reconcile;
 mod session;
 mod timeline;
 mod trends;
@@ -84,6 +87,12 @@ impl WebApp {
         })
     }
 
+    /// The FHIR API's base URL (the authorization server's audience), which names this
+    /// installation as the custodian of the documents it makes.
+    fn fhir_base_url(&self) -> String {
+        self.inner.policy.authority().config().fhir_base_url.clone()
+    }
+
     fn remember_recent(&self, user_id: &str, patient: &str) {
         let mut recent = self.inner.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = recent.entry(user_id.to_string()).or_default();
@@ -125,5 +134,10 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/allergies/{item}/inactivate", post(forms::inactivate_allergy))
         .route("/app/patients/{id}/medications", post(forms::add_medication))
         .route("/app/patients/{id}/medications/{item}/discontinue", post(forms::discontinue_medication))
+        .route("/app/patients/{id}/ccd", get(documents::download_ccd))
+        .route("/app/patients/{id}/referral-document", post(documents::send_referral))
+        .route("/app/patients/{id}/documents/{reference}", get(documents::download_document))
+        .route("/app/patients/{id}/reconcile", get(reconcile::page))
+        .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
         .with_state(app)
 }

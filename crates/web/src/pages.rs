@@ -193,22 +193,63 @@ pub(crate) async fn open_chart<T: Send + 'static>(
     })
 }
 
-/// `GET /app/patients/{id}`: the summary.
+/// The chart's documents and the items waiting for reconciliation: the CCD's download, the
+/// referral note's form (and, after it, the note kept), the link to reconciliation.
+fn documents_card(session: &Session, patient: &str, waiting: usize, may_file: bool, sent: Option<&str>) -> Markup {
+    let base = format!("/app/patients/{patient}");
+    html! {
+        @if let Some(reference) = sent {
+            div class="ok" role="status" id="referral-sent" {
+                p { "A referral note was made of the record and kept on it as an outgoing document. "
+                    a href={ (base) "/documents/" (reference) } { "Download the referral note" } }
+                p { "Sending it to another organization arrives with the node-to-node exchange, which is not yet built: for now, download it and send it yourself." }
+            }
+        }
+        @if waiting > 0 {
+            p class="reconcile-link" {
+                a href={ (base) "/reconcile" } {
+                    (waiting) @if waiting == 1 { " incoming item" } @else { " incoming items" } " to reconcile"
+                }
+            }
+        }
+        section class="card documents" aria-labelledby="h-documents" {
+            h2 id="h-documents" { "Documents" }
+            p { a href={ (base) "/ccd" } download { "Download CCD" } span class="muted" { " (C-CDA R2.1 Continuity of Care Document, XML)" } }
+            @if may_file {
+                form method="post" action={ (base) "/referral-document" } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    button type="submit" class="secondary" { "Send referral document" }
+                    span class="muted" { " Makes a referral note and keeps it on the record; sending it to another organization is not yet built." }
+                }
+            } @else {
+                p class="muted" { "Your role may not file documents on the record, so referral documents are not offered." }
+            }
+        }
+    }
+}
+
+/// `GET /app/patients/{id}[?sent=DocumentReference id]`: the summary.
 pub(crate) async fn summary(
     State(app): State<WebApp>,
     session: Session,
     Path(patient): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let id = patient.clone();
     let loaded = open_chart(&app, &session, &patient, "summary", move |reader, banner| {
-        Ok((banner, chart::summary::summary(&reader.access, &id, display::today())?))
+        let summary = chart::summary::summary(&reader.access, &id, display::today())?;
+        let waiting = chart::reconcile::queue(&reader.access, &id)?.len();
+        let may_file = crate::documents::may_file(reader).is_ok();
+        Ok((banner, summary, waiting, may_file))
     })
     .await?;
-    let (banner, s) = match loaded {
+    let (banner, s, waiting, may_file) = match loaded {
         Ok(s) => s,
         Err(closed) => return Ok((axum::http::StatusCode::FORBIDDEN, closed).into_response()),
     };
+    let sent = query.get("sent").map(String::as_str).filter(|r| fhir::reference::is_id(r));
     let content = html! {
+        (documents_card(&session, &patient, waiting, may_file, sent))
         div class="grid" {
             section class="card" aria-labelledby="h-problems" {
                 h2 id="h-problems" { "Active problems" }

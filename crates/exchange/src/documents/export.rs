@@ -38,6 +38,14 @@ pub struct ExportedDocument {
     pub resources: usize,
 }
 
+/// This installation as the keeper of the documents it makes (the `custodian` of
+/// [`export_ccda`] and [`crate::documents::file_outgoing`]): an Organization whose address is
+/// the FHIR base `base_url`. The FHIR API and the web app give the same one.
+pub fn custodian(base_url: &str) -> Value {
+    json!({"resourceType": "Organization", "id": "continuum", "name": "Continuum EHR",
+           "telecom": [{"system": "url", "value": base_url}]})
+}
+
 fn search_all(access: &Access, resource_type: &str, params: Vec<(String, String)>) -> Result<Vec<Value>> {
     let query = SearchQuery::parse(Some(resource_type), &params, false).map_err(access::Error::from)?;
     let page = match access.search(query, &params, MAX_PER_TYPE, Subtype::SearchType) {

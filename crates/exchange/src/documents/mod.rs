@@ -12,9 +12,14 @@
 //!   adds nothing (its id is the DocumentReference's identifier), and so does an entry seen
 //!   before in another document (entries are created only if no resource carries their id).
 //! - [`export_ccda`]: a CCD, referral note or discharge summary of a patient's record.
+//! - [`file_outgoing`]: such a document made and kept on the patient's record as an outgoing
+//!   document (a `Binary` and its `DocumentReference`, written in one transaction), ready to
+//!   be sent once node-to-node exchange exists.
 
 mod export;
 mod import;
+mod outgoing;
 
-pub use export::{ExportedDocument, document_references, export_ccda};
+pub use export::{ExportedDocument, custodian, document_references, export_ccda};
 pub use import::{ImportReport, import_ccda};
+pub use outgoing::{OUTGOING, file_outgoing};
