@@ -70,10 +70,13 @@ impl Allergy {
     }
 }
 
-/// A medication on the list (`MedicationRequest`).
+/// A medication on the list: ordered here (`MedicationRequest`) or recorded as taken
+/// (`MedicationStatement`, e.g. from another organization's document, once reconciled).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Medication {
-    /// The MedicationRequest's id.
+    /// Whether it is a MedicationStatement (recorded as taken) rather than an order.
+    pub statement: bool,
+    /// The resource's id.
     pub id: String,
     /// The drug.
     pub name: String,
@@ -86,24 +89,29 @@ pub struct Medication {
 }
 
 impl Medication {
-    /// The view of a MedicationRequest.
+    /// The view of a MedicationRequest or MedicationStatement.
     pub fn of(request: &Value) -> Medication {
         Medication {
+            statement: request.get("resourceType").and_then(Value::as_str) == Some("MedicationStatement"),
             id: id_of(request),
             name: medication_name(request),
-            instructions: request.pointer("/dosageInstruction/0/text").and_then(Value::as_str).map(str::to_string),
+            instructions: request
+                .pointer("/dosageInstruction/0/text")
+                .or_else(|| request.pointer("/dosage/0/text"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             status: request.get("status").and_then(Value::as_str).unwrap_or_default().to_string(),
             status_reason: concept(request.get("statusReason")),
         }
     }
 
-    /// Whether it is active (so it can be discontinued).
+    /// Whether it is an active order (so it can be discontinued).
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == "active" && !self.statement
     }
 }
 
-/// The drug of a MedicationRequest.
+/// The drug of a MedicationRequest or MedicationStatement.
 pub fn medication_name(request: &Value) -> String {
     if let Some(concept_) = request.get("medicationCodeableConcept") {
         return concept(Some(concept_));
@@ -127,7 +135,8 @@ pub struct Lists {
     pub problems: Vec<Problem>,
     /// Every allergy and intolerance.
     pub allergies: Vec<Allergy>,
-    /// Every medication, by the date it was ordered.
+    /// Every medication: the orders by the date they were ordered, then those recorded as
+    /// taken by when.
     pub medications: Vec<Medication>,
 }
 
@@ -136,7 +145,8 @@ pub fn lists(access: &Access, patient: &str) -> Result<Lists> {
     let p = || ("patient", patient.to_string());
     let problems = read::search(access, "Condition", &[p(), ("_sort", "-onset-date".into())], 200)?;
     let allergies = read::search(access, "AllergyIntolerance", &[p()], 200)?;
-    let medications = read::search(access, "MedicationRequest", &[p(), ("_sort", "-authoredon".into())], 200)?;
+    let mut medications = read::search(access, "MedicationRequest", &[p(), ("_sort", "-authoredon".into())], 200)?;
+    medications.extend(read::search(access, "MedicationStatement", &[p(), ("_sort", "-effective".into())], 200)?);
     // Items from outside wait for reconciliation off the lists (see `reconcile`).
     let kept = |r: &&Value| !crate::reconcile::is_held_back(r);
     Ok(Lists {

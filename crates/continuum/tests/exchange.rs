@@ -172,3 +172,52 @@ fn the_command_line_imports_documents_and_exports_the_store() {
     // The job is done with: nothing left in the server's folder.
     assert_eq!(std::fs::read_dir(data.join("bulk")).unwrap().count(), 0);
 }
+
+/// On a secured server: a physician files a document to a patient of theirs (the people and
+/// organizations it names go to the directory as the service's job), reads its bytes back;
+/// one outside the patient's organizations neither files to nor reads them; nobody searches
+/// Binaries.
+#[test]
+fn a_physician_files_and_reads_documents_of_their_patients_only() {
+    let clinic = test_support::clinic::clinic();
+    let base = clinic.server.base.as_str();
+    let client = reqwest::blocking::Client::new();
+    let outsider = test_support::clinic::token(&clinic.data, "outsider");
+    let import = |token: &str| {
+        client
+            .post(format!("{base}/$ccda-import?patient={}", clinic.rosie))
+            .bearer_auth(token)
+            .header("content-type", "application/xml")
+            .body(example("CCD_2"))
+            .send()
+            .unwrap()
+    };
+    let refused = import(&outsider);
+    assert_eq!(refused.status().as_u16(), 404, "the patient is outside the outsider's reach");
+    let filed = import(&clinic.doc);
+    assert_eq!(filed.status().as_u16(), 201, "{}", filed.text().unwrap_or_default());
+    let report: Value = filed.json().unwrap();
+    let reference = report["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "documentReference").unwrap()
+        ["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let document: Value =
+        client.get(format!("{base}/{reference}")).bearer_auth(&clinic.doc).send().unwrap().json().unwrap();
+    let binary = document["content"][0]["attachment"]["url"].as_str().unwrap().to_string();
+    let mine = client.get(format!("{base}/{binary}")).bearer_auth(&clinic.doc).send().unwrap();
+    assert_eq!(mine.status().as_u16(), 200);
+    let theirs = client.get(format!("{base}/{binary}")).bearer_auth(&outsider).send().unwrap();
+    assert_eq!(theirs.status().as_u16(), 404, "another patient's document bytes");
+    let search = client.get(format!("{base}/Binary")).bearer_auth(&clinic.doc).send().unwrap();
+    assert_eq!(search.status().as_u16(), 403, "Binaries are not searched by people");
+    // The Provenance of what was filed is part of Rosie's record.
+    let provenance: Value = client
+        .get(format!("{base}/Provenance?patient={}&_summary=count", clinic.rosie))
+        .bearer_auth(&clinic.doc)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(provenance["total"].as_u64().unwrap() >= 1);
+}

@@ -382,7 +382,7 @@ pub(crate) async fn ccda_export(
             other => return Err(ApiError::bad_request(format!("$ccda-export does not take `{other}`"))),
         }
     }
-    let custodian = custodian_of(&state);
+    let custodian = exchange::documents::custodian(state.base_url());
     let document = blocking_checked(move || {
         Ok(exchange::documents::export_ccda(&access, &patient, kind, (start, end), &custodian)?)
     })
@@ -390,12 +390,6 @@ pub(crate) async fn ccda_export(
     let mut response = (StatusCode::OK, document.xml).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
     Ok(response)
-}
-
-/// This installation as the keeper of the documents it makes.
-fn custodian_of(state: &AppState) -> Value {
-    json!({"resourceType": "Organization", "id": "continuum", "name": "Continuum EHR",
-           "telecom": [{"system": "url", "value": state.base_url()}]})
 }
 
 /// `GET|POST [base]/DocumentReference/$docref?patient=ID[&start][&end][&type][&on-demand=true]`
