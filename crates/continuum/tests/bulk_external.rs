@@ -184,7 +184,7 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     );
     let group_id = group["id"].as_str().unwrap();
     let barry = export(base, &service, &format!("Group/{group_id}/$export"), dir.path());
-    assert_eq!(ids_of(&barry.resources, "Patient"), [clinic.barry.clone()]);
+    assert_eq!(ids_of(&barry.resources, "Patient"), std::slice::from_ref(&clinic.barry));
     let barrys_observations =
         get(base, &service, &format!("Observation?subject=Patient/{}&_summary=count", clinic.barry));
     assert_eq!(barry.counts["Observation"], barrys_observations["total"].as_u64().unwrap());
@@ -229,7 +229,7 @@ fn a_bulk_data_client_exports_what_the_spec_and_the_policy_say() {
     let peek = client.get(&status_url).bearer_auth(&rosie_doc).send().unwrap();
     assert_eq!(peek.status().as_u16(), 404, "another caller's job status");
     let restricted = export(base, &rosie_doc, "Patient/$export", dir.path());
-    assert_eq!(ids_of(&restricted.resources, "Patient"), [clinic.rosie.clone()]);
+    assert_eq!(ids_of(&restricted.resources, "Patient"), std::slice::from_ref(&clinic.rosie));
     for resource in &restricted.resources {
         let text = resource.to_string();
         assert!(!text.contains(&clinic.barry), "a resource of Barry's went to Rosie's physician");
