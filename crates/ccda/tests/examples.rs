@@ -6,19 +6,9 @@ use ccda::{Document, Error, SectionKind};
 use roxmltree::Node;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use test_support::ccda::{is, kids, section_name, tmpl};
 
-const EXAMPLES: [&str; 8] = [
-    "CCD_1",
-    "CCD_2",
-    "Care_Plan",
-    "Consultation_Note",
-    "Discharge_Summary",
-    "History_and_Physical",
-    "Progress_Note",
-    "Referral_Note",
-];
+use test_support::ccda::{EXAMPLES, example};
 
 const ALL_KINDS: [SectionKind; 14] = [
     SectionKind::Problems,
@@ -37,14 +27,6 @@ const ALL_KINDS: [SectionKind; 14] = [
     SectionKind::MentalStatus,
 ];
 
-fn example(name: &str) -> Vec<u8> {
-    let path: PathBuf =
-        [env!("CARGO_MANIFEST_DIR"), "..", "..", "testdata", "ccda", "hl7-c-cda-examples", &format!("{name}.xml")]
-            .iter()
-            .collect();
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 fn read(name: &str) -> Document {
     ccda::read(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -53,26 +35,6 @@ fn read(name: &str) -> Document {
 /// rule: `test_support::ccda::coded_entries`).
 fn expected(xml: &str) -> HashMap<&'static str, usize> {
     test_support::ccda::coded_entries(xml)
-}
-
-/// A section kind's name in the count.
-fn kind_name(kind: SectionKind) -> &'static str {
-    match kind {
-        SectionKind::Problems => "problems",
-        SectionKind::Allergies => "allergies",
-        SectionKind::Medications => "medications",
-        SectionKind::Immunizations => "immunizations",
-        SectionKind::Results => "results",
-        SectionKind::VitalSigns => "vital-signs",
-        SectionKind::Procedures => "procedures",
-        SectionKind::Encounters => "encounters",
-        SectionKind::SocialHistory => "social-history",
-        SectionKind::PlanOfTreatment => "plan-of-treatment",
-        SectionKind::Goals => "goals",
-        SectionKind::HealthConcerns => "health-concerns",
-        SectionKind::FunctionalStatus => "functional-status",
-        SectionKind::MentalStatus => "mental-status",
-    }
 }
 
 #[test]
@@ -84,7 +46,7 @@ fn every_example_maps_each_coded_entry_once() {
         let mut line = format!("{name} ({:?}, r2 {}):", doc.template, doc.r2);
         for kind in ALL_KINDS {
             let got = doc.resources.iter().filter(|m| m.section == Some(kind)).count();
-            let expected = want.get(kind_name(kind)).copied().unwrap_or(0);
+            let expected = want.get(kind.name()).copied().unwrap_or(0);
             if got > 0 || expected > 0 {
                 line.push_str(&format!(" {kind:?} {got}"));
             }
@@ -250,8 +212,9 @@ fn problem_medication_and_allergy_codes_keep_their_translations() {
         };
         let mut want = 0;
         for n in tree.descendants().filter(|n| n.is_element()) {
-            let in_section =
-                |kind| n.ancestors().find(|a| is(*a, "section")).and_then(section_name) == Some(kind_name(kind));
+            let in_section = |kind: SectionKind| {
+                n.ancestors().find(|a| is(*a, "section")).and_then(section_name) == Some(kind.name())
+            };
             if tmpl(n, "4") && is(n, "observation") && in_section(SectionKind::Problems) {
                 want += kids(n, "value").map(coded).sum::<usize>();
             }

@@ -11,16 +11,13 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::ccda::example;
 use test_support::process::{continuum, start};
 
 fn testdata(parts: &[&str]) -> PathBuf {
     let mut path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "..", "testdata"].iter().collect();
     path.extend(parts);
     path
-}
-
-fn example(name: &str) -> Vec<u8> {
-    std::fs::read(testdata(&["ccda", "hl7-c-cda-examples", &format!("{name}.xml")])).unwrap()
 }
 
 fn total(base: &str, path: &str) -> u64 {

@@ -12,28 +12,10 @@ use chart::reconcile::{self, Decision};
 use exchange::documents::import_ccda;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use store::Records;
 
-const EXAMPLES: [&str; 8] = [
-    "CCD_1",
-    "CCD_2",
-    "Care_Plan",
-    "Consultation_Note",
-    "Discharge_Summary",
-    "History_and_Physical",
-    "Progress_Note",
-    "Referral_Note",
-];
-
-fn example(name: &str) -> Vec<u8> {
-    let path: PathBuf =
-        [env!("CARGO_MANIFEST_DIR"), "..", "..", "testdata", "ccda", "hl7-c-cda-examples", &format!("{name}.xml")]
-            .iter()
-            .collect();
-    std::fs::read(&path).unwrap()
-}
+use test_support::ccda::{EXAMPLES, example};
 
 fn store() -> (tempfile::TempDir, Records, Access) {
     let dir = tempfile::tempdir().unwrap();

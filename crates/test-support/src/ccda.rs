@@ -5,6 +5,28 @@
 
 use roxmltree::Node;
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The eight HL7 C-CDA R2.1 examples in `testdata/ccda/hl7-c-cda-examples/`.
+pub const EXAMPLES: [&str; 8] = [
+    "CCD_1",
+    "CCD_2",
+    "Care_Plan",
+    "Consultation_Note",
+    "Discharge_Summary",
+    "History_and_Physical",
+    "Progress_Note",
+    "Referral_Note",
+];
+
+/// The bytes of the example `name` (one of [`EXAMPLES`]).
+pub fn example(name: &str) -> Vec<u8> {
+    let path: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "..", "..", "testdata", "ccda", "hl7-c-cda-examples", &format!("{name}.xml")]
+            .iter()
+            .collect();
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 /// The section kinds counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

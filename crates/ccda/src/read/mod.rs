@@ -112,6 +112,28 @@ pub enum SectionKind {
     MentalStatus,
 }
 
+impl SectionKind {
+    /// The section's name in reports (`problems`, `vital-signs`…).
+    pub fn name(self) -> &'static str {
+        match self {
+            SectionKind::Problems => "problems",
+            SectionKind::Allergies => "allergies",
+            SectionKind::Medications => "medications",
+            SectionKind::Immunizations => "immunizations",
+            SectionKind::Results => "results",
+            SectionKind::VitalSigns => "vital-signs",
+            SectionKind::Procedures => "procedures",
+            SectionKind::Encounters => "encounters",
+            SectionKind::SocialHistory => "social-history",
+            SectionKind::PlanOfTreatment => "plan-of-treatment",
+            SectionKind::Goals => "goals",
+            SectionKind::HealthConcerns => "health-concerns",
+            SectionKind::FunctionalStatus => "functional-status",
+            SectionKind::MentalStatus => "mental-status",
+        }
+    }
+}
+
 /// One resource made from the document.
 #[derive(Debug, Clone)]
 pub struct Mapped {

@@ -31,26 +31,6 @@ pub struct ImportReport {
     pub warnings: Vec<Warning>,
 }
 
-/// The name of a section in reports.
-pub fn section_name(kind: SectionKind) -> &'static str {
-    match kind {
-        SectionKind::Problems => "problems",
-        SectionKind::Allergies => "allergies",
-        SectionKind::Medications => "medications",
-        SectionKind::Immunizations => "immunizations",
-        SectionKind::Results => "results",
-        SectionKind::VitalSigns => "vital-signs",
-        SectionKind::Procedures => "procedures",
-        SectionKind::Encounters => "encounters",
-        SectionKind::SocialHistory => "social-history",
-        SectionKind::PlanOfTreatment => "plan-of-treatment",
-        SectionKind::Goals => "goals",
-        SectionKind::HealthConcerns => "health-concerns",
-        SectionKind::FunctionalStatus => "functional-status",
-        SectionKind::MentalStatus => "mental-status",
-    }
-}
-
 fn reconciled(mapped: &Mapped) -> bool {
     matches!(mapped.section, Some(SectionKind::Problems | SectionKind::Allergies | SectionKind::Medications))
         && reconcile::RECONCILED_TYPES.contains(&type_of(&mapped.resource))
@@ -320,7 +300,7 @@ impl Plan {
             if !created {
                 continue;
             }
-            *filed.entry(section_name(*section)).or_insert(0) += 1;
+            *filed.entry(section.name()).or_insert(0) += 1;
             if *is_pending {
                 pending.push(format!("{t}/{id}"));
             }
