@@ -96,6 +96,12 @@ pub(crate) struct ServeArgs {
     /// (surrounding white space ignored).
     #[arg(long, value_name = "FILE")]
     metrics_token_file: Option<PathBuf>,
+    /// How long a finished Bulk Data job's files and status are kept, in hours.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    bulk_keep_hours: u64,
+    /// Lines per Bulk Data export file before the next file of the same type begins.
+    #[arg(long, default_value_t = 100_000, value_name = "LINES")]
+    bulk_lines_per_file: usize,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -192,10 +198,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         let bulk = {
-            let (door, data) = (state.door().clone(), args.data.clone());
-            tokio::task::spawn_blocking(move || {
-                exchange::bulk::Bulk::open(door, jobs, exchange::bulk::BulkConfig::in_data_dir(&data))
-            })
+            let mut config = exchange::bulk::BulkConfig::in_data_dir(&args.data);
+            config.keep_for = Duration::from_secs(args.bulk_keep_hours.saturating_mul(3600));
+            config.lines_per_file = args.bulk_lines_per_file.max(1);
+            let door = state.door().clone();
+            tokio::task::spawn_blocking(move || exchange::bulk::Bulk::open(door, jobs, config))
             .await
             .context("opening the bulk data jobs panicked")?
             .context("cannot open the bulk data jobs")?

@@ -475,8 +475,8 @@ pub fn canonical_quantity(
 pub struct FullText {
     /// The text of `Resource.text.div` with its tags stripped: what `_text` searches.
     pub narrative: String,
-    /// Every other string value of the resource (not ids or references): what `_content`
-    /// searches.
+    /// Every other string value of the resource (not ids, references or base64 `data`): what
+    /// `_content` searches.
     pub content: String,
 }
 
@@ -520,9 +520,11 @@ fn strings_of(value: &Value, out: &mut String, depth: usize) {
         Value::Array(items) => items.iter().for_each(|v| strings_of(v, out, depth + 1)),
         Value::Object(map) => {
             for (key, v) in map {
-                // The narrative is searched by `_text`; ids and references are not content.
+                // The narrative is searched by `_text`; ids and references are not content, nor
+                // is `data` (in R4 always base64 — Binary, Attachment, Signature — or
+                // SampledData's numbers): a document's bytes would make a huge, useless index.
                 let narrative = depth == 0 && key == "text";
-                if !narrative && key != "id" && key != "reference" && key != "resourceType" {
+                if !narrative && !matches!(key.as_str(), "id" | "reference" | "resourceType" | "data") {
                     strings_of(v, out, depth + 1);
                 }
             }
