@@ -251,7 +251,7 @@ fn bulk_export(args: &ExchangeBenchArgs, scaler: &Scaler) -> Result<()> {
             .map(|(t, n, s)| format!("{t} {n} in {s:.2} s ({:.0}/s)", *n as f64 / s.max(1e-9)))
             .collect();
         if !shown.is_empty() {
-            println!("slowest types of run 1 (from the progress polled): {}", shown.join("; "));
+            println!("slowest types of run 1 (from the progress polled every 20 ms, so roughly): {}", shown.join("; "));
         }
     }
     let rates: Vec<f64> = runs.iter().map(|r| r.resources as f64 / r.seconds).collect();
@@ -418,7 +418,9 @@ async fn export_once(address: SocketAddr, pid: u32, dir: &Path) -> Result<Export
     if total_types == per_type_counts.len() {
         let mut previous = 0.0;
         for (i, (kind, count)) in per_type_counts.iter().enumerate() {
-            let end = done_at.get(&(i + 1)).copied().unwrap_or(seconds);
+            // A type done between two polls: the first progress seen at or after it.
+            let end =
+                done_at.iter().filter(|(done, _)| **done > i).map(|(_, at)| *at).fold(seconds, f64::min).max(previous);
             per_type.push((kind.clone(), *count, end - previous));
             previous = end;
         }
