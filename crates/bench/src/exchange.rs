@@ -8,7 +8,10 @@
 //!    status URL polled every 20 ms until it answers 200. The time is kick-off → manifest (so
 //!    it includes up to 20 ms of polling slack); the rate is the manifest's counts summed over
 //!    that time. The memory figure is the server's peak `VmRSS` (sampled every 10 ms) during
-//!    the export minus its `VmRSS` just before the kick-off. What it measures: the whole
+//!    the export minus its `VmRSS` just before the kick-off; the verdict is on the largest peak
+//!    above the freshly started server's idle `VmRSS` (what the first export grows is kept by
+//!    the allocator and SQLite's cache, so later runs' own growth is smaller). The first run
+//!    after the server starts is cold (SQLite's cache empty). What it measures: the whole
 //!    export path of an open server (the door without policy, every resource read from the
 //!    snapshot and written to NDJSON files on the local disk, the job's state saved per type).
 //!    What it does not: a secured server's policy decisions and audit per patient, the download
@@ -133,7 +136,12 @@ fn median(values: &[f64]) -> f64 {
 
 /// CPU seconds (user + system) this process has used so far (Linux `/proc`, 10 ms ticks).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_seconds("self")
+}
+
+/// CPU seconds (user + system) process `pid` (or `self`) has used so far.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -167,6 +175,8 @@ struct ExportRun {
     bytes: u64,
     idle_mb: f64,
     peak_mb: f64,
+    /// CPU seconds the server used during the export.
+    server_cpu: f64,
     /// (type, resources, seconds) in the order written, from the progress seen while polling.
     per_type: Vec<(String, u64, f64)>,
 }
@@ -226,12 +236,13 @@ fn bulk_export(args: &ExchangeBenchArgs, scaler: &Scaler) -> Result<()> {
         for run in 0..args.runs {
             let measured = export_once(address, pid, &dir).await?;
             println!(
-                "run {}: {} resources ({:.0} MB of NDJSON) in {:.2} s = {:.0} resources/s; server RSS {:.1} MB idle, {:.1} MB peak, +{:.1} MB",
+                "run {}: {} resources ({:.0} MB of NDJSON) in {:.2} s = {:.0} resources/s, the server busy {:.2} s of CPU; server RSS {:.1} MB idle, {:.1} MB peak, +{:.1} MB",
                 run + 1,
                 measured.resources,
                 measured.bytes as f64 / 1e6,
                 measured.seconds,
                 measured.resources as f64 / measured.seconds,
+                measured.server_cpu,
                 measured.idle_mb,
                 measured.peak_mb,
                 measured.peak_mb - measured.idle_mb
@@ -258,14 +269,19 @@ fn bulk_export(args: &ExchangeBenchArgs, scaler: &Scaler) -> Result<()> {
     let seconds: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
     let growth: Vec<f64> = runs.iter().map(|r| r.peak_mb - r.idle_mb).collect();
     let rate = median(&rates);
+    // Against the freshly started server's idle memory: what run 1 grew (caches, allocator
+    // arenas) stays, so later runs' own growth understates what an export needs.
+    let fresh_idle = runs.first().map_or(f64::NAN, |r| r.idle_mb);
+    let worst = runs.iter().map(|r| r.peak_mb - fresh_idle).fold(f64::NAN, f64::max);
     let mb = median(&growth);
     println!(
         "== 1. bulk export ({} patients, {resources} resources stored): median {:.2} s, {rate:.0} resources/s \
-         (goal >= {GOAL_EXPORT_PER_S:.0}: {}); median server memory +{mb:.1} MB above idle (goal < {GOAL_EXPORT_MB:.0} MB: {})",
+         (goal >= {GOAL_EXPORT_PER_S:.0}: {}); server memory: median +{mb:.1} MB above the RSS before each kick-off, \
+         at most +{worst:.1} MB above the freshly started server's {fresh_idle:.1} MB (goal < {GOAL_EXPORT_MB:.0} MB, on the latter: {})",
         args.patients,
         median(&seconds),
         met(rate >= GOAL_EXPORT_PER_S),
-        met(mb < GOAL_EXPORT_MB)
+        met(worst < GOAL_EXPORT_MB)
     );
     Ok(())
 }
@@ -338,6 +354,7 @@ async fn export_once(address: SocketAddr, pid: u32, dir: &Path) -> Result<Export
         .header("prefer", "respond-async")
         .body(Full::new(Bytes::new()))
         .unwrap_or_default();
+    let cpu_before = process_cpu_seconds(&pid.to_string());
     let started = Instant::now();
     let response = {
         client.ready().await?;
@@ -386,6 +403,7 @@ async fn export_once(address: SocketAddr, pid: u32, dir: &Path) -> Result<Export
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu = process_cpu_seconds(&pid.to_string()) - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let peak_mb = sampler.join().map_err(|_| anyhow::anyhow!("the memory sampler panicked"))?;
 
@@ -441,7 +459,7 @@ async fn export_once(address: SocketAddr, pid: u32, dir: &Path) -> Result<Export
     if !(200..300).contains(&code) {
         bail!("deleting the job answered {code}");
     }
-    Ok(ExportRun { seconds, resources, bytes, idle_mb, peak_mb, per_type })
+    Ok(ExportRun { seconds, resources, bytes, idle_mb, peak_mb, server_cpu, per_type })
 }
 
 // ---------------------------------------------------------------------------------------------
