@@ -5,6 +5,7 @@
 mod access_control;
 mod backends;
 mod client;
+mod exchange;
 mod load;
 mod mllp;
 mod scale;
@@ -42,6 +43,8 @@ enum Command {
     /// The clinician web app's page times with access control and audit on (issue 7's
     /// figure).
     App(web_app::AppBenchArgs),
+    /// Bulk export, C-CDA import and CCD export over scaled Synthea data (issue 18's figures).
+    Exchange(exchange::ExchangeBenchArgs),
     /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
     SyntheaScale(scale::ScaleArgs),
 }
@@ -61,6 +64,7 @@ fn main() -> Result<()> {
         Some(Command::Backends(args)) => backends::run(args),
         Some(Command::Auth(args)) => access_control::run(args),
         Some(Command::App(args)) => web_app::run(args),
+        Some(Command::Exchange(args)) => exchange::run(args),
         Some(Command::SyntheaScale(args)) => scale::run(args),
     }
 }
