@@ -24,6 +24,8 @@ const NOT_PATIENT_OWNED: &[&str] = &[
     "interface_message",
     "interface_partner",
     "interface_inbound_partner",
+    // Bulk Data job states: the server's work, not a patient's data.
+    "job",
     "shared_resource_current",
     "shared_resource_version",
     "shared_identifier_index",
