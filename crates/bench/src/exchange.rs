@@ -56,22 +56,6 @@ const GOAL_CCD_P50_MS: f64 = 50.0;
 /// The shared HL7 C-CDA examples.
 const CCDA_EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/ccda/hl7-c-cda-examples");
 
-/// The types a CCD is made from (as `exchange::documents` searches them).
-const CHART_TYPES: &[&str] = &[
-    "Condition",
-    "AllergyIntolerance",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Immunization",
-    "Observation",
-    "DiagnosticReport",
-    "Procedure",
-    "Encounter",
-    "CarePlan",
-    "ServiceRequest",
-    "Goal",
-];
-
 #[derive(Debug, Args)]
 pub(crate) struct ExchangeBenchArgs {
     /// Scaled Synthea patients in the store exported.
@@ -545,7 +529,10 @@ fn ccda_import(args: &ExchangeBenchArgs) -> Result<()> {
 
 /// Whether an entry's resource is of a type a CCD is made from.
 fn chart_entry(entry: &Value) -> bool {
-    entry.pointer("/resource/resourceType").and_then(Value::as_str).is_some_and(|t| CHART_TYPES.contains(&t))
+    entry
+        .pointer("/resource/resourceType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| exchange::documents::CHART_TYPES.contains(&t))
 }
 
 fn patient_uuid(bundle: &Value) -> Option<String> {

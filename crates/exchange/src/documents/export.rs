@@ -10,7 +10,7 @@ use store::audit::Subtype;
 use time::OffsetDateTime;
 
 /// The types a document is made from (the patient's), searched one by one.
-const CHART_TYPES: &[&str] = &[
+pub const CHART_TYPES: &[&str] = &[
     "Condition",
     "AllergyIntolerance",
     "MedicationRequest",

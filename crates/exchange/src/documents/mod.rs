@@ -20,6 +20,6 @@ mod export;
 mod import;
 mod outgoing;
 
-pub use export::{ExportedDocument, custodian, document_references, export_ccda};
+pub use export::{CHART_TYPES, ExportedDocument, custodian, document_references, export_ccda};
 pub use import::{ImportReport, import_ccda};
 pub use outgoing::{OUTGOING, file_outgoing};
