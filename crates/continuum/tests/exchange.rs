@@ -231,6 +231,19 @@ fn a_physician_files_and_reads_documents_of_their_patients_only() {
     assert_eq!(mine.status().as_u16(), 200);
     let theirs = client.get(format!("{base}/{binary}")).bearer_auth(&outsider).send().unwrap();
     assert_eq!(theirs.status().as_u16(), 404, "another patient's document bytes");
+    // The patient's documents, made or listed, are not the outsider's: 404, as for any patient
+    // outside their reach.
+    for path in [
+        format!("Patient/{}/$ccda-export?type=ccd", clinic.rosie),
+        format!("DocumentReference/$docref?patient={}", clinic.rosie),
+        format!("DocumentReference/$docref?patient={}&on-demand=true", clinic.rosie),
+    ] {
+        let answer = client.get(format!("{base}/{path}")).bearer_auth(&outsider).send().unwrap();
+        assert_eq!(answer.status().as_u16(), 404, "{path}");
+    }
+    let made =
+        client.get(format!("{base}/Patient/{}/$ccda-export", clinic.rosie)).bearer_auth(&clinic.doc).send().unwrap();
+    assert_eq!(made.status().as_u16(), 200);
     let search = client.get(format!("{base}/Binary")).bearer_auth(&clinic.doc).send().unwrap();
     assert_eq!(search.status().as_u16(), 403, "Binaries are not searched by people");
     // The Provenance of what was filed is part of Rosie's record.

@@ -10,7 +10,6 @@ use crate::session::Session;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -103,27 +102,8 @@ pub(crate) async fn download_document(
 ) -> Result<Response, WebError> {
     let id = patient.clone();
     let found = open_chart(&app, &session, &patient, "document-download", move |reader, _banner| {
-        let document = reader.read("DocumentReference", &reference)?;
-        if document.pointer("/subject/reference").and_then(Value::as_str) != Some(&format!("Patient/{id}")) {
-            return Err(WebError::NotFound);
-        }
-        let binary = document
-            .pointer("/content/0/attachment/url")
-            .and_then(Value::as_str)
-            .and_then(|url| url.strip_prefix("Binary/"))
-            .ok_or(WebError::NotFound)?;
-        let binary = reader.read("Binary", binary)?;
-        let xml = binary
-            .get("data")
-            .and_then(Value::as_str)
-            .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
-            .ok_or(WebError::NotFound)?;
-        let kind = match document.pointer("/type/coding/0/code").and_then(Value::as_str) {
-            Some("57133-1") => "referral",
-            Some("18842-5") => "discharge",
-            Some("34133-9") => "ccd",
-            _ => "document",
-        };
+        let kept = exchange::documents::kept_document(&reader.access, &id, &reference)?;
+        let (xml, kind) = (kept.bytes, kept.kind);
         Ok((xml, format!("{kind}-{id}-{reference}.xml")))
     })
     .await?;

@@ -22,4 +22,4 @@ mod outgoing;
 
 pub use export::{CHART_TYPES, ExportedDocument, custodian, document_references, export_ccda};
 pub use import::{ImportReport, import_ccda};
-pub use outgoing::{OUTGOING, file_outgoing};
+pub use outgoing::{KeptDocument, OUTGOING, file_outgoing, kept_document};

@@ -73,3 +73,46 @@ pub fn file_outgoing(access: &Access, patient: &str, kind: DocumentType, custodi
         .map(str::to_string)
         .ok_or_else(|| Error::invalid("the document could not be filed"))
 }
+
+/// A document kept on a patient's record: its bytes and what kind it is.
+#[derive(Debug, Clone)]
+pub struct KeptDocument {
+    /// The document's exact bytes.
+    pub bytes: Vec<u8>,
+    /// `ccd`, `referral`, `discharge`, else `document` (from its LOINC type).
+    pub kind: &'static str,
+}
+
+/// The document behind `patient`'s DocumentReference `reference` (its attachment's Binary),
+/// read through the door. One that is not the patient's is, for the caller, not found.
+pub fn kept_document(access: &Access, patient: &str, reference: &str) -> Result<KeptDocument> {
+    let body = |version: store::ResourceVersion| -> Result<Value> {
+        version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(not_found)
+    };
+    let document = body(access.read("DocumentReference", reference)?)?;
+    if document.pointer("/subject/reference").and_then(Value::as_str) != Some(&format!("Patient/{patient}")) {
+        return Err(not_found());
+    }
+    let binary = document
+        .pointer("/content/0/attachment/url")
+        .and_then(Value::as_str)
+        .and_then(|url| url.strip_prefix("Binary/"))
+        .ok_or_else(not_found)?;
+    let binary = body(access.read("Binary", binary)?)?;
+    let bytes = binary
+        .get("data")
+        .and_then(Value::as_str)
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .ok_or_else(not_found)?;
+    let kind = match document.pointer("/type/coding/0/code").and_then(Value::as_str) {
+        Some("57133-1") => "referral",
+        Some("18842-5") => "discharge",
+        Some("34133-9") => "ccd",
+        _ => "document",
+    };
+    Ok(KeptDocument { bytes, kind })
+}
+
+fn not_found() -> Error {
+    Error::Access(access::Error::Hidden)
+}
