@@ -14,5 +14,6 @@
 pub mod bulk;
 pub mod documents;
 mod error;
+pub mod identity;
 
 pub use error::{Error, Result};

@@ -117,6 +117,12 @@ pub fn extract_params(resource_type: &str, resource: &Value, keys: &[i64], conte
     for param in params.iter().filter(|p| keys.contains(&p.key) && p.kind != ParamKind::Composite) {
         let Some(expression) = &param.expression else { continue };
         let Ok(items) = expression.evaluate_with(&env) else { continue };
+        if param.name == "phonetic" && param.kind == ParamKind::String {
+            for item in &items {
+                phonetic_codes(item, &mut |value| out.push(IndexEntry { param: param.key, group: None, value }));
+            }
+            continue;
+        }
         for item in &items {
             values_of(param.kind, item, context, &mut |value| {
                 out.push(IndexEntry { param: param.key, group: None, value });
@@ -220,6 +226,35 @@ fn values_of(kind: ParamKind, item: &Item<'_>, ctx: &IndexContext, emit: &mut dy
             }
         }
         ParamKind::Composite | ParamKind::Special => {}
+    }
+}
+
+/// The `phonetic` parameter (Patient, Person, Practitioner, RelatedPerson: "a portion of either
+/// family or given name using some kind of phonetic matching algorithm"): the Double Metaphone
+/// codes of every part of the names' family and given names ([`matching::phonetic`]), stored
+/// exactly; a search value is turned into its code ([`crate::query`]).
+fn phonetic_codes(item: &Item<'_>, emit: &mut dyn FnMut(IndexValue)) {
+    let json = item.json();
+    let json = json.as_ref();
+    let mut names: Vec<&str> = Vec::new();
+    match json {
+        Value::String(s) => names.push(s),
+        Value::Object(_) => {
+            if let Some(family) = field(json, "family") {
+                names.push(family);
+            }
+            names.extend(json.get("given").and_then(Value::as_array).into_iter().flatten().filter_map(text));
+        }
+        _ => {}
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for name in names {
+        for code in matching::phonetic::codes_of_name(name) {
+            if !seen.contains(&code) {
+                seen.push(code.clone());
+                emit(IndexValue::String { normalized: code.clone(), exact: code });
+            }
+        }
     }
 }
 

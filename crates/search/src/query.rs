@@ -812,6 +812,14 @@ fn condition(
 ) -> Result<Condition, Unusable> {
     let unsupported = |m: &str| Unusable::Unknown(format!("modifier `:{m}` is not supported on parameter `{param}`"));
     match kind {
+        ParamKind::String if param == "phonetic" => {
+            // Indexed as Double Metaphone codes (see `index`): the value's code, exactly.
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            let code = matching::phonetic::search_code(&unescape(raw)).unwrap_or_default();
+            Ok(Condition::String { value: code, mode: StringMatch::Exact })
+        }
         ParamKind::String => {
             let mode = match modifier {
                 None => StringMatch::Start,

@@ -34,7 +34,7 @@ impl From<exchange::Error> for ApiError {
 
 /// The request's body, or an OperationOutcome saying why it cannot be read (413 past the
 /// server's body limit).
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

@@ -11,6 +11,7 @@ mod extract;
 mod format;
 mod headers;
 mod history;
+mod identity;
 mod limits;
 pub mod message_log;
 mod observe;
@@ -86,6 +87,8 @@ struct StateInner {
     metrics_here: std::sync::atomic::AtomicBool,
     /// The Bulk Data jobs, when the server offers Bulk Data.
     bulk: Option<exchange::bulk::Bulk>,
+    /// Patient matching (`$match`) and the index of persons.
+    identity: Arc<exchange::identity::Identity>,
 }
 
 impl StateInner {
@@ -112,6 +115,7 @@ impl AppState {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         // Absolute references to this server's own base count as local ones.
         let records = records.with_base(base_url.clone());
+        let identity = Arc::new(exchange::identity::Identity::with_defaults(&base_url));
         AppState {
             inner: Arc::new(StateInner {
                 door: access::Door::open(records.clone()),
@@ -125,6 +129,7 @@ impl AppState {
                 metrics_token: std::sync::OnceLock::new(),
                 metrics_here: std::sync::atomic::AtomicBool::new(true),
                 bulk: None,
+                identity,
             }),
         }
     }
@@ -166,6 +171,19 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_bulk is called before the state is shared");
         inner.bulk = Some(bulk);
         self
+    }
+
+    /// Matches patients with `identity` (its model and person-id system) instead of the
+    /// defaults.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_identity(mut self, identity: Arc<exchange::identity::Identity>) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_identity is called before the state is shared");
+        inner.identity = identity;
+        self
+    }
+
+    fn identity(&self) -> &Arc<exchange::identity::Identity> {
+        &self.inner.identity
     }
 
     fn bulk(&self) -> Option<&exchange::bulk::Bulk> {
