@@ -19,7 +19,9 @@ use store::Records;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/make_match_set.py");
 
 fn generated_set() -> Vec<Value> {
-    let out = std::process::Command::new("python3").args([SCRIPT, "--seed", "7"]).output().expect("python3 runs");
+    // Another seed (`MATCH_SEED=11`) checks that the model was not fitted to one draw.
+    let seed = std::env::var("MATCH_SEED").unwrap_or_else(|_| "7".into());
+    let out = std::process::Command::new("python3").args([SCRIPT, "--seed", &seed]).output().expect("python3 runs");
     assert!(out.status.success(), "the generator failed: {}", String::from_utf8_lossy(&out.stderr));
     let set: Value = serde_json::from_slice(&out.stdout).unwrap();
     set["records"].as_array().unwrap().clone()
@@ -78,6 +80,7 @@ fn the_generated_set_is_matched_with_no_false_certain() {
     let identity = Identity::with_defaults("http://localhost/fhir");
     // The best grade each unordered pair got (from either side).
     let mut graded: HashMap<(String, String), Grade> = HashMap::new();
+    let mut detail: HashMap<(String, String), String> = HashMap::new();
     let started = std::time::Instant::now();
     for (id, patient) in &stored {
         for found in identity.find(&access, &MatchRequest::of(patient.clone())).unwrap() {
@@ -86,8 +89,25 @@ fn the_generated_set_is_matched_with_no_false_certain() {
             } else {
                 (found.version.id.clone(), id.clone())
             };
-            let grade = graded.entry(pair).or_insert(Grade::CertainlyNot);
+            let grade = graded.entry(pair.clone()).or_insert(Grade::CertainlyNot);
             *grade = (*grade).min(found.comparison.grade);
+            if std::env::var_os("MATCH_DEBUG").is_some() {
+                let fields: Vec<String> = found
+                    .comparison
+                    .fields
+                    .iter()
+                    .filter(|f| f.weight != 0.0)
+                    .map(|f| format!("{}={}:{:.1}", f.field.name(), f.level.name(), f.weight))
+                    .collect();
+                let line = format!(
+                    "[{} w={:.1} {:?} {}]",
+                    found.comparison.grade.code(),
+                    found.comparison.weight,
+                    found.comparison.rule,
+                    fields.join(" ")
+                );
+                detail.entry(pair.clone()).or_default().push_str(&line);
+            }
         }
     }
     let per_match = started.elapsed() / stored.len() as u32;
@@ -121,7 +141,26 @@ fn the_generated_set_is_matched_with_no_false_certain() {
     // What was missed or wrongly certain, for whoever tunes the model.
     for (pair, grade) in &graded {
         if *grade == Grade::Certain && !truth.contains(pair) {
-            eprintln!("false certain: {} ({}) ~ {} ({})", pair.0, role_of[&pair.0], pair.1, role_of[&pair.1]);
+            let why = detail.get(pair).map(String::as_str).unwrap_or("");
+            eprintln!("false certain: {} ({}) ~ {} ({}) {why}", pair.0, role_of[&pair.0], pair.1, role_of[&pair.1]);
+        }
+    }
+    if std::env::var_os("MATCH_DEBUG").is_some() {
+        for pair in &truth {
+            if graded.get(pair) == Some(&Grade::Probable) {
+                let key = if role_of[&pair.0] == "duplicate" { &errors_of[&pair.0] } else { &errors_of[&pair.1] };
+                eprintln!("probable only: {key} {}", detail.get(pair).map(String::as_str).unwrap_or(""));
+            }
+        }
+        for (pair, grade) in &graded {
+            if *grade == Grade::Probable && !truth.contains(pair) {
+                eprintln!(
+                    "false probable: {} ~ {} {}",
+                    role_of[&pair.0],
+                    role_of[&pair.1],
+                    detail.get(pair).map(String::as_str).unwrap_or("")
+                );
+            }
         }
     }
     let mut missed: BTreeMap<String, usize> = BTreeMap::new();
@@ -145,6 +184,8 @@ fn the_generated_set_is_matched_with_no_false_certain() {
         probable.f1()
     );
     assert_eq!(certain.false_positive, 0, "no pair of different people may be certain");
-    assert!(certain.f1() >= 0.90, "F1 of certain: {:.4}", certain.f1());
-    assert!(probable.f1() >= 0.95, "F1 of certain+probable: {:.4}", probable.f1());
+    // Seeds 7, 11, 23, 31 and 41 gave 0.9932–0.9968 and 0.9929–0.9948 (the goals:
+    // 0.99 and 0.97); the floors leave room for another draw, never for a false certain.
+    assert!(certain.f1() >= 0.985, "F1 of certain: {:.4}", certain.f1());
+    assert!(probable.f1() >= 0.97, "F1 of certain+probable: {:.4}", probable.f1());
 }

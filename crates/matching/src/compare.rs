@@ -3,7 +3,7 @@
 use crate::demographics::{Date, Demographics, IdentifierKind};
 use crate::{phonetic, tables};
 use serde::{Deserialize, Serialize};
-use strsim::jaro_winkler;
+use strsim::{damerau_levenshtein, jaro_winkler};
 
 /// The fields compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,9 +71,9 @@ impl Field {
 ///
 /// | field | exact | alias | similar | partial |
 /// |---|---|---|---|---|
-/// | given | same first name | a nickname of it, or one's first name is the other's middle | Jaro–Winkler ≥ 0.88 or same Double Metaphone | an initial that fits |
-/// | family | same (parts joined) | one shares a part or another name (compound, married, maiden) | Jaro–Winkler ≥ 0.88 or same Double Metaphone | — |
-/// | birth date | same day | day and month swapped | one digit differs, or two adjacent digits swapped | same year and month |
+/// | given | same first name | a nickname of it, or one's first name is the other's middle | one edit apart, Jaro–Winkler ≥ 0.88 or same Double Metaphone | an initial that fits |
+/// | family | same (parts joined) | one shares a part or another name (compound, married, maiden) | one edit apart, Jaro–Winkler ≥ 0.88 or same Double Metaphone | — |
+/// | birth date | same day | day and month swapped | one digit differs, two adjacent digits swapped, or one part off by one | same year and month |
 /// | address | same street and ZIP or city | — | street Jaro–Winkler ≥ 0.9, same ZIP | same ZIP or city and state |
 /// | SSN | same | — | one digit differs | — |
 ///
@@ -165,7 +165,7 @@ fn given(a: &Demographics, b: &Demographics) -> Level {
     {
         return Level::Alias;
     }
-    if x.len() > 1 && y.len() > 1 && (jaro_winkler(x, y) >= NAME_SIMILARITY || phonetic::sound_alike(x, y)) {
+    if x.len() > 1 && y.len() > 1 && mistyped(x, y) {
         return Level::Similar;
     }
     if (x.len() == 1 || y.len() == 1) && x.chars().next() == y.chars().next() {
@@ -193,10 +193,23 @@ fn family(a: &Demographics, b: &Demographics) -> Level {
     if a_parts.iter().any(|p| p.len() > 1 && b_parts.contains(p)) || all_a.iter().any(|f| all_b.contains(f)) {
         return Level::Alias;
     }
-    if jaro_winkler(&x, &y) >= NAME_SIMILARITY || phonetic::sound_alike(&x, &y) {
+    if mistyped(&x, &y) || a_parts.iter().any(|p| p.len() > 3 && b_parts.iter().any(|q| q.len() > 3 && mistyped(p, q)))
+    {
         return Level::Similar;
     }
     Level::Differ
+}
+
+/// Whether two different names are one name mistyped or spelled as it sounds: one edit apart
+/// (a letter inserted, dropped, changed, or two swapped; two edits in a long name), close by
+/// Jaro–Winkler, or the same Double Metaphone code.
+fn mistyped(x: &str, y: &str) -> bool {
+    let edits = damerau_levenshtein(x, y);
+    let shorter = x.len().min(y.len());
+    (shorter >= 3 && edits <= 1)
+        || (shorter >= 7 && edits <= 2)
+        || jaro_winkler(x, y) >= NAME_SIMILARITY
+        || phonetic::sound_alike(x, y)
 }
 
 fn birth_date(x: Date, y: Date) -> Level {
@@ -213,7 +226,14 @@ fn birth_date(x: Date, y: Date) -> Level {
         && differing[1] == differing[0] + 1
         && dx.as_bytes()[differing[0]] == dy.as_bytes()[differing[1]]
         && dx.as_bytes()[differing[1]] == dy.as_bytes()[differing[0]];
-    if differing.len() == 1 || swapped {
+    // One part off by one (a day, a month or a year keyed one higher or lower).
+    let off_by_one = [
+        (x.year - y.year).abs(),
+        (i32::from(x.month) - i32::from(y.month)).abs(),
+        (i32::from(x.day) - i32::from(y.day)).abs(),
+    ];
+    let one_part_off = off_by_one.iter().filter(|d| **d != 0).count() == 1 && off_by_one.contains(&1);
+    if differing.len() == 1 || swapped || one_part_off {
         return Level::Similar;
     }
     if x.year == y.year && x.month == y.month {

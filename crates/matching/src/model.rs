@@ -116,9 +116,9 @@ impl Default for Model {
             levels(&[
                 (Exact, p(0.86, 0.02)),
                 (Alias, p(0.06, 0.002)),
-                (Similar, p(0.05, 0.01)),
+                (Similar, p(0.05, 0.005)),
                 (Partial, p(0.005, 0.02)),
-                (Differ, p(0.025, 0.95)),
+                (Differ, p(0.01, 0.95)),
             ]),
         );
         fields.insert(
@@ -126,7 +126,7 @@ impl Default for Model {
             levels(&[
                 (Exact, p(0.84, 0.02)),
                 (Alias, p(0.06, 0.002)),
-                (Similar, p(0.05, 0.01)),
+                (Similar, p(0.08, 0.004)),
                 (Differ, p(0.05, 0.97)),
             ]),
         );
@@ -157,11 +157,12 @@ impl Default for Model {
             levels(&[(Exact, p(0.985, 0.0001)), (Similar, p(0.01, 0.001)), (Differ, p(0.005, 0.9989))]),
         );
         fields.insert(Field::DriversLicence, levels(&[(Exact, p(0.95, 0.0001)), (Differ, p(0.05, 0.9999))]));
-        fields.insert(Field::MedicalRecord, levels(&[(Exact, p(0.95, 0.0001)), (Differ, p(0.05, 0.9999))]));
+        // Two numbers of one organization for one person are the duplicates an index exists to find.
+        fields.insert(Field::MedicalRecord, levels(&[(Exact, p(0.7, 0.0001)), (Differ, p(0.3, 0.9999))]));
         fields.insert(Field::Member, levels(&[(Exact, p(0.9, 0.0001)), (Differ, p(0.1, 0.9999))]));
         Model {
             fields,
-            thresholds: Thresholds { certain: 22.0, probable: 12.0, possible: 6.0 },
+            thresholds: Thresholds { certain: 17.0, probable: 12.0, possible: 6.0 },
             min_name_frequency: 0.0005,
         }
     }
@@ -204,6 +205,17 @@ const DECISIVE: [IdentifierKind; 6] = [
     IdentifierKind::DriversLicence,
     IdentifierKind::Member,
     IdentifierKind::Passport,
+];
+
+/// The fields beyond name, birth date and sex that can corroborate a match.
+const CORROBORATING: [Field; 7] = [
+    Field::Address,
+    Field::Phone,
+    Field::Email,
+    Field::Ssn,
+    Field::DriversLicence,
+    Field::MedicalRecord,
+    Field::Member,
 ];
 
 fn shared_identifier(a: &Demographics, b: &Demographics) -> bool {
@@ -283,6 +295,15 @@ impl Model {
             grade = Grade::Probable;
             score = score.min(0.98);
             rule = Some("a contradicting field keeps it for review");
+        } else if grade == Grade::Certain
+            && birth != Level::Exact
+            && !CORROBORATING.iter().any(|f| matches!(level_of(*f), Level::Exact | Level::Alias | Level::Similar))
+        {
+            // Names and a nearly equal birth date are what namesakes share: certain only with
+            // an address, a phone, an e-mail or an identifier that agrees too.
+            grade = Grade::Probable;
+            score = score.min(0.98);
+            rule = Some("an inexact birth date needs another field to agree");
         }
         Comparison { fields, weight, score, grade, rule }
     }
