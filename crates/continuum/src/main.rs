@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the FHIR R4 REST API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Load FHIR Bundles, resources, NDJSON files and C-CDA documents into the store (the server
     /// may be stopped).
     Import(import::ImportArgs),
@@ -57,7 +57,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<()> {
     continuum::init_process();
     match Cli::parse().command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Migrate(args) => migrate::run(args),

@@ -102,6 +102,15 @@ pub(crate) struct ServeArgs {
     /// Lines per Bulk Data export file before the next file of the same type begins.
     #[arg(long, default_value_t = 100_000, value_name = "LINES")]
     bulk_lines_per_file: usize,
+    /// The patient-matching model (JSON: per field and agreement level `m` and `u`, and the
+    /// thresholds of the grades; what is left out keeps its default — see the README's
+    /// "Patient identity").
+    #[arg(long, value_name = "FILE")]
+    match_model: Option<PathBuf>,
+    /// Do not run the master patient index (no automatic links or duplicate review list;
+    /// `$match` still answers).
+    #[arg(long)]
+    no_patient_index: bool,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -195,6 +204,25 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             };
             web_app = Some(web::WebApp::new(state.door().clone(), config).context("the web app needs a policy")?);
         }
+        // Patient matching, and the index that links the records of one person as they are
+        // written (through the door as it now stands).
+        let model = match &args.match_model {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                matching::Model::from_json(&text).with_context(|| format!("{} is not a matching model", path.display()))?
+            }
+            None => matching::Model::default(),
+        };
+        let identity = Arc::new(exchange::identity::Identity::new(
+            model,
+            format!("{base_url}{}", exchange::identity::ENTERPRISE_SYSTEM_PATH),
+        ));
+        state = state.with_identity(Arc::clone(&identity));
+        let index = exchange::identity::PatientIndex::new(identity, state.door().clone(), jobs.clone());
+        if !args.no_patient_index {
+            index.start().context("cannot start the patient index")?;
+        }
+        state = state.with_patient_index(index.clone());
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         let bulk = {
@@ -296,6 +324,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             }
             None => http.await.context("server failed")?,
         }
+        index.stop();
         let _ = sender.await;
         if let Some(task) = metrics_task {
             match task.await {

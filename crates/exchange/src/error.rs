@@ -18,6 +18,9 @@ pub enum Error {
     /// No such job (or not the caller's).
     #[error("no such bulk data job")]
     NoSuchJob,
+    /// No such pair on the duplicate review list.
+    #[error("no such pair on the review list")]
+    NoSuchPair,
     /// The job's files are gone (expired or cancelled).
     #[error("the job's files have expired or were deleted")]
     Expired,
@@ -42,7 +45,7 @@ impl Error {
             Error::Access(e) => e.class(),
             Error::Document(ccda::Error::TooLarge { .. }) => ErrorClass::TooLarge,
             Error::Document(_) | Error::Invalid(_) => ErrorClass::Invalid,
-            Error::NoSuchJob => ErrorClass::NotFound,
+            Error::NoSuchJob | Error::NoSuchPair => ErrorClass::NotFound,
             Error::Expired => ErrorClass::Gone,
             Error::Files(_) => ErrorClass::Internal,
         }

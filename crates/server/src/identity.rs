@@ -1,4 +1,5 @@
-//! The HTTP edge of patient identity (the `exchange::identity` service): `Patient/$match`.
+//! The HTTP edge of patient identity (the `exchange::identity` service): `Patient/$match` and
+//! the duplicate review work list (`Patient/$match-review`).
 //! Parses, calls the service on the blocking pool, renders.
 
 use crate::bulk_data::body_of;
@@ -11,7 +12,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use exchange::identity::{Identity, Match};
+use exchange::identity::{Decision, Identity, Match, PatientIndex, ReviewItem, Status};
 use serde_json::{Value, json};
 
 /// The extension that grades a `$match` entry (FHIR R4 core).
@@ -51,4 +52,91 @@ fn entry(base: &str, found: &Match) -> Value {
             "score": score
         }
     })
+}
+
+/// `GET [base]/Patient/$match-review[?status=open|linked|not-a-match|merged]`: the duplicate
+/// review work list (administrators and registration staff) as a `Parameters` with one `pair`
+/// per candidate pair: the two records, the score, the grade, the status and each field's
+/// agreement.
+pub(crate) async fn review_list(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let mut status = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "status" => {
+                status = Some(
+                    serde_json::from_value::<Status>(Value::String(value.to_string()))
+                        .map_err(|_| ApiError::bad_request("status is one of open, linked, not-a-match, merged"))?,
+                )
+            }
+            "_format" => {}
+            other => return Err(ApiError::bad_request(format!("$match-review does not take `{other}`"))),
+        }
+    }
+    let index = index(&state)?;
+    let items = blocking_checked(move || Ok(index.work_list(&access, status)?)).await?;
+    let parameters = json!({"resourceType": "Parameters", "parameter": items.iter().map(pair).collect::<Vec<_>>()});
+    Ok(fhir_json_response(StatusCode::OK, &parameters))
+}
+
+/// `POST [base]/Patient/$match-review`: a `Parameters` with `pair` (valueString `a~b`) and
+/// `decision` (valueCode `link` or `not-a-match`); answers the pair as decided.
+pub(crate) async fn review_decide(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_of(body)?;
+    let parameters: Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+    let value = |name: &str, kind: &str| {
+        parameters
+            .get("parameter")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|p| p.get(kind))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let pair_id =
+        value("pair", "valueString").ok_or_else(|| ApiError::bad_request("$match-review needs `pair` (a~b)"))?;
+    let decision = value("decision", "valueCode")
+        .and_then(|d| Decision::parse(&d))
+        .ok_or_else(|| ApiError::bad_request("`decision` is link or not-a-match"))?;
+    let index = index(&state)?;
+    let item = blocking_checked(move || Ok(index.decide(&access, &pair_id, decision)?)).await?;
+    let parameters = json!({"resourceType": "Parameters", "parameter": [pair(&item)]});
+    Ok(fhir_json_response(StatusCode::OK, &parameters))
+}
+
+fn index(state: &AppState) -> Result<PatientIndex, ApiError> {
+    state.patient_index().cloned().ok_or_else(|| ApiError::not_found("this server keeps no patient index"))
+}
+
+fn pair(item: &ReviewItem) -> Value {
+    let status = serde_json::to_value(item.status).unwrap_or(Value::Null);
+    let mut parts = vec![
+        json!({"name": "id", "valueString": item.id}),
+        json!({"name": "patient", "valueReference": {"reference": format!("Patient/{}", item.a)}}),
+        json!({"name": "patient", "valueReference": {"reference": format!("Patient/{}", item.b)}}),
+        json!({"name": "score", "valueDecimal": (item.score * 10_000.0).round() / 10_000.0}),
+        json!({"name": "grade", "valueCode": item.grade}),
+        json!({"name": "status", "valueCode": status}),
+    ];
+    if let Some(by) = &item.decided_by {
+        parts.push(json!({"name": "decidedBy", "valueString": by}));
+    }
+    for field in &item.fields {
+        parts.push(json!({"name": "field", "part": [
+            {"name": "name", "valueCode": field.field},
+            {"name": "agreement", "valueCode": field.level},
+            {"name": "weight", "valueDecimal": field.weight}
+        ]}));
+    }
+    json!({"name": "pair", "part": parts})
 }

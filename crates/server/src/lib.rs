@@ -89,6 +89,8 @@ struct StateInner {
     bulk: Option<exchange::bulk::Bulk>,
     /// Patient matching (`$match`) and the index of persons.
     identity: Arc<exchange::identity::Identity>,
+    /// The master patient index and its review list, when the server keeps one.
+    patient_index: Option<exchange::identity::PatientIndex>,
 }
 
 impl StateInner {
@@ -130,6 +132,7 @@ impl AppState {
                 metrics_here: std::sync::atomic::AtomicBool::new(true),
                 bulk: None,
                 identity,
+                patient_index: None,
             }),
         }
     }
@@ -180,6 +183,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_identity is called before the state is shared");
         inner.identity = identity;
         self
+    }
+
+    /// Offers the duplicate review work list of `index`.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_patient_index(mut self, index: exchange::identity::PatientIndex) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the state is shared");
+        inner.patient_index = Some(index);
+        self
+    }
+
+    fn patient_index(&self) -> Option<&exchange::identity::PatientIndex> {
+        self.inner.patient_index.as_ref()
     }
 
     fn identity(&self) -> &Arc<exchange::identity::Identity> {

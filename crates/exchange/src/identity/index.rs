@@ -386,3 +386,94 @@ fn put(version: &ResourceVersion, body: Value) -> Value {
         "request": {"method": "PUT", "url": format!("Patient/{}", version.id), "ifMatch": format!("W/\"{}\"", version.version)}
     })
 }
+
+/// A reviewer's decision on a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// One person: link the two records (person id and `seealso` both ways).
+    Link,
+    /// Two people: remembered, the pair is never proposed again.
+    NotAMatch,
+}
+
+impl Decision {
+    /// Reads `link` or `not-a-match`.
+    pub fn parse(code: &str) -> Option<Decision> {
+        match code {
+            "link" => Some(Decision::Link),
+            "not-a-match" => Some(Decision::NotAMatch),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses (403) unless the caller reviews duplicates: administrators and registration (front
+/// desk) staff, or the server's own jobs.
+pub fn may_review(access: &Access) -> Result<()> {
+    match access.who() {
+        Who::Caller { caller, .. } => {
+            if caller.roles().iter().any(|r| matches!(r, auth::Role::Administrator | auth::Role::FrontDesk)) {
+                Ok(())
+            } else {
+                Err(access::Error::Forbidden(
+                    "only administrators and registration staff review duplicate records".into(),
+                )
+                .into())
+            }
+        }
+        Who::Anyone | Who::Job(_) => Ok(()),
+    }
+}
+
+fn who_decided(access: &Access) -> String {
+    match access.who() {
+        Who::Caller { caller, .. } => caller.principal.subject.name().to_string(),
+        Who::Job(name) => format!("job:{name}"),
+        Who::Anyone => "anyone".into(),
+    }
+}
+
+impl PatientIndex {
+    /// The work list: pairs with `status` (all when `None`), best score first.
+    pub fn work_list(&self, access: &Access, status: Option<Status>) -> Result<Vec<ReviewItem>> {
+        may_review(access)?;
+        let items = self.inner.review.items(status)?;
+        access.noted_operation(vec!["Patient".into()], "Patient/$match-review", None, store::audit::Outcome::Success);
+        Ok(items)
+    }
+
+    /// Records a reviewer's decision on the pair `pair` (`a~b`): a link is written by the index
+    /// (the decision and its maker are audited and kept on the item).
+    pub fn decide(&self, access: &Access, pair: &str, decision: Decision) -> Result<ReviewItem> {
+        may_review(access)?;
+        let (a, b) = pair.split_once('~').ok_or_else(|| crate::Error::invalid("a pair is `a~b`, two Patient ids"))?;
+        let mut item = self.inner.review.get(a, b)?.ok_or(crate::Error::NoSuchPair)?;
+        let entities = vec![format!("Patient/{}", item.a), format!("Patient/{}", item.b)];
+        match decision {
+            Decision::NotAMatch => item.status = Status::NotAMatch,
+            Decision::Link => {
+                let job = self.inner.door.enter(Who::Job(JOB));
+                let records = self.inner.door.records();
+                let system = self.inner.identity.enterprise_system.clone();
+                let first = records.read("Patient", &item.a)?;
+                let second = records.read("Patient", &item.b)?;
+                let body = |v: &ResourceVersion| v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok());
+                let (Some(first_body), Some(second_body)) = (body(&first), body(&second)) else {
+                    return Err(crate::Error::NoSuchPair);
+                };
+                let person = person_id(&Demographics::of_patient(&first_body, Some(&system)))
+                    .or_else(|| person_id(&Demographics::of_patient(&second_body, Some(&system))))
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let linked = link(&job, &system, &person, (&first, first_body), vec![(second, second_body)]);
+                job.settle_queued();
+                linked?;
+                item.status = Status::Linked;
+            }
+        }
+        item.decided_by = Some(who_decided(access));
+        item.updated = now_text();
+        self.inner.review.save(&item)?;
+        access.noted_operation(entities, "Patient/$match-review", Some(&item.a), store::audit::Outcome::Success);
+        Ok(item)
+    }
+}

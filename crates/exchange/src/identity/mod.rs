@@ -8,7 +8,7 @@ pub mod index;
 mod matcher;
 pub mod review;
 
-pub use index::{Pass, PatientIndex};
+pub use index::{Decision, Pass, PatientIndex, may_review};
 pub use matcher::{MAX_COUNT, Match, MatchRequest};
 pub use review::{ReviewItem, ReviewList, Status};
 

@@ -1,0 +1,159 @@
+//! Patient identity as a user meets it over HTTP: `Patient/$match` ranking a hospital's "Jon
+//! Smith" against a clinic's "Jonathan Smith" with the day and month swapped; the master
+//! patient index linking a certain duplicate on its own (one person id, `Patient.link`
+//! searchable with `Patient?link=`); a probable one put on the review work list and decided
+//! "not a match" (never proposed again); bad `$match` requests answered 400 with an
+//! OperationOutcome.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use test_support::process::start;
+
+fn jon(given: &str, birth: &str, ssn: Option<&str>, street: &str) -> Value {
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Smith", "given": [given]}],
+        "gender": "male",
+        "birthDate": birth,
+        "address": [{"line": [street], "city": "Boston", "state": "MA", "postalCode": "02134"}],
+        "telecom": [{"system": "phone", "value": "555-201-3344"}]
+    });
+    if let Some(ssn) = ssn {
+        patient["identifier"] = json!([{"system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn}]);
+    }
+    patient
+}
+
+fn parameters(resource: Value) -> Value {
+    json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": resource}]})
+}
+
+/// Polls `check` for up to 10 s (the index works right behind the write).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[test]
+fn match_link_and_review_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--rate-limit", "0"]);
+    let base = server.base.as_str();
+    let client = reqwest::blocking::Client::new();
+    let post = |path: &str, body: &Value| client.post(format!("{base}/{path}")).json(body).send().unwrap();
+    let get = |path: &str| -> Value { client.get(format!("{base}/{path}")).send().unwrap().json().unwrap() };
+
+    let created = post("Patient", &jon("Jon", "1961-03-04", Some("999-12-3456"), "12 Elm Street"));
+    assert_eq!(created.status(), 201);
+    let hospital: Value = created.json().unwrap();
+    let hospital_id = hospital["id"].as_str().unwrap().to_string();
+    // Someone else entirely.
+    post(
+        "Patient",
+        &json!({"resourceType": "Patient", "name": [{"family": "Brown", "given": ["Mary"]}], "gender": "female", "birthDate": "1990-11-21"}),
+    );
+
+    // $match: the clinic's record, spelled out and with day and month swapped.
+    let answer = post("Patient/$match", &parameters(jon("Jonathan", "1961-04-03", None, "12 Elm St.")));
+    assert_eq!(answer.status(), 200);
+    let bundle: Value = answer.json().unwrap();
+    assert_eq!(bundle["type"], "searchset");
+    let entries = bundle["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "only Jon Smith matches: {bundle}");
+    assert_eq!(entries[0]["resource"]["id"], hospital_id.as_str());
+    assert_eq!(entries[0]["search"]["mode"], "match");
+    let score = entries[0]["search"]["score"].as_f64().unwrap();
+    assert!(score > 0.5 && score <= 1.0, "{score}");
+    let grade = &entries[0]["search"]["extension"][0];
+    assert_eq!(grade["url"], "http://hl7.org/fhir/StructureDefinition/match-grade");
+    assert!(grade["valueCode"] == "probable" || grade["valueCode"] == "certain", "{grade}");
+    // onlyCertainMatches leaves a probable match out; count caps the answer.
+    let mut only_certain = parameters(jon("Jonathan", "1961-04-03", None, "12 Elm St."));
+    only_certain["parameter"].as_array_mut().unwrap().push(json!({"name": "onlyCertainMatches", "valueBoolean": true}));
+    let certain: Value = post("Patient/$match", &only_certain).json().unwrap();
+    let certain_count = certain["entry"].as_array().map_or(0, Vec::len);
+    assert!(certain_count <= 1);
+    if grade["valueCode"] == "probable" {
+        assert_eq!(certain_count, 0, "{certain}");
+    }
+
+    // A certain duplicate (same SSN and birth date) is linked by the index on its own.
+    let duplicate: Value = post("Patient", &jon("Jon", "1961-03-04", Some("999123456"), "12 Elm St")).json().unwrap();
+    let duplicate_id = duplicate["id"].as_str().unwrap().to_string();
+    eventually("the duplicate is linked to the hospital's record", || {
+        let linked = get(&format!("Patient?link=Patient/{hospital_id}"));
+        linked["entry"].as_array().is_some_and(|e| e.iter().any(|e| e["resource"]["id"] == duplicate_id.as_str()))
+    });
+    let person = |id: &str| -> String {
+        let patient = get(&format!("Patient/{id}"));
+        patient["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["system"].as_str().unwrap().ends_with("/person-id"))
+            .map(|i| i["value"].as_str().unwrap().to_string())
+            .expect("a person id")
+    };
+    assert_eq!(person(&hospital_id), person(&duplicate_id), "linked records share one person id");
+
+    // A probable duplicate (a typo in the given name, no SSN, another street) goes to review.
+    let probable: Value = post("Patient", &jon("Jonn", "1961-03-04", None, "40 Oak Avenue")).json().unwrap();
+    let probable_id = probable["id"].as_str().unwrap().to_string();
+    let mut pair_id = String::new();
+    eventually("the probable pair is on the work list", || {
+        let list = get("Patient/$match-review?status=open");
+        let found = list["parameter"].as_array().into_iter().flatten().find(|p| {
+            p["part"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|part| part["valueReference"]["reference"] == format!("Patient/{probable_id}").as_str())
+        });
+        if let Some(pair) = found {
+            pair_id = pair["part"][0]["valueString"].as_str().unwrap().to_string();
+        }
+        !pair_id.is_empty()
+    });
+    let decided = post(
+        "Patient/$match-review",
+        &json!({"resourceType": "Parameters", "parameter": [{"name": "pair", "valueString": pair_id}, {"name": "decision", "valueCode": "not-a-match"}]}),
+    );
+    assert_eq!(decided.status(), 200);
+    let open = get("Patient/$match-review?status=open");
+    assert!(!open.to_string().contains(&pair_id), "a decided pair leaves the open list");
+    let remembered = get("Patient/$match-review?status=not-a-match");
+    assert!(remembered.to_string().contains(&pair_id));
+
+    // Bad $match requests: 400 with an OperationOutcome.
+    for body in [
+        json!({"resourceType": "Parameters", "parameter": []}),
+        parameters(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})),
+        json!({"resourceType": "Patient"}),
+        json!([1, 2]),
+    ] {
+        let answer = post("Patient/$match", &body);
+        assert_eq!(answer.status(), 400, "{body}");
+        let outcome: Value = answer.json().unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+    let garbage = client
+        .post(format!("{base}/Patient/$match"))
+        .header("content-type", "application/fhir+json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    let bad_decision = post(
+        "Patient/$match-review",
+        &json!({"resourceType": "Parameters", "parameter": [{"name": "pair", "valueString": "x~y"}, {"name": "decision", "valueCode": "link"}]}),
+    );
+    assert_eq!(bad_decision.status(), 404);
+}
