@@ -111,6 +111,10 @@ pub(crate) struct ServeArgs {
     /// `$match` still answers).
     #[arg(long)]
     no_patient_index: bool,
+    /// Tell registration staff and administrators how many records a `$match` also matched
+    /// outside their reach (never whose), so that they do not register duplicates.
+    #[arg(long)]
+    match_reveals_outside_reach: bool,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -216,7 +220,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let identity = Arc::new(exchange::identity::Identity::new(
             model,
             format!("{base_url}{}", exchange::identity::ENTERPRISE_SYSTEM_PATH),
-        ));
+        )
+        .reveal_matches_outside_reach(args.match_reveals_outside_reach));
         state = state.with_identity(Arc::clone(&identity));
         let index = exchange::identity::PatientIndex::new(identity, state.door().clone(), jobs.clone());
         if !args.no_patient_index {

@@ -157,3 +157,91 @@ fn match_link_and_review_over_http() {
     );
     assert_eq!(bad_decision.status(), 404);
 }
+
+fn user(data: &std::path::Path, name: &str, role: &str, org: &str) -> String {
+    use test_support::process::continuum;
+    continuum(
+        data,
+        &["user", "add", name, "--role", role, "--org", org, "--password-stdin"],
+        Some("a long enough password\n"),
+    );
+    let minted = continuum(data, &["token", "--user", name, "--scope", "user/*.rs"], None);
+    String::from_utf8(minted.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn match_answers_within_the_callers_reach() {
+    use test_support::process::{continuum, start_secured};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Jon Smith registered at two organizations (the index links them; reach stays by
+    // organization), and someone else at the first.
+    let mut at_one = jon("Jon", "1961-03-04", Some("999-12-3456"), "12 Elm Street");
+    at_one["managingOrganization"] = json!({"reference": "Organization/org-1"});
+    let mut at_two = jon("Jonathan", "1961-03-04", Some("999-12-3456"), "12 Elm Street");
+    at_two["managingOrganization"] = json!({"reference": "Organization/org-2"});
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Organization", "id": "org-1", "name": "Clinic"}, "request": {"method": "PUT", "url": "Organization/org-1"}},
+        {"resource": {"resourceType": "Organization", "id": "org-2", "name": "Hospital"}, "request": {"method": "PUT", "url": "Organization/org-2"}},
+        {"resource": at_one, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": at_two, "request": {"method": "POST", "url": "Patient"}}
+    ]});
+    let file = dir.path().join("patients.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    continuum(&data, &["import", file.to_str().unwrap()], None);
+    let doc = user(&data, "doc", "physician", "org-1");
+    let desk = user(&data, "desk", "front-desk", "org-1");
+    let server = start_secured(&data, &["--rate-limit", "0", "--match-reveals-outside-reach"]);
+    let base = server.base.as_str();
+    let ask = |token: &str| -> Value {
+        let answer = reqwest::blocking::Client::new()
+            .post(format!("{base}/Patient/$match"))
+            .bearer_auth(token)
+            .json(&parameters(jon("Jon", "1961-03-04", None, "12 Elm St")))
+            .send()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json().unwrap()
+    };
+    let organization =
+        |entry: &Value| entry["resource"]["managingOrganization"]["reference"].as_str().map(str::to_string);
+
+    // The physician of org-1 finds the record of org-1 only, and learns nothing of the other.
+    let seen = ask(&doc);
+    let entries = seen["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{seen}");
+    assert_eq!(organization(&entries[0]).as_deref(), Some("Organization/org-1"));
+    assert!(!seen.to_string().contains("org-2") && !seen.to_string().contains("outside your reach"));
+
+    // Registration staff of org-1 see the same record, and the bare fact of one more.
+    let seen = ask(&desk);
+    let entries = seen["entry"].as_array().unwrap();
+    let matches: Vec<&Value> = entries.iter().filter(|e| e["search"]["mode"] == "match").collect();
+    assert_eq!(matches.len(), 1, "{seen}");
+    assert_eq!(organization(matches[0]).as_deref(), Some("Organization/org-1"));
+    let outcome = entries.iter().find(|e| e["search"]["mode"] == "outcome").expect("an outcome entry");
+    assert!(outcome["resource"]["issue"][0]["diagnostics"].as_str().unwrap().starts_with("1 more record"), "{outcome}");
+    assert!(
+        !seen.to_string().contains("org-2") && !seen.to_string().contains("Jonathan"),
+        "nothing of the other record"
+    );
+
+    // Nobody without a token.
+    let anonymous = reqwest::blocking::Client::new()
+        .post(format!("{base}/Patient/$match"))
+        .json(&parameters(jon("Jon", "1961-03-04", None, "12 Elm St")))
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // The work list is for registration staff and administrators only.
+    let list = |token: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("{base}/Patient/$match-review"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(list(&doc), 403);
+    assert_eq!(list(&desk), 200);
+}

@@ -83,7 +83,7 @@ fn the_generated_set_is_matched_with_no_false_certain() {
     let mut detail: HashMap<(String, String), String> = HashMap::new();
     let started = std::time::Instant::now();
     for (id, patient) in &stored {
-        for found in identity.find(&access, &MatchRequest::of(patient.clone())).unwrap() {
+        for found in identity.find(&access, &MatchRequest::of(patient.clone())).unwrap().matches {
             let pair = if *id < found.version.id {
                 (id.clone(), found.version.id.clone())
             } else {

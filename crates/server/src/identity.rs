@@ -31,10 +31,24 @@ pub(crate) async fn match_patient(
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
     let request = Identity::request_of(parameters)?;
     let identity = state.identity().clone();
-    let matches = blocking_checked(move || Ok(identity.find(&access, &request)?)).await?;
+    let answer = blocking_checked(move || Ok(identity.find(&access, &request)?)).await?;
     let base = state.base_url().to_string();
-    let entries: Vec<Value> = matches.iter().map(|m| entry(&base, m)).collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
+    let mut entries: Vec<Value> = answer.matches.iter().map(|m| entry(&base, m)).collect();
+    let total = entries.len();
+    if answer.outside_reach > 0 {
+        entries.push(json!({
+            "resource": {"resourceType": "OperationOutcome", "issue": [{
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": format!(
+                    "{} more record(s) match outside your reach; ask an administrator before registering a new patient",
+                    answer.outside_reach
+                )
+            }]},
+            "search": {"mode": "outcome"}
+        }));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries});
     Ok(fhir_json_response(StatusCode::OK, &bundle))
 }
 

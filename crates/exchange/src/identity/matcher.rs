@@ -159,14 +159,47 @@ pub(crate) fn score(
     matches
 }
 
-pub(crate) fn find(identity: &Identity, access: &Access, request: &MatchRequest) -> Result<Vec<Match>> {
+/// The answer to `Patient/$match`.
+#[derive(Debug, Clone, Default)]
+pub struct MatchAnswer {
+    /// The matches the caller may see, best first.
+    pub matches: Vec<Match>,
+    /// How many more records match (certain or probable) outside the caller's reach: counted
+    /// only for registration staff and administrators, and only when the installation allows
+    /// it ([`Identity::reveal_matches_outside_reach`]); never who they are.
+    pub outside_reach: usize,
+}
+
+fn wanted(request: &MatchRequest, grade: Grade) -> bool {
+    grade != Grade::CertainlyNot && (!request.only_certain || grade == Grade::Certain)
+}
+
+pub(crate) fn find(identity: &Identity, access: &Access, request: &MatchRequest) -> Result<MatchAnswer> {
     let demographics = Demographics::of_patient(&request.patient, Some(&identity.enterprise_system));
     let own = request.patient.get("id").and_then(Value::as_str);
-    let candidates = candidates(access, &demographics, own)?;
-    let mut matches = score(identity, access, &demographics, candidates);
-    matches.retain(|m| {
-        m.comparison.grade != Grade::CertainlyNot && (!request.only_certain || m.comparison.grade == Grade::Certain)
-    });
+    let found = candidates(access, &demographics, own)?;
+    let mut matches = score(identity, access, &demographics, found);
+    matches.retain(|m| wanted(request, m.comparison.grade));
+    let mut outside_reach = 0;
+    if identity.reveal_outside_reach && registers(access) {
+        // The bare fact: matched as the index (unrestricted), counted, never shown.
+        let index = access.door().enter(access::Who::Job(super::index::JOB));
+        let all = candidates(&index, &demographics, own)?;
+        let seen: HashSet<&str> = matches.iter().map(|m| m.version.id.as_str()).collect();
+        outside_reach = score(identity, &index, &demographics, all)
+            .iter()
+            .filter(|m| m.comparison.grade <= Grade::Probable && wanted(request, m.comparison.grade))
+            .filter(|m| !seen.contains(m.version.id.as_str()))
+            .count();
+        index.settle_queued();
+    }
     matches.truncate(request.count.unwrap_or(MAX_COUNT).min(MAX_COUNT));
-    Ok(matches)
+    Ok(MatchAnswer { matches, outside_reach })
+}
+
+/// Whether the caller registers patients (front desk) or administers the installation.
+fn registers(access: &Access) -> bool {
+    access
+        .caller()
+        .is_some_and(|c| c.roles().iter().any(|r| matches!(r, auth::Role::FrontDesk | auth::Role::Administrator)))
 }

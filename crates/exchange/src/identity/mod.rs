@@ -9,7 +9,7 @@ mod matcher;
 pub mod review;
 
 pub use index::{Decision, Pass, PatientIndex, may_review};
-pub use matcher::{MAX_COUNT, Match, MatchRequest};
+pub use matcher::{MAX_COUNT, Match, MatchAnswer, MatchRequest};
 pub use review::{ReviewItem, ReviewList, Status};
 
 use access::Access;
@@ -26,12 +26,26 @@ pub struct Identity {
     model: Model,
     enterprise_system: String,
     frequencies: Frequencies,
+    reveal_outside_reach: bool,
 }
 
 impl Identity {
     /// The service with `model`, giving person ids under `enterprise_system`.
     pub fn new(model: Model, enterprise_system: impl Into<String>) -> Identity {
-        Identity { model, enterprise_system: enterprise_system.into(), frequencies: Frequencies::default() }
+        Identity {
+            model,
+            enterprise_system: enterprise_system.into(),
+            frequencies: Frequencies::default(),
+            reveal_outside_reach: false,
+        }
+    }
+
+    /// Lets registration staff and administrators learn that a `$match` also matched records
+    /// outside their reach (how many, never whom), so that they do not register a duplicate;
+    /// off unless the installation turns it on.
+    pub fn reveal_matches_outside_reach(mut self, reveal: bool) -> Identity {
+        self.reveal_outside_reach = reveal;
+        self
     }
 
     /// The default model, with person ids under `base_url` + [`ENTERPRISE_SYSTEM_PATH`].
@@ -51,7 +65,7 @@ impl Identity {
 
     /// The records matching `request.patient` that the caller may see, best first
     /// (`Patient/$match`).
-    pub fn find(&self, access: &Access, request: &MatchRequest) -> crate::Result<Vec<Match>> {
+    pub fn find(&self, access: &Access, request: &MatchRequest) -> crate::Result<MatchAnswer> {
         matcher::find(self, access, request)
     }
 
