@@ -6,6 +6,7 @@ mod access_control;
 mod backends;
 mod client;
 mod exchange;
+mod identity;
 mod load;
 mod mllp;
 mod scale;
@@ -45,6 +46,8 @@ enum Command {
     App(web_app::AppBenchArgs),
     /// Bulk export, C-CDA import and CCD export over scaled Synthea data (issue 18's figures).
     Exchange(exchange::ExchangeBenchArgs),
+    /// `$match` latency over a large generated population (issue 19's figure).
+    Match(identity::MatchBenchArgs),
     /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
     SyntheaScale(scale::ScaleArgs),
 }
@@ -66,5 +69,6 @@ fn main() -> Result<()> {
         Some(Command::App(args)) => web_app::run(args),
         Some(Command::Exchange(args)) => exchange::run(args),
         Some(Command::SyntheaScale(args)) => scale::run(args),
+        Some(Command::Match(args)) => identity::run(args),
     }
 }
