@@ -74,6 +74,9 @@ pub struct MergeOutcome {
     pub target_patient: Value,
     /// The id of the merge's Provenance (none when previewed).
     pub provenance: Option<String>,
+    /// How many of `moved` were written for the source while the merge ran, and moved right
+    /// after its commit.
+    pub moved_after_commit: usize,
 }
 
 impl MergeOutcome {
@@ -135,8 +138,10 @@ impl MergeRequest {
                 _ => {}
             }
         }
-        request.source = source.ok_or_else(|| Error::invalid("source-patient (or source-patient-identifier) is required"))?;
-        request.target = target.ok_or_else(|| Error::invalid("target-patient (or target-patient-identifier) is required"))?;
+        request.source =
+            source.ok_or_else(|| Error::invalid("source-patient (or source-patient-identifier) is required"))?;
+        request.target =
+            target.ok_or_else(|| Error::invalid("target-patient (or target-patient-identifier) is required"))?;
         Ok(request)
     }
 }
@@ -193,7 +198,7 @@ pub fn merge(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
         }
     };
     if let Some(provenance) = outcome.provenance.clone() {
-        sweep(access, request, &provenance, &mut outcome.moved)?;
+        outcome.moved_after_commit = sweep(access, request, &provenance, &mut outcome.moved)?;
         let target = access.read("Patient", &request.target)?;
         outcome.target_patient = body_of(&target)?;
     }
@@ -249,6 +254,7 @@ fn merge_once(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
             moved: counts,
             target_patient: target_body,
             provenance: None,
+            moved_after_commit: 0,
         });
     }
 
@@ -276,13 +282,20 @@ fn merge_once(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
         moved: counts,
         target_patient: body_of(&target_after)?,
         provenance: Some(provenance_id),
+        moved_after_commit: 0,
     })
 }
 
 /// After the merge committed, moves what was written for the source between the merge's
 /// searches and its commit (from then on the write hook refuses such writes), adding the
-/// versions to the merge's Provenance.
-fn sweep(access: &Access, request: &MergeRequest, provenance_id: &str, counts: &mut BTreeMap<String, usize>) -> Result<()> {
+/// versions to the merge's Provenance; returns how many it moved.
+fn sweep(
+    access: &Access,
+    request: &MergeRequest,
+    provenance_id: &str,
+    counts: &mut BTreeMap<String, usize>,
+) -> Result<usize> {
+    let mut swept = 0;
     let source_ref = format!("Patient/{}", request.source);
     let target_ref = format!("Patient/{}", request.target);
     let skip = [source_ref.clone(), target_ref.clone()];
@@ -291,7 +304,7 @@ fn sweep(access: &Access, request: &MergeRequest, provenance_id: &str, counts: &
     for _ in 0..ATTEMPTS * 2 {
         let left = referencing(access, &source_ref, &target_ref, &skip)?;
         if left.is_empty() {
-            return Ok(());
+            return Ok(swept);
         }
         let current = access.read("Provenance", provenance_id)?;
         let mut provenance = body_of(&current)?;
@@ -301,6 +314,7 @@ fn sweep(access: &Access, request: &MergeRequest, provenance_id: &str, counts: &
         entries.push(put(&current, provenance));
         match access.transaction_for(transaction(entries), Some(&request.target)) {
             Ok(_) => {
+                swept += left.len();
                 for (version, _) in &left {
                     *counts.entry(version.resource_type.clone()).or_insert(0) += 1;
                 }
@@ -381,10 +395,9 @@ fn unmerge_once(access: &Access, source: &str, target: &str) -> Result<UnmergeOu
     written.extend(moved.iter().map(|(v, _)| v));
     let provenance_id = uuid::Uuid::new_v4().to_string();
     let mut provenance = provenance(&provenance_id, "unmerge", "Unmerge", &written);
-    if let (Some(id), Some(list)) = (
-        merge_provenance.get("id").and_then(Value::as_str),
-        provenance.get_mut("entity").and_then(Value::as_array_mut),
-    ) {
+    if let (Some(id), Some(list)) =
+        (merge_provenance.get("id").and_then(Value::as_str), provenance.get_mut("entity").and_then(Value::as_array_mut))
+    {
         list.push(json!({"role": "source", "what": {"reference": format!("Provenance/{id}")}}));
     }
     entries.push(json!({
@@ -419,7 +432,9 @@ fn latest_merge(access: &Access, source_ref: &str, target_ref: &str) -> Result<O
             let names = |r: &str| {
                 body.get("target").and_then(Value::as_array).is_some_and(|targets| {
                     targets.iter().any(|t| {
-                        t.get("reference").and_then(Value::as_str).is_some_and(|t| t.starts_with(&format!("{r}/_history/")))
+                        t.get("reference")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| t.starts_with(&format!("{r}/_history/")))
                     })
                 })
             };
@@ -545,11 +560,9 @@ fn drop_links_of_type(patient: &mut Value, other: &str, kind: &str) {
 }
 
 fn body_of(version: &ResourceVersion) -> Result<Value> {
-    version
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .ok_or_else(|| Error::Access(access::Error::Store(store::Error::Storage("a stored resource is not JSON".into()))))
+    version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(|| {
+        Error::Access(access::Error::Store(store::Error::Storage("a stored resource is not JSON".into())))
+    })
 }
 
 fn put(version: &ResourceVersion, body: Value) -> Value {
@@ -650,8 +663,8 @@ impl WriteHook for MergedPatients {
         for patient in store::compartment::patients_in_index(new.resource_type, new.index) {
             let Some(current) = tx.current("Patient", &patient)? else { continue };
             let Some(body) = current.body.as_deref() else { continue };
-            let body: Value = serde_json::from_str(body)
-                .map_err(|_| store::Error::Storage("a stored Patient is not JSON".into()))?;
+            let body: Value =
+                serde_json::from_str(body).map_err(|_| store::Error::Storage("a stored Patient is not JSON".into()))?;
             if !is_merged_away(&body) {
                 continue;
             }
@@ -691,7 +704,8 @@ mod tests {
 
     #[test]
     fn links_are_added_and_removed() {
-        let mut p = json!({"resourceType": "Patient", "link": [{"other": {"reference": "Patient/b"}, "type": "seealso"}]});
+        let mut p =
+            json!({"resourceType": "Patient", "link": [{"other": {"reference": "Patient/b"}, "type": "seealso"}]});
         drop_links(&mut p, "Patient/b");
         assert!(p.get("link").is_none());
         add_link(&mut p, "Patient/b", "replaced-by");
