@@ -107,6 +107,7 @@ impl MergeRequest {
     /// `target-patient-identifier` (valueIdentifier, resolved through the door to exactly one
     /// Patient), `result-patient` (resource) and `preview` (valueBoolean).
     pub fn from_parameters(access: &Access, body: &Value) -> Result<MergeRequest> {
+        may_merge(access)?;
         if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
             return Err(Error::invalid("$merge takes a Parameters resource"));
         }
@@ -146,6 +147,13 @@ impl MergeRequest {
     }
 }
 
+/// Refuses (403) before anything is read or written unless the caller may update Patients
+/// (the door checks every write of the merge as well).
+fn may_merge(access: &Access) -> Result<()> {
+    access.may(auth::Interaction::Update, "Patient")?;
+    Ok(())
+}
+
 /// The Patient id of a `valueReference` parameter (`Patient/id` or an absolute URL).
 fn patient_id_of(parameter: &Value, name: &'static str) -> Result<String> {
     let reference = parameter.pointer("/valueReference/reference").and_then(Value::as_str).unwrap_or("");
@@ -177,8 +185,10 @@ fn by_identifier(access: &Access, parameter: &Value, name: &'static str) -> Resu
     }
 }
 
-/// Merges `request.source` into `request.target` (see the module's documentation).
+/// Merges `request.source` into `request.target` (see the module's documentation). Only a
+/// caller who may update Patients may merge (403 before anything happens).
 pub fn merge(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
+    may_merge(access)?;
     if request.source == request.target {
         return Err(Error::MergeRefused("a patient cannot be merged into itself"));
     }
@@ -335,6 +345,7 @@ fn sweep(
 /// transaction. The source is re-activated first in the Bundle, so that the write hook sees
 /// it active when the moved-back versions name it.
 pub fn unmerge(access: &Access, source: &str, target: &str) -> Result<UnmergeOutcome> {
+    may_merge(access)?;
     if source == target {
         return Err(Error::MergeRefused("a patient cannot be unmerged from itself"));
     }
