@@ -353,3 +353,64 @@ fn bad_requests_are_refused_with_nothing_written() {
     assert_eq!(into_merged.class(), ErrorClass::BusinessRule, "{into_merged}");
     assert_eq!(records.backend().latest_sequence().unwrap(), before, "nothing written");
 }
+
+/// Fails the first `n` writes that make a Patient inactive, as a concurrent write would
+/// (412), so that the merge must read again and retry.
+struct Interfering(std::sync::atomic::AtomicUsize);
+
+impl store::WriteHook for Interfering {
+    fn wants(&self, resource_type: &str) -> bool {
+        resource_type == "Patient"
+    }
+
+    fn written(
+        &self,
+        _tx: &mut dyn store::Transaction,
+        _previous: Option<&store::ResourceVersion>,
+        new: &store::NewVersion<'_>,
+        _sequence: i64,
+    ) -> store::Result<()> {
+        let inactive = new.body.is_some_and(|b| b.contains("\"active\":false"));
+        if inactive && self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(store::Error::PreconditionFailed("changed meanwhile".into()));
+        }
+        Ok(())
+    }
+}
+
+fn interfered(failures: usize) -> (tempfile::TempDir, Records, Access) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = store_sqlite::SqliteBackend::open(dir.path()).unwrap();
+    let records = Records::new(Arc::new(backend))
+        .with_hook(Arc::new(MergedPatients))
+        .with_hook(Arc::new(Interfering(std::sync::atomic::AtomicUsize::new(failures))));
+    let access = Door::open(records.clone()).enter(Who::Anyone);
+    (dir, records, access)
+}
+
+#[test]
+fn a_merge_losing_a_race_reads_again_and_retries_up_to_five_times() {
+    // Four lost races: the fifth attempt commits.
+    let (_dir, records, access) = interfered(4);
+    let source = patient(&access, "Source");
+    let target = patient(&access, "Target");
+    let refs = chart(&access, &source);
+    let outcome = merge::merge(&access, &request(&source, &target)).unwrap();
+    assert_eq!(outcome.total_moved(), 20);
+    for reference in &refs {
+        assert!(names(&body(&records, reference), &target), "{reference}");
+    }
+
+    // Five lost races: refused as a conflict, nothing written.
+    let (_dir, records, access) = interfered(5);
+    let source = patient(&access, "Source");
+    let target = patient(&access, "Target");
+    let refs = chart(&access, &source);
+    let before = records.backend().latest_sequence().unwrap();
+    let error = merge::merge(&access, &request(&source, &target)).unwrap_err();
+    assert_eq!(error.class(), ErrorClass::PreconditionFailed, "{error}");
+    assert_eq!(records.backend().latest_sequence().unwrap(), before, "nothing written");
+    for reference in &refs {
+        assert!(names(&body(&records, reference), &source), "{reference}");
+    }
+}
