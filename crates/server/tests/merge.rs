@@ -173,3 +173,52 @@ async fn a_caller_who_may_not_update_patients_may_not_merge() {
     }
     assert_eq!(server.sequence(), before, "nothing written");
 }
+
+#[tokio::test]
+async fn a_merge_moves_all_or_nothing_of_what_the_caller_sees() {
+    let (server, authority) = start(true).await;
+    let authority = authority.unwrap();
+    server.put(json!({"resourceType": "Organization", "id": "org-a", "name": "A"}));
+    for id in ["a1", "a2", "b1", "b2"] {
+        server.put(json!({"resourceType": "Patient", "id": id, "active": true,
+                          "managingOrganization": {"reference": "Organization/org-a"}}));
+    }
+    let observation = |id: &str, patient: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": format!("Patient/{patient}")}})
+    };
+    server.put(observation("obs-a", "a1"));
+    server.put(observation("obs-b", "b1"));
+    // A behavioral-health record the physician may not see.
+    let mut hidden = observation("obs-b-psy", "b1");
+    hidden["meta"] =
+        json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]});
+    server.put(hidden);
+    let identity = Identity::Staff {
+        roles: vec![Role::Physician],
+        organizations: vec!["org-a".into()],
+        practitioner: None,
+        practitioner_roles: vec![],
+    };
+    authority
+        .add_user(NewUser {
+            username: "doctor".into(),
+            identity,
+            password: Some("correct horse battery staple".into()),
+        })
+        .unwrap();
+    let token = authority.mint_token("doctor", "user/*.cruds", None, 3600).unwrap().access_token;
+
+    // Everything of a1 is in sight: merged.
+    let (status, answer) = server.post(Some(&token), "Patient/$merge", &parameters("a1", "a2", false)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let moved = server.records.read("Observation", "obs-a").unwrap();
+    assert!(moved.body.unwrap().contains("Patient/a2"));
+
+    // b1 has a record hidden from the physician: refused, nothing written.
+    let before = server.sequence();
+    let (status, answer) = server.post(Some(&token), "Patient/$merge", &parameters("b1", "b2", false)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(server.sequence(), before, "nothing written");
+}

@@ -18,6 +18,10 @@
 //! commit is found by a second look right after the commit (from then on none can appear) and
 //! moved too, its versions added to the same Provenance.
 //!
+//! The searches run as the caller. A person or app who sees only part of what references the
+//! source (sensitive categories, scope constraints) is refused (403): the merge moves all of
+//! it or nothing.
+//!
 //! Not moved: `Provenance` and `AuditEvent` (they record what happened, to the record as it
 //! was), and versioned references (`Patient/{source}/_history/n` pins a version of the source).
 //! The source's identifiers are not copied to the target (R5 suggests it; the person ids of
@@ -232,6 +236,7 @@ fn merge_once(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
     }
     let skip = [source_ref.clone(), target_ref.clone()];
     let moved = referencing(access, &source_ref, &target_ref, &skip)?;
+    whole_record_seen(access, &source_ref, &target_ref, &skip, &moved)?;
 
     // The target: the result given, or its own content; its links to the source replaced by
     // one `replaces`.
@@ -383,6 +388,7 @@ fn unmerge_once(access: &Access, source: &str, target: &str) -> Result<UnmergeOu
             Ok(version) => version,
             // Deleted since: nothing to move back.
             Err(access::Error::Store(store::Error::NotFound { .. } | store::Error::Gone { .. })) => continue,
+            Err(access::Error::Hidden) => return Err(partly_seen()),
             Err(e) => return Err(e.into()),
         };
         let mut body = body_of(&version)?;
@@ -462,6 +468,39 @@ fn latest_merge(access: &Access, source_ref: &str, target_ref: &str) -> Result<O
             None => return Ok(best),
         }
     }
+}
+
+/// The job a merge checks completeness as (audited under this name).
+pub const JOB: &str = "patient-merge";
+
+/// Refuses (403) a person or app who sees only part of what references the source: a merge
+/// must move it all (what stayed behind would name a patient no write may name any more). The
+/// whole is searched as the job [`JOB`], through the door; nothing of it is handed out.
+fn whole_record_seen(
+    access: &Access,
+    from: &str,
+    to: &str,
+    skip: &[String],
+    seen: &[(ResourceVersion, Value)],
+) -> Result<()> {
+    if access.caller().is_none() {
+        return Ok(());
+    }
+    let job = access.door().enter(access::Who::Job(JOB));
+    let all = referencing(&job, from, to, skip);
+    job.settle_queued();
+    let seen: HashSet<(&str, &str)> = seen.iter().map(|(v, _)| (v.resource_type.as_str(), v.id.as_str())).collect();
+    if all?.iter().all(|(v, _)| seen.contains(&(v.resource_type.as_str(), v.id.as_str()))) {
+        Ok(())
+    } else {
+        Err(partly_seen())
+    }
+}
+
+fn partly_seen() -> Error {
+    Error::Access(access::Error::Forbidden(
+        "this patient has records outside what you may see; a merge moves them all, so it is for someone who sees the whole record".into(),
+    ))
 }
 
 /// Every live resource (outside [`NOT_MOVED`] and `skip`) with a reference to `from`, with
