@@ -712,7 +712,8 @@ impl WriteHook for MergedPatients {
         }
         for patient in store::compartment::patients_in_index(new.resource_type, new.index) {
             let Some(current) = tx.current("Patient", &patient)? else { continue };
-            let Some(body) = current.body.as_deref() else { continue };
+            // Most patients were never merged: no need to read their JSON.
+            let Some(body) = current.body.as_deref().filter(|b| b.contains("replaced-by")) else { continue };
             let body: Value =
                 serde_json::from_str(body).map_err(|_| store::Error::Storage("a stored Patient is not JSON".into()))?;
             if !is_merged_away(&body) {
