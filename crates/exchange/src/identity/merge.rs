@@ -16,7 +16,8 @@
 //! Writes that name the source after the merge are refused by the write hook
 //! [`MergedPatients`]. A resource written for the source between the merge's searches and its
 //! commit is found by a second look right after the commit (from then on none can appear) and
-//! moved too, its versions added to the same Provenance.
+//! moved too (as the job [`JOB`] when a person or app merged), its versions added to the same
+//! Provenance.
 //!
 //! The searches run as the caller. A person or app who sees only part of what references the
 //! source (sensitive categories, scope constraints) is refused (403): the merge moves all of
@@ -212,7 +213,18 @@ pub fn merge(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
         }
     };
     if let Some(provenance) = outcome.provenance.clone() {
-        outcome.moved_after_commit = sweep(access, request, &provenance, &mut outcome.moved)?;
+        // Completing a committed merge is the record's business, not the caller's reach: what
+        // was written meanwhile is moved as the job (through the door, audited under its name).
+        let swept = match access.caller() {
+            Some(_) => {
+                let job = access.door().enter(access::Who::Job(JOB));
+                let swept = sweep(&job, request, &provenance, &mut outcome.moved);
+                job.settle_queued();
+                swept
+            }
+            None => sweep(access, request, &provenance, &mut outcome.moved),
+        };
+        outcome.moved_after_commit = swept?;
         let target = access.read("Patient", &request.target)?;
         outcome.target_patient = body_of(&target)?;
     }
@@ -303,7 +315,8 @@ fn merge_once(access: &Access, request: &MergeRequest) -> Result<MergeOutcome> {
 
 /// After the merge committed, moves what was written for the source between the merge's
 /// searches and its commit (from then on the write hook refuses such writes), adding the
-/// versions to the merge's Provenance; returns how many it moved.
+/// versions to the merge's Provenance; returns how many it moved. For a person or app, it runs
+/// as the job [`JOB`].
 fn sweep(
     access: &Access,
     request: &MergeRequest,
