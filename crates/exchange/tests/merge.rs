@@ -152,7 +152,15 @@ fn merge_moves_the_references_of_twenty_types_and_unmerge_moves_them_back() {
     let again = merge::merge(&access, &request(&source, &target)).unwrap_err();
     assert_eq!(again.class(), ErrorClass::Conflict, "{again}");
 
+    // Written for the target after the merge: not moved back by the unmerge.
+    let later = create(
+        &access,
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "later"},
+               "subject": {"reference": format!("Patient/{target}")}}),
+    );
+
     let undone = merge::unmerge(&access, &source, &target).unwrap();
+    assert!(names(&body(&records, &format!("Observation/{later}")), &target), "only what the merge moved goes back");
     assert_eq!(undone.restored.values().sum::<usize>(), 21, "{:?}", undone.restored);
     for reference in &refs {
         let resource = body(&records, reference);
