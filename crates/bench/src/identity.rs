@@ -109,7 +109,12 @@ pub(crate) fn run(args: MatchBenchArgs) -> Result<()> {
     let p = |q| percentile_ms(&times_us, q).unwrap_or(f64::NAN);
     let n = queries.len().max(1) as f64;
     println!("$match over {} patients ({} queries, each a stored duplicate):", person_of.len(), queries.len());
-    println!("  latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (goal p99 < {GOAL_P99_MS} ms)", p(0.5), p(0.9), p(0.99));
+    println!(
+        "  latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (goal p99 < {GOAL_P99_MS} ms)",
+        p(0.5),
+        p(0.9),
+        p(0.99)
+    );
     println!(
         "  the original came back certain for {:.1}%, probable for {:.1}%; {:.1} matches answered per query",
         100.0 * certain as f64 / n,

@@ -74,9 +74,13 @@ pub struct Store {
 pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // The write hooks, run inside every write's own transaction whatever the door (API,
     // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
-    // the outbox; a signed note is changed only by an amendment.
+    // the outbox; a signed note is changed only by an amendment; nothing more is written
+    // for a patient merged into another record.
     let hooks = |records: Records| {
-        records.with_hook(Arc::new(hl7_interface::outbound::AdtNotifier)).with_hook(Arc::new(chart::NoteLifecycle))
+        records
+            .with_hook(Arc::new(hl7_interface::outbound::AdtNotifier))
+            .with_hook(Arc::new(chart::NoteLifecycle))
+            .with_hook(Arc::new(exchange::identity::MergedPatients))
     };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {

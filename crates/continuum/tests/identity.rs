@@ -2,8 +2,8 @@
 //! Smith" against a clinic's "Jonathan Smith" with the day and month swapped; the master
 //! patient index linking a certain duplicate on its own (one person id, `Patient.link`
 //! searchable with `Patient?link=`); a probable one put on the review work list and decided
-//! "not a match" (never proposed again); bad `$match` requests answered 400 with an
-//! OperationOutcome.
+//! "not a match" (never proposed again), another merged from the work list; bad `$match`
+//! requests answered 400 with an OperationOutcome.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
 
@@ -131,6 +131,47 @@ fn match_link_and_review_over_http() {
     assert!(!open.to_string().contains(&pair_id), "a decided pair leaves the open list");
     let remembered = get("Patient/$match-review?status=not-a-match");
     assert!(remembered.to_string().contains(&pair_id));
+
+    // Another probable duplicate, merged from the work list into the record it pairs with.
+    let extra: Value = post("Patient", &jon("Jonh", "1961-03-04", None, "7 Pine Road")).json().unwrap();
+    let extra_id = extra["id"].as_str().unwrap().to_string();
+    let mut merge_pair: Option<(String, String)> = None;
+    eventually("the second probable pair is on the work list", || {
+        let list = get("Patient/$match-review?status=open");
+        for pair in list["parameter"].as_array().into_iter().flatten() {
+            let parts = pair["part"].as_array().unwrap();
+            let ids: Vec<String> = parts
+                .iter()
+                .filter_map(|p| p["valueReference"]["reference"].as_str())
+                .map(|r| r.trim_start_matches("Patient/").to_string())
+                .collect();
+            if ids.contains(&extra_id) {
+                let survivor = ids.iter().find(|i| **i != extra_id).unwrap().clone();
+                merge_pair = Some((parts[0]["valueString"].as_str().unwrap().to_string(), survivor));
+                return true;
+            }
+        }
+        false
+    });
+    let (pair, survivor) = merge_pair.unwrap();
+    let merged = post(
+        "Patient/$match-review",
+        &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "pair", "valueString": pair},
+            {"name": "decision", "valueCode": "merge"},
+            {"name": "target-patient", "valueReference": {"reference": format!("Patient/{survivor}")}}
+        ]}),
+    );
+    assert_eq!(merged.status(), 200);
+    let gone = get(&format!("Patient/{extra_id}"));
+    assert_eq!(gone["active"], false, "{gone}");
+    assert!(
+        gone["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["type"] == "replaced-by" && l["other"]["reference"] == format!("Patient/{survivor}").as_str())
+    );
 
     // Bad $match requests: 400 with an OperationOutcome.
     for body in [

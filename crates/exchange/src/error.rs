@@ -27,6 +27,16 @@ pub enum Error {
     /// A file of the server could not be written or read.
     #[error("the server could not keep the job's files")]
     Files(#[source] std::io::Error),
+    /// A patient merge or unmerge was refused by a rule (a patient merged into itself, into
+    /// a record that was itself merged away); the text says why and names no data (422).
+    #[error("{0}")]
+    MergeRefused(&'static str),
+    /// The source patient was already merged into another record (409).
+    #[error("the source patient was already merged into another record; it cannot be merged again")]
+    AlreadyMerged,
+    /// There is no merge of the two patients to undo (404).
+    #[error("no merge of the source patient into the target patient was found to undo")]
+    NoMerge,
 }
 
 fn text(issues: &[Issue]) -> String {
@@ -48,6 +58,9 @@ impl Error {
             Error::NoSuchJob | Error::NoSuchPair => ErrorClass::NotFound,
             Error::Expired => ErrorClass::Gone,
             Error::Files(_) => ErrorClass::Internal,
+            Error::MergeRefused(_) => ErrorClass::BusinessRule,
+            Error::AlreadyMerged => ErrorClass::Conflict,
+            Error::NoMerge => ErrorClass::NotFound,
         }
     }
 

@@ -6,7 +6,9 @@
 //!   kept in the store;
 //! - [`documents`]: C-CDA documents in (filed to the patient, the original kept, Provenance
 //!   on every resource, problems, allergies and medications held for reconciliation) and out
-//!   (a CCD, referral note or discharge summary of a patient's record).
+//!   (a CCD, referral note or discharge summary of a patient's record);
+//! - [`identity`]: patient identity — `Patient/$match`, the patient index and its review
+//!   list, and the merge and unmerge of two records of one person (`Patient/$merge`, HL7 A40).
 //!
 //! The edges (the FHIR API, the command line, the clinician app) only translate requests to
 //! these calls and their answers to their media.

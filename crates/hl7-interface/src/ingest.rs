@@ -275,9 +275,16 @@ impl Interface {
         };
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let (bundle, patient_entry, known_patient) = map::map(message, kind, &ctx)?;
-            match access.transaction(bundle) {
-                Ok(response) => return Ok(outcome_of(&response, patient_entry, known_patient)),
+            let mapped = map::map(message, kind, &ctx)?;
+            match access.transaction(mapped.bundle) {
+                Ok(response) => {
+                    let outcome = outcome_of(&response, mapped.patient_entry, mapped.known_patient);
+                    if let Some(prior) = &mapped.merge {
+                        let survivor = outcome.patient.clone().ok_or_else(MapError::storage)?;
+                        merge_patients(access, prior, &survivor)?;
+                    }
+                    return Ok(outcome);
+                }
                 Err(access::Error::Store(e))
                     if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::Conflict) =>
                 {
@@ -292,6 +299,45 @@ impl Interface {
         }
         Err(last.map(|e| store_error(&e)).unwrap_or_else(MapError::storage))
     }
+}
+
+/// A40: merges `prior` into `survivor` through the identity service (the code of
+/// `Patient/$merge`). A prior patient already merged into this survivor (a message sent twice)
+/// is a success; every refusal is answered in the service's fixed words.
+fn merge_patients(access: &Access, prior: &str, survivor: &str) -> Result<(), MapError> {
+    let request = exchange::identity::MergeRequest {
+        source: prior.to_string(),
+        target: survivor.to_string(),
+        result: None,
+        preview: false,
+    };
+    match exchange::identity::merge(access, &request) {
+        Ok(_) => Ok(()),
+        Err(exchange::Error::AlreadyMerged) if merged_into(access, prior, survivor) => Ok(()),
+        Err(exchange::Error::Access(access::Error::Store(e))) => Err(store_error(&e)),
+        Err(e @ (exchange::Error::AlreadyMerged | exchange::Error::MergeRefused(_))) => {
+            Err(MapError::new(ErrorCode::ApplicationInternalError, e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(class = ?e.class(), "the HL7 interface's patient merge failed");
+            Err(MapError::storage())
+        }
+    }
+}
+
+/// Whether `prior` is already merged into `survivor` (`replaced-by` it).
+fn merged_into(access: &Access, prior: &str, survivor: &str) -> bool {
+    let Ok(version) = access.read("Patient", prior) else { return false };
+    let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
+        return false;
+    };
+    let target = format!("Patient/{survivor}");
+    body.get("link").and_then(Value::as_array).is_some_and(|links| {
+        links.iter().any(|l| {
+            l.get("type").and_then(Value::as_str) == Some("replaced-by")
+                && l.pointer("/other/reference").and_then(Value::as_str) == Some(target.as_str())
+        })
+    })
 }
 
 /// What a store error means for the sender, in fixed words (validation issues name the

@@ -272,6 +272,29 @@ async fn adt_flow_duplicates_errors_and_merge() {
     let moved = find(&h.records, "Encounter", GHH, "V200");
     assert_eq!(moved["subject"]["reference"], format!("Patient/{patient_id}"));
     assert!(matches!(h.interface.replay(a40_id), Err(hl7_interface::ReplayError::AlreadyApplied)));
+    // The merge was the identity service's: its Provenance names both patients' new versions.
+    let query = search::query::SearchQuery::parse(
+        Some("Provenance"),
+        &[("target".to_string(), format!("Patient/{}", old_patient["id"].as_str().unwrap()))],
+        false,
+    )
+    .unwrap();
+    let merges: Vec<Value> = h
+        .records
+        .search(&query, 10)
+        .unwrap()
+        .matches
+        .iter()
+        .map(|v| serde_json::from_str::<Value>(v.body.as_deref().unwrap()).unwrap())
+        .filter(|p| p["activity"]["coding"][0]["code"] == "merge")
+        .collect();
+    assert_eq!(merges.len(), 1);
+    // The same merge sent again (another control id) changes nothing and is acknowledged.
+    let again =
+        message(&[msh("ADT^A40^ADT_A39", "A40-2"), seg("EVN", &[(1, "A40")]), pid(MRN), seg("MRG", &[(1, prior)])]);
+    let ack = exchange(&mut c, &again).await;
+    assert_eq!(msa(&ack).0, "AA", "{ack}");
+    assert_eq!(find(&h.records, "Patient", GHH, "MRN456")["active"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,9 @@ fn operations(resource_type: &str) -> Vec<Value> {
             // Bulk Data (HL7 FHIR Bulk Data Access 2.0) and the C-CDA document of a patient.
             ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}));
             ops.push(json!({"name": "ccda-export", "definition": "urn:continuum:operation:ccda-export"}));
+            // Patient merge (FHIR R5's operation on the R4 record) and its undoing.
+            ops.push(json!({"name": "merge", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge"}));
+            ops.push(json!({"name": "unmerge", "definition": "urn:continuum:operation:unmerge"}));
         }
         "Group" => {
             ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}));

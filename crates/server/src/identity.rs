@@ -97,7 +97,8 @@ pub(crate) async fn review_list(
 }
 
 /// `POST [base]/Patient/$match-review`: a `Parameters` with `pair` (valueString `a~b`) and
-/// `decision` (valueCode `link` or `not-a-match`); answers the pair as decided.
+/// `decision` (valueCode `link`, `not-a-match`, or `merge` with `target-patient`, the
+/// record of the pair that remains); answers the pair as decided.
 pub(crate) async fn review_decide(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -119,9 +120,21 @@ pub(crate) async fn review_decide(
     };
     let pair_id =
         value("pair", "valueString").ok_or_else(|| ApiError::bad_request("$match-review needs `pair` (a~b)"))?;
-    let decision = value("decision", "valueCode")
-        .and_then(|d| Decision::parse(&d))
-        .ok_or_else(|| ApiError::bad_request("`decision` is link or not-a-match"))?;
+    let survivor = parameters
+        .get("parameter")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some("target-patient"))
+        .and_then(|p| p.pointer("/valueReference/reference"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let decision =
+        value("decision", "valueCode").and_then(|d| Decision::parse(&d, survivor.as_deref())).ok_or_else(|| {
+            ApiError::bad_request(
+                "`decision` is link, not-a-match, or merge with `target-patient` (the surviving record)",
+            )
+        })?;
     let index = index(&state)?;
     let item = blocking_checked(move || Ok(index.decide(&access, &pair_id, decision)?)).await?;
     let parameters = json!({"resourceType": "Parameters", "parameter": [pair(&item)]});

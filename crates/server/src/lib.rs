@@ -13,6 +13,7 @@ mod headers;
 mod history;
 mod identity;
 mod limits;
+mod merge;
 pub mod message_log;
 mod observe;
 mod rest;

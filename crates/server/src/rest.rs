@@ -32,6 +32,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/$ccda-import", post(crate::bulk_data::ccda_import))
         .route("/Patient/$match", post(crate::identity::match_patient))
         .route("/Patient/$match-review", get(crate::identity::review_list).post(crate::identity::review_decide))
+        .route("/Patient/$merge", post(crate::merge::merge_patient))
+        .route("/Patient/$unmerge", post(crate::merge::unmerge_patient))
         .route("/DocumentReference/$docref", get(crate::bulk_data::docref).post(crate::bulk_data::docref))
         .route("/bulk-status/{id}", get(crate::bulk_data::status).delete(crate::bulk_data::cancel))
         .route("/bulk-files/{id}/{file}", get(crate::bulk_data::file))

@@ -388,20 +388,24 @@ fn put(version: &ResourceVersion, body: Value) -> Value {
 }
 
 /// A reviewer's decision on a pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// One person: link the two records (person id and `seealso` both ways).
     Link,
     /// Two people: remembered, the pair is never proposed again.
     NotAMatch,
+    /// One person, one record too many: the other record of the pair is merged into this one
+    /// (a Patient id of the pair), as `Patient/$merge` does.
+    MergeInto(String),
 }
 
 impl Decision {
-    /// Reads `link` or `not-a-match`.
-    pub fn parse(code: &str) -> Option<Decision> {
-        match code {
-            "link" => Some(Decision::Link),
-            "not-a-match" => Some(Decision::NotAMatch),
+    /// Reads `link`, `not-a-match`, or `merge` with the surviving record's id.
+    pub fn parse(code: &str, survivor: Option<&str>) -> Option<Decision> {
+        match (code, survivor) {
+            ("link", _) => Some(Decision::Link),
+            ("not-a-match", _) => Some(Decision::NotAMatch),
+            ("merge", Some(id)) => Some(Decision::MergeInto(id.trim_start_matches("Patient/").to_string())),
             _ => None,
         }
     }
@@ -451,6 +455,25 @@ impl PatientIndex {
         let entities = vec![format!("Patient/{}", item.a), format!("Patient/{}", item.b)];
         match decision {
             Decision::NotAMatch => item.status = Status::NotAMatch,
+            Decision::MergeInto(survivor) => {
+                let source = if survivor == item.a {
+                    item.b.clone()
+                } else if survivor == item.b {
+                    item.a.clone()
+                } else {
+                    return Err(crate::Error::invalid("the surviving record must be one of the pair"));
+                };
+                // Decided by a reviewer, done by the index: registration staff and
+                // administrators do not write clinical records themselves.
+                let job = self.inner.door.enter(Who::Job(JOB));
+                let merged = super::merge::merge(
+                    &job,
+                    &super::merge::MergeRequest { source, target: survivor, result: None, preview: false },
+                );
+                job.settle_queued();
+                merged?;
+                item.status = Status::Merged;
+            }
             Decision::Link => {
                 let job = self.inner.door.enter(Who::Job(JOB));
                 let records = self.inner.door.records();

@@ -1,15 +1,18 @@
 //! Patient identity across organizations: the matcher behind `Patient/$match` (the
 //! [`matching`] model run over the store's indexes, through the door), the master patient
 //! index that links the records of one person as they are written (`index`), and the
-//! duplicate review work list (`review`).
+//! duplicate review work list (`review`), and the merge and unmerge of two records of one
+//! person (`merge`: `Patient/$merge`, HL7 A40).
 
 mod frequencies;
 pub mod index;
 mod matcher;
+pub mod merge;
 pub mod review;
 
 pub use index::{Decision, Pass, PatientIndex, may_review};
 pub use matcher::{MAX_COUNT, Match, MatchAnswer, MatchRequest};
+pub use merge::{MergeOutcome, MergeRequest, MergedPatients, UnmergeOutcome, merge, unmerge};
 pub use review::{ReviewItem, ReviewList, Status};
 
 use access::Access;

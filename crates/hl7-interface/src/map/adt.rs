@@ -7,7 +7,7 @@
 //! in-progress). A28/A31 touch only the Patient.
 
 use super::datatypes::{self, comp, concept, first, reps, text};
-use super::{Context, Existing, MapError, Plan, location, non_empty, patient, practitioner, put, required};
+use super::{Context, MapError, Plan, location, non_empty, patient, practitioner, put, required};
 use hl7v2::{ErrorCode, ErrorLocation, Message, Segment};
 use serde_json::{Map, Value, json};
 
@@ -209,26 +209,12 @@ fn encounter(
     Ok(())
 }
 
-/// Resource types whose references to a merged patient are moved, with the search parameter
-/// that finds them.
-const MOVED: &[(&str, &str)] = &[
-    ("Encounter", "subject"),
-    ("Observation", "subject"),
-    ("DiagnosticReport", "subject"),
-    ("Immunization", "patient"),
-    ("Appointment", "patient"),
-    ("Specimen", "subject"),
-    ("Condition", "subject"),
-    ("AllergyIntolerance", "patient"),
-    ("Procedure", "subject"),
-    ("MedicationRequest", "subject"),
-];
-/// Most resources of one type a merge moves.
-const MOVE_LIMIT: usize = 5_000;
-
-/// A40: PID is the surviving patient, MRG-1 the prior one. The prior Patient is marked
-/// inactive with a `replaced-by` link, the survivor gets a `replaces` link, and the references
-/// of the prior patient's resources (the types in [`MOVED`]) move to the survivor.
+/// A40: PID is the surviving patient, MRG-1 the prior one. The message's Bundle writes the
+/// survivor (found by PID-3, or created) with the PID's demographics; once it has committed,
+/// the prior patient is merged into it by the identity service
+/// ([`exchange::identity::merge::merge`], the same code as `Patient/$merge`): every reference to
+/// the prior patient moved, the prior made inactive with a `replaced-by` link, the survivor
+/// given a `replaces` link, in one transaction with its own Provenance.
 fn merge(message: &Message, pid: &Segment, ctx: &Context<'_>, plan: &mut Plan) -> Result<(), MapError> {
     let mrg = required(message, "MRG")?;
     let prior = patient::find_prior(mrg, ctx)?;
@@ -237,52 +223,7 @@ fn merge(message: &Message, pid: &Segment, ctx: &Context<'_>, plan: &mut Plan) -
         return Err(MapError::new(ErrorCode::DuplicateKeyIdentifier, "PID-3 and MRG-1 name the same patient")
             .at(ErrorLocation::field("MRG", 1, 1)));
     }
-    let prior_ref = format!("Patient/{}", prior.id);
-    let survivor_ref = patient::write_linked(pid, ctx, plan, &prior_ref)?;
-    let mut old = patient::body_of(&prior);
-    old.insert("active".into(), false.into());
-    patient::add_link(&mut old, &survivor_ref, "replaced-by");
-    plan.replace("Patient", &prior, Value::Object(old));
-    move_references(&prior_ref, &survivor_ref, ctx, plan)
-}
-
-fn move_references(prior_ref: &str, survivor_ref: &str, ctx: &Context<'_>, plan: &mut Plan) -> Result<(), MapError> {
-    for (resource_type, param) in MOVED {
-        let pairs = vec![(param.to_string(), prior_ref.to_string())];
-        let Ok(query) = search::query::SearchQuery::parse(Some(resource_type), &pairs, false) else { continue };
-        let page = ctx
-            .access
-            .search(query, &pairs, MOVE_LIMIT, store::audit::Subtype::SearchType)
-            .map_err(|_| MapError::storage())?;
-        if page.matches.len() >= MOVE_LIMIT {
-            return Err(MapError::new(ErrorCode::ApplicationInternalError, "too many resources to move in one merge"));
-        }
-        for version in page.matches {
-            let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
-                continue;
-            };
-            let existing = Existing { id: version.id.clone(), version: version.version, body };
-            let mut moved = Value::Object(patient::body_of(&existing));
-            rewrite_references(&mut moved, prior_ref, survivor_ref);
-            plan.replace(resource_type, &existing, moved);
-        }
-    }
+    patient::write(pid, ctx, plan, true)?;
+    plan.merge_after(&prior.id);
     Ok(())
-}
-
-/// Replaces every `reference` equal to `from` with `to`.
-fn rewrite_references(value: &mut Value, from: &str, to: &str) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if key == "reference" && v.as_str() == Some(from) {
-                    *v = to.into();
-                } else {
-                    rewrite_references(v, from, to);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_references(v, from, to)),
-        _ => {}
-    }
 }

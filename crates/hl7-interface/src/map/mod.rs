@@ -181,6 +181,8 @@ pub struct Plan {
     targets: Vec<String>,
     /// Index of the entry writing the message's Patient, or its known id.
     patient: Option<PatientRef>,
+    /// The id of a patient to merge into the message's Patient once the Bundle committed (A40).
+    merge: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,13 +249,19 @@ impl Plan {
         self.patient = Some(PatientRef::Entry(self.entries.len().saturating_sub(1)));
     }
 
+    /// Notes that patient `prior` is to be merged into the message's Patient after the Bundle
+    /// committed (A40).
+    pub(crate) fn merge_after(&mut self, prior: &str) {
+        self.merge = Some(prior.to_string());
+    }
+
     /// Notes the id of the message's Patient (when it is not written).
     pub(crate) fn mark_patient_known(&mut self, id: &str) {
         self.patient = Some(PatientRef::Known(id.to_string()));
     }
 
     /// The transaction Bundle, with the Provenance of the message.
-    pub(crate) fn into_bundle(mut self, ctx: &Context<'_>) -> (Value, Option<usize>, Option<String>) {
+    pub(crate) fn into_bundle(mut self, ctx: &Context<'_>) -> Mapped {
         let provenance = provenance(ctx, &self.targets);
         let id = provenance_id(ctx.log_id);
         self.entries.push(json!({
@@ -266,8 +274,23 @@ impl Plan {
             Some(PatientRef::Known(id)) => (None, Some(id)),
             None => (None, None),
         };
-        (json!({"resourceType": "Bundle", "type": "transaction", "entry": self.entries}), entry, known)
+        Mapped {
+            bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": self.entries}),
+            patient_entry: entry,
+            known_patient: known,
+            merge: self.merge,
+        }
     }
+}
+
+/// A message mapped: its transaction Bundle, where its Patient is (the index of its entry, or
+/// its id when it is not written), and the patient to merge into it once committed (A40).
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    pub bundle: Value,
+    pub patient_entry: Option<usize>,
+    pub known_patient: Option<String>,
+    pub merge: Option<String>,
 }
 
 /// The id of the Provenance of logged message `log_id`.
@@ -302,13 +325,8 @@ fn provenance(ctx: &Context<'_>, targets: &[String]) -> Value {
 
 use datatypes::concept;
 
-/// Maps `message` into a transaction Bundle. Returns the Bundle, and where the message's
-/// Patient is: the index of its entry, or its id when it is not written.
-pub(crate) fn map(
-    message: &Message,
-    kind: Kind,
-    ctx: &Context<'_>,
-) -> Result<(Value, Option<usize>, Option<String>), MapError> {
+/// Maps `message` into a transaction Bundle (see [`Mapped`]).
+pub(crate) fn map(message: &Message, kind: Kind, ctx: &Context<'_>) -> Result<Mapped, MapError> {
     let mut plan = Plan::default();
     match kind {
         Kind::Adt(trigger) => adt::map(message, trigger, ctx, &mut plan)?,

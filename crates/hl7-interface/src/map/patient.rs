@@ -8,7 +8,7 @@
 use super::datatypes::{self, Key, comp, cwe, first, reps, text, xad, xpn, xtn};
 use super::{Context, Existing, MapError, Plan, non_empty, put};
 use hl7v2::{ErrorCode, Segment};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The identifiers of a PID: keys in PID-3 order, and their FHIR form.
 pub(crate) fn identifiers(pid: &Segment, ctx: &Context<'_>) -> Result<(Vec<Key>, Vec<Value>), MapError> {
@@ -123,21 +123,6 @@ pub(crate) fn write(
     plan: &mut Plan,
     update_existing: bool,
 ) -> Result<String, MapError> {
-    write_with(pid, ctx, plan, update_existing, None)
-}
-
-/// [`write`] for the surviving patient of a merge: it also gets a `replaces` link to `prior`.
-pub(crate) fn write_linked(pid: &Segment, ctx: &Context<'_>, plan: &mut Plan, prior: &str) -> Result<String, MapError> {
-    write_with(pid, ctx, plan, true, Some(prior))
-}
-
-fn write_with(
-    pid: &Segment,
-    ctx: &Context<'_>,
-    plan: &mut Plan,
-    update_existing: bool,
-    replaces: Option<&str>,
-) -> Result<String, MapError> {
     let Found { keys, identifiers, existing } = find(pid, ctx)?;
     let fields = demographics(pid, ctx)?;
     match existing {
@@ -163,9 +148,6 @@ fn write_with(
             }
             body.insert("identifier".into(), all.into());
             body.remove("meta");
-            if let Some(prior) = replaces {
-                add_link(&mut body, prior, "replaces");
-            }
             let reference = plan.replace("Patient", &existing, Value::Object(body));
             plan.mark_patient_entry();
             Ok(reference)
@@ -176,9 +158,6 @@ fn write_with(
             body.insert("identifier".into(), identifiers.into());
             body.insert("active".into(), true.into());
             body.extend(fields);
-            if let Some(prior) = replaces {
-                add_link(&mut body, prior, "replaces");
-            }
             let reference = plan.upsert("Patient", &keys[0], Value::Object(body));
             plan.mark_patient_entry();
             Ok(reference)
@@ -212,15 +191,4 @@ pub(crate) fn body_of(existing: &Existing) -> Map<String, Value> {
     };
     body.remove("meta");
     body
-}
-
-/// Adds a `link` to a Patient body unless an equal one is there.
-pub(crate) fn add_link(body: &mut Map<String, Value>, other: &str, kind: &str) {
-    let link = json!({"other": {"reference": other}, "type": kind});
-    let links = body.entry("link").or_insert_with(|| Value::Array(Vec::new()));
-    if let Value::Array(links) = links
-        && !links.contains(&link)
-    {
-        links.push(link);
-    }
 }
