@@ -137,6 +137,9 @@ pub struct Everything {
     pub page: Option<String>,
     /// The parameters to echo in the paging links.
     pub echo: Vec<(String, String)>,
+    /// Other records of the same person (linked by the patient index) whose compartments are
+    /// included too, those the caller may open.
+    pub linked: Vec<String>,
 }
 
 impl Access {
@@ -439,7 +442,13 @@ impl Access {
                 }
                 types = Some(readable);
             }
-            let mut query = SearchQuery::everything(patient, types.as_deref(), asked.since)?;
+            let mut ids = vec![patient.to_string()];
+            for other in &asked.linked {
+                if !ids.contains(other) && self.may_open_patient(other)? {
+                    ids.push(other.clone());
+                }
+            }
+            let mut query = SearchQuery::everything_of(&ids, types.as_deref(), asked.since)?;
             query.page = asked.page;
             query.echo = asked.echo.clone();
             if let Some((policy, caller)) = self.policy_and_caller() {

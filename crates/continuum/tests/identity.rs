@@ -103,6 +103,18 @@ fn match_link_and_review_over_http() {
             .expect("a person id")
     };
     assert_eq!(person(&hospital_id), person(&duplicate_id), "linked records share one person id");
+    // $everything of either record shows the whole person: a result filed under the other.
+    let observation = json!({"resourceType": "Observation", "status": "final", "code": {"text": "HbA1c"},
+        "subject": {"reference": format!("Patient/{duplicate_id}")}, "valueQuantity": {"value": 6.1, "unit": "%"}});
+    let observation: Value = post("Observation", &observation).json().unwrap();
+    let everything = get(&format!("Patient/{hospital_id}/$everything"));
+    let urls: Vec<&str> =
+        everything["entry"].as_array().unwrap().iter().filter_map(|e| e["fullUrl"].as_str()).collect();
+    assert!(
+        urls.iter().any(|u| u.ends_with(&format!("Observation/{}", observation["id"].as_str().unwrap()))),
+        "{urls:?}"
+    );
+    assert!(urls.iter().any(|u| u.ends_with(&format!("Patient/{duplicate_id}"))), "{urls:?}");
 
     // A probable duplicate (a typo in the given name, no SSN, another street) goes to review.
     let probable: Value = post("Patient", &jon("Jonn", "1961-03-04", None, "40 Oak Avenue")).json().unwrap();

@@ -377,6 +377,16 @@ impl SearchQuery {
     /// `types` when given), changed since `since` when given, with what they reference
     /// included.
     pub fn everything(id: &str, types: Option<&[String]>, since: Option<DateRange>) -> Result<SearchQuery, QueryError> {
+        SearchQuery::everything_of(&[id.to_string()], types, since)
+    }
+
+    /// [`SearchQuery::everything`] over the compartments of several Patients at once (the
+    /// linked records of one person).
+    pub fn everything_of(
+        ids: &[String],
+        types: Option<&[String]>,
+        since: Option<DateRange>,
+    ) -> Result<SearchQuery, QueryError> {
         let compartment = fhir::definitions().patient_compartment();
         let mut all: Vec<String> =
             compartment.resources.iter().filter(|(_, p)| !p.is_empty()).map(|(t, _)| t.clone()).collect();
@@ -408,9 +418,9 @@ impl SearchQuery {
                     .map(|p| p.key),
             );
         }
-        let mut any = vec![Filter::Compartment { keys, target_type: "Patient".into(), ids: vec![id.to_string()] }];
+        let mut any = vec![Filter::Compartment { keys, target_type: "Patient".into(), ids: ids.to_vec() }];
         if all.iter().any(|t| t == "Patient") {
-            any.push(Filter::Is { resource_type: "Patient".into(), id: id.to_string() });
+            any.extend(ids.iter().map(|id| Filter::Is { resource_type: "Patient".into(), id: id.clone() }));
         }
         let mut filters = vec![Filter::AnyOf(any)];
         if let Some(since) = since {
