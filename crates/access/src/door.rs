@@ -412,6 +412,41 @@ impl Access {
         Ok(())
     }
 
+    /// The other records of the same person that the caller may open: `Patient.link` of
+    /// type `seealso` (the patient index's links) of the patient's record. None when the
+    /// caller cannot read that record (what asked for them then refuses on its own). The
+    /// record read is audited like any read.
+    pub fn linked_records(&self, patient: &str) -> Result<Vec<String>, Error> {
+        let version = match self.read("Patient", patient) {
+            Ok(version) => version,
+            Err(Error::Hidden | Error::Forbidden(_) | Error::Store(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
+            return Ok(Vec::new());
+        };
+        let mut linked = Vec::new();
+        let links = body.get("link").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for link in links {
+            if link.get("type").and_then(Value::as_str) != Some("seealso") {
+                continue;
+            }
+            let Some(id) =
+                link.pointer("/other/reference").and_then(Value::as_str).and_then(|r| r.strip_prefix("Patient/"))
+            else {
+                continue;
+            };
+            if fhir::reference::is_id(id)
+                && id != patient
+                && !linked.iter().any(|l| l == id)
+                && self.may_open_patient(id)?
+            {
+                linked.push(id.to_string());
+            }
+        }
+        Ok(linked)
+    }
+
     /// `Patient/[id]/$everything`: the patient's compartment, only the types the caller may
     /// read, narrowed like any search. Returns the query run (for paging links) and the page.
     pub fn everything(
@@ -991,7 +1026,7 @@ fn named_patient(params: &[(String, String)]) -> Option<String> {
     params
         .iter()
         .find(|(k, _)| k == "patient" || k == "subject")
-        .map(|(_, v)| v.trim_start_matches("Patient/").to_string())
+        .map(|(_, v)| v.split(',').next().unwrap_or(v).trim_start_matches("Patient/").to_string())
         .filter(|v| fhir::reference::is_id(v))
 }
 

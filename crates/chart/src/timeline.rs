@@ -219,7 +219,8 @@ struct Candidate {
     encounter: Option<String>,
 }
 
-/// One page of `patient`'s timeline, read through the door as `access`'s caller may see it.
+/// One page of `patient`'s timeline (with the records linked to it as the same person's),
+/// read through the door as `access`'s caller may see it.
 pub fn page(access: &Access, patient: &str, filters: &Filters) -> Result<TimelinePage> {
     let mut hidden = Vec::new();
     // With an organization filter more is read per kind, then filtered.
@@ -228,8 +229,13 @@ pub fn page(access: &Access, patient: &str, filters: &Filters) -> Result<Timelin
     // Below the highest floor some kind may not have been read: the page stops there (the
     // kind with that floor has enough entries above it to fill the page).
     let mut floor: Option<OffsetDateTime> = None;
+    // The whole person: the records the patient index linked to this one (each entry keeps
+    // its own source).
+    let mut records = vec![patient.to_string()];
+    records.extend(access.linked_records(patient)?);
+    let patients = records.join(",");
     for kind in filters.kinds() {
-        match of_kind(access, patient, kind, filters, wanted)? {
+        match of_kind(access, &patients, kind, filters, wanted)? {
             Some(found) => {
                 candidates.extend(found.candidates);
                 floor = floor.max(found.floor);

@@ -116,3 +116,46 @@ fn every_entry_once_newest_first_across_pages_and_instants_shared_by_a_panel() {
         [format!("Observation/{}", results[2])]
     );
 }
+
+#[test]
+fn the_timeline_of_a_linked_record_shows_the_whole_person() {
+    let (_dir, records) = store();
+    let hospital = create(&records, json!({"resourceType": "Organization", "name": "General Hospital"}));
+    let clinic = create(&records, json!({"resourceType": "Organization", "name": "Corner Clinic"}));
+    let here = create(
+        &records,
+        json!({"resourceType": "Patient", "managingOrganization": {"reference": format!("Organization/{clinic}")}}),
+    );
+    let there = create(
+        &records,
+        json!({"resourceType": "Patient", "managingOrganization": {"reference": format!("Organization/{hospital}")}}),
+    );
+    let stranger = create(&records, json!({"resourceType": "Patient"}));
+    // The patient index's link (one way is enough to follow it from `here`).
+    let linked = json!({"resourceType": "Patient", "id": here, "managingOrganization": {"reference": format!("Organization/{clinic}")},
+        "link": [{"other": {"reference": format!("Patient/{there}")}, "type": "seealso"}]});
+    records.update("Patient", &here, linked, None).unwrap();
+    let observation = |patient: &str, organization: &str, when: &str, what: &str| {
+        create(
+            &records,
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": what},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": when,
+            "performer": [{"reference": format!("Organization/{organization}")}]}),
+        )
+    };
+    let own = observation(&here, &clinic, "2024-05-01T10:00:00Z", "Weight");
+    let theirs = observation(&there, &hospital, "2024-06-01T10:00:00Z", "HbA1c");
+    observation(&stranger, &hospital, "2024-07-01T10:00:00Z", "Someone else's");
+    let access = Door::open(records.clone()).enter(Who::Anyone);
+    let seen = walk(&access, &here, &Filters::default());
+    let references: Vec<&str> = seen.iter().map(|e| e.reference.as_str()).collect();
+    assert!(references.contains(&format!("Observation/{own}").as_str()), "{references:?}");
+    assert!(
+        references.contains(&format!("Observation/{theirs}").as_str()),
+        "the linked record's result: {references:?}"
+    );
+    assert_eq!(references.iter().filter(|r| r.starts_with("Observation/")).count(), 2, "nothing of anyone else");
+    let source = seen.iter().find(|e| e.reference == format!("Observation/{theirs}")).unwrap();
+    assert_eq!(source.organization.as_deref(), Some("General Hospital"), "each fact keeps its source");
+}

@@ -20,34 +20,9 @@ pub fn everything(
     let count = count.unwrap_or(max_count).min(max_count);
     // The whole person: the records the patient index linked to this one (`seealso`), each
     // resource still under its own record (its source), those the caller may open.
-    asked.linked = linked_records(access, patient)?;
+    asked.linked = access.linked_records(patient)?;
     let (query, page) = access.everything(patient, asked, count)?;
     Ok((query, page, count))
-}
-
-/// The other records of the same person: `Patient.link` of type `seealso` (the patient
-/// index's links) of the patient's record; none when the caller cannot read it (the door then
-/// refuses the operation itself).
-pub fn linked_records(access: &Access, patient: &str) -> Result<Vec<String>, Error> {
-    let version = match access.read("Patient", patient) {
-        Ok(version) => version,
-        Err(Error::Hidden | Error::Forbidden(_) | Error::Store(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()) else {
-        return Ok(Vec::new());
-    };
-    Ok(body
-        .get("link")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|l| l.get("type").and_then(serde_json::Value::as_str) == Some("seealso"))
-        .filter_map(|l| l.pointer("/other/reference").and_then(serde_json::Value::as_str))
-        .filter_map(|r| r.strip_prefix("Patient/"))
-        .filter(|id| fhir::reference::is_id(id))
-        .map(str::to_string)
-        .collect())
 }
 
 /// The parameters of `$everything`: what to ask the door for, and `_count`.
