@@ -228,6 +228,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             index.start().context("cannot start the patient index")?;
         }
         state = state.with_patient_index(index.clone());
+        let web_app = web_app.map(|app| app.with_patient_index(index.clone()));
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         let bulk = {

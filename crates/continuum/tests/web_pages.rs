@@ -955,3 +955,59 @@ fn imported_items_are_reconciled_and_documents_are_made_from_the_chart() {
     assert_eq!(found.len(), 1, "the outsider's post filed nothing");
     assert_eq!(fhir_get(base, &clinic.doc, &conditions[0])["verificationStatus"]["coding"][0]["code"], "confirmed");
 }
+
+#[test]
+fn registration_staff_review_possible_duplicates() {
+    let clinic = clinic();
+    let (base, origin, rosie) = (&clinic.server.base, &clinic.origin, &clinic.rosie);
+    // Rosie registered again: a typo in her given name, no SSN, no MRN, no phone, another
+    // street, a digit of her birth date mistyped (probably her, not certainly).
+    let mut again = fhir_get(base, &clinic.doc, &format!("Patient/{rosie}"));
+    for field in ["id", "meta", "text", "identifier", "link", "telecom"] {
+        again.as_object_mut().unwrap().remove(field);
+    }
+    let given = again["name"][0]["given"][0].as_str().unwrap().to_string();
+    again["name"][0]["given"][0] = json!(format!("{given}e"));
+    again["address"][0]["line"] = json!(["99 Elsewhere Road"]);
+    // And one digit of her birth date keyed wrong.
+    let born = again["birthDate"].as_str().unwrap().to_string();
+    let last = if born.ends_with('1') { '2' } else { '1' };
+    again["birthDate"] = json!(format!("{}{last}", &born[..born.len() - 1]));
+    let created = fhir_post(base, &clinic.doc, &again);
+    let copy = created["id"].as_str().unwrap().to_string();
+
+    // The pair reaches the registration desk's work list.
+    let mut desk = Visitor::signed_in(origin, "desk");
+    let mut page = desk.get("/app/duplicates");
+    for _ in 0..100 {
+        if page.body.contains(&copy) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        page = desk.get("/app/duplicates");
+    }
+    assert_eq!(page.status, 200);
+    page.assert_has("Possible duplicate records");
+    // Rosie's record is the desk's to see; the copy names no organization of theirs yet, so
+    // only its comparison is shown.
+    page.assert_has(&format!("/app/patients/{rosie}"));
+    page.assert_has(&format!("Patient/{copy}: outside your reach"));
+    page.assert_lacks(&format!("{given}e"));
+    page.assert_has("How the fields agree");
+    page.assert_has("<th scope=\"row\">birth-date</th><td>similar</td>");
+    page.assert_has("Merge B into A");
+    // Physicians do not review duplicates; the nav offers the list only to those who do.
+    let mut doc = Visitor::signed_in(origin, "doc");
+    assert_eq!(doc.get("/app/duplicates").status, 403);
+    doc.get("/app/patients").assert_lacks("href=\"/app/duplicates\"");
+    desk.get("/app/patients").assert_has("href=\"/app/duplicates\"");
+
+    // Not a match: remembered, and the pair leaves the list.
+    let pair = page.body.split("name=\"pair\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert!(pair.contains(&copy) && pair.contains(rosie.as_str()), "{pair}");
+    let done = desk.submit(&page, "/app/duplicates", &[("pair", &pair), ("decision", "not-a-match")]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    let after = desk.get(done.location.as_deref().unwrap());
+    after.assert_has("Marked not a match");
+    after.assert_lacks(&format!("value=\"{pair}\""));
+}

@@ -34,7 +34,12 @@ pub(crate) fn page(session: &Session, title: &str, content: Markup) -> Markup {
             a class="skip" href="#main" { "Skip to content" }
             header class="top" {
                 a class="brand" href="/app/patients" { "Continuum" }
-                nav aria-label="App" { a href="/app/patients" { "Patients" } }
+                nav aria-label="App" {
+                    a href="/app/patients" { "Patients" }
+                    @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Administrator | auth::Role::FrontDesk)) {
+                        " " a href="/app/duplicates" { "Duplicates" }
+                    }
+                }
                 form class="signout" method="post" action="/app/sign-out" {
                     span { "Signed in as " strong { (session.username()) } }
                     input type="hidden" name="csrf" value=(session.csrf);

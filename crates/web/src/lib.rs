@@ -21,6 +21,7 @@
 mod clinical;
 mod display;
 mod documents;
+mod duplicates;
 mod error;
 mod forms;
 mod layout;
@@ -57,6 +58,8 @@ struct Inner {
     /// Cookies get `Secure` (the server speaks HTTPS).
     secure_cookies: bool,
     throttle: Option<session::Throttle>,
+    /// The master patient index, whose duplicate review list the app shows.
+    patient_index: Option<exchange::identity::PatientIndex>,
     /// Recently opened patients per user id, newest first (in memory, per node).
     recent: Mutex<HashMap<String, VecDeque<String>>>,
 }
@@ -82,9 +85,22 @@ impl WebApp {
                 policy,
                 secure_cookies: config.secure_cookies,
                 throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
+                patient_index: None,
                 recent: Mutex::default(),
             }),
         })
+    }
+
+    /// Shows the duplicate review list of `index` (call before the app is shared).
+    #[allow(clippy::expect_used, reason = "a builder step, called before the app is cloned: the only reference")]
+    pub fn with_patient_index(mut self, index: exchange::identity::PatientIndex) -> WebApp {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the app is shared");
+        inner.patient_index = Some(index);
+        self
+    }
+
+    fn patient_index(&self) -> Option<exchange::identity::PatientIndex> {
+        self.inner.patient_index.clone()
     }
 
     /// The FHIR API's base URL (the authorization server's audience), which names this
@@ -137,6 +153,7 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/ccd", get(documents::download_ccd))
         .route("/app/patients/{id}/referral-document", post(documents::send_referral))
         .route("/app/patients/{id}/documents/{reference}", get(documents::download_document))
+        .route("/app/duplicates", get(duplicates::page).post(duplicates::decide))
         .route("/app/patients/{id}/reconcile", get(reconcile::page))
         .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
         .with_state(app)

@@ -12,6 +12,8 @@ use store::audit::Subtype;
 const KEPT: Duration = Duration::from_secs(600);
 /// How many names are remembered before the oldest half is forgotten.
 const CAPACITY: usize = 50_000;
+/// Below this many patients, names are weighed by the model alone.
+const MIN_POPULATION: u64 = 1_000;
 /// The job the counts are made as (they are never shown to anyone).
 pub(crate) const JOB: &str = "patient-index";
 
@@ -55,7 +57,11 @@ impl<'a> Counting<'a> {
     }
 
     fn share(&self, kind: u8, param: &str, name: &str) -> Option<f64> {
-        let total = self.total()?.max(1);
+        let total = self.total()?;
+        if total < MIN_POPULATION {
+            // Too few records for a share to mean anything: the model's own `u`.
+            return None;
+        }
         let key = (kind, name.to_string());
         if let Some((n, at)) = self.frequencies.counts.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
             && at.elapsed() < KEPT
