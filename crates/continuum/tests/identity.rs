@@ -61,6 +61,11 @@ fn match_link_and_review_over_http() {
         &json!({"resourceType": "Patient", "name": [{"family": "Brown", "given": ["Mary"]}], "gender": "female", "birthDate": "1990-11-21"}),
     );
 
+    // `phonetic` finds names that sound alike (Double Metaphone), and only those.
+    let sounding = get("Patient?phonetic=Smyth");
+    assert_eq!(sounding["entry"].as_array().map_or(0, Vec::len), 1, "{sounding}");
+    assert_eq!(sounding["entry"][0]["resource"]["id"], hospital_id.as_str());
+
     // $match: the clinic's record, spelled out and with day and month swapped.
     let answer = post("Patient/$match", &parameters(jon("Jonathan", "1961-04-03", None, "12 Elm St.")));
     assert_eq!(answer.status(), 200);

@@ -72,6 +72,9 @@ pub enum StringMatch {
     Exact,
     /// Normalised substring (`:contains`).
     Contains,
+    /// Equal to the stored normalised form (the `phonetic` parameter, whose stored forms are
+    /// Double Metaphone codes).
+    Code,
 }
 
 /// How a uri value matches.
@@ -828,7 +831,7 @@ fn condition(
                 return Err(unsupported(m));
             }
             let code = matching::phonetic::search_code(&unescape(raw)).unwrap_or_default();
-            Ok(Condition::String { value: code, mode: StringMatch::Exact })
+            Ok(Condition::String { value: code, mode: StringMatch::Code })
         }
         ParamKind::String => {
             let mode = match modifier {

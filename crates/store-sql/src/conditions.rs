@@ -87,6 +87,7 @@ pub(crate) fn condition_sql<D: Dialect>(b: &mut Builder<'_, D>, condition: &Cond
                 )
             }
             StringMatch::Exact => format!("{t}.exact = {}", b.bind(value.as_str())),
+            StringMatch::Code => format!("{t}.normalized = {}", b.bind(value.as_str())),
             StringMatch::Contains => {
                 format!("{t}.normalized LIKE {} ESCAPE '\\'", b.bind(format!("%{}%", like_escape(value))))
             }
