@@ -80,3 +80,14 @@ mod tests {
         assert_eq!(search_code("Smith-Jones"), search_code("smithjones"));
     }
 }
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    #[test]
+    fn a_search_value_finds_names_that_sound_alike() {
+        let indexed = codes_of_name("Smith");
+        assert!(indexed.contains(&search_code("Smyth").unwrap()), "{indexed:?} {:?}", search_code("Smyth"));
+    }
+}

@@ -117,14 +117,8 @@ pub fn extract_params(resource_type: &str, resource: &Value, keys: &[i64], conte
     for param in params.iter().filter(|p| keys.contains(&p.key) && p.kind != ParamKind::Composite) {
         let Some(expression) = &param.expression else { continue };
         let Ok(items) = expression.evaluate_with(&env) else { continue };
-        if param.name == "phonetic" && param.kind == ParamKind::String {
-            for item in &items {
-                phonetic_codes(item, &mut |value| out.push(IndexEntry { param: param.key, group: None, value }));
-            }
-            continue;
-        }
         for item in &items {
-            values_of(param.kind, item, context, &mut |value| {
+            param_values(param, item, context, &mut |value| {
                 out.push(IndexEntry { param: param.key, group: None, value });
             });
         }
@@ -145,7 +139,7 @@ fn extract_into(resource_type: &str, resource: &Value, context: &IndexContext, o
             continue;
         }
         for item in &items {
-            values_of(param.kind, item, context, &mut |value| {
+            param_values(param, item, context, &mut |value| {
                 out.push(IndexEntry { param: param.key, group: None, value });
             });
         }
@@ -203,6 +197,15 @@ fn text(value: &Value) -> Option<&str> {
 
 fn field<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
     value.get(name).and_then(text)
+}
+
+/// The index values of one item of `param`: its kind's, except for `phonetic`.
+fn param_values(param: &CompiledParam, item: &Item<'_>, ctx: &IndexContext, emit: &mut dyn FnMut(IndexValue)) {
+    if param.name == "phonetic" && param.kind == ParamKind::String {
+        phonetic_codes(item, emit);
+    } else {
+        values_of(param.kind, item, ctx, emit);
+    }
 }
 
 fn values_of(kind: ParamKind, item: &Item<'_>, ctx: &IndexContext, emit: &mut dyn FnMut(IndexValue)) {
