@@ -28,15 +28,8 @@ impl Date {
 
     /// A valid Gregorian date, else `None`.
     pub fn new(year: i32, month: u8, day: u8) -> Option<Date> {
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        let days = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return None,
-        };
-        (1..=days).contains(&day).then_some(Date { year, month, day })
+        let month_of_year = time::Month::try_from(month).ok()?;
+        time::Date::from_calendar_date(year, month_of_year, day).ok().map(|_| Date { year, month, day })
     }
 
     /// The date with day and month swapped, when that is another valid date.

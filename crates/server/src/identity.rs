@@ -2,9 +2,9 @@
 //! the duplicate review work list (`Patient/$match-review`).
 //! Parses, calls the service on the blocking pool, renders.
 
-use crate::bulk_data::body_of;
 use crate::caller::Caller;
 use crate::format::fhir_json_response;
+use crate::merge::parameters_of;
 use crate::rest::blocking_checked;
 use crate::{ApiError, AppState};
 use axum::body::Bytes;
@@ -26,10 +26,7 @@ pub(crate) async fn match_patient(
     Caller(access): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_of(body)?;
-    let parameters: Value =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
-    let request = Identity::request_of(parameters)?;
+    let request = Identity::request_of(parameters_of(body)?)?;
     let identity = state.identity().clone();
     let answer = blocking_checked(move || Ok(identity.find(&access, &request)?)).await?;
     let base = state.base_url().to_string();
@@ -104,9 +101,7 @@ pub(crate) async fn review_decide(
     Caller(access): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_of(body)?;
-    let parameters: Value =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+    let parameters = parameters_of(body)?;
     let value = |name: &str, kind: &str| {
         parameters
             .get("parameter")

@@ -16,9 +16,23 @@ use exchange::identity::merge::{self, MergeRequest};
 use fhir::Issue;
 use serde_json::{Value, json};
 
-fn parameters_of(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+/// The request's body as JSON (an OperationOutcome saying why not, otherwise).
+pub(crate) fn parameters_of(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body_of(body)?;
     serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))
+}
+
+/// The answer of `$merge` and `$unmerge`: `input`, `outcome` and `result`.
+fn answer(input: Value, issues: &[Issue], result: Value) -> Response {
+    let answer = json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "input", "resource": input},
+            {"name": "outcome", "resource": fhir::operation_outcome(issues)},
+            {"name": "result", "resource": result}
+        ]
+    });
+    fhir_json_response(StatusCode::OK, &answer)
 }
 
 /// `POST [base]/Patient/$merge`: a `Parameters` with `source-patient` and `target-patient`
@@ -44,15 +58,7 @@ pub(crate) async fn merge_patient(
     };
     let mut issues = vec![Issue::information(message)];
     issues.extend(outcome.moved.iter().map(|(t, n)| Issue::information(format!("{t}: {n}"))));
-    let answer = json!({
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "input", "resource": echo},
-            {"name": "outcome", "resource": fhir::operation_outcome(&issues)},
-            {"name": "result", "resource": outcome.target_patient}
-        ]
-    });
-    Ok(fhir_json_response(StatusCode::OK, &answer))
+    Ok(answer(echo, &issues, outcome.target_patient))
 }
 
 /// `POST [base]/Patient/$unmerge`: the parameters of `$merge` (`source-patient`,
@@ -74,13 +80,5 @@ pub(crate) async fn unmerge_patient(
         "the merge was undone; {restored} resources moved back to the source patient"
     ))];
     issues.extend(outcome.restored.iter().map(|(t, n)| Issue::information(format!("{t}: {n}"))));
-    let answer = json!({
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "input", "resource": echo},
-            {"name": "outcome", "resource": fhir::operation_outcome(&issues)},
-            {"name": "result", "resource": outcome.source_patient}
-        ]
-    });
-    Ok(fhir_json_response(StatusCode::OK, &answer))
+    Ok(answer(echo, &issues, outcome.source_patient))
 }
