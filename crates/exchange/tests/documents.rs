@@ -257,3 +257,25 @@ fn bad_documents_are_refused_and_nothing_is_stored() {
         assert!(counts(&records).is_empty(), "{what}: nothing stored");
     }
 }
+
+#[test]
+fn a_document_without_a_known_identifier_is_filed_to_the_patient_the_matcher_is_certain_of() {
+    let (_dir, records, access) = store();
+    let xml = example("CCD_1");
+    // The document's own patient, registered here without any of its identifiers but with
+    // the same name, birth date, sex and address (and a phone number of the practice's).
+    let read = ccda::read(&xml).unwrap();
+    let mut patient = read.resources.iter().find(|m| m.full_url == read.patient_url).unwrap().resource.clone();
+    patient.as_object_mut().unwrap().remove("identifier");
+    patient.as_object_mut().unwrap().remove("managingOrganization");
+    let here = records.create(patient.clone(), None).unwrap().version.unwrap().id;
+    // Someone else with the same family name.
+    let mut other = patient.clone();
+    other["name"][0]["given"] = json!(["Zebulon"]);
+    other["birthDate"] = json!("1931-01-01");
+    records.create(other, None).unwrap();
+
+    let report = import_ccda(&access, &xml, None).unwrap();
+    assert_eq!(report.patient, here, "filed to the record the matcher is certain of");
+    assert!(!report.patient_created);
+}

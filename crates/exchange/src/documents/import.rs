@@ -104,7 +104,8 @@ fn identifier_parts(identifier: &Value) -> Option<(String, String)> {
     Some((system.to_string(), value.to_string()))
 }
 
-/// The patient the document's own identifiers name, when exactly one does.
+/// The patient the document's own identifiers name, when exactly one does; else the one
+/// record the matcher finds certain.
 fn find_patient(access: &Access, document: &Document) -> Result<Option<String>> {
     let Some(patient) = document.resources.iter().find(|m| m.full_url == document.patient_url) else {
         return Ok(None);
@@ -117,9 +118,26 @@ fn find_patient(access: &Access, document: &Document) -> Result<Option<String>> 
             found.insert(version.id);
         }
     }
-    // (The matcher of issue 19 will weigh demographics; until then an identifier decides.)
-    Ok(if found.len() == 1 { found.into_iter().next() } else { None })
+    if found.len() == 1 {
+        return Ok(found.into_iter().next());
+    }
+    // No identifier decides: the document's patient is the one record the matcher finds
+    // certain (through the caller's door: only patients the importer may see), else new.
+    // Probable matches are then the patient index's to put on the review list.
+    let identity = crate::identity::Identity::new(matching::Model::default(), NO_PERSON_IDS);
+    let answer = identity.find(
+        access,
+        &crate::identity::MatchRequest { patient: patient.resource.clone(), only_certain: true, count: Some(2) },
+    )?;
+    Ok(match answer.matches.as_slice() {
+        [only] => Some(only.version.id.clone()),
+        _ => None,
+    })
 }
+
+/// A person-id system no identifier carries: a document's identifiers are the sender's, so
+/// none of them is this installation's person id.
+const NO_PERSON_IDS: &str = "urn:continuum:no-person-id";
 
 /// The codes on `patient`'s chart per reconciled type (`system|code` → the item's
 /// reference), items already in reconciliation included, rejected and merged ones not.
