@@ -6,7 +6,9 @@
 //!   kept in the store;
 //! - [`documents`]: C-CDA documents in (filed to the patient, the original kept, Provenance
 //!   on every resource, problems, allergies and medications held for reconciliation) and out
-//!   (a CCD, referral note or discharge summary of a patient's record).
+//!   (a CCD, referral note or discharge summary of a patient's record);
+//! - [`peers`]: other Continuum nodes, reached as a SMART backend service: the record
+//!   locator (`$locate`) and the pull of a patient's record (`$pull`).
 //!
 //! The edges (the FHIR API, the command line, the clinician app) only translate requests to
 //! these calls and their answers to their media.
@@ -15,5 +17,6 @@ pub mod bulk;
 pub mod documents;
 mod error;
 pub mod identity;
+pub mod peers;
 
 pub use error::{Error, Result};

@@ -15,6 +15,7 @@ mod identity;
 mod limits;
 pub mod message_log;
 mod observe;
+mod peers;
 mod rest;
 mod search;
 pub mod tls;
@@ -23,6 +24,7 @@ pub use error::ApiError;
 pub use headers::APP_CONTENT_SECURITY_POLICY;
 pub use limits::RateLimit;
 pub use observe::metrics_router;
+pub use peers::report_parameters;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -91,6 +93,8 @@ struct StateInner {
     identity: Arc<exchange::identity::Identity>,
     /// The master patient index and its review list, when the server keeps one.
     patient_index: Option<exchange::identity::PatientIndex>,
+    /// The peer nodes (`$locate`, `$pull`), when the server has them.
+    peers: Option<exchange::peers::Peers>,
 }
 
 impl StateInner {
@@ -133,6 +137,7 @@ impl AppState {
                 bulk: None,
                 identity,
                 patient_index: None,
+                peers: None,
             }),
         }
     }
@@ -191,6 +196,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the state is shared");
         inner.patient_index = Some(index);
         self
+    }
+
+    /// Offers the record locator and the pull from `peers`.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_peers(mut self, peers: exchange::peers::Peers) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_peers is called before the state is shared");
+        inner.peers = Some(peers);
+        self
+    }
+
+    fn peers(&self) -> Option<&exchange::peers::Peers> {
+        self.inner.peers.as_ref()
     }
 
     fn patient_index(&self) -> Option<&exchange::identity::PatientIndex> {
