@@ -2,7 +2,9 @@
 //! (`continuum peer keygen`, `client add --jwks`, `peer add`): from node B, `$locate` finds
 //! the patient node A holds; `$pull` copies A's record of the patient (counts per type equal
 //! A's `$everything`), every copy with `meta.source` and a Provenance naming A; a second pull
-//! adds nothing; a change at A arrives with the next pull as a new version. And what must be
+//! adds nothing; a change at A arrives with the next pull as a new version; a category the
+//! patient's Consent at A withholds from B's organization (the one B's client acts for) never
+//! leaves A. And what must be
 //! refused: a peer URL that is not http(s), a peer answering garbage or redirecting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
@@ -15,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use test_support::process::{binary, continuum, start_secured};
 
 const PASSWORD: &str = "correct horse battery staple 42";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 /// Runs `continuum ARGS` (no `--data` added).
 fn run(args: &[&str]) -> Output {
@@ -105,8 +108,15 @@ fn two_nodes_locate_and_pull_a_record() {
     let text = serde_json::to_string(&bundle).unwrap().replace(&organization_url, "Organization/org-a");
     bundle = serde_json::from_str(&text).unwrap();
     let mut demographics = Value::Null;
+    let mut patient_url = String::new();
+    let mut labelled = false;
     for entry in bundle["entry"].as_array_mut().unwrap() {
         match entry["resource"]["resourceType"].as_str().unwrap() {
+            // One result is behavioral health: the patient withholds that from node B.
+            "Observation" if !labelled => {
+                entry["resource"]["meta"] = json!({"security": [{"system": ACT_CODE, "code": "PSY"}]});
+                labelled = true;
+            }
             "Organization" => {
                 entry["resource"]["id"] = json!("org-a");
                 entry["request"] = json!({"method": "PUT", "url": "Organization/org-a"});
@@ -115,16 +125,51 @@ fn two_nodes_locate_and_pull_a_record() {
             "Patient" => {
                 entry["resource"]["managingOrganization"] = json!({"reference": "Organization/org-a"});
                 demographics = entry["resource"].clone();
+                patient_url = entry["fullUrl"].as_str().unwrap().to_string();
             }
             _ => {}
         }
     }
+    // Node B's organization, as node A knows it: its client `node-b` acts for it; and the
+    // patient's Consent withholding behavioral health from it.
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.push(json!({
+        "resource": {"resourceType": "Organization", "id": "org-b", "name": "Node B clinic",
+                     "identifier": [{"system": "urn:continuum:smart-client", "value": "node-b"}]},
+        "request": {"method": "PUT", "url": "Organization/org-b"}
+    }));
+    entries.push(json!({
+        "fullUrl": "urn:uuid:5d2b1a8e-0c1e-4d4e-9a57-6f0a0c1b2d3e",
+        "resource": {
+            "resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": patient_url},
+            "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
+            "provision": {"type": "deny", "actor": [{
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "reference": {"reference": "Organization/org-b"}
+            }], "securityLabel": [{"system": ACT_CODE, "code": "PSY"}]}
+        },
+        "request": {"method": "POST", "url": "Consent"}
+    }));
     let file_a = dir.path().join("a.json");
     write_json(&file_a, &bundle);
     continuum(&a, &["import", file_a.to_str().unwrap()], None);
     continuum(
         &a,
-        &["user", "add", "doc-a", "--role", "physician", "--org", "org-a", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "doc-a",
+            "--role",
+            "physician",
+            "--role",
+            "behavioral-health-clinician",
+            "--org",
+            "org-a",
+            "--password-stdin",
+        ],
         Some(PASSWORD),
     );
 
@@ -230,6 +275,10 @@ fn two_nodes_locate_and_pull_a_record() {
         *counts_a.entry(resource["resourceType"].as_str().unwrap().to_string()).or_default() += 1;
     }
     assert!(counts_a["Observation"] > 10, "{counts_a:?}");
+    // What node B may receive: all but the withheld behavioral-health result.
+    let withheld: Vec<&Value> = everything_a.iter().filter(|r| r["meta"]["security"][0]["code"] == "PSY").collect();
+    assert_eq!(withheld.len(), 1, "A's own clinician sees the labelled result: {counts_a:?}");
+    *counts_a.get_mut("Observation").unwrap() -= 1;
 
     // $locate at B: node A holds the patient, a certain match.
     let located = http.get(format!("{}/Patient/local-1/$locate", node_b.base)).bearer_auth(&token_b).send().unwrap();
@@ -309,9 +358,17 @@ fn two_nodes_locate_and_pull_a_record() {
     assert_eq!(count(&second, "unchanged"), total);
 
     // A change at A arrives with the next pull, as the copy's next version.
+    assert!(
+        !held["Observation"].iter().any(|o| o["meta"]["security"][0]["code"] == "PSY"),
+        "the withheld category never reached node B"
+    );
     let mut observation = everything_a
         .iter()
-        .find(|r| r["resourceType"] == "Observation" && r["valueQuantity"]["value"].is_number())
+        .find(|r| {
+            r["resourceType"] == "Observation"
+                && r["valueQuantity"]["value"].is_number()
+                && r["meta"]["security"].is_null()
+        })
         .unwrap()
         .clone();
     observation["valueQuantity"]["value"] = json!(123.5);
