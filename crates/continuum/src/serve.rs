@@ -228,7 +228,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         // Peer nodes: their entries in the job table, their keys in `peers/` of the data
         // directory.
         let registry = exchange::peers::PeerRegistry::new(jobs.clone(), crate::peers::key_dir(&args.data));
-        state = state.with_peers(exchange::peers::Peers::new(registry));
+        state = state.with_peers(exchange::peers::Peers::new(registry).with_base(base_url.clone()));
         let bulk = {
             let mut config = exchange::bulk::BulkConfig::in_data_dir(&args.data);
             config.keep_for = Duration::from_secs(args.bulk_keep_hours.saturating_mul(3600));

@@ -4,7 +4,8 @@
 //! A's `$everything`), every copy with `meta.source` and a Provenance naming A; a second pull
 //! adds nothing; a change at A arrives with the next pull as a new version; a category the
 //! patient's Consent at A withholds from B's organization (the one B's client acts for) never
-//! leaves A. And what must be
+//! leaves A; `$push` files a referral packet (the patient's problems, a ServiceRequest and a
+//! Task for A's organization) under A's patient. And what must be
 //! refused: a peer URL that is not http(s), a peer answering garbage or redirecting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
@@ -87,7 +88,7 @@ fn two_nodes_locate_and_pull_a_record() {
         let jwks = keys.join("jwks.json");
         continuum(
             data,
-            &["client", "add", "--id", id, "--name", id, "--scope", "system/*.rs", "--jwks", jwks.to_str().unwrap()],
+            &["client", "add", "--id", id, "--name", id, "--scope", "system/*.crs", "--jwks", jwks.to_str().unwrap()],
             None,
         );
     }
@@ -198,7 +199,11 @@ fn two_nodes_locate_and_pull_a_record() {
         &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"resource": {"resourceType": "Organization", "id": "org-b", "name": "Node B clinic"},
              "request": {"method": "PUT", "url": "Organization/org-b"}},
-            {"resource": local, "request": {"method": "PUT", "url": "Patient/local-1"}}
+            {"resource": local, "request": {"method": "PUT", "url": "Patient/local-1"}},
+            {"resource": {"resourceType": "Condition", "id": "cond-b1",
+                          "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                          "code": {"text": "Hypertension"}, "subject": {"reference": "Patient/local-1"}},
+             "request": {"method": "PUT", "url": "Condition/cond-b1"}}
         ]}),
     );
     continuum(&b, &["import", file_b.to_str().unwrap()], None);
@@ -231,6 +236,8 @@ fn two_nodes_locate_and_pull_a_record() {
             key_b.to_str().unwrap(),
             "--organization",
             "Organization/org-a",
+            "--scope",
+            "system/*.crs",
         ],
         None,
     );
@@ -397,6 +404,70 @@ fn two_nodes_locate_and_pull_a_record() {
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(count(&cli, "created"), 0, "{cli}");
     assert_eq!(count(&cli, "unchanged"), total);
+
+    // $push from B: a referral packet filed at A under A's patient (matched by its SSN), with
+    // a Task for A's organization.
+    let pushed = http
+        .post(format!("{}/Patient/local-1/$push?peer=node-a", node_b.base))
+        .bearer_auth(&token_b)
+        .json(&json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "Cardiology consult"}]}))
+        .send()
+        .unwrap();
+    let status = pushed.status();
+    let pushed: Value = pushed.json().unwrap();
+    assert_eq!(status, 200, "{pushed}");
+    let sent: BTreeMap<String, u64> = parameter(&pushed, "sent")
+        .into_iter()
+        .map(|p| {
+            (p["part"][0]["valueCode"].as_str().unwrap().to_string(), p["part"][1]["valueInteger"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(sent["Patient"], 1, "{pushed}");
+    assert_eq!(sent["Condition"], 1, "{pushed}");
+    assert_eq!(sent["ServiceRequest"], 1, "{pushed}");
+    assert_eq!(sent["Task"], 1, "{pushed}");
+    assert_eq!(parameter(&pushed, "patient")[0]["valueReference"]["reference"], format!("Patient/{id_a}"));
+    let task_ref = parameter(&pushed, "task")[0]["valueReference"]["reference"].as_str().unwrap().to_string();
+    let task: Value =
+        http.get(format!("{}/{task_ref}", node_a.base)).bearer_auth(&token_a).send().unwrap().json().unwrap();
+    assert_eq!(task["status"], "requested", "{task}");
+    assert_eq!(task["owner"]["reference"], "Organization/org-a");
+    assert_eq!(task["for"]["reference"], format!("Patient/{id_a}"));
+    let referral: Value = http
+        .get(format!("{}/{}", node_a.base, task["focus"]["reference"].as_str().unwrap()))
+        .bearer_auth(&token_a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(referral["resourceType"], "ServiceRequest");
+    assert_eq!(referral["subject"]["reference"], format!("Patient/{id_a}"));
+    let conditions: Value = http
+        .get(format!("{}/Condition?patient={id_a}", node_a.base))
+        .bearer_auth(&token_a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let filed = conditions["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["meta"]["source"] == format!("{}/Condition/cond-b1", node_b.base))
+        .unwrap_or_else(|| panic!("B's problem filed at A: {conditions}"));
+    assert_eq!(filed["resource"]["code"]["text"], "Hypertension");
+    let patients_a: Value = http
+        .get(format!(
+            "{}/Patient?identifier=http://hl7.org/fhir/sid/us-ssn|{}",
+            node_a.base,
+            ssn[0]["value"].as_str().unwrap()
+        ))
+        .bearer_auth(&token_a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(patients_a["entry"].as_array().unwrap().len(), 1, "no second patient at A");
 
     // A pull from a peer not registered, and a patient unknown here: refused, nothing written.
     let unknown =

@@ -1,5 +1,6 @@
 //! The HTTP edge of the peers service (`exchange::peers`): `Patient/[id]/$locate` (which
-//! peers hold the patient) and `Patient/[id]/$pull?peer=NAME` (copy the record from one).
+//! peers hold the patient), `Patient/[id]/$pull?peer=NAME` (copy the record from one) and
+//! `Patient/[id]/$push?peer=NAME` (send one a referral packet).
 //! Parses, calls the service on the blocking pool, renders a `Parameters`.
 
 use crate::bulk_data::body_of;
@@ -14,7 +15,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use exchange::peers::{Located, Peers, PullReport};
+use exchange::peers::{Located, Peers, PullReport, PushReport};
 use serde_json::{Value, json};
 
 fn peers(state: &AppState) -> Result<Peers, ApiError> {
@@ -107,6 +108,69 @@ pub(crate) async fn pull(
     let peers = peers(&state)?;
     let report = blocking_checked(move || Ok(peers.pull(&access, &id, &peer)?)).await?;
     Ok(fhir_json_response(StatusCode::OK, &report_parameters(&report)))
+}
+
+/// `POST [base]/Patient/[id]/$push?peer=NAME` (optionally a `Parameters` body with
+/// `reason`, a valueString): sends the patient's referral packet to the peer as one
+/// transaction; answers a `Parameters` with `peer`, `sent` per type, and where the peer filed
+/// the `patient` and the `task`.
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    Negotiated(query): Negotiated,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !fhir::reference::is_id(&id) {
+        return Err(ApiError::bad_request("invalid resource id"));
+    }
+    let body = body_of(body)?;
+    let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?)
+    };
+    let mut peer = None;
+    for (name, value) in query_pairs(&query) {
+        match name.as_str() {
+            "peer" => peer = Some(value),
+            "_format" | "_pretty" => {}
+            other => return Err(ApiError::bad_request(format!("$push does not take `{other}`"))),
+        }
+    }
+    let named = |name: &str| {
+        body.as_ref()
+            .and_then(|b| b.get("parameter"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|p| p.get("valueString").and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    let peer =
+        peer.or_else(|| named("peer")).ok_or_else(|| ApiError::bad_request("$push needs `peer` (the peer's name)"))?;
+    let reason = named("reason");
+    let peers = peers(&state)?;
+    let report = blocking_checked(move || Ok(peers.push(&access, &id, &peer, reason.as_deref())?)).await?;
+    Ok(fhir_json_response(StatusCode::OK, &push_parameters(&report)))
+}
+
+fn push_parameters(report: &PushReport) -> Value {
+    let mut parameter = vec![json!({"name": "peer", "valueString": report.peer})];
+    for (resource_type, count) in &report.sent {
+        parameter.push(json!({"name": "sent", "part": [
+            {"name": "type", "valueCode": resource_type},
+            {"name": "count", "valueInteger": count}
+        ]}));
+    }
+    if let Some(patient) = &report.patient {
+        parameter.push(json!({"name": "patient", "valueReference": {"reference": patient}}));
+    }
+    if let Some(task) = &report.task {
+        parameter.push(json!({"name": "task", "valueReference": {"reference": task}}));
+    }
+    json!({"resourceType": "Parameters", "parameter": parameter})
 }
 
 /// A pull's report as a `Parameters`.

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Patient/$match", post(crate::identity::match_patient))
         .route("/Patient/{id}/$locate", get(crate::peers::locate))
         .route("/Patient/{id}/$pull", post(crate::peers::pull))
+        .route("/Patient/{id}/$push", post(crate::peers::push))
         .route("/Patient/$match-review", get(crate::identity::review_list).post(crate::identity::review_decide))
         .route("/DocumentReference/$docref", get(crate::bulk_data::docref).post(crate::bulk_data::docref))
         .route("/bulk-status/{id}", get(crate::bulk_data::status).delete(crate::bulk_data::cancel))

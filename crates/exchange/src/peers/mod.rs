@@ -1,8 +1,8 @@
 //! Continuum nodes that share a record: the peers a node knows (`registry`: base URL, the
 //! client id it has there, its private key), the SMART backend-services client it reaches
 //! them with (`client`), the record locator that asks every peer's `Patient/$match` for a
-//! local patient (`locate`), and the pull that copies a patient's record from a peer
-//! (`pull`).
+//! local patient (`locate`), the pull that copies a patient's record from a peer (`pull`),
+//! and the push of a referral packet to a peer (`push`).
 //!
 //! What a peer hands out is decided by the peer: its policy and consents apply to this
 //! node's client like to any backend service of it, and it audits what the token read. On
@@ -13,11 +13,13 @@
 mod client;
 mod locate;
 mod pull;
+mod push;
 pub mod registry;
 
 pub use client::{CONNECT_TIMEOUT, MAX_ANSWER_BYTES, REQUEST_TIMEOUT};
 pub use locate::{Candidate, Located};
 pub use pull::PullReport;
+pub use push::PushReport;
 pub use registry::{DEFAULT_SCOPE, NewPeer, Peer, PeerRegistry, generate_key, public_jwks};
 
 use crate::Result;
@@ -32,12 +34,23 @@ pub const PULL_JOB: &str = "peer-pull";
 pub struct Peers {
     registry: PeerRegistry,
     tokens: Arc<client::TokenCache>,
+    base: Option<String>,
 }
 
 impl Peers {
     /// The service over `registry`.
     pub fn new(registry: PeerRegistry) -> Peers {
-        Peers { registry, tokens: Arc::default() }
+        Peers { registry, tokens: Arc::default(), base: None }
+    }
+
+    /// This node's FHIR base URL (what a push names as the source of what it sends).
+    pub fn with_base(mut self, base: impl Into<String>) -> Peers {
+        self.base = Some(base.into().trim_end_matches('/').to_string());
+        self
+    }
+
+    fn base(&self) -> Option<&str> {
+        self.base.as_deref()
     }
 
     /// The registered peers.
@@ -55,6 +68,12 @@ impl Peers {
     /// the local patient `id` (a certain match only). Blocking.
     pub fn pull(&self, access: &Access, id: &str, peer: &str) -> Result<PullReport> {
         pull::pull(self, access, id, peer)
+    }
+
+    /// `Patient/[id]/$push?peer=NAME`: sends the referral packet of the local patient `id`
+    /// (read through `access`) to the peer as one transaction. Blocking.
+    pub fn push(&self, access: &Access, id: &str, peer: &str, reason: Option<&str>) -> Result<PushReport> {
+        push::push(self, access, id, peer, reason)
     }
 
     fn session(&self, peer: Peer) -> Result<client::Session<'_>> {
