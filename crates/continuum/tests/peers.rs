@@ -6,7 +6,8 @@
 //! patient's Consent at A withholds from B's organization (the one B's client acts for) never
 //! leaves A; `$push` files a referral packet (the patient's problems, a ServiceRequest and a
 //! Task for A's organization) under A's patient. And what must be
-//! refused: a peer URL that is not http(s), a peer answering garbage or redirecting.
+//! refused: a peer URL that is not http(s), a peer answering garbage, redirecting or never
+//! answering, a patient the peer holds no certain match for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed check panics, like assert!")]
 
@@ -469,6 +470,28 @@ fn two_nodes_locate_and_pull_a_record() {
         .unwrap();
     assert_eq!(patients_a["entry"].as_array().unwrap().len(), 1, "no second patient at A");
 
+    // A patient node A holds no certain match for: 409 with the candidates, nothing copied.
+    let stranger = http
+        .put(format!("{}/Patient/local-2", node_b.base))
+        .bearer_auth(&token_b)
+        .header("Content-Type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Patient", "id": "local-2", "name": [{"family": "Nobody", "given": ["Known"]}],
+                   "birthDate": "1901-02-03", "managingOrganization": {"reference": "Organization/org-b"}})
+            .to_string(),
+        )
+        .send()
+        .unwrap();
+    assert!(stranger.status().is_success(), "{}", stranger.text().unwrap());
+    let refused =
+        http.post(format!("{}/Patient/local-2/$pull?peer=node-a", node_b.base)).bearer_auth(&token_b).send().unwrap();
+    assert_eq!(refused.status(), 409);
+    let outcome: Value = refused.json().unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let after: Value =
+        http.get(format!("{}/Patient/local-2", node_b.base)).bearer_auth(&token_b).send().unwrap().json().unwrap();
+    assert!(after.get("link").is_none(), "nothing written: {after}");
+
     // A pull from a peer not registered, and a patient unknown here: refused, nothing written.
     let unknown =
         http.post(format!("{}/Patient/local-1/$pull?peer=nobody", node_b.base)).bearer_auth(&token_b).send().unwrap();
@@ -585,6 +608,26 @@ fn bad_peers_are_refused_and_leave_nothing_behind() {
         let outcome: Value = answer.json().unwrap();
         assert_eq!(outcome["resourceType"], "OperationOutcome");
     }
+    // A peer that never answers: the pull gives up after the request timeout, 504.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/fhir", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    continuum(&data, &["peer", "add", "silent", "--url", &silent_url, "--client-id", "x", "--key", key], None);
+    let started = std::time::Instant::now();
+    let answer = http
+        .post(format!("{}/Patient/p1/$pull?peer=silent", node.base))
+        .bearer_auth(&token)
+        .timeout(std::time::Duration::from_secs(90))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+
     // Nothing was written: the patient is as it was, and no Provenance exists.
     let patient: Value =
         http.get(format!("{}/Patient/p1", node.base)).bearer_auth(&token).send().unwrap().json().unwrap();

@@ -83,6 +83,18 @@ pub(crate) fn pull(peers: &Peers, access: &Access, id: &str, name: &str) -> Resu
         };
         let base = session.peer.url.clone();
         let (resources, omitted) = fetch(&session, &base, &theirs.id)?;
+        // The copies are written by the pull's job: the caller must be one who may write
+        // every type of patient data received (the directory's Practitioners and
+        // Organizations come along as the record's context).
+        let types: HashSet<&str> = resources
+            .iter()
+            .filter_map(|r| r.get("resourceType").and_then(Value::as_str))
+            .filter(|t| store::compartment::patient_owned(t))
+            .collect();
+        for resource_type in types {
+            access.may(Interaction::Create, resource_type)?;
+            access.may(Interaction::Update, resource_type)?;
+        }
         write(access, &peer, &base, id, local.version, &local_patient, &theirs.id, resources, omitted)
     })();
     let (entities, outcome) = match &result {
