@@ -492,6 +492,37 @@ fn two_nodes_locate_and_pull_a_record() {
         http.get(format!("{}/Patient/local-2", node_b.base)).bearer_auth(&token_b).send().unwrap().json().unwrap();
     assert!(after.get("link").is_none(), "nothing written: {after}");
 
+    // Both sides audited the exchange: A what node B's token read, B the operations asked
+    // (their query texts) and the pull's writes (under its job's name).
+    let trail = |data: &Path, base: &str| -> (String, Vec<String>) {
+        let minted = continuum(data, &["token", "--user", "admin", "--scope", "user/AuditEvent.rs"], None);
+        let admin = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+        let text =
+            http.get(format!("{base}/AuditEvent?_count=1000")).bearer_auth(&admin).send().unwrap().text().unwrap();
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let queries = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["resource"]["entity"].as_array().cloned().unwrap_or_default())
+            .filter_map(|entity| entity["query"].as_str().map(str::to_string))
+            .filter_map(|q| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(q)
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+            })
+            .collect();
+        (text, queries)
+    };
+    let (trail_a, _) = trail(&a, &node_a.base);
+    assert!(trail_a.contains("node-b"), "A's trail names node B's client");
+    let (trail_b, queries_b) = trail(&b, &node_b.base);
+    assert!(trail_b.contains("peer-pull"), "B's trail has the pull's writes");
+    assert!(queries_b.iter().any(|q| q.contains("$pull peer=node-a")), "{queries_b:?}");
+    assert!(queries_b.iter().any(|q| q.contains("$locate")), "{queries_b:?}");
+
     // A pull from a peer not registered, and a patient unknown here: refused, nothing written.
     let unknown =
         http.post(format!("{}/Patient/local-1/$pull?peer=nobody", node_b.base)).bearer_auth(&token_b).send().unwrap();
