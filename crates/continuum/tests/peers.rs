@@ -427,6 +427,7 @@ fn two_nodes_locate_and_pull_a_record() {
     assert_eq!(sent["Condition"], 1, "{pushed}");
     assert_eq!(sent["ServiceRequest"], 1, "{pushed}");
     assert_eq!(sent["Task"], 1, "{pushed}");
+    assert_eq!(sent["DocumentReference"], 1, "the referral note: {pushed}");
     assert_eq!(parameter(&pushed, "patient")[0]["valueReference"]["reference"], format!("Patient/{id_a}"));
     let task_ref = parameter(&pushed, "task")[0]["valueReference"]["reference"].as_str().unwrap().to_string();
     let task: Value =
@@ -457,6 +458,22 @@ fn two_nodes_locate_and_pull_a_record() {
         .find(|e| e["resource"]["meta"]["source"] == format!("{}/Condition/cond-b1", node_b.base))
         .unwrap_or_else(|| panic!("B's problem filed at A: {conditions}"));
     assert_eq!(filed["resource"]["code"]["text"], "Hypertension");
+    let notes: Value = http
+        .get(format!("{}/DocumentReference?patient={id_a}&type=http://loinc.org|57133-1", node_a.base))
+        .bearer_auth(&token_a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let note = &notes["entry"][0]["resource"];
+    assert_eq!(note["meta"]["source"], node_b.base.as_str(), "{notes}");
+    let xml = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(note["content"][0]["attachment"]["data"].as_str().unwrap())
+            .unwrap()
+    };
+    assert!(String::from_utf8(xml).unwrap().contains("ClinicalDocument"));
     let patients_a: Value = http
         .get(format!(
             "{}/Patient?identifier=http://hl7.org/fhir/sid/us-ssn|{}",

@@ -3,7 +3,8 @@
 //! The packet holds the patient (a conditional create on one of its identifiers, so the peer
 //! files everything under the patient it already holds, or a new one), a `ServiceRequest`
 //! (the referral), the patient's active problems, active medication orders, allergies and
-//! most recent laboratory results, and a `Task` asking the receiving organization (the
+//! most recent laboratory results, the C-CDA Referral Note of the record (inline in a
+//! `DocumentReference`), and a `Task` asking the receiving organization (the
 //! peer's Organization, when registered) to act on the referral. Every resource is read
 //! through the caller's door; each is sent without its id, with `meta.source` = its URL
 //! here, and references rewritten: to the packet's entries (`urn:uuid:`) when they are in
@@ -12,6 +13,7 @@
 use super::Peers;
 use crate::{Error, Result};
 use access::Access;
+use base64::Engine;
 use search::query::SearchQuery;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -114,6 +116,38 @@ pub(crate) fn push(peers: &Peers, access: &Access, id: &str, name: &str, reason:
             *report.sent.entry(t).or_default() += 1;
         }
         let now = store::format_instant(time::OffsetDateTime::now_utc());
+        // The C-CDA Referral Note of what the caller may read, inline in a DocumentReference.
+        let custodian = crate::documents::custodian(base);
+        let document =
+            crate::documents::export_ccda(access, id, ccda::DocumentType::Referral, (None, None), &custodian)?;
+        let (code, display) = ccda::DocumentType::Referral.loinc();
+        let note_identifier = json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", document.id)});
+        entries.push(json!({
+            "fullUrl": fresh(),
+            "resource": {
+                "resourceType": "DocumentReference",
+                "meta": {"source": base},
+                "masterIdentifier": note_identifier,
+                "status": "current",
+                "docStatus": "final",
+                "type": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+                "subject": {"reference": patient_urn},
+                "date": now,
+                "description": display,
+                "content": [{
+                    "attachment": {
+                        "contentType": "application/xml",
+                        "data": base64::engine::general_purpose::STANDARD.encode(document.xml.as_bytes()),
+                        "size": document.xml.len(),
+                        "title": display,
+                        "creation": now
+                    },
+                    "format": {"system": "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode", "code": ccda::FORMAT_STRUCTURED_BODY_R21}
+                }]
+            },
+            "request": {"method": "POST", "url": "DocumentReference"}
+        }));
+        *report.sent.entry("DocumentReference".into()).or_default() += 1;
         let referral_urn = format!("urn:uuid:{}", uuid::Uuid::new_v4());
         let reason_text = reason.unwrap_or("Referral");
         let supporting: Vec<Value> = items.iter().map(|item| json!({"reference": urn(item)})).collect();
