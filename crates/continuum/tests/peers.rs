@@ -3,7 +3,8 @@
 //! the patient node A holds; `$pull` copies A's record of the patient (counts per type equal
 //! A's `$everything`), every copy with `meta.source` and a Provenance naming A; a second pull
 //! adds nothing; a change at A arrives with the next pull as a new version; a category the
-//! patient's Consent at A withholds from B's organization (the one B's client acts for) never
+//! patient's Consent at A withholds from B's organization (the one B's client acts for:
+//! `client add --organization`) never
 //! leaves A; `$push` files a referral packet (the patient's problems, a ServiceRequest and a
 //! Task for A's organization) under A's patient. And what must be
 //! refused: a peer URL that is not http(s), a peer answering garbage, redirecting or never
@@ -84,15 +85,25 @@ fn two_nodes_locate_and_pull_a_record() {
     let (keys_a, keys_b) = (dir.path().join("keys-a"), dir.path().join("keys-b"));
     run(&["peer", "keygen", keys_a.to_str().unwrap()]);
     run(&["peer", "keygen", keys_b.to_str().unwrap()]);
-    // Each node registers the other as a backend service, with the other's public key.
-    for (data, id, keys) in [(&b, "node-a", &keys_a), (&a, "node-b", &keys_b)] {
-        let jwks = keys.join("jwks.json");
-        continuum(
-            data,
-            &["client", "add", "--id", id, "--name", id, "--scope", "system/*.crs", "--jwks", jwks.to_str().unwrap()],
-            None,
-        );
-    }
+    // Each node registers the other as a backend service, with the other's public key (A's
+    // registration of node B once A holds B's Organization, below).
+    let jwks_a = keys_a.join("jwks.json");
+    continuum(
+        &b,
+        &[
+            "client",
+            "add",
+            "--id",
+            "node-a",
+            "--name",
+            "Node A",
+            "--scope",
+            "system/*.crs",
+            "--jwks",
+            jwks_a.to_str().unwrap(),
+        ],
+        None,
+    );
 
     // Node A: a Synthea patient, managed by organization org-a.
     let text = std::fs::read_to_string(
@@ -136,8 +147,7 @@ fn two_nodes_locate_and_pull_a_record() {
     // patient's Consent withholding behavioral health from it.
     let entries = bundle["entry"].as_array_mut().unwrap();
     entries.push(json!({
-        "resource": {"resourceType": "Organization", "id": "org-b", "name": "Node B clinic",
-                     "identifier": [{"system": "urn:continuum:smart-client", "value": "node-b"}]},
+        "resource": {"resourceType": "Organization", "id": "org-b", "name": "Node B clinic"},
         "request": {"method": "PUT", "url": "Organization/org-b"}
     }));
     entries.push(json!({
@@ -158,6 +168,26 @@ fn two_nodes_locate_and_pull_a_record() {
     let file_a = dir.path().join("a.json");
     write_json(&file_a, &bundle);
     continuum(&a, &["import", file_a.to_str().unwrap()], None);
+    let jwks_b = keys_b.join("jwks.json");
+    let added = continuum(
+        &a,
+        &[
+            "client",
+            "add",
+            "--id",
+            "node-b",
+            "--name",
+            "Node B",
+            "--scope",
+            "system/*.crs",
+            "--jwks",
+            jwks_b.to_str().unwrap(),
+            "--organization",
+            "org-b",
+        ],
+        None,
+    );
+    assert!(String::from_utf8(added.stdout).unwrap().contains("acts for: Organization/org-b"));
     continuum(
         &a,
         &[
