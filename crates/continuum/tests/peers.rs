@@ -318,6 +318,16 @@ fn two_nodes_locate_and_pull_a_record() {
     assert_eq!(withheld.len(), 1, "A's own clinician sees the labelled result: {counts_a:?}");
     *counts_a.get_mut("Observation").unwrap() -= 1;
 
+    let metadata: Value = http.get(format!("{}/metadata", node_b.base)).send().unwrap().json().unwrap();
+    let patient_ops = metadata["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap()["operation"]
+        .to_string();
+    assert!(patient_ops.contains("\"pull\"") && patient_ops.contains("\"locate\""), "{patient_ops}");
+
     // $locate at B: node A holds the patient, a certain match.
     let located = http.get(format!("{}/Patient/local-1/$locate", node_b.base)).bearer_auth(&token_b).send().unwrap();
     assert_eq!(located.status(), 200);

@@ -33,6 +33,10 @@ fn operations(resource_type: &str) -> Vec<Value> {
             // Bulk Data (HL7 FHIR Bulk Data Access 2.0) and the C-CDA document of a patient.
             ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}));
             ops.push(json!({"name": "ccda-export", "definition": "urn:continuum:operation:ccda-export"}));
+            // Continuum nodes sharing a record (answered 404 by a server without peers).
+            for name in ["locate", "pull", "push"] {
+                ops.push(json!({"name": name, "definition": format!("urn:continuum:operation:{name}")}));
+            }
         }
         "Group" => {
             ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}));
