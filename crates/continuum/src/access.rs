@@ -298,6 +298,11 @@ struct ClientAdd {
     /// Generate a client secret (printed once).
     #[arg(long)]
     secret: bool,
+    /// The Organization (its id) this backend client acts for (a peer node's organization):
+    /// its token is then held to what patients' Consents grant or withhold that organization.
+    /// Recorded on the Organization as an identifier (`urn:continuum:smart-client|CLIENT_ID`).
+    #[arg(long, value_name = "ORGANIZATION_ID")]
+    organization: Option<String>,
 }
 
 pub(crate) fn run_client(args: ClientArgs) -> Result<()> {
@@ -316,6 +321,19 @@ pub(crate) fn run_client(args: ClientArgs) -> Result<()> {
             if kind == ClientKind::Confidential && !add.secret && jwks.is_none() && add.jwks_uri.is_none() {
                 bail!("a confidential client needs --secret, --jwks or --jwks-uri (or use --public)");
             }
+            // The Organization must exist before the client is registered as acting for it.
+            let acts_for = match &add.organization {
+                Some(organization) => {
+                    let records = crate::open_store(&add.place.data, &add.place.database)?.records;
+                    let version = records
+                        .read("Organization", organization)
+                        .with_context(|| format!("there is no Organization/{organization}"))?;
+                    let body: serde_json::Value = serde_json::from_str(version.body.as_deref().unwrap_or("null"))
+                        .context("the Organization could not be read")?;
+                    Some((records, organization.clone(), version.version, body))
+                }
+                None => None,
+            };
             let authority = open(&add.place)?;
             let (client, secret) = authority
                 .add_client(NewClient {
@@ -329,6 +347,19 @@ pub(crate) fn run_client(args: ClientArgs) -> Result<()> {
                     with_secret: add.secret,
                 })
                 .context("cannot register the client")?;
+            if let Some((records, organization, version, mut body)) = acts_for {
+                let identifier = serde_json::json!({"system": policy::CLIENT_ORGANIZATION_SYSTEM, "value": client.id});
+                let identifiers = body["identifier"].as_array().cloned().unwrap_or_default();
+                if !identifiers.contains(&identifier) {
+                    let mut identifiers = identifiers;
+                    identifiers.push(identifier);
+                    body["identifier"] = serde_json::Value::Array(identifiers);
+                    records
+                        .update("Organization", &organization, body, Some(version))
+                        .with_context(|| format!("cannot record the client on Organization/{organization}"))?;
+                }
+                println!("acts for: Organization/{organization}");
+            }
             println!("client_id: {}", client.id);
             if let Some(secret) = secret {
                 println!("client_secret: {secret}");

@@ -6,6 +6,7 @@ mod access;
 mod export;
 mod hl7;
 mod migrate;
+mod peers;
 mod serve;
 
 // What the commands share lives in the library beside this binary; imported here so that the
@@ -46,6 +47,8 @@ enum Command {
     Token(access::TokenArgs),
     /// The audit trail: verify its hash chain.
     Audit(audit::AuditArgs),
+    /// Peer Continuum nodes: add, list, remove, keygen, pull.
+    Peer(peers::PeerArgs),
 }
 
 /// mimalloc rather than glibc's allocator: the write path allocates and frees many small JSON
@@ -67,5 +70,6 @@ fn main() -> Result<()> {
         Command::Launch(args) => access::run_launch(args),
         Command::Token(args) => access::run_token(args),
         Command::Audit(args) => audit::run(args),
+        Command::Peer(args) => peers::run(args),
     }
 }

@@ -231,6 +231,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         let web_app = web_app.map(|app| app.with_patient_index(index.clone()));
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
+        // Peer nodes: their entries in the job table, their keys in `peers/` of the data
+        // directory.
+        let registry = exchange::peers::PeerRegistry::new(jobs.clone(), crate::peers::key_dir(&args.data));
+        state = state.with_peers(exchange::peers::Peers::new(registry).with_base(base_url.clone()));
         let bulk = {
             let mut config = exchange::bulk::BulkConfig::in_data_dir(&args.data);
             config.keep_for = Duration::from_secs(args.bulk_keep_hours.saturating_mul(3600));

@@ -24,6 +24,31 @@ pub enum Error {
     /// The job's files are gone (expired or cancelled).
     #[error("the job's files have expired or were deleted")]
     Expired,
+    /// No peer of that name is registered.
+    #[error("no such peer")]
+    NoSuchPeer,
+    /// The peer could not be reached (refused, no route, TLS failed).
+    #[error("the peer could not be reached")]
+    PeerUnreachable,
+    /// The peer did not answer in time.
+    #[error("the peer did not answer in time")]
+    PeerTimeout,
+    /// The peer answered something this node cannot use (not JSON, not FHIR, a redirect,
+    /// too large); says what, never the content.
+    #[error("the peer's answer could not be used: {0}")]
+    PeerAnswer(String),
+    /// The peer refused the request (its HTTP status and the outcome's issue codes).
+    #[error("the peer refused the request (HTTP {status}{})", if .codes.is_empty() { String::new() } else { format!(": {}", .codes) })]
+    PeerRefused {
+        /// The peer's HTTP status.
+        status: u16,
+        /// Its outcome's issue codes.
+        codes: String,
+    },
+    /// The peer holds no certain match for the patient: its candidates (peer URL, grade,
+    /// score), nothing copied.
+    #[error("the peer holds no certain match for this patient")]
+    NoCertainMatch(Vec<String>),
     /// A file of the server could not be written or read.
     #[error("the server could not keep the job's files")]
     Files(#[source] std::io::Error),
@@ -55,7 +80,10 @@ impl Error {
             Error::Access(e) => e.class(),
             Error::Document(ccda::Error::TooLarge { .. }) => ErrorClass::TooLarge,
             Error::Document(_) | Error::Invalid(_) => ErrorClass::Invalid,
-            Error::NoSuchJob | Error::NoSuchPair => ErrorClass::NotFound,
+            Error::NoSuchJob | Error::NoSuchPair | Error::NoSuchPeer => ErrorClass::NotFound,
+            Error::PeerUnreachable | Error::PeerAnswer(_) | Error::PeerRefused { .. } => ErrorClass::BadGateway,
+            Error::PeerTimeout => ErrorClass::GatewayTimeout,
+            Error::NoCertainMatch(_) => ErrorClass::Conflict,
             Error::Expired => ErrorClass::Gone,
             Error::Files(_) => ErrorClass::Internal,
             Error::MergeRefused(_) => ErrorClass::BusinessRule,
@@ -69,6 +97,11 @@ impl Error {
         match self {
             Error::Access(e) => e.issues(),
             Error::Invalid(issues) => issues.clone(),
+            Error::NoCertainMatch(candidates) => {
+                let mut issues = vec![Issue::error(IssueCode::Conflict, self.to_string())];
+                issues.extend(candidates.iter().map(|c| Issue::information(format!("candidate: {c}"))));
+                issues
+            }
             other => vec![Issue::error(other.class().issue_code(), other.to_string())],
         }
     }

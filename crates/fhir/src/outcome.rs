@@ -206,6 +206,11 @@ pub enum ErrorClass {
     Internal,
     /// Busy, shutting down, or a dependency (the audit trail) unavailable: 503, `transient`.
     Unavailable,
+    /// Another server this one asked (a peer node) answered something unusable: 502,
+    /// `exception`.
+    BadGateway,
+    /// Another server this one asked did not answer in time: 504, `transient`.
+    GatewayTimeout,
 }
 
 impl ErrorClass {
@@ -224,6 +229,8 @@ impl ErrorClass {
             ErrorClass::Throttled => 429,
             ErrorClass::Internal => 500,
             ErrorClass::Unavailable => 503,
+            ErrorClass::BadGateway => 502,
+            ErrorClass::GatewayTimeout => 504,
         }
     }
 
@@ -240,8 +247,8 @@ impl ErrorClass {
             ErrorClass::TooLarge => IssueCode::TooCostly,
             ErrorClass::BusinessRule => IssueCode::BusinessRule,
             ErrorClass::Throttled => IssueCode::Throttled,
-            ErrorClass::Internal => IssueCode::Exception,
-            ErrorClass::Unavailable => IssueCode::Transient,
+            ErrorClass::Internal | ErrorClass::BadGateway => IssueCode::Exception,
+            ErrorClass::Unavailable | ErrorClass::GatewayTimeout => IssueCode::Transient,
         }
     }
 
@@ -260,6 +267,8 @@ impl ErrorClass {
             ErrorClass::Throttled => "429 Too Many Requests",
             ErrorClass::Internal => "500 Internal Server Error",
             ErrorClass::Unavailable => "503 Service Unavailable",
+            ErrorClass::BadGateway => "502 Bad Gateway",
+            ErrorClass::GatewayTimeout => "504 Gateway Timeout",
         }
     }
 
@@ -268,7 +277,11 @@ impl ErrorClass {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Conflict | ErrorClass::PreconditionFailed | ErrorClass::Throttled | ErrorClass::Unavailable
+            ErrorClass::Conflict
+                | ErrorClass::PreconditionFailed
+                | ErrorClass::Throttled
+                | ErrorClass::Unavailable
+                | ErrorClass::GatewayTimeout
         )
     }
 }
@@ -294,6 +307,8 @@ mod error_class_tests {
             Throttled,
             Internal,
             Unavailable,
+            BadGateway,
+            GatewayTimeout,
         ];
         for class in all {
             assert!(class.status_line().starts_with(&class.status().to_string()), "{class:?}");

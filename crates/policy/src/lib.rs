@@ -43,6 +43,11 @@ use store::Records;
 
 /// How long a computed staff reach is reused.
 const REACH_TTL: Duration = Duration::from_secs(30);
+
+/// The identifier system under which an Organization names the backend clients (their
+/// `client_id`) that act for it: a service token of such a client is held to what the
+/// patients' Consents grant or withhold that organization (a peer node's client, say).
+pub const CLIENT_ORGANIZATION_SYSTEM: &str = "urn:continuum:smart-client";
 /// How long break-the-glass access lasts.
 pub const GLASS_DURATION: Duration = Duration::from_secs(60 * 60);
 
@@ -73,8 +78,9 @@ pub struct Caller {
 
 #[derive(Debug, Clone)]
 enum CallerKind {
-    /// A backend service (client credentials).
-    Service,
+    /// A backend service (client credentials); acting for organizations (see
+    /// [`CLIENT_ORGANIZATION_SYSTEM`]), what those organizations' Consents withhold.
+    Service { acts_for: Option<Arc<StaffReach>> },
     /// A patient or a proxy: this patient only.
     Patient { patient: String },
     /// Staff.
@@ -103,7 +109,7 @@ pub struct Restriction {
 impl Caller {
     /// Whether this caller is a backend service with nothing limiting it by patient.
     pub fn is_service(&self) -> bool {
-        matches!(self.kind, CallerKind::Service)
+        matches!(self.kind, CallerKind::Service { .. })
     }
 
     /// The patient a patient or proxy user acts for.
@@ -211,7 +217,7 @@ impl Policy {
             Err(e) => return Err(Refusal::Unauthenticated(e.to_string())),
         };
         let kind = match &principal.subject {
-            Subject::Service { .. } => CallerKind::Service,
+            Subject::Service { client_id } => CallerKind::Service { acts_for: self.organizations_reach(client_id)? },
             Subject::User { identity: Identity::Patient { patient }, .. }
             | Subject::User { identity: Identity::Proxy { patient, .. }, .. } => {
                 CallerKind::Patient { patient: patient.clone() }
@@ -222,6 +228,25 @@ impl Policy {
             }
         };
         Ok(Caller { principal, kind })
+    }
+
+    /// For a backend client that acts for organizations (Organizations whose `identifier`
+    /// holds its client id under [`CLIENT_ORGANIZATION_SYSTEM`]): what their Consents
+    /// withhold, computed like a member of staff's of those organizations; `None` for a
+    /// client acting for none.
+    fn organizations_reach(&self, client_id: &str) -> Result<Option<Arc<StaffReach>>, Refusal> {
+        let organizations: Vec<String> = reach::ids_of(
+            &self.records,
+            "Organization",
+            &[("identifier", format!("{CLIENT_ORGANIZATION_SYSTEM}|{client_id}"))],
+        )?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+        if organizations.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.reach_of(&format!("client:{client_id}"), &organizations, None)?))
     }
 
     fn reach_of(&self, user: &str, orgs: &[String], practitioner: Option<&str>) -> Result<Arc<StaffReach>, Refusal> {
@@ -258,7 +283,10 @@ impl Policy {
 
     /// Whether a write of `resource_type` may change who sees what.
     pub fn changes_reach(resource_type: &str) -> bool {
-        matches!(resource_type, "Patient" | "Consent" | "CareTeam" | "Encounter" | "Appointment" | "ServiceRequest")
+        matches!(
+            resource_type,
+            "Patient" | "Consent" | "CareTeam" | "Encounter" | "Appointment" | "ServiceRequest" | "Organization"
+        )
     }
 
     /// Opens break-the-glass access to `patient` for a member of staff, for [`GLASS_DURATION`].
@@ -306,7 +334,7 @@ impl Policy {
         let mut pairs: Vec<(String, String)> =
             grant.residual.iter().map(|c| (c.name.clone(), c.values.join(","))).collect();
         let reach = match &caller.kind {
-            CallerKind::Service => {
+            CallerKind::Service { .. } => {
                 if !decision.grants().iter().any(|g| g.context == Context::System) {
                     return Err(Refusal::Forbidden("a backend service needs system/ scopes".into()));
                 }
@@ -369,7 +397,7 @@ impl Policy {
         // (no search parameter links one to its patient to narrow a search by).
         let reach = match &caller.kind {
             _ if resource_type != "Binary" => reach,
-            CallerKind::Service => reach,
+            CallerKind::Service { .. } => reach,
             _ if interaction == Interaction::Search => {
                 return Err(Refusal::Forbidden(
                     "Binary search is not available to you; read a Binary by its id".into(),
@@ -409,6 +437,27 @@ impl Policy {
     /// The categories to hide from a search or read reaching `reach`: the union over the
     /// patients it touches (the one named by a `patient`/`subject` parameter when there is one).
     fn hidden_categories(&self, caller: &Caller, reach: &Reach, params: &[(String, String)]) -> Vec<Sensitivity> {
+        if let CallerKind::Service { acts_for: Some(organizations) } = &caller.kind {
+            // A service acting for organizations reaches every patient: what the named
+            // patients withhold from them, or, when none is named, what any patient withholds
+            // (never less than a named search would hide).
+            let named = named_patients(params);
+            let mut hidden = Vec::new();
+            let mut add = |categories: Vec<Sensitivity>| {
+                for category in categories {
+                    if !hidden.contains(&category) {
+                        hidden.push(category);
+                    }
+                }
+            };
+            if named.is_empty() {
+                organizations.withheld.values().for_each(|c| add(c.clone()));
+                add(vec![Sensitivity::SubstanceUse]);
+            } else {
+                named.iter().for_each(|p| add(organizations.hidden(p, true)));
+            }
+            return hidden;
+        }
         let CallerKind::Staff { reach: staff, .. } = &caller.kind else { return Vec::new() };
         let Reach::Patients(patients) = reach else { return Vec::new() };
         let named = named_patients(params);
@@ -542,6 +591,19 @@ impl Policy {
             }
             let labels = consent::labels(resource);
             if !labels.is_empty() {
+                let hidden =
+                    self.hidden_categories(caller, &restriction.reach, &[("patient".into(), owners.join(","))]);
+                if labels.iter().any(|l| hidden.contains(l)) {
+                    return Err(Refusal::Hidden);
+                }
+            }
+        }
+        if let CallerKind::Service { acts_for: Some(_) } = &caller.kind
+            && patient_owned(resource_type)
+        {
+            let labels = consent::labels(resource);
+            if !labels.is_empty() {
+                let owners = patients_of(resource_type, resource);
                 let hidden =
                     self.hidden_categories(caller, &restriction.reach, &[("patient".into(), owners.join(","))]);
                 if labels.iter().any(|l| hidden.contains(l)) {

@@ -49,7 +49,11 @@ impl StaffReach {
     }
 }
 
-fn ids_of(records: &Records, resource_type: &str, pairs: &[(&str, String)]) -> store::Result<Vec<(String, String)>> {
+pub(crate) fn ids_of(
+    records: &Records,
+    resource_type: &str,
+    pairs: &[(&str, String)],
+) -> store::Result<Vec<(String, String)>> {
     let pairs: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
     let query = SearchQuery::parse(Some(resource_type), &pairs, true).map_err(|e| store::Error::Invalid(e.0))?;
     let keys = records.backend().search(&query, MOST)?;

@@ -36,6 +36,13 @@ fn operations(resource_type: &str) -> Vec<Value> {
             // Patient merge (FHIR R5's operation on the R4 record) and its undoing.
             ops.push(json!({"name": "merge", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge"}));
             ops.push(json!({"name": "unmerge", "definition": "urn:continuum:operation:unmerge"}));
+            // Continuum nodes sharing a record (answered 404 by a server without peers).
+            for name in ["locate", "pull", "push"] {
+                ops.push(json!({"name": name, "definition": format!("urn:continuum:operation:{name}")}));
+            }
+            // Patient matching (FHIR R4) and the duplicate review work list.
+            ops.push(json!({"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"}));
+            ops.push(json!({"name": "match-review", "definition": "urn:continuum:operation:match-review"}));
         }
         "Group" => {
             ops.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}));

@@ -16,6 +16,7 @@ mod limits;
 mod merge;
 pub mod message_log;
 mod observe;
+mod peers;
 mod rest;
 mod search;
 pub mod tls;
@@ -24,6 +25,7 @@ pub use error::ApiError;
 pub use headers::APP_CONTENT_SECURITY_POLICY;
 pub use limits::RateLimit;
 pub use observe::metrics_router;
+pub use peers::report_parameters;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -92,6 +94,8 @@ struct StateInner {
     identity: Arc<exchange::identity::Identity>,
     /// The master patient index and its review list, when the server keeps one.
     patient_index: Option<exchange::identity::PatientIndex>,
+    /// The peer nodes (`$locate`, `$pull`), when the server has them.
+    peers: Option<exchange::peers::Peers>,
 }
 
 impl StateInner {
@@ -134,6 +138,7 @@ impl AppState {
                 bulk: None,
                 identity,
                 patient_index: None,
+                peers: None,
             }),
         }
     }
@@ -192,6 +197,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the state is shared");
         inner.patient_index = Some(index);
         self
+    }
+
+    /// Offers the record locator and the pull from `peers`.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_peers(mut self, peers: exchange::peers::Peers) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_peers is called before the state is shared");
+        inner.peers = Some(peers);
+        self
+    }
+
+    fn peers(&self) -> Option<&exchange::peers::Peers> {
+        self.inner.peers.as_ref()
     }
 
     fn patient_index(&self) -> Option<&exchange::identity::PatientIndex> {

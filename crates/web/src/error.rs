@@ -71,7 +71,7 @@ impl From<store::Error> for WebError {
             | ErrorClass::BusinessRule
             | ErrorClass::TooLarge
             | ErrorClass::Throttled => WebError::BadRequest(error.to_string()),
-            ErrorClass::Unavailable => {
+            ErrorClass::Unavailable | ErrorClass::BadGateway | ErrorClass::GatewayTimeout => {
                 tracing::warn!("web app: the store is unavailable");
                 if error.is_audit_unavailable() { WebError::AuditUnavailable } else { WebError::Unavailable }
             }
