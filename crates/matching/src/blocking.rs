@@ -56,6 +56,8 @@ pub fn blocks(d: &Demographics) -> Vec<Block> {
         if matches!(identifier.kind, IdentifierKind::Other) {
             continue;
         }
+        // One search per written form: SQLite answers a single `system|value` from the token
+        // index, but scans for an OR of them.
         let mut values = vec![format!("{}|{}", escape(&identifier.system), escape(&identifier.value))];
         if identifier.kind == IdentifierKind::SocialSecurity && identifier.normalized.len() == 9 {
             let n = &identifier.normalized;
@@ -66,7 +68,9 @@ pub fn blocks(d: &Demographics) -> Vec<Block> {
                 }
             }
         }
-        out.push(block("identifier", &[("identifier", values.join(","))]));
+        for value in values {
+            out.push(block("identifier", &[("identifier", value)]));
+        }
     }
     if let Some(birth) = d.birth {
         let [from, to] = year_range(birth);
@@ -76,11 +80,10 @@ pub fn blocks(d: &Demographics) -> Vec<Block> {
         if let Some(given) = d.first_given().filter(|g| g.len() > 1) {
             out.push(block("given sound and birth year", &[("phonetic", given.to_string()), from.clone(), to.clone()]));
         }
-        let mut dates = vec![birth.iso()];
+        out.push(block("birth date", &[("birthdate", birth.iso())]));
         if let Some(t) = birth.transposed() {
-            dates.push(t.iso());
+            out.push(block("birth date transposed", &[("birthdate", t.iso())]));
         }
-        out.push(block("birth date", &[("birthdate", dates.join(","))]));
         if let Some(zip) = d.addresses.iter().map(|a| a.zip5.as_str()).find(|z| z.len() == 5) {
             out.push(block("ZIP and birth year", &[("address-postalcode", zip.to_string()), from, to]));
         }
@@ -118,21 +121,19 @@ mod tests {
             names,
             [
                 "identifier",
+                "identifier",
                 "family sound and birth year",
                 "given sound and birth year",
                 "birth date",
+                "birth date transposed",
                 "ZIP and birth year",
                 "phone"
             ]
         );
-        assert_eq!(
-            blocks[0].params,
-            [(
-                "identifier".to_string(),
-                "http://hl7.org/fhir/sid/us-ssn|999-12-3456,http://hl7.org/fhir/sid/us-ssn|999123456".to_string()
-            )]
-        );
-        assert_eq!(blocks[3].params[0].1, "1961-03-04,1961-04-03");
-        assert!(blocks[5].params[0].1.contains("(555) 123-4567"));
+        assert_eq!(blocks[0].params[0].1, "http://hl7.org/fhir/sid/us-ssn|999-12-3456");
+        assert_eq!(blocks[1].params[0].1, "http://hl7.org/fhir/sid/us-ssn|999123456");
+        assert_eq!(blocks[4].params[0].1, "1961-03-04");
+        assert_eq!(blocks[5].params[0].1, "1961-04-03");
+        assert!(blocks[7].params[0].1.contains("(555) 123-4567"));
     }
 }
