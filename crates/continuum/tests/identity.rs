@@ -121,8 +121,14 @@ fn match_link_and_review_over_http() {
     );
     assert!(urls.iter().any(|u| u.ends_with(&format!("Patient/{duplicate_id}"))), "{urls:?}");
 
-    // A probable duplicate (a typo in the given name, no SSN, another street) goes to review.
-    let probable: Value = post("Patient", &jon("Jonn", "1961-03-04", None, "40 Oak Avenue")).json().unwrap();
+    // A probable duplicate (a typo in the given name, no SSN, another street and phone) goes to
+    // review.
+    let moved = |given: &str, street: &str| {
+        let mut patient = jon(given, "1961-03-04", None, street);
+        patient["telecom"][0]["value"] = json!("555-777-0101");
+        patient
+    };
+    let probable: Value = post("Patient", &moved("Jonn", "40 Oak Avenue")).json().unwrap();
     let probable_id = probable["id"].as_str().unwrap().to_string();
     let mut pair_id = String::new();
     eventually("the probable pair is on the work list", || {
@@ -150,7 +156,7 @@ fn match_link_and_review_over_http() {
     assert!(remembered.to_string().contains(&pair_id));
 
     // Another probable duplicate, merged from the work list into the record it pairs with.
-    let extra: Value = post("Patient", &jon("Jonh", "1961-03-04", None, "7 Pine Road")).json().unwrap();
+    let extra: Value = post("Patient", &moved("Jonh", "7 Pine Road")).json().unwrap();
     let extra_id = extra["id"].as_str().unwrap().to_string();
     let mut merge_pair: Option<(String, String)> = None;
     eventually("the second probable pair is on the work list", || {

@@ -1,7 +1,8 @@
 //! The master patient index: every Patient written — whatever the door (the API, a
 //! transaction Bundle, HL7 ADT, a C-CDA import, a pull from a peer) — is matched against the
 //! others right behind its commit. Certain matches are linked at once: one person id (an
-//! identifier under [`Identity::enterprise_system`]) shared by every linked record, and
+//! identifier under [`Identity::enterprise_system`]) shared by every linked record (a record
+//! linked to none gets none, so creating a patient writes one version, not two), and
 //! `Patient.link` (`seealso`) both ways. Probable matches go to the review work list.
 //!
 //! The store's history is the queue: the index keeps a checkpoint (the sequence of the last
@@ -225,7 +226,7 @@ impl PatientIndex {
         let system = self.inner.identity.enterprise_system.clone();
         let demographics = Demographics::of_patient(&patient, Some(&system));
         let person = person_id(&demographics);
-        if person.is_some() && version.version > 1 {
+        if version.version > 1 {
             let previous = records.vread("Patient", &version.id, version.version - 1).ok();
             let unchanged = previous
                 .and_then(|p| p.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()))
@@ -286,6 +287,11 @@ impl PatientIndex {
                 Some((m.version, body))
             })
             .collect();
+        if others.is_empty() {
+            // Nobody to link: a record alone is its own person, and gets no id (nor a second
+            // version) until it is linked.
+            return Ok(());
+        }
         let person = person
             .or_else(|| others.iter().find_map(|(_, body)| person_id(&Demographics::of_patient(body, Some(&system)))))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
