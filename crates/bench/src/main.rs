@@ -9,6 +9,7 @@ mod exchange;
 mod identity;
 mod load;
 mod mllp;
+mod peers;
 mod scale;
 mod searches;
 mod throughput;
@@ -48,6 +49,8 @@ enum Command {
     Exchange(exchange::ExchangeBenchArgs),
     /// `$match` latency over a large generated population (issue 19's figure).
     Match(identity::MatchBenchArgs),
+    /// A 2,000-resource record pulled between two nodes (issue 19's figure).
+    Pull(peers::PullBenchArgs),
     /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
     SyntheaScale(scale::ScaleArgs),
 }
@@ -70,5 +73,6 @@ fn main() -> Result<()> {
         Some(Command::Exchange(args)) => exchange::run(args),
         Some(Command::SyntheaScale(args)) => scale::run(args),
         Some(Command::Match(args)) => identity::run(args),
+        Some(Command::Pull(args)) => peers::run(args),
     }
 }
