@@ -340,6 +340,23 @@ fn two_nodes_locate_and_pull_a_record() {
     assert_eq!(best["part"][0]["valueReference"]["reference"], format!("{}/Patient/{id_a}", node_a.base));
     assert_eq!(best["part"][2]["valueCode"], "certain");
 
+    // A physician of another organization at B reaches nothing of local-1 through the peer
+    // operations: not found, and nothing written (the first pull below still creates all).
+    continuum(
+        &b,
+        &["user", "add", "outsider-b", "--role", "physician", "--org", "org-elsewhere", "--password-stdin"],
+        Some(PASSWORD),
+    );
+    let outsider = token(&b, "outsider-b");
+    for (method, path) in [
+        (reqwest::Method::GET, "Patient/local-1/$locate"),
+        (reqwest::Method::POST, "Patient/local-1/$pull?peer=node-a"),
+        (reqwest::Method::POST, "Patient/local-1/$push?peer=node-a"),
+    ] {
+        let answer = http.request(method, format!("{}/{path}", node_b.base)).bearer_auth(&outsider).send().unwrap();
+        assert_eq!(answer.status(), 404, "{path} for a caller outside the patient's reach");
+    }
+
     // $pull at B: A's record copied, counts per type equal A's.
     let pull = || -> Value {
         let answer = http

@@ -6,6 +6,7 @@
 use crate::bulk_data::body_of;
 use crate::caller::Caller;
 use crate::extract::Negotiated;
+use crate::format::Query;
 use crate::format::fhir_json_response;
 use crate::rest::blocking_checked;
 use crate::search::query_pairs;
@@ -75,36 +76,8 @@ pub(crate) async fn pull(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !fhir::reference::is_id(&id) {
-        return Err(ApiError::bad_request("invalid resource id"));
-    }
-    let body = body_of(body)?;
-    let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        Some(serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?)
-    };
-    let pairs = query_pairs(&query);
-    let mut peer = None;
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "peer" => peer = Some(value.clone()),
-            "_format" | "_pretty" => {}
-            other => return Err(ApiError::bad_request(format!("$pull does not take `{other}`"))),
-        }
-    }
-    if peer.is_none() {
-        peer = body
-            .as_ref()
-            .and_then(|b| b.get("parameter"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some("peer"))
-            .and_then(|p| p.get("valueString").and_then(Value::as_str))
-            .map(str::to_string);
-    }
-    let peer = peer.ok_or_else(|| ApiError::bad_request("$pull needs `peer` (the peer's name)"))?;
+    let input = OperationInput::read("$pull", &id, &query, body)?;
+    let peer = input.peer("$pull")?;
     let peers = peers(&state)?;
     let report = blocking_checked(move || Ok(peers.pull(&access, &id, &peer)?)).await?;
     Ok(fhir_json_response(StatusCode::OK, &report_parameters(&report)))
@@ -121,25 +94,52 @@ pub(crate) async fn push(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !fhir::reference::is_id(&id) {
-        return Err(ApiError::bad_request("invalid resource id"));
-    }
-    let body = body_of(body)?;
-    let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        Some(serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?)
-    };
-    let mut peer = None;
-    for (name, value) in query_pairs(&query) {
-        match name.as_str() {
-            "peer" => peer = Some(value),
-            "_format" | "_pretty" => {}
-            other => return Err(ApiError::bad_request(format!("$push does not take `{other}`"))),
+    let input = OperationInput::read("$push", &id, &query, body)?;
+    let peer = input.peer("$push")?;
+    let reason = input.named("reason");
+    let peers = peers(&state)?;
+    let report = blocking_checked(move || Ok(peers.push(&access, &id, &peer, reason.as_deref())?)).await?;
+    Ok(fhir_json_response(StatusCode::OK, &push_parameters(&report)))
+}
+
+/// What `$pull` and `$push` are given: `peer` in the query, or `peer` (and other valueString
+/// parameters) in an optional `Parameters` body.
+struct OperationInput {
+    peer: Option<String>,
+    body: Option<Value>,
+}
+
+impl OperationInput {
+    fn read(
+        operation: &str,
+        id: &str,
+        query: &Query,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<OperationInput, ApiError> {
+        if !fhir::reference::is_id(id) {
+            return Err(ApiError::bad_request("invalid resource id"));
         }
+        let body = body_of(body)?;
+        let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            Some(serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not valid JSON"))?)
+        };
+        let mut peer = None;
+        for (name, value) in query_pairs(query) {
+            match name.as_str() {
+                "peer" => peer = Some(value),
+                "_format" | "_pretty" => {}
+                other => return Err(ApiError::bad_request(format!("{operation} does not take `{other}`"))),
+            }
+        }
+        Ok(OperationInput { peer, body })
     }
-    let named = |name: &str| {
-        body.as_ref()
+
+    /// A valueString parameter of the body.
+    fn named(&self, name: &str) -> Option<String> {
+        self.body
+            .as_ref()
             .and_then(|b| b.get("parameter"))
             .and_then(Value::as_array)
             .into_iter()
@@ -147,13 +147,15 @@ pub(crate) async fn push(
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|p| p.get("valueString").and_then(Value::as_str))
             .map(str::to_string)
-    };
-    let peer =
-        peer.or_else(|| named("peer")).ok_or_else(|| ApiError::bad_request("$push needs `peer` (the peer's name)"))?;
-    let reason = named("reason");
-    let peers = peers(&state)?;
-    let report = blocking_checked(move || Ok(peers.push(&access, &id, &peer, reason.as_deref())?)).await?;
-    Ok(fhir_json_response(StatusCode::OK, &push_parameters(&report)))
+    }
+
+    /// The peer named in the query, else in the body.
+    fn peer(&self, operation: &str) -> Result<String, ApiError> {
+        self.peer
+            .clone()
+            .or_else(|| self.named("peer"))
+            .ok_or_else(|| ApiError::bad_request(format!("{operation} needs `peer` (the peer's name)")))
+    }
 }
 
 fn push_parameters(report: &PushReport) -> Value {
