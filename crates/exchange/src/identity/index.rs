@@ -138,6 +138,10 @@ impl PatientIndex {
     /// The Patient versions written after `after`, oldest first, at most [`STEP`].
     fn versions_after(&self, after: i64) -> Result<Vec<ResourceVersion>> {
         let records = self.inner.door.records();
+        // Nothing written since: no history read (the thread looks every few seconds).
+        if records.backend().latest_sequence()? <= after {
+            return Ok(Vec::new());
+        }
         let mut newest_first = Vec::new();
         let mut before = None;
         // History pages newest first: page back to the checkpoint, keeping the oldest STEP.
