@@ -156,6 +156,11 @@ pub trait Transaction {
         let _ = message;
         Err(crate::Error::NotSupported("an outbox on this backend".into()))
     }
+    /// Queues a notification, committed with this transaction; its number within its channel.
+    fn enqueue_notification(&mut self, notification: &crate::notify::NewNotification<'_>) -> Result<i64> {
+        let _ = notification;
+        Err(crate::Error::NotSupported("a notification outbox on this backend".into()))
+    }
 }
 
 /// A unit of work run inside one transaction by [`Backend::execute`].

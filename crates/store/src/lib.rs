@@ -15,6 +15,7 @@ pub mod jobs;
 #[cfg(test)]
 mod memory;
 pub mod messages;
+pub mod notify;
 pub mod outbox;
 mod recording;
 pub mod records;
@@ -31,6 +32,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use feed::{ChangeFeed, CommitListener, Committed};
 pub use guard::AccessGuard;
 pub use jobs::{JobStore, StoredJob};
+pub use notify::{NewNotification, Notification, Notifications};
 pub use messages::{InboundPartner, MessageLog, MessageQuery, MessageStatus, StoredMessage};
 pub use outbox::{Outbox, WriteHook};
 pub use records::{Records, WriteKind, WriteOutcome};

@@ -121,4 +121,8 @@ impl Transaction for RecordingTx<'_, '_> {
     fn enqueue_outbound(&mut self, message: &crate::outbox::NewOutbound<'_>) -> Result<()> {
         self.inner.enqueue_outbound(message)
     }
+
+    fn enqueue_notification(&mut self, notification: &crate::notify::NewNotification<'_>) -> Result<i64> {
+        self.inner.enqueue_notification(notification)
+    }
 }

@@ -1,0 +1,13 @@
+//! The care-coordination service, HTTP-free: what an EHR adds to a chart so that the people
+//! caring for one patient in several organizations work as one team. Every operation takes an
+//! `access::Access` (the caller's door) and returns typed views or writes through it; the rules
+//! that must hold whatever door a write comes through are [`store::WriteHook`]s the binary
+//! installs.
+//!
+//! - [`teams`]: the patient's care team across organizations (members with role, period and
+//!   lead); membership is what the policy's care-relationship rule reads.
+
+mod error;
+pub mod teams;
+
+pub use error::{Error, Result};
