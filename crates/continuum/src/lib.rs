@@ -65,6 +65,8 @@ pub struct Store {
     pub audit: Arc<dyn store::AuditLog>,
     /// The state of Bulk Data jobs.
     pub jobs: Arc<dyn store::JobStore>,
+    /// The notification outbox (care alerts, Subscription events, e-mails, webhooks).
+    pub notifications: Arc<dyn store::Notifications>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     pub sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
 }
@@ -98,6 +100,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             outbox: Arc::new(backend.outbox()),
             audit: backend.clone(),
             jobs: Arc::new(backend.job_store()),
+            notifications: Arc::new(backend.notifications()),
             sqlite: None,
         });
     }
@@ -112,6 +115,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
         audit: backend.clone(),
         jobs: Arc::new(backend.job_store().context("cannot open the job states")?),
+        notifications: Arc::new(backend.notifications().context("cannot open the notification outbox")?),
         sqlite: Some(backend),
     })
 }

@@ -122,7 +122,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, audit, jobs } =
+    let crate::Store { records, message_log, outbox, sqlite, audit, jobs, notifications: _notifications } =
         crate::open_store(&args.data, &args.database)?;
     // Every audit entry this server appends is keyed (a rewrite of the trail without the key
     // is found by `continuum audit verify`).
