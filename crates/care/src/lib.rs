@@ -6,8 +6,15 @@
 //!
 //! - [`teams`]: the patient's care team across organizations (members with role, period and
 //!   lead); membership is what the policy's care-relationship rule reads.
+//! - [`alerts`]: event alerts (admissions, ED visits, discharges, abnormal and critical
+//!   results, medication changes, depression screens) queued by a write hook in the
+//!   triggering write's transaction, delivered to the care team's inboxes, e-mail and webhooks.
+//! - [`transitions`]: a discharge's follow-up Tasks and the packet to the primary-care
+//!   practice; the discharges without follow-up.
 
+pub mod alerts;
 mod error;
 pub mod teams;
+pub mod transitions;
 
 pub use error::{Error, Result};

@@ -83,6 +83,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             .with_hook(Arc::new(hl7_interface::outbound::AdtNotifier))
             .with_hook(Arc::new(chart::NoteLifecycle))
             .with_hook(Arc::new(exchange::identity::MergedPatients))
+            .with_hook(Arc::new(care::alerts::AlertHook))
     };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {

@@ -115,6 +115,21 @@ pub(crate) struct ServeArgs {
     /// outside their reach (never whose), so that they do not register duplicates.
     #[arg(long)]
     match_reveals_outside_reach: bool,
+    /// Who is told of which care alerts: rules per organization, behavioral-health roles,
+    /// webhooks (JSON; see the README's "Care coordination"). Default: every current member of
+    /// the patient's care team and the owning practice are told of every event.
+    #[arg(long, value_name = "FILE")]
+    alert_rules: Option<PathBuf>,
+    /// The SMTP relay alert e-mails go through (`HOST:PORT`); without it no e-mail is sent
+    /// (the in-app inbox and webhooks still are).
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp_relay: Option<String>,
+    /// How the relay is reached: `plain`, `starttls` or `tls`.
+    #[arg(long, default_value = "starttls", value_name = "MODE")]
+    smtp_security: String,
+    /// The sender of alert e-mails.
+    #[arg(long, default_value = "Continuum <alerts@continuum.invalid>", value_name = "ADDRESS")]
+    smtp_from: String,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -122,7 +137,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, audit, jobs, notifications: _notifications } =
+    let crate::Store { records, message_log, outbox, sqlite, audit, jobs, notifications } =
         crate::open_store(&args.data, &args.database)?;
     // Every audit entry this server appends is keyed (a rewrite of the trail without the key
     // is found by `continuum audit verify`).
@@ -229,6 +244,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         }
         state = state.with_patient_index(index.clone());
         let web_app = web_app.map(|app| app.with_patient_index(index.clone()));
+        // Care alerts: queued by the alert hook inside each triggering write, delivered to
+        // the care team's inboxes (and e-mail, webhooks) by threads of their own.
+        start_alerts(&args, state.door().clone(), Arc::clone(&notifications))?;
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         // Peer nodes: their entries in the job table, their keys in `peers/` of the data
@@ -475,6 +493,46 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+/// Starts the delivery of care alerts and their outbound channels (see `care::alerts`).
+fn start_alerts(args: &ServeArgs, door: access::Door, notifications: Arc<dyn store::Notifications>) -> Result<()> {
+    let config = match &args.alert_rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            care::alerts::AlertConfig::from_json(&text).with_context(|| format!("{} is not valid", path.display()))?
+        }
+        None => care::alerts::AlertConfig::default(),
+    };
+    let every = Duration::from_millis(500);
+    let webhooks = care::alerts::channels::WebhookSender::new().context("cannot make the webhook client")?;
+    care::alerts::channels::start(Arc::clone(&notifications), Arc::new(webhooks), every)
+        .context("cannot start the webhook sender")?;
+    let email = match &args.smtp_relay {
+        Some(relay) => {
+            let (host, port) = relay
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .context("--smtp-relay takes HOST:PORT")?;
+            let security = match args.smtp_security.as_str() {
+                "plain" => care::alerts::channels::SmtpSecurity::Plain,
+                "starttls" => care::alerts::channels::SmtpSecurity::StartTls,
+                "tls" => care::alerts::channels::SmtpSecurity::Tls,
+                _ => anyhow::bail!("--smtp-security is plain, starttls or tls"),
+            };
+            let sender = care::alerts::channels::EmailSender::new(&host, port, security, &args.smtp_from)
+                .context("cannot use the SMTP relay settings")?;
+            care::alerts::channels::start(Arc::clone(&notifications), Arc::new(sender), every)
+                .context("cannot start the e-mail sender")?;
+            true
+        }
+        None => false,
+    };
+    care::alerts::AlertDelivery::new(door, notifications, config)
+        .with_email(email)
+        .start()
+        .context("cannot start the care alerts")?;
+    Ok(())
 }
 
 #[cfg(test)]

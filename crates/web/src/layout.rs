@@ -36,6 +36,8 @@ pub(crate) fn page(session: &Session, title: &str, content: Markup) -> Markup {
                 a class="brand" href="/app/patients" { "Continuum" }
                 nav aria-label="App" {
                     a href="/app/patients" { "Patients" }
+                    " " a href="/app/alerts" { "Alerts" }
+                    " " a href="/app/discharges" { "Discharges" }
                     @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Administrator | auth::Role::FrontDesk)) {
                         " " a href="/app/duplicates" { "Duplicates" }
                     }
@@ -214,6 +216,8 @@ pub(crate) enum Tab {
     Note,
     Vitals,
     Lists,
+    /// The care team across organizations.
+    CareTeam,
     /// Reconciliation of incoming items (a tab only while open: the summary links to it).
     Reconcile,
 }
@@ -228,6 +232,7 @@ pub(crate) fn chart_page(session: &Session, banner: &Banner, tab: Tab, title: &s
         (Tab::Note, "New note", format!("{base}/notes/new")),
         (Tab::Vitals, "Vitals", format!("{base}/vitals")),
         (Tab::Lists, "Problems, allergies, medications", format!("{base}/lists")),
+        (Tab::CareTeam, "Care team", format!("{base}/care-team")),
     ];
     let extra = (tab == Tab::Reconcile).then(|| (Tab::Reconcile, "Reconcile", format!("{base}/reconcile")));
     let tabs: Vec<_> = tabs.into_iter().chain(extra).collect();

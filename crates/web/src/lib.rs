@@ -18,6 +18,7 @@
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
+mod care_team;
 mod clinical;
 mod display;
 mod documents;
@@ -154,6 +155,11 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/referral-document", post(documents::send_referral))
         .route("/app/patients/{id}/documents/{reference}", get(documents::download_document))
         .route("/app/duplicates", get(duplicates::page).post(duplicates::decide))
+        .route("/app/patients/{id}/care-team", get(care_team::page).post(care_team::add))
+        .route("/app/patients/{id}/care-team/end", post(care_team::end))
+        .route("/app/alerts", get(care_team::alerts))
+        .route("/app/alerts/{id}/read", post(care_team::mark_read))
+        .route("/app/discharges", get(care_team::discharges))
         .route("/app/patients/{id}/reconcile", get(reconcile::page))
         .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
         .with_state(app)
