@@ -152,8 +152,9 @@ fn an_ed_visit_reaches_the_team_and_the_practice_once() {
 fn rules_choose_roles_and_behavioral_health_events_go_to_the_bh_clinician() {
     let world = world();
     let config = AlertConfig::from_json(&format!(
-        r#"{{"rules": [{{"organization": "{}", "events": ["ed-visit", "depression-screen-positive"], "roles": ["care manager"]}}]}}"#,
-        world.clinic
+        r#"{{"rules": [{{"organization": "{}", "events": ["ed-visit", "depression-screen-positive"], "roles": ["care manager"],
+            "notify": ["Organization/{}"]}}]}}"#,
+        world.clinic, world.bh_org
     ))
     .unwrap();
     let sender = delivery(&world, config);
@@ -186,7 +187,10 @@ fn rules_choose_roles_and_behavioral_health_events_go_to_the_bh_clinician() {
     assert_eq!(rising.len(), 1, "{got:?}");
     assert_eq!(rising[0].0, bh);
     assert!(got.len() > before);
-    let _ = world.bh_org;
+    // The practice's partner is told of positive screens (and only of what the rule names).
+    let partner = format!("Organization/{}", world.bh_org);
+    assert!(got.contains(&(partner.clone(), "depression-screen-positive".into(), "routine".into())), "{got:?}");
+    assert!(!got.iter().any(|(r, e, _)| r == &partner && e != "depression-screen-positive"), "{got:?}");
 }
 
 #[test]

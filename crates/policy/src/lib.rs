@@ -294,6 +294,7 @@ impl Policy {
                 | "Organization"
                 | "PractitionerRole"
                 | "Task"
+                | "Communication"
         )
     }
 

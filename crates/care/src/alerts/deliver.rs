@@ -294,6 +294,13 @@ pub fn recipients(access: &Access, patient: &str, kind: AlertKind, config: &Aler
             }
         }
     }
+    for practice in practice_of(access, patient)? {
+        let Some(org) = practice.reference.strip_prefix("Organization/") else { continue };
+        for partner in config.partners(org, kind) {
+            let organization = partner.strip_prefix("Organization/").map(str::to_string);
+            chosen.push(Recipient { reference: partner, organization });
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     chosen.retain(|r| seen.insert(r.reference.clone()));
     Ok(chosen)

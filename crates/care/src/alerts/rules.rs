@@ -21,7 +21,10 @@
 //! behavioral health ([`super::AlertKind::behavioral_health`]) go to the members whose role
 //! matches `behavioral_health_roles`, and to every member when the team has none (an urgent
 //! signal must reach someone). The owning practice (the patient's `managingOrganization` and
-//! `generalPractitioner`) is told of every event its rules admit for the role `practice`.
+//! `generalPractitioner`) is told of every event its rules admit for the role `practice`, and
+//! a rule's `notify` list names partners outside the team told of the rule's events for the
+//! practice's patients (`{"organization": "pcp-clinic", "events": ["depression-screen-positive"],
+//! "roles": ["care manager"], "notify": ["Organization/harbor-bh"]}`).
 
 use super::events::AlertKind;
 use serde::Deserialize;
@@ -37,6 +40,12 @@ pub struct Rule {
     /// Words of the team roles admitted (empty: all).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Who else is told of these events for the patients this organization is the practice
+    /// of (`Organization/…`, `Practitioner/…`): a behavioral-health partner told of positive
+    /// depression screens, say. Being told is a care relationship for 30 days (the policy's
+    /// rule), so the partner can open the chart and take the patient on.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// A webhook told of each alert for an organization.
@@ -83,6 +92,11 @@ pub enum ConfigError {
     /// An event code that is none.
     #[error("the alert rules name an unknown event `{0}`")]
     UnknownEvent(String),
+    /// A partner to notify that is not an Organization, Practitioner or PractitionerRole.
+    #[error(
+        "the alert rules would notify `{0}`, which is not an Organization, Practitioner or PractitionerRole reference"
+    )]
+    Notify(String),
     /// A webhook URL that is not http(s).
     #[error("webhook `{0}` must have an http or https URL")]
     WebhookUrl(String),
@@ -95,6 +109,14 @@ impl AlertConfig {
         for rule in &config.rules {
             if let Some(bad) = rule.events.iter().find(|e| AlertKind::parse(e).is_none()) {
                 return Err(ConfigError::UnknownEvent(bad.clone()));
+            }
+        }
+        for rule in &config.rules {
+            if let Some(bad) = rule.notify.iter().find(|n| {
+                let (kind, id) = n.split_once('/').unwrap_or_default();
+                !matches!(kind, "Organization" | "Practitioner" | "PractitionerRole") || id.is_empty()
+            }) {
+                return Err(ConfigError::Notify(bad.clone()));
             }
         }
         for hook in &config.webhooks {
@@ -121,6 +143,17 @@ impl AlertConfig {
             (r.events.is_empty() || r.events.iter().any(|e| e == kind.code()))
                 && (r.roles.is_empty() || r.roles.iter().any(|w| role.contains(&w.to_lowercase())))
         })
+    }
+
+    /// Who else is told of `kind` for a patient whose practice is `organization`.
+    pub fn partners(&self, organization: &str, kind: AlertKind) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter(|r| {
+                r.organization == organization && (r.events.is_empty() || r.events.iter().any(|e| e == kind.code()))
+            })
+            .flat_map(|r| r.notify.iter().cloned())
+            .collect()
     }
 
     /// Whether team role `role` is a behavioral-health clinician's.
@@ -170,5 +203,16 @@ mod tests {
             Err(ConfigError::WebhookUrl(_))
         ));
         assert!(matches!(AlertConfig::from_json("[1]"), Err(ConfigError::Shape(_))));
+        assert!(matches!(
+            AlertConfig::from_json(r#"{"rules": [{"organization": "x", "notify": ["Patient/p"]}]}"#),
+            Err(ConfigError::Notify(_))
+        ));
+        let config = AlertConfig::from_json(
+            r#"{"rules": [{"organization": "pcp", "events": ["depression-screen-positive"], "notify": ["Organization/bh"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.partners("pcp", AlertKind::PositiveDepressionScreen), ["Organization/bh"]);
+        assert!(config.partners("pcp", AlertKind::EdVisit).is_empty());
+        assert!(config.partners("other", AlertKind::PositiveDepressionScreen).is_empty());
     }
 }
