@@ -40,9 +40,12 @@ impl WriteHook for AlertHook {
         else {
             return Ok(());
         };
+        let now = OffsetDateTime::now_utc();
+        if !worth_reading(new.resource_type, previous.is_some(), new.index, now) {
+            return Ok(());
+        }
         let Ok(after) = serde_json::from_str::<Value>(body) else { return Ok(()) };
         let before = previous.and_then(|p| p.body.as_deref()).and_then(|b| serde_json::from_str::<Value>(b).ok());
-        let now = OffsetDateTime::now_utc();
         let mut kinds = match new.resource_type {
             "Encounter" => events::of_encounter(before.as_ref(), &after),
             "Observation" => events::of_observation(before.as_ref(), &after, now),
@@ -69,6 +72,32 @@ impl WriteHook for AlertHook {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Whether a version may raise an alert at all, told from its index rows without parsing it:
+/// an import of history (results and new prescriptions dated more than
+/// [`events::NEWS_DAYS`] ago, visits written already finished) is passed over cheaply.
+fn worth_reading(resource_type: &str, replaces: bool, index: &[search::IndexEntry], now: OffsetDateTime) -> bool {
+    let oldest_news = search::micros(now - time::Duration::days(events::NEWS_DAYS));
+    let dated_before_news = |param: &str| {
+        let key = search::param_key(resource_type, param);
+        index
+            .iter()
+            .any(|e| e.param == key && matches!(&e.value, search::IndexValue::Date(range) if range.high < oldest_news))
+    };
+    match resource_type {
+        "Observation" => !dated_before_news("date"),
+        "MedicationRequest" => replaces || !dated_before_news("authoredon"),
+        "Encounter" => {
+            let key = search::param_key("Encounter", "status");
+            let status = index.iter().find_map(|e| match &e.value {
+                search::IndexValue::Token { code: Some(code), .. } if e.param == key => Some(code.as_str()),
+                _ => None,
+            });
+            replaces || matches!(status, Some("arrived" | "triaged" | "in-progress"))
+        }
+        _ => false,
     }
 }
 
