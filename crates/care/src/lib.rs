@@ -6,8 +6,19 @@
 //!
 //! - [`teams`]: the patient's care team across organizations (members with role, period and
 //!   lead); membership is what the policy's care-relationship rule reads.
+//! - [`plans`]: shared care plans (status, care team, conditions addressed, goals, activities
+//!   linked to requests or described), edited with `If-Match` on the version read, with a
+//!   change history naming who and from which organization (Provenance written with each edit).
+//! - [`goals`]: goals with targets (a LOINC measure, a quantity or range, a due date) and their
+//!   achievement computed from the latest results.
+//! - [`screening`]: the PHQ-9 and GAD-7 as Questionnaires, answered and scored on write into a
+//!   survey Observation with its severity band (the app's transaction, and a scorer right
+//!   behind the commits for every other door).
 
 mod error;
+pub mod goals;
+pub mod plans;
+pub mod screening;
 pub mod teams;
 
 pub use error::{Error, Result};
