@@ -548,6 +548,7 @@ fn provenance(agent: Value, patient: &str, targets: &[String], created: bool) ->
 
 fn put(resource: &Value, resource_type: &str, id: &str, if_match: Option<u64>) -> Value {
     let mut resource = resource.clone();
+    resource["id"] = json!(id);
     if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
         meta.remove("versionId");
         meta.remove("lastUpdated");
