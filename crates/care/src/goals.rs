@@ -154,7 +154,9 @@ impl TargetDetail {
 
     /// As read by a clinician: `< 7 %`, `4–6 %`.
     pub fn text(&self) -> String {
-        let unit = |u: &Option<String>| u.as_deref().filter(|u| !u.starts_with('{')).map(|u| format!(" {u}")).unwrap_or_default();
+        let unit = |u: &Option<String>| {
+            u.as_deref().filter(|u| !u.starts_with('{')).map(|u| format!(" {u}")).unwrap_or_default()
+        };
         match self {
             TargetDetail::Quantity { comparator, value, unit: u } => {
                 format!("{} {value}{}", comparator.code().unwrap_or("="), unit(u))
@@ -383,7 +385,12 @@ pub struct TargetView {
 }
 
 /// A search of `resource_type` with `pairs`, as the caller may see it (up to `count`).
-pub(crate) fn search(access: &Access, resource_type: &str, pairs: &[(&str, String)], count: usize) -> Result<Vec<Value>> {
+pub(crate) fn search(
+    access: &Access,
+    resource_type: &str,
+    pairs: &[(&str, String)],
+    count: usize,
+) -> Result<Vec<Value>> {
     let params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let query = SearchQuery::parse(Some(resource_type), &params, false).map_err(access::Error::from)?;
     let page = access.search(query, &params, count, Subtype::SearchType)?;
@@ -538,7 +545,8 @@ mod tests {
         assert_eq!(below_7.text(), "< 7 %");
         let today = Date::from_calendar_date(2026, time::Month::June, 1).unwrap();
         let due_past = Date::from_calendar_date(2026, time::Month::May, 1).unwrap();
-        let a = |l: f64, p: Option<f64>, due| achievement(&below_7, Some(&reading(l)), p.map(reading).as_ref(), due, today);
+        let a =
+            |l: f64, p: Option<f64>, due| achievement(&below_7, Some(&reading(l)), p.map(reading).as_ref(), due, today);
         assert_eq!(a(8.0, None, None), Some(Achievement::InProgress));
         assert_eq!(a(8.0, Some(8.0), None), Some(Achievement::NoChange));
         assert_eq!(a(8.0, Some(9.0), Some(due_past)), Some(Achievement::NotAchieved));

@@ -34,10 +34,20 @@ use time::Date;
 /// The types an activity may link to.
 pub const ACTIVITY_TYPES: &[&str] = &["ServiceRequest", "MedicationRequest", "Appointment", "Task"];
 /// The codes of `CarePlan.status`.
-pub const PLAN_STATUSES: &[&str] = &["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"];
+pub const PLAN_STATUSES: &[&str] =
+    &["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"];
 /// The codes of `CarePlan.activity.detail.status`.
-pub const ACTIVITY_STATUSES: &[&str] =
-    &["not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled", "stopped", "unknown", "entered-in-error"];
+pub const ACTIVITY_STATUSES: &[&str] = &[
+    "not-started",
+    "scheduled",
+    "in-progress",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "stopped",
+    "unknown",
+    "entered-in-error",
+];
 
 /// A plan in a patient's list of plans.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +165,8 @@ fn now() -> String {
 
 /// `patient`'s care plans (up to 100), as the caller may see them.
 pub fn plans(access: &Access, patient: &str) -> Result<Vec<PlanSummary>> {
-    let found = search(access, "CarePlan", &[("patient", patient.to_string()), ("_sort", "-_lastUpdated".into())], 100)?;
+    let found =
+        search(access, "CarePlan", &[("patient", patient.to_string()), ("_sort", "-_lastUpdated".into())], 100)?;
     Ok(found
         .iter()
         .map(|p| PlanSummary {
@@ -571,7 +582,8 @@ fn post(resource: Value) -> Value {
 /// Writes `entries` (the versions of an edit) with the edit's Provenance, in one transaction.
 fn commit(access: &Access, patient: &str, mut entries: Vec<Value>, provenance: Value) -> Result<()> {
     entries.push(post(provenance));
-    access.transaction_for(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), Some(patient))?;
+    access
+        .transaction_for(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), Some(patient))?;
     Ok(())
 }
 
@@ -618,7 +630,8 @@ pub fn create_plan(access: &Access, patient: &str, new: &NewPlan) -> Result<Stri
         if !new.addresses.iter().all(|c| fhir::reference::is_id(c)) {
             return Err(Error::Invalid("the conditions addressed must be Condition ids".into()));
         }
-        plan["addresses"] = json!(new.addresses.iter().map(|c| json!({"reference": format!("Condition/{c}")})).collect::<Vec<_>>());
+        plan["addresses"] =
+            json!(new.addresses.iter().map(|c| json!({"reference": format!("Condition/{c}")})).collect::<Vec<_>>());
     }
     if let Some(author) = access.caller().and_then(|c| c.principal.fhir_user()) {
         plan["author"] = json!({"reference": author});
@@ -736,9 +749,7 @@ pub fn add_activity(access: &Access, patient: &str, id: &str, read_version: u64,
             let (resource_type, request_id) = reference
                 .split_once('/')
                 .filter(|(t, i)| ACTIVITY_TYPES.contains(t) && fhir::reference::is_id(i))
-                .ok_or_else(|| {
-                    Error::Invalid(format!("an activity links to a {}", ACTIVITY_TYPES.join(", ")))
-                })?;
+                .ok_or_else(|| Error::Invalid(format!("an activity links to a {}", ACTIVITY_TYPES.join(", "))))?;
             let request = body(&access.read(resource_type, request_id)?).ok_or(Error::NotFound)?;
             if !policy::patients_of(resource_type, &request).iter().any(|p| p == patient) {
                 return Err(Error::NotFound);

@@ -32,7 +32,9 @@ fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
     let records = Records::new(backend);
-    for (id, name) in [("org-pcp", "Riverside Primary Care"), ("org-bh", "Harbor Behavioral Health"), ("org-far", "Elsewhere Clinic")] {
+    for (id, name) in
+        [("org-pcp", "Riverside Primary Care"), ("org-bh", "Harbor Behavioral Health"), ("org-far", "Elsewhere Clinic")]
+    {
         put(&records, json!({"resourceType": "Organization", "id": id, "name": name}));
     }
     for id in ["dr-pcp", "dr-bh", "dr-far"] {
@@ -47,11 +49,11 @@ fn world() -> World {
     put(
         &records,
         json!({"resourceType": "CareTeam", "id": "team", "status": "active",
-            "subject": {"reference": format!("Patient/{PATIENT}")},
-            "participant": [
-                {"member": {"reference": "Practitioner/dr-pcp"}, "onBehalfOf": {"reference": "Organization/org-pcp"}},
-                {"member": {"reference": "Practitioner/dr-bh"}, "onBehalfOf": {"reference": "Organization/org-bh"}}
-            ]}),
+        "subject": {"reference": format!("Patient/{PATIENT}")},
+        "participant": [
+            {"member": {"reference": "Practitioner/dr-pcp"}, "onBehalfOf": {"reference": "Organization/org-pcp"}},
+            {"member": {"reference": "Practitioner/dr-bh"}, "onBehalfOf": {"reference": "Organization/org-bh"}}
+        ]}),
     );
     std::fs::create_dir_all(dir.path().join("auth")).unwrap();
     let (authority, _) =
@@ -68,7 +70,8 @@ fn world() -> World {
             practitioner: Some(practitioner.into()),
             practitioner_roles: vec![],
         };
-        let user = NewUser { username: username.into(), identity, password: Some("correct horse battery staple".into()) };
+        let user =
+            NewUser { username: username.into(), identity, password: Some("correct horse battery staple".into()) };
         authority.add_user(user).unwrap();
     }
     let policy = Arc::new(policy::Policy::new(authority.clone(), records.clone()));
@@ -206,7 +209,8 @@ fn the_team_edits_one_plan_and_a_concurrent_edit_gets_412() {
         "code": {"text": "Referral to endocrinology"}, "subject": {"reference": format!("Patient/{PATIENT}")}});
     let request = w.records.create(request, None).unwrap().version.unwrap().id;
     let version = w.plan("pcp", &id).version;
-    plans::add_activity(&pcp, PATIENT, &id, version, &NewActivity::Linked(format!("ServiceRequest/{request}"))).unwrap();
+    plans::add_activity(&pcp, PATIENT, &id, version, &NewActivity::Linked(format!("ServiceRequest/{request}")))
+        .unwrap();
     let plan = w.plan("pcp", &id);
     let linked = plan.activities.iter().find(|a| a.reference.is_some()).unwrap();
     assert_eq!((linked.description.as_str(), linked.status.as_str()), ("Referral to endocrinology", "active"));
@@ -231,7 +235,8 @@ fn the_change_history_names_who_and_from_which_organization() {
     plans::set_status(&pcp, PATIENT, &id, 2, "on-hold").unwrap();
     plans::set_goal_status(&bh, PATIENT, &id, &goal_id, 1, "on-hold").unwrap();
     // And a version written through the FHIR API without a Provenance.
-    let mut raw: Value = serde_json::from_str(w.records.read("CarePlan", &id).unwrap().body.as_deref().unwrap()).unwrap();
+    let mut raw: Value =
+        serde_json::from_str(w.records.read("CarePlan", &id).unwrap().body.as_deref().unwrap()).unwrap();
     raw["status"] = json!("active");
     w.records.update("CarePlan", &id, raw, Some(3)).unwrap();
 
@@ -239,9 +244,19 @@ fn the_change_history_names_who_and_from_which_organization() {
     let rows: Vec<(Vec<String>, Option<&str>, Option<&str>)> =
         history.iter().map(|c| (c.what.clone(), c.who.as_deref(), c.organization.as_deref())).collect();
     assert_eq!(rows.len(), 5, "{rows:#?}");
-    assert_eq!(rows[0], (vec!["Plan status on-hold → active".to_string()], None, None), "written elsewhere: who unknown");
-    assert_eq!(rows[1], (vec!["Goal “PHQ-9 below 5” active → on-hold".to_string()], Some("bh"), Some("Harbor Behavioral Health")));
-    assert_eq!(rows[2], (vec!["Plan status active → on-hold".to_string()], Some("pcp"), Some("Riverside Primary Care")));
+    assert_eq!(
+        rows[0],
+        (vec!["Plan status on-hold → active".to_string()], None, None),
+        "written elsewhere: who unknown"
+    );
+    assert_eq!(
+        rows[1],
+        (vec!["Goal “PHQ-9 below 5” active → on-hold".to_string()], Some("bh"), Some("Harbor Behavioral Health"))
+    );
+    assert_eq!(
+        rows[2],
+        (vec!["Plan status active → on-hold".to_string()], Some("pcp"), Some("Riverside Primary Care"))
+    );
     // The goal and the plan's reference to it: one edit, one row.
     assert_eq!(rows[3].1, Some("bh"));
     assert_eq!(rows[3].2, Some("Harbor Behavioral Health"));
@@ -253,7 +268,11 @@ fn the_change_history_names_who_and_from_which_organization() {
     );
     assert_eq!(
         rows[4],
-        (vec!["Plan “Diabetes and depression” created (active)".to_string()], Some("pcp"), Some("Riverside Primary Care"))
+        (
+            vec!["Plan “Diabetes and depression” created (active)".to_string()],
+            Some("pcp"),
+            Some("Riverside Primary Care")
+        )
     );
 }
 

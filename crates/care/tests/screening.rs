@@ -81,8 +81,16 @@ fn severity_bands_change_at_their_boundaries() {
     for (total, code) in phq9 {
         assert_eq!(band(Instrument::Phq9, total), code, "PHQ-9 {total}");
     }
-    let gad7: Vec<(i64, &str)> =
-        vec![(0, "minimal"), (4, "minimal"), (5, "mild"), (9, "mild"), (10, "moderate"), (14, "moderate"), (15, "severe"), (21, "severe")];
+    let gad7: Vec<(i64, &str)> = vec![
+        (0, "minimal"),
+        (4, "minimal"),
+        (5, "mild"),
+        (9, "mild"),
+        (10, "moderate"),
+        (14, "moderate"),
+        (15, "severe"),
+        (21, "severe"),
+    ];
     for (total, code) in gad7 {
         assert_eq!(band(Instrument::Gad7, total), code, "GAD-7 {total}");
     }
@@ -105,7 +113,8 @@ fn the_score_observation_carries_total_band_item_9_and_its_response() {
         .unwrap()
         .id;
     // Items 1–8 answered 1 and 2 alternately… and item 9 "more than half the days" (2): 14.
-    let answers: Vec<Option<i64>> = vec![Some(2), Some(1), Some(2), Some(1), Some(2), Some(1), Some(2), Some(1), Some(2)];
+    let answers: Vec<Option<i64>> =
+        vec![Some(2), Some(1), Some(2), Some(1), Some(2), Some(1), Some(2), Some(1), Some(2)];
     let encounter_ref = format!("Encounter/{encounter}");
     let done = submit(&access, &w.patient, Instrument::Phq9, &answers, Some(&encounter_ref)).unwrap();
     assert_eq!((done.score.total, done.score.band.code), (14, "moderate"));
@@ -133,7 +142,8 @@ fn the_score_observation_carries_total_band_item_9_and_its_response() {
     // The GAD-7 has no item 9.
     let gad = submit(&access, &w.patient, Instrument::Gad7, &answers_for(Instrument::Gad7, 15), None).unwrap();
     let o: Value =
-        serde_json::from_str(w.records.read("Observation", &gad.observation).unwrap().body.as_deref().unwrap()).unwrap();
+        serde_json::from_str(w.records.read("Observation", &gad.observation).unwrap().body.as_deref().unwrap())
+            .unwrap();
     assert_eq!((o["code"]["coding"][0]["code"].as_str(), o["valueInteger"].as_i64()), (Some("70274-6"), Some(15)));
     assert!(o.get("component").is_none() && o.get("encounter").is_none());
 }
@@ -214,7 +224,8 @@ fn posted_response(patient: &str, answer_codes: &[&str]) -> Value {
 fn a_response_from_another_door_is_scored_exactly_once_across_restarts() {
     let w = world();
     let door = access::Door::open(w.records.clone());
-    let codes = ["LA6571-9", "LA6571-9", "LA6570-1", "LA6569-3", "LA6568-5", "LA6568-5", "LA6568-5", "LA6568-5", "LA6569-3"];
+    let codes =
+        ["LA6571-9", "LA6571-9", "LA6570-1", "LA6569-3", "LA6568-5", "LA6568-5", "LA6568-5", "LA6568-5", "LA6569-3"];
     let posted = w.records.create(posted_response(&w.patient, &codes), None).unwrap().version.unwrap().id;
     // One that cannot be scored (an item unanswered), and one still in progress: left alone.
     w.records.create(posted_response(&w.patient, &codes[..8]), None).unwrap();
@@ -222,8 +233,9 @@ fn a_response_from_another_door_is_scored_exactly_once_across_restarts() {
     draft["status"] = json!("in-progress");
     w.records.create(draft, None).unwrap();
     // And one the app wrote, already scored in its own transaction.
-    let app = submit(&door.enter(access::Who::Anyone), &w.patient, Instrument::Phq9, &answers_for(Instrument::Phq9, 6), None)
-        .unwrap();
+    let app =
+        submit(&door.enter(access::Who::Anyone), &w.patient, Instrument::Phq9, &answers_for(Instrument::Phq9, 6), None)
+            .unwrap();
 
     let scorer = Scorer::new(door.clone(), w.jobs.clone());
     let pass = scorer.catch_up().unwrap();
@@ -234,7 +246,9 @@ fn a_response_from_another_door_is_scored_exactly_once_across_restarts() {
     let score = scores.iter().find(|o| o["identifier"][0]["value"] == posted_ref.as_str()).unwrap();
     assert_eq!((score["valueInteger"].as_i64(), score["component"][0]["valueInteger"].as_i64()), (Some(10), Some(1)));
     assert_eq!(score["effectiveDateTime"], "2026-03-01T10:00:00Z");
-    assert!(scores.iter().any(|o| o["derivedFrom"][0]["reference"] == format!("QuestionnaireResponse/{}", app.response)));
+    assert!(
+        scores.iter().any(|o| o["derivedFrom"][0]["reference"] == format!("QuestionnaireResponse/{}", app.response))
+    );
 
     // A restart reads on from the checkpoint: nothing again.
     let restarted = Scorer::new(door.clone(), w.jobs.clone());

@@ -232,8 +232,14 @@ mod tests {
     #[test]
     fn screening_totals_are_integers() {
         let phq9 = MEASURES.iter().find(|m| m.key == "phq9").unwrap();
-        let scores = [json!({"effectiveDateTime": "2026-01-01", "valueInteger": 14}), json!({"effectiveDateTime": "2026-02-01", "valueInteger": 9})];
+        let scores = [
+            json!({"effectiveDateTime": "2026-01-01", "valueInteger": 14}),
+            json!({"effectiveDateTime": "2026-02-01", "valueInteger": 9}),
+        ];
         let series = series_of(phq9, &scores);
-        assert_eq!(series[0].points.iter().map(|p| (p.value, p.label.as_str())).collect::<Vec<_>>(), [(14.0, "14"), (9.0, "9")]);
+        assert_eq!(
+            series[0].points.iter().map(|p| (p.value, p.label.as_str())).collect::<Vec<_>>(),
+            [(14.0, "14"), (9.0, "9")]
+        );
     }
 }

@@ -1028,7 +1028,11 @@ fn care_plans_and_the_phq9_form() {
     assert_eq!(refused.status, 422);
     refused.assert_has("must be plain text");
     refused.assert_lacks("<script>alert(1)");
-    let made = doc.submit(&list, &plans, &[("title", "Diabetes & depression"), ("description", "Shared plan"), ("care_team", "")]);
+    let made = doc.submit(
+        &list,
+        &plans,
+        &[("title", "Diabetes & depression"), ("description", "Shared plan"), ("care_team", "")],
+    );
     assert_eq!(made.status, 303, "{}", made.body);
     let plan_path = made.location.unwrap();
     let plan_id = plan_path.rsplit('/').next().unwrap().to_string();
@@ -1072,7 +1076,12 @@ fn care_plans_and_the_phq9_form() {
     let activity = doc.submit(
         &page,
         &format!("{plan_path}/activities"),
-        &[("version", "3"), ("activity_description", "Weekly therapy"), ("activity_status", "scheduled"), ("request", "")],
+        &[
+            ("version", "3"),
+            ("activity_description", "Weekly therapy"),
+            ("activity_status", "scheduled"),
+            ("request", ""),
+        ],
     );
     assert_eq!(activity.status, 303, "{}", activity.body);
 
@@ -1097,7 +1106,10 @@ fn care_plans_and_the_phq9_form() {
     let shown = doc.get(scored.location.as_deref().unwrap());
     shown.assert_has("PHQ-9 total score: <strong>14</strong> — Moderate depression");
     shown.assert_has("Item 9 (thoughts of self-harm) answered 1");
-    assert_eq!(count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6")), scores_before + 1);
+    assert_eq!(
+        count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6")),
+        scores_before + 1
+    );
     // The goal reads the new score; the trend lists it.
     let page = doc.get(&plan_path);
     page.assert_has("<td>14<span class=\"muted\">");
@@ -1105,17 +1117,22 @@ fn care_plans_and_the_phq9_form() {
     doc.get(&format!("/app/patients/{rosie}/trends?measure=phq9")).assert_has("PHQ-9 total score");
 
     // A response posted through the FHIR API is scored by the server too.
-    let items: Vec<Value> = ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3", "44260-8"]
-        .iter()
-        .map(|code| json!({"linkId": code, "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA6569-3"}}]}))
-        .collect();
+    let items: Vec<Value> = [
+        "44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3", "44260-8",
+    ]
+    .iter()
+    .map(
+        |code| json!({"linkId": code, "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA6569-3"}}]}),
+    )
+    .collect();
     let response = fhir_post(
         base,
         &clinic.doc,
         &json!({"resourceType": "QuestionnaireResponse", "questionnaire": "urn:continuum:questionnaire:phq-9",
             "status": "completed", "subject": {"reference": format!("Patient/{rosie}")}, "item": items}),
     );
-    let key = format!("identifier=urn:continuum:screening-score|QuestionnaireResponse/{}", response["id"].as_str().unwrap());
+    let key =
+        format!("identifier=urn:continuum:screening-score|QuestionnaireResponse/{}", response["id"].as_str().unwrap());
     let mut found = Vec::new();
     for _ in 0..100 {
         found = resources(&fhir_get(base, &clinic.doc, &format!("Observation?{key}")));

@@ -88,7 +88,11 @@ async fn load_list(app: &WebApp, session: &Session, patient: &str) -> Result<Res
             .iter()
             .map(|t| {
                 let team_id = t.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                let name = t.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("Care team {team_id}"));
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("Care team {team_id}"));
                 (team_id, name)
             })
             .collect();
@@ -119,7 +123,8 @@ pub(crate) async fn create(
     session.check_form(&form)?;
     let mut problems = FormProblems::default();
     let title = plain_text(&mut problems, "title", "The title", &field(&form, "title"), true, 200);
-    let description = plain_text(&mut problems, "description", "The description", &field(&form, "description"), false, 2000);
+    let description =
+        plain_text(&mut problems, "description", "The description", &field(&form, "description"), false, 2000);
     let team = field(&form, "care_team");
     let new = NewPlan {
         title,
@@ -313,7 +318,8 @@ async fn load_plan(
                 let what = ["description", "code", "medicationCodeableConcept"]
                     .iter()
                     .find_map(|k| {
-                        r.get(*k).and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(display::concept(Some(v)))))
+                        r.get(*k)
+                            .and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(display::concept(Some(v)))))
                     })
                     .filter(|w| !w.is_empty())
                     .unwrap_or_else(|| rid.to_string());
@@ -334,9 +340,8 @@ pub(crate) async fn show(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     Ok(match load_plan(&app, &session, &patient, &plan).await? {
-        Ok(page) => {
-            plan_page(&session, &page, &HashMap::new(), &FormProblems::default(), query.contains_key("saved")).into_response()
-        }
+        Ok(page) => plan_page(&session, &page, &HashMap::new(), &FormProblems::default(), query.contains_key("saved"))
+            .into_response(),
         Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
     })
 }
@@ -368,12 +373,16 @@ async fn edit(
         })
         .await?;
         match done {
-            Ok(()) => return Ok(Redirect::to(&format!("/app/patients/{patient}/care-plans/{plan}?saved=1")).into_response()),
+            Ok(()) => {
+                return Ok(Redirect::to(&format!("/app/patients/{patient}/care-plans/{plan}?saved=1")).into_response());
+            }
             Err(why) => problems.add(field_name, why),
         }
     }
     Ok(match load_plan(app, session, &patient, &plan).await? {
-        Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, plan_page(session, &page, form, &problems, false)).into_response(),
+        Ok(page) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, plan_page(session, &page, form, &problems, false)).into_response()
+        }
         Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
     })
 }

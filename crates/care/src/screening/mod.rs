@@ -241,7 +241,13 @@ fn flatten<'v>(items: Option<&'v Value>, out: &mut Vec<&'v Value>) {
 }
 
 /// The `QuestionnaireResponse` of answers already scored.
-pub fn response_resource(score: &Score, patient: &str, encounter: Option<&str>, author: Option<&str>, at: &str) -> Value {
+pub fn response_resource(
+    score: &Score,
+    patient: &str,
+    encounter: Option<&str>,
+    author: Option<&str>,
+    at: &str,
+) -> Value {
     let items: Vec<Value> = score
         .instrument
         .questions()
@@ -390,7 +396,10 @@ mod tests {
             codes(Instrument::Phq9),
             ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3", "44260-8"]
         );
-        assert_eq!(codes(Instrument::Gad7), ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]);
+        assert_eq!(
+            codes(Instrument::Gad7),
+            ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]
+        );
         for instrument in Instrument::ALL {
             let q = instrument.questionnaire();
             let errors: Vec<_> =

@@ -218,8 +218,7 @@ impl Scorer {
         let Some(response) = current.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
             return Ok(());
         };
-        let Some(instrument) =
-            response.get("questionnaire").and_then(Value::as_str).and_then(Instrument::of_canonical)
+        let Some(instrument) = response.get("questionnaire").and_then(Value::as_str).and_then(Instrument::of_canonical)
         else {
             return Ok(());
         };
