@@ -410,7 +410,11 @@ fn goal_changes(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
 
 /// Who wrote which version, from the Provenance naming it: `Type/id/_history/n` → (who,
 /// organization).
-fn authors(access: &Access, targets: &[String]) -> Result<HashMap<String, (usize, Option<String>, Option<String>)>> {
+/// Who wrote a version: (the Provenance it came with, as a number shared by the versions of one
+/// edit; who; on behalf of which organization).
+type Author = (usize, Option<String>, Option<String>);
+
+fn authors(access: &Access, targets: &[String]) -> Result<HashMap<String, Author>> {
     let mut found = HashMap::new();
     for (n, chunk) in targets.chunks(40).enumerate() {
         let provenances = search(access, "Provenance", &[("target", chunk.join(","))], 1000)?;
@@ -484,7 +488,7 @@ fn history(access: &Access, id: &str, plan: &Value) -> Result<Vec<Change>> {
             },
         ));
     }
-    changes.sort_by(|a, b| b.0.cmp(&a.0));
+    changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     Ok(changes.into_iter().map(|(_, _, c)| c).collect())
 }
 
