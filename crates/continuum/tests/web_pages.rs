@@ -1028,10 +1028,13 @@ fn care_plans_and_the_phq9_form() {
     assert_eq!(refused.status, 422);
     refused.assert_has("must be plain text");
     refused.assert_lacks("<script>alert(1)");
+    // One of her active problems is what the plan addresses.
+    let address = list.body.split("name=\"address-").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let address_field = format!("address-{address}");
     let made = doc.submit(
         &list,
         &plans,
-        &[("title", "Diabetes & depression"), ("description", "Shared plan"), ("care_team", "")],
+        &[("title", "Diabetes & depression"), ("description", "Shared plan"), ("care_team", ""), (&address_field, "1")],
     );
     assert_eq!(made.status, 303, "{}", made.body);
     let plan_path = made.location.unwrap();
@@ -1045,6 +1048,8 @@ fn care_plans_and_the_phq9_form() {
     page.assert_has("created (active)");
     let stored = fhir_get(base, &clinic.doc, &format!("CarePlan/{plan_id}"));
     assert_eq!((stored["intent"].as_str(), stored["status"].as_str()), (Some("plan"), Some("active")));
+    assert_eq!(stored["addresses"][0]["reference"], format!("Condition/{address}"));
+    page.assert_has("<dt>Addresses</dt>");
 
     // A goal: bad input is answered on the form, nothing stored; then a PHQ-9 target.
     let goal = |target: &'static str| {
@@ -1110,6 +1115,10 @@ fn care_plans_and_the_phq9_form() {
         count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6")),
         scores_before + 1
     );
+    let score_id = scored.location.as_deref().unwrap().rsplit("score=").next().unwrap().to_string();
+    let score = fhir_get(base, &clinic.doc, &format!("Observation/{score_id}"));
+    assert_eq!(score["encounter"]["reference"], encounter.as_str());
+    assert_eq!(score["component"][0]["valueInteger"], 1);
     // The goal reads the new score; the trend lists it.
     let page = doc.get(&plan_path);
     page.assert_has("<td>14<span class=\"muted\">");

@@ -43,6 +43,8 @@ struct ListPage {
     plans: Vec<PlanSummary>,
     /// The patient's care teams: (id, name).
     teams: Vec<(String, String)>,
+    /// The patient's active problems a plan may address: (id, name).
+    problems: Vec<(String, String)>,
 }
 
 fn list_page(session: &Session, page: &ListPage, form: &HashMap<String, String>, problems: &FormProblems) -> Markup {
@@ -71,6 +73,14 @@ fn list_page(session: &Session, page: &ListPage, form: &HashMap<String, String>,
                         @for (id, name) in &page.teams { option value=(id) selected[field(form, "care_team") == *id] { (name) } }
                     }
                 }
+                @if !page.problems.is_empty() {
+                    fieldset { legend { "Conditions it addresses" }
+                        @for (id, name) in &page.problems {
+                            @let key = format!("address-{id}");
+                            label for=(key) { input type="checkbox" id=(key) name=(key) value="1" checked[form.contains_key(&key)]; " " (name) } br;
+                        }
+                    }
+                }
                 button type="submit" { "Start plan" }
             }
         }
@@ -96,7 +106,16 @@ async fn load_list(app: &WebApp, session: &Session, patient: &str) -> Result<Res
                 (team_id, name)
             })
             .collect();
-        Ok(ListPage { banner, plans, teams })
+        let problems = reader
+            .search_if_allowed("Condition", &[("patient", id.clone()), ("clinical-status", "active".into())], 50)?
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let condition = c.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                (condition, display::concept(c.get("code")))
+            })
+            .collect();
+        Ok(ListPage { banner, plans, teams, problems })
     })
     .await
 }
@@ -130,7 +149,12 @@ pub(crate) async fn create(
         title,
         description: (!description.is_empty()).then_some(description),
         care_team: (!team.is_empty()).then_some(team),
-        addresses: Vec::new(),
+        addresses: form
+            .keys()
+            .filter_map(|k| k.strip_prefix("address-"))
+            .filter(|id| fhir::reference::is_id(id))
+            .map(str::to_string)
+            .collect(),
     };
     if problems.is_empty() {
         let reader = Reader::new(&app, &session);

@@ -6,6 +6,7 @@
 use crate::WebApp;
 use crate::care_plan::care_error;
 use crate::clinical::{Reader, as_user};
+use crate::display;
 use crate::error::WebError;
 use crate::forms::FormProblems;
 use crate::layout::{self, Banner, Tab};
@@ -36,9 +37,28 @@ fn score_of(observation: &Value) -> Option<Shown> {
     })
 }
 
+/// The patient's recent encounters a response may belong to: (`Encounter/id`, label).
+type Encounters = Vec<(String, String)>;
+
+fn encounters(reader: &Reader, patient: &str) -> Result<Encounters, WebError> {
+    let found = reader
+        .search_if_allowed("Encounter", &[("patient", patient.to_string()), ("_sort", "-date".into())], 10)?
+        .unwrap_or_default();
+    Ok(found
+        .iter()
+        .map(|e| {
+            let id = e.get("id").and_then(Value::as_str).unwrap_or_default();
+            let when = display::when(e).map(display::day).unwrap_or_default();
+            (format!("Encounter/{id}"), format!("{when} {}", display::concept(e.pointer("/type/0"))))
+        })
+        .collect())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn form_page(
     session: &Session,
     banner: &Banner,
+    encounters: &Encounters,
     instrument: Instrument,
     form: &HashMap<String, String>,
     problems: &FormProblems,
@@ -63,6 +83,12 @@ fn form_page(
         form method="post" action=(base) novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
             input type="hidden" name="instrument" value=(instrument.key());
+            div class="field" { label for="encounter" { "Visit" } br;
+                select id="encounter" name="encounter" {
+                    option value="" { "None" }
+                    @for (reference, label) in encounters { option value=(reference) selected[field_is(form, "encounter", reference)] { (label) } }
+                }
+            }
             p { "Over the last 2 weeks, how often has the patient been bothered by the following problems?" }
             @for (n, question) in instrument.questions().iter().enumerate() {
                 @let name = format!("item{}", n + 1);
@@ -83,6 +109,10 @@ fn form_page(
     layout::chart_page(session, banner, Tab::Screening, instrument.label(), content)
 }
 
+fn field_is(form: &HashMap<String, String>, name: &str, value: &str) -> bool {
+    form.get(name).map(String::as_str) == Some(value)
+}
+
 fn instrument_of(key: Option<&String>) -> Instrument {
     key.and_then(|k| Instrument::from_key(k)).unwrap_or(Instrument::Phq9)
 }
@@ -96,20 +126,27 @@ pub(crate) async fn page(
 ) -> Result<Response, WebError> {
     let instrument = instrument_of(query.get("instrument"));
     let score = query.get("score").filter(|s| fhir::reference::is_id(s)).cloned();
+    let id = patient.clone();
     let loaded = open_chart(&app, &session, &patient, "screening", move |reader, banner| {
         reader.may_create("QuestionnaireResponse")?;
         let shown = match score {
             Some(id) => score_of(&reader.read("Observation", &id)?),
             None => None,
         };
-        Ok((banner, shown))
+        Ok((banner, encounters(reader, &id)?, shown))
     })
     .await?;
     Ok(match loaded {
-        Ok((banner, shown)) => {
-            form_page(&session, &banner, instrument, &HashMap::new(), &FormProblems::default(), shown.as_ref())
-                .into_response()
-        }
+        Ok((banner, encounters, shown)) => form_page(
+            &session,
+            &banner,
+            &encounters,
+            instrument,
+            &HashMap::new(),
+            &FormProblems::default(),
+            shown.as_ref(),
+        )
+        .into_response(),
         Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
     })
 }
@@ -138,11 +175,12 @@ pub(crate) async fn submit(
             }
         })
         .collect();
+    let encounter = form.get("encounter").map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
     if problems.is_empty() {
         let reader = Reader::new(&app, &session);
         let p = patient.clone();
         let done = as_user(reader, move |reader| {
-            match care::screening::submit(&reader.access, &p, instrument, &answers, None) {
+            match care::screening::submit(&reader.access, &p, instrument, &answers, encounter.as_deref()) {
                 Err(care::Error::Invalid(why)) => Ok(Err(why)),
                 other => other.map(Ok).map_err(care_error),
             }
@@ -164,10 +202,13 @@ pub(crate) async fn submit(
             }
         }
     }
-    let loaded = open_chart(&app, &session, &patient, "screening", |_, banner| Ok(banner)).await?;
+    let id = patient.clone();
+    let loaded =
+        open_chart(&app, &session, &patient, "screening", move |reader, banner| Ok((banner, encounters(reader, &id)?)))
+            .await?;
     Ok(match loaded {
-        Ok(banner) => {
-            let page = form_page(&session, &banner, instrument, &form, &problems, None);
+        Ok((banner, encounters)) => {
+            let page = form_page(&session, &banner, &encounters, instrument, &form, &problems, None);
             (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
         }
         Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
