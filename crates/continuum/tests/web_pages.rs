@@ -1097,7 +1097,10 @@ fn care_plans_and_the_phq9_form() {
     form.assert_has("Little interest or pleasure in doing things");
     form.assert_has("name=\"item9\"");
     let scores_before = count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6"));
-    let mut answers = vec![("instrument", "phq-9")];
+    let encounter =
+        form.body.split("<option value=\"Encounter/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let encounter = format!("Encounter/{encounter}");
+    let mut answers = vec![("instrument", "phq-9"), ("encounter", encounter.as_str())];
     let items = ["item1", "item2", "item3", "item4", "item5", "item6", "item7", "item8", "item9"];
     let values = ["2", "2", "2", "2", "2", "1", "1", "1", "1"];
     answers.extend(items.iter().zip(values).filter(|(i, _)| **i != "item3").map(|(i, v)| (*i, v)));
