@@ -260,6 +260,21 @@ fn a_response_from_another_door_is_scored_exactly_once_across_restarts() {
     assert_eq!((pass.read, pass.scored, pass.already), (4, 0, 2), "{pass:?}");
     assert_eq!(all(&w.records, "Observation").len(), 2);
 
+    // The posted response corrected (item 1 "not at all"): its score follows, still one.
+    let mut corrected: Value =
+        serde_json::from_str(w.records.read("QuestionnaireResponse", &posted).unwrap().body.as_deref().unwrap())
+            .unwrap();
+    corrected["item"][0]["item"][0]["answer"][0]["valueCoding"]["code"] = json!("LA6568-5");
+    corrected["status"] = json!("amended");
+    w.records.update("QuestionnaireResponse", &posted, corrected, Some(1)).unwrap();
+    let pass = after_crash.catch_up().unwrap();
+    assert_eq!((pass.read, pass.rescored, pass.scored), (1, 1, 0), "{pass:?}");
+    let scores = all(&w.records, "Observation");
+    assert_eq!(scores.len(), 2);
+    let score = scores.iter().find(|o| o["identifier"][0]["value"] == posted_ref.as_str()).unwrap();
+    assert_eq!((score["valueInteger"].as_i64(), score["status"].as_str()), (Some(7), Some("amended")));
+    assert_eq!(score["interpretation"][0]["coding"][0]["code"], "mild");
+
     // Written while the scorer runs on its thread: scored behind the commit.
     after_crash.start().unwrap();
     let later = w.records.create(posted_response(&w.patient, &codes), None).unwrap().version.unwrap().id;

@@ -13,7 +13,8 @@
 //!
 //! Only the current version of a `completed` or `amended` response is scored; one that cannot
 //! be scored (an item unanswered, an answer outside the list) is left as it is and logged
-//! without its content.
+//! without its content. A response changed after it was scored gets its score corrected (the
+//! same Observation's next version, status `amended`).
 
 use super::{Instrument, Score, score_criteria, score_observation};
 use crate::Result;
@@ -43,6 +44,9 @@ pub struct Pass {
     pub scored: usize,
     /// Responses already scored (a score with their identifier was on file).
     pub already: usize,
+    /// Scores corrected because their response was changed since (the score is then
+    /// `amended`).
+    pub rescored: usize,
     /// Responses of a screening instrument that could not be scored.
     pub unscorable: usize,
 }
@@ -202,6 +206,7 @@ impl Scorer {
             total.scored += pass.scored;
             total.already += pass.already;
             total.unscorable += pass.unscorable;
+            total.rescored += pass.rescored;
         }
     }
 
@@ -253,8 +258,25 @@ impl Scorer {
         let encounter = response.pointer("/encounter/reference").and_then(Value::as_str);
         let author = response.pointer("/author/reference").and_then(Value::as_str);
         let observation = score_observation(&score, &reference, patient, encounter, author, &at);
-        match access.create(observation, Some(&score_criteria(&reference))) {
-            Ok(outcome) if outcome.kind == WriteKind::Matched => pass.already += 1,
+        match access.create(observation.clone(), Some(&score_criteria(&reference))) {
+            Ok(outcome) if outcome.kind == WriteKind::Matched => {
+                let on_file = outcome
+                    .version
+                    .as_ref()
+                    .and_then(|v| Some((v, serde_json::from_str::<Value>(v.body.as_deref()?).ok()?)));
+                match on_file {
+                    // The response was changed since it was scored: the score follows, as its
+                    // next version (`If-Match`: a concurrent correction is tried again).
+                    Some((version, existing)) if !same_score(&existing, &observation) => {
+                        let mut corrected = observation;
+                        corrected["id"] = json!(version.id);
+                        corrected["status"] = json!("amended");
+                        access.update("Observation", &version.id, corrected, Some(version.version))?;
+                        pass.rescored += 1;
+                    }
+                    _ => pass.already += 1,
+                }
+            }
             Ok(_) => pass.scored += 1,
             // Refused for what it holds (a reference gone since the response was written): it
             // would be refused again, so it is passed over; anything else is tried again.
@@ -266,4 +288,16 @@ impl Scorer {
         }
         Ok(())
     }
+}
+
+/// Whether two score Observations say the same: total, band and item 9.
+fn same_score(a: &Value, b: &Value) -> bool {
+    let said = |o: &Value| {
+        (
+            o.get("valueInteger").cloned(),
+            o.pointer("/interpretation/0/coding/0/code").cloned(),
+            o.pointer("/component/0/valueInteger").cloned(),
+        )
+    };
+    said(a) == said(b)
 }
