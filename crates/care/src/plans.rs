@@ -584,8 +584,12 @@ fn post(resource: Value) -> Value {
 }
 
 /// Writes `entries` (the versions of an edit) with the edit's Provenance, in one transaction.
+/// A role that may edit plans but not write Provenance (care managers, as the roles stand)
+/// edits without one: the history then shows the change with its author not recorded.
 fn commit(access: &Access, patient: &str, mut entries: Vec<Value>, provenance: Value) -> Result<()> {
-    entries.push(post(provenance));
+    if access.may(auth::Interaction::Create, "Provenance").is_ok() {
+        entries.push(post(provenance));
+    }
     access
         .transaction_for(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), Some(patient))?;
     Ok(())

@@ -37,7 +37,7 @@ fn world() -> World {
     {
         put(&records, json!({"resourceType": "Organization", "id": id, "name": name}));
     }
-    for id in ["dr-pcp", "dr-bh", "dr-far"] {
+    for id in ["dr-pcp", "dr-bh", "dr-far", "dr-cm"] {
         put(&records, json!({"resourceType": "Practitioner", "id": id, "name": [{"family": id}]}));
     }
     put(
@@ -63,6 +63,7 @@ fn world() -> World {
         ("pcp", Role::Physician, "org-pcp", "dr-pcp"),
         ("bh", Role::BehavioralHealthClinician, "org-bh", "dr-bh"),
         ("far", Role::Physician, "org-far", "dr-far"),
+        ("cm", Role::CareManager, "org-pcp", "dr-cm"),
     ] {
         let identity = Identity::Staff {
             roles: vec![role],
@@ -203,6 +204,12 @@ fn the_team_edits_one_plan_and_a_concurrent_edit_gets_412() {
     let lost = results.into_iter().find_map(Result::err).unwrap();
     assert!(matches!(lost.class().status(), 409 | 412), "{lost:?}");
     assert_eq!(w.plan("pcp", &id).version, plan.version + 1);
+
+    // A care manager of the practice edits the plan too (their role writes plans, not
+    // Provenance: the change is kept, its author not recorded).
+    let version = w.plan("pcp", &id).version;
+    plans::set_status(&w.access("cm"), PATIENT, &id, version, "active").unwrap();
+    assert_eq!(w.plan("cm", &id).status, "active");
 
     // Linked activities: only the patient's requests of the kinds a plan links.
     let request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
