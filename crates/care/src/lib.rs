@@ -11,9 +11,20 @@
 //!   triggering write's transaction, delivered to the care team's inboxes, e-mail and webhooks.
 //! - [`transitions`]: a discharge's follow-up Tasks and the packet to the primary-care
 //!   practice; the discharges without follow-up.
+//! - [`plans`]: shared care plans (status, care team, conditions addressed, goals, activities
+//!   linked to requests or described), edited with `If-Match` on the version read, with a
+//!   change history naming who and from which organization (Provenance written with each edit).
+//! - [`goals`]: goals with targets (a LOINC measure, a quantity or range, a due date) and their
+//!   achievement computed from the latest results.
+//! - [`screening`]: the PHQ-9 and GAD-7 as Questionnaires, answered and scored on write into a
+//!   survey Observation with its severity band (the app's transaction, and a scorer right
+//!   behind the commits for every other door).
 
 pub mod alerts;
 mod error;
+pub mod goals;
+pub mod plans;
+pub mod screening;
 pub mod teams;
 pub mod transitions;
 

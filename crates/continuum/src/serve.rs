@@ -247,6 +247,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         // Care alerts: queued by the alert hook inside each triggering write, delivered to
         // the care team's inboxes (and e-mail, webhooks) by threads of their own.
         start_alerts(&args, state.door().clone(), Arc::clone(&notifications))?;
+        // Behavioral-health screening: the PHQ-9 and GAD-7 Questionnaires (a conditional create
+        // on their url), and the scorer of responses written through any door.
+        {
+            let door = state.door().clone();
+            tokio::task::spawn_blocking(move || {
+                let access = door.enter(::access::Who::Job(care::screening::scorer::JOB));
+                let loaded = care::screening::load_questionnaires(&access);
+                access.settle_queued();
+                loaded
+            })
+            .await
+            .context("loading the screening questionnaires panicked")?
+            .map_err(|e| anyhow::anyhow!("cannot load the screening questionnaires: {e}"))?;
+            care::screening::scorer::Scorer::new(state.door().clone(), jobs.clone())
+                .start()
+                .context("cannot start the screening scorer")?;
+        }
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         // Peer nodes: their entries in the job table, their keys in `peers/` of the data

@@ -220,6 +220,10 @@ pub(crate) enum Tab {
     CareTeam,
     /// Reconciliation of incoming items (a tab only while open: the summary links to it).
     Reconcile,
+    /// Shared care plans.
+    CarePlans,
+    /// PHQ-9 and GAD-7.
+    Screening,
 }
 
 /// A chart page: banner, tabs, content.
@@ -233,6 +237,8 @@ pub(crate) fn chart_page(session: &Session, banner: &Banner, tab: Tab, title: &s
         (Tab::Vitals, "Vitals", format!("{base}/vitals")),
         (Tab::Lists, "Problems, allergies, medications", format!("{base}/lists")),
         (Tab::CareTeam, "Care team", format!("{base}/care-team")),
+        (Tab::CarePlans, "Care plans", format!("{base}/care-plans")),
+        (Tab::Screening, "PHQ-9 / GAD-7", format!("{base}/screening")),
     ];
     let extra = (tab == Tab::Reconcile).then(|| (Tab::Reconcile, "Reconcile", format!("{base}/reconcile")));
     let tabs: Vec<_> = tabs.into_iter().chain(extra).collect();

@@ -1,7 +1,8 @@
 //! The clinician web app, served at `/app` by `continuum serve`: sign-in, patient search, the
 //! chart (banner, summary, longitudinal timeline, trends), documentation (visit notes,
 //! vitals, problem, allergy and medication lists), documents (the CCD downloaded, a referral
-//! note kept as an outgoing document) and the reconciliation of items from imported documents.
+//! note kept as an outgoing document), the reconciliation of items from imported documents,
+//! shared care plans (goals, activities, change history) and the PHQ-9/GAD-7 form.
 //!
 //! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
 //! charts are SVG drawn with plotters. The app is one more door into the same record:
@@ -18,6 +19,7 @@
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
+mod care_plan;
 mod care_team;
 mod clinical;
 mod display;
@@ -30,6 +32,7 @@ mod notes;
 mod pages;
 mod plots;
 mod reconcile;
+mod screening;
 mod session;
 mod timeline;
 mod trends;
@@ -162,5 +165,14 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/discharges", get(care_team::discharges))
         .route("/app/patients/{id}/reconcile", get(reconcile::page))
         .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
+        .route("/app/patients/{id}/care-plans", get(care_plan::list).post(care_plan::create))
+        .route("/app/patients/{id}/care-plans/{plan}", get(care_plan::show))
+        .route("/app/patients/{id}/care-plans/{plan}/status", post(care_plan::set_status))
+        .route("/app/patients/{id}/care-plans/{plan}/goals", post(care_plan::add_goal))
+        .route("/app/patients/{id}/care-plans/{plan}/goals/{goal}/status", post(care_plan::set_goal_status))
+        .route("/app/patients/{id}/care-plans/{plan}/activities", post(care_plan::add_activity))
+        .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/status", post(care_plan::set_activity_status))
+        .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/remove", post(care_plan::remove_activity))
+        .route("/app/patients/{id}/screening", get(screening::page).post(screening::submit))
         .with_state(app)
 }
