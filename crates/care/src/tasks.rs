@@ -1,0 +1,867 @@
+//! Tasks and work lists: a `Task` for a person, a role, a team or an organization, its
+//! lifecycle, and the work lists that gather what waits for someone.
+//!
+//! - **Owner**: `Task.owner` is a `Practitioner`, `PractitionerRole`, `CareTeam` or
+//!   `Organization`; `Task.for` is the patient (so a Task is that patient's data: the policy
+//!   narrows and checks it through `Task.for`, see `store::compartment`).
+//! - **Due date**: `Task.executionPeriod.end` (searchable as `period`); a date alone is due by
+//!   the end of that day. `restriction.period` is not used.
+//! - **Priority**: `Task.priority` (`routine`, `urgent`, `asap`, `stat`; none reads as
+//!   routine).
+//! - **Lifecycle**: requested → accepted | rejected; accepted → in-progress; in-progress →
+//!   completed | failed; requested, accepted and in-progress → cancelled (see [`allowed`] for
+//!   the rest of R4's statuses). Rejected, cancelled and failed need a `statusReason`. Final
+//!   states (rejected, cancelled, failed, completed, entered-in-error) do not change status
+//!   again; entered-in-error may correct any state. A new Task may be created in any state
+//!   (work handed over from elsewhere), with the reason its state needs. The rule is a
+//!   [`store::WriteHook`] ([`TaskLifecycle`]), so it holds for every door: any other
+//!   change of status is refused (422, business rule) and rolls its transaction back.
+//! - **Operations** ([`create`], [`act`]) go through the caller's door, each write with
+//!   `If-Match` on the version the caller read.
+//! - **Work lists** ([`work_list`]): the open Tasks owned by the user (their Practitioner or
+//!   PractitionerRoles), by one of their roles, by a care team they take part in, or by one
+//!   of their organizations; each with an overdue flag (due date passed, not in a final
+//!   state), sorted overdue first, then by priority, then by due date.
+
+use crate::{Error, Result};
+use access::Access;
+use serde_json::{Value, json};
+use store::{NewVersion, ResourceVersion, Transaction, WriteHook};
+use time::OffsetDateTime;
+
+/// The statuses of the lifecycle (R4's `task-status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// `draft`.
+    Draft,
+    /// `requested`: waiting for its owner.
+    Requested,
+    /// `received`: its owner has it, not yet decided.
+    Received,
+    /// `accepted`: its owner will do it.
+    Accepted,
+    /// `rejected`: its owner will not (with a reason).
+    Rejected,
+    /// `ready`.
+    Ready,
+    /// `in-progress`.
+    InProgress,
+    /// `on-hold`.
+    OnHold,
+    /// `completed`.
+    Completed,
+    /// `cancelled` (with a reason).
+    Cancelled,
+    /// `failed` (with a reason).
+    Failed,
+    /// `entered-in-error`.
+    EnteredInError,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 12] = [
+        Status::Draft,
+        Status::Requested,
+        Status::Received,
+        Status::Accepted,
+        Status::Rejected,
+        Status::Ready,
+        Status::InProgress,
+        Status::OnHold,
+        Status::Completed,
+        Status::Cancelled,
+        Status::Failed,
+        Status::EnteredInError,
+    ];
+
+    /// Its FHIR code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Requested => "requested",
+            Status::Received => "received",
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+            Status::Ready => "ready",
+            Status::InProgress => "in-progress",
+            Status::OnHold => "on-hold",
+            Status::Completed => "completed",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+            Status::EnteredInError => "entered-in-error",
+        }
+    }
+
+    /// The status of a FHIR code.
+    pub fn parse(code: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// The status of a Task (`None`: none or not a known code).
+    pub fn of(task: &Value) -> Option<Status> {
+        task.get("status").and_then(Value::as_str).and_then(Status::parse)
+    }
+
+    /// Whether nothing more happens to it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Rejected | Status::Completed | Status::Cancelled | Status::Failed | Status::EnteredInError
+        )
+    }
+
+    /// Whether entering it needs a `statusReason`.
+    pub fn needs_reason(self) -> bool {
+        matches!(self, Status::Rejected | Status::Cancelled | Status::Failed)
+    }
+
+    /// The codes of the open (not final) statuses, comma-separated for a search.
+    pub fn open_codes() -> String {
+        Status::ALL.iter().filter(|s| !s.is_final()).map(|s| s.code()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Whether a Task may go from `from` to `to` (staying put is always allowed).
+pub fn allowed(from: Status, to: Status) -> bool {
+    use Status::*;
+    if from == to || (to == EnteredInError && from != EnteredInError) {
+        return true;
+    }
+    match from {
+        Draft => matches!(to, Requested | Cancelled),
+        Requested => matches!(to, Received | Accepted | Rejected | Cancelled),
+        Received => matches!(to, Accepted | Rejected | Cancelled),
+        Accepted | Ready => matches!(to, InProgress | Cancelled),
+        InProgress => matches!(to, Completed | Failed | Cancelled | OnHold),
+        OnHold => matches!(to, InProgress | Failed | Cancelled),
+        Rejected | Completed | Cancelled | Failed | EnteredInError => false,
+    }
+}
+
+/// Whether a Task carries a reason for its status (a `statusReason` with a text or a code).
+pub fn has_reason(task: &Value) -> bool {
+    let Some(reason) = task.get("statusReason") else { return false };
+    let text = reason.get("text").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty());
+    let coded = reason.get("coding").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
+    text || coded
+}
+
+/// Checks one write of a Task: `before` is the status it had (`None`: a new Task), `after`
+/// the Task as written. The text says what is wrong (naming statuses only).
+pub fn check_write(before: Option<Status>, after: &Value) -> std::result::Result<(), String> {
+    let code = after.get("status").and_then(Value::as_str).unwrap_or("");
+    let Some(to) = Status::parse(code) else {
+        return Err("a Task's status must be one of R4's task statuses".into());
+    };
+    if let Some(from) = before
+        && !allowed(from, to)
+    {
+        return Err(format!("a Task cannot go from `{}` to `{}`", from.code(), to.code()));
+    }
+    if to.needs_reason() && before != Some(to) && !has_reason(after) {
+        return Err(format!("a Task becomes `{}` only with a reason (statusReason)", to.code()));
+    }
+    Ok(())
+}
+
+/// The lifecycle as a write hook: install it on the records every door writes through
+/// ([`store::Records::with_hook`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TaskLifecycle;
+
+fn refused(diagnostics: String) -> store::Error {
+    store::Error::Unprocessable(vec![fhir::Issue::error(fhir::IssueCode::BusinessRule, diagnostics)])
+}
+
+impl WriteHook for TaskLifecycle {
+    fn wants(&self, resource_type: &str) -> bool {
+        resource_type == "Task"
+    }
+
+    fn written(
+        &self,
+        _tx: &mut dyn Transaction,
+        previous: Option<&ResourceVersion>,
+        new: &NewVersion<'_>,
+        _sequence: i64,
+    ) -> store::Result<()> {
+        // A deletion is an administrative act outside the lifecycle.
+        let Some(body) = new.body else { return Ok(()) };
+        let after: Value =
+            serde_json::from_str(body).map_err(|_| store::Error::Storage("a Task is not JSON".into()))?;
+        let before = match previous.and_then(|p| p.body.as_deref()) {
+            Some(previous) => {
+                let before: Value = serde_json::from_str(previous)
+                    .map_err(|_| store::Error::Storage("a stored Task is not JSON".into()))?;
+                // A stored Task without a known status (written before the rule) may be set right.
+                Status::of(&before)
+            }
+            None => None,
+        };
+        check_write(before, &after).map_err(|why| refused(format!("Task/{}: {why}", new.id)))
+    }
+}
+
+/// How soon a Task is to be done (`Task.priority`), least urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// `routine` (also a Task without a priority).
+    Routine,
+    /// `urgent`.
+    Urgent,
+    /// `asap`.
+    Asap,
+    /// `stat`.
+    Stat,
+}
+
+impl Priority {
+    /// Every priority, least urgent first.
+    pub const ALL: [Priority; 4] = [Priority::Routine, Priority::Urgent, Priority::Asap, Priority::Stat];
+
+    /// Its FHIR code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Priority::Routine => "routine",
+            Priority::Urgent => "urgent",
+            Priority::Asap => "asap",
+            Priority::Stat => "stat",
+        }
+    }
+
+    /// The priority of a FHIR code.
+    pub fn parse(code: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.code() == code)
+    }
+
+    /// The priority of a Task (routine when it has none).
+    pub fn of(task: &Value) -> Priority {
+        task.get("priority").and_then(Value::as_str).and_then(Priority::parse).unwrap_or(Priority::Routine)
+    }
+}
+
+/// The resource types a Task may be owned by here.
+pub const OWNER_TYPES: [&str; 4] = ["Practitioner", "PractitionerRole", "CareTeam", "Organization"];
+
+/// Whether `reference` (`Type/id`) names a possible owner.
+pub fn is_owner_reference(reference: &str) -> bool {
+    reference.split_once('/').is_some_and(|(t, id)| OWNER_TYPES.contains(&t) && fhir::reference::is_id(id))
+}
+
+/// A Task to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// The patient's id (`Task.for`).
+    pub patient: String,
+    /// What is to be done.
+    pub description: String,
+    /// Who is to do it (`Practitioner/…`, `PractitionerRole/…`, `CareTeam/…`,
+    /// `Organization/…`); `None`: nobody yet.
+    pub owner: Option<String>,
+    /// By when (`YYYY-MM-DD` or a dateTime: `executionPeriod.end`).
+    pub due: Option<String>,
+    /// How urgent.
+    pub priority: Priority,
+    /// What the Task is about (`Type/id`, `Task.focus`), when anything.
+    pub focus: Option<String>,
+    /// A coded kind of Task (a CodeableConcept), when wanted.
+    pub code: Option<Value>,
+    /// The requester (`Task.requester`); `None`: the caller's own resource, when they have one.
+    pub requester: Option<String>,
+    /// A business identifier (`system`, `value`) to create it only once (a conditional
+    /// create on it); `None`: always created.
+    pub identifier: Option<(String, String)>,
+}
+
+impl NewTask {
+    /// A routine Task for `patient` with `description`, owned by nobody yet.
+    pub fn new(patient: &str, description: &str) -> NewTask {
+        NewTask {
+            patient: patient.to_string(),
+            description: description.to_string(),
+            owner: None,
+            due: None,
+            priority: Priority::Routine,
+            focus: None,
+            code: None,
+            requester: None,
+            identifier: None,
+        }
+    }
+}
+
+pub(crate) fn now_text() -> String {
+    store::format_instant(OffsetDateTime::now_utc())
+}
+
+/// The caller's own resource (`Practitioner/…`), when they have one.
+pub(crate) fn caller_reference(access: &Access) -> Option<String> {
+    access.caller().and_then(|c| c.principal.fhir_user())
+}
+
+/// The Task resource a [`NewTask`] describes (status `requested`, intent `order`).
+pub fn task_resource(access: &Access, task: &NewTask) -> Result<Value> {
+    if !fhir::reference::is_id(&task.patient) {
+        return Err(Error::Invalid("the patient is not a valid id".into()));
+    }
+    if task.description.trim().is_empty() {
+        return Err(Error::Invalid("say what is to be done".into()));
+    }
+    let mut resource = json!({
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "priority": task.priority.code(),
+        "description": task.description.trim(),
+        "for": {"reference": format!("Patient/{}", task.patient)},
+        "authoredOn": now_text(),
+    });
+    if let Some(owner) = &task.owner {
+        if !is_owner_reference(owner) {
+            return Err(Error::Invalid(
+                "a Task's owner is a Practitioner, PractitionerRole, CareTeam or Organization".into(),
+            ));
+        }
+        resource["owner"] = json!({"reference": owner});
+    }
+    if let Some(due) = &task.due {
+        if search::values::DateRange::parse(due).is_none() {
+            return Err(Error::Invalid("the due date must be a date (YYYY-MM-DD)".into()));
+        }
+        resource["executionPeriod"] = json!({"end": due});
+    }
+    if let Some(focus) = &task.focus {
+        resource["focus"] = json!({"reference": focus});
+    }
+    if let Some(code) = &task.code {
+        resource["code"] = code.clone();
+    }
+    if let Some(requester) = task.requester.clone().or_else(|| caller_reference(access)) {
+        resource["requester"] = json!({"reference": requester});
+    }
+    if let Some((system, value)) = &task.identifier {
+        resource["identifier"] = json!([{"system": system, "value": value}]);
+    }
+    Ok(resource)
+}
+
+/// Creates `task` as the caller of `access` (status `requested`); returns its id (with an
+/// identifier, the id of the Task already carrying it, if any: created only once).
+pub fn create(access: &Access, task: &NewTask) -> Result<String> {
+    let resource = task_resource(access, task)?;
+    let condition = task.identifier.as_ref().map(|(system, value)| format!("identifier={system}|{value}"));
+    let outcome = access.create(resource, condition.as_deref())?;
+    outcome.version.map(|v| v.id).ok_or(Error::NotFound)
+}
+
+/// A step of a Task's lifecycle, taken by its owner (or its requester, to cancel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// requested → accepted.
+    Accept,
+    /// requested → rejected, with the reason.
+    Reject(String),
+    /// accepted → in-progress.
+    Start,
+    /// in-progress → completed, with what came of it (`Task.output`), when anything.
+    Complete(Option<String>),
+    /// → cancelled, with the reason.
+    Cancel(String),
+    /// in-progress → failed, with the reason.
+    Fail(String),
+}
+
+impl Action {
+    /// The status the action leads to.
+    pub fn target(&self) -> Status {
+        match self {
+            Action::Accept => Status::Accepted,
+            Action::Reject(_) => Status::Rejected,
+            Action::Start => Status::InProgress,
+            Action::Complete(_) => Status::Completed,
+            Action::Cancel(_) => Status::Cancelled,
+            Action::Fail(_) => Status::Failed,
+        }
+    }
+
+    /// The action of a form's code (`accept`, `reject`, `start`, `complete`, `cancel`,
+    /// `fail`) with the reason or output text given (ignored where none is wanted).
+    pub fn parse(code: &str, text: Option<&str>) -> Option<Action> {
+        let text = text.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        let reason = || text.clone().unwrap_or_default();
+        Some(match code {
+            "accept" => Action::Accept,
+            "reject" => Action::Reject(reason()),
+            "start" => Action::Start,
+            "complete" => Action::Complete(text.clone()),
+            "cancel" => Action::Cancel(reason()),
+            "fail" => Action::Fail(reason()),
+            _ => return None,
+        })
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Action::Reject(r) | Action::Cancel(r) | Action::Fail(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// `task` as it becomes after `action` (read from the store: its `meta` is dropped, the store
+/// sets it again), or why the action is not allowed from its current status.
+pub fn apply(task: &Value, action: &Action) -> Result<Value> {
+    let from = Status::of(task).ok_or_else(|| Error::Transition("the Task has no known status".into()))?;
+    let to = action.target();
+    if from == to || !allowed(from, to) {
+        return Err(Error::Transition(format!("a Task cannot go from `{}` to `{}`", from.code(), to.code())));
+    }
+    if let Some(reason) = action.reason()
+        && reason.trim().is_empty()
+    {
+        return Err(Error::Invalid(format!("say why the Task is {}", to.code())));
+    }
+    let mut next = task.clone();
+    if let Some(object) = next.as_object_mut() {
+        object.remove("meta");
+        object.remove("statusReason");
+    }
+    next["status"] = json!(to.code());
+    next["lastModified"] = json!(now_text());
+    if let Some(reason) = action.reason() {
+        next["statusReason"] = json!({"text": reason.trim()});
+    }
+    if to == Status::InProgress && task.pointer("/executionPeriod/start").is_none() {
+        next["executionPeriod"]["start"] = json!(now_text());
+    }
+    if let Action::Complete(Some(output)) = action {
+        let mut outputs = next.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
+        outputs.push(json!({"type": {"text": "Result"}, "valueString": output}));
+        next["output"] = json!(outputs);
+    }
+    Ok(next)
+}
+
+/// Takes `action` on Task `id` as the caller of `access`, only if the Task is still at
+/// `version` (the version the caller read: `If-Match`; a change made meanwhile answers 412).
+/// Returns the new version.
+pub fn act(access: &Access, id: &str, version: u64, action: &Action) -> Result<u64> {
+    if !fhir::reference::is_id(id) {
+        return Err(Error::NotFound);
+    }
+    let stored = access.read("Task", id)?;
+    let task: Value = stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or(Error::NotFound)?;
+    let next = apply(&task, action)?;
+    let written = access.update("Task", id, next, Some(version))?;
+    Ok(written.version.map(|v| v.version).unwrap_or(version + 1))
+}
+
+/// One Task of a work list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    /// The Task's id.
+    pub id: String,
+    /// The version read (to act on it with `If-Match`).
+    pub version: u64,
+    /// The patient's id.
+    pub patient: String,
+    /// The patient's name, when the caller may read it.
+    pub patient_name: Option<String>,
+    /// What is to be done.
+    pub description: String,
+    /// Its status.
+    pub status: Status,
+    /// Its business status's text (a referral's step), when any.
+    pub business_status: Option<String>,
+    /// How urgent.
+    pub priority: Priority,
+    /// Its due date as written, when any.
+    pub due: Option<String>,
+    /// Due date passed and not in a final state.
+    pub overdue: bool,
+    /// Who owns it (`Type/id`), when anyone.
+    pub owner: Option<String>,
+    /// Why its status is what it is, when recorded.
+    pub status_reason: Option<String>,
+}
+
+/// Whether a Task due `due` (a FHIR date or dateTime) is past due at `now`: the whole
+/// precision of the value has passed (a date: the day ended).
+pub fn past_due(due: &str, now: OffsetDateTime) -> bool {
+    search::values::DateRange::parse(due).is_some_and(|range| range.high < search::values::micros(now))
+}
+
+pub(crate) fn text_of(concept: Option<&Value>) -> Option<String> {
+    let concept = concept?;
+    concept
+        .get("text")
+        .or_else(|| concept.pointer("/coding/0/display"))
+        .or_else(|| concept.pointer("/coding/0/code"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+impl WorkItem {
+    /// The work-list view of a Task at `now` (`None`: it names no patient).
+    pub fn of(task: &Value, now: OffsetDateTime) -> Option<WorkItem> {
+        let patient = task.pointer("/for/reference").and_then(Value::as_str)?.strip_prefix("Patient/")?.to_string();
+        let status = Status::of(task)?;
+        let due = task.pointer("/executionPeriod/end").and_then(Value::as_str).map(str::to_string);
+        let overdue = !status.is_final() && due.as_deref().is_some_and(|d| past_due(d, now));
+        let description = task
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| text_of(task.get("code")))
+            .unwrap_or_else(|| "(no description)".into());
+        Some(WorkItem {
+            id: task.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+            version: task.pointer("/meta/versionId").and_then(Value::as_str).and_then(|v| v.parse().ok()).unwrap_or(1),
+            patient_name: task.pointer("/for/display").and_then(Value::as_str).map(str::to_string),
+            patient,
+            description,
+            status,
+            business_status: text_of(task.get("businessStatus")),
+            priority: Priority::of(task),
+            due,
+            overdue,
+            owner: task.pointer("/owner/reference").and_then(Value::as_str).map(str::to_string),
+            status_reason: text_of(task.get("statusReason")),
+        })
+    }
+}
+
+/// Sorts a work list: overdue first, then most urgent, then earliest due (none last), then
+/// by id (a stable order).
+pub fn sort(items: &mut [WorkItem]) {
+    items.sort_by(|a, b| {
+        b.overdue
+            .cmp(&a.overdue)
+            .then(b.priority.cmp(&a.priority))
+            .then_with(|| due_key(a).cmp(&due_key(b)))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+fn due_key(item: &WorkItem) -> i64 {
+    item.due.as_deref().and_then(search::values::DateRange::parse).map_or(i64::MAX, |r| r.high)
+}
+
+/// Whose work a list gathers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WorkList {
+    /// The user's own: owned by their Practitioner or one of their PractitionerRoles.
+    Mine,
+    /// One PractitionerRole's (its id).
+    Role(String),
+    /// One CareTeam's (its id).
+    Team(String),
+    /// One Organization's (its id).
+    Organization(String),
+}
+
+impl WorkList {
+    /// The list named in a form or link: `mine`, `role:ID`, `team:ID`, `organization:ID`.
+    pub fn parse(text: &str) -> Option<WorkList> {
+        let list = match text.split_once(':') {
+            None if text == "mine" => WorkList::Mine,
+            Some(("role", id)) => WorkList::Role(id.to_string()),
+            Some(("team", id)) => WorkList::Team(id.to_string()),
+            Some(("organization", id)) => WorkList::Organization(id.to_string()),
+            _ => return None,
+        };
+        let valid = match &list {
+            WorkList::Role(id) | WorkList::Team(id) | WorkList::Organization(id) => fhir::reference::is_id(id),
+            WorkList::Mine => true,
+        };
+        valid.then_some(list)
+    }
+
+    /// Its name in a form or link (see [`WorkList::parse`]).
+    pub fn key(&self) -> String {
+        match self {
+            WorkList::Mine => "mine".into(),
+            WorkList::Role(id) => format!("role:{id}"),
+            WorkList::Team(id) => format!("team:{id}"),
+            WorkList::Organization(id) => format!("organization:{id}"),
+        }
+    }
+}
+
+/// A work list the caller may open, with its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The list.
+    pub list: WorkList,
+    /// What it is called (a role's, team's or organization's name).
+    pub label: String,
+}
+
+/// Who the caller is in the record: their Practitioner, PractitionerRoles and Organizations
+/// (ids), from their sign-in identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The user's Practitioner id.
+    pub practitioner: Option<String>,
+    /// Their PractitionerRole ids.
+    pub roles: Vec<String>,
+    /// Their Organization ids.
+    pub organizations: Vec<String>,
+}
+
+impl Membership {
+    /// The caller's, or none for a job or an open door.
+    pub fn of(access: &Access) -> Membership {
+        let Some(caller) = access.caller() else { return Membership::default() };
+        match &caller.principal.subject {
+            auth::Subject::User {
+                identity: auth::Identity::Staff { practitioner, practitioner_roles, organizations, .. },
+                ..
+            } => Membership {
+                practitioner: practitioner.clone(),
+                roles: practitioner_roles.clone(),
+                organizations: organizations
+                    .iter()
+                    .map(|o| o.strip_prefix("Organization/").unwrap_or(o).to_string())
+                    .collect(),
+            },
+            _ => Membership::default(),
+        }
+    }
+
+    /// The references that stand for the person themselves (`Practitioner/…`,
+    /// `PractitionerRole/…`).
+    pub fn own_references(&self) -> Vec<String> {
+        self.practitioner
+            .iter()
+            .map(|p| format!("Practitioner/{p}"))
+            .chain(self.roles.iter().map(|r| format!("PractitionerRole/{r}")))
+            .collect()
+    }
+}
+
+/// Runs a search of `resource_type` through the door (up to `count` matches).
+pub(crate) fn search(
+    access: &Access,
+    resource_type: &str,
+    pairs: &[(&str, String)],
+    count: usize,
+) -> Result<Vec<Value>> {
+    let params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let query = search::query::SearchQuery::parse(Some(resource_type), &params, false).map_err(access::Error::from)?;
+    let page = access.search(query, &params, count, store::audit::Subtype::SearchType)?;
+    Ok(page.matches.iter().filter_map(|v| v.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
+}
+
+/// A shared resource's name (an Organization's `name`, a CareTeam's `name`, a
+/// PractitionerRole's first `code`), else its reference.
+pub(crate) fn label_of(access: &Access, resource_type: &str, id: &str) -> String {
+    let fallback = format!("{resource_type}/{id}");
+    let Ok(version) = access.read(resource_type, id) else { return fallback };
+    let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
+        return fallback;
+    };
+    body.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| text_of(body.pointer("/code/0")))
+        .unwrap_or(fallback)
+}
+
+/// The care teams the caller takes part in (as their Practitioner or a PractitionerRole), as
+/// far as they may see them.
+fn teams_of(access: &Access, membership: &Membership) -> Result<Vec<(String, String)>> {
+    let members = membership.own_references();
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = search(access, "CareTeam", &[("participant", members.join(",")), ("status", "active".into())], 100)?;
+    Ok(found
+        .iter()
+        .filter_map(|t| {
+            let id = t.get("id").and_then(Value::as_str)?.to_string();
+            let name = t.get("name").and_then(Value::as_str).map_or_else(|| format!("Care team {id}"), str::to_string);
+            Some((id, name))
+        })
+        .collect())
+}
+
+/// The work lists the caller may open: their own, each of their roles, each care team they
+/// take part in, each of their organizations.
+pub fn work_lists(access: &Access) -> Result<Vec<Choice>> {
+    let membership = Membership::of(access);
+    let mut choices = vec![Choice { list: WorkList::Mine, label: "My tasks".into() }];
+    for role in &membership.roles {
+        choices.push(Choice { list: WorkList::Role(role.clone()), label: label_of(access, "PractitionerRole", role) });
+    }
+    for (id, name) in teams_of(access, &membership)? {
+        choices.push(Choice { list: WorkList::Team(id), label: name });
+    }
+    for org in &membership.organizations {
+        choices
+            .push(Choice { list: WorkList::Organization(org.clone()), label: label_of(access, "Organization", org) });
+    }
+    Ok(choices)
+}
+
+/// The owners whose Tasks `list` gathers, refusing a list that is not the caller's (a job or
+/// an open door may open any).
+fn owners(access: &Access, list: &WorkList) -> Result<Vec<String>> {
+    let membership = Membership::of(access);
+    let acts_for_anyone = access.caller().is_none();
+    let not_yours = || Error::Access(access::Error::Forbidden("this work list is not one of yours".into()));
+    Ok(match list {
+        WorkList::Mine => membership.own_references(),
+        WorkList::Role(id) => {
+            if !acts_for_anyone && !membership.roles.contains(id) {
+                return Err(not_yours());
+            }
+            vec![format!("PractitionerRole/{id}")]
+        }
+        WorkList::Team(id) => {
+            if !acts_for_anyone && !teams_of(access, &membership)?.iter().any(|(team, _)| team == id) {
+                return Err(not_yours());
+            }
+            vec![format!("CareTeam/{id}")]
+        }
+        WorkList::Organization(id) => {
+            if !acts_for_anyone && !membership.organizations.contains(id) {
+                return Err(not_yours());
+            }
+            vec![format!("Organization/{id}")]
+        }
+    })
+}
+
+/// Most Tasks a work list shows.
+pub const WORK_LIST_SIZE: usize = 200;
+
+/// The open Tasks of `list` the caller may see, at `now`, sorted (see [`sort`]), each with its
+/// patient's name when the caller may read it.
+pub fn work_list(access: &Access, list: &WorkList, now: OffsetDateTime) -> Result<Vec<WorkItem>> {
+    let owners = owners(access, list)?;
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tasks = search(
+        access,
+        "Task",
+        &[("owner", owners.join(",")), ("status", Status::open_codes()), ("_sort", "-_lastUpdated".into())],
+        WORK_LIST_SIZE,
+    )?;
+    let mut items: Vec<WorkItem> = tasks.iter().filter_map(|t| WorkItem::of(t, now)).collect();
+    name_patients(access, &mut items);
+    sort(&mut items);
+    Ok(items)
+}
+
+/// Fills in the patients' names the caller may read (each patient read once).
+pub(crate) fn name_patients(access: &Access, items: &mut [WorkItem]) {
+    let mut names: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+    for item in items.iter_mut().filter(|i| i.patient_name.is_none()) {
+        let name = names.entry(item.patient.clone()).or_insert_with(|| patient_name(access, &item.patient));
+        item.patient_name = name.clone();
+    }
+}
+
+/// A patient's name as the caller may read it (`None`: hidden or unnamed).
+pub(crate) fn patient_name(access: &Access, patient: &str) -> Option<String> {
+    let version = access.read("Patient", patient).ok()?;
+    let body: Value = serde_json::from_str(version.body.as_deref()?).ok()?;
+    let name = body.pointer("/name/0")?;
+    if let Some(text) = name.get("text").and_then(Value::as_str) {
+        return Some(text.to_string());
+    }
+    let given: Vec<&str> =
+        name.get("given").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let family = name.get("family").and_then(Value::as_str).unwrap_or("");
+    let full = format!("{} {family}", given.join(" ")).trim().to_string();
+    (!full.is_empty()).then_some(full)
+}
+
+/// One Task as the caller may see it, as a work item at `now`.
+pub fn item(access: &Access, id: &str, now: OffsetDateTime) -> Result<WorkItem> {
+    if !fhir::reference::is_id(id) {
+        return Err(Error::NotFound);
+    }
+    let version = access.read("Task", id)?;
+    let task: Value = version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or(Error::NotFound)?;
+    let mut items = vec![WorkItem::of(&task, now).ok_or(Error::NotFound)?];
+    name_patients(access, &mut items);
+    items.pop().ok_or(Error::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_table() {
+        use Status::*;
+        for (from, to) in [
+            (Requested, Accepted),
+            (Requested, Rejected),
+            (Accepted, InProgress),
+            (InProgress, Completed),
+            (InProgress, Failed),
+            (Requested, Cancelled),
+            (Accepted, Cancelled),
+            (InProgress, Cancelled),
+        ] {
+            assert!(allowed(from, to), "{from:?} → {to:?}");
+        }
+        for (from, to) in [
+            (Requested, InProgress),
+            (Requested, Completed),
+            (Accepted, Completed),
+            (Completed, InProgress),
+            (Rejected, Accepted),
+            (Cancelled, Requested),
+            (Failed, InProgress),
+        ] {
+            assert!(!allowed(from, to), "{from:?} → {to:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_required_for_rejected_cancelled_and_failed() {
+        let task = |status: &str, reason: Option<&str>| {
+            let mut t = json!({"resourceType": "Task", "status": status, "intent": "order"});
+            if let Some(r) = reason {
+                t["statusReason"] = json!({"text": r});
+            }
+            t
+        };
+        assert!(check_write(Some(Status::Requested), &task("rejected", None)).is_err());
+        assert!(check_write(Some(Status::Requested), &task("rejected", Some("  "))).is_err());
+        assert!(check_write(Some(Status::Requested), &task("rejected", Some("not ours"))).is_ok());
+        assert!(check_write(None, &task("cancelled", None)).is_err(), "created cancelled: a reason all the same");
+        assert!(check_write(Some(Status::Cancelled), &task("cancelled", None)).is_ok(), "no change of status");
+        assert!(check_write(None, &task("bogus", None)).is_err());
+    }
+
+    #[test]
+    fn work_items_are_sorted_overdue_then_priority_then_due() {
+        let now = OffsetDateTime::now_utc();
+        let task = |id: &str, priority: &str, due: Option<&str>| {
+            let mut t = json!({"resourceType": "Task", "id": id, "status": "requested", "intent": "order",
+                "priority": priority, "for": {"reference": "Patient/p"}});
+            if let Some(d) = due {
+                t["executionPeriod"] = json!({"end": d});
+            }
+            WorkItem::of(&t, now).unwrap()
+        };
+        let mut items = vec![
+            task("a", "routine", None),
+            task("b", "stat", Some("2999-01-01")),
+            task("c", "routine", Some("2000-01-01")),
+            task("d", "routine", Some("2998-01-01")),
+            task("e", "urgent", Some("2001-01-01")),
+        ];
+        sort(&mut items);
+        let order: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(order, ["e", "c", "b", "d", "a"]);
+        assert!(items[0].overdue && items[1].overdue && !items[2].overdue);
+    }
+}
