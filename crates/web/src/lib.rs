@@ -1,7 +1,8 @@
 //! The clinician web app, served at `/app` by `continuum serve`: sign-in, patient search, the
 //! chart (banner, summary, longitudinal timeline, trends), documentation (visit notes,
 //! vitals, problem, allergy and medication lists), documents (the CCD downloaded, a referral
-//! note kept as an outgoing document) and the reconciliation of items from imported documents.
+//! note kept as an outgoing document), the reconciliation of items from imported documents, the
+//! task inbox with the team work lists, and the referral dashboard.
 //!
 //! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
 //! charts are SVG drawn with plotters. The app is one more door into the same record:
@@ -29,7 +30,9 @@ mod notes;
 mod pages;
 mod plots;
 mod reconcile;
+mod referrals;
 mod session;
+mod tasks;
 mod timeline;
 mod trends;
 
@@ -62,6 +65,8 @@ struct Inner {
     patient_index: Option<exchange::identity::PatientIndex>,
     /// Recently opened patients per user id, newest first (in memory, per node).
     recent: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Days after which an open referral is shown overdue (`--referral-overdue-days`).
+    referral_overdue_days: u32,
 }
 
 /// How the app is set up.
@@ -87,6 +92,7 @@ impl WebApp {
                 throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
                 patient_index: None,
                 recent: Mutex::default(),
+                referral_overdue_days: care::referrals::DEFAULT_OVERDUE_DAYS,
             }),
         })
     }
@@ -97,6 +103,20 @@ impl WebApp {
         let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the app is shared");
         inner.patient_index = Some(index);
         self
+    }
+
+    /// Shows referrals open longer than `days` as overdue (call before the app is shared;
+    /// the same age as the aging job's).
+    #[allow(clippy::expect_used, reason = "a builder step, called before the app is cloned: the only reference")]
+    pub fn with_referral_overdue_days(mut self, days: u32) -> WebApp {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("with_referral_overdue_days is called before the app is shared");
+        inner.referral_overdue_days = days;
+        self
+    }
+
+    fn referral_overdue_days(&self) -> u32 {
+        self.inner.referral_overdue_days
     }
 
     fn patient_index(&self) -> Option<exchange::identity::PatientIndex> {
@@ -156,5 +176,10 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/duplicates", get(duplicates::page).post(duplicates::decide))
         .route("/app/patients/{id}/reconcile", get(reconcile::page))
         .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
+        .route("/app/tasks", get(tasks::inbox))
+        .route("/app/tasks/{id}", post(tasks::act))
+        .route("/app/referrals", get(referrals::dashboard))
+        .route("/app/referrals/{id}", get(referrals::detail))
+        .route("/app/referrals/{id}/steps", post(referrals::take_step))
         .with_state(app)
 }
