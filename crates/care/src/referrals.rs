@@ -417,6 +417,7 @@ pub fn step(access: &Access, task_id: &str, version: u64, step: &Step) -> Result
         return Err(Error::NotFound);
     }
     let stored = access.read("Task", task_id)?;
+    tasks::if_match(&stored, version)?;
     let task: Value = stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or(Error::NotFound)?;
     let service_request = reference_id(task.get("focus"), "ServiceRequest").ok_or(Error::NotFound)?.to_string();
     let side = if matches!(step, Step::Cancel(_)) { "requester" } else { "owner" };

@@ -451,10 +451,24 @@ pub fn act(access: &Access, id: &str, version: u64, action: &Action) -> Result<u
         return Err(Error::NotFound);
     }
     let stored = access.read("Task", id)?;
+    if_match(&stored, version)?;
     let task: Value = stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or(Error::NotFound)?;
     let next = apply(&task, action)?;
     let written = access.update("Task", id, next, Some(version))?;
     Ok(written.version.map(|v| v.version).unwrap_or(version + 1))
+}
+
+/// Refuses (412) unless `stored` is still the version the caller read: what they decided on
+/// is what the step applies to (the write itself checks again, with `If-Match`).
+pub(crate) fn if_match(stored: &ResourceVersion, version: u64) -> Result<()> {
+    if stored.version == version {
+        return Ok(());
+    }
+    let changed = store::Error::PreconditionFailed(format!(
+        "{}/{} changed since it was read (version {version}, now {})",
+        stored.resource_type, stored.id, stored.version
+    ));
+    Err(Error::Access(access::Error::Store(changed)))
 }
 
 /// One Task of a work list.

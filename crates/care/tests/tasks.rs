@@ -123,6 +123,8 @@ fn the_lifecycle_holds_through_the_service_and_every_door() {
     assert_eq!((v, world.task(&id)["status"].clone()), (2, json!("accepted")));
     let stale = tasks::act(&doc, &id, 1, &Action::Start).unwrap_err();
     assert_eq!(stale.class(), ErrorClass::PreconditionFailed, "the version read is stale: {stale}");
+    let again = tasks::act(&doc, &id, 1, &Action::Accept).unwrap_err();
+    assert_eq!(again.class(), ErrorClass::PreconditionFailed, "a decision taken twice: the record changed");
     let v = tasks::act(&doc, &id, v, &Action::Start).unwrap();
     assert_eq!(world.task(&id)["status"], "in-progress");
     assert!(world.task(&id)["executionPeriod"]["start"].is_string());
