@@ -440,7 +440,8 @@ pub fn step(access: &Access, task_id: &str, version: u64, step: &Step) -> Result
             put_entry("Task", task_id, next, version),
             put_entry("ServiceRequest", &service_request, sr, sr_version),
         ]});
-        let patient = reference_id(task.get("for"), "Patient").map(str::to_string);
+        // Whose record the audit names: the one reading of the Patient compartment.
+        let patient = policy::patients_of("Task", &task).into_iter().next();
         access.transaction_for(bundle, patient.as_deref())?;
         return Ok(version + 1);
     }
@@ -831,7 +832,7 @@ pub fn close(access: &Access, service_request: &str, report: &str) -> Result<boo
     if !is_referral(&sr) {
         return Ok(false);
     }
-    let patient = reference_id(sr.get("subject"), "Patient").map(str::to_string);
+    let patient = policy::patients_of("ServiceRequest", &sr).into_iter().next();
     let mut entries = Vec::new();
     let sr_status = sr.get("status").and_then(Value::as_str).unwrap_or("");
     if matches!(sr_status, "draft" | "active" | "on-hold") {
