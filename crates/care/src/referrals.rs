@@ -13,7 +13,7 @@
 //! | accepted / declined | Task `accepted` / `rejected` with its reason |
 //! | scheduled | business status `scheduled`, or an `Appointment` with `basedOn` the ServiceRequest |
 //! | seen | business status `seen`, or an `Encounter` with `basedOn` the ServiceRequest |
-//! | closed | a `DiagnosticReport` with `basedOn` the ServiceRequest or a `DocumentReference` whose `context.related` names it (R4's DocumentReference has no `basedOn`), or the ServiceRequest `completed` |
+//! | closed | a released `DiagnosticReport` with `basedOn` the ServiceRequest, or a signed `DocumentReference` in force whose `context.related` names it (R4's DocumentReference has no `basedOn`; see [`is_returned`]), or the ServiceRequest `completed` |
 //!
 //! Business statuses are codes of [`STEP_SYSTEM`]. The steps the receiving side takes in the
 //! app ([`step`]) move the Task through its lifecycle (`crate::tasks`): scheduled and seen
@@ -580,6 +580,9 @@ fn gather(access: &Access, ids: &[String], tasks_found: Vec<Value>) -> Result<Fo
             }
         }
         for report in search_or_none(access, "DiagnosticReport", &[("based-on", refs.clone())], 1000)? {
+            if !is_returned("DiagnosticReport", &report) {
+                continue;
+            }
             let reference = format!("DiagnosticReport/{}", report.get("id").and_then(Value::as_str).unwrap_or(""));
             let at = report.get("issued").or_else(|| report.get("effectiveDateTime")).and_then(Value::as_str);
             for sr in based_on(&report, "basedOn") {
@@ -587,7 +590,7 @@ fn gather(access: &Access, ids: &[String], tasks_found: Vec<Value>) -> Result<Fo
             }
         }
         for document in search_or_none(access, "DocumentReference", &[("related", refs.clone())], 1000)? {
-            if document.get("status").and_then(Value::as_str) == Some("entered-in-error") {
+            if !is_returned("DocumentReference", &document) {
                 continue;
             }
             let reference = format!("DocumentReference/{}", document.get("id").and_then(Value::as_str).unwrap_or(""));
@@ -890,15 +893,29 @@ pub fn close(access: &Access, service_request: &str, report: &str) -> Result<boo
     Ok(true)
 }
 
-/// The referrals a report names: a DiagnosticReport's `basedOn`, a DocumentReference's
-/// `context.related` (ServiceRequests only).
+/// Whether a report is one that closes a referral: a DiagnosticReport released (`final`,
+/// `amended`, `corrected`, `appended`), a DocumentReference in force (`current`) that is not
+/// a draft (`docStatus` `preliminary`).
+pub fn is_returned(resource_type: &str, report: &Value) -> bool {
+    let status = report.get("status").and_then(Value::as_str).unwrap_or("");
+    match resource_type {
+        "DiagnosticReport" => matches!(status, "final" | "amended" | "corrected" | "appended"),
+        "DocumentReference" => {
+            status == "current" && report.get("docStatus").and_then(Value::as_str) != Some("preliminary")
+        }
+        _ => false,
+    }
+}
+
+/// The referrals a returned report names (see [`is_returned`]): a DiagnosticReport's
+/// `basedOn`, a DocumentReference's `context.related` (ServiceRequests only).
 pub fn referrals_named(resource_type: &str, report: &Value) -> Vec<String> {
+    if !is_returned(resource_type, report) {
+        return Vec::new();
+    }
     match resource_type {
         "DiagnosticReport" => based_on(report, "basedOn"),
-        "DocumentReference" if report.get("status").and_then(Value::as_str) != Some("entered-in-error") => {
-            related(report)
-        }
-        _ => Vec::new(),
+        _ => related(report),
     }
 }
 

@@ -148,17 +148,18 @@ fn a_referral_goes_through_every_step_and_closes_when_the_report_arrives_through
     assert_eq!(world.read("Task", &sent.task)["status"], "in-progress");
 
     // The consult report arrives through another door: a plain write (as HL7 ORU would).
+    // A preliminary one closes nothing; the final one does.
     let closer = ReferralCloser::new(world.door.clone(), world.jobs.clone());
     closer.catch_up().unwrap();
-    world
-        .records
-        .create(
-            json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Endocrinology consult"},
-                "subject": {"reference": "Patient/p1"}, "issued": "2026-12-01T10:00:00Z",
-                "basedOn": [{"reference": format!("ServiceRequest/{}", sent.service_request)}]}),
-            None,
-        )
-        .unwrap();
+    let report = |status: &str| {
+        json!({"resourceType": "DiagnosticReport", "status": status, "code": {"text": "Endocrinology consult"},
+            "subject": {"reference": "Patient/p1"}, "issued": "2026-12-01T10:00:00Z",
+            "basedOn": [{"reference": format!("ServiceRequest/{}", sent.service_request)}]})
+    };
+    world.records.create(report("preliminary"), None).unwrap();
+    assert_eq!(closer.catch_up().unwrap().closed, 0);
+    assert_eq!(world.referral(&pcp, &sent.service_request).state, State::Seen, "a preliminary report closes nothing");
+    world.records.create(report("final"), None).unwrap();
     // The dashboard computes it closed at once; the follower then closes the record.
     assert_eq!(world.referral(&pcp, &sent.service_request).state, State::Closed);
     let pass = closer.catch_up().unwrap();
@@ -173,7 +174,7 @@ fn a_referral_goes_through_every_step_and_closes_when_the_report_arrives_through
     let detail = referrals::detail(&pcp, &sent.service_request, 14, OffsetDateTime::now_utc()).unwrap();
     let steps: Vec<State> = detail.steps.iter().map(|s| s.state).collect();
     assert_eq!(steps, [State::Sent, State::Received, State::Accepted, State::Scheduled, State::Seen, State::Closed]);
-    assert_eq!(detail.reports.len(), 1);
+    assert_eq!(detail.reports.len(), 1, "the final report only");
     assert!(detail.reports[0].0.starts_with("DiagnosticReport/"));
 
     // A second referral, closed by a consult note in a transaction Bundle while its Task was
