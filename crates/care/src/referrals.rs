@@ -325,6 +325,33 @@ pub fn send(access: &Access, referral: &NewReferral) -> Result<Sent> {
     })
 }
 
+/// Who may be named on a new referral, each organization as `(id, name)`, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parties {
+    /// The caller's organizations: the referring side.
+    pub from: Vec<(String, String)>,
+    /// The other organizations of the directory (up to 500): the receiving side.
+    pub to: Vec<(String, String)>,
+}
+
+/// Who the caller may name on a new referral.
+pub fn parties(access: &Access) -> Result<Parties> {
+    let membership = Membership::of(access);
+    let mut from: Vec<(String, String)> =
+        membership.organizations.iter().map(|o| (o.clone(), tasks::label_of(access, "Organization", o))).collect();
+    from.sort_by(|a, b| a.1.cmp(&b.1));
+    let directory = tasks::search(access, "Organization", &[("_sort", "name".into())], 500)?;
+    let to = directory
+        .iter()
+        .filter_map(|o| {
+            let id = o.get("id").and_then(Value::as_str)?;
+            let name = o.get("name").and_then(Value::as_str).unwrap_or(id);
+            (!membership.organizations.iter().any(|m| m == id)).then(|| (id.to_string(), name.to_string()))
+        })
+        .collect();
+    Ok(Parties { from, to })
+}
+
 /// A step the receiving organization (or, to cancel, the referring one) records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -153,8 +153,35 @@ fn the_task_inbox_and_the_referral_dashboard() {
     assert_eq!(status, 200, "{answer}");
     let sr = answer["entry"][0]["response"]["location"].as_str().unwrap().split('/').nth(1).unwrap().to_string();
 
+    // The physician sends another from Rosie's chart, through the app's form.
+    let mut doc = Visitor::signed_in(origin, "doc");
+    let summary = doc.get(&format!("/app/patients/{rosie}"));
+    summary.assert_has(&format!("href=\"/app/patients/{rosie}/referrals/new\""));
+    let form = doc.get(&format!("/app/patients/{rosie}/referrals/new"));
+    assert_eq!(form.status, 200, "{}", form.body);
+    form.assert_has("ANNA JAQUES HOSPITAL");
+    let send_path = format!("/app/patients/{rosie}/referrals");
+    let fields = |service: &'static str| {
+        vec![
+            ("service", service),
+            ("reason", "Palpitations"),
+            ("from", clinic.rosie_org.as_str()),
+            ("to", barry_org.as_str()),
+        ]
+    };
+    let refused = doc.submit(&form, &send_path, &fields(" "));
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    refused.assert_has("is required");
+    let sent_by_app = doc.submit(&form, &send_path, &fields("Cardiology"));
+    assert_eq!(sent_by_app.status, 303, "{}", sent_by_app.body);
+    let page = doc.get(sent_by_app.location.as_deref().unwrap());
+    page.assert_has("Sent: the receiving organization has it on its work list.");
+    page.assert_has("Referral to Cardiology");
+
     let board = carla.get("/app/referrals");
     assert_eq!(board.status, 200, "{}", board.body);
+    board.assert_has("Cardiology</a>");
+    board.assert_has("<td>0</td>");
     board.assert_has("Endocrinology");
     board.assert_has("ANNA JAQUES HOSPITAL");
     board.assert_has("<td>20 <strong class=\"abnormal overdue\">OVERDUE</strong></td>");

@@ -181,5 +181,7 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/referrals", get(referrals::dashboard))
         .route("/app/referrals/{id}", get(referrals::detail))
         .route("/app/referrals/{id}/steps", post(referrals::take_step))
+        .route("/app/patients/{id}/referrals/new", get(referrals::new_referral))
+        .route("/app/patients/{id}/referrals", post(referrals::send_referral))
         .with_state(app)
 }

@@ -110,6 +110,7 @@ fn step_done(code: &str) -> Option<&'static str> {
         "schedule" => Some("Recorded: scheduled."),
         "seen" => Some("Recorded: seen."),
         "cancel" => Some("Recorded: cancelled, with your reason."),
+        "sent" => Some("Sent: the receiving organization has it on its work list."),
         _ => None,
     }
 }
@@ -245,4 +246,120 @@ pub(crate) async fn take_step(
     }
     let (detail, steps) = load_detail(&app, &session, id).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render_detail(&session, &detail, &steps, None, &problems)).into_response())
+}
+
+/// The form of a new referral, for one patient.
+struct NewReferralPage {
+    banner: crate::layout::Banner,
+    from: Vec<(String, String)>,
+    to: Vec<(String, String)>,
+}
+
+fn render_new(
+    session: &Session,
+    page: &NewReferralPage,
+    form: &HashMap<String, String>,
+    problems: &FormProblems,
+) -> Markup {
+    let value = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let content = html! {
+        h2 { "Send a referral" }
+        (problems.render())
+        @if page.from.is_empty() {
+            p class="error" role="alert" { "You belong to no organization, so you cannot refer on behalf of one." }
+        } @else {
+            form method="post" action={ "/app/patients/" (page.banner.id) "/referrals" } {
+                input type="hidden" name="csrf" value=(session.csrf);
+                div class="field" { label for="service" { "Referred to (specialty or service)" } br;
+                    input id="service" name="service" required maxlength="200" value=(value("service")); }
+                div class="field" { label for="snomed" { "SNOMED CT code (optional)" } br;
+                    input id="snomed" name="snomed" inputmode="numeric" maxlength="18" value=(value("snomed")); }
+                div class="field" { label for="reason" { "Reason (optional)" } br;
+                    textarea id="reason" name="reason" maxlength="500" { (value("reason")) } }
+                div class="field" { label for="from" { "Referring organization" } br;
+                    select id="from" name="from" { @for (id, name) in &page.from { option value=(id) selected[value("from") == *id] { (name) } } } }
+                div class="field" { label for="to" { "Receiving organization" } br;
+                    select id="to" name="to" required {
+                        option value="" { "Choose…" }
+                        @for (id, name) in &page.to { option value=(id) selected[value("to") == *id] { (name) } }
+                    } }
+                button type="submit" { "Send the referral" }
+            }
+        }
+    };
+    crate::layout::chart_page(session, &page.banner, crate::layout::Tab::Summary, "Send a referral", content)
+}
+
+async fn load_new(app: &WebApp, session: &Session, patient: &str) -> Result<Result<NewReferralPage, Markup>, WebError> {
+    crate::pages::open_chart(app, session, patient, "referral-new", move |reader, banner| {
+        let parties = care::referrals::parties(&reader.access).map_err(care_error)?;
+        Ok(NewReferralPage { banner, from: parties.from, to: parties.to })
+    })
+    .await
+}
+
+/// `GET /app/patients/{id}/referrals/new`: the form of a new referral.
+pub(crate) async fn new_referral(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(match load_new(&app, &session, &patient).await? {
+        Ok(page) => render_new(&session, &page, &HashMap::new(), &FormProblems::default()).into_response(),
+        Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
+    })
+}
+
+/// `POST /app/patients/{id}/referrals` with `service`, `snomed`, `reason`, `from`, `to`:
+/// the referral sent (its ServiceRequest and Task), then its page.
+pub(crate) async fn send_referral(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    session.check_form(&form)?;
+    if !fhir::reference::is_id(&patient) {
+        return Err(WebError::NotFound);
+    }
+    let field = |name: &str| form.get(name).map_or("", String::as_str);
+    let mut problems = FormProblems::default();
+    let service = plain_text(&mut problems, "service", "The specialty or service", field("service"), true, 200);
+    let reason = plain_text(&mut problems, "reason", "The reason", field("reason"), false, 500);
+    let snomed = field("snomed").trim().to_string();
+    if !snomed.is_empty() && (!(6..=18).contains(&snomed.len()) || !snomed.chars().all(|c| c.is_ascii_digit())) {
+        problems.add("snomed", "A SNOMED CT code is 6 to 18 digits.");
+    }
+    let to = field("to").trim().to_string();
+    if !fhir::reference::is_id(&to) {
+        problems.add("to", "Choose the receiving organization.");
+    }
+    let from = Some(field("from").trim().to_string()).filter(|f| !f.is_empty());
+    if problems.is_empty() {
+        let referral = care::referrals::NewReferral {
+            patient: patient.clone(),
+            service,
+            snomed: Some(snomed).filter(|s| !s.is_empty()),
+            reason: Some(reason).filter(|r| !r.is_empty()),
+            from,
+            to,
+        };
+        let reader = Reader::new(&app, &session);
+        let sent = as_user(reader, move |reader| match care::referrals::send(&reader.access, &referral) {
+            Ok(sent) => Ok(Ok(sent)),
+            Err(care::Error::Invalid(why)) => Ok(Err(why)),
+            Err(e) => Err(care_error(e)),
+        })
+        .await?;
+        match sent {
+            Ok(sent) => {
+                return Ok(Redirect::to(&format!("/app/referrals/{}?done=sent", sent.service_request)).into_response());
+            }
+            Err(why) => problems.add("service", why),
+        }
+    }
+    Ok(match load_new(&app, &session, &patient).await? {
+        Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, render_new(&session, &page, &form, &problems)).into_response(),
+        Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
+    })
 }
