@@ -21,8 +21,8 @@
 //!
 //! **Closing the loop** ([`ReferralCloser`]): a follower right behind the commits reads the
 //! DocumentReference and DiagnosticReport versions written since its checkpoint (the store's
-//! history is its queue, the checkpoint in the job table, so nothing is missed across a
-//! restart) and, for every referral a report names, marks the ServiceRequest `completed` and
+//! history is its queue, the checkpoint in the job table, so from its first start on nothing
+//! is missed across a restart or a crash) and, for every referral a report names, marks the ServiceRequest `completed` and
 //! the Task `completed` (business status `report-returned`, walking the lifecycle's steps)
 //! through the door as the job [`JOB`]; open follow-up Tasks of the referral are cancelled.
 //! The dashboard computes the state from the record too, so a report shows the referral
@@ -962,6 +962,15 @@ pub struct Pass {
     pub read: usize,
     /// Referrals closed.
     pub closed: usize,
+    /// More is waiting: run again at once.
+    pub more: bool,
+}
+
+/// The versions one type's checkpoint is behind by (one step of them).
+struct Behind {
+    versions: Vec<ResourceVersion>,
+    end: i64,
+    more: bool,
 }
 
 /// The follower that closes referrals when their report arrives, whatever the door.
@@ -990,7 +999,7 @@ impl ReferralCloser {
         std::thread::Builder::new().name("referral-closer".into()).spawn(move || {
             while !closer.inner.stop.load(Ordering::Relaxed) {
                 match closer.run_pass() {
-                    Ok(pass) if pass.read > 0 => continue,
+                    Ok(pass) if pass.more => continue,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(class = ?e.class(), "the referral closer could not run a pass"),
                 }
@@ -1019,13 +1028,13 @@ impl ReferralCloser {
         self.inner.stop.store(true, Ordering::Relaxed);
     }
 
-    fn checkpoints(&self) -> Result<HashMap<String, i64>> {
+    /// The checkpoint of each type (`None`: the closer never ran on this store).
+    fn checkpoints(&self) -> Result<Option<HashMap<String, i64>>> {
         Ok(self
             .inner
             .jobs
             .job(CHECKPOINT_ID)?
-            .and_then(|j| serde_json::from_str::<HashMap<String, i64>>(&j.state).ok())
-            .unwrap_or_default())
+            .map(|j| serde_json::from_str::<HashMap<String, i64>>(&j.state).unwrap_or_default()))
     }
 
     fn save_checkpoints(&self, checkpoints: &HashMap<String, i64>) -> Result<()> {
@@ -1038,9 +1047,22 @@ impl ReferralCloser {
         Ok(())
     }
 
-    /// The versions of `resource_type` written after `after`, oldest first, at most [`STEP`].
-    fn versions_after(&self, resource_type: &str, after: i64) -> Result<Vec<ResourceVersion>> {
+    /// The versions of `resource_type` written after `after` (`latest`: the store's latest
+    /// sequence, read before), oldest first, and the sequence the type's checkpoint moves to
+    /// once they are processed. Close behind, the type's history is paged back to the
+    /// checkpoint; far behind (reports written while no closer ran, a large import), the
+    /// history of every type is scanned once in commit order instead, so that catching up
+    /// reads each version once rather than paging back from the newest at every step.
+    fn versions_after(&self, resource_type: &str, after: i64, latest: i64) -> Result<Behind> {
         let records = self.inner.door.records();
+        let far = i64::try_from(STEP * 4).unwrap_or(i64::MAX);
+        if latest.saturating_sub(after) > far {
+            let scanned = records.backend().versions_after(after, STEP * 4)?;
+            let more = scanned.len() == STEP * 4;
+            let end = scanned.last().map_or(latest, |v| v.sequence);
+            let versions = scanned.into_iter().filter(|v| v.resource_type == resource_type).collect();
+            return Ok(Behind { versions, end, more });
+        }
         let mut newest_first = Vec::new();
         let mut before = None;
         loop {
@@ -1059,23 +1081,29 @@ impl ReferralCloser {
             if reached || last_page || before.is_none() {
                 break;
             }
-            if newest_first.len() > STEP * 4 {
-                // Far behind: only the oldest are wanted now.
-                newest_first.drain(..newest_first.len() - STEP);
-            }
         }
         newest_first.reverse();
+        let more = newest_first.len() > STEP;
         newest_first.truncate(STEP);
-        Ok(newest_first)
+        // Caught up: nothing of the type lies between the last one and the latest read first.
+        let last = newest_first.last().map_or(after, |v| v.sequence);
+        let end = if more { last } else { last.max(latest) };
+        Ok(Behind { versions: newest_first, end, more })
     }
 
     /// Reads the reports written since the checkpoint (at most one step of each type),
     /// closes the referrals they name, and moves the checkpoint past them. A referral that
     /// could not be closed for a passing reason (a concurrent write, the store unavailable)
-    /// stops the pass before its report, to be tried again.
+    /// stops the pass before its report, to be tried again. The first pass ever sets the
+    /// checkpoint at the latest write: the reports of older referrals are not followed (the
+    /// dashboard still computes them closed).
     pub fn run_pass(&self) -> Result<Pass> {
-        let mut checkpoints = self.checkpoints()?;
         let latest = self.inner.door.records().backend().latest_sequence()?;
+        let Some(mut checkpoints) = self.checkpoints()? else {
+            let start = REPORT_TYPES.iter().map(|t| (t.to_string(), latest)).collect();
+            self.save_checkpoints(&start)?;
+            return Ok(Pass::default());
+        };
         let mut pass = Pass::default();
         let access = self.inner.door.enter(Who::Job(JOB));
         let mut outcome = Ok(());
@@ -1085,9 +1113,10 @@ impl ReferralCloser {
             if latest <= after {
                 continue;
             }
-            for version in self.versions_after(resource_type, after)? {
+            let behind = self.versions_after(resource_type, after, latest)?;
+            for version in &behind.versions {
                 pass.read += 1;
-                match self.process(&access, &version) {
+                match self.process(&access, version) {
                     Ok(closed) => pass.closed += closed,
                     Err(e) => {
                         outcome = Err(e);
@@ -1095,11 +1124,14 @@ impl ReferralCloser {
                     }
                 }
                 checkpoints.insert(resource_type.to_string(), version.sequence);
-                moved = true;
             }
             if outcome.is_err() {
+                moved = true;
                 break;
             }
+            checkpoints.insert(resource_type.to_string(), behind.end.max(after));
+            moved |= behind.end > after;
+            pass.more |= behind.more;
         }
         access.settle_queued();
         if moved {
@@ -1113,11 +1145,11 @@ impl ReferralCloser {
         let mut total = Pass::default();
         loop {
             let pass = self.run_pass()?;
-            if pass.read == 0 {
-                return Ok(total);
-            }
             total.read += pass.read;
             total.closed += pass.closed;
+            if !pass.more {
+                return Ok(total);
+            }
         }
     }
 

@@ -748,8 +748,9 @@ fn owners(access: &Access, list: &WorkList) -> Result<Vec<String>> {
     })
 }
 
-/// Most Tasks a work list shows.
-pub const WORK_LIST_SIZE: usize = 200;
+/// Most open Tasks a work list gathers (all of them are sorted, so an old overdue Task is
+/// never cut off by newer ones below this number).
+pub const WORK_LIST_SIZE: usize = 1000;
 
 /// The open Tasks of `list` the caller may see, at `now`, sorted (see [`sort`]), each with its
 /// patient's name when the caller may read it.

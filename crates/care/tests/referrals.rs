@@ -268,6 +268,9 @@ fn overdue_referrals_raise_exactly_one_follow_up_task_and_the_dashboard_shows_ag
     // A shorter overdue age makes the recent one overdue too.
     assert!(referrals::dashboard(&pcp, None, 2, now).unwrap().iter().find(|r| r.id == recent).unwrap().overdue);
 
+    // The closer runs from the start, as `continuum serve` starts it.
+    let closer = ReferralCloser::new(world.door.clone(), world.jobs.clone());
+    closer.catch_up().unwrap();
     let aging = ReferralAging::new(world.door.clone(), 14, std::time::Duration::from_secs(3600));
     let first = aging.run_once().unwrap();
     assert_eq!((first.overdue, first.raised), (1, 1));
@@ -302,7 +305,7 @@ fn overdue_referrals_raise_exactly_one_follow_up_task_and_the_dashboard_shows_ag
             None,
         )
         .unwrap();
-    ReferralCloser::new(world.door.clone(), world.jobs.clone()).catch_up().unwrap();
+    assert_eq!(closer.catch_up().unwrap().closed, 1);
     let after = follow_ups(&world.records, &overdue);
     assert_eq!(after[0]["status"], "cancelled");
     assert_eq!(aging.run_once().unwrap().overdue, 0, "closed: overdue no more");
@@ -323,4 +326,37 @@ fn an_outsider_sees_no_referral() {
     let mut forged = to_endocrinology();
     forged.from = Some("org-x".into());
     assert_eq!(referrals::send(&pcp, &forged).unwrap_err().class(), ErrorClass::Forbidden);
+}
+
+#[test]
+fn a_closer_far_behind_catches_up_in_commit_order() {
+    let world = world();
+    let closer = ReferralCloser::new(world.door.clone(), world.jobs.clone());
+    closer.catch_up().unwrap();
+    let pcp = world.enter("pcp");
+    let sent = referrals::send(&pcp, &to_endocrinology()).unwrap();
+    // Many writes of other types, then the report, then more: the closer was not running.
+    let many = |from: usize| -> Vec<Value> {
+        (from..from + 1500)
+            .map(|n| {
+                json!({"resourceType": "Observation", "id": format!("obs-{n}"), "status": "final",
+                    "code": {"text": "glucose"}, "subject": {"reference": "Patient/p1"}})
+            })
+            .collect()
+    };
+    world.records.load(many(0)).unwrap();
+    world
+        .records
+        .create(
+            json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Endocrinology consult"},
+                "subject": {"reference": "Patient/p1"},
+                "basedOn": [{"reference": format!("ServiceRequest/{}", sent.service_request)}]}),
+            None,
+        )
+        .unwrap();
+    world.records.load(many(1500)).unwrap();
+    let pass = closer.catch_up().unwrap();
+    assert_eq!((pass.read, pass.closed), (1, 1), "each report read once");
+    assert_eq!(world.read("Task", &sent.task)["status"], "completed");
+    assert_eq!(closer.catch_up().unwrap(), referrals::Pass::default(), "nothing left behind");
 }
