@@ -177,6 +177,8 @@ fn the_task_inbox_and_the_referral_dashboard() {
     let page = doc.get(sent_by_app.location.as_deref().unwrap());
     page.assert_has("Sent: the receiving organization has it on its work list.");
     page.assert_has("Referral to Cardiology");
+    let cardiology = sent_by_app.location.as_deref().unwrap().trim_start_matches("/app/referrals/");
+    let cardiology = cardiology.split('?').next().unwrap().to_string();
 
     let board = carla.get("/app/referrals");
     assert_eq!(board.status, 200, "{}", board.body);
@@ -197,6 +199,26 @@ fn the_task_inbox_and_the_referral_dashboard() {
     // Carla's clinic referred: it may cancel (with a reason), not accept on the hospital's behalf.
     detail.assert_has("Cancel the referral");
     detail.assert_lacks(">Accept</button>");
+
+    // The consult report of the Cardiology referral arrives through the FHIR API: the server's
+    // closer completes the referral right behind the commit.
+    let report = json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Cardiology consult"},
+        "subject": {"reference": format!("Patient/{rosie}")},
+        "basedOn": [{"reference": format!("ServiceRequest/{cardiology}")}]});
+    let (status, _) = send(base, &clinic.doc, reqwest::Method::POST, "DiagnosticReport", &report);
+    assert_eq!(status, 201);
+    let mut closed = Value::Null;
+    for _ in 0..100 {
+        closed = send(base, &clinic.doc, reqwest::Method::GET, &format!("ServiceRequest/{cardiology}"), &Value::Null).1;
+        if closed["status"] == "completed" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(closed["status"], "completed", "closed by the server's follower");
+    let page = carla.get(&format!("/app/referrals/{cardiology}"));
+    page.assert_has("Report returned (closed)");
+    page.assert_has("DiagnosticReport/");
 
     // A physician outside Rosie's reach sees none of it.
     let mut outsider = Visitor::signed_in(origin, "outsider");
