@@ -236,4 +236,13 @@ fn the_task_inbox_and_the_referral_dashboard() {
     assert_eq!(forged.status, 404, "{}", forged.body);
     let still = send(base, &clinic.doc, reqwest::Method::GET, &format!("Task/{late_id}"), &Value::Null).1;
     assert_eq!(still["status"], "accepted", "nothing changed");
+    // Nor may they refer Rosie: the form is not shown, and a forged post writes nothing.
+    assert_eq!(outsider.get(&format!("/app/patients/{rosie}/referrals/new")).status, 403);
+    let referrals_before =
+        send(base, &clinic.doc, reqwest::Method::GET, "ServiceRequest?_summary=count", &Value::Null).1;
+    let forged = outsider.submit(&page, &send_path, &[("service", "Anything"), ("to", barry_org.as_str())]);
+    assert!(matches!(forged.status, 403 | 404), "{}", forged.body);
+    let referrals_after =
+        send(base, &clinic.doc, reqwest::Method::GET, "ServiceRequest?_summary=count", &Value::Null).1;
+    assert_eq!(referrals_before["total"], referrals_after["total"], "nothing written");
 }
