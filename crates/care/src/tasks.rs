@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 mod work_lists;
 
 pub use work_lists::{
-    Choice, Membership, WORK_LIST_SIZE, WorkItem, WorkList, item, past_due, sort, work_list, work_lists,
+    Choice, Membership, WORK_LIST_SIZE, WorkItem, WorkList, item, owner_choices, past_due, sort, work_list, work_lists,
 };
 pub(crate) use work_lists::{label_of, patient_name, search, text_of};
 

@@ -180,6 +180,26 @@ fn the_task_inbox_and_the_referral_dashboard() {
     let cardiology = sent_by_app.location.as_deref().unwrap().trim_start_matches("/app/referrals/");
     let cardiology = cardiology.split('?').next().unwrap().to_string();
 
+    // And adds a task for Rosie's clinic from her chart; it lands on the clinic's work list.
+    summary.assert_has(&format!("href=\"/app/patients/{rosie}/tasks/new\""));
+    let form = doc.get(&format!("/app/patients/{rosie}/tasks/new"));
+    assert_eq!(form.status, 200, "{}", form.body);
+    let owner = format!("Organization/{}", clinic.rosie_org);
+    let task_path = format!("/app/patients/{rosie}/tasks");
+    let tomorrow = days_from_now(1);
+    let refused = doc.submit(&form, &task_path, &[("description", ""), ("owner", &owner), ("priority", "urgent")]);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    refused.assert_has("is required");
+    let added = doc.submit(
+        &form,
+        &task_path,
+        &[("description", "Bring the glucose diary"), ("owner", &owner), ("due", &tomorrow), ("priority", "urgent")],
+    );
+    assert_eq!(added.status, 303, "{}", added.body);
+    let clinic_list = carla.get(&format!("/app/tasks?list=organization:{}", clinic.rosie_org));
+    clinic_list.assert_has("Bring the glucose diary");
+    clinic_list.assert_has("urgent");
+
     let board = carla.get("/app/referrals");
     assert_eq!(board.status, 200, "{}", board.body);
     board.assert_has("Cardiology</a>");
@@ -238,6 +258,9 @@ fn the_task_inbox_and_the_referral_dashboard() {
     assert_eq!(still["status"], "accepted", "nothing changed");
     // Nor may they refer Rosie: the form is not shown, and a forged post writes nothing.
     assert_eq!(outsider.get(&format!("/app/patients/{rosie}/referrals/new")).status, 403);
+    assert_eq!(outsider.get(&format!("/app/patients/{rosie}/tasks/new")).status, 403);
+    let forged = outsider.submit(&page, &task_path, &[("description", "Sneak"), ("owner", "Organization/x")]);
+    assert!(matches!(forged.status, 403 | 404), "{}", forged.body);
     let referrals_before =
         send(base, &clinic.doc, reqwest::Method::GET, "ServiceRequest?_summary=count", &Value::Null).1;
     let forged = outsider.submit(&page, &send_path, &[("service", "Anything"), ("to", barry_org.as_str())]);

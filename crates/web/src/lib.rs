@@ -183,5 +183,7 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/referrals/{id}/steps", post(referrals::take_step))
         .route("/app/patients/{id}/referrals/new", get(referrals::new_referral))
         .route("/app/patients/{id}/referrals", post(referrals::send_referral))
+        .route("/app/patients/{id}/tasks/new", get(tasks::new_task))
+        .route("/app/patients/{id}/tasks", post(tasks::create_task))
         .with_state(app)
 }

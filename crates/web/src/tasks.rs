@@ -68,6 +68,7 @@ fn notice(done: &str) -> Option<&'static str> {
         "complete" => Some("Completed: the task left the list."),
         "fail" => Some("Marked failed, with your reason."),
         "cancel" => Some("Cancelled, with your reason."),
+        "created" => Some("Added: the task is on its owner's list."),
         _ => None,
     }
 }
@@ -225,4 +226,115 @@ pub(crate) async fn act(
     }
     let page = load(&app, &session, list).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&session, &page, None, &problems)).into_response())
+}
+
+/// The form of a new Task, for one patient.
+struct NewTaskPage {
+    banner: crate::layout::Banner,
+    owners: Vec<(String, String)>,
+}
+
+fn render_new(
+    session: &Session,
+    page: &NewTaskPage,
+    form: &HashMap<String, String>,
+    problems: &FormProblems,
+) -> Markup {
+    let value = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let content = html! {
+        h2 { "Add a task" }
+        (problems.render())
+        form method="post" action={ "/app/patients/" (page.banner.id) "/tasks" } {
+            input type="hidden" name="csrf" value=(session.csrf);
+            div class="field" { label for="description" { "What is to be done" } br;
+                input id="description" name="description" required maxlength="300" value=(value("description")); }
+            div class="field" { label for="owner" { "For" } br;
+                select id="owner" name="owner" required {
+                    @for (reference, label) in &page.owners { option value=(reference) selected[value("owner") == *reference] { (label) } }
+                } }
+            div class="field" { label for="due" { "Due (optional)" } br;
+                input id="due" name="due" type="date" value=(value("due")); }
+            div class="field" { label for="priority" { "Priority" } br;
+                select id="priority" name="priority" {
+                    @for priority in care::tasks::Priority::ALL {
+                        option value=(priority.code()) selected[value("priority") == priority.code()] { (priority.code()) }
+                    }
+                } }
+            button type="submit" { "Add the task" }
+        }
+    };
+    crate::layout::chart_page(session, &page.banner, crate::layout::Tab::Summary, "Add a task", content)
+}
+
+async fn load_new(app: &WebApp, session: &Session, patient: &str) -> Result<Result<NewTaskPage, Markup>, WebError> {
+    let id = patient.to_string();
+    crate::pages::open_chart(app, session, patient, "task-new", move |reader, banner| {
+        let owners = care::tasks::owner_choices(&reader.access, &id).map_err(care_error)?;
+        Ok(NewTaskPage { banner, owners })
+    })
+    .await
+}
+
+/// `GET /app/patients/{id}/tasks/new`: the form of a new Task for the patient.
+pub(crate) async fn new_task(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(match load_new(&app, &session, &patient).await? {
+        Ok(page) => render_new(&session, &page, &HashMap::new(), &FormProblems::default()).into_response(),
+        Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
+    })
+}
+
+/// `POST /app/patients/{id}/tasks` with `description`, `owner`, `due`, `priority`: the Task
+/// created (requested), then the creator's inbox.
+pub(crate) async fn create_task(
+    State(app): State<WebApp>,
+    session: Session,
+    Path(patient): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    session.check_form(&form)?;
+    if !fhir::reference::is_id(&patient) {
+        return Err(WebError::NotFound);
+    }
+    let field = |name: &str| form.get(name).map_or("", String::as_str);
+    let mut problems = FormProblems::default();
+    let description = plain_text(&mut problems, "description", "What is to be done", field("description"), true, 300);
+    let owner = field("owner").trim().to_string();
+    if !care::tasks::is_owner_reference(&owner) {
+        problems.add("owner", "Choose whom the task is for.");
+    }
+    let due = Some(field("due").trim().to_string()).filter(|d| !d.is_empty());
+    if due
+        .as_deref()
+        .is_some_and(|d| time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err())
+    {
+        problems.add("due", "The due date must be a real date (YYYY-MM-DD).");
+    }
+    let priority = care::tasks::Priority::parse(field("priority")).unwrap_or(care::tasks::Priority::Routine);
+    if problems.is_empty() {
+        let task = care::tasks::NewTask {
+            owner: Some(owner),
+            due,
+            priority,
+            ..care::tasks::NewTask::new(&patient, &description)
+        };
+        let reader = Reader::new(&app, &session);
+        let created = as_user(reader, move |reader| match care::tasks::create(&reader.access, &task) {
+            Ok(_) => Ok(None),
+            Err(care::Error::Invalid(why)) => Ok(Some(why)),
+            Err(e) => Err(care_error(e)),
+        })
+        .await?;
+        match created {
+            None => return Ok(Redirect::to("/app/tasks?done=created").into_response()),
+            Some(why) => problems.add("description", why),
+        }
+    }
+    Ok(match load_new(&app, &session, &patient).await? {
+        Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, render_new(&session, &page, &form, &problems)).into_response(),
+        Err(closed) => (StatusCode::FORBIDDEN, closed).into_response(),
+    })
 }

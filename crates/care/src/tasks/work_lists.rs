@@ -343,3 +343,29 @@ pub fn item(access: &Access, id: &str, now: OffsetDateTime) -> Result<WorkItem> 
     name_patients(access, &mut items);
     items.pop().ok_or(Error::NotFound)
 }
+
+/// Whom the caller may hand a new Task for `patient` to, as `(reference, label)`: themselves
+/// (their Practitioner), their roles, the patient's active care teams, their organizations.
+pub fn owner_choices(access: &Access, patient: &str) -> Result<Vec<(String, String)>> {
+    let membership = Membership::of(access);
+    let mut choices = Vec::new();
+    if let Some(practitioner) = &membership.practitioner {
+        choices.push((format!("Practitioner/{practitioner}"), "Me".to_string()));
+    }
+    for role in &membership.roles {
+        choices.push((format!("PractitionerRole/{role}"), label_of(access, "PractitionerRole", role)));
+    }
+    if fhir::reference::is_id(patient) {
+        let teams = search(access, "CareTeam", &[("patient", patient.to_string()), ("status", "active".into())], 20)?;
+        for team in &teams {
+            let Some(id) = team.get("id").and_then(Value::as_str) else { continue };
+            let name =
+                team.get("name").and_then(Value::as_str).map_or_else(|| format!("Care team {id}"), str::to_string);
+            choices.push((format!("CareTeam/{id}"), name));
+        }
+    }
+    for org in &membership.organizations {
+        choices.push((format!("Organization/{org}"), label_of(access, "Organization", org)));
+    }
+    Ok(choices)
+}
