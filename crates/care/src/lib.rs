@@ -19,12 +19,20 @@
 //! - [`screening`]: the PHQ-9 and GAD-7 as Questionnaires, answered and scored on write into a
 //!   survey Observation with its severity band (the app's transaction, and a scorer right
 //!   behind the commits for every other door).
+//! - [`tasks`]: Tasks for people, roles, teams and organizations, their lifecycle (a write
+//!   hook, [`tasks::TaskLifecycle`]) and the work lists with overdue flags.
+//! - [`referrals`]: referrals between organizations (a ServiceRequest and its Task) tracked
+//!   through their steps to the report that closes them ([`referrals::ReferralCloser`], a
+//!   follower behind the commits), the dashboard, and the aging job that raises a follow-up
+//!   Task for an overdue referral ([`referrals::ReferralAging`]).
 
 pub mod alerts;
 mod error;
 pub mod goals;
 pub mod plans;
+pub mod referrals;
 pub mod screening;
+pub mod tasks;
 pub mod teams;
 pub mod transitions;
 

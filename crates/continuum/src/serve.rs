@@ -130,6 +130,13 @@ pub(crate) struct ServeArgs {
     /// The sender of alert e-mails.
     #[arg(long, default_value = "Continuum <alerts@continuum.invalid>", value_name = "ADDRESS")]
     smtp_from: String,
+    /// Days after which an open referral is overdue: shown so on the referral dashboard, and
+    /// raising one follow-up Task for the referring organization.
+    #[arg(long, default_value_t = care::referrals::DEFAULT_OVERDUE_DAYS, value_name = "DAYS")]
+    referral_overdue_days: u32,
+    /// Minutes between two looks of the referral aging job for newly overdue referrals.
+    #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+    referral_aging_minutes: u64,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -243,7 +250,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             index.start().context("cannot start the patient index")?;
         }
         state = state.with_patient_index(index.clone());
-        let web_app = web_app.map(|app| app.with_patient_index(index.clone()));
+        let web_app = web_app.map(|app| {
+            app.with_patient_index(index.clone()).with_referral_overdue_days(args.referral_overdue_days)
+        });
         // Care alerts: queued by the alert hook inside each triggering write, delivered to
         // the care team's inboxes (and e-mail, webhooks) by threads of their own.
         start_alerts(&args, state.door().clone(), Arc::clone(&notifications))?;
@@ -264,6 +273,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 .start()
                 .context("cannot start the screening scorer")?;
         }
+        // Referrals: closed when their report arrives whatever the door (a follower right
+        // behind the commits, its checkpoint in the job table), and a follow-up Task raised
+        // once for each referral open past --referral-overdue-days (a periodic job); both on
+        // threads of their own, through the door as the job `referrals`.
+        let referral_closer = care::referrals::ReferralCloser::new(state.door().clone(), jobs.clone());
+        referral_closer.start().context("cannot start the referral closer")?;
+        let referral_aging = care::referrals::ReferralAging::new(
+            state.door().clone(),
+            args.referral_overdue_days,
+            Duration::from_secs(args.referral_aging_minutes.max(1).saturating_mul(60)),
+        );
+        referral_aging.start().context("cannot start the referral aging job")?;
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         // Peer nodes: their entries in the job table, their keys in `peers/` of the data
@@ -370,6 +391,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => http.await.context("server failed")?,
         }
         index.stop();
+        referral_closer.stop();
+        referral_aging.stop();
         let _ = sender.await;
         if let Some(task) = metrics_task {
             match task.await {

@@ -293,7 +293,6 @@ impl Policy {
                 | "ServiceRequest"
                 | "Organization"
                 | "PractitionerRole"
-                | "Task"
                 | "Communication"
         )
     }

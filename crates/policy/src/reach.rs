@@ -8,11 +8,12 @@
 //!   user's Organization) is a current member of the patient's CareTeam (the team neither
 //!   inactive, suspended nor entered in error, the member's `period` and the team's covering
 //!   today: membership ends with its period), takes part in an Encounter or Appointment of the
-//!   patient, is the performer of a referral (ServiceRequest) or the owner of a Task for the
-//!   patient, is their general practitioner, or was sent an alert or notification about the
+//!   patient, is the performer of a referral (ServiceRequest), is their general
+//!   practitioner, or was sent an alert or notification about the
 //!   patient (a `Communication` of category `alert` or `notification` to them, sent within the
 //!   last [`COMMUNICATION_DAYS`] days: a practice's rules may tell a partner organization of
-//!   an event so that it can take the patient on, as a referral does).
+//!   an event so that it can take the patient on, as a referral does). Owning a Task is not:
+//!   assigning work never opens a record by itself.
 //! - **Consent**: an active Consent permitting one of the user's Organizations adds the
 //!   patient; one denying it removes the patient (whatever the relationship), and one limited
 //!   to a sensitive category withholds those records only. Substance-use records (42 CFR
@@ -124,7 +125,6 @@ pub fn compute(records: &Records, organizations: &[String], practitioner: Option
         let actors = actors.join(",");
         searches.push(vec![("general-practitioner", actors.clone())]);
         searches.push(vec![("_has:ServiceRequest:patient:performer", actors.clone())]);
-        searches.push(vec![("_has:Task:patient:owner", actors.clone())]);
         let since = (time::OffsetDateTime::now_utc() - time::Duration::days(COMMUNICATION_DAYS)).date();
         let told = ids_of(
             records,

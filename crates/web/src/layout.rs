@@ -38,6 +38,10 @@ pub(crate) fn page(session: &Session, title: &str, content: Markup) -> Markup {
                     a href="/app/patients" { "Patients" }
                     " " a href="/app/alerts" { "Alerts" }
                     " " a href="/app/discharges" { "Discharges" }
+                    @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Physician | auth::Role::Nurse | auth::Role::BehavioralHealthClinician | auth::Role::CareManager)) {
+                        " " a href="/app/tasks" { "Tasks" }
+                        " " a href="/app/referrals" { "Referrals" }
+                    }
                     @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Administrator | auth::Role::FrontDesk)) {
                         " " a href="/app/duplicates" { "Duplicates" }
                     }

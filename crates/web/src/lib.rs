@@ -2,7 +2,9 @@
 //! chart (banner, summary, longitudinal timeline, trends), documentation (visit notes,
 //! vitals, problem, allergy and medication lists), documents (the CCD downloaded, a referral
 //! note kept as an outgoing document), the reconciliation of items from imported documents,
-//! shared care plans (goals, activities, change history) and the PHQ-9/GAD-7 form.
+//! shared care plans (goals, activities, change history), the PHQ-9/GAD-7 form, the care team,
+//! the alert inbox, the discharges without follow-up, the task inbox with the team work lists,
+//! and the referral dashboard.
 //!
 //! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
 //! charts are SVG drawn with plotters. The app is one more door into the same record:
@@ -32,8 +34,10 @@ mod notes;
 mod pages;
 mod plots;
 mod reconcile;
+mod referrals;
 mod screening;
 mod session;
+mod tasks;
 mod timeline;
 mod trends;
 
@@ -66,6 +70,8 @@ struct Inner {
     patient_index: Option<exchange::identity::PatientIndex>,
     /// Recently opened patients per user id, newest first (in memory, per node).
     recent: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Days after which an open referral is shown overdue (`--referral-overdue-days`).
+    referral_overdue_days: u32,
 }
 
 /// How the app is set up.
@@ -91,6 +97,7 @@ impl WebApp {
                 throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
                 patient_index: None,
                 recent: Mutex::default(),
+                referral_overdue_days: care::referrals::DEFAULT_OVERDUE_DAYS,
             }),
         })
     }
@@ -101,6 +108,20 @@ impl WebApp {
         let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the app is shared");
         inner.patient_index = Some(index);
         self
+    }
+
+    /// Shows referrals open longer than `days` as overdue (call before the app is shared;
+    /// the same age as the aging job's).
+    #[allow(clippy::expect_used, reason = "a builder step, called before the app is cloned: the only reference")]
+    pub fn with_referral_overdue_days(mut self, days: u32) -> WebApp {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("with_referral_overdue_days is called before the app is shared");
+        inner.referral_overdue_days = days;
+        self
+    }
+
+    fn referral_overdue_days(&self) -> u32 {
+        self.inner.referral_overdue_days
     }
 
     fn patient_index(&self) -> Option<exchange::identity::PatientIndex> {
@@ -174,5 +195,14 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/status", post(care_plan::set_activity_status))
         .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/remove", post(care_plan::remove_activity))
         .route("/app/patients/{id}/screening", get(screening::page).post(screening::submit))
+        .route("/app/tasks", get(tasks::inbox))
+        .route("/app/tasks/{id}", post(tasks::act))
+        .route("/app/referrals", get(referrals::dashboard))
+        .route("/app/referrals/{id}", get(referrals::detail))
+        .route("/app/referrals/{id}/steps", post(referrals::take_step))
+        .route("/app/patients/{id}/referrals/new", get(referrals::new_referral))
+        .route("/app/patients/{id}/referrals", post(referrals::send_referral))
+        .route("/app/patients/{id}/tasks/new", get(tasks::new_task))
+        .route("/app/patients/{id}/tasks", post(tasks::create_task))
         .with_state(app)
 }
