@@ -235,7 +235,7 @@ pub struct Discharge {
 }
 
 /// The discharges of the last `days` days that the caller may see and whose follow-up visit is
-/// not done (see the module's documentation), oldest first.
+/// not done (see the module's documentation), in the order they were last written.
 pub fn without_follow_up(access: &Access, days: i64) -> Result<Vec<Discharge>> {
     if !(1..=365).contains(&days) {
         return Err(Error::Invalid("the period is 1 to 365 days".into()));
@@ -247,9 +247,9 @@ pub fn without_follow_up(access: &Access, days: i64) -> Result<Vec<Discharge>> {
         "Encounter",
         &[
             ("status", "finished".into()),
-            ("date", format!("ge{since}")),
+            ("_lastUpdated", format!("ge{since}")),
             ("class", "EMER,IMP,ACUTE,NONAC,OBSENC,PRENC,SS".into()),
-            ("_sort", "date".into()),
+            ("_sort", "_lastUpdated".into()),
         ],
         500,
     )?;
@@ -262,8 +262,18 @@ pub fn without_follow_up(access: &Access, days: i64) -> Result<Vec<Discharge>> {
         else {
             continue;
         };
-        let ended_text = stay.pointer("/period/end").and_then(Value::as_str).unwrap_or_default().to_string();
+        // When it ended: its period's end, else when it was last written (an ADT A03 without
+        // PV1-45 finishes the visit without saying when).
+        let ended_text = stay
+            .pointer("/period/end")
+            .or_else(|| stay.pointer("/meta/lastUpdated"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let Some(ended) = instant(&ended_text) else { continue };
+        if ended < today - Duration::days(days) {
+            continue;
+        }
         let tasks = read::search(access, "Task", &[("focus", format!("Encounter/{encounter}"))], 20)?;
         let status_of = |code: &str| {
             tasks.iter().find(|t| chart::elements::has_code(t.get("code"), FOLLOW_UP_SYSTEM, code)).map(|t| {
@@ -277,17 +287,21 @@ pub fn without_follow_up(access: &Access, days: i64) -> Result<Vec<Discharge>> {
         if visit.as_ref().is_some_and(|(s, _)| s == "completed") {
             continue;
         }
-        let later_visits = read::search(
+        // An office, home or virtual visit that began after the discharge is a follow-up too.
+        let visits = read::search(
             access,
             "Encounter",
             &[
                 ("patient", format!("Patient/{patient}")),
-                ("date", format!("gt{}", ended.date())),
+                ("date", format!("ge{}", ended.date())),
                 ("class", "AMB,HH,VR".into()),
             ],
-            1,
+            50,
         )?;
-        if !later_visits.is_empty() {
+        let seen_after = visits.iter().any(|v| {
+            v.pointer("/period/start").and_then(Value::as_str).and_then(instant).is_some_and(|start| start > ended)
+        });
+        if seen_after {
             continue;
         }
         let visit_due = visit.as_ref().and_then(|(_, due)| due.clone());

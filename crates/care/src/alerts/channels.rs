@@ -117,20 +117,29 @@ impl AlertSender for EmailSender {
 
 /// Webhooks: the payload's `url` gets a POST of the rest of the payload as JSON.
 pub struct WebhookSender {
-    http: reqwest::blocking::Client,
+    /// Made on the sender's own thread at its first send: a blocking client may be neither made
+    /// nor dropped on an async runtime's thread.
+    http: std::sync::OnceLock<reqwest::blocking::Client>,
 }
 
 impl WebhookSender {
     /// A webhook sender (connect 5 s, request 15 s, no redirects followed).
     pub fn new() -> Result<WebhookSender, SendError> {
-        let http = reqwest::blocking::Client::builder()
+        Ok(WebhookSender { http: std::sync::OnceLock::new() })
+    }
+
+    fn client(&self) -> Result<&reqwest::blocking::Client, SendError> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("continuum-alerts/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|_| SendError::Malformed("the HTTP client"))?;
-        Ok(WebhookSender { http })
+            .map_err(|_| SendError::Failed("the HTTP client could not be made"))?;
+        Ok(self.http.get_or_init(|| client))
     }
 }
 
@@ -149,7 +158,7 @@ impl AlertSender for WebhookSender {
             .ok_or(SendError::Malformed("the webhook URL"))?;
         payload["number"] = notification.number.into();
         let response = self
-            .http
+            .client()?
             .post(&url)
             .header("Content-Type", "application/json")
             .body(payload.to_string())
