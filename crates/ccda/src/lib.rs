@@ -14,7 +14,7 @@ pub mod write;
 
 pub use error::Error;
 pub use read::{Document, DocumentTemplate, Mapped, SectionKind, Warning, read};
-pub use write::{Chart, DocumentType, write};
+pub use write::{Chart, DocumentType, ENTRY_ID_ROOT, write};
 
 /// The largest document [`read()`] accepts, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;

@@ -341,6 +341,9 @@ fn no_known_allergy_is_negated_and_unknown_systems_are_oth() {
     let referral = write(&chart, DocumentType::Referral).unwrap();
     check_structure(&referral, DocumentType::Referral, "synthetic");
     assert!(referral.contains("Chest pain on exertion"));
+    // The referral note names the referral it is for (the schema check below covers its place).
+    assert_eq!(referral.matches("<inFulfillmentOf><order>").count(), 1, "{referral}");
+    assert!(!xml.contains("<inFulfillmentOf>"), "only the referral note");
     let discharge = write(&chart, DocumentType::Discharge).unwrap();
     check_structure(&discharge, DocumentType::Discharge, "synthetic");
     // No encounter: the discharge sections say so.

@@ -279,3 +279,49 @@ fn a_document_without_a_known_identifier_is_filed_to_the_patient_the_matcher_is_
     assert_eq!(report.patient, here, "filed to the record the matcher is certain of");
     assert!(!report.patient_created);
 }
+
+#[test]
+fn a_consult_note_naming_the_referral_it_answers_is_related_to_it() {
+    let (_dir, records, access) = store();
+    let create = |resource: Value| records.create(resource, None).unwrap().version.unwrap().id;
+    let patient = create(json!({"resourceType": "Patient", "name": [{"family": "Doe", "given": ["Jane"]}],
+        "gender": "female", "birthDate": "1968-05-17", "identifier": [{"system": "urn:oid:1.2.3.4", "value": "M100"}]}));
+    let referral = create(json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
+        "code": {"text": "Endocrinology"}, "subject": {"reference": format!("Patient/{patient}")},
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": "REF-77"}]}));
+    let other = create(json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
+        "code": {"text": "Cardiology"}, "subject": {"reference": format!("Patient/{patient}")}}));
+    records
+        .update(
+            "ServiceRequest",
+            &other,
+            json!({"resourceType": "ServiceRequest", "id": other, "status": "completed", "intent": "order",
+                "code": {"text": "Cardiology"}, "subject": {"reference": format!("Patient/{patient}")}}),
+            None,
+        )
+        .unwrap();
+    // The referral note names the open referral as the order it is for (and not the done one).
+    let custodian = exchange::documents::custodian("http://continuum.example/fhir");
+    let note =
+        exchange::documents::export_ccda(&access, &patient, ccda::DocumentType::Referral, (None, None), &custodian)
+            .unwrap();
+    assert_eq!(note.xml.matches("<inFulfillmentOf>").count(), 1, "{}", note.xml);
+    assert!(note.xml.contains(&format!("extension=\"ServiceRequest/{referral}\"")));
+    assert!(note.xml.contains("extension=\"REF-77\""));
+    let read = ccda::read(note.xml.as_bytes()).unwrap();
+    assert_eq!(read.orders.len(), 2);
+    // The consult note that comes back names the same order: filed, it is related to it.
+    let report = import_ccda(&access, note.xml.as_bytes(), Some(&patient)).unwrap();
+    let filed = body(&records, &format!("DocumentReference/{}", report.document_reference));
+    assert_eq!(filed["context"]["related"], json!([{"reference": format!("ServiceRequest/{referral}")}]));
+    // By the sender's own order identifier alone, too.
+    let by_identifier = note
+        .xml
+        .replace(&format!("extension=\"ServiceRequest/{referral}\""), "extension=\"ServiceRequest/unknown\"")
+        .replace(&note.id, "5f1c2a7e-1111-4b7c-9d0e-2a2b3c4d5e6f");
+    let report = import_ccda(&access, by_identifier.as_bytes(), Some(&patient)).unwrap();
+    let filed = body(&records, &format!("DocumentReference/{}", report.document_reference));
+    assert_eq!(filed["context"]["related"], json!([{"reference": format!("ServiceRequest/{referral}")}]));
+}

@@ -166,6 +166,9 @@ pub struct Document {
     pub id: Value,
     /// `ClinicalDocument.setId` as a FHIR Identifier, when present.
     pub set_id: Option<Value>,
+    /// The orders the document fulfils (`inFulfillmentOf/order/id`) as FHIR Identifiers: a
+    /// consult note names the referral it answers.
+    pub orders: Vec<Value>,
     /// `ClinicalDocument.versionNumber`, when present.
     pub version_number: Option<u32>,
     /// `ClinicalDocument.code` as a FHIR CodeableConcept (LOINC).
@@ -335,6 +338,10 @@ impl Reader {
             }
         }
         let set_id = child(root, "setId").and_then(identifier);
+        let orders: Vec<Value> = children(root, "inFulfillmentOf")
+            .filter_map(|f| child(f, "order"))
+            .flat_map(|order| children(order, "id").filter_map(identifier).collect::<Vec<_>>())
+            .collect();
         let version_number = child(root, "versionNumber").and_then(|v| attr(v, "value")).and_then(|v| v.parse().ok());
         let title = child(root, "title").and_then(xml::text_of);
         let effective_time = child(root, "effectiveTime").and_then(data::ts_of);
@@ -346,6 +353,7 @@ impl Reader {
                 .any(|t| matches!(attr(t, "extension"), Some("2015-08-01" | "2014-06-09"))),
             id,
             set_id,
+            orders,
             version_number,
             code,
             title,

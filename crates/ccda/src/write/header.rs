@@ -47,6 +47,9 @@ pub(crate) fn write_header(ctx: &mut Ctx<'_>, kind: DocumentType) {
     ctx.w.raw("<custodian><assignedCustodian>");
     custodian_organization(ctx);
     ctx.w.raw("</assignedCustodian></custodian>");
+    if kind == DocumentType::Referral {
+        in_fulfillment_of(ctx);
+    }
     service_event(ctx);
     if kind == DocumentType::Discharge {
         encompassing_encounter(ctx);
@@ -208,6 +211,31 @@ fn custodian_organization(ctx: &mut Ctx<'_>) {
     let addresses = arr(org, "address");
     w.addrs(addresses.get(..1).unwrap_or(&[]));
     w.raw("</representedCustodianOrganization>");
+}
+
+/// The referrals a referral note answers, as the orders it fulfils: each referral
+/// ServiceRequest's entry id (`ENTRY_ID_ROOT` / `ServiceRequest/id`, how the consult note that
+/// comes back names it) and its identifiers with an OID or UUID system.
+fn in_fulfillment_of(ctx: &mut Ctx<'_>) {
+    let referrals: Vec<Value> = ctx
+        .of_type("ServiceRequest")
+        .into_iter()
+        .filter(|r| super::sections::is_referral(r) && matches!(s(r, "status"), Some("active" | "draft" | "on-hold")))
+        .cloned()
+        .collect();
+    for referral in &referrals {
+        let w = &mut ctx.w;
+        w.raw("<inFulfillmentOf><order>");
+        w.entry_id(&fhir::key(referral));
+        for identifier in arr(referral, "identifier") {
+            if let (Some(system), Some(value)) = (s(identifier, "system"), s(identifier, "value"))
+                && let Some(root) = fhir::identifier_root(system)
+            {
+                w.empty("id", &[("root", root), ("extension", value)]);
+            }
+        }
+        w.raw("</order></inFulfillmentOf>");
+    }
 }
 
 fn service_event(ctx: &mut Ctx<'_>) {

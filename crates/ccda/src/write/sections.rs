@@ -713,7 +713,7 @@ fn plan_of_treatment(ctx: &mut Ctx<'_>, required: bool) {
 }
 
 /// Whether a ServiceRequest is a referral (SNOMED 3457005 as category or code).
-fn is_referral(r: &Value) -> bool {
+pub(crate) fn is_referral(r: &Value) -> bool {
     let sct = Some("http://snomed.info/sct");
     arr(r, "category").iter().any(|c| fhir::has_code(c, sct, "3457005"))
         || r.get("code").is_some_and(|c| {

@@ -83,9 +83,55 @@ pub fn import_ccda(access: &Access, xml: &[u8], patient: Option<&str>) -> Result
     };
     let mut on_file = already_on_file(access, &document, patient.as_deref())?;
     file_parties(access, &document, &mut on_file)?;
-    let plan = Plan::new(&document, patient.as_deref(), &held, &on_file, xml);
+    let mut plan = Plan::new(&document, patient.as_deref(), &held, &on_file, xml);
+    // A consult note answering a referral names it (`inFulfillmentOf`): the DocumentReference
+    // is related to that ServiceRequest, which closes the referral's loop.
+    let fulfilled = orders_fulfilled(access, &document, patient.as_deref())?;
+    if !fulfilled.is_empty() {
+        let related: Vec<Value> =
+            fulfilled.iter().map(|id| json!({"reference": format!("ServiceRequest/{id}")})).collect();
+        plan.bundle["entry"][plan.document_entry]["resource"]["context"]["related"] = json!(related);
+    }
     let response = access.transaction_for(plan.bundle.clone(), patient.as_deref())?;
     plan.report(&response, document.warnings)
+}
+
+/// The ServiceRequests of `patient` the caller may see that the document's orders name: by the
+/// entry id a Continuum referral note gives its referral (`ServiceRequest/id` under
+/// [`ccda::ENTRY_ID_ROOT`]), by a bare UUID that is the request's id, or by its identifier.
+fn orders_fulfilled(access: &Access, document: &Document, patient: Option<&str>) -> Result<Vec<String>> {
+    let Some(patient) = patient else { return Ok(Vec::new()) };
+    let entry_system = format!("urn:uuid:{}", ccda::ENTRY_ID_ROOT);
+    let mut found: Vec<String> = Vec::new();
+    for order in &document.orders {
+        let (Some(system), Some(value)) =
+            (order.get("system").and_then(Value::as_str), order.get("value").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        let candidates: Vec<store::ResourceVersion> = match (system, value) {
+            (s, v) if s == entry_system => match v.strip_prefix("ServiceRequest/") {
+                Some(id) if fhir::reference::is_id(id) => access.read("ServiceRequest", id).into_iter().collect(),
+                _ => Vec::new(),
+            },
+            ("urn:ietf:rfc:3986", v) => match v.strip_prefix("urn:uuid:") {
+                Some(id) if fhir::reference::is_id(id) => access.read("ServiceRequest", id).into_iter().collect(),
+                _ => Vec::new(),
+            },
+            (s, v) => access.by_identifier("ServiceRequest", Some(s), v).unwrap_or_default(),
+        };
+        for version in candidates {
+            let Some(body) = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
+                continue;
+            };
+            let of_patient =
+                body.pointer("/subject/reference").and_then(Value::as_str) == Some(&format!("Patient/{patient}"));
+            if of_patient && !found.contains(&version.id) {
+                found.push(version.id);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The identifier system of a document's SHA-256 digest (lower-case hex) on its
