@@ -67,6 +67,9 @@ pub struct Store {
     pub jobs: Arc<dyn store::JobStore>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     pub sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
+    /// The active FHIR Subscriptions, whose hook matches every write (load it with
+    /// `Registry::load` before serving).
+    pub subscriptions: Arc<subscriptions::Registry>,
 }
 
 /// Opens the store: PostgreSQL at `database` when given (migrated to the current schema), else
@@ -76,11 +79,14 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
     // the outbox; a signed note is changed only by an amendment; nothing more is written
     // for a patient merged into another record.
+    // Writes matching an active FHIR Subscription queue its notification.
+    let subscriptions = subscriptions::Registry::new();
     let hooks = |records: Records| {
         records
             .with_hook(Arc::new(hl7_interface::outbound::AdtNotifier))
             .with_hook(Arc::new(chart::NoteLifecycle))
             .with_hook(Arc::new(exchange::identity::MergedPatients))
+            .with_hook(subscriptions.hook())
     };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {
@@ -99,6 +105,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             audit: backend.clone(),
             jobs: Arc::new(backend.job_store()),
             sqlite: None,
+            subscriptions,
         });
     }
     private_data_dir(data)?;
@@ -113,6 +120,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         audit: backend.clone(),
         jobs: Arc::new(backend.job_store().context("cannot open the job states")?),
         sqlite: Some(backend),
+        subscriptions,
     })
 }
 
