@@ -10,6 +10,9 @@ pub enum Error {
     /// The door refused or failed (not allowed, hidden, changed meanwhile, store, audit).
     #[error(transparent)]
     Access(#[from] access::Error),
+    /// A chart rule or read failed (the chart service's error, with its class).
+    #[error(transparent)]
+    Chart(#[from] chart::Error),
     /// The store failed outside the door (the outbox, job states).
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -30,6 +33,7 @@ impl Error {
         match self {
             Error::Access(e) => e.class(),
             Error::Store(e) => e.kind().class(),
+            Error::Chart(e) => e.class(),
             Error::NotFound => ErrorClass::NotFound,
             Error::Transition(_) => ErrorClass::BusinessRule,
             Error::Invalid(_) => ErrorClass::Invalid,

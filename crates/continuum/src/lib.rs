@@ -65,6 +65,8 @@ pub struct Store {
     pub audit: Arc<dyn store::AuditLog>,
     /// The state of Bulk Data jobs.
     pub jobs: Arc<dyn store::JobStore>,
+    /// The notification outbox (care alerts, Subscription events, e-mails, webhooks).
+    pub notifications: Arc<dyn store::Notifications>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     pub sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
     /// The active FHIR Subscriptions, whose hook matches every write (load it with
@@ -78,8 +80,8 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // The write hooks, run inside every write's own transaction whatever the door (API,
     // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
     // the outbox; a signed note is changed only by an amendment; nothing more is written
-    // for a patient merged into another record.
-    // Writes matching an active FHIR Subscription queue its notification.
+    // for a patient merged into another record; a write matching an active FHIR Subscription
+    // queues its notification (and a bad Subscription is refused).
     let subscriptions = subscriptions::Registry::new();
     let hooks = |records: Records| {
         records
@@ -104,6 +106,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             outbox: Arc::new(backend.outbox()),
             audit: backend.clone(),
             jobs: Arc::new(backend.job_store()),
+            notifications: Arc::new(backend.notifications()),
             sqlite: None,
             subscriptions,
         });
@@ -119,6 +122,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         outbox: Arc::new(backend.outbox().context("cannot open the HL7 outbox")?),
         audit: backend.clone(),
         jobs: Arc::new(backend.job_store().context("cannot open the job states")?),
+        notifications: Arc::new(backend.notifications().context("cannot open the notification outbox")?),
         sqlite: Some(backend),
         subscriptions,
     })

@@ -348,7 +348,15 @@ impl Policy {
     pub fn changes_reach(resource_type: &str) -> bool {
         matches!(
             resource_type,
-            "Patient" | "Consent" | "CareTeam" | "Encounter" | "Appointment" | "ServiceRequest" | "Organization"
+            "Patient"
+                | "Consent"
+                | "CareTeam"
+                | "Encounter"
+                | "Appointment"
+                | "ServiceRequest"
+                | "Organization"
+                | "PractitionerRole"
+                | "Task"
         )
     }
 

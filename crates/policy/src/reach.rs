@@ -4,9 +4,12 @@
 //! - **Organization**: `Patient.managingOrganization` or `generalPractitioner` is one of the
 //!   user's Organizations, or an Encounter of the patient was provided by one of them
 //!   (`Encounter.serviceProvider`).
-//! - **Care relationship**: the user's Practitioner (or Organization) takes part in the
-//!   patient's CareTeam, Encounter, Appointment, or is the performer of a referral
-//!   (ServiceRequest), or is their general practitioner.
+//! - **Care relationship**: the user's Practitioner (or one of its PractitionerRoles, or the
+//!   user's Organization) is a current member of the patient's CareTeam (the team neither
+//!   inactive, suspended nor entered in error, the member's `period` and the team's covering
+//!   today: membership ends with its period), takes part in an Encounter or Appointment of the
+//!   patient, is the performer of a referral (ServiceRequest) or the owner of a Task for the
+//!   patient, or is their general practitioner.
 //! - **Consent**: an active Consent permitting one of the user's Organizations adds the
 //!   patient; one denying it removes the patient (whatever the relationship), and one limited
 //!   to a sensitive category withholds those records only. Substance-use records (42 CFR
@@ -67,6 +70,33 @@ pub(crate) fn ids_of(
     Ok(out)
 }
 
+/// The patient of care team `team` when one of `actors` (`Type/id`) is a current member on
+/// `today` (`YYYY-MM-DD`): the team neither inactive, suspended nor entered in error, and both
+/// the team's `period` and the member's cover the day (an open end is open).
+pub fn current_member_of(team: &serde_json::Value, actors: &[&str], today: &str) -> Option<String> {
+    use serde_json::Value;
+    let status = team.get("status").and_then(Value::as_str).unwrap_or("active");
+    if matches!(status, "inactive" | "suspended" | "entered-in-error") || !covers(team.get("period"), today) {
+        return None;
+    }
+    let patient = team.pointer("/subject/reference").and_then(Value::as_str)?.strip_prefix("Patient/")?.to_string();
+    let member = team.get("participant").and_then(Value::as_array)?.iter().any(|p| {
+        let named = p.pointer("/member/reference").and_then(Value::as_str).is_some_and(|r| actors.contains(&r));
+        named && covers(p.get("period"), today)
+    });
+    member.then_some(patient)
+}
+
+/// Whether `period` (FHIR Period, dates or date-times) covers `today`; no period covers all.
+fn covers(period: Option<&serde_json::Value>, today: &str) -> bool {
+    let Some(period) = period else { return true };
+    let day =
+        |at: &str| period.get(at).and_then(serde_json::Value::as_str).map(|v| v.get(..10).unwrap_or(v).to_string());
+    let started = day("start").is_none_or(|start| start.as_str() <= today);
+    let not_ended = day("end").is_none_or(|end| end.as_str() >= today);
+    started && not_ended
+}
+
 /// Computes the reach of a user of `organizations` whose own resource is `practitioner`.
 pub fn compute(records: &Records, organizations: &[String], practitioner: Option<&str>) -> store::Result<StaffReach> {
     let mut reach = StaffReach::default();
@@ -74,6 +104,9 @@ pub fn compute(records: &Records, organizations: &[String], practitioner: Option
     let mut actors = orgs.clone();
     if let Some(p) = practitioner {
         actors.push(format!("Practitioner/{p}"));
+        for (role, _) in ids_of(records, "PractitionerRole", &[("practitioner", format!("Practitioner/{p}"))])? {
+            actors.push(format!("PractitionerRole/{role}"));
+        }
     }
     let mut searches: Vec<Vec<(&str, String)>> = Vec::new();
     if !orgs.is_empty() {
@@ -84,8 +117,15 @@ pub fn compute(records: &Records, organizations: &[String], practitioner: Option
     if !actors.is_empty() {
         let actors = actors.join(",");
         searches.push(vec![("general-practitioner", actors.clone())]);
-        searches.push(vec![("_has:CareTeam:patient:participant", actors.clone())]);
         searches.push(vec![("_has:ServiceRequest:patient:performer", actors.clone())]);
+        searches.push(vec![("_has:Task:patient:owner", actors.clone())]);
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        for (_, body) in ids_of(records, "CareTeam", &[("participant", actors.clone())])? {
+            let Ok(team) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
+            if let Some(patient) = current_member_of(&team, &actors.split(',').collect::<Vec<_>>(), &today) {
+                reach.patients.insert(patient);
+            }
+        }
     }
     if let Some(p) = practitioner {
         searches.push(vec![("_has:Encounter:patient:participant", format!("Practitioner/{p}"))]);

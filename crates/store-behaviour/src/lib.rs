@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod hl7_interface;
 pub mod hooks;
+pub mod notify;
 pub mod records;
 
 /// Defines one `#[test]` per behaviour check of [`records`]. `$store` is a function returning

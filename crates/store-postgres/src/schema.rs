@@ -222,6 +222,32 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX job_kind ON job (kind, updated_at);
     "#,
     ),
+    // 8: the notification outbox (care alerts, Subscription events, e-mails, webhooks): rows
+    // inserted in the transaction of the change they announce, numbered within their channel
+    // (under an advisory lock per channel, so numbers follow commit order). Not patient-owned:
+    // a channel's order spans patients.
+    Migration::Sql(
+        r#"
+    CREATE TABLE notification (
+        id              BIGSERIAL PRIMARY KEY,
+        channel         TEXT COLLATE "C" NOT NULL,
+        number          BIGINT NOT NULL,
+        created_at      BIGINT NOT NULL,  -- unix microseconds
+        event           TEXT COLLATE "C" NOT NULL,
+        resource        TEXT COLLATE "C" NOT NULL,
+        patient         TEXT COLLATE "C",
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        last_error      TEXT,
+        updated_at      BIGINT NOT NULL,
+        payload         TEXT NOT NULL,
+        UNIQUE (channel, number)
+    );
+    CREATE INDEX notification_due ON notification (next_attempt_at, id) WHERE status = 'pending';
+    CREATE INDEX notification_pending ON notification (channel, id) WHERE status = 'pending';
+    "#,
+    ),
 ];
 
 /// One schema migration.

@@ -138,4 +138,8 @@ impl Transaction for WriteTx<'_> {
     fn enqueue_outbound(&mut self, message: &store::outbox::NewOutbound<'_>) -> Result<()> {
         crate::outbox::enqueue(self.conn, message)
     }
+
+    fn enqueue_notification(&mut self, notification: &store::notify::NewNotification<'_>) -> Result<i64> {
+        crate::notify::enqueue(self.conn, notification)
+    }
 }

@@ -200,3 +200,11 @@ fn bundles_writing_resources_with_the_same_identifiers_in_any_order_do_not_deadl
     }
     assert_eq!(count(&records, "Organization"), 6 * 15 * 3);
 }
+
+#[test]
+fn notifications_queue_with_the_write_and_deliver_in_order() {
+    let database = scratch::Database::create();
+    let backend = Arc::new(PostgresBackend::connect(&database.url).unwrap());
+    let outbox = backend.notifications();
+    store_behaviour::notify::notifications_queue_with_the_write_and_deliver_in_order(&Records::new(backend), &outbox);
+}

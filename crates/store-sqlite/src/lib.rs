@@ -9,6 +9,7 @@ mod checkpoint;
 mod index_rows;
 mod jobs;
 mod messages;
+mod notify;
 mod outbox;
 mod queries;
 mod schema;
@@ -29,6 +30,7 @@ use writer::Job;
 
 pub use jobs::SqliteJobStore;
 pub use messages::SqliteMessageLog;
+pub use notify::SqliteNotifications;
 pub use outbox::SqliteOutbox;
 
 /// Name of the database file inside the data directory.

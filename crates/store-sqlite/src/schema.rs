@@ -226,6 +226,28 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX job_kind ON job (kind, updated_at);
     "#,
+    // 8: the notification outbox (care alerts, Subscription events, e-mails, webhooks): rows
+    // inserted in the transaction of the change they announce, numbered within their channel.
+    r#"
+    CREATE TABLE notification (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel         TEXT    NOT NULL,  -- sub:ID, alert, email:…, webhook:…
+        number          INTEGER NOT NULL,  -- from 1 within the channel, in commit order
+        created_at      INTEGER NOT NULL,  -- unix microseconds
+        event           TEXT    NOT NULL,
+        resource        TEXT    NOT NULL,
+        patient         TEXT,
+        status          TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        updated_at      INTEGER NOT NULL,
+        payload         TEXT    NOT NULL,
+        UNIQUE (channel, number)
+    );
+    CREATE INDEX notification_due ON notification (next_attempt_at, id) WHERE status = 'pending';
+    CREATE INDEX notification_pending ON notification (channel, id) WHERE status = 'pending';
+    "#,
 ];
 
 /// Applies the migrations `conn`'s database lacks, each in its own transaction.

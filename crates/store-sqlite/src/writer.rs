@@ -256,6 +256,10 @@ impl Transaction for WriterTx<'_> {
         crate::outbox::enqueue(self.conn, message)
     }
 
+    fn enqueue_notification(&mut self, notification: &store::notify::NewNotification<'_>) -> Result<i64> {
+        crate::notify::enqueue(self.conn, notification)
+    }
+
     fn append_audit(
         &mut self,
         entries: &[store::audit::NewAuditEntry],

@@ -80,3 +80,11 @@ fn durable_across_reopen() {
     assert_eq!(total_history(&records), 3);
     assert_eq!(count(&records, "Patient"), 1);
 }
+
+#[test]
+fn notifications_queue_with_the_write_and_deliver_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+    let outbox = backend.notifications().unwrap();
+    store_behaviour::notify::notifications_queue_with_the_write_and_deliver_in_order(&Records::new(backend), &outbox);
+}

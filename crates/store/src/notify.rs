@@ -61,6 +61,9 @@ pub struct Notification {
 /// runs inside a write's transaction) are small statements of their own: a delivery mark lost
 /// in a crash only means the notification is sent once more (at least once).
 pub trait Notifications: Send + Sync + 'static {
+    /// Queues a notification outside any write (a sender fanning one notification out to
+    /// channels of its own); its number within its channel.
+    fn enqueue(&self, notification: &NewNotification<'_>) -> Result<i64>;
     /// Pending notifications due at `now` whose channel starts with `channel_prefix`, oldest
     /// first, at most `limit`; none of a channel while an earlier pending notification of it
     /// is not yet due (each channel gets its notifications in order).
@@ -77,7 +80,8 @@ pub trait Notifications: Send + Sync + 'static {
     /// Makes every pending notification of `channel` due now (a receiver fixed, a
     /// subscription resumed); how many.
     fn retry_now(&self, channel: &str) -> Result<u64>;
-    /// Removes every pending notification of `channel` (its subscription deleted); how many.
+    /// Gives up every pending notification of `channel` (its subscription deleted): they are
+    /// kept as dead, with the error `dropped`, so that numbers are never given twice; how many.
     fn drop_pending(&self, channel: &str) -> Result<u64>;
     /// How many notifications whose channel starts with `channel_prefix` are in each status.
     fn count_by_status(&self, channel_prefix: &str) -> Result<Vec<(OutboundStatus, u64)>>;
