@@ -565,6 +565,60 @@ mod tests {
         assert_eq!(index_value(&row), Some((code, "1234-5".into())));
     }
 
+    fn observation(patient: &str, code: &str) -> Value {
+        json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": format!("Patient/{patient}")}})
+    }
+
+    #[test]
+    fn writes_are_matched_inside_their_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
+        let notifications = backend.notifications().unwrap();
+        let registry = Registry::new();
+        registry.set_allow_list(AllowList::parse(&["127.0.0.1"]).unwrap());
+        let records = store::Records::new(backend).with_hook(registry.hook());
+        registry.load(&records, &notifications).unwrap();
+        use store::Notifications as _;
+        for p in ["p1", "p2"] {
+            records.update("Patient", p, json!({"resourceType": "Patient", "id": p}), None).unwrap();
+        }
+        let subscription = json!({"resourceType": "Subscription", "status": "requested", "reason": "test",
+            "criteria": "Observation?code=http://loinc.org|1234-5&patient=Patient/p1",
+            "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"}});
+        let id = records.create(subscription.clone(), None).unwrap().version.unwrap().id;
+        assert!(registry.get(&id).is_some(), "active as soon as its write committed");
+        let handshake = notifications.events(&status_channel(&id), 1, 1, 1).unwrap();
+        assert_eq!(handshake.len(), 1);
+        assert_eq!(handshake[0].event, "handshake");
+
+        let matching = records.create(observation("p1", "1234-5"), None).unwrap().version.unwrap().id;
+        records.create(observation("p1", "9999-9"), None).unwrap();
+        records.create(observation("p2", "1234-5"), None).unwrap();
+        let events = notifications.events(&event_channel(&id), 1, 100, 100).unwrap();
+        assert_eq!(events.len(), 1, "only the write that matches the criteria");
+        assert_eq!(events[0].number, 1);
+        assert_eq!(events[0].resource, format!("Observation/{matching}/_history/1"));
+        assert_eq!(events[0].patient.as_deref(), Some("p1"));
+
+        // A bad one is refused by the hook, and nothing of it is kept.
+        let mut bad = subscription.clone();
+        bad["criteria"] = json!("Observation?no-such-parameter=1");
+        let refused = records.create(bad, None).unwrap_err();
+        assert_eq!(refused.kind(), store::ErrorKind::Unprocessable);
+        assert_eq!(registry.len(), 1);
+
+        // Turned off: nothing more is matched.
+        let mut off = subscription;
+        off["id"] = json!(id);
+        off["status"] = json!("off");
+        records.update("Subscription", &id, off, None).unwrap();
+        assert!(registry.get(&id).is_none());
+        records.create(observation("p1", "1234-5"), None).unwrap();
+        assert_eq!(notifications.latest_number(&event_channel(&id)).unwrap(), 1);
+    }
+
     #[test]
     fn owners_round_trip_through_payloads() {
         let owner = Owner { name: "dr.a".into(), client_id: Some("app".into()) };
