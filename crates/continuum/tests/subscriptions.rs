@@ -350,6 +350,10 @@ fn every_acknowledged_write_is_notified_in_order_across_a_sigkill() {
     drop(server);
     let before = acknowledged.lock().unwrap().len();
     assert!(before > 5, "the burst wrote something before the kill ({before})");
+    eprintln!(
+        "{before} writes acknowledged before the kill, {} notified by then",
+        first_deliveries(&receiver.at("/r4")).len()
+    );
 
     let server = serve(&data, true);
     let base = server.base.clone();

@@ -184,6 +184,12 @@ impl Worker {
             }
             let id = notification.channel.split_once(':').map(|(_, id)| id.to_string()).unwrap_or_default();
             let Some(entry) = self.registry.get(&id) else {
+                if !self.removed(&id) {
+                    // Committed, but not yet in the registry (its listener runs after the
+                    // commit): it wakes the sender once it is.
+                    stalled.insert(notification.channel.clone());
+                    continue;
+                }
                 // Deleted or turned off: nothing more is sent.
                 if let Err(error) = self.notifications.drop_pending(&notification.channel) {
                     tracing::warn!(%error, "pending notifications of a removed subscription could not be dropped");
@@ -226,6 +232,24 @@ impl Worker {
             }
         }
         Ok(full)
+    }
+
+    /// Whether subscription `id` is deleted, turned off, past its end or no longer valid (its
+    /// pending notifications are dropped), rather than not yet in the registry.
+    fn removed(&self, id: &str) -> bool {
+        match self.door.records().backend().current("Subscription", id) {
+            Ok(Some(version)) => {
+                let resource = version.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok());
+                match resource {
+                    Some(resource) => crate::spec::read(&resource, version.version, &self.registry.allow_list())
+                        .map_or(true, |spec| !spec.live()),
+                    None => true,
+                }
+            }
+            Ok(None) => true,
+            // Unknown for now: kept, asked again next time.
+            Err(_) => false,
+        }
     }
 
     fn handshake(&mut self, entry: &Entry, notification: &Notification) -> Outcome {
