@@ -189,10 +189,8 @@ fn latency(args: &SubscriptionBenchArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut latencies: Vec<Duration> = committed
-        .iter()
-        .filter_map(|(id, at)| arrived.get(id).map(|got| got.saturating_duration_since(*at)))
-        .collect();
+    let mut latencies: Vec<Duration> =
+        committed.iter().filter_map(|(id, at)| arrived.get(id).map(|got| got.saturating_duration_since(*at))).collect();
     latencies.sort();
     println!(
         "latency (write committed -> rest-hook received), {} active subscriptions, {} events/s for {} s: \
@@ -250,7 +248,11 @@ fn ingest(args: &SubscriptionBenchArgs) -> Result<()> {
         opened.sender.stop();
     }
     if let [without, with] = rates[..] {
-        println!("matching cost: {:.1}% slower with {} subscriptions", (1.0 - with / without) * 100.0, args.ingest_subscriptions);
+        println!(
+            "matching cost: {:.1}% slower with {} subscriptions",
+            (1.0 - with / without) * 100.0,
+            args.ingest_subscriptions
+        );
     }
     Ok(())
 }

@@ -84,7 +84,11 @@ impl Receiver {
                 return;
             }
             let failing = self.failing.load(Ordering::SeqCst);
-            self.got.lock().unwrap().push(Received { path, headers, body: String::from_utf8_lossy(&body).into_owned() });
+            self.got.lock().unwrap().push(Received {
+                path,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
             let status = if failing { "500 Internal Server Error" } else { "200 OK" };
             if writer.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).is_err() {
                 return;
@@ -204,9 +208,8 @@ fn backport_events(received: &[Received]) -> Vec<(i64, String)> {
                 .unwrap()
                 .parse()
                 .unwrap();
-            let focus = parts.iter().find(|p| p["name"] == "focus").unwrap()["valueReference"]["reference"]
-                .as_str()
-                .unwrap();
+            let focus =
+                parts.iter().find(|p| p["name"] == "focus").unwrap()["valueReference"]["reference"].as_str().unwrap();
             out.push((number, focus.rsplit('/').next().unwrap().to_string()));
         }
     }
@@ -302,9 +305,10 @@ fn every_acknowledged_write_is_notified_in_order_across_a_sigkill() {
     assert!(parameters.iter().any(|p| p["name"] == "type" && p["valueCode"] == "handshake"), "{handshake}");
     let capability = get(&base, None, "metadata").1;
     let extensions = capability["rest"][0]["extension"].as_array().unwrap();
-    assert!(extensions.iter().any(|e| e["url"]
-        == "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
-        && e["valueUri"].as_str().unwrap().ends_with("/fhir/$subscription-websocket")));
+    assert!(
+        extensions.iter().any(|e| e["url"] == "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+            && e["valueUri"].as_str().unwrap().ends_with("/fhir/$subscription-websocket"))
+    );
 
     let mut socket = Socket::bind(&base, &ws_id);
     // Writes that do not match are not notified.
@@ -398,10 +402,15 @@ fn every_acknowledged_write_is_notified_in_order_across_a_sigkill() {
     assert!(by_number.values().all(|ids| ids.len() == 1), "one focus per event number, however often sent");
 
     // `$events` recovers them; `$status` counts them.
-    let (status, recovered) = get(&base, None, &format!("Subscription/{topic_id}/$events?eventsSinceNumber=1&eventsUntilNumber=3"));
+    let (status, recovered) =
+        get(&base, None, &format!("Subscription/{topic_id}/$events?eventsSinceNumber=1&eventsUntilNumber=3"));
     assert_eq!(status, 200, "{recovered}");
-    assert_eq!(backport_events(&[Received { path: String::new(), headers: HashMap::new(), body: recovered.to_string() }])
-        .len(), 0, "query-event is not an event-notification");
+    assert_eq!(
+        backport_events(&[Received { path: String::new(), headers: HashMap::new(), body: recovered.to_string() }])
+            .len(),
+        0,
+        "query-event is not an event-notification"
+    );
     let recovered_numbers: Vec<&str> = recovered["entry"][0]["resource"]["parameter"]
         .as_array()
         .unwrap()
@@ -443,11 +452,16 @@ fn a_failing_receiver_gets_retries_and_the_error_status_then_recovers() {
     assert!(errored["error"].as_str().unwrap().contains("HTTP 500"), "{errored}");
     let attempts = receiver.at("/hook").len();
     assert!(attempts >= 3, "retried ({attempts} attempts)");
-    assert!(receiver.at("/hook").iter().all(|r| r.body.contains(&written[0])), "the first one, retried, waits for nothing later");
+    assert!(
+        receiver.at("/hook").iter().all(|r| r.body.contains(&written[0])),
+        "the first one, retried, waits for nothing later"
+    );
 
     receiver.failing.store(false, Ordering::SeqCst);
     wait_for("the recovery", Duration::from_secs(60), || status_of(&base, None, &id) == "active");
-    wait_for("the missed notifications", Duration::from_secs(30), || first_deliveries(&receiver.at("/hook")).len() == 3);
+    wait_for("the missed notifications", Duration::from_secs(30), || {
+        first_deliveries(&receiver.at("/hook")).len() == 3
+    });
     let delivered: Vec<String> =
         first_deliveries(&receiver.at("/hook")).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(delivered, written, "in order once resumed");
@@ -478,7 +492,9 @@ fn an_owner_who_loses_access_to_a_patient_receives_nothing_more_about_them() {
         json!({"resourceType": "Organization", "id": "org-b", "name": "B"}),
     ];
     for p in ["p1", "p2"] {
-        entries.push(json!({"resourceType": "Patient", "id": p, "managingOrganization": {"reference": "Organization/org-b"}}));
+        entries.push(
+            json!({"resourceType": "Patient", "id": p, "managingOrganization": {"reference": "Organization/org-b"}}),
+        );
         entries.push(consent(&format!("c-{p}"), p, "active"));
     }
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries.iter().map(|r| json!({
@@ -488,7 +504,11 @@ fn an_owner_who_loses_access_to_a_patient_receives_nothing_more_about_them() {
     let file = dir.path().join("seed.json");
     std::fs::write(&file, bundle.to_string()).unwrap();
     for (user, org) in [("subscriber", "org-a"), ("writer", "org-b")] {
-        continuum(&data, &["user", "add", user, "--role", "physician", "--org", org, "--password-stdin"], Some("a long enough password\n"));
+        continuum(
+            &data,
+            &["user", "add", user, "--role", "physician", "--org", org, "--password-stdin"],
+            Some("a long enough password\n"),
+        );
     }
     continuum(&data, &["import", file.to_str().unwrap()], None);
     let token = |user: &str| {
@@ -512,7 +532,9 @@ fn an_owner_who_loses_access_to_a_patient_receives_nothing_more_about_them() {
         created["id"].as_str().unwrap().to_string()
     };
     let (one, two) = (write("p1"), write("p2"));
-    wait_for("both patients' notifications", Duration::from_secs(20), || first_deliveries(&receiver.at("/hook")).len() == 2);
+    wait_for("both patients' notifications", Duration::from_secs(20), || {
+        first_deliveries(&receiver.at("/hook")).len() == 2
+    });
     let ids: Vec<String> =
         first_deliveries(&receiver.at("/hook")).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, [one, two]);
@@ -539,7 +561,8 @@ fn bad_subscriptions_are_refused_with_an_operation_outcome() {
     let data = dir.path().join("data");
     let server = serve(&data, false);
     let base = server.base.clone();
-    let backport_unknown = backport_subscription("no-such-topic", "Encounter?status=in-progress", "https://8.8.8.8/hook", "id-only");
+    let backport_unknown =
+        backport_subscription("no-such-topic", "Encounter?status=in-progress", "https://8.8.8.8/hook", "id-only");
     let cases = [
         ("invalid criteria", r4_subscription("Observation?date=not-a-date", "https://8.8.8.8/hook")),
         ("unknown search parameter", r4_subscription("Observation?no-such-parameter=1", "https://8.8.8.8/hook")),
@@ -561,12 +584,8 @@ fn bad_subscriptions_are_refused_with_an_operation_outcome() {
         {"resource": {"resourceType": "Patient", "id": "kept"}, "request": {"method": "PUT", "url": "Patient/kept"}},
         {"resource": cases[4].1, "request": {"method": "POST", "url": "Subscription"}}
     ]});
-    let response = client()
-        .post(&base)
-        .header("Content-Type", "application/fhir+json")
-        .body(bundle.to_string())
-        .send()
-        .unwrap();
+    let response =
+        client().post(&base).header("Content-Type", "application/fhir+json").body(bundle.to_string()).send().unwrap();
     assert!(response.status().is_client_error());
     assert_eq!(response.json::<Value>().unwrap()["resourceType"], "OperationOutcome");
     // Nothing was stored.

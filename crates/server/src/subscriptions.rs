@@ -11,13 +11,13 @@ use crate::format::fhir_json_response;
 use crate::rest::blocking_checked;
 use crate::search::query_pairs;
 use crate::{ApiError, AppState};
+use ::subscriptions::Service;
+use ::subscriptions::spec::Content;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
-use ::subscriptions::Service;
-use ::subscriptions::spec::Content;
 
 /// The path of the websocket endpoint under the FHIR base.
 pub(crate) const WEBSOCKET_PATH: &str = "/$subscription-websocket";

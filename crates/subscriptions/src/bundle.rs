@@ -66,7 +66,9 @@ pub fn status(
     status: &str,
     error: Option<&str>,
 ) -> Value {
-    let mut parameter = vec![json!({"name": "subscription", "valueReference": {"reference": format!("{base}/Subscription/{}", spec.id)}})];
+    let mut parameter = vec![
+        json!({"name": "subscription", "valueReference": {"reference": format!("{base}/Subscription/{}", spec.id)}}),
+    ];
     if let Some(topic) = spec.topic_canonical() {
         parameter.push(json!({"name": "topic", "valueCanonical": topic}));
     }

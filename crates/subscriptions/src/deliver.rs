@@ -206,9 +206,7 @@ impl Worker {
                 Outcome::Delivered => {
                     self.notifications.delivered(notification.id)?;
                     self.last_sent.insert(id.clone(), Instant::now());
-                    if entry.spec.status == "error"
-                        || (entry.spec.status == "requested" && prefix == "sub-status:")
-                    {
+                    if entry.spec.status == "error" || (entry.spec.status == "requested" && prefix == "sub-status:") {
                         self.set_status(&id, "active", None);
                     }
                 }
@@ -262,7 +260,8 @@ impl Worker {
         match &spec.channel {
             Channel::RestHook { endpoint, headers } => {
                 let latest = self.notifications.latest_number(&event_channel(&spec.id)).unwrap_or(0);
-                let body = bundle::notification(spec, &self.config.base_url, Kind::Handshake, latest, &[], "requested", None);
+                let body =
+                    bundle::notification(spec, &self.config.base_url, Kind::Handshake, latest, &[], "requested", None);
                 self.post(endpoint, headers, Some(&body))
             }
             Channel::Websocket => Outcome::Delivered,
@@ -371,7 +370,8 @@ impl Worker {
             let last = *self.last_sent.entry(spec.id.clone()).or_insert_with(Instant::now);
             if last.elapsed() >= period {
                 let latest = self.notifications.latest_number(&event_channel(&spec.id)).unwrap_or(0);
-                let body = bundle::notification(spec, &self.config.base_url, Kind::Heartbeat, latest, &[], "active", None);
+                let body =
+                    bundle::notification(spec, &self.config.base_url, Kind::Heartbeat, latest, &[], "active", None);
                 let _ = self.post(endpoint, headers, Some(&body));
                 self.last_sent.insert(spec.id.clone(), Instant::now());
                 *next = (*next).min(Instant::now() + period);
@@ -393,7 +393,8 @@ impl Worker {
             .user_agent(concat!("continuum-subscriptions/", env!("CARGO_PKG_VERSION")))
             .resolve(&endpoint.host, address);
         if endpoint.url.scheme() == "https" {
-            for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"] {
+            for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+            {
                 if let Ok(pem) = std::fs::read(path) {
                     for certificate in reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default() {
                         builder = builder.add_root_certificate(certificate);
@@ -429,7 +430,9 @@ impl Worker {
         };
         match request.send() {
             Ok(response) if response.status().is_success() => Outcome::Delivered,
-            Ok(response) => Outcome::Failed(Failure::new(format!("the endpoint answered HTTP {}", response.status().as_u16()))),
+            Ok(response) => {
+                Outcome::Failed(Failure::new(format!("the endpoint answered HTTP {}", response.status().as_u16())))
+            }
             Err(error) if error.is_timeout() => Outcome::Failed(Failure::new("the endpoint did not answer in time")),
             Err(_) => Outcome::Failed(Failure::new("the endpoint could not be reached")),
         }
@@ -442,8 +445,9 @@ impl Worker {
         let result = (|| -> Result<(), access::Error> {
             let current = access.read("Subscription", id)?;
             let Some(body) = current.body.as_deref() else { return Ok(()) };
-            let mut resource: Value = serde_json::from_str(body)
-                .map_err(|_| access::Error::Store(store::Error::Storage("a stored Subscription could not be read".into())))?;
+            let mut resource: Value = serde_json::from_str(body).map_err(|_| {
+                access::Error::Store(store::Error::Storage("a stored Subscription could not be read".into()))
+            })?;
             let now = resource.get("status").and_then(Value::as_str);
             if now == Some("off") || (now == Some(status) && resource.get("error").and_then(Value::as_str) == error) {
                 return Ok(());

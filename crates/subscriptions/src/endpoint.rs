@@ -28,7 +28,9 @@ pub enum EndpointError {
     #[error("the endpoint must not carry credentials in its URL")]
     Credentials,
     /// A forbidden address (see the module's documentation).
-    #[error("the endpoint is on an address subscriptions may not reach (loopback, private, link-local, multicast or unspecified); an operator may allow it with --subscription-endpoints")]
+    #[error(
+        "the endpoint is on an address subscriptions may not reach (loopback, private, link-local, multicast or unspecified); an operator may allow it with --subscription-endpoints"
+    )]
     Forbidden,
     /// The host name does not resolve.
     #[error("the endpoint's host name does not resolve")]

@@ -67,7 +67,8 @@ impl Service {
         let body = version.body.as_deref().ok_or(access::Error::Hidden)?;
         let resource: Value = serde_json::from_str(body)
             .map_err(|_| storage(store::Error::Storage("a stored Subscription could not be read".into())))?;
-        let spec = spec::read(&resource, version.version, &self.registry.allow_list()).map_err(access::Error::Invalid)?;
+        let spec =
+            spec::read(&resource, version.version, &self.registry.allow_list()).map_err(access::Error::Invalid)?;
         Ok((spec, resource))
     }
 
@@ -110,7 +111,9 @@ impl Service {
                 let focus = match access.vread(resource_type, rid, version) {
                     Ok(v) => v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()),
                     Err(access::Error::Hidden) | Err(access::Error::Forbidden(_)) => continue,
-                    Err(access::Error::Store(e)) if matches!(e.kind(), store::ErrorKind::NotFound | store::ErrorKind::Gone) => {
+                    Err(access::Error::Store(e))
+                        if matches!(e.kind(), store::ErrorKind::NotFound | store::ErrorKind::Gone) =>
+                    {
                         continue;
                     }
                     Err(e) => return Err(e),

@@ -237,8 +237,8 @@ impl Registry {
     ) -> store::Result<usize> {
         records.changes().listen(Arc::clone(self) as Arc<dyn store::CommitListener>);
         let pairs = vec![("status".to_string(), "requested,active,error".to_string())];
-        let query = search::SearchQuery::parse(Some("Subscription"), &pairs, true)
-            .map_err(|e| store::Error::Invalid(e.0))?;
+        let query =
+            search::SearchQuery::parse(Some("Subscription"), &pairs, true).map_err(|e| store::Error::Invalid(e.0))?;
         let page = records.search(&query, 100_000)?;
         let allow = self.allow_list();
         let mut loaded = Vec::new();
@@ -455,9 +455,10 @@ impl WriteHook for SubscriptionHook {
         }
         candidates.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         candidates.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        let by_id = search::SearchQuery::parse(Some(new.resource_type), &[("_id".to_string(), new.id.to_string())], true)
-            .map_err(|e| store::Error::Invalid(e.0))?
-            .filters;
+        let by_id =
+            search::SearchQuery::parse(Some(new.resource_type), &[("_id".to_string(), new.id.to_string())], true)
+                .map_err(|e| store::Error::Invalid(e.0))?
+                .filters;
         let mut parsed: Option<(Option<Value>, Option<Value>)> = None;
         let reference = format!("{}/{}/_history/{}", new.resource_type, new.id, new.version);
         let patient = store::compartment::patients_in_index(new.resource_type, new.index).into_iter().next();
@@ -560,7 +561,11 @@ mod tests {
         let row = search::IndexEntry {
             param: code,
             group: None,
-            value: search::IndexValue::Token { system: Some("http://loinc.org".into()), code: Some("1234-5".into()), text: None },
+            value: search::IndexValue::Token {
+                system: Some("http://loinc.org".into()),
+                code: Some("1234-5".into()),
+                text: None,
+            },
         };
         assert_eq!(index_value(&row), Some((code, "1234-5".into())));
     }

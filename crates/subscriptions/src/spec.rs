@@ -8,13 +8,17 @@ use search::query::SearchQuery;
 use serde_json::Value;
 
 /// The backport IG's R4 Subscription profile.
-pub const BACKPORT_PROFILE: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription";
+pub const BACKPORT_PROFILE: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription";
 /// The backport's filter criteria extension (on `Subscription.criteria`).
-pub const FILTER_CRITERIA: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
+pub const FILTER_CRITERIA: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
 /// The backport's payload content extension (on `Subscription.channel.payload`).
-pub const PAYLOAD_CONTENT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
+pub const PAYLOAD_CONTENT: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
 /// The backport's heartbeat period extension (on `Subscription.channel`), in seconds.
-pub const HEARTBEAT_PERIOD: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period";
+pub const HEARTBEAT_PERIOD: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period";
 /// The one payload type delivered.
 pub const FHIR_JSON: &str = "application/fhir+json";
 
@@ -48,7 +52,7 @@ pub enum Criteria {
         /// The type searched.
         resource_type: String,
         /// The search, parsed.
-        query: SearchQuery,
+        query: Box<SearchQuery>,
     },
     /// Backport: a topic, narrowed by filters (each a search on one of its types).
     Topic {
@@ -117,8 +121,7 @@ pub struct Spec {
 impl Spec {
     /// Whether it is wanted for matching and delivery (`off` is not).
     pub fn live(&self) -> bool {
-        self.status != "off"
-            && self.end.is_none_or(|end| end > time::OffsetDateTime::now_utc())
+        self.status != "off" && self.end.is_none_or(|end| end > time::OffsetDateTime::now_utc())
     }
 
     /// The topic canonical or the criteria, for `$status`.
@@ -182,18 +185,18 @@ fn extensions<'a>(element: Option<&'a Value>, url: &'a str) -> impl Iterator<Ite
 pub fn read(resource: &Value, version: u64, allow: &AllowList) -> Result<Spec, Vec<Issue>> {
     let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     let status = resource.get("status").and_then(Value::as_str).unwrap_or("requested").to_string();
-    let backport = resource
-        .get("meta")
-        .and_then(|m| m.get("profile"))
-        .and_then(Value::as_array)
-        .is_some_and(|p| p.iter().any(|p| p.as_str().is_some_and(|p| p.split('|').next() == Some(BACKPORT_PROFILE))));
+    let backport =
+        resource.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array).is_some_and(|p| {
+            p.iter().any(|p| p.as_str().is_some_and(|p| p.split('|').next() == Some(BACKPORT_PROFILE)))
+        });
     let criteria_text = resource
         .get("criteria")
         .and_then(Value::as_str)
         .ok_or_else(|| refuse("Subscription.criteria", "a Subscription needs its criteria"))?;
     let criteria = if backport {
-        let topic = topics::by_canonical(criteria_text)
-            .ok_or_else(|| refuse("Subscription.criteria", "the criteria names no SubscriptionTopic this server offers"))?;
+        let topic = topics::by_canonical(criteria_text).ok_or_else(|| {
+            refuse("Subscription.criteria", "the criteria names no SubscriptionTopic this server offers")
+        })?;
         let mut filters = Vec::new();
         for extension in extensions(resource.get("_criteria"), FILTER_CRITERIA) {
             let text = extension.get("valueString").and_then(Value::as_str).ok_or_else(|| {
@@ -211,7 +214,7 @@ pub fn read(resource: &Value, version: u64, allow: &AllowList) -> Result<Spec, V
         Criteria::Topic { topic, filters }
     } else {
         let (resource_type, query) = parse_search(criteria_text, "Subscription.criteria")?;
-        Criteria::Search { resource_type, query }
+        Criteria::Search { resource_type, query: Box::new(query) }
     };
     let channel_json = resource.get("channel");
     let channel_type = channel_json.and_then(|c| c.get("type")).and_then(Value::as_str).unwrap_or_default();
@@ -221,8 +224,8 @@ pub fn read(resource: &Value, version: u64, allow: &AllowList) -> Result<Spec, V
                 .and_then(|c| c.get("endpoint"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| refuse("Subscription.channel.endpoint", "a rest-hook needs its endpoint"))?;
-            let endpoint =
-                endpoint::check_written(text, allow).map_err(|e| refuse("Subscription.channel.endpoint", e.to_string()))?;
+            let endpoint = endpoint::check_written(text, allow)
+                .map_err(|e| refuse("Subscription.channel.endpoint", e.to_string()))?;
             let mut headers = Vec::new();
             for header in channel_json.and_then(|c| c.get("header")).and_then(Value::as_array).into_iter().flatten() {
                 let (name, value) = header
@@ -230,11 +233,15 @@ pub fn read(resource: &Value, version: u64, allow: &AllowList) -> Result<Spec, V
                     .and_then(|h| h.split_once(':'))
                     .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
                     .ok_or_else(|| refuse("Subscription.channel.header", "a header must read `Name: value`"))?;
-                let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                let valid_name =
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
                 let reserved = ["host", "content-length", "content-type", "transfer-encoding", "connection"]
                     .contains(&name.to_ascii_lowercase().as_str());
                 if !valid_name || reserved || value.bytes().any(|b| b < 0x20 && b != b'\t') {
-                    return Err(refuse("Subscription.channel.header", "a header must read `Name: value` with a name of its own"));
+                    return Err(refuse(
+                        "Subscription.channel.header",
+                        "a header must read `Name: value` with a name of its own",
+                    ));
                 }
                 headers.push((name, value));
             }
@@ -257,10 +264,17 @@ pub fn read(resource: &Value, version: u64, allow: &AllowList) -> Result<Spec, V
     let payload_element = channel_json.and_then(|c| c.get("_payload"));
     let payload = channel_json.and_then(|c| c.get("payload")).and_then(Value::as_str);
     if payload.is_some_and(|p| p != FHIR_JSON && p != "application/json") {
-        return Err(refuse("Subscription.channel.payload", "the payload type this server sends is application/fhir+json"));
+        return Err(refuse(
+            "Subscription.channel.payload",
+            "the payload type this server sends is application/fhir+json",
+        ));
     }
     let content = if backport {
-        match extensions(payload_element, PAYLOAD_CONTENT).next().and_then(|e| e.get("valueCode")).and_then(Value::as_str) {
+        match extensions(payload_element, PAYLOAD_CONTENT)
+            .next()
+            .and_then(|e| e.get("valueCode"))
+            .and_then(Value::as_str)
+        {
             None | Some("empty") => Content::Empty,
             Some("id-only") => Content::IdOnly,
             Some("full-resource") => Content::FullResource,
@@ -306,15 +320,21 @@ mod tests {
 
     #[test]
     fn r4_criteria_are_parsed_strictly() {
-        let spec = read(&r4("Observation?code=http://loinc.org|1234-5&patient=Patient/1", "http://127.0.0.1:9/h"), 1, &allow())
-            .unwrap();
+        let spec = read(
+            &r4("Observation?code=http://loinc.org|1234-5&patient=Patient/1", "http://127.0.0.1:9/h"),
+            1,
+            &allow(),
+        )
+        .unwrap();
         assert!(matches!(&spec.criteria, Criteria::Search { resource_type, .. } if resource_type == "Observation"));
         assert_eq!(spec.content, Content::FullResource);
         match &spec.channel {
             Channel::RestHook { headers, .. } => assert_eq!(headers, &[("Authorization".into(), "Bearer abc".into())]),
             Channel::Websocket => panic!("rest-hook expected"),
         }
-        for bad in ["Observation?nonsense=1", "Nothing?code=1", "Observation?_sort=date", "", "Observation?date=notadate"] {
+        for bad in
+            ["Observation?nonsense=1", "Nothing?code=1", "Observation?_sort=date", "", "Observation?date=notadate"]
+        {
             assert!(read(&r4(bad, "http://127.0.0.1:9/h"), 1, &allow()).is_err(), "{bad}");
         }
     }
@@ -323,7 +343,10 @@ mod tests {
     fn endpoints_are_checked() {
         assert!(read(&r4("Observation?code=1", "ftp://127.0.0.1/h"), 1, &allow()).is_err());
         assert!(read(&r4("Observation?code=1", "http://10.0.0.1/h"), 1, &allow()).is_err());
-        assert!(read(&r4("Observation?code=1", "http://10.0.0.1/h"), 1, &AllowList::parse(&["10.0.0.0/8"]).unwrap()).is_ok());
+        assert!(
+            read(&r4("Observation?code=1", "http://10.0.0.1/h"), 1, &AllowList::parse(&["10.0.0.0/8"]).unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub fn triggers(
         return Ok(false);
     }
     let (before, after) = (status(previous), status(Some(new)));
-    let became = |states: &[&str]| after.is_some_and(|a| states.contains(&a)) && !before.is_some_and(|b| states.contains(&b));
+    let became =
+        |states: &[&str]| after.is_some_and(|a| states.contains(&a)) && !before.is_some_and(|b| states.contains(&b));
     Ok(match topic.code {
         "encounter-start" => became(&["in-progress"]),
         "encounter-end" => became(&["finished"]),
@@ -113,7 +114,8 @@ fn business(task: Option<&Value>) -> Option<&str> {
 fn based_on_referral(tx: &mut dyn Transaction, task: &Value) -> store::Result<bool> {
     let Some(based_on) = task.get("basedOn").and_then(Value::as_array) else { return Ok(false) };
     for reference in based_on {
-        let Some(id) = reference.get("reference").and_then(Value::as_str).and_then(|r| r.strip_prefix("ServiceRequest/"))
+        let Some(id) =
+            reference.get("reference").and_then(Value::as_str).and_then(|r| r.strip_prefix("ServiceRequest/"))
         else {
             continue;
         };
@@ -142,7 +144,8 @@ mod tests {
 
     #[test]
     fn referral_category() {
-        let referral = serde_json::json!({"category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}]});
+        let referral =
+            serde_json::json!({"category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}]});
         assert!(is_referral(&referral));
         assert!(!is_referral(&serde_json::json!({"category": [{"text": "lab"}]})));
     }
