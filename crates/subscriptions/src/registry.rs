@@ -625,6 +625,43 @@ mod tests {
     }
 
     #[test]
+    fn topics_trigger_on_their_transitions_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(store_sqlite::SqliteBackend::open(dir.path()).unwrap());
+        let notifications = backend.notifications().unwrap();
+        let registry = Registry::new();
+        let records = store::Records::new(backend).with_hook(registry.hook());
+        registry.load(&records, &notifications).unwrap();
+        use store::Notifications as _;
+        records.update("Patient", "p1", json!({"resourceType": "Patient", "id": "p1"}), None).unwrap();
+        let subscribe = |topic: &str| {
+            let subscription = json!({"resourceType": "Subscription", "status": "requested", "reason": "test",
+                "meta": {"profile": [crate::spec::BACKPORT_PROFILE]},
+                "criteria": format!("{}{topic}", crate::topics::TOPIC_BASE),
+                "_criteria": {"extension": [{"url": crate::spec::FILTER_CRITERIA, "valueString": "Encounter?patient=Patient/p1"}]},
+                "channel": {"type": "rest-hook", "endpoint": "https://8.8.8.8/hook", "payload": "application/fhir+json"}});
+            records.create(subscription, None).unwrap().version.unwrap().id
+        };
+        let (start, end) = (subscribe("encounter-start"), subscribe("encounter-end"));
+        let encounter = |status: &str| {
+            json!({"resourceType": "Encounter", "id": "e1", "status": status,
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/p1"}})
+        };
+        for status in ["planned", "in-progress", "in-progress", "finished", "finished"] {
+            records.update("Encounter", "e1", encounter(status), None).unwrap();
+        }
+        let started = notifications.events(&event_channel(&start), 1, 100, 100).unwrap();
+        assert_eq!(started.len(), 1, "started once");
+        assert_eq!(started[0].resource, "Encounter/e1/_history/2");
+        assert_eq!(started[0].event, "encounter-start");
+        let ended = notifications.events(&event_channel(&end), 1, 100, 100).unwrap();
+        assert_eq!(ended.len(), 1, "ended once");
+        assert!(ended[0].resource.starts_with("Encounter/e1/_history/"));
+        assert!(ended[0].number == 1 && started[0].number == 1, "each subscription numbers its own events");
+    }
+
+    #[test]
     fn owners_round_trip_through_payloads() {
         let owner = Owner { name: "dr.a".into(), client_id: Some("app".into()) };
         let payload = json!({"owner": Owner::to_json(Some(&owner))}).to_string();
