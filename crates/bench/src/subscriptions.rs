@@ -151,6 +151,15 @@ fn subscribe(records: &store::Records, count: usize, code: impl Fn(usize) -> Str
     Ok(())
 }
 
+/// Waits until every subscription is active (its status written by the sender), so that
+/// activations do not run during a measurement.
+fn all_active(registry: &::subscriptions::Registry) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while registry.all().iter().any(|e| e.spec.status != "active") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -165,11 +174,7 @@ fn latency(args: &SubscriptionBenchArgs) -> Result<()> {
     let arrivals: Arrivals = Arc::default();
     let url = receiver(Arc::clone(&arrivals))?;
     subscribe(&opened.records, args.subscriptions, |i| format!("bench-{i}"), &url)?;
-    // Every subscription active (its status written by the sender) before the clock starts.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while opened.registry.all().iter().any(|e| e.spec.status != "active") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    all_active(&opened.registry);
     let total = (args.rate * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     let mut committed: Vec<(String, Instant)> = Vec::with_capacity(total);
@@ -237,6 +242,7 @@ fn ingest(args: &SubscriptionBenchArgs) -> Result<()> {
         let arrivals: Arrivals = Arc::default();
         let url = receiver(arrivals)?;
         subscribe(&opened.records, subscriptions, |i| format!("other-{i}"), &url)?;
+        all_active(&opened.registry);
         // Warm up, then measure.
         ingest_rate(&opened.records, args.ingest / 10, args.writers)?;
         let rate = ingest_rate(&opened.records, args.ingest, args.writers)?;
