@@ -10,7 +10,8 @@
 //!   receiver read the notification; p50 and p99 are printed.
 //! - **Ingest cost of matching**: `--ingest` Observations written by `--writers` threads with
 //!   no subscription, then with `--ingest-subscriptions` (1,000) active ones on Observation
-//!   that the writes do not match; the two rates and the slowdown are printed.
+//!   that the writes do not match, in turns over `--rounds`; the medians and the slowdown are
+//!   printed.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -43,6 +44,9 @@ pub(crate) struct SubscriptionBenchArgs {
     /// Active subscriptions during the second ingest run.
     #[arg(long, default_value_t = 1000)]
     ingest_subscriptions: usize,
+    /// Ingest rounds (each measures both stores in turn; the medians are compared).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 const LOINC: &str = "http://loinc.org";
@@ -235,30 +239,42 @@ fn ingest_rate(records: &store::Records, count: usize, writers: usize) -> Result
 }
 
 fn ingest(args: &SubscriptionBenchArgs) -> Result<()> {
-    let mut rates = Vec::new();
+    // Both stores open side by side, measured in turns, so that what else runs on the machine
+    // weighs on both alike.
+    let mut stores = Vec::new();
     for subscriptions in [0, args.ingest_subscriptions] {
         let dir = tempfile::tempdir()?;
         let opened = open(dir.path())?;
-        let arrivals: Arrivals = Arc::default();
-        let url = receiver(arrivals)?;
+        let url = receiver(Arc::default())?;
         subscribe(&opened.records, subscriptions, |i| format!("other-{i}"), &url)?;
         all_active(&opened.registry);
-        // Warm up, then measure.
         ingest_rate(&opened.records, args.ingest / 10, args.writers)?;
-        let rate = ingest_rate(&opened.records, args.ingest, args.writers)?;
-        println!(
-            "ingest with {subscriptions} active subscriptions on Observation: {rate:.0} Observations/s ({} writers)",
-            args.writers
-        );
-        rates.push(rate);
-        opened.sender.stop();
+        stores.push((subscriptions, opened, dir));
     }
-    if let [without, with] = rates[..] {
-        println!(
-            "matching cost: {:.1}% slower with {} subscriptions",
-            (1.0 - with / without) * 100.0,
-            args.ingest_subscriptions
-        );
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    for round in 1..=args.rounds.max(1) {
+        for (i, (subscriptions, opened, _)) in stores.iter().enumerate() {
+            let rate = ingest_rate(&opened.records, args.ingest, args.writers)?;
+            println!(
+                "round {round}: ingest with {subscriptions} active subscriptions on Observation: {rate:.0} Observations/s ({} writers)",
+                args.writers
+            );
+            rates[i].push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (without, with) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "ingest, median of {} rounds: {without:.0}/s with no subscription, {with:.0}/s with {}: {:.1}% slower",
+        args.rounds.max(1),
+        args.ingest_subscriptions,
+        (1.0 - with / without) * 100.0
+    );
+    for (_, opened, _) in stores {
+        opened.sender.stop();
     }
     Ok(())
 }

@@ -359,7 +359,7 @@ impl Worker {
     }
 
     fn heartbeats(&mut self, next: &mut Instant) {
-        for entry in self.registry.all() {
+        for entry in self.registry.with_heartbeat() {
             let spec = &entry.spec;
             let (Some(period), true, Channel::RestHook { endpoint, headers }) =
                 (spec.heartbeat, spec.backport && spec.status == "active", &spec.channel)

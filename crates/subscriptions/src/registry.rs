@@ -20,6 +20,7 @@ use crate::spec::{self, Criteria, Spec};
 use crate::topics;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use store::notify::NewNotification;
@@ -161,6 +162,9 @@ pub struct Registry {
     staged: Mutex<HashMap<(String, u64), Staged>>,
     allow: RwLock<AllowList>,
     wake: (Mutex<bool>, Condvar),
+    /// Set by the hook when it queued a notification: the next commit wakes the sender (a
+    /// write that queued nothing does not).
+    queued: AtomicBool,
     sockets: crate::sockets::Sockets,
 }
 
@@ -171,6 +175,7 @@ impl Default for Registry {
             staged: Mutex::default(),
             allow: RwLock::new(AllowList::default()),
             wake: (Mutex::new(false), Condvar::new()),
+            queued: AtomicBool::new(false),
             sockets: crate::sockets::Sockets::default(),
         }
     }
@@ -216,6 +221,11 @@ impl Registry {
         let mut all: Vec<_> = self.snapshot().by_id.values().cloned().collect();
         all.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         all
+    }
+
+    /// The active subscriptions with a heartbeat period.
+    pub fn with_heartbeat(&self) -> Vec<Arc<Entry>> {
+        self.snapshot().by_id.values().filter(|e| e.spec.heartbeat.is_some()).cloned().collect()
     }
 
     /// How many subscriptions are active.
@@ -313,7 +323,6 @@ impl store::CommitListener for Registry {
             let active = self.snapshot();
             for change in changes {
                 if change.resource_type != "Subscription" {
-                    wanted = wanted || active.by_type.contains_key(&change.resource_type);
                     continue;
                 }
                 wanted = true;
@@ -344,6 +353,9 @@ impl store::CommitListener for Registry {
                     };
                 }
             }));
+        }
+        if self.queued.swap(false, Ordering::AcqRel) {
+            wanted = true;
         }
         if wanted {
             self.wake();
@@ -497,6 +509,7 @@ impl WriteHook for SubscriptionHook {
             })
             .to_string();
             let channel = event_channel(&entry.spec.id);
+            self.0.queued.store(true, Ordering::Release);
             tx.enqueue_notification(&NewNotification {
                 channel: &channel,
                 event,
