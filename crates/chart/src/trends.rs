@@ -133,6 +133,10 @@ pub fn typical_range(code: &str) -> Option<ReferenceRange> {
 }
 
 fn number(value: &Value) -> Option<(f64, String)> {
+    // Scores (PHQ-9, GAD-7 totals) are integers without a unit.
+    if let Some(n) = value.get("valueInteger").and_then(Value::as_i64) {
+        return Some((n as f64, n.to_string()));
+    }
     let q = value.get("valueQuantity")?;
     Some((quantity_number(q)?, quantity(q)?))
 }
@@ -223,5 +227,19 @@ mod tests {
             Some((Some(4.0), Some(6.0), "4–6".into()))
         );
         assert_eq!(range_of(hba1c, &[]).and_then(|r| r.high), Some(5.7));
+    }
+
+    #[test]
+    fn screening_totals_are_integers() {
+        let phq9 = MEASURES.iter().find(|m| m.key == "phq9").unwrap();
+        let scores = [
+            json!({"effectiveDateTime": "2026-01-01", "valueInteger": 14}),
+            json!({"effectiveDateTime": "2026-02-01", "valueInteger": 9}),
+        ];
+        let series = series_of(phq9, &scores);
+        assert_eq!(
+            series[0].points.iter().map(|p| (p.value, p.label.as_str())).collect::<Vec<_>>(),
+            [(14.0, "14"), (9.0, "9")]
+        );
     }
 }

@@ -89,6 +89,9 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             .with_hook(Arc::new(chart::NoteLifecycle))
             .with_hook(Arc::new(exchange::identity::MergedPatients))
             .with_hook(subscriptions.hook())
+            .with_hook(Arc::new(care::alerts::AlertHook))
+            // A Task's status changes only along its lifecycle, with a reason where one is due.
+            .with_hook(Arc::new(care::tasks::TaskLifecycle))
     };
     if let Some(url) = database.database.as_deref() {
         for url in std::iter::once(url).chain(database.replicas.iter().map(String::as_str)) {

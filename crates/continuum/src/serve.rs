@@ -120,6 +120,28 @@ pub(crate) struct ServeArgs {
     /// (`10.20.0.0/16`) or a host name (`hooks.internal`, `*.internal`); repeatable.
     #[arg(long = "subscription-endpoints", value_name = "PATTERN")]
     subscription_endpoints: Vec<String>,
+    /// Who is told of which care alerts: rules per organization, behavioral-health roles,
+    /// webhooks (JSON; see the README's "Care coordination"). Default: every current member of
+    /// the patient's care team and the owning practice are told of every event.
+    #[arg(long, value_name = "FILE")]
+    alert_rules: Option<PathBuf>,
+    /// The SMTP relay alert e-mails go through (`HOST:PORT`); without it no e-mail is sent
+    /// (the in-app inbox and webhooks still are).
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp_relay: Option<String>,
+    /// How the relay is reached: `plain`, `starttls` or `tls`.
+    #[arg(long, default_value = "starttls", value_name = "MODE")]
+    smtp_security: String,
+    /// The sender of alert e-mails.
+    #[arg(long, default_value = "Continuum <alerts@continuum.invalid>", value_name = "ADDRESS")]
+    smtp_from: String,
+    /// Days after which an open referral is overdue: shown so on the referral dashboard, and
+    /// raising one follow-up Task for the referring organization.
+    #[arg(long, default_value_t = care::referrals::DEFAULT_OVERDUE_DAYS, value_name = "DAYS")]
+    referral_overdue_days: u32,
+    /// Minutes between two looks of the referral aging job for newly overdue referrals.
+    #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+    referral_aging_minutes: u64,
     /// Serve the FHIR API WITHOUT access control or audit: no token needed, nothing checked.
     /// Only for benchmarks and test rigs on a trusted machine; never with real patients' data.
     #[arg(long)]
@@ -233,7 +255,41 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             index.start().context("cannot start the patient index")?;
         }
         state = state.with_patient_index(index.clone());
-        let web_app = web_app.map(|app| app.with_patient_index(index.clone()));
+        let web_app = web_app.map(|app| {
+            app.with_patient_index(index.clone()).with_referral_overdue_days(args.referral_overdue_days)
+        });
+        // Care alerts: queued by the alert hook inside each triggering write, delivered to
+        // the care team's inboxes (and e-mail, webhooks) by threads of their own.
+        start_alerts(&args, state.door().clone(), Arc::clone(&notifications))?;
+        // Behavioral-health screening: the PHQ-9 and GAD-7 Questionnaires (a conditional create
+        // on their url), and the scorer of responses written through any door.
+        {
+            let door = state.door().clone();
+            tokio::task::spawn_blocking(move || {
+                let access = door.enter(::access::Who::Job(care::screening::scorer::JOB));
+                let loaded = care::screening::load_questionnaires(&access);
+                access.settle_queued();
+                loaded
+            })
+            .await
+            .context("loading the screening questionnaires panicked")?
+            .map_err(|e| anyhow::anyhow!("cannot load the screening questionnaires: {e}"))?;
+            care::screening::scorer::Scorer::new(state.door().clone(), jobs.clone())
+                .start()
+                .context("cannot start the screening scorer")?;
+        }
+        // Referrals: closed when their report arrives whatever the door (a follower right
+        // behind the commits, its checkpoint in the job table), and a follow-up Task raised
+        // once for each referral open past --referral-overdue-days (a periodic job); both on
+        // threads of their own, through the door as the job `referrals`.
+        let referral_closer = care::referrals::ReferralCloser::new(state.door().clone(), jobs.clone());
+        referral_closer.start().context("cannot start the referral closer")?;
+        let referral_aging = care::referrals::ReferralAging::new(
+            state.door().clone(),
+            args.referral_overdue_days,
+            Duration::from_secs(args.referral_aging_minutes.max(1).saturating_mul(60)),
+        );
+        referral_aging.start().context("cannot start the referral aging job")?;
         // Bulk Data jobs enter the door as it now stands (policy and auditor set); files
         // beside the store, in the data directory.
         // Peer nodes: their entries in the job table, their keys in `peers/` of the data
@@ -362,6 +418,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             None => http.await.context("server failed")?,
         }
         index.stop();
+        referral_closer.stop();
+        referral_aging.stop();
         let _ = sender.await;
         let _ = tokio::task::spawn_blocking(move || subscription_sender.stop()).await;
         if let Some(task) = metrics_task {
@@ -503,6 +561,46 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+/// Starts the delivery of care alerts and their outbound channels (see `care::alerts`).
+fn start_alerts(args: &ServeArgs, door: access::Door, notifications: Arc<dyn store::Notifications>) -> Result<()> {
+    let config = match &args.alert_rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            care::alerts::AlertConfig::from_json(&text).with_context(|| format!("{} is not valid", path.display()))?
+        }
+        None => care::alerts::AlertConfig::default(),
+    };
+    let every = Duration::from_millis(500);
+    let webhooks = care::alerts::channels::WebhookSender::new().context("cannot make the webhook client")?;
+    care::alerts::channels::start(Arc::clone(&notifications), Arc::new(webhooks), every)
+        .context("cannot start the webhook sender")?;
+    let email = match &args.smtp_relay {
+        Some(relay) => {
+            let (host, port) = relay
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .context("--smtp-relay takes HOST:PORT")?;
+            let security = match args.smtp_security.as_str() {
+                "plain" => care::alerts::channels::SmtpSecurity::Plain,
+                "starttls" => care::alerts::channels::SmtpSecurity::StartTls,
+                "tls" => care::alerts::channels::SmtpSecurity::Tls,
+                _ => anyhow::bail!("--smtp-security is plain, starttls or tls"),
+            };
+            let sender = care::alerts::channels::EmailSender::new(&host, port, security, &args.smtp_from)
+                .context("cannot use the SMTP relay settings")?;
+            care::alerts::channels::start(Arc::clone(&notifications), Arc::new(sender), every)
+                .context("cannot start the e-mail sender")?;
+            true
+        }
+        None => false,
+    };
+    care::alerts::AlertDelivery::new(door, notifications, config)
+        .with_email(email)
+        .start()
+        .context("cannot start the care alerts")?;
+    Ok(())
 }
 
 #[cfg(test)]

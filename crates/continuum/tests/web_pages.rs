@@ -1011,3 +1011,156 @@ fn registration_staff_review_possible_duplicates() {
     after.assert_has("Marked not a match");
     after.assert_lacks(&format!("value=\"{pair}\""));
 }
+
+#[test]
+fn care_plans_and_the_phq9_form() {
+    let clinic = clinic();
+    let (base, origin, rosie) = (&clinic.server.base, &clinic.origin, &clinic.rosie);
+    let mut doc = Visitor::signed_in(origin, "doc");
+    let plans = format!("/app/patients/{rosie}/care-plans");
+
+    // Start a plan (plain text only), then it is shown with its history.
+    let list = doc.get(&plans);
+    assert_eq!(list.status, 200);
+    list.assert_has("Start a shared care plan");
+    list.assert_has(&format!("href=\"{plans}\""));
+    let refused = doc.submit(&list, &plans, &[("title", "<script>alert(1)</script>"), ("care_team", "")]);
+    assert_eq!(refused.status, 422);
+    refused.assert_has("must be plain text");
+    refused.assert_lacks("<script>alert(1)");
+    // One of her active problems is what the plan addresses.
+    let address = list.body.split("name=\"address-").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let address_field = format!("address-{address}");
+    let made = doc.submit(
+        &list,
+        &plans,
+        &[("title", "Diabetes & depression"), ("description", "Shared plan"), ("care_team", ""), (&address_field, "1")],
+    );
+    assert_eq!(made.status, 303, "{}", made.body);
+    let plan_path = made.location.unwrap();
+    let plan_id = plan_path.rsplit('/').next().unwrap().to_string();
+    let page = doc.get(&plan_path);
+    assert_eq!(page.status, 200);
+    page.assert_has("Diabetes &amp; depression");
+    page.assert_has("No goal yet.");
+    page.assert_has("Change history");
+    page.assert_has("<td>doc</td>");
+    page.assert_has("created (active)");
+    let stored = fhir_get(base, &clinic.doc, &format!("CarePlan/{plan_id}"));
+    assert_eq!((stored["intent"].as_str(), stored["status"].as_str()), (Some("plan"), Some("active")));
+    assert_eq!(stored["addresses"][0]["reference"], format!("Condition/{address}"));
+    page.assert_has("<dt>Addresses</dt>");
+
+    // A goal: bad input is answered on the form, nothing stored; then a PHQ-9 target.
+    let goal = |target: &'static str| {
+        vec![
+            ("version", "1"),
+            ("goal_description", "Depression in remission"),
+            ("measure", "44261-6"),
+            ("comparator", "<"),
+            ("target", target),
+            ("due", "2099-12-31"),
+        ]
+    };
+    let bad = doc.submit(&page, &format!("{plan_path}/goals"), &goal("five"));
+    assert_eq!(bad.status, 422);
+    bad.assert_has("The target must be a number.");
+    assert_eq!(fhir_get(base, &clinic.doc, &format!("CarePlan/{plan_id}"))["meta"]["versionId"], "1");
+    let added = doc.submit(&page, &format!("{plan_path}/goals"), &goal("5"));
+    assert_eq!(added.status, 303, "{}", added.body);
+    let page = doc.get(&plan_path);
+    page.assert_has("Depression in remission");
+    page.assert_has("PHQ-9 total score &lt; 5");
+    page.assert_has("2099-12-31");
+    // An edit on the version shown before the goal was added: the record changed meanwhile.
+    let stale = doc.submit(&page, &format!("{plan_path}/status"), &[("version", "1"), ("status", "on-hold")]);
+    assert_eq!(stale.status, 409);
+    stale.assert_has("changed while you were working");
+    let on_hold = doc.submit(&page, &format!("{plan_path}/status"), &[("version", "2"), ("status", "on-hold")]);
+    assert_eq!(on_hold.status, 303);
+    let activity = doc.submit(
+        &page,
+        &format!("{plan_path}/activities"),
+        &[
+            ("version", "3"),
+            ("activity_description", "Weekly therapy"),
+            ("activity_status", "scheduled"),
+            ("request", ""),
+        ],
+    );
+    assert_eq!(activity.status, 303, "{}", activity.body);
+
+    // The PHQ-9 form: nine questions; a missing answer is refused, nothing stored.
+    let screening = format!("/app/patients/{rosie}/screening");
+    let form = doc.get(&screening);
+    assert_eq!(form.status, 200);
+    form.assert_has("Little interest or pleasure in doing things");
+    form.assert_has("name=\"item9\"");
+    let scores_before = count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6"));
+    let encounter =
+        form.body.split("<option value=\"Encounter/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let encounter = format!("Encounter/{encounter}");
+    let mut answers = vec![("instrument", "phq-9"), ("encounter", encounter.as_str())];
+    let items = ["item1", "item2", "item3", "item4", "item5", "item6", "item7", "item8", "item9"];
+    let values = ["2", "2", "2", "2", "2", "1", "1", "1", "1"];
+    answers.extend(items.iter().zip(values).filter(|(i, _)| **i != "item3").map(|(i, v)| (*i, v)));
+    let missing = doc.submit(&form, &screening, &answers);
+    assert_eq!(missing.status, 422);
+    missing.assert_has("PHQ-9 item 3 is not answered");
+    assert_eq!(count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6")), scores_before);
+    answers.push(("item3", "2"));
+    let scored = doc.submit(&form, &screening, &answers);
+    assert_eq!(scored.status, 303, "{}", scored.body);
+    let shown = doc.get(scored.location.as_deref().unwrap());
+    shown.assert_has("PHQ-9 total score: <strong>14</strong> — Moderate depression");
+    shown.assert_has("Item 9 (thoughts of self-harm) answered 1");
+    assert_eq!(
+        count(&clinic, &format!("Observation?patient={rosie}&code=http://loinc.org|44261-6")),
+        scores_before + 1
+    );
+    let score_id = scored.location.as_deref().unwrap().rsplit("score=").next().unwrap().to_string();
+    let score = fhir_get(base, &clinic.doc, &format!("Observation/{score_id}"));
+    assert_eq!(score["encounter"]["reference"], encounter.as_str());
+    assert_eq!(score["component"][0]["valueInteger"], 1);
+    // The goal reads the new score; the trend lists it.
+    let page = doc.get(&plan_path);
+    page.assert_has("<td>14<span class=\"muted\">");
+    page.assert_has("Weekly therapy");
+    doc.get(&format!("/app/patients/{rosie}/trends?measure=phq9")).assert_has("PHQ-9 total score");
+
+    // A response posted through the FHIR API is scored by the server too.
+    let items: Vec<Value> = [
+        "44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3", "44260-8",
+    ]
+    .iter()
+    .map(
+        |code| json!({"linkId": code, "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA6569-3"}}]}),
+    )
+    .collect();
+    let response = fhir_post(
+        base,
+        &clinic.doc,
+        &json!({"resourceType": "QuestionnaireResponse", "questionnaire": "urn:continuum:questionnaire:phq-9",
+            "status": "completed", "subject": {"reference": format!("Patient/{rosie}")}, "item": items}),
+    );
+    let key =
+        format!("identifier=urn:continuum:screening-score|QuestionnaireResponse/{}", response["id"].as_str().unwrap());
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = resources(&fhir_get(base, &clinic.doc, &format!("Observation?{key}")));
+        if !found.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(found.len(), 1, "scored once");
+    assert_eq!(found[0]["valueInteger"], 9);
+
+    // A physician outside the patient's reach sees neither the plan nor the form.
+    let mut outsider = Visitor::signed_in(origin, "outsider");
+    for path in [plan_path.as_str(), plans.as_str(), screening.as_str()] {
+        let refused = outsider.get(path);
+        assert_eq!(refused.status, 403, "{path}");
+        refused.assert_lacks("Depression in remission");
+    }
+}

@@ -356,7 +356,7 @@ impl Policy {
                 | "ServiceRequest"
                 | "Organization"
                 | "PractitionerRole"
-                | "Task"
+                | "Communication"
         )
     }
 

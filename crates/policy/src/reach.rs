@@ -8,8 +8,12 @@
 //!   user's Organization) is a current member of the patient's CareTeam (the team neither
 //!   inactive, suspended nor entered in error, the member's `period` and the team's covering
 //!   today: membership ends with its period), takes part in an Encounter or Appointment of the
-//!   patient, is the performer of a referral (ServiceRequest) or the owner of a Task for the
-//!   patient, or is their general practitioner.
+//!   patient, is the performer of a referral (ServiceRequest), is their general
+//!   practitioner, or was sent an alert or notification about the
+//!   patient (a `Communication` of category `alert` or `notification` to them, sent within the
+//!   last [`COMMUNICATION_DAYS`] days: a practice's rules may tell a partner organization of
+//!   an event so that it can take the patient on, as a referral does). Owning a Task is not:
+//!   assigning work never opens a record by itself.
 //! - **Consent**: an active Consent permitting one of the user's Organizations adds the
 //!   patient; one denying it removes the patient (whatever the relationship), and one limited
 //!   to a sensitive category withholds those records only. Substance-use records (42 CFR
@@ -22,6 +26,9 @@ use crate::consent::{self, RuleKind, Sensitivity};
 use search::query::SearchQuery;
 use std::collections::{HashMap, HashSet};
 use store::Records;
+
+/// How long an alert or notification to someone counts as a care relationship.
+pub const COMMUNICATION_DAYS: i64 = 30;
 
 /// Most patients one search of the reach collects.
 const MOST: usize = 100_000;
@@ -118,7 +125,22 @@ pub fn compute(records: &Records, organizations: &[String], practitioner: Option
         let actors = actors.join(",");
         searches.push(vec![("general-practitioner", actors.clone())]);
         searches.push(vec![("_has:ServiceRequest:patient:performer", actors.clone())]);
-        searches.push(vec![("_has:Task:patient:owner", actors.clone())]);
+        let since = (time::OffsetDateTime::now_utc() - time::Duration::days(COMMUNICATION_DAYS)).date();
+        let told = ids_of(
+            records,
+            "Communication",
+            &[("recipient", actors.clone()), ("category", "alert,notification".into()), ("sent", format!("ge{since}"))],
+        )?;
+        for (_, body) in told {
+            let Ok(message) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
+            if let Some(patient) = message
+                .pointer("/subject/reference")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|r| r.strip_prefix("Patient/"))
+            {
+                reach.patients.insert(patient.to_string());
+            }
+        }
         let today = time::OffsetDateTime::now_utc().date().to_string();
         for (_, body) in ids_of(records, "CareTeam", &[("participant", actors.clone())])? {
             let Ok(team) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
@@ -173,4 +195,43 @@ pub fn compute(records: &Records, organizations: &[String], practitioner: Option
         reach.patients.remove(patient);
     }
     Ok(reach)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::current_member_of;
+    use serde_json::json;
+
+    #[test]
+    fn membership_counts_while_the_team_and_the_period_are_current() {
+        let team = |status: &str, period: serde_json::Value| {
+            json!({"resourceType": "CareTeam", "status": status, "subject": {"reference": "Patient/p"},
+            "participant": [
+                {"member": {"reference": "Practitioner/now"}, "period": period},
+                {"member": {"reference": "Practitioner/other"}}
+            ]})
+        };
+        let today = "2026-12-08";
+        let open = json!({"start": "2026-01-01"});
+        assert_eq!(
+            current_member_of(&team("active", open.clone()), &["Practitioner/now"], today).as_deref(),
+            Some("p")
+        );
+        assert_eq!(current_member_of(&team("active", open.clone()), &["Practitioner/nobody"], today), None);
+        let ended = json!({"start": "2026-01-01", "end": "2026-12-07"});
+        assert_eq!(current_member_of(&team("active", ended), &["Practitioner/now"], today), None, "ended yesterday");
+        let ends_today = json!({"start": "2026-01-01", "end": "2026-12-08T17:00:00Z"});
+        assert!(
+            current_member_of(&team("active", ends_today), &["Practitioner/now"], today).is_some(),
+            "until the day's end"
+        );
+        let later = json!({"start": "2026-12-09"});
+        assert_eq!(current_member_of(&team("active", later), &["Practitioner/now"], today), None, "not yet");
+        for closed in ["inactive", "suspended", "entered-in-error"] {
+            assert_eq!(current_member_of(&team(closed, open.clone()), &["Practitioner/now"], today), None, "{closed}");
+        }
+        let mut over = team("active", open);
+        over["period"] = json!({"end": "2025-01-01"});
+        assert_eq!(current_member_of(&over, &["Practitioner/now"], today), None, "the team's own period ended");
+    }
 }

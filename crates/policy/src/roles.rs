@@ -46,6 +46,8 @@ const CARE_MANAGER_WRITES: &[&str] = &[
     "Flag",
     "Appointment",
     "QuestionnaireResponse",
+    // The Provenance of their own edits (who changed a care plan, from which organization).
+    "Provenance",
 ];
 
 /// What a patient (or their proxy) writes in their own record: what they report themselves.

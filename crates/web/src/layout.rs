@@ -36,6 +36,12 @@ pub(crate) fn page(session: &Session, title: &str, content: Markup) -> Markup {
                 a class="brand" href="/app/patients" { "Continuum" }
                 nav aria-label="App" {
                     a href="/app/patients" { "Patients" }
+                    " " a href="/app/alerts" { "Alerts" }
+                    " " a href="/app/discharges" { "Discharges" }
+                    @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Physician | auth::Role::Nurse | auth::Role::BehavioralHealthClinician | auth::Role::CareManager)) {
+                        " " a href="/app/tasks" { "Tasks" }
+                        " " a href="/app/referrals" { "Referrals" }
+                    }
                     @if session.caller.roles().iter().any(|r| matches!(r, auth::Role::Administrator | auth::Role::FrontDesk)) {
                         " " a href="/app/duplicates" { "Duplicates" }
                     }
@@ -214,8 +220,14 @@ pub(crate) enum Tab {
     Note,
     Vitals,
     Lists,
+    /// The care team across organizations.
+    CareTeam,
     /// Reconciliation of incoming items (a tab only while open: the summary links to it).
     Reconcile,
+    /// Shared care plans.
+    CarePlans,
+    /// PHQ-9 and GAD-7.
+    Screening,
 }
 
 /// A chart page: banner, tabs, content.
@@ -228,6 +240,9 @@ pub(crate) fn chart_page(session: &Session, banner: &Banner, tab: Tab, title: &s
         (Tab::Note, "New note", format!("{base}/notes/new")),
         (Tab::Vitals, "Vitals", format!("{base}/vitals")),
         (Tab::Lists, "Problems, allergies, medications", format!("{base}/lists")),
+        (Tab::CareTeam, "Care team", format!("{base}/care-team")),
+        (Tab::CarePlans, "Care plans", format!("{base}/care-plans")),
+        (Tab::Screening, "PHQ-9 / GAD-7", format!("{base}/screening")),
     ];
     let extra = (tab == Tab::Reconcile).then(|| (Tab::Reconcile, "Reconcile", format!("{base}/reconcile")));
     let tabs: Vec<_> = tabs.into_iter().chain(extra).collect();

@@ -1,7 +1,10 @@
 //! The clinician web app, served at `/app` by `continuum serve`: sign-in, patient search, the
 //! chart (banner, summary, longitudinal timeline, trends), documentation (visit notes,
 //! vitals, problem, allergy and medication lists), documents (the CCD downloaded, a referral
-//! note kept as an outgoing document) and the reconciliation of items from imported documents.
+//! note kept as an outgoing document), the reconciliation of items from imported documents,
+//! shared care plans (goals, activities, change history), the PHQ-9/GAD-7 form, the care team,
+//! the alert inbox, the discharges without follow-up, the task inbox with the team work lists,
+//! and the referral dashboard.
 //!
 //! Server-rendered HTML (maud: every interpolated value is escaped), no JavaScript needed;
 //! charts are SVG drawn with plotters. The app is one more door into the same record:
@@ -18,6 +21,8 @@
 //! - **forms**: every post of a signed-in session carries a CSRF value derived from the
 //!   session's token; bad input is answered on the form, nothing stored.
 
+mod care_plan;
+mod care_team;
 mod clinical;
 mod display;
 mod documents;
@@ -29,7 +34,10 @@ mod notes;
 mod pages;
 mod plots;
 mod reconcile;
+mod referrals;
+mod screening;
 mod session;
+mod tasks;
 mod timeline;
 mod trends;
 
@@ -62,6 +70,8 @@ struct Inner {
     patient_index: Option<exchange::identity::PatientIndex>,
     /// Recently opened patients per user id, newest first (in memory, per node).
     recent: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Days after which an open referral is shown overdue (`--referral-overdue-days`).
+    referral_overdue_days: u32,
 }
 
 /// How the app is set up.
@@ -87,6 +97,7 @@ impl WebApp {
                 throttle: session::Throttle::new(config.sign_in_attempts_per_minute),
                 patient_index: None,
                 recent: Mutex::default(),
+                referral_overdue_days: care::referrals::DEFAULT_OVERDUE_DAYS,
             }),
         })
     }
@@ -97,6 +108,20 @@ impl WebApp {
         let inner = Arc::get_mut(&mut self.inner).expect("with_patient_index is called before the app is shared");
         inner.patient_index = Some(index);
         self
+    }
+
+    /// Shows referrals open longer than `days` as overdue (call before the app is shared;
+    /// the same age as the aging job's).
+    #[allow(clippy::expect_used, reason = "a builder step, called before the app is cloned: the only reference")]
+    pub fn with_referral_overdue_days(mut self, days: u32) -> WebApp {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("with_referral_overdue_days is called before the app is shared");
+        inner.referral_overdue_days = days;
+        self
+    }
+
+    fn referral_overdue_days(&self) -> u32 {
+        self.inner.referral_overdue_days
     }
 
     fn patient_index(&self) -> Option<exchange::identity::PatientIndex> {
@@ -154,7 +179,30 @@ pub fn router(app: WebApp) -> Router {
         .route("/app/patients/{id}/referral-document", post(documents::send_referral))
         .route("/app/patients/{id}/documents/{reference}", get(documents::download_document))
         .route("/app/duplicates", get(duplicates::page).post(duplicates::decide))
+        .route("/app/patients/{id}/care-team", get(care_team::page).post(care_team::add))
+        .route("/app/patients/{id}/care-team/end", post(care_team::end))
+        .route("/app/alerts", get(care_team::alerts))
+        .route("/app/alerts/{id}/read", post(care_team::mark_read))
+        .route("/app/discharges", get(care_team::discharges))
         .route("/app/patients/{id}/reconcile", get(reconcile::page))
         .route("/app/patients/{id}/reconcile/{type}/{item}", post(reconcile::decide))
+        .route("/app/patients/{id}/care-plans", get(care_plan::list).post(care_plan::create))
+        .route("/app/patients/{id}/care-plans/{plan}", get(care_plan::show))
+        .route("/app/patients/{id}/care-plans/{plan}/status", post(care_plan::set_status))
+        .route("/app/patients/{id}/care-plans/{plan}/goals", post(care_plan::add_goal))
+        .route("/app/patients/{id}/care-plans/{plan}/goals/{goal}/status", post(care_plan::set_goal_status))
+        .route("/app/patients/{id}/care-plans/{plan}/activities", post(care_plan::add_activity))
+        .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/status", post(care_plan::set_activity_status))
+        .route("/app/patients/{id}/care-plans/{plan}/activities/{index}/remove", post(care_plan::remove_activity))
+        .route("/app/patients/{id}/screening", get(screening::page).post(screening::submit))
+        .route("/app/tasks", get(tasks::inbox))
+        .route("/app/tasks/{id}", post(tasks::act))
+        .route("/app/referrals", get(referrals::dashboard))
+        .route("/app/referrals/{id}", get(referrals::detail))
+        .route("/app/referrals/{id}/steps", post(referrals::take_step))
+        .route("/app/patients/{id}/referrals/new", get(referrals::new_referral))
+        .route("/app/patients/{id}/referrals", post(referrals::send_referral))
+        .route("/app/patients/{id}/tasks/new", get(tasks::new_task))
+        .route("/app/patients/{id}/tasks", post(tasks::create_task))
         .with_state(app)
 }

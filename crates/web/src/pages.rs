@@ -309,6 +309,8 @@ pub(crate) async fn summary(
                     @for r in s.referrals.iter().flatten() { li { "Referral / order: " (r.description)
                         span class="muted" { " (" (r.status) ")" } } }
                 }
+                p { a href={ "/app/patients/" (banner.id) "/tasks/new" } { "Add a task" } " · "
+                    a href={ "/app/patients/" (banner.id) "/referrals/new" } { "Send a referral" } }
             }
         }
     };
