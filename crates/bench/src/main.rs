@@ -12,6 +12,7 @@ mod mllp;
 mod peers;
 mod scale;
 mod searches;
+mod subscriptions;
 mod throughput;
 mod web_app;
 
@@ -53,6 +54,9 @@ enum Command {
     Pull(peers::PullBenchArgs),
     /// Write N patient bundles replicated from the Synthea sample (fresh ids, shifted dates).
     SyntheaScale(scale::ScaleArgs),
+    /// FHIR Subscriptions: event-to-notification latency and the ingest cost of matching
+    /// (issue 20's figures).
+    Subscriptions(subscriptions::SubscriptionBenchArgs),
 }
 
 /// The server's allocator (see `continuum`'s `main.rs`), so that the figures are the server's.
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
     match cli.command {
         None => throughput::run(cli.throughput),
         Some(Command::Search(args)) => searches::run(args),
+        Some(Command::Subscriptions(args)) => subscriptions::run(args),
         Some(Command::Mllp(args)) => mllp::run(args),
         Some(Command::Load(args)) => load::run(args),
         Some(Command::Backends(args)) => backends::run(args),

@@ -69,6 +69,9 @@ pub struct Store {
     pub notifications: Arc<dyn store::Notifications>,
     /// The embedded backend, when that is what is open (its search timeout is set per server).
     pub sqlite: Option<Arc<store_sqlite::SqliteBackend>>,
+    /// The active FHIR Subscriptions, whose hook matches every write (load it with
+    /// `Registry::load` before serving).
+    pub subscriptions: Arc<subscriptions::Registry>,
 }
 
 /// Opens the store: PostgreSQL at `database` when given (migrated to the current schema), else
@@ -77,12 +80,15 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
     // The write hooks, run inside every write's own transaction whatever the door (API,
     // Bundles, the web app, HL7, import): Encounter changes queue their ADT notifications in
     // the outbox; a signed note is changed only by an amendment; nothing more is written
-    // for a patient merged into another record.
+    // for a patient merged into another record; a write matching an active FHIR Subscription
+    // queues its notification (and a bad Subscription is refused).
+    let subscriptions = subscriptions::Registry::new();
     let hooks = |records: Records| {
         records
             .with_hook(Arc::new(hl7_interface::outbound::AdtNotifier))
             .with_hook(Arc::new(chart::NoteLifecycle))
             .with_hook(Arc::new(exchange::identity::MergedPatients))
+            .with_hook(subscriptions.hook())
             .with_hook(Arc::new(care::alerts::AlertHook))
             // A Task's status changes only along its lifecycle, with a reason where one is due.
             .with_hook(Arc::new(care::tasks::TaskLifecycle))
@@ -105,6 +111,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
             jobs: Arc::new(backend.job_store()),
             notifications: Arc::new(backend.notifications()),
             sqlite: None,
+            subscriptions,
         });
     }
     private_data_dir(data)?;
@@ -120,6 +127,7 @@ pub fn open_store(data: &Path, database: &DatabaseArg) -> Result<Store> {
         jobs: Arc::new(backend.job_store().context("cannot open the job states")?),
         notifications: Arc::new(backend.notifications().context("cannot open the notification outbox")?),
         sqlite: Some(backend),
+        subscriptions,
     })
 }
 

@@ -115,6 +115,11 @@ pub(crate) struct ServeArgs {
     /// outside their reach (never whose), so that they do not register duplicates.
     #[arg(long)]
     match_reveals_outside_reach: bool,
+    /// An endpoint FHIR Subscriptions may notify although it is on an address they may not
+    /// reach by default (loopback, private, link-local…): an IP address, a CIDR block
+    /// (`10.20.0.0/16`) or a host name (`hooks.internal`, `*.internal`); repeatable.
+    #[arg(long = "subscription-endpoints", value_name = "PATTERN")]
+    subscription_endpoints: Vec<String>,
     /// Who is told of which care alerts: rules per organization, behavioral-health roles,
     /// webhooks (JSON; see the README's "Care coordination"). Default: every current member of
     /// the patient's care team and the owning practice are told of every event.
@@ -144,7 +149,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let crate::Store { records, message_log, outbox, sqlite, audit, jobs, notifications } =
+    let crate::Store { records, message_log, outbox, sqlite, audit, jobs, notifications, subscriptions } =
         crate::open_store(&args.data, &args.database)?;
     // Every audit entry this server appends is keyed (a rewrite of the trail without the key
     // is found by `continuum audit verify`).
@@ -302,6 +307,28 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             .context("cannot open the bulk data jobs")?
         };
         state = state.with_bulk(bulk);
+        // FHIR Subscriptions: the active ones loaded (their hook is on the records since
+        // `open_store`), the sender started through the door as it now stands, as the job
+        // `subscriptions`; `$status`, `$events` and the websocket served.
+        let subscription_sender = {
+            let allow = subscriptions::AllowList::parse(&args.subscription_endpoints).map_err(|pattern| {
+                anyhow::anyhow!("--subscription-endpoints: `{pattern}` is not an IP address, a CIDR block or a host name")
+            })?;
+            subscriptions.set_allow_list(allow);
+            let (registry, loading, outbox) = (Arc::clone(&subscriptions), records.clone(), Arc::clone(&notifications));
+            tokio::task::spawn_blocking(move || registry.load(&loading, &*outbox))
+                .await
+                .context("loading the subscriptions panicked")?
+                .context("cannot load the subscriptions")?;
+            let config = subscriptions::DeliveryConfig::new(base_url.clone());
+            state = state.with_subscriptions(subscriptions::Service::new(
+                Arc::clone(&subscriptions),
+                Arc::clone(&notifications),
+                base_url.clone(),
+            ));
+            subscriptions::Sender::start(Arc::clone(&subscriptions), notifications, state.door().clone(), config)
+                .context("cannot start the subscription sender")?
+        };
         // Reading the message log is audited like any access to the record.
         let admin_routes = server::message_log::routes(
             Arc::clone(&message_log),
@@ -394,6 +421,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         referral_closer.stop();
         referral_aging.stop();
         let _ = sender.await;
+        let _ = tokio::task::spawn_blocking(move || subscription_sender.stop()).await;
         if let Some(task) = metrics_task {
             match task.await {
                 Ok(Ok(())) => {}

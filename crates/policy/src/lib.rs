@@ -230,6 +230,69 @@ impl Policy {
         Ok(Caller { principal, kind })
     }
 
+    /// The caller a system job acts for when it delivers to someone who is not making a
+    /// request (a Subscription's owner): the user whose sign-in name is `name`, else the
+    /// backend client whose id is `name`, as they stand now (roles, organizations, reach,
+    /// Consents), with the read scopes of their kind (`user/*.read`, `patient/*.read`,
+    /// `system/*.read`) — the scopes of the token they wrote with are not kept. `None` when
+    /// neither exists or they are disabled.
+    pub fn caller_for(&self, name: &str, client_id: Option<&str>) -> Result<Option<Caller>, Refusal> {
+        let store_error = |e: auth::Error| Refusal::Store(store::Error::Storage(e.to_string()));
+        if let Some(client_id) = client_id {
+            match self.authority.store().client(client_id).map_err(store_error)? {
+                Some(client) if !client.disabled => {}
+                _ => return Ok(None),
+            }
+        }
+        if let Some(user) = self.authority.store().user_by_username(name).map_err(store_error)? {
+            if user.disabled {
+                return Ok(None);
+            }
+            let (scope, patient) = match user.identity.patient() {
+                Some(patient) => ("patient/*.read", Some(patient.to_string())),
+                None => ("user/*.read", None),
+            };
+            let kind = match &user.identity {
+                Identity::Patient { patient } | Identity::Proxy { patient, .. } => {
+                    CallerKind::Patient { patient: patient.clone() }
+                }
+                Identity::Staff { roles, organizations, practitioner, .. } => {
+                    let reach = self.reach_of(&user.id, organizations, practitioner.as_deref())?;
+                    CallerKind::Staff {
+                        user_id: user.id.clone(),
+                        roles: roles.clone(),
+                        reach,
+                        glass: self.open_glass(&user.id),
+                    }
+                }
+            };
+            let principal = Principal {
+                subject: Subject::User { id: user.id, username: user.username, identity: user.identity },
+                client_id: client_id.map(str::to_string),
+                scopes: auth::ScopeSet::parse(scope),
+                patient,
+                encounter: None,
+                expires_at: i64::MAX,
+            };
+            return Ok(Some(Caller { principal, kind }));
+        }
+        match self.authority.store().client(name).map_err(store_error)? {
+            Some(client) if !client.disabled => {
+                let principal = Principal {
+                    subject: Subject::Service { client_id: name.to_string() },
+                    client_id: Some(name.to_string()),
+                    scopes: auth::ScopeSet::parse("system/*.read"),
+                    patient: None,
+                    encounter: None,
+                    expires_at: i64::MAX,
+                };
+                let kind = CallerKind::Service { acts_for: self.organizations_reach(name)? };
+                Ok(Some(Caller { principal, kind }))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// For a backend client that acts for organizations (Organizations whose `identifier`
     /// holds its client id under [`CLIENT_ORGANIZATION_SYSTEM`]): what their Consents
     /// withhold, computed like a member of staff's of those organizations; `None` for a

@@ -99,10 +99,12 @@ pub(crate) fn role_allows_shared(role: Role, interaction: Interaction, resource_
         Role::Administrator => true,
         // Scheduling resources are the front desk's.
         Role::FrontDesk => matches!(resource_type, "Schedule" | "Slot"),
+        // Clinicians subscribe to what happens to their patients (what a Subscription sends
+        // passes the policy for its owner: see the `subscriptions` crate).
         Role::Physician | Role::BehavioralHealthClinician | Role::Nurse => {
-            matches!(resource_type, "Medication" | "Group" | "List" | "Device" | "Substance")
+            matches!(resource_type, "Medication" | "Group" | "List" | "Device" | "Substance" | "Subscription")
         }
-        Role::CareManager => matches!(resource_type, "Group" | "List"),
+        Role::CareManager => matches!(resource_type, "Group" | "List" | "Subscription"),
         Role::Billing | Role::QualityAnalyst => false,
     }
 }

@@ -19,6 +19,7 @@ mod observe;
 mod peers;
 mod rest;
 mod search;
+mod subscriptions;
 pub mod tls;
 
 pub use error::ApiError;
@@ -96,6 +97,8 @@ struct StateInner {
     patient_index: Option<exchange::identity::PatientIndex>,
     /// The peer nodes (`$locate`, `$pull`), when the server has them.
     peers: Option<exchange::peers::Peers>,
+    /// FHIR Subscriptions' `$status`, `$events` and websocket.
+    subscriptions: Option<::subscriptions::Service>,
 }
 
 impl StateInner {
@@ -139,6 +142,7 @@ impl AppState {
                 identity,
                 patient_index: None,
                 peers: None,
+                subscriptions: None,
             }),
         }
     }
@@ -205,6 +209,18 @@ impl AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_peers is called before the state is shared");
         inner.peers = Some(peers);
         self
+    }
+
+    /// Offers `Subscription/[id]/$status`, `$events` and the websocket channel of `service`.
+    #[allow(clippy::expect_used, reason = "a builder step, called before the state is cloned: the only reference")]
+    pub fn with_subscriptions(mut self, service: ::subscriptions::Service) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_subscriptions is called before the state is shared");
+        inner.subscriptions = Some(service);
+        self
+    }
+
+    fn subscriptions(&self) -> Option<&::subscriptions::Service> {
+        self.inner.subscriptions.as_ref()
     }
 
     fn peers(&self) -> Option<&exchange::peers::Peers> {

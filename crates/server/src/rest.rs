@@ -34,6 +34,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Patient/{id}/$locate", get(crate::peers::locate))
         .route("/Patient/{id}/$pull", post(crate::peers::pull))
         .route("/Patient/{id}/$push", post(crate::peers::push))
+        .route("/Subscription/{id}/$status", get(crate::subscriptions::status).post(crate::subscriptions::status))
+        .route("/Subscription/{id}/$events", get(crate::subscriptions::events).post(crate::subscriptions::events))
+        .route(crate::subscriptions::WEBSOCKET_PATH, get(crate::subscriptions::websocket))
         .route("/Patient/$match-review", get(crate::identity::review_list).post(crate::identity::review_decide))
         .route("/Patient/$merge", post(crate::merge::merge_patient))
         .route("/Patient/$unmerge", post(crate::merge::unmerge_patient))
@@ -221,7 +224,9 @@ fn write_response(state: &AppState, outcome: WriteOutcome, prefer: Return) -> Re
 }
 
 async fn metadata(State(state): State<AppState>, _: Negotiated) -> Response {
-    fhir_json_response(StatusCode::OK, &capability::capability_statement(state.base_url()))
+    let mut statement = capability::capability_statement(state.base_url());
+    crate::subscriptions::advertise(&state, &mut statement);
+    fhir_json_response(StatusCode::OK, &statement)
 }
 
 async fn read(

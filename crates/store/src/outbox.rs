@@ -24,6 +24,21 @@ pub trait WriteHook: Send + Sync + 'static {
         new: &NewVersion<'_>,
         sequence: i64,
     ) -> Result<()>;
+    /// Like [`WriteHook::written`], told who writes (`None`: a write of the server itself, or
+    /// of an open door). What the records call; by default it forgets the actor and calls
+    /// [`WriteHook::written`]. A hook that must remember who wrote (a Subscription's owner)
+    /// overrides it.
+    fn written_by(
+        &self,
+        tx: &mut dyn Transaction,
+        previous: Option<&ResourceVersion>,
+        new: &NewVersion<'_>,
+        sequence: i64,
+        actor: Option<&crate::Agent>,
+    ) -> Result<()> {
+        let _ = actor;
+        self.written(tx, previous, new, sequence)
+    }
 }
 
 /// A partner that receives outbound messages.

@@ -88,7 +88,7 @@ impl Transaction for RecordingTx<'_, '_> {
         let previous = if hooked { self.inner.current(version.resource_type, version.id)? } else { None };
         let sequence = self.inner.put(version)?;
         for hook in self.hooks.iter().filter(|h| h.wants(version.resource_type)) {
-            hook.written(self.inner, previous.as_ref(), version, sequence)?;
+            hook.written_by(self.inner, previous.as_ref(), version, sequence, self.actor)?;
         }
         if let Some(guard) = self.guard {
             guard.after_put(self.inner, version)?;
