@@ -26,6 +26,9 @@ const NOT_PATIENT_OWNED: &[&str] = &[
     "interface_inbound_partner",
     // Bulk Data job states: the server's work, not a patient's data.
     "job",
+    // The notification outbox: a channel's order (a Subscription's event numbers) spans
+    // patients, so it cannot be split by patient; its rows name resources, not their content.
+    "notification",
     "shared_resource_current",
     "shared_resource_version",
     "shared_identifier_index",
