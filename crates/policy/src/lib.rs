@@ -158,11 +158,21 @@ pub use store::compartment::{patient_owned, patients_of};
 #[derive(Default)]
 struct Reaches {
     cached: Mutex<HashMap<String, (Instant, Arc<StaffReach>)>>,
+    /// Counts the forgettings: a reach computed while a relationship changed (its searches
+    /// read before that commit, the forgetting came before its answer) is not kept, or it
+    /// would stay stale for the whole time to live.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Reaches {
     fn forget(&self) {
-        self.cached.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cached.clear();
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -318,12 +328,12 @@ impl Policy {
         {
             return Ok(reach.clone());
         }
+        let generation = self.reaches.generation();
         let reach = Arc::new(reach::compute(&self.records, orgs, practitioner)?);
-        self.reaches
-            .cached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user.to_string(), (Instant::now(), reach.clone()));
+        let mut cached = self.reaches.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reaches.generation() == generation {
+            cached.insert(user.to_string(), (Instant::now(), reach.clone()));
+        }
         Ok(reach)
     }
 
