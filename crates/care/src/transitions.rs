@@ -21,9 +21,9 @@
 //! [`without_follow_up`] lists the discharges the caller may see whose follow-up visit is not
 //! done: neither the visit Task completed nor a later office visit on file.
 
-use crate::alerts::events::instant;
 use crate::{Error, Result};
 use access::Access;
+use chart::elements::instant;
 use chart::read;
 use serde_json::{Value, json};
 use time::{Date, Duration, OffsetDateTime, Weekday};

@@ -6,6 +6,7 @@
 //! prescriptions) raises nothing. A result or prescription is news when its clinical time
 //! (`effective[x]`/`issued`, `authoredOn`) lies within [`NEWS_DAYS`] of the write, or is absent.
 
+use chart::elements::instant;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -291,16 +292,6 @@ fn out_of_range(observation: &Value) -> bool {
         bound.get("value").and_then(Value::as_f64)
     };
     bound("low").is_some_and(|low| value < low) || bound("high").is_some_and(|high| value > high)
-}
-
-/// A FHIR date or dateTime as an instant (a date at its start, UTC).
-pub fn instant(text: &str) -> Option<OffsetDateTime> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(at);
-    }
-    let date = time::Date::parse(text.get(..10)?, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-    Some(date.midnight().assume_utc())
 }
 
 #[cfg(test)]
